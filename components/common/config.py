@@ -1,0 +1,144 @@
+"""One typed config for every stage.
+
+A YAML file (default `configs/spamassassin.yaml`, or `CONVEYOR_CONFIG`) is validated into these
+models; each stage reads only its own section. Defaults make `conveyor run` work unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from components.common.errors import ConfigError
+
+FORMATS = ("auto", "email", "csv", "jsonl", "parquet", "text")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "spamassassin.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSettings(Section):
+    """How raw files are read and labelled."""
+
+    format: Literal["auto", "email", "csv", "jsonl", "parquet", "text"] = "auto"
+    text_col: str = "text"
+    label_col: str = "label"
+    # Tabular sources: the column naming each row's group; default is the file's stem.
+    source_col: str | None = None
+    # Folder sources: glob patterns on file names.
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+    # Text encoding of CSV/JSONL/text files (emails declare their own charsets).
+    encoding: str = "utf-8"
+    # Raw label (or folder name) -> label, e.g. SpamAssassin's group folders -> ham/spam.
+    label_map: dict[str, str] = Field(default_factory=dict)
+    # Assign `source` by keyword (first match wins) for corpora without natural groups.
+    source_keywords: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class CleaningConfig(Section):
+    """What a valid row is. Part of the dataset version id: change it and the version changes."""
+
+    min_chars: int = Field(1, ge=0)
+    max_chars: int = Field(100_000, ge=1)
+    labels: list[str] | None = None  # None: any non-empty label is accepted
+    strip_whitespace: bool = True
+    unicode_normalization: Literal["NFC", "NFKC", "none"] = "NFC"
+    dedup_against_parent: bool = True
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CleaningConfig:
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) > max_chars ({self.max_chars})")
+        if self.labels is not None and not self.labels:
+            raise ValueError("labels: give at least one label, or leave it out to accept any")
+        return self
+
+
+class DataConfig(Section):
+    dataset: str = "spamassassin"
+    # Sources for the reference (training) data and the later production batch.
+    reference: list[str] = Field(default_factory=list)
+    production: list[str] = Field(default_factory=list)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+
+
+class SplitConfig(Section):
+    """Deterministic train/validation/test assignment by doc_id hash."""
+
+    validation: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+    salt: str = "conveyor-split-v1"
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must leave rows for training (sum < 1)")
+        return self
+
+
+class FeaturesConfig(Section):
+    """Text -> token ids for an EmbeddingBag-style model."""
+
+    lowercase: bool = True
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] | None = None  # e.g. [3, 5]; None disables
+    kind: Literal["hashing", "vocabulary"] = "hashing"
+    num_buckets: int = Field(2**18, ge=16)  # hashing: id space; vocabulary: max size
+    min_freq: int = Field(2, ge=1)  # vocabulary only
+    max_tokens: int = Field(2000, ge=1)  # per document, to bound memory
+
+    @model_validator(mode="after")
+    def _ranges(self) -> FeaturesConfig:
+        for name in ("word_ngrams", "char_ngrams"):
+            rng = getattr(self, name)
+            if rng is not None and not 1 <= rng[0] <= rng[1]:
+                raise ValueError(f"{name}: expected [min, max] with 1 <= min <= max, got {list(rng)}")
+        return self
+
+
+class ReportConfig(Section):
+    drift_share: float = Field(0.5, gt=0, le=1)
+    max_rows: int = Field(50_000, ge=100)  # rows sampled per side for the Evidently report
+
+
+class ConveyorConfig(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+
+def _describe(exc: ValidationError, origin: str) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{origin}: {where}: {first['msg']}{more}"
+
+
+def load_config(path: str | os.PathLike | None = None) -> ConveyorConfig:
+    path = Path(path or os.environ.get("CONVEYOR_CONFIG") or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return config_from_dict(raw, origin=str(path))
+
+
+def config_from_dict(raw: dict, origin: str = "config") -> ConveyorConfig:
+    try:
+        return ConveyorConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from exc

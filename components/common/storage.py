@@ -1,0 +1,350 @@
+"""One storage abstraction over `file://` and `s3://` URIs.
+
+Every stage reads and writes through a `Store`; nothing else talks to S3 directly. Keys are
+'/'-separated paths relative to the store root. `write_bytes` is atomic (a reader sees the old
+object or the new one, never a torn one), which is what "commit last" manifests rely on.
+
+S3 settings come from the standard variables `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+`AWS_SECRET_ACCESS_KEY` (and `AWS_REGION`); the default store URI from `CONVEYOR_STORE`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from components.common.errors import NotFoundError, StoreError
+
+DEFAULT_LOCAL_STORE = ".conveyor/store"
+
+
+def default_store_uri() -> str:
+    """`CONVEYOR_STORE`, else a folder in the working directory (so a bare CLI call works)."""
+    return os.environ.get("CONVEYOR_STORE") or Path(DEFAULT_LOCAL_STORE).resolve().as_uri()
+
+
+class Store(ABC):
+    """A place to keep bytes under '/'-separated keys."""
+
+    uri: str
+
+    def url(self, key: str) -> str:
+        """Full URI of `key`, usable as a source or artifact reference."""
+        return f"{self.uri.rstrip('/')}/{key.lstrip('/')}" if key else self.uri
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key under `prefix` (recursively), sorted."""
+
+    @abstractmethod
+    def upload(self, local_path: str, key: str) -> None: ...
+
+    @abstractmethod
+    def download(self, key: str, local_path: str) -> None: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def check(self) -> None:
+        """Fail fast with a clear StoreError when the store cannot be used (down, bad creds)."""
+
+    def is_dir(self, key: str) -> bool:
+        """True when `key` names a prefix holding objects rather than one object."""
+        prefix = key.rstrip("/") + "/" if key else ""
+        return any(True for _ in self.list(prefix)[:1])
+
+    def read_json(self, key: str) -> Any:
+        try:
+            return json.loads(self.read_bytes(key))
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{self.url(key)}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+
+    def write_json(self, key: str, value: Any) -> None:
+        self.write_bytes(key, json.dumps(value, indent=2, sort_keys=True, default=str).encode() + b"\n")
+
+    def local_copy(self, key: str, directory: str) -> str:
+        """A local path with the object's bytes (the object itself for file stores)."""
+        target = os.path.join(directory, key.replace("/", "__"))
+        self.download(key, target)
+        return target
+
+
+class FileStore(Store):
+    def __init__(self, root: str):
+        self.root = Path(root).resolve()
+        self.uri = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key.lstrip("/")).resolve() if key else self.root
+        if path != self.root and self.root not in path.parents:
+            raise StoreError(f"key {key!r} escapes the store root {self.uri}")
+        return path
+
+    def path_of(self, key: str) -> str:
+        return str(self._path(key))
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.url(key)}: no such object") from exc
+        except IsADirectoryError as exc:
+            raise StoreError(f"{self.url(key)}: is a folder, expected a file") from exc
+        except OSError as exc:
+            raise StoreError(f"{self.url(key)}: cannot read ({exc.strerror})") from exc
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write beside the target and rename: readers never see a partial file.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StoreError(f"{self.url(key)}: cannot write ({exc.strerror})") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        if base.is_file():
+            return [prefix]
+        if not base.is_dir():
+            return []
+        keys = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue  # an in-flight atomic write
+                keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
+        return sorted(keys)
+
+    def upload(self, local_path: str, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.upload.tmp")
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StoreError(f"{self.url(key)}: cannot write ({exc.strerror})") from exc
+
+    def download(self, key: str, local_path: str) -> None:
+        try:
+            shutil.copyfile(self._path(key), local_path)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.url(key)}: no such object") from exc
+
+    def local_copy(self, key: str, directory: str) -> str:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFoundError(f"{self.url(key)}: no such object")
+        return str(path)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store {self.uri}: cannot create folder ({exc.strerror})") from exc
+        if not os.access(self.root, os.W_OK):
+            raise StoreError(f"store {self.uri}: folder is not writable")
+
+
+def _s3_settings() -> tuple[str, bool, str | None, str | None, str]:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        raise StoreError("s3:// store needs AWS_ENDPOINT_URL (e.g. http://127.0.0.1:18333 or your MinIO URL)")
+    parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if not parsed.hostname:
+        raise StoreError(f"AWS_ENDPOINT_URL={endpoint!r} is not a URL like http://host:port")
+    host = parsed.hostname + (f":{parsed.port}" if parsed.port else "")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return (host, parsed.scheme == "https", os.environ.get("AWS_ACCESS_KEY_ID"),
+            os.environ.get("AWS_SECRET_ACCESS_KEY"), region)
+
+
+class S3Store(Store):
+    """An S3 bucket (optionally a prefix inside it) through the MinIO client."""
+
+    _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
+                         "InvalidToken", "ExpiredToken"}
+
+    def __init__(self, bucket: str, prefix: str = ""):
+        import urllib3
+        from minio import Minio
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        host, secure, access_key, secret_key, region = _s3_settings()
+        self.endpoint = ("https://" if secure else "http://") + host
+        # Few, fast retries: a store that is down should fail the command in seconds, not minutes.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=120),
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+            maxsize=8,
+        )
+        self.client = Minio(host, access_key=access_key, secret_key=secret_key, secure=secure,
+                            region=region, http_client=http)
+
+    def _key(self, key: str) -> str:
+        key = key.lstrip("/")
+        return f"{self.prefix}/{key}" if self.prefix and key else (self.prefix or key)
+
+    def _error(self, exc: Exception, key: str) -> StoreError:
+        from minio.error import S3Error
+
+        where = self.url(key)
+        if isinstance(exc, S3Error):
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                return NotFoundError(f"{where}: no such object")
+            if exc.code == "NoSuchBucket":
+                return StoreError(f"{where}: bucket {self.bucket!r} does not exist at {self.endpoint}")
+            if exc.code in self._CREDENTIAL_CODES:
+                return StoreError(f"{where}: credentials refused by {self.endpoint} ({exc.code}); "
+                                  "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+            return StoreError(f"{where}: S3 error {exc.code}: {exc.message}")
+        found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+        reason = found.group(1).strip() if found else type(exc).__name__
+        return StoreError(f"{where}: object store unreachable at {self.endpoint} ({reason})")
+
+    def _call(self, key: str, fn, *args, **kwargs):
+        from minio.error import MinioException, S3Error
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return fn(*args, **kwargs)
+        except (S3Error, MinioException, HTTPError, OSError) as exc:
+            raise self._error(exc, key) from exc
+
+    def read_bytes(self, key: str) -> bytes:
+        def get():
+            response = self.client.get_object(self.bucket, self._key(key))
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return self._call(key, get)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        import io
+
+        # A single PUT is atomic in S3: the object appears whole or not at all.
+        self._call(key, self.client.put_object, self.bucket, self._key(key), io.BytesIO(data), len(data))
+
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        try:
+            self.client.stat_object(self.bucket, self._key(key))
+            return True
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise self._error(exc, key) from exc
+        except Exception as exc:
+            raise self._error(exc, key) from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        full = self._key(prefix)
+        strip = len(self.prefix) + 1 if self.prefix else 0
+
+        def run():
+            listing = self.client.list_objects(self.bucket, prefix=full or None, recursive=True)
+            return sorted(obj.object_name[strip:] for obj in listing if not obj.is_dir)
+
+        return self._call(prefix, run)
+
+    def upload(self, local_path: str, key: str) -> None:
+        self._call(key, self.client.fput_object, self.bucket, self._key(key), local_path)
+
+    def download(self, key: str, local_path: str) -> None:
+        self._call(key, self.client.fget_object, self.bucket, self._key(key), local_path)
+
+    def delete(self, key: str) -> None:
+        from minio.deleteobjects import DeleteObject
+
+        keys = self.list(key.rstrip("/") + "/") if not self.exists(key) else [key]
+
+        def run():
+            errors = list(self.client.remove_objects(
+                self.bucket, (DeleteObject(self._key(k)) for k in keys)))
+            if errors:
+                raise StoreError(f"{self.url(key)}: could not delete {len(errors)} objects")
+
+        self._call(key, run)
+
+    def check(self) -> None:
+        if not self._call("", self.client.bucket_exists, self.bucket):
+            raise StoreError(f"{self.uri}: bucket {self.bucket!r} does not exist at {self.endpoint}")
+
+    def ensure_bucket(self) -> None:
+        if not self._call("", self.client.bucket_exists, self.bucket):
+            self._call("", self.client.make_bucket, self.bucket)
+
+
+def open_store(uri: str | None = None) -> Store:
+    """The store rooted at `uri` (default: `default_store_uri()`)."""
+    uri = uri or default_store_uri()
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StoreError(f"{uri}: an S3 store URI needs a bucket, like s3://conveyor")
+        return S3Store(parsed.netloc, parsed.path)
+    if parsed.scheme == "file":
+        return FileStore(parsed.path)
+    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain path (or a Windows drive letter)
+        return FileStore(uri)
+    raise StoreError(f"{uri}: unsupported store scheme {parsed.scheme!r} (expected file:// or s3://)")
+
+
+def locate(uri: str) -> tuple[Store, str]:
+    """Split any file or S3 URI into (store, key) so sources can be read through a Store."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StoreError(f"{uri}: expected s3://bucket/key")
+        return S3Store(parsed.netloc), parsed.path.lstrip("/")
+    if parsed.scheme in ("file", ""):
+        path = Path(parsed.path if parsed.scheme == "file" else uri).resolve()
+        return FileStore("/"), path.as_posix().lstrip("/")
+    raise StoreError(f"{uri}: unsupported scheme {parsed.scheme!r} (expected a path, file:// or s3://)")
+
+
+def iter_keys(store: Store, key: str) -> Iterator[str]:
+    """The object itself when `key` is one, else every object under the prefix."""
+    if store.exists(key):
+        yield key
+        return
+    yield from store.list(key.rstrip("/") + "/" if key else "")

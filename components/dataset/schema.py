@@ -1,0 +1,71 @@
+"""Row schemas of dataset versions and the doc_id <-> dedup key encodings."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+
+ACCEPTED_SCHEMA = pa.schema([
+    ("doc_id", pa.string()),
+    ("text", pa.large_string()),
+    ("label", pa.string()),
+    ("source", pa.string()),
+    ("source_uri", pa.string()),
+    ("source_row", pa.int64()),
+])
+
+QUARANTINE_SCHEMA = pa.schema([
+    ("reason", pa.string()),
+    ("detail", pa.string()),
+    ("raw", pa.large_binary()),
+    ("label", pa.string()),
+    ("source", pa.string()),
+    ("source_uri", pa.string()),
+    ("source_row", pa.int64()),
+])
+
+DOC_ID_HEX = 32  # 128 bits of SHA-256: the stable content id of a text
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def content_digests(texts: pa.Array) -> np.ndarray:
+    """SHA-256 prefixes (n, 16) uint8 of each UTF-8 text."""
+    values = texts.cast(pa.large_binary()).to_pylist()
+    sha = hashlib.sha256
+    joined = b"".join([sha(v).digest()[:16] for v in values])
+    return np.frombuffer(joined, dtype=np.uint8).reshape(len(values), 16)
+
+
+def doc_ids_from_digests(digests: np.ndarray) -> pa.Array:
+    """Lower-case hex strings, built without a Python loop."""
+    n = len(digests)
+    hexed = np.empty((n, DOC_ID_HEX), dtype=np.uint8)
+    hexed[:, 0::2] = _HEX[digests >> 4]
+    hexed[:, 1::2] = _HEX[digests & 15]
+    offsets = np.arange(0, (n + 1) * DOC_ID_HEX, DOC_ID_HEX, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed.tobytes()))
+
+
+def keys_from_digests(digests: np.ndarray) -> np.ndarray:
+    """First 64 bits of each digest as integers: the dedup key (equal to int(doc_id[:16], 16))."""
+    return np.ascontiguousarray(digests[:, :8]).view(">u8").ravel().astype(np.uint64)
+
+
+def keys_from_doc_ids(doc_ids: pa.Array) -> np.ndarray:
+    """Inverse of the above for stored doc_id columns (vectorized hex decode)."""
+    n = len(doc_ids)
+    if n == 0:
+        return np.empty(0, dtype=np.uint64)
+    arr = doc_ids.cast(pa.string())
+    if arr.offset or arr.null_count:
+        arr = pa.concat_arrays([arr])
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=n * DOC_ID_HEX).reshape(n, DOC_ID_HEX)
+    nibbles = np.where(data >= ord("a"), data - ord("a") + 10, data - ord("0")).astype(np.uint64)
+    keys = np.zeros(n, dtype=np.uint64)
+    for i in range(16):
+        keys = (keys << np.uint64(4)) | nibbles[:, i]
+    return keys
+
+

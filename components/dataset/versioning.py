@@ -1,0 +1,195 @@
+"""Immutable, content-addressed dataset versions in the store.
+
+Layout under the store root:
+
+    datasets/<name>/<version>/part-00000.parquet   accepted rows added by this version
+    datasets/<name>/<version>/quarantine.parquet   rejected rows with reasons
+    datasets/<name>/<version>/manifest.json        written last: no manifest, no version
+    datasets/<name>/refs/latest.json               movable pointer to the newest version
+
+A version is a snapshot: its manifest lists its own parts and, by reference, every part of its
+parent (parts are immutable and checksummed, so sharing them is safe and copies nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components.common.errors import InputError, IntegrityError, NotFoundError, StoreError
+from components.common.hashing import sha256_hex, sha256_of_value
+from components.common.storage import Store
+from components.dataset.schema import ACCEPTED_SCHEMA, keys_from_doc_ids
+
+MANIFEST_FORMAT = 1
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise InputError(f"dataset name {name!r}: use 1-63 lower-case letters, digits, '.', '_' or '-'")
+    return name
+
+
+def dataset_prefix(name: str) -> str:
+    return f"datasets/{check_name(name)}"
+
+
+def version_prefix(name: str, version: str) -> str:
+    return f"{dataset_prefix(name)}/{version}"
+
+
+def manifest_key(name: str, version: str) -> str:
+    return f"{version_prefix(name, version)}/manifest.json"
+
+
+def latest_key(name: str) -> str:
+    return f"{dataset_prefix(name)}/refs/latest.json"
+
+
+def schema_fingerprint(schema: pa.Schema) -> list[dict[str, str]]:
+    return [{"name": f.name, "type": str(f.type)} for f in schema]
+
+
+def content_digest(keys: np.ndarray, labels: pa.Array) -> str:
+    """Order-independent digest of the (doc, label) multiset: same rows in any order, same id."""
+    labels = labels.cast(pa.string())
+    vocab = sorted(set(labels.to_pylist()))
+    codes = np.asarray(pa.compute.index_in(labels, value_set=pa.array(vocab, pa.string())),
+                       dtype=np.int64) if len(labels) else np.empty(0, np.int64)
+    order = np.lexsort((codes, keys))
+    digest = hashlib.sha256()
+    digest.update(json.dumps(vocab).encode())
+    digest.update(np.ascontiguousarray(keys[order]).tobytes())
+    digest.update(np.ascontiguousarray(codes[order]).tobytes())
+    return digest.hexdigest()
+
+
+def version_id(digest: str, schema: pa.Schema, cleaning: dict[str, Any]) -> str:
+    return sha256_of_value({"content": digest, "schema": schema_fingerprint(schema),
+                            "cleaning": cleaning})[:16]
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    dataset: str
+    version: str
+    manifest: dict[str, Any]
+
+    @property
+    def parts(self) -> list[dict[str, Any]]:
+        return self.manifest["parts"]
+
+
+def read_manifest(store: Store, name: str, version: str) -> dict[str, Any]:
+    try:
+        return store.read_json(manifest_key(name, version))
+    except NotFoundError as exc:
+        raise NotFoundError(f"dataset {name!r} has no version {version!r} in {store.uri}") from exc
+
+
+def resolve(store: Store, name: str, version: str | None = "latest") -> VersionRef | None:
+    """A version by id, or the newest one for 'latest'/None; None when the dataset has none."""
+    if version in (None, "latest"):
+        try:
+            pointer = store.read_json(latest_key(name))
+        except NotFoundError:
+            versions = list_versions(store, name)
+            if not versions:
+                return None
+            pointer = {"version": versions[-1]["version"]}
+        version = pointer["version"]
+    return VersionRef(name, version, read_manifest(store, name, version))
+
+
+def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
+    """Committed versions (those with a manifest), oldest first."""
+    prefix = dataset_prefix(name) + "/"
+    manifests = [k for k in store.list(prefix) if k.endswith("/manifest.json")]
+    found = [store.read_json(k) for k in manifests]
+    return sorted(found, key=lambda m: (m["created_at"], m["version"]))
+
+
+def part_uri(store: Store, name: str, part: dict[str, Any]) -> str:
+    return store.url(f"{dataset_prefix(name)}/{part['path']}")
+
+
+def read_parts(store: Store, ref: VersionRef, columns: list[str] | None = None, verify: bool = True,
+               workdir: str | None = None):
+    """Yield each part of a version as an Arrow table (checksums verified by default)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for part in ref.parts:
+            key = f"{dataset_prefix(ref.dataset)}/{part['path']}"
+            local = store.local_copy(key, tmp)
+            if verify:
+                from components.common.hashing import sha256_of_file
+
+                actual = sha256_of_file(local)
+                if actual != part["sha256"]:
+                    raise IntegrityError(f"{store.url(key)}: sha256 {actual[:12]}… does not match the "
+                                         f"manifest's {part['sha256'][:12]}…; the part was modified")
+            yield pq.read_table(local, columns=columns)
+
+
+def read_table(store: Store, ref: VersionRef, columns: list[str] | None = None) -> pa.Table:
+    tables = list(read_parts(store, ref, columns))
+    if not tables:
+        fields = ACCEPTED_SCHEMA if columns is None else [ACCEPTED_SCHEMA.field(c) for c in columns]
+        schema = pa.schema(fields)
+        return schema.empty_table()
+    return pa.concat_tables(tables)
+
+
+def parent_keys(store: Store, ref: VersionRef | None) -> tuple[np.ndarray, pa.Array]:
+    """(dedup keys, labels) of every row in a version: the parent side of dedup and digests."""
+    if ref is None:
+        return np.empty(0, np.uint64), pa.array([], pa.string())
+    keys, labels = [], []
+    for table in read_parts(store, ref, columns=["doc_id", "label"]):
+        keys.append(keys_from_doc_ids(table.column("doc_id").combine_chunks()))
+        labels.append(table.column("label").combine_chunks())
+    if not keys:
+        return np.empty(0, np.uint64), pa.array([], pa.string())
+    return np.concatenate(keys), pa.concat_arrays(labels)
+
+
+def commit(store: Store, name: str, version: str, local_parts: list[tuple[str, int, str, int]],
+           local_quarantine: tuple[str, int, str, int] | None, manifest: dict[str, Any]) -> None:
+    """Upload parts, then the manifest (the commit point), then move the `latest` pointer.
+
+    `local_parts` holds (path, rows, sha256, bytes). A crash before the manifest leaves only
+    unreferenced objects under the version prefix: readers never see the version.
+    """
+    prefix = version_prefix(name, version)
+    for i, (path, _rows, _sha, _size) in enumerate(local_parts):
+        store.upload(path, f"{prefix}/part-{i:05d}.parquet")
+    if local_quarantine is not None:
+        store.upload(local_quarantine[0], f"{prefix}/quarantine.parquet")
+    store.write_json(manifest_key(name, version), manifest)
+    store.write_json(latest_key(name), {"version": version, "updated_at": manifest["created_at"]})
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def verify_manifest(manifest: dict[str, Any]) -> None:
+    required = ("dataset", "version", "parts", "rows", "schema", "created_at")
+    missing = [k for k in required if k not in manifest]
+    if missing:
+        raise StoreError(f"manifest of {manifest.get('dataset')}/{manifest.get('version')} lacks {missing}")
+
+
+__all__ = ["VersionRef", "check_name", "commit", "content_digest", "list_versions", "now_iso",
+           "parent_keys", "part_uri", "read_manifest", "read_parts", "read_table", "resolve",
+           "schema_fingerprint", "sha256_hex", "verify_manifest", "version_id", "version_prefix"]

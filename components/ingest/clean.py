@@ -1,0 +1,250 @@
+"""Validate raw rows and split them into accepted rows and quarantined rows (with reasons).
+
+Checks run column-wise on Arrow batches; only hashing (doc_id) and the rare per-row error details
+run in Python. Reason codes, in the order they are checked:
+
+  reader-level: unreadable_file, empty_file, broken_mime, schema_mismatch, truncated_record,
+                bad_type, undecodable (also found here)
+  here:         undecodable, binary_content, empty_text, too_short, too_long, missing_label,
+                unknown_label, duplicate, duplicate_of_parent
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from components.common.config import CleaningConfig
+from components.dataset.schema import (
+    ACCEPTED_SCHEMA,
+    QUARANTINE_SCHEMA,
+    content_digests,
+    doc_ids_from_digests,
+    keys_from_digests,
+)
+
+REASONS = (
+    "unreadable_file", "empty_file", "broken_mime", "schema_mismatch", "truncated_record", "bad_type",
+    "undecodable", "binary_content", "empty_text", "too_short", "too_long", "missing_label",
+    "unknown_label", "duplicate", "duplicate_of_parent",
+)
+
+class KeyIndex:
+    """A growing set of 64-bit keys with vectorized membership tests, in bounded memory.
+
+    Sorted runs merged like a log-structured tree (runs of similar size are merged), so inserts
+    are amortized O(log n) and lookups are a `searchsorted` per run: 8 bytes per key, where a
+    Python set would need ~60.
+    """
+
+    def __init__(self, keys: np.ndarray | None = None):
+        self.runs: list[np.ndarray] = []
+        if keys is not None and len(keys):
+            self.runs.append(np.unique(keys))
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.runs)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(keys), dtype=bool)
+        for run in self.runs:
+            pos = np.searchsorted(run, keys)
+            pos[pos == len(run)] = 0
+            found |= run[pos] == keys
+        return found
+
+    def add(self, keys: np.ndarray) -> None:
+        if not len(keys):
+            return
+        run = np.sort(keys)
+        while self.runs and len(self.runs[-1]) <= 2 * len(run):
+            run = np.concatenate([self.runs.pop(), run])
+            run.sort(kind="stable")
+        self.runs.append(run)
+
+    def all_keys(self) -> np.ndarray:
+        return np.sort(np.concatenate(self.runs)) if self.runs else np.empty(0, dtype=np.uint64)
+
+
+@dataclass
+class CleanStats:
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    by_label: dict[str, int] = field(default_factory=dict)
+
+
+class Cleaner:
+    """Stateful across batches: remembers every accepted key for duplicate detection."""
+
+    def __init__(self, config: CleaningConfig, parent_keys: np.ndarray | None = None):
+        self.config = config
+        self.parent = KeyIndex(parent_keys if config.dedup_against_parent else None)
+        self.seen = KeyIndex()
+        self.stats = CleanStats()
+        self._labels = pa.array(config.labels, pa.string()) if config.labels else None
+        # (key, label) of every accepted row, for the order-independent content digest.
+        self.accepted_keys: list[np.ndarray] = []
+        self.accepted_labels: list[pa.Array] = []
+
+    def clean(self, raw: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
+        n = raw.num_rows
+        self.stats.rows_read += n
+        cfg = self.config
+        reason = raw.column("error")
+        detail = raw.column("error_detail")
+        raw_bytes = raw.column("text")
+
+        text, bad_utf8 = _decode_utf8(raw_bytes, reason)
+        reason = _mark(reason, bad_utf8, "undecodable")
+        detail = _fill_details(detail, bad_utf8, lambda i: _utf8_error(raw_bytes[i].as_py()))
+
+        reason = _mark(reason, pc.fill_null(pc.match_substring(text, "\x00"), False), "binary_content")
+        if cfg.unicode_normalization != "none":
+            text = pc.utf8_normalize(text, form=cfg.unicode_normalization)
+        if cfg.strip_whitespace:
+            text = pc.utf8_trim_whitespace(text)
+        length = pc.fill_null(pc.utf8_length(text), 0)
+        reason = _mark(reason, pc.equal(length, 0), "empty_text")
+        short = pc.less(length, cfg.min_chars)
+        reason = _mark(reason, short, "too_short")
+        detail = _fill_details(detail, _newly(reason, short, "too_short"),
+                               lambda i: f"{length[i].as_py()} chars, minimum {cfg.min_chars}")
+        long_ = pc.greater(length, cfg.max_chars)
+        reason = _mark(reason, long_, "too_long")
+        detail = _fill_details(detail, _newly(reason, long_, "too_long"),
+                               lambda i: f"{length[i].as_py()} chars, maximum {cfg.max_chars}")
+
+        label = raw.column("label")
+        missing = pc.or_kleene(pc.is_null(label), pc.equal(pc.utf8_trim_whitespace(label), ""))
+        reason = _mark(reason, pc.fill_null(missing, True), "missing_label")
+        if self._labels is not None:
+            unknown = pc.invert(pc.is_in(label, value_set=self._labels))
+            fresh = _newly(reason, unknown, "unknown_label")
+            reason = _mark(reason, unknown, "unknown_label")
+            detail = _fill_details(detail, fresh, lambda i: f"label {label[i].as_py()!r} not in "
+                                                            f"{cfg.labels}")
+
+        # Hash only rows that survived so far (cheap checks first, Python loop last).
+        ok = pc.is_null(reason)
+        ok_idx = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
+        digests = content_digests(text.take(ok_idx)) if len(ok_idx) else np.empty((0, 16), np.uint8)
+        keys = keys_from_digests(digests)
+        dup_reason = np.full(len(ok_idx), None, dtype=object)
+        if len(keys):
+            in_parent = self.parent.contains(keys)
+            in_seen = self.seen.contains(keys)
+            # First occurrence within this batch keeps the row; later ones are duplicates.
+            _, first = np.unique(keys, return_index=True)
+            repeat = np.ones(len(keys), dtype=bool)
+            repeat[first] = False
+            dup_reason[in_seen | repeat] = "duplicate"
+            dup_reason[in_parent] = "duplicate_of_parent"
+        if len(ok_idx):
+            full = np.full(n, None, dtype=object)
+            full[ok_idx] = dup_reason
+            dup_arr = pa.array(full, pa.string())
+            reason = pc.coalesce(reason, dup_arr)
+            doc_ids = doc_ids_from_digests(digests)
+            detail = _fill_details(detail, pc.is_valid(dup_arr),
+                                   lambda i: f"doc_id {doc_ids[int(np.searchsorted(ok_idx, i))]}")
+
+        keep = np.asarray(dup_reason == None, dtype=bool)  # noqa: E711 (object array)
+        accepted_idx = ok_idx[keep]
+        accepted_keys = keys[keep]
+        self.seen.add(accepted_keys)
+
+        accepted = pa.table({
+            "doc_id": doc_ids_from_digests(digests[keep]),
+            "text": text.take(accepted_idx).cast(pa.large_string()),
+            "label": label.take(accepted_idx),
+            "source": raw.column("source").take(accepted_idx),
+            "source_uri": raw.column("source_uri").take(accepted_idx),
+            "source_row": raw.column("source_row").take(accepted_idx),
+        }, schema=ACCEPTED_SCHEMA)
+        rejected_mask = pc.is_valid(reason)
+        quarantined = pa.table({
+            "reason": reason.filter(rejected_mask),
+            "detail": detail.filter(rejected_mask),
+            "raw": raw_bytes.filter(rejected_mask),
+            "label": label.filter(rejected_mask),
+            "source": raw.column("source").filter(rejected_mask),
+            "source_uri": raw.column("source_uri").filter(rejected_mask),
+            "source_row": raw.column("source_row").filter(rejected_mask),
+        }, schema=QUARANTINE_SCHEMA)
+
+        self._count(accepted, quarantined)
+        self.accepted_keys.append(accepted_keys)
+        self.accepted_labels.append(accepted.column("label").combine_chunks())
+        if self.stats.rows_read != self.stats.rows_accepted + self.stats.rows_quarantined:
+            raise AssertionError(f"row accounting broke: read {self.stats.rows_read} != accepted "
+                                 f"{self.stats.rows_accepted} + quarantined {self.stats.rows_quarantined}")
+        return accepted, quarantined
+
+    def _count(self, accepted: pa.Table, quarantined: pa.Table) -> None:
+        s = self.stats
+        s.rows_accepted += accepted.num_rows
+        s.rows_quarantined += quarantined.num_rows
+        for table, counter, col in ((quarantined, s.by_reason, "reason"), (accepted, s.by_label, "label")):
+            if table.num_rows:
+                for item in pc.value_counts(table.column(col)).to_pylist():
+                    counter[item["values"]] = counter.get(item["values"], 0) + item["counts"]
+
+
+def _decode_utf8(raw: pa.Array, reason: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Text as a string array, plus a mask of rows whose bytes are not UTF-8 (their text -> null)."""
+    raw = raw.cast(pa.large_binary())
+    try:
+        return raw.cast(pa.large_string()), pa.array([False] * len(raw))
+    except pa.ArrowInvalid:
+        pass  # rare: find the bad rows one by one
+    values, bad = [], []
+    for v in raw.to_pylist():
+        if v is None:
+            values.append(None)
+            bad.append(False)
+            continue
+        try:
+            values.append(v.decode("utf-8"))
+            bad.append(False)
+        except UnicodeDecodeError:
+            values.append(None)
+            bad.append(True)
+    bad_arr = pc.and_(pa.array(bad), pc.is_null(reason))
+    return pa.array(values, pa.large_string()), bad_arr
+
+
+def _utf8_error(value: bytes | None) -> str:
+    if value is None:
+        return "no bytes"
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start} ({value[exc.start:exc.start + 4]!r})"
+    return "invalid UTF-8"
+
+
+def _mark(reason: pa.Array, mask: pa.Array, code: str) -> pa.Array:
+    """Set `code` where `mask` holds and no earlier reason was found."""
+    mask = pc.fill_null(mask, False)
+    return pc.if_else(pc.and_(mask, pc.is_null(reason)), pa.scalar(code, pa.string()), reason)
+
+
+def _newly(reason: pa.Array, mask: pa.Array, code: str) -> pa.Array:
+    return pc.and_(pc.fill_null(mask, False), pc.equal(pc.fill_null(reason, ""), code))
+
+
+def _fill_details(detail: pa.Array, mask: pa.Array, describe) -> pa.Array:
+    """Per-row detail text for the (few) rows in `mask` that have none yet."""
+    mask = pc.and_(pc.fill_null(mask, False), pc.is_null(detail))
+    idx = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+    if not len(idx):
+        return detail
+    values = detail.to_pylist()
+    for i in idx:
+        values[i] = describe(int(i))
+    return pa.array(values, pa.string())

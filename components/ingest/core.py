@@ -1,0 +1,194 @@
+"""Ingest: sources -> cleaned rows -> an immutable dataset version (or the existing one).
+
+Memory stays bounded: raw batches stream through cleaning into Parquet parts on local disk;
+only 8-byte dedup keys (and a label code) per accepted row are kept in RAM. Nothing reaches the
+store until the version id is known, so re-ingesting the same input writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from components.common.config import CleaningConfig, SourceSettings
+from components.common.hashing import sha256_of_file
+from components.common.storage import Store
+from components.dataset import versioning as v
+from components.dataset.schema import ACCEPTED_SCHEMA, QUARANTINE_SCHEMA
+from components.ingest.clean import Cleaner
+from components.ingest.readers import SourceReader, discover
+
+PART_ROWS = 1_000_000
+ROW_GROUP_ROWS = 128 * 1024
+
+
+@dataclass
+class IngestResult:
+    dataset: str
+    version: str
+    parent: str | None
+    new: bool
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    quarantine_uri: str | None
+    manifest_uri: str
+    rows_total: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _PartWriter:
+    """Rolls accepted rows into Parquet parts of at most `part_rows` rows in a local folder."""
+
+    def __init__(self, folder: str, schema: pa.Schema, stem: str, part_rows: int = PART_ROWS):
+        self.folder, self.schema, self.stem, self.part_rows = folder, schema, stem, part_rows
+        self.parts: list[str] = []
+        self.counts: list[int] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        offset = 0
+        while offset < table.num_rows:
+            if self._writer is None or self.counts[-1] >= self.part_rows:
+                self._roll()
+            take = min(table.num_rows - offset, self.part_rows - self.counts[-1])
+            self._writer.write_table(table.slice(offset, take), row_group_size=ROW_GROUP_ROWS)
+            self.counts[-1] += take
+            offset += take
+
+    def _roll(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        path = os.path.join(self.folder, f"{self.stem}-{len(self.parts):05d}.parquet")
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=False)
+        self.parts.append(path)
+        self.counts.append(0)
+
+    def close(self) -> list[tuple[str, int, str, int]]:
+        if self._writer is not None:
+            self._writer.close()
+        return [(p, n, sha256_of_file(p), os.path.getsize(p)) for p, n in zip(self.parts, self.counts,
+                                                                             strict=True)]
+
+
+def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSettings,
+           cleaning: CleaningConfig, parent: str | None = "latest", part_rows: int = PART_ROWS,
+           batch_rows: int = 65_536, workdir: str | None = None,
+           code_version: str = "unknown") -> IngestResult:
+    """Read, clean and version `sources` as a child of `parent` ('latest', an id, or None)."""
+    started = time.perf_counter()
+    v.check_name(dataset)
+    store.check()  # fail fast (store down, bad credentials) before reading anything
+    files = discover(sources, settings)
+    parent_ref = v.resolve(store, dataset, parent) if parent else None
+    p_keys, p_labels = v.parent_keys(store, parent_ref)
+
+    cleaner = Cleaner(cleaning, p_keys)
+    reader = SourceReader(settings, batch_rows=batch_rows, workdir=workdir)
+    with tempfile.TemporaryDirectory(prefix="conveyor-ingest-", dir=workdir) as tmp:
+        accepted_out = _PartWriter(tmp, ACCEPTED_SCHEMA, "part", part_rows)
+        quarantine_out = _PartWriter(tmp, QUARANTINE_SCHEMA, "quarantine", part_rows=2**62)
+        for raw in reader.read(files):
+            accepted, quarantined = cleaner.clean(raw)
+            if accepted.num_rows:
+                accepted_out.write(_assign_sources(accepted, settings))
+            if quarantined.num_rows:
+                quarantine_out.write(quarantined)
+        new_parts = accepted_out.close()
+        quarantine = (quarantine_out.close() or [None])[0]
+
+        stats = cleaner.stats
+        if stats.rows_read != stats.rows_accepted + stats.rows_quarantined:
+            raise AssertionError("row accounting broke")  # Cleaner checks per batch; belt and braces
+
+        all_keys = np.concatenate([p_keys, *cleaner.accepted_keys])
+        all_labels = pa.concat_arrays([p_labels.cast(pa.string()),
+                                       *[a.cast(pa.string()) for a in cleaner.accepted_labels]])
+        digest = v.content_digest(all_keys, all_labels)
+        cleaning_dict = cleaning.model_dump(mode="json")
+        version = v.version_id(digest, ACCEPTED_SCHEMA, cleaning_dict)
+        base = dict(dataset=dataset, version=version, rows_read=stats.rows_read,
+                    rows_accepted=stats.rows_accepted, rows_quarantined=stats.rows_quarantined,
+                    quarantine_reasons=dict(sorted(stats.by_reason.items())),
+                    manifest_uri=store.url(v.manifest_key(dataset, version)))
+
+        if store.exists(v.manifest_key(dataset, version)):
+            existing = v.read_manifest(store, dataset, version)
+            return IngestResult(**base, parent=existing.get("parent"), new=False,
+                                quarantine_uri=_quarantine_uri(store, dataset, existing),
+                                rows_total=existing["rows"]["total"],
+                                seconds=time.perf_counter() - started)
+
+        own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": rows, "sha256": sha, "bytes": size}
+                     for i, (_p, rows, sha, size) in enumerate(new_parts)]
+        inherited = [dict(p, inherited_from=p.get("inherited_from") or parent_ref.version)
+                     for p in (parent_ref.parts if parent_ref else [])]
+        rows_total = len(all_keys)
+        manifest = {
+            "format": v.MANIFEST_FORMAT,
+            "dataset": dataset,
+            "version": version,
+            "parent": parent_ref.version if parent_ref else None,
+            "created_at": v.now_iso(),
+            "code_version": code_version,
+            "content_digest": digest,
+            "rows": {"read": stats.rows_read, "accepted": stats.rows_accepted,
+                     "quarantined": stats.rows_quarantined, "total": rows_total,
+                     "by_reason": dict(sorted(stats.by_reason.items())),
+                     "by_label": _label_counts(all_labels)},
+            "schema": v.schema_fingerprint(ACCEPTED_SCHEMA),
+            "cleaning": cleaning_dict,
+            "source_settings": settings.model_dump(mode="json"),
+            "sources": list(sources),
+            "formats": reader.formats_seen,
+            "parts": inherited + own_parts,
+            "quarantine": None if quarantine is None else {
+                "path": f"{version}/quarantine.parquet", "rows": quarantine[1], "sha256": quarantine[2],
+                "bytes": quarantine[3]},
+        }
+        v.commit(store, dataset, version, new_parts, quarantine, manifest)
+        return IngestResult(**base, parent=manifest["parent"], new=True,
+                            quarantine_uri=_quarantine_uri(store, dataset, manifest), rows_total=rows_total,
+                            seconds=time.perf_counter() - started)
+
+
+def _quarantine_uri(store: Store, dataset: str, manifest: dict[str, Any]) -> str | None:
+    q = manifest.get("quarantine")
+    return store.url(f"{v.dataset_prefix(dataset)}/{q['path']}") if q else None
+
+
+def _label_counts(labels: pa.Array) -> dict[str, int]:
+    if not len(labels):
+        return {}
+    return {d["values"]: d["counts"] for d in sorted(pc.value_counts(labels).to_pylist(),
+                                                     key=lambda d: str(d["values"]))}
+
+
+def _assign_sources(table: pa.Table, settings: SourceSettings) -> pa.Table:
+    """Optional keyword rules overwrite `source` (first matching rule wins, case-insensitive)."""
+    if not settings.source_keywords:
+        return table
+    text = pc.utf8_lower(table.column("text"))
+    source = table.column("source")
+    for name, words in reversed(list(settings.source_keywords.items())):
+        pattern = "|".join(_regex_escape(w.lower()) for w in words)
+        source = pc.if_else(pc.match_substring_regex(text, pattern), pa.scalar(name), source)
+    return table.set_column(table.schema.get_field_index("source"), "source", source)
+
+
+def _regex_escape(word: str) -> str:
+    import re
+
+    return re.escape(word)

@@ -1,0 +1,554 @@
+"""Discover source files and stream them as raw record batches.
+
+Every reader yields `RAW_SCHEMA` batches. A record the reader cannot turn into (text, label)
+still becomes a row, with `error` set to a reason code and the raw bytes in `text`, so that
+cleaning can quarantine it: nothing read is ever dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import gzip
+import io
+import json
+import os
+import posixpath
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from components.common.config import SourceSettings
+from components.common.errors import InputError, StoreError
+from components.common.storage import Store, locate
+from components.ingest.mime import UndecodableText, email_to_text, looks_like_email
+
+RAW_SCHEMA = pa.schema([
+    ("text", pa.large_binary()),
+    ("label", pa.string()),
+    ("source", pa.string()),
+    ("source_uri", pa.string()),
+    ("source_row", pa.int64()),
+    ("error", pa.string()),
+    ("error_detail", pa.string()),
+])
+
+TABULAR = ("csv", "jsonl", "parquet")
+DOCUMENT = ("email", "text")
+_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+               ".parquet": "parquet", ".pq": "parquet", ".eml": "email"}
+GZIP_MAGIC = b"\x1f\x8b"
+DOC_BATCH = 2048
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    store: Store
+    key: str
+    uri: str
+    group: str  # the sub-folder the file sits in (or the source folder's own name)
+
+
+def _group_of(root_key: str, key: str, is_prefix: bool) -> str:
+    if is_prefix:
+        rel = key[len(root_key.rstrip("/")) + 1:] if root_key else key
+        head, _, rest = rel.partition("/")
+        if rest:
+            return head
+    parent = posixpath.dirname(key)
+    return posixpath.basename(parent) or "root"
+
+
+def discover(source_uris: list[str], settings: SourceSettings) -> list[SourceFile]:
+    """All files named by the sources (single files or prefixes), or an InputError naming the one
+    that matches nothing."""
+    found: list[SourceFile] = []
+    for uri in source_uris:
+        store, key = locate(uri)
+        if store.exists(key):
+            found.append(SourceFile(store, key, store.url(key), _group_of(key, key, False)))
+            continue
+        keys = store.list(key.rstrip("/") + "/" if key else "")
+        if not keys:
+            raise InputError(f"{uri}: no such file or folder")
+        matched = []
+        for k in keys:
+            name = posixpath.basename(k)
+            if name.startswith("."):
+                continue
+            if not any(fnmatch.fnmatch(name, pat) for pat in settings.include):
+                continue
+            if any(fnmatch.fnmatch(name, pat) for pat in settings.exclude):
+                continue
+            matched.append(SourceFile(store, k, store.url(k), _group_of(key, k, True)))
+        if not matched:
+            raise InputError(f"{uri}: {len(keys)} files, none matching include={settings.include} "
+                             f"exclude={settings.exclude}")
+        found.extend(matched)
+    return found
+
+
+def _strip_gz(name: str) -> tuple[str, bool]:
+    return (name[:-3], True) if name.endswith(".gz") else (name, False)
+
+
+def sniff_format(name: str, head: bytes) -> str:
+    """Format of one file from its name and first bytes ('unknown' when it is none of ours)."""
+    base, _ = _strip_gz(name.lower())
+    if head.startswith(GZIP_MAGIC):
+        try:
+            head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(4096)
+        except (OSError, EOFError):
+            head = b""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    ext = os.path.splitext(base)[1]
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    if looks_like_email(head):
+        return "email"
+    if b"\x00" in head[:4096]:
+        return "unknown"
+    if head.lstrip()[:1] == b"{":
+        return "jsonl"
+    return "text"
+
+
+class _Batcher:
+    """Accumulates raw rows (Python values) into RAW_SCHEMA record batches."""
+
+    def __init__(self, size: int = DOC_BATCH):
+        self.size = size
+        self.cols: dict[str, list] = {f.name: [] for f in RAW_SCHEMA}
+
+    def add(self, text, label, source, uri, row, error=None, detail=None):
+        c = self.cols
+        c["text"].append(text)
+        c["label"].append(label)
+        c["source"].append(source)
+        c["source_uri"].append(uri)
+        c["source_row"].append(row)
+        c["error"].append(error)
+        c["error_detail"].append(detail)
+
+    def __len__(self):
+        return len(self.cols["text"])
+
+    def flush(self) -> pa.RecordBatch | None:
+        if not len(self):
+            return None
+        batch = pa.RecordBatch.from_pydict(self.cols, schema=RAW_SCHEMA)
+        self.cols = {f.name: [] for f in RAW_SCHEMA}
+        return batch
+
+
+class SourceReader:
+    """Streams every discovered file through the reader for its format."""
+
+    def __init__(self, settings: SourceSettings, batch_rows: int = 65_536, workdir: str | None = None):
+        self.settings = settings
+        self.batch_rows = batch_rows
+        self.workdir = workdir or tempfile.gettempdir()
+        self.formats_seen: dict[str, int] = {}
+
+    # -- entry point ---------------------------------------------------------------------------
+    def read(self, files: list[SourceFile]) -> Iterator[pa.RecordBatch]:
+        docs = _Batcher()
+        for sf in files:
+            try:
+                fmt, local, cleanup = self._fetch(sf)
+            except StoreError as exc:
+                raise InputError(str(exc)) from exc
+            try:
+                self.formats_seen[fmt] = self.formats_seen.get(fmt, 0) + 1
+                if fmt in TABULAR:
+                    if (batch := docs.flush()) is not None:
+                        yield batch
+                    yield from self._read_tabular(fmt, sf, local)
+                else:
+                    self._read_document(fmt, sf, local, docs)
+                    if len(docs) >= docs.size and (batch := docs.flush()) is not None:
+                        yield batch
+            finally:
+                if cleanup:
+                    os.unlink(local)
+        if (batch := docs.flush()) is not None:
+            yield batch
+
+    def _fetch(self, sf: SourceFile) -> tuple[str, str, bool]:
+        """A local path for the file (S3 objects are streamed to a temp file: disk, not RAM)."""
+        from components.common.storage import FileStore
+
+        if isinstance(sf.store, FileStore):
+            local, cleanup = sf.store.path_of(sf.key), False
+        else:
+            fd, local = tempfile.mkstemp(dir=self.workdir, suffix=".src")
+            os.close(fd)
+            sf.store.download(sf.key, local)
+            cleanup = True
+        fmt = self.settings.format
+        if fmt == "auto":
+            with open(local, "rb") as handle:
+                head = handle.read(8192)
+            fmt = sniff_format(posixpath.basename(sf.key), head)
+            if fmt == "unknown":
+                fmt = "text"  # a binary file in a document folder: quarantined as binary content
+        return fmt, local, cleanup
+
+    # -- documents (one file = one row) ----------------------------------------------------------
+    def _label_for(self, group: str) -> str:
+        return self.settings.label_map.get(group, group)
+
+    def _read_document(self, fmt: str, sf: SourceFile, local: str, out: _Batcher) -> None:
+        label = self._label_for(sf.group)
+        try:
+            with open(local, "rb") as handle:
+                raw = handle.read()
+            if raw.startswith(GZIP_MAGIC):
+                raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            out.add(None, label, sf.group, sf.uri, 0, "unreadable_file", f"cannot read: {exc}")
+            return
+        if fmt == "email":
+            try:
+                text = email_to_text(raw)
+            except UndecodableText as exc:
+                out.add(raw, label, sf.group, sf.uri, 0, "undecodable", str(exc))
+                return
+            except Exception as exc:  # the email package raises many types on hostile input
+                out.add(raw, label, sf.group, sf.uri, 0, "broken_mime", f"{type(exc).__name__}: {exc}")
+                return
+            out.add(text.encode("utf-8", errors="surrogatepass"), label, sf.group, sf.uri, 0)
+            return
+        data = self._transcode(raw)
+        if data is None:
+            out.add(raw, label, sf.group, sf.uri, 0, "undecodable",
+                    f"not valid {self.settings.encoding}")
+        else:
+            out.add(data, label, sf.group, sf.uri, 0)
+
+    def _transcode(self, raw: bytes) -> bytes | None:
+        """Plain-text bytes as UTF-8 (BOMs honoured), or None when they do not decode."""
+        enc = self.settings.encoding.lower().replace("_", "-")
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raw, enc = raw[3:], "utf-8"
+        elif raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            enc = "utf-16"
+        if enc in ("utf-8", "utf8"):
+            return raw  # validated (vectorized) by cleaning, which names the bad byte
+        try:
+            return raw.decode(enc).encode("utf-8")
+        except (UnicodeDecodeError, LookupError):
+            return None
+
+    # -- tabular ---------------------------------------------------------------------------------
+    def _read_tabular(self, fmt: str, sf: SourceFile, local: str) -> Iterator[pa.RecordBatch]:
+        with open(local, "rb") as handle:
+            gz = handle.read(2) == GZIP_MAGIC
+        try:
+            if fmt == "parquet":
+                yield from self._read_parquet(sf, local, gz)
+            elif fmt == "csv":
+                yield from self._read_csv(sf, local, gz)
+            else:
+                yield from self._read_jsonl(sf, local, gz)
+        except InputError:
+            raise
+        except (OSError, EOFError, pa.ArrowException) as exc:
+            # The file could not be opened at all (e.g. corrupt gzip or Parquet footer): one row
+            # records it, so a folder with one bad file still ingests the rest.
+            yield _error_batch(sf, "unreadable_file", f"{fmt}: {_one_line(exc)}")
+
+    def _source_value(self, sf: SourceFile) -> str:
+        base, _ = _strip_gz(posixpath.basename(sf.key))
+        return os.path.splitext(base)[0]
+
+    def _finish_tabular(self, sf: SourceFile, text: pa.Array, label: pa.Array, source: pa.Array | None,
+                        first_row: int, errors: pa.Array | None = None,
+                        details: pa.Array | None = None) -> pa.RecordBatch:
+        n = len(text)
+        if self.settings.label_map:
+            label = _map_labels(label, self.settings.label_map)
+        if source is None:
+            source = pa.array([self._source_value(sf)] * n, pa.string())
+        return pa.RecordBatch.from_arrays([
+            text.cast(pa.large_binary()),
+            label,
+            source,
+            pa.array([sf.uri] * n, pa.string()),
+            pa.array(range(first_row, first_row + n), pa.int64()),
+            errors if errors is not None else pa.nulls(n, pa.string()),
+            details if details is not None else pa.nulls(n, pa.string()),
+        ], schema=RAW_SCHEMA)
+
+    def _require_columns(self, sf: SourceFile, names: list[str]) -> None:
+        s = self.settings
+        missing = [c for c in (s.text_col, s.label_col) if c not in names]
+        if s.source_col and s.source_col not in names:
+            missing.append(s.source_col)
+        if missing:
+            raise InputError(f"{sf.uri}: no column {', '.join(repr(m) for m in missing)} "
+                             f"(columns: {', '.join(names) or 'none'}); pass --text-col/--label-col")
+
+    def _read_parquet(self, sf: SourceFile, local: str, gz: bool) -> Iterator[pa.RecordBatch]:
+        path = local
+        if gz:
+            fd, path = tempfile.mkstemp(dir=self.workdir, suffix=".parquet")
+            with os.fdopen(fd, "wb") as out, gzip.open(local, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+        try:
+            pf = pq.ParquetFile(path)
+            schema = pf.schema_arrow
+            self._require_columns(sf, schema.names)
+            s = self.settings
+            cols = [s.text_col, s.label_col] + ([s.source_col] if s.source_col else [])
+            row = 1
+            for batch in pf.iter_batches(batch_size=self.batch_rows, columns=cols):
+                text, text_err = _as_binary(batch.column(s.text_col), s.text_col)
+                label, label_err = _as_label(batch.column(s.label_col), s.label_col)
+                source = batch.column(s.source_col).cast(pa.string()) if s.source_col else None
+                errors, details = _merge_errors(text_err, label_err, len(batch))
+                yield self._finish_tabular(sf, text, label, source, row, errors, details)
+                row += len(batch)
+        finally:
+            if gz:
+                os.unlink(path)
+
+    def _read_csv(self, sf: SourceFile, local: str, gz: bool) -> Iterator[pa.RecordBatch]:
+        s = self.settings
+        bad_rows: list[tuple[int | None, str, str]] = []
+
+        def on_invalid(row) -> str:
+            bad_rows.append((row.number, row.text,
+                             f"expected {row.expected_columns} columns, got {row.actual_columns}"))
+            return "skip"
+
+        enc = s.encoding.lower().replace("_", "-")
+        stream = pa.input_stream(local, compression="gzip" if gz else None)
+        try:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=8 << 20,
+                                               encoding="utf8" if enc in ("utf-8", "utf8") else enc),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={s.text_col: pa.binary(), s.label_col: pa.binary(),
+                                  **({s.source_col: pa.string()} if s.source_col else {})},
+                    strings_can_be_null=False, quoted_strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" in str(exc):
+                yield _error_batch(sf, "empty_file", "csv: file has no header and no rows")
+                return
+            raise
+        self._require_columns(sf, reader.schema.names)
+        emitted = 1  # records consumed so far, header included
+        row = 1
+        try:
+            for batch in reader:
+                yield from self._flush_bad_csv_rows(sf, bad_rows)
+                emitted += len(batch)
+                label, label_err = _as_label(batch.column(s.label_col), s.label_col)
+                source = batch.column(s.source_col) if s.source_col else None
+                errors, details = _merge_errors(None, label_err, len(batch))
+                yield self._finish_tabular(sf, batch.column(s.text_col), label, source, row,
+                                           errors, details)
+                row += len(batch)
+            yield from self._flush_bad_csv_rows(sf, bad_rows)
+        except pa.ArrowInvalid as exc:
+            # Arrow stops at the first structural error (an unterminated quote, a truncated
+            # file). Account for the already-flagged rows, then finish the file with Python's csv
+            # module, which can say exactly which record is broken.
+            emitted += len(bad_rows)
+            yield from self._flush_bad_csv_rows(sf, bad_rows)
+            yield from self._csv_tail(sf, local, gz, skip=emitted, first_row=row, arrow_error=str(exc))
+
+    def _flush_bad_csv_rows(self, sf: SourceFile, bad_rows: list) -> Iterator[pa.RecordBatch]:
+        if not bad_rows:
+            return
+        out = _Batcher()
+        for number, text, detail in bad_rows:
+            where = f"line {number}: " if number is not None else ""
+            out.add(text.encode("utf-8", errors="surrogatepass"), None, self._source_value(sf), sf.uri,
+                    number or 0, "schema_mismatch", where + detail)
+        bad_rows.clear()
+        yield out.flush()
+
+    def _csv_tail(self, sf: SourceFile, local: str, gz: bool, skip: int, first_row: int,
+                  arrow_error: str) -> Iterator[pa.RecordBatch]:
+        s = self.settings
+        opener = gzip.open if gz else open
+        out = _Batcher(self.batch_rows)
+        enc = s.encoding
+        with opener(local, "rt", encoding=enc, errors="surrogateescape", newline="") as handle:
+            reader = csv.reader(handle, strict=True)
+            header: list[str] = []
+            index = 0
+            row = first_row
+            while True:
+                line_before = reader.line_num
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    rest = handle.read()
+                    out.add(rest.encode("utf-8", errors="surrogateescape"), None, self._source_value(sf),
+                            sf.uri, line_before + 1, "truncated_record",
+                            f"line {line_before + 1}: {exc} (arrow: {_one_line(arrow_error)})")
+                    break
+                index += 1
+                if index == 1:
+                    header = record
+                    continue
+                if index <= skip:
+                    continue
+                raw = ",".join(record).encode("utf-8", errors="surrogateescape")
+                if len(record) != len(header):
+                    out.add(raw, None, self._source_value(sf), sf.uri, line_before + 1, "schema_mismatch",
+                            f"line {line_before + 1}: expected {len(header)} columns, got {len(record)}")
+                else:
+                    values = dict(zip(header, record, strict=True))
+                    label = values.get(s.label_col) or None
+                    if label is not None and s.label_map:
+                        label = s.label_map.get(label, label)
+                    src = values.get(s.source_col) if s.source_col else self._source_value(sf)
+                    out.add(values[s.text_col].encode("utf-8", errors="surrogateescape"), label, src,
+                            sf.uri, row)
+                    row += 1
+                if len(out) >= self.batch_rows:
+                    yield out.flush()
+        if (batch := out.flush()) is not None:
+            yield batch
+
+    def _read_jsonl(self, sf: SourceFile, local: str, gz: bool) -> Iterator[pa.RecordBatch]:
+        opener = gzip.open if gz else open
+        out = _Batcher(self.batch_rows)
+        source_default = self._source_value(sf)
+        with opener(local, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue  # blank lines separate nothing in JSON Lines
+                raw = line.rstrip(b"\r\n")
+                try:
+                    obj = json.loads(raw)
+                except UnicodeDecodeError as exc:
+                    out.add(raw, None, source_default, sf.uri, number, "undecodable",
+                            f"line {number}: invalid UTF-8 at byte {exc.start}")
+                except ValueError as exc:
+                    out.add(raw, None, source_default, sf.uri, number, "schema_mismatch",
+                            f"line {number}: not valid JSON ({_one_line(exc)})")
+                else:
+                    self._jsonl_record(obj, raw, number, sf, source_default, out)
+                if len(out) >= self.batch_rows:
+                    yield out.flush()
+        if (batch := out.flush()) is not None:
+            yield batch
+
+    def _jsonl_record(self, obj, raw: bytes, number: int, sf: SourceFile, source_default: str,
+                      out: _Batcher) -> None:
+        s = self.settings
+        if not isinstance(obj, dict):
+            out.add(raw, None, source_default, sf.uri, number, "schema_mismatch",
+                    f"line {number}: expected a JSON object, got {type(obj).__name__}")
+            return
+        if s.text_col not in obj:
+            out.add(raw, None, source_default, sf.uri, number, "schema_mismatch",
+                    f"line {number}: no field {s.text_col!r}")
+            return
+        text, label = obj[s.text_col], obj.get(s.label_col)
+        source = str(obj.get(s.source_col, source_default)) if s.source_col else source_default
+        if not isinstance(text, str):
+            out.add(raw, None, source, sf.uri, number, "bad_type",
+                    f"line {number}: field {s.text_col!r} is {type(text).__name__}, expected string")
+            return
+        if label is not None and (isinstance(label, bool) or not isinstance(label, str | int)):
+            out.add(raw, None, source, sf.uri, number, "bad_type",
+                    f"line {number}: field {s.label_col!r} is {type(label).__name__}, expected string or int")
+            return
+        label = None if label is None else str(label)
+        if label is not None and s.label_map:
+            label = s.label_map.get(label, label)
+        out.add(text.encode("utf-8", errors="surrogatepass"), label, source, sf.uri, number)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def _one_line(exc) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _error_batch(sf: SourceFile, reason: str, detail: str) -> pa.RecordBatch:
+    out = _Batcher()
+    out.add(None, None, sf.group, sf.uri, 0, reason, detail)
+    return out.flush()
+
+
+def _map_labels(label: pa.Array, mapping: dict[str, str]) -> pa.Array:
+    import pyarrow.compute as pc
+
+    keys = pa.array(list(mapping), pa.string())
+    values = pa.array(list(mapping.values()), pa.string())
+    idx = pc.index_in(label, value_set=keys)
+    mapped = values.take(idx)
+    return pc.if_else(pc.is_null(idx), label, mapped)
+
+
+def _as_binary(column: pa.Array, name: str) -> tuple[pa.Array, tuple[pa.Array, str] | None]:
+    """The text column as bytes, plus a per-row 'bad_type' mask when it is not a string column."""
+    t = column.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or \
+            pa.types.is_large_binary(t):
+        return column.cast(pa.large_binary()), None
+    as_text = pa.array([None if v is None else str(v).encode() for v in column.to_pylist()],
+                       pa.large_binary())
+    mask = pa.array([True] * len(column))
+    return as_text, (mask, f"field {name!r} has type {t}, expected string")
+
+
+def _as_label(column: pa.Array, name: str) -> tuple[pa.Array, tuple[pa.Array, str] | None]:
+    import pyarrow.compute as pc
+
+    t = column.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return column.cast(pa.string()), None
+    if pa.types.is_integer(t):
+        return column.cast(pa.string()), None
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        try:
+            return column.cast(pa.string()), None
+        except pa.ArrowInvalid:
+            values, bad = [], []
+            for v in column.to_pylist():
+                try:
+                    values.append(None if v is None else v.decode("utf-8"))
+                    bad.append(False)
+                except UnicodeDecodeError:
+                    values.append(None)
+                    bad.append(True)
+            return pa.array(values, pa.string()), (pa.array(bad), f"field {name!r} is not valid UTF-8")
+    mask = pc.is_valid(column)
+    return pa.nulls(len(column), pa.string()), (mask, f"field {name!r} has type {t}, expected string or int")
+
+
+def _merge_errors(text_err, label_err, n: int) -> tuple[pa.Array | None, pa.Array | None]:
+    import pyarrow.compute as pc
+
+    if text_err is None and label_err is None:
+        return None, None
+    errors = pa.nulls(n, pa.string())
+    details = pa.nulls(n, pa.string())
+    for found in (label_err, text_err):  # text problems win: applied last
+        if found is None:
+            continue
+        mask, message = found
+        reason = "undecodable" if "UTF-8" in message else "bad_type"
+        errors = pc.if_else(mask, pa.scalar(reason), errors)
+        details = pc.if_else(mask, pa.scalar(message), details)
+    return errors, details

@@ -1,0 +1,208 @@
+"""The `conveyor` command line.
+
+Every command prints results on stdout (JSON where a program will read it) and any failure as one
+line on stderr, `conveyor: error: ...`, with an exit code per error class (see
+components.common.errors). Set CONVEYOR_DEBUG=1 to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+
+from components.common.config import FORMATS, ConveyorConfig, load_config
+from components.common.errors import ConveyorError, InputError
+
+
+def _load(args) -> ConveyorConfig:
+    if getattr(args, "config", None) or os.environ.get("CONVEYOR_CONFIG"):
+        return load_config(args.config)
+    return ConveyorConfig()  # generic defaults for ad-hoc sources
+
+
+def _print_json(value) -> None:
+    sys.stdout.write(json.dumps(value, indent=None, sort_keys=False, default=str) + "\n")
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+def cmd_data_ingest(args) -> int:
+    from components.common.storage import open_store
+    from components.common.version import code_version
+    from components.ingest.core import ingest
+
+    cfg = _load(args)
+    settings = cfg.data.source
+    overrides = {k: v for k, v in (("format", args.format), ("text_col", args.text_col),
+                                   ("label_col", args.label_col), ("source_col", args.source_col),
+                                   ("encoding", args.encoding)) if v is not None}
+    if args.include:
+        overrides["include"] = args.include
+    settings = settings.model_copy(update=overrides)
+    result = ingest(args.source, args.dataset, open_store(args.store), settings, cfg.cleaning,
+                    parent=None if args.parent == "none" else args.parent, code_version=code_version())
+    _print_json({k: v for k, v in result.to_json().items() if k != "seconds"})
+    return 0
+
+
+def cmd_data_versions(args) -> int:
+    from components.common.storage import open_store
+    from components.dataset.versioning import list_versions
+
+    versions = list_versions(open_store(args.store), args.name)
+    if args.json:
+        _print_json([{"version": m["version"], "parent": m["parent"], "created_at": m["created_at"],
+                      **{f"rows_{k}": m["rows"][k] for k in ("total", "accepted", "quarantined")}}
+                     for m in versions])
+        return 0
+    if not versions:
+        raise InputError(f"dataset {args.name!r} has no versions in {open_store(args.store).uri}")
+    rows = [(m["version"], m["parent"] or "-", m["created_at"], m["rows"]["total"], m["rows"]["accepted"],
+             m["rows"]["quarantined"]) for m in versions]
+    _print_table(("VERSION", "PARENT", "CREATED", "ROWS", "ADDED", "QUARANTINED"), rows)
+    return 0
+
+
+def cmd_data_show(args) -> int:
+    from components.common.storage import open_store
+    from components.dataset.versioning import resolve
+
+    ref = resolve(open_store(args.store), args.name, args.version)
+    if ref is None:
+        raise InputError(f"dataset {args.name!r} has no versions")
+    sys.stdout.write(json.dumps(ref.manifest, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def cmd_data_report(args) -> int:
+    from components.report.core import report_for_versions
+
+    from components.common.storage import open_store
+
+    cfg = _load(args)
+    verdict = report_for_versions(open_store(args.store), args.name, args.version, args.reference,
+                                  cfg.report, html_path=args.html)
+    _print_json(verdict)
+    return 0
+
+
+# -- pipelines ------------------------------------------------------------------------------------
+
+def cmd_compile(args) -> int:
+    from pipelines.compile import compile_all
+
+    _print_json(compile_all(args.out, k8s=args.k8s, config_path=args.config))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from pipelines.local_run import run_local
+
+    summary = run_local(config_path=args.config, store=args.store, workdir=args.workdir)
+    _print_json(summary)
+    return 0
+
+
+def _print_table(header: tuple, rows: list[tuple]) -> None:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for r in cells:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conveyor", description="Conveyor: raw text to a monitored model "
+                                     "on Kubeflow. Runs locally with no cluster by default.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def store_opt(p):
+        p.add_argument("--store", help="store URI (file://… or s3://bucket); default $CONVEYOR_STORE")
+
+    def config_opt(p):
+        p.add_argument("--config", help="config YAML (default $CONVEYOR_CONFIG; `run` uses "
+                       "configs/spamassassin.yaml)")
+
+    data = sub.add_parser("data", help="ingest, list and inspect dataset versions")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    p = dsub.add_parser("ingest", help="read, clean and version a source (prints one JSON object)")
+    p.add_argument("source", nargs="+", help="file or folder: path, file://… or s3://bucket/prefix")
+    p.add_argument("--dataset", required=True, help="dataset name")
+    p.add_argument("--format", choices=FORMATS, help="source format (default: auto-detect)")
+    p.add_argument("--text-col", help="text column of tabular sources (default: text)")
+    p.add_argument("--label-col", help="label column of tabular sources (default: label)")
+    p.add_argument("--source-col", help="column naming each row's group (default: file name)")
+    p.add_argument("--encoding", help="encoding of CSV/JSONL/text files (default: utf-8)")
+    p.add_argument("--include", action="append", help="glob on file names in folders (repeatable)")
+    p.add_argument("--parent", default="latest", help="parent version id, 'latest' (default) or 'none'")
+    store_opt(p)
+    config_opt(p)
+    p.set_defaults(func=cmd_data_ingest)
+
+    p = dsub.add_parser("versions", help="list the versions of a dataset")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    store_opt(p)
+    p.set_defaults(func=cmd_data_versions)
+
+    p = dsub.add_parser("show", help="print a version's manifest")
+    p.add_argument("name")
+    p.add_argument("version", nargs="?", default="latest")
+    store_opt(p)
+    p.set_defaults(func=cmd_data_show)
+
+    p = dsub.add_parser("report", help="data-quality report (HTML) and drift verdict (JSON)")
+    p.add_argument("name")
+    p.add_argument("version", nargs="?", default="latest")
+    p.add_argument("--reference", help="reference version for drift (default: none)")
+    p.add_argument("--html", help="write the self-contained HTML report here")
+    store_opt(p)
+    config_opt(p)
+    p.set_defaults(func=cmd_data_report)
+
+    p = sub.add_parser("compile", help="compile the pipelines to YAML (default folder: dist/)")
+    p.add_argument("--out", default="dist")
+    p.add_argument("--k8s", action="store_true", help="also write KFP Pipeline/PipelineVersion resources")
+    config_opt(p)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run the pipeline locally (kfp.local + embedded S3) on the bundled data")
+    config_opt(p)
+    p.add_argument("--store", help="use this store instead of starting the embedded S3 server")
+    p.add_argument("--workdir", default=".conveyor/runs", help="where local runs keep their files")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def _version() -> str:
+    from components.common.version import code_version
+
+    return f"conveyor {code_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConveyorError as exc:
+        sys.stderr.write(f"conveyor: error: {exc.message}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("conveyor: interrupted\n")
+        return 130
+    except Exception as exc:
+        if os.environ.get("CONVEYOR_DEBUG"):
+            raise
+        sys.stderr.write(f"conveyor: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+                         " (a bug: rerun with CONVEYOR_DEBUG=1 for the traceback)\n")
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

