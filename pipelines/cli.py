@@ -78,9 +78,8 @@ def cmd_data_show(args) -> int:
 
 
 def cmd_data_report(args) -> int:
-    from components.report.core import report_for_versions
-
     from components.common.storage import open_store
+    from components.report.core import report_for_versions
 
     cfg = _load(args)
     verdict = report_for_versions(open_store(args.store), args.name, args.version, args.reference,
@@ -102,7 +101,10 @@ def cmd_run(args) -> int:
     from pipelines.local_run import run_local
 
     summary = run_local(config_path=args.config, store=args.store, workdir=args.workdir)
-    _print_json(summary)
+    if args.json:
+        _print_json(summary)
+    else:
+        sys.stdout.write(f"done in {summary['seconds']}s; summary: {summary['summary_path']}\n")
     return 0
 
 
@@ -174,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_opt(p)
     p.add_argument("--store", help="use this store instead of starting the embedded S3 server")
     p.add_argument("--workdir", default=".conveyor/runs", help="where local runs keep their files")
+    p.add_argument("--json", action="store_true", help="print the whole summary as JSON")
     p.set_defaults(func=cmd_run)
     return parser
 

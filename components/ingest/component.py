@@ -1,0 +1,39 @@
+"""KFP component: ingest + clean + version. Binds parameters to `components.ingest.core.ingest`."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Metrics, Output
+
+from components.images import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def ingest_op(
+    sources: list,
+    dataset: str,
+    store: str,
+    source_settings: dict,
+    cleaning: dict,
+    result: Output[Artifact],
+    counts: Output[Metrics],
+    parent: str = "latest",
+) -> NamedTuple("IngestOutputs", version=str, manifest_uri=str, quarantine_uri=str):
+    import json
+    from collections import namedtuple
+
+    from components.common.config import CleaningConfig, SourceSettings
+    from components.common.storage import open_store
+    from components.common.version import code_version
+    from components.ingest.core import ingest
+
+    outcome = ingest(list(sources), dataset, open_store(store), SourceSettings.model_validate(source_settings),
+                     CleaningConfig.model_validate(cleaning), parent=None if parent == "none" else parent,
+                     code_version=code_version())
+    with open(result.path, "w") as handle:
+        json.dump(outcome.to_json(), handle, indent=2)
+    result.metadata.update({"version": outcome.version, "new": outcome.new})
+    for key in ("rows_read", "rows_accepted", "rows_quarantined", "rows_total"):
+        counts.log_metric(key, getattr(outcome, key))
+    outputs = namedtuple("IngestOutputs", ["version", "manifest_uri", "quarantine_uri"])
+    return outputs(outcome.version, outcome.manifest_uri, outcome.quarantine_uri or "")

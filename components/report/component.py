@@ -1,0 +1,35 @@
+"""KFP component: data-quality report (HTML) and drift verdict for a dataset version."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Metrics, Output
+
+from components.images import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def report_op(
+    store: str,
+    dataset: str,
+    version: str,
+    report_config: dict,
+    report: Output[HTML],
+    verdict: Output[Artifact],
+    summary: Output[Metrics],
+    reference_version: str = "",
+) -> bool:
+    import json
+
+    from components.common.config import ReportConfig
+    from components.common.storage import open_store
+    from components.report.core import report_for_versions
+
+    result = report_for_versions(open_store(store), dataset, version, reference_version or None,
+                                 ReportConfig.model_validate(report_config), html_path=report.path)
+    with open(verdict.path, "w") as handle:
+        json.dump(result, handle, indent=2, default=str)
+    summary.log_metric("rows", result["statistics"]["rows"])
+    drifted = bool(result["drift"] and result["drift"]["dataset_drift"])
+    if result["drift"]:
+        summary.log_metric("drifted_share", result["drift"]["drifted_share"])
+        summary.log_metric("dataset_drift", int(drifted))
+    return drifted

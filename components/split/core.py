@@ -1,0 +1,60 @@
+"""Deterministic train/validation/test split by doc_id hash.
+
+A row's split depends only on its doc_id and the salt, so it never moves when the dataset grows:
+a test document stays a test document in every later version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+
+from components.common.config import SplitConfig
+from components.dataset.schema import keys_from_doc_ids
+
+SPLITS = ("train", "validation", "test")
+
+
+def _mix(keys: np.ndarray, salt: str) -> np.ndarray:
+    """splitmix64 of key ^ salt: uniform 64-bit values, vectorized."""
+    salt_int = np.uint64(int.from_bytes(hashlib.sha256(salt.encode()).digest()[:8], "big"))
+    with np.errstate(over="ignore"):
+        z = keys ^ salt_int
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def assign(doc_ids: pa.Array, config: SplitConfig) -> np.ndarray:
+    """0 = train, 1 = validation, 2 = test for each doc_id."""
+    u = (_mix(keys_from_doc_ids(doc_ids), config.salt) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    codes = np.zeros(len(u), dtype=np.int8)
+    codes[u < config.validation + config.test] = 1
+    codes[u < config.test] = 2
+    return codes
+
+
+def split_table(table: pa.Table, config: SplitConfig) -> dict[str, pa.Table]:
+    codes = assign(table.column("doc_id").combine_chunks(), config)
+    return {name: table.filter(pa.array(codes == i)) for i, name in enumerate(SPLITS)}
+
+
+def split_version(store_uri: str, dataset: str, version: str, config: dict, out_paths: dict[str, str]) -> dict:
+    """Executor: read a version from the store, write train/validation/test Parquet files."""
+    import pyarrow.parquet as pq
+
+    from components.common.errors import InputError
+    from components.common.storage import open_store
+    from components.dataset import versioning as v
+
+    store = open_store(store_uri)
+    ref = v.resolve(store, dataset, version)
+    if ref is None:
+        raise InputError(f"dataset {dataset!r} has no versions in {store.uri}")
+    parts = split_table(v.read_table(store, ref), SplitConfig.model_validate(config))
+    for name, table in parts.items():
+        pq.write_table(table, out_paths[name], compression="zstd")
+    return {f"{name}_rows": table.num_rows for name, table in parts.items()}

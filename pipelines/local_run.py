@@ -1,0 +1,216 @@
+"""`conveyor run`: the pipeline on one machine, no cluster.
+
+Starts the embedded S3 server (unless a store is given), runs the compiled-equivalent pipeline
+through `kfp.local` (SubprocessRunner: each component is a real subprocess executing the same
+component code that runs in the cluster's pods), and writes a step-by-step summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from components.common.config import PROJECT_ROOT, ConveyorConfig, load_config
+from components.common.errors import ConveyorError, InputError
+from components.common.storage import open_store
+
+
+def resolve_sources(sources: list[str]) -> list[str]:
+    """Relative paths in the config are relative to the project root (so any cwd works)."""
+    out = []
+    for s in sources:
+        if "://" in s or os.path.isabs(s):
+            out.append(s)
+            continue
+        path = PROJECT_ROOT / s
+        if not path.exists():
+            hint = " (run `make data` to fetch the bundled corpora)" if s.startswith("data/") else ""
+            raise InputError(f"{s}: source not found under {PROJECT_ROOT}{hint}")
+        out.append(str(path))
+    return out
+
+
+@contextlib.contextmanager
+def _captured_output(log_path: Path):
+    """Send this process's and the task subprocesses' output to a log file (fd-level)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+_ERROR_LINE = re.compile(r"components\.common\.errors\.(\w+): (.+)")
+
+
+def _failure_from_log(log_path: Path, step: str) -> ConveyorError:
+    """The component's own one-line error (our error vocabulary) if the log has one."""
+    text = log_path.read_text(errors="replace")
+    found = _ERROR_LINE.findall(text)
+    if found:
+        name, message = found[-1]
+        from components.common import errors
+
+        cls = getattr(errors, name, ConveyorError)
+        return cls(f"{step}: {message.strip()}")
+    return ConveyorError(f"{step} failed; see the task log {log_path}")
+
+
+def _newest_run_dir(root: Path, before: set[str]) -> Path:
+    runs = [p for p in root.iterdir() if p.is_dir() and p.name not in before and not p.name.startswith(".")]
+    return max(runs, key=lambda p: p.stat().st_mtime)
+
+
+def _read_metrics(task_dir: Path) -> dict[str, dict[str, Any]]:
+    """Metadata of every output artifact of a task, from its executor_output.json."""
+    path = task_dir / "executor_output.json"
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    out = {}
+    for name, value in data.get("artifacts", {}).items():
+        arts = value.get("artifacts", [])
+        if arts:
+            out[name] = arts[0].get("metadata", {})
+    return out
+
+
+class LocalPipelineRun:
+    """Runs a pipeline function under kfp.local and collects what its tasks produced."""
+
+    def __init__(self, workdir: Path):
+        from kfp import local
+
+        self.workdir = workdir
+        self.pipeline_root = workdir / "kfp"
+        self.pipeline_root.mkdir(parents=True, exist_ok=True)
+        self.log = workdir / "tasks.log"
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(self.pipeline_root),
+                   raise_on_error=True)
+
+    def run(self, step: str, pipeline, **arguments) -> Path:
+        before = {p.name for p in self.pipeline_root.iterdir()}
+        with _captured_output(self.log):
+            try:
+                pipeline(**arguments)
+                failed = None
+            except Exception as exc:  # kfp.local raises RuntimeError naming the failed task
+                failed = exc
+        if failed is not None:
+            raise _failure_from_log(self.log, step) from failed
+        return _newest_run_dir(self.pipeline_root, before)
+
+
+def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, Any]:
+    ingest = json.loads(next(run_dir.glob("ingest-op/result")).read_text())
+    verdict = json.loads(next(run_dir.glob("report-op/verdict")).read_text())
+    html = reports_dir / f"data-report-{tag}-{ingest['version']}.html"
+    shutil.copyfile(next(run_dir.glob("report-op/report")), html)
+    split = _read_metrics(run_dir / "split-op").get("counts", {})
+    features = _read_metrics(run_dir / "featurize-op").get("stats", {})
+    return {
+        "ingest": {k: ingest[k] for k in ("dataset", "version", "parent", "new", "rows_read", "rows_accepted",
+                                          "rows_quarantined", "rows_total", "quarantine_reasons",
+                                          "quarantine_uri", "manifest_uri")},
+        "report": {"html": str(html), "drift": verdict.get("drift")},
+        "split": {k: int(v) for k, v in split.items()},
+        "features": features,
+        "kfp_run_dir": str(run_dir),
+    }
+
+
+def run_local(config_path: str | None = None, store: str | None = None, workdir: str = ".conveyor/runs",
+              progress=None) -> dict[str, Any]:
+    from pipelines.data_pipeline import build_data_pipeline
+    from pipelines.s3server import EmbeddedS3
+
+    progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    cfg: ConveyorConfig = load_config(config_path)
+    reference = resolve_sources(cfg.data.reference)
+    production = resolve_sources(cfg.data.production)
+    if not reference:
+        raise InputError("config data.reference lists no sources")
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = Path(workdir).resolve() / run_id
+    (run_dir / "reports").mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    server = None
+    if store is None and not os.environ.get("CONVEYOR_STORE"):
+        progress("starting the embedded S3 server (SeaweedFS on 127.0.0.1)")
+        s3_dir = Path(workdir).resolve().parent / "s3"
+        server = EmbeddedS3(data_dir=str(s3_dir)).start()
+        server.export_env()
+        store = server.env()["CONVEYOR_STORE"]
+    store = store or os.environ["CONVEYOR_STORE"]
+    try:
+        open_store(store).check()
+        pipeline = build_data_pipeline(cfg, store=store)
+        runner = LocalPipelineRun(run_dir)
+        summary: dict[str, Any] = {"run_id": run_id, "config": str(config_path or "configs/spamassassin.yaml"),
+                                   "store": store, "steps": []}
+
+        progress(f"[1] data pipeline on the reference data ({len(reference)} sources)")
+        first = runner.run("reference data pipeline", pipeline, sources=reference, dataset=cfg.data.dataset,
+                           store=store)
+        step = _data_step_summary(first, run_dir / "reports", "reference")
+        summary["steps"].append({"name": "reference data", **step})
+        progress(_describe(step))
+
+        if production:
+            ref_version = step["ingest"]["version"]
+            progress(f"[2] data pipeline on the production batch, drift vs {ref_version}")
+            second = runner.run("production data pipeline", pipeline, sources=production,
+                                dataset=cfg.data.dataset, store=store, reference_version=ref_version)
+            step2 = _data_step_summary(second, run_dir / "reports", "production")
+            summary["steps"].append({"name": "production data", **step2})
+            progress(_describe(step2))
+        summary["seconds"] = round(time.monotonic() - started, 1)
+        summary["task_log"] = str(runner.log)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        summary["summary_path"] = str(run_dir / "summary.json")
+        return summary
+    finally:
+        if server is not None:
+            server.restore_env()
+            server.stop()
+
+
+def _describe(step: dict[str, Any]) -> str:
+    i = step["ingest"]
+    lines = [f"    dataset {i['dataset']} version {i['version']} (parent {i['parent'] or 'none'}, "
+             f"{'new' if i['new'] else 'already existed'}): read {i['rows_read']}, accepted {i['rows_accepted']}, "
+             f"quarantined {i['rows_quarantined']} {i['quarantine_reasons'] or ''}; {i['rows_total']} rows in version"]
+    drift = step["report"]["drift"]
+    if drift:
+        cols = ", ".join(c for c, x in drift["columns"].items() if x["drifted"]) or "none"
+        lines.append(f"    drift: {'YES' if drift['dataset_drift'] else 'no'} ({drift['drifted_share']:.0%} of "
+                     f"columns; drifted: {cols})")
+    lines.append(f"    report: {step['report']['html']}")
+    s = step["split"]
+    if s:
+        lines.append(f"    split: train {s.get('train_rows')}, validation {s.get('validation_rows')}, "
+                     f"test {s.get('test_rows')}; features: {int(step['features'].get('num_ids', 0))} ids, "
+                     f"{step['features'].get('train_mean_ids', 0):.0f} per train doc")
+    return "\n".join(lines)
+
+
+__all__ = ["LocalPipelineRun", "resolve_sources", "run_local"]
