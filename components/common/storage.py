@@ -38,7 +38,8 @@ class Store(ABC):
 
     def url(self, key: str) -> str:
         """Full URI of `key`, usable as a source or artifact reference."""
-        return f"{self.uri.rstrip('/')}/{key.lstrip('/')}" if key else self.uri
+        base = self.uri if self.uri.endswith("/") else self.uri + "/"
+        return base + key.lstrip("/") if key else self.uri
 
     @abstractmethod
     def read_bytes(self, key: str) -> bytes: ...
@@ -266,9 +267,11 @@ class S3Store(Store):
     def exists(self, key: str) -> bool:
         from minio.error import S3Error
 
+        if not key or key.endswith("/"):
+            return False  # a prefix, never an object (some servers answer HEAD on folder markers)
         try:
-            self.client.stat_object(self.bucket, self._key(key))
-            return True
+            stat = self.client.stat_object(self.bucket, self._key(key))
+            return not (stat.is_dir or stat.content_type == "application/x-directory")
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
                 return False

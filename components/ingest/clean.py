@@ -100,34 +100,29 @@ class Cleaner:
         raw_bytes = raw.column("text")
 
         text, bad_utf8 = _decode_utf8(raw_bytes, reason)
-        reason = _mark(reason, bad_utf8, "undecodable")
-        detail = _fill_details(detail, bad_utf8, lambda i: _utf8_error(raw_bytes[i].as_py()))
-
-        reason = _mark(reason, pc.fill_null(pc.match_substring(text, "\x00"), False), "binary_content")
+        reason, detail = _flag(reason, detail, bad_utf8, "undecodable", lambda i: _utf8_error(raw_bytes[i].as_py()))
+        nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
+        reason, detail = _flag(reason, detail, nul, "binary_content",
+                               lambda i: f"NUL character at position {text[i].as_py().index(chr(0))}")
         if cfg.unicode_normalization != "none":
             text = pc.utf8_normalize(text, form=cfg.unicode_normalization)
         if cfg.strip_whitespace:
             text = pc.utf8_trim_whitespace(text)
         length = pc.fill_null(pc.utf8_length(text), 0)
-        reason = _mark(reason, pc.equal(length, 0), "empty_text")
-        short = pc.less(length, cfg.min_chars)
-        reason = _mark(reason, short, "too_short")
-        detail = _fill_details(detail, _newly(reason, short, "too_short"),
+        reason, detail = _flag(reason, detail, pc.equal(length, 0), "empty_text",
+                               lambda i: "no text left after stripping whitespace")
+        reason, detail = _flag(reason, detail, pc.less(length, cfg.min_chars), "too_short",
                                lambda i: f"{length[i].as_py()} chars, minimum {cfg.min_chars}")
-        long_ = pc.greater(length, cfg.max_chars)
-        reason = _mark(reason, long_, "too_long")
-        detail = _fill_details(detail, _newly(reason, long_, "too_long"),
+        reason, detail = _flag(reason, detail, pc.greater(length, cfg.max_chars), "too_long",
                                lambda i: f"{length[i].as_py()} chars, maximum {cfg.max_chars}")
 
         label = raw.column("label")
-        missing = pc.or_kleene(pc.is_null(label), pc.equal(pc.utf8_trim_whitespace(label), ""))
-        reason = _mark(reason, pc.fill_null(missing, True), "missing_label")
+        missing = pc.fill_null(pc.or_kleene(pc.is_null(label), pc.equal(pc.utf8_trim_whitespace(label), "")), True)
+        reason, detail = _flag(reason, detail, missing, "missing_label", lambda i: "no label")
         if self._labels is not None:
             unknown = pc.invert(pc.is_in(label, value_set=self._labels))
-            fresh = _newly(reason, unknown, "unknown_label")
-            reason = _mark(reason, unknown, "unknown_label")
-            detail = _fill_details(detail, fresh, lambda i: f"label {label[i].as_py()!r} not in "
-                                                            f"{cfg.labels}")
+            reason, detail = _flag(reason, detail, unknown, "unknown_label",
+                                   lambda i: f"label {label[i].as_py()!r} not in {cfg.labels}")
 
         # Hash only rows that survived so far (cheap checks first, Python loop last).
         ok = pc.is_null(reason)
@@ -228,14 +223,11 @@ def _utf8_error(value: bytes | None) -> str:
     return "invalid UTF-8"
 
 
-def _mark(reason: pa.Array, mask: pa.Array, code: str) -> pa.Array:
-    """Set `code` where `mask` holds and no earlier reason was found."""
-    mask = pc.fill_null(mask, False)
-    return pc.if_else(pc.and_(mask, pc.is_null(reason)), pa.scalar(code, pa.string()), reason)
-
-
-def _newly(reason: pa.Array, mask: pa.Array, code: str) -> pa.Array:
-    return pc.and_(pc.fill_null(mask, False), pc.equal(pc.fill_null(reason, ""), code))
+def _flag(reason: pa.Array, detail: pa.Array, mask: pa.Array, code: str, describe) -> tuple[pa.Array, pa.Array]:
+    """Set `code` (and a per-row detail) where `mask` holds and no earlier reason was found."""
+    fresh = pc.and_(pc.fill_null(mask, False), pc.is_null(reason))
+    return (pc.if_else(fresh, pa.scalar(code, pa.string()), reason),
+            _fill_details(detail, fresh, describe))
 
 
 def _fill_details(detail: pa.Array, mask: pa.Array, describe) -> pa.Array:

@@ -119,6 +119,9 @@ def email_to_text(raw: bytes) -> str:
         elif part.get_content_maintype() == "text":
             plain.append(_part_text(part))
     body = "\n\n".join(p for p in plain if p.strip()) or "\n\n".join(html_to_text(m) for m in markup)
+    if not body and not message.is_multipart() and isinstance(message.get_payload(), str):
+        # Broken structure (e.g. a multipart whose boundary never appears): keep the text as is.
+        body = _part_text(message)
     subject = _decoded_subject(message)
     return f"{subject}\n\n{body}" if subject else body
 

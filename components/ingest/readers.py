@@ -51,6 +51,7 @@ class SourceFile:
     key: str
     uri: str
     group: str  # the sub-folder the file sits in (or the source folder's own name)
+    named: bool = False  # named directly as a source (not found inside a folder)
 
 
 def _group_of(root_key: str, key: str, is_prefix: bool) -> str:
@@ -70,7 +71,7 @@ def discover(source_uris: list[str], settings: SourceSettings) -> list[SourceFil
     for uri in source_uris:
         store, key = locate(uri)
         if store.exists(key):
-            found.append(SourceFile(store, key, store.url(key), _group_of(key, key, False)))
+            found.append(SourceFile(store, key, store.url(key), _group_of(key, key, False), named=True))
             continue
         keys = store.list(key.rstrip("/") + "/" if key else "")
         if not keys:
@@ -196,7 +197,10 @@ class SourceReader:
                 head = handle.read(8192)
             fmt = sniff_format(posixpath.basename(sf.key), head)
             if fmt == "unknown":
-                fmt = "text"  # a binary file in a document folder: quarantined as binary content
+                if sf.named:
+                    raise InputError(f"{sf.uri}: unknown format (binary content); expected CSV, JSON Lines, "
+                                     "Parquet, an email or a text file (gzip'd or not)")
+                fmt = "binary"  # a binary file in a document folder: quarantined as binary content
         return fmt, local, cleanup
 
     # -- documents (one file = one row) ----------------------------------------------------------
@@ -205,6 +209,12 @@ class SourceReader:
 
     def _read_document(self, fmt: str, sf: SourceFile, local: str, out: _Batcher) -> None:
         label = self._label_for(sf.group)
+        if fmt == "binary":
+            with open(local, "rb") as handle:
+                raw = handle.read()
+            out.add(raw, label, sf.group, sf.uri, 0, "binary_content",
+                    "binary file (NUL bytes in the first 8 KiB); expected email or text")
+            return
         try:
             with open(local, "rb") as handle:
                 raw = handle.read()
@@ -320,12 +330,12 @@ class SourceReader:
                 os.unlink(path)
 
     def _read_csv(self, sf: SourceFile, local: str, gz: bool) -> Iterator[pa.RecordBatch]:
+        """Arrow's parser for clean files; at the first malformed row, the exact reader below."""
         s = self.settings
-        bad_rows: list[tuple[int | None, str, str]] = []
+        malformed: list[bool] = []
 
-        def on_invalid(row) -> str:
-            bad_rows.append((row.number, row.text,
-                             f"expected {row.expected_columns} columns, got {row.actual_columns}"))
+        def on_invalid(_row) -> str:
+            malformed.append(True)
             return "skip"
 
         enc = s.encoding.lower().replace("_", "-")
@@ -348,80 +358,74 @@ class SourceReader:
                 return
             raise
         self._require_columns(sf, reader.schema.names)
-        emitted = 1  # records consumed so far, header included
-        row = 1
+        consumed = 1  # records already yielded, header included
         try:
             for batch in reader:
-                yield from self._flush_bad_csv_rows(sf, bad_rows)
-                emitted += len(batch)
+                if malformed:
+                    break  # this block holds a malformed row: hand the rest of the file over
                 label, label_err = _as_label(batch.column(s.label_col), s.label_col)
                 source = batch.column(s.source_col) if s.source_col else None
                 errors, details = _merge_errors(None, label_err, len(batch))
-                yield self._finish_tabular(sf, batch.column(s.text_col), label, source, row,
+                yield self._finish_tabular(sf, batch.column(s.text_col), label, source, consumed,
                                            errors, details)
-                row += len(batch)
-            yield from self._flush_bad_csv_rows(sf, bad_rows)
-        except pa.ArrowInvalid as exc:
-            # Arrow stops at the first structural error (an unterminated quote, a truncated
-            # file). Account for the already-flagged rows, then finish the file with Python's csv
-            # module, which can say exactly which record is broken.
-            emitted += len(bad_rows)
-            yield from self._flush_bad_csv_rows(sf, bad_rows)
-            yield from self._csv_tail(sf, local, gz, skip=emitted, first_row=row, arrow_error=str(exc))
+                consumed += len(batch)
+            else:
+                if not malformed:
+                    return
+        except pa.ArrowInvalid:
+            pass  # a structural error Arrow cannot skip: the exact reader says which record
+        yield from self._csv_exact(sf, local, gz, skip=consumed)
 
-    def _flush_bad_csv_rows(self, sf: SourceFile, bad_rows: list) -> Iterator[pa.RecordBatch]:
-        if not bad_rows:
-            return
-        out = _Batcher()
-        for number, text, detail in bad_rows:
-            where = f"line {number}: " if number is not None else ""
-            out.add(text.encode("utf-8", errors="surrogatepass"), None, self._source_value(sf), sf.uri,
-                    number or 0, "schema_mismatch", where + detail)
-        bad_rows.clear()
-        yield out.flush()
-
-    def _csv_tail(self, sf: SourceFile, local: str, gz: bool, skip: int, first_row: int,
-                  arrow_error: str) -> Iterator[pa.RecordBatch]:
+    def _csv_exact(self, sf: SourceFile, local: str, gz: bool, skip: int) -> Iterator[pa.RecordBatch]:
+        """Python's csv module from record `skip` on: slower, but knows each record's line and raw
+        text, so malformed rows are quarantined with their exact location and bytes."""
         s = self.settings
         opener = gzip.open if gz else open
         out = _Batcher(self.batch_rows)
-        enc = s.encoding
-        with opener(local, "rt", encoding=enc, errors="surrogateescape", newline="") as handle:
-            reader = csv.reader(handle, strict=True)
+        source_default = self._source_value(sf)
+        with opener(local, "rt", encoding=s.encoding, errors="surrogateescape", newline="") as handle:
+            pending: list[str] = []  # physical lines of the record being parsed
+
+            def lines():
+                for line in handle:
+                    pending.append(line)
+                    yield line
+
+            reader = csv.reader(lines(), strict=False)
             header: list[str] = []
             index = 0
-            row = first_row
             while True:
-                line_before = reader.line_num
+                first_line = reader.line_num + 1
+                pending.clear()
                 try:
                     record = next(reader)
                 except StopIteration:
                     break
-                except csv.Error as exc:
-                    rest = handle.read()
-                    out.add(rest.encode("utf-8", errors="surrogateescape"), None, self._source_value(sf),
-                            sf.uri, line_before + 1, "truncated_record",
-                            f"line {line_before + 1}: {exc} (arrow: {_one_line(arrow_error)})")
-                    break
+                except csv.Error as exc:  # e.g. a NUL byte or an over-long field
+                    out.add("".join(pending).encode("utf-8", "surrogateescape"), None, source_default, sf.uri,
+                            first_line, "schema_mismatch", f"line {first_line}: {exc}")
+                    continue
                 index += 1
                 if index == 1:
                     header = record
                     continue
                 if index <= skip:
                     continue
-                raw = ",".join(record).encode("utf-8", errors="surrogateescape")
-                if len(record) != len(header):
-                    out.add(raw, None, self._source_value(sf), sf.uri, line_before + 1, "schema_mismatch",
-                            f"line {line_before + 1}: expected {len(header)} columns, got {len(record)}")
+                raw = "".join(pending).rstrip("\r\n").encode("utf-8", errors="surrogateescape")
+                if raw.count(b'"') % 2:
+                    out.add(raw, None, source_default, sf.uri, first_line, "truncated_record",
+                            f"line {first_line}: unterminated quoted field (file truncated?)")
+                elif len(record) != len(header):
+                    out.add(raw, None, source_default, sf.uri, first_line, "schema_mismatch",
+                            f"line {first_line}: expected {len(header)} columns, got {len(record)}")
                 else:
                     values = dict(zip(header, record, strict=True))
                     label = values.get(s.label_col) or None
                     if label is not None and s.label_map:
                         label = s.label_map.get(label, label)
-                    src = values.get(s.source_col) if s.source_col else self._source_value(sf)
+                    src = values.get(s.source_col) if s.source_col else source_default
                     out.add(values[s.text_col].encode("utf-8", errors="surrogateescape"), label, src,
-                            sf.uri, row)
-                    row += 1
+                            sf.uri, index - 1)
                 if len(out) >= self.batch_rows:
                     yield out.flush()
         if (batch := out.flush()) is not None:

@@ -1,0 +1,71 @@
+"""The storage abstraction against a local folder and the real S3 server."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.common.errors import NotFoundError, StoreError
+from components.common.storage import FileStore, locate, open_store
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    if request.param == "file":
+        return FileStore(str(tmp_path / "fs"))
+    return request.getfixturevalue("s3_store")
+
+
+def test_round_trip_list_exists_delete(store, tmp_path):
+    store.write_bytes("a/b/c.bin", b"\x00\x01payload")
+    store.write_json("a/meta.json", {"k": [1, 2]})
+    assert store.read_bytes("a/b/c.bin") == b"\x00\x01payload"
+    assert store.read_json("a/meta.json") == {"k": [1, 2]}
+    assert store.list("a/") == ["a/b/c.bin", "a/meta.json"]
+    assert store.exists("a/b/c.bin") and not store.exists("a/b")
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 40_000)  # 10 MiB: multipart on S3
+    store.upload(str(big), "a/big.bin")
+    store.download("a/big.bin", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == big.read_bytes()
+    store.delete("a/")
+    assert store.list("a/") == []
+
+
+def test_missing_object_is_not_found(store):
+    with pytest.raises(NotFoundError, match="no such object"):
+        store.read_bytes("nope/none.json")
+
+
+def test_file_store_refuses_keys_outside_its_root(tmp_path):
+    with pytest.raises(StoreError, match="escapes"):
+        FileStore(str(tmp_path)).read_bytes("../../etc/passwd")
+
+
+def test_s3_wrong_credentials_and_missing_bucket_are_clear(s3_env, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(StoreError, match="credentials refused"):
+        open_store("s3://conveyor").check()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_env.secret_key)
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
+        open_store("s3://no-such-bucket").check()
+
+
+def test_s3_store_down_fails_fast(monkeypatch):
+    import time
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"unreachable at http://127\.0\.0\.1:9"):
+        open_store("s3://conveyor").check()
+    assert time.monotonic() - started < 10
+
+
+def test_uris_and_defaults(tmp_path, monkeypatch):
+    store, key = locate(str(tmp_path / "x.csv"))
+    assert store.url(key) == (tmp_path / "x.csv").as_uri()
+    monkeypatch.setenv("CONVEYOR_STORE", str(tmp_path / "st"))
+    assert open_store().uri == (tmp_path / "st").as_uri()
+    with pytest.raises(StoreError, match="unsupported store scheme"):
+        open_store("gs://bucket")
