@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ import pyarrow.parquet as pq
 from components.common.errors import InputError, IntegrityError, NotFoundError, StoreError
 from components.common.hashing import sha256_hex, sha256_of_value
 from components.common.storage import Store
-from components.dataset.schema import ACCEPTED_SCHEMA, keys_from_doc_ids
+from components.dataset.schema import ACCEPTED_SCHEMA, content_keys, keys_from_doc_ids
 
 MANIFEST_FORMAT = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -59,17 +58,10 @@ def schema_fingerprint(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 
 
-def content_digest(keys: np.ndarray, labels: pa.Array) -> str:
-    """Order-independent digest of the (doc, label) multiset: same rows in any order, same id."""
-    labels = labels.cast(pa.string())
-    vocab = sorted(set(labels.to_pylist()))
-    codes = np.asarray(pa.compute.index_in(labels, value_set=pa.array(vocab, pa.string())),
-                       dtype=np.int64) if len(labels) else np.empty(0, np.int64)
-    order = np.lexsort((codes, keys))
-    digest = hashlib.sha256()
-    digest.update(json.dumps(vocab).encode())
-    digest.update(np.ascontiguousarray(keys[order]).tobytes())
-    digest.update(np.ascontiguousarray(codes[order]).tobytes())
+def content_digest(content: np.ndarray) -> str:
+    """Order-independent digest of a version's rows (see schema.content_keys)."""
+    digest = hashlib.sha256(b"conveyor-content-v1")
+    digest.update(np.sort(content).tobytes())
     return digest.hexdigest()
 
 
@@ -150,17 +142,18 @@ def read_table(store: Store, ref: VersionRef, columns: list[str] | None = None) 
     return pa.concat_tables(tables)
 
 
-def parent_keys(store: Store, ref: VersionRef | None) -> tuple[np.ndarray, pa.Array]:
-    """(dedup keys, labels) of every row in a version: the parent side of dedup and digests."""
+def parent_keys(store: Store, ref: VersionRef | None) -> tuple[np.ndarray, np.ndarray]:
+    """(dedup keys, content keys) of every row in a version: the parent side of dedup and digests."""
     if ref is None:
-        return np.empty(0, np.uint64), pa.array([], pa.string())
-    keys, labels = [], []
+        return np.empty(0, np.uint64), np.empty(0, np.uint64)
+    keys, content = [], []
     for table in read_parts(store, ref, columns=["doc_id", "label"]):
-        keys.append(keys_from_doc_ids(table.column("doc_id").combine_chunks()))
-        labels.append(table.column("label").combine_chunks())
+        k = keys_from_doc_ids(table.column("doc_id").combine_chunks())
+        keys.append(k)
+        content.append(content_keys(k, table.column("label").combine_chunks()))
     if not keys:
-        return np.empty(0, np.uint64), pa.array([], pa.string())
-    return np.concatenate(keys), pa.concat_arrays(labels)
+        return np.empty(0, np.uint64), np.empty(0, np.uint64)
+    return np.concatenate(keys), np.concatenate(content)
 
 
 def commit(store: Store, name: str, version: str, local_parts: list[tuple[str, int, str, int]],

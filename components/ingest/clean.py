@@ -22,6 +22,7 @@ from components.dataset.schema import (
     ACCEPTED_SCHEMA,
     QUARANTINE_SCHEMA,
     content_digests,
+    content_keys,
     doc_ids_from_digests,
     keys_from_digests,
 )
@@ -57,9 +58,11 @@ class KeyIndex:
         return found
 
     def add(self, keys: np.ndarray) -> None:
-        if not len(keys):
+        self.add_sorted(np.sort(keys))
+
+    def add_sorted(self, run: np.ndarray) -> None:
+        if not len(run):
             return
-        run = np.sort(keys)
         while self.runs and len(self.runs[-1]) <= 2 * len(run):
             run = np.concatenate([self.runs.pop(), run])
             run.sort(kind="stable")
@@ -87,9 +90,8 @@ class Cleaner:
         self.seen = KeyIndex()
         self.stats = CleanStats()
         self._labels = pa.array(config.labels, pa.string()) if config.labels else None
-        # (key, label) of every accepted row, for the order-independent content digest.
-        self.accepted_keys: list[np.ndarray] = []
-        self.accepted_labels: list[pa.Array] = []
+        # One uint64 per accepted row for the order-independent content digest (8 bytes a row).
+        self.content: list[np.ndarray] = []
 
     def clean(self, raw: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
         n = raw.num_rows
@@ -101,10 +103,11 @@ class Cleaner:
 
         text, bad_utf8 = _decode_utf8(raw_bytes, reason)
         reason, detail = _flag(reason, detail, bad_utf8, "undecodable", lambda i: _utf8_error(raw_bytes[i].as_py()))
-        nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
-        reason, detail = _flag(reason, detail, nul, "binary_content",
-                               lambda i: f"NUL character at position {text[i].as_py().index(chr(0))}")
-        if cfg.unicode_normalization != "none":
+        if _has_byte(text, 0):  # one memchr over the batch; the per-row search only when needed
+            nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
+            reason, detail = _flag(reason, detail, nul, "binary_content",
+                                   lambda i: f"NUL character at position {text[i].as_py().index(chr(0))}")
+        if cfg.unicode_normalization != "none" and not _all_ascii(text):  # NFC/NFKC leave ASCII as is
             text = pc.utf8_normalize(text, form=cfg.unicode_normalization)
         if cfg.strip_whitespace:
             text = pc.utf8_trim_whitespace(text)
@@ -130,15 +133,19 @@ class Cleaner:
         digests = content_digests(text.take(ok_idx)) if len(ok_idx) else np.empty((0, 16), np.uint8)
         keys = keys_from_digests(digests)
         dup_reason = np.full(len(ok_idx), None, dtype=object)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
         if len(keys):
-            in_parent = self.parent.contains(keys)
-            in_seen = self.seen.contains(keys)
-            # First occurrence within this batch keeps the row; later ones are duplicates.
-            _, first = np.unique(keys, return_index=True)
-            repeat = np.ones(len(keys), dtype=bool)
-            repeat[first] = False
-            dup_reason[in_seen | repeat] = "duplicate"
-            dup_reason[in_parent] = "duplicate_of_parent"
+            in_parent = self.parent.contains(sorted_keys)
+            in_seen = self.seen.contains(sorted_keys)
+            # Stable order: the first occurrence within this batch keeps the row, later ones repeat.
+            repeat = np.zeros(len(keys), dtype=bool)
+            repeat[1:] = sorted_keys[1:] == sorted_keys[:-1]
+            dups = np.empty(len(keys), dtype=object)
+            dups[:] = None
+            dups[in_seen | repeat] = "duplicate"
+            dups[in_parent] = "duplicate_of_parent"
+            dup_reason[order] = dups
         if len(ok_idx):
             full = np.full(n, None, dtype=object)
             full[ok_idx] = dup_reason
@@ -151,7 +158,7 @@ class Cleaner:
         keep = np.asarray(dup_reason == None, dtype=bool)  # noqa: E711 (object array)
         accepted_idx = ok_idx[keep]
         accepted_keys = keys[keep]
-        self.seen.add(accepted_keys)
+        self.seen.add_sorted(sorted_keys[keep[order]])
 
         accepted = pa.table({
             "doc_id": doc_ids_from_digests(digests[keep]),
@@ -173,8 +180,7 @@ class Cleaner:
         }, schema=QUARANTINE_SCHEMA)
 
         self._count(accepted, quarantined)
-        self.accepted_keys.append(accepted_keys)
-        self.accepted_labels.append(accepted.column("label").combine_chunks())
+        self.content.append(content_keys(accepted_keys, accepted.column("label").combine_chunks()))
         if self.stats.rows_read != self.stats.rows_accepted + self.stats.rows_quarantined:
             raise AssertionError(f"row accounting broke: read {self.stats.rows_read} != accepted "
                                  f"{self.stats.rows_accepted} + quarantined {self.stats.rows_quarantined}")
@@ -221,6 +227,27 @@ def _utf8_error(value: bytes | None) -> str:
     except UnicodeDecodeError as exc:
         return f"invalid UTF-8 at byte {exc.start} ({value[exc.start:exc.start + 4]!r})"
     return "invalid UTF-8"
+
+
+def _data_bytes(text: pa.Array) -> np.ndarray:
+    """The UTF-8 bytes of all values (a zero-copy view of the Arrow data buffer)."""
+    if text.type != pa.large_string():
+        text = text.cast(pa.large_string())
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset:text.offset + len(text) + 1]
+    data = text.buffers()[2]
+    if data is None or not len(offsets):
+        return np.empty(0, np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+
+
+def _has_byte(text: pa.Array, value: int) -> bool:
+    data = _data_bytes(text)
+    return bool(len(data)) and bytes(data).find(bytes([value])) >= 0
+
+
+def _all_ascii(text: pa.Array) -> bool:
+    data = _data_bytes(text)
+    return not len(data) or int(data.max()) < 128
 
 
 def _flag(reason: pa.Array, detail: pa.Array, mask: pa.Array, code: str, describe) -> tuple[pa.Array, pa.Array]:

@@ -8,7 +8,9 @@ store until the version id is known, so re-ingesting the same input writes nothi
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -72,7 +74,10 @@ class _PartWriter:
         if self._writer is not None:
             self._writer.close()
         path = os.path.join(self.folder, f"{self.stem}-{len(self.parts):05d}.parquet")
-        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=False)
+        # Dictionary-encode only the low-cardinality columns: trying it on text costs time for nothing.
+        low_cardinality = [c for c in ("label", "source", "source_uri", "reason") if c in self.schema.names]
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=False,
+                                        use_dictionary=low_cardinality)
         self.parts.append(path)
         self.counts.append(0)
 
@@ -81,6 +86,74 @@ class _PartWriter:
             self._writer.close()
         return [(p, n, sha256_of_file(p), os.path.getsize(p)) for p, n in zip(self.parts, self.counts,
                                                                              strict=True)]
+
+
+class _Background:
+    """Runs `work(item)` for queued items in one thread, in order, with a bounded queue.
+
+    Arrow's Parquet encoding and decoding release the GIL, so reading the next batch and writing
+    the last one overlap with the Python-bound cleaning of the current one.
+    """
+
+    _DONE = object()
+
+    def __init__(self, work, depth: int = 2):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._work = work
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not self._DONE:
+            if self._error is None:
+                try:
+                    self._work(item)
+                except BaseException as exc:  # re-raised in the caller's thread
+                    self._error = exc
+
+    def put(self, item) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def close(self) -> None:
+        self._queue.put(self._DONE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _prefetch(iterator, depth: int = 2):
+    """Yield from `iterator`, producing up to `depth` items ahead in a background thread."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                items.put(item)
+            items.put(done)
+        except BaseException as exc:
+            items.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
 
 
 def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSettings,
@@ -93,19 +166,28 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
     store.check()  # fail fast (store down, bad credentials) before reading anything
     files = discover(sources, settings)
     parent_ref = v.resolve(store, dataset, parent) if parent else None
-    p_keys, p_labels = v.parent_keys(store, parent_ref)
+    p_keys, p_content = v.parent_keys(store, parent_ref)
 
     cleaner = Cleaner(cleaning, p_keys)
     reader = SourceReader(settings, batch_rows=batch_rows, workdir=workdir)
     with tempfile.TemporaryDirectory(prefix="conveyor-ingest-", dir=workdir) as tmp:
         accepted_out = _PartWriter(tmp, ACCEPTED_SCHEMA, "part", part_rows)
         quarantine_out = _PartWriter(tmp, QUARANTINE_SCHEMA, "quarantine", part_rows=2**62)
-        for raw in reader.read(files):
-            accepted, quarantined = cleaner.clean(raw)
+
+        def write(pair):
+            accepted, quarantined = pair
             if accepted.num_rows:
-                accepted_out.write(_assign_sources(accepted, settings))
+                accepted_out.write(accepted)
             if quarantined.num_rows:
                 quarantine_out.write(quarantined)
+
+        writer = _Background(write)
+        try:
+            for raw in _prefetch(reader.read(files)):
+                accepted, quarantined = cleaner.clean(raw)
+                writer.put((_assign_sources(accepted, settings), quarantined))
+        finally:
+            writer.close()
         new_parts = accepted_out.close()
         quarantine = (quarantine_out.close() or [None])[0]
 
@@ -113,10 +195,10 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
         if stats.rows_read != stats.rows_accepted + stats.rows_quarantined:
             raise AssertionError("row accounting broke")  # Cleaner checks per batch; belt and braces
 
-        all_keys = np.concatenate([p_keys, *cleaner.accepted_keys])
-        all_labels = pa.concat_arrays([p_labels.cast(pa.string()),
-                                       *[a.cast(pa.string()) for a in cleaner.accepted_labels]])
-        digest = v.content_digest(all_keys, all_labels)
+        content = np.concatenate([p_content, *cleaner.content])
+        digest = v.content_digest(content)
+        rows_total = len(content)
+        del content, p_keys
         cleaning_dict = cleaning.model_dump(mode="json")
         version = v.version_id(digest, ACCEPTED_SCHEMA, cleaning_dict)
         base = dict(dataset=dataset, version=version, rows_read=stats.rows_read,
@@ -135,7 +217,9 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
                      for i, (_p, rows, sha, size) in enumerate(new_parts)]
         inherited = [dict(p, inherited_from=p.get("inherited_from") or parent_ref.version)
                      for p in (parent_ref.parts if parent_ref else [])]
-        rows_total = len(all_keys)
+        by_label = dict(parent_ref.manifest["rows"]["by_label"]) if parent_ref else {}
+        for label, count in stats.by_label.items():
+            by_label[label] = by_label.get(label, 0) + count
         manifest = {
             "format": v.MANIFEST_FORMAT,
             "dataset": dataset,
@@ -147,7 +231,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
             "rows": {"read": stats.rows_read, "accepted": stats.rows_accepted,
                      "quarantined": stats.rows_quarantined, "total": rows_total,
                      "by_reason": dict(sorted(stats.by_reason.items())),
-                     "by_label": _label_counts(all_labels)},
+                     "by_label": dict(sorted(by_label.items()))},
             "schema": v.schema_fingerprint(ACCEPTED_SCHEMA),
             "cleaning": cleaning_dict,
             "source_settings": settings.model_dump(mode="json"),
@@ -167,13 +251,6 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
 def _quarantine_uri(store: Store, dataset: str, manifest: dict[str, Any]) -> str | None:
     q = manifest.get("quarantine")
     return store.url(f"{v.dataset_prefix(dataset)}/{q['path']}") if q else None
-
-
-def _label_counts(labels: pa.Array) -> dict[str, int]:
-    if not len(labels):
-        return {}
-    return {d["values"]: d["counts"] for d in sorted(pc.value_counts(labels).to_pylist(),
-                                                     key=lambda d: str(d["values"]))}
 
 
 def _assign_sources(table: pa.Table, settings: SourceSettings) -> pa.Table:

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -284,13 +285,13 @@ class SourceReader:
         if self.settings.label_map:
             label = _map_labels(label, self.settings.label_map)
         if source is None:
-            source = pa.array([self._source_value(sf)] * n, pa.string())
+            source = pa.repeat(pa.scalar(self._source_value(sf), pa.string()), n)
         return pa.RecordBatch.from_arrays([
             text.cast(pa.large_binary()),
             label,
             source,
-            pa.array([sf.uri] * n, pa.string()),
-            pa.array(range(first_row, first_row + n), pa.int64()),
+            pa.repeat(pa.scalar(sf.uri, pa.string()), n),
+            pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
             errors if errors is not None else pa.nulls(n, pa.string()),
             details if details is not None else pa.nulls(n, pa.string()),
         ], schema=RAW_SCHEMA)
