@@ -44,7 +44,7 @@ def cmd_data_ingest(args) -> int:
     settings = settings.model_copy(update=overrides)
     result = ingest(args.source, args.dataset, open_store(args.store), settings, cfg.cleaning,
                     parent=None if args.parent == "none" else args.parent, code_version=code_version())
-    _print_json({k: v for k, v in result.to_json().items() if k != "seconds"})
+    _print_json(result.to_json())
     return 0
 
 

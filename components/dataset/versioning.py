@@ -14,7 +14,6 @@ parent (parts are immutable and checksummed, so sharing them is safe and copies 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 from components.common.errors import InputError, IntegrityError, NotFoundError, StoreError
 from components.common.hashing import sha256_hex, sha256_of_value
 from components.common.storage import Store
-from components.dataset.schema import ACCEPTED_SCHEMA, content_keys, keys_from_doc_ids
+from components.dataset.schema import ACCEPTED_SCHEMA, ContentDigest, content_keys, keys_from_doc_ids
 
 MANIFEST_FORMAT = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -56,13 +55,6 @@ def latest_key(name: str) -> str:
 
 def schema_fingerprint(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
-
-
-def content_digest(content: np.ndarray) -> str:
-    """Order-independent digest of a version's rows (see schema.content_keys)."""
-    digest = hashlib.sha256(b"conveyor-content-v1")
-    digest.update(np.sort(content).tobytes())
-    return digest.hexdigest()
 
 
 def version_id(digest: str, schema: pa.Schema, cleaning: dict[str, Any]) -> str:
@@ -142,18 +134,17 @@ def read_table(store: Store, ref: VersionRef, columns: list[str] | None = None) 
     return pa.concat_tables(tables)
 
 
-def parent_keys(store: Store, ref: VersionRef | None) -> tuple[np.ndarray, np.ndarray]:
-    """(dedup keys, content keys) of every row in a version: the parent side of dedup and digests."""
+def parent_keys(store: Store, ref: VersionRef | None) -> tuple[np.ndarray, ContentDigest]:
+    """(dedup keys, content digest) of every row in a version: the parent side of dedup and ids."""
+    digest = ContentDigest()
     if ref is None:
-        return np.empty(0, np.uint64), np.empty(0, np.uint64)
-    keys, content = [], []
+        return np.empty(0, np.uint64), digest
+    keys = []
     for table in read_parts(store, ref, columns=["doc_id", "label"]):
         k = keys_from_doc_ids(table.column("doc_id").combine_chunks())
         keys.append(k)
-        content.append(content_keys(k, table.column("label").combine_chunks()))
-    if not keys:
-        return np.empty(0, np.uint64), np.empty(0, np.uint64)
-    return np.concatenate(keys), np.concatenate(content)
+        digest.add(content_keys(k, table.column("label").combine_chunks()))
+    return (np.concatenate(keys) if keys else np.empty(0, np.uint64)), digest
 
 
 def commit(store: Store, name: str, version: str, local_parts: list[tuple[str, int, str, int]],
@@ -183,6 +174,6 @@ def verify_manifest(manifest: dict[str, Any]) -> None:
         raise StoreError(f"manifest of {manifest.get('dataset')}/{manifest.get('version')} lacks {missing}")
 
 
-__all__ = ["VersionRef", "check_name", "commit", "content_digest", "list_versions", "now_iso",
+__all__ = ["VersionRef", "check_name", "commit", "list_versions", "now_iso",
            "parent_keys", "part_uri", "read_manifest", "read_parts", "read_table", "resolve",
            "schema_fingerprint", "sha256_hex", "verify_manifest", "version_id", "version_prefix"]

@@ -21,6 +21,7 @@ from components.common.config import CleaningConfig
 from components.dataset.schema import (
     ACCEPTED_SCHEMA,
     QUARANTINE_SCHEMA,
+    ContentDigest,
     content_digests,
     content_keys,
     doc_ids_from_digests,
@@ -90,8 +91,8 @@ class Cleaner:
         self.seen = KeyIndex()
         self.stats = CleanStats()
         self._labels = pa.array(config.labels, pa.string()) if config.labels else None
-        # One uint64 per accepted row for the order-independent content digest (8 bytes a row).
-        self.content: list[np.ndarray] = []
+        # Order-independent digest of the accepted (doc, label) rows, kept as 32 bytes of state.
+        self.digest = ContentDigest()
 
     def clean(self, raw: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
         n = raw.num_rows
@@ -180,7 +181,7 @@ class Cleaner:
         }, schema=QUARANTINE_SCHEMA)
 
         self._count(accepted, quarantined)
-        self.content.append(content_keys(accepted_keys, accepted.column("label").combine_chunks()))
+        self.digest.add(content_keys(accepted_keys, accepted.column("label").combine_chunks()))
         if self.stats.rows_read != self.stats.rows_accepted + self.stats.rows_quarantined:
             raise AssertionError(f"row accounting broke: read {self.stats.rows_read} != accepted "
                                  f"{self.stats.rows_accepted} + quarantined {self.stats.rows_quarantined}")
@@ -253,6 +254,8 @@ def _all_ascii(text: pa.Array) -> bool:
 def _flag(reason: pa.Array, detail: pa.Array, mask: pa.Array, code: str, describe) -> tuple[pa.Array, pa.Array]:
     """Set `code` (and a per-row detail) where `mask` holds and no earlier reason was found."""
     fresh = pc.and_(pc.fill_null(mask, False), pc.is_null(reason))
+    if not pc.any(fresh).as_py():  # the common case: nothing new to flag
+        return reason, detail
     return (pc.if_else(fresh, pa.scalar(code, pa.string()), reason),
             _fill_details(detail, fresh, describe))
 

@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -46,6 +45,7 @@ class IngestResult:
     rows_total: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,12 +162,20 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
            code_version: str = "unknown") -> IngestResult:
     """Read, clean and version `sources` as a child of `parent` ('latest', an id, or None)."""
     started = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def phase(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(now - since, 3)
+        return now
+
     v.check_name(dataset)
     store.check()  # fail fast (store down, bad credentials) before reading anything
     files = discover(sources, settings)
     parent_ref = v.resolve(store, dataset, parent) if parent else None
-    p_keys, p_content = v.parent_keys(store, parent_ref)
+    p_keys, digest_state = v.parent_keys(store, parent_ref)
 
+    mark = phase("prepare", started)
     cleaner = Cleaner(cleaning, p_keys)
     reader = SourceReader(settings, batch_rows=batch_rows, workdir=workdir)
     with tempfile.TemporaryDirectory(prefix="conveyor-ingest-", dir=workdir) as tmp:
@@ -190,17 +198,19 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
             writer.close()
         new_parts = accepted_out.close()
         quarantine = (quarantine_out.close() or [None])[0]
+        mark = phase("read_clean_write", mark)
 
         stats = cleaner.stats
         if stats.rows_read != stats.rows_accepted + stats.rows_quarantined:
             raise AssertionError("row accounting broke")  # Cleaner checks per batch; belt and braces
 
-        content = np.concatenate([p_content, *cleaner.content])
-        digest = v.content_digest(content)
-        rows_total = len(content)
-        del content, p_keys
+        digest_state.merge(cleaner.digest)
+        digest = digest_state.hexdigest()
+        rows_total = digest_state.count
+        del p_keys
         cleaning_dict = cleaning.model_dump(mode="json")
         version = v.version_id(digest, ACCEPTED_SCHEMA, cleaning_dict)
+        mark = phase("digest", mark)
         base = dict(dataset=dataset, version=version, rows_read=stats.rows_read,
                     rows_accepted=stats.rows_accepted, rows_quarantined=stats.rows_quarantined,
                     quarantine_reasons=dict(sorted(stats.by_reason.items())),
@@ -211,7 +221,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
             return IngestResult(**base, parent=existing.get("parent"), new=False,
                                 quarantine_uri=_quarantine_uri(store, dataset, existing),
                                 rows_total=existing["rows"]["total"],
-                                seconds=time.perf_counter() - started)
+                                seconds=time.perf_counter() - started, phase_seconds=phases)
 
         own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": rows, "sha256": sha, "bytes": size}
                      for i, (_p, rows, sha, size) in enumerate(new_parts)]
@@ -243,9 +253,10 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
                 "bytes": quarantine[3]},
         }
         v.commit(store, dataset, version, new_parts, quarantine, manifest)
+        phase("commit", mark)
         return IngestResult(**base, parent=manifest["parent"], new=True,
                             quarantine_uri=_quarantine_uri(store, dataset, manifest), rows_total=rows_total,
-                            seconds=time.perf_counter() - started)
+                            seconds=time.perf_counter() - started, phase_seconds=phases)
 
 
 def _quarantine_uri(store: Store, dataset: str, manifest: dict[str, Any]) -> str | None:
