@@ -35,16 +35,19 @@ def bench_ingest(sizes: list[int]) -> dict:
         print(f"ingest: {size:,} synthetic docs (generating once into {folder})", file=sys.stderr, flush=True)
         paths = [str(p) for p in write_corpus(str(folder), size)]
         # Alternate the two, best of REPEATS each: the machine's noise hits both sides alike.
-        scans, ingests = [], []
+        scans, hashes, ingests = [], [], []
         for _ in range(REPEATS):
             scans.append(_child("scan", "--format", "parquet", *paths))
+            hashes.append(_child("hash", *paths))
             ingests.append(_child("ingest", "--store", str(WORK / "store"), *paths))
         scan = min(scans, key=lambda r: r["seconds"])
+        hashed = min(hashes, key=lambda r: r["seconds"])
         ingest = min(ingests, key=lambda r: r["seconds"])
         row = {
             "docs": size, "format": "parquet",
             "ingest_docs_per_s": round(ingest["rows"] / ingest["seconds"]),
             "scan_rows_per_s": round(scan["rows"] / scan["seconds"]),
+            "sha256_floor_docs_per_s": round(hashed["rows"] / hashed["seconds"]),
             "ratio": round((ingest["rows"] / ingest["seconds"]) / (scan["rows"] / scan["seconds"]), 3),
             "ingest_seconds": round(ingest["seconds"], 2), "scan_seconds": round(scan["seconds"], 2),
             "ingest_peak_rss_mib": round(ingest["peak_rss_mib"]),
@@ -73,12 +76,18 @@ def write_readme(results: dict[str, dict]) -> None:
                   "of the same rows in the same run. Ingest reads, validates, normalizes, hashes (SHA-256 doc_id), "
                   "dedups, writes zstd Parquet parts and commits a version. Targets: "
                   ">= 500k docs/s, ratio >= 0.25, peak RSS <= 1 GiB at 10M.", "",
-                  "| docs | ingest docs/s | raw scan rows/s | ratio | ingest s | peak RSS MiB (ingest / scan) |",
-                  "|---:|---:|---:|---:|---:|---:|"]
+                  "| docs | ingest docs/s | raw scan rows/s | ratio | scan + SHA-256 only, docs/s | ingest s | "
+                  "peak RSS MiB (ingest / scan) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
         for r in ingest["results"]:
             lines.append(f"| {r['docs']:,} | {r['ingest_docs_per_s']:,} | {r['scan_rows_per_s']:,} | {r['ratio']} | "
-                         f"{r['ingest_seconds']} | {r['ingest_peak_rss_mib']} / {r['scan_peak_rss_mib']} |")
-        lines.append("")
+                         f"{r['sha256_floor_docs_per_s']:,} | {r['ingest_seconds']} | "
+                         f"{r['ingest_peak_rss_mib']} / {r['scan_peak_rss_mib']} |")
+        lines += ["", "The *scan + SHA-256 only* column reads the same rows and computes each `doc_id` and nothing "
+                  "else: it bounds any ingest that gives every document a SHA-256 content id from Python on this "
+                  "machine. The 0.25 ratio target is not met: the per-document hash alone is slower than a quarter "
+                  "of the raw scan (compare the columns), so reaching it would need a compiled, multi-core hash "
+                  "kernel or a weaker id. Peak RSS stays far under 1 GiB at 10M.", ""]
     (ROOT / "README.md").write_text("\n".join(lines))
 
 
