@@ -104,9 +104,46 @@ class FeaturesConfig(Section):
         return self
 
 
+class TrainParams(Section):
+    """Hyperparameters of one training run (the search varies these)."""
+
+    family: Literal["embedding_bag", "cnn"] = "embedding_bag"
+    embed_dim: int = Field(64, ge=2, le=4096)
+    lr: float = Field(0.01, gt=0, le=10)
+    weight_decay: float = Field(0.0, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(8, ge=1)
+    patience: int = Field(2, ge=1)  # epochs without improvement before stopping
+    seed: int = 13
+    threads: int = Field(1, ge=1)  # CPU threads; results are reproducible for a fixed count
+    # cnn only
+    channels: int = Field(64, ge=1)
+    kernel_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4])
+    max_len: int = Field(400, ge=8)
+
+
 class ReportConfig(Section):
     drift_share: float = Field(0.5, gt=0, le=1)
     max_rows: int = Field(50_000, ge=100)  # rows sampled per side for the Evidently report
+
+
+class ClusterConfig(Section):
+    """Where and how cluster work runs (Katib trials); ignored by the local backends."""
+
+    namespace: str = "kubeflow-user"
+    image: str | None = None  # default: the component image (components/images.py)
+    trial_kind: Literal["Job", "PyTorchJob"] = "Job"
+    gpus_per_trial: int = Field(1, ge=0)
+    gpu_quota: int = Field(4, ge=0)  # parallel trials x GPUs per trial may not exceed this
+    gpu_resource: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    tolerations: list[dict[str, str]] = Field(default_factory=lambda: [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    s3_secret: str = "conveyor-s3"  # Secret with AWS_ENDPOINT_URL / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    cpu: str = "2"
+    memory: str = "8Gi"
+    experiment_timeout_s: int = Field(6 * 3600, ge=60)
 
 
 class ConveyorConfig(Section):
@@ -115,6 +152,11 @@ class ConveyorConfig(Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    train: TrainParams = Field(default_factory=TrainParams)
+    # Validated by components.search.spec.parse_spec before any trial launches.
+    search: dict = Field(default_factory=dict)
+    model_name: str = "spam-classifier"
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
 
 def _describe(exc: ValidationError, origin: str) -> str:

@@ -1,0 +1,103 @@
+"""Model registry in the store: immutable, content-addressed versions and movable aliases.
+
+    models/<name>/<version>/weights.pt        state_dict (torch.save), loaded with weights_only=True
+    models/<name>/<version>/featurizer.json   the exact featurizer training used
+    models/<name>/<version>/model_card.json   metrics, params, dataset version, run key, sha256 of every file
+    models/<name>/aliases/<alias>.json        movable pointers: champion, candidate, ...
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from components.common.errors import InputError, IntegrityError, NotFoundError
+from components.common.hashing import sha256_hex
+from components.common.storage import Store
+
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+FILES = ("weights.pt", "featurizer.json")
+
+
+def _prefix(name: str) -> str:
+    from components.dataset.versioning import check_name
+
+    return f"models/{check_name(name)}"
+
+
+def register(store: Store, name: str, weights: bytes, featurizer: bytes, card: dict[str, Any]) -> dict[str, Any]:
+    """Store a model version (idempotent: the same bytes give the same version); returns its card."""
+    hashes = {"weights.pt": sha256_hex(weights), "featurizer.json": sha256_hex(featurizer)}
+    version = sha256_hex((hashes["weights.pt"] + hashes["featurizer.json"]).encode())[:12]
+    prefix = f"{_prefix(name)}/{version}"
+    if store.exists(f"{prefix}/model_card.json"):
+        return store.read_json(f"{prefix}/model_card.json")
+    store.write_bytes(f"{prefix}/weights.pt", weights)
+    store.write_bytes(f"{prefix}/featurizer.json", featurizer)
+    full = {**card, "name": name, "version": version, "files": hashes}
+    store.write_json(f"{prefix}/model_card.json", full)  # last: no card, no version
+    return full
+
+
+def set_alias(store: Store, name: str, alias: str, version: str) -> None:
+    if not ALIAS_RE.match(alias):
+        raise InputError(f"alias {alias!r}: use a lower-case word like champion or candidate")
+    if not store.exists(f"{_prefix(name)}/{version}/model_card.json"):
+        raise NotFoundError(f"model {name!r} has no version {version!r}")
+    store.write_json(f"{_prefix(name)}/aliases/{alias}.json", {"version": version})
+
+
+def resolve_version(store: Store, name: str, ref: str) -> str:
+    """A version id, or the version an alias points to."""
+    alias_key = f"{_prefix(name)}/aliases/{ref}.json"
+    if ALIAS_RE.match(ref) and store.exists(alias_key):
+        return store.read_json(alias_key)["version"]
+    if store.exists(f"{_prefix(name)}/{ref}/model_card.json"):
+        return ref
+    raise NotFoundError(f"model {name!r} has no version or alias {ref!r} in {store.uri}")
+
+
+def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
+    cards = [store.read_json(k) for k in store.list(f"{_prefix(name)}/") if k.endswith("/model_card.json")]
+    return sorted(cards, key=lambda c: c.get("created_at", ""))
+
+
+def aliases(store: Store, name: str) -> dict[str, str]:
+    prefix = f"{_prefix(name)}/aliases/"
+    return {k[len(prefix):-5]: store.read_json(k)["version"] for k in store.list(prefix) if k.endswith(".json")}
+
+
+@dataclass
+class LoadedModel:
+    card: dict[str, Any]
+    model: Any
+    featurizer: Any
+
+
+def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
+    """Load and verify a version: every file must match the sha256 in its model card."""
+    import torch
+
+    from components.featurize.core import Featurizer
+    from components.train.models import build_model
+
+    version = resolve_version(store, name, ref)
+    prefix = f"{_prefix(name)}/{version}"
+    card = store.read_json(f"{prefix}/model_card.json")
+    blobs = {}
+    for file in FILES:
+        data = store.read_bytes(f"{prefix}/{file}")
+        actual = sha256_hex(data)
+        if actual != card["files"][file]:
+            raise IntegrityError(f"{store.url(prefix + '/' + file)}: sha256 {actual[:12]}… does not match the model "
+                                 f"card's {card['files'][file][:12]}…; refusing a modified model file")
+        blobs[file] = data
+    featurizer = Featurizer.loads(blobs["featurizer.json"])
+    params = card["params"]["train"]
+    arch = {k: params[k] for k in ("embed_dim", "dropout", "channels", "kernel_sizes", "max_len")}
+    model = build_model(params["family"], featurizer.num_ids, len(featurizer.labels), **arch)
+    model.load_state_dict(torch.load(io.BytesIO(blobs["weights.pt"]), weights_only=True))
+    model.eval()
+    return LoadedModel(card, model, featurizer)

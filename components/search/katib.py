@@ -1,0 +1,216 @@
+"""Cluster search backend, part 1: the Katib Experiment, built from the Katib SDK model classes.
+
+Everything the SDK would accept silently is checked by `parse_spec` first; the objects here are
+built from the SDK's (and the Kubernetes client's) generated models, which reject unknown fields,
+and serialized with `ApiClient.sanitize_for_serialization` into a camelCase manifest.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from components.common.config import ClusterConfig
+from components.common.hashing import sha256_of_value
+from components.images import COMPONENT_IMAGE
+from components.search.spec import SearchSpec
+
+API_VERSION = "kubeflow.org/v1beta1"
+PRIMARY_CONTAINER = "training"
+SPEC_HASH_ANNOTATION = "conveyor.dev/spec-sha256"
+JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+JOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+PYTORCHJOB_SUCCESS = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
+
+
+def katib_parameter_name(name: str) -> str:
+    """Config field names (`features.num_buckets`) as Katib parameter names (`features-num_buckets`)."""
+    return name.replace(".", "-")
+
+
+def experiment_name(run_id: str, spec_hash: str) -> str:
+    """Deterministic and short: a retried launch finds the same experiment instead of a conflict."""
+    base = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")[:28].strip("-") or "run"
+    return f"{base}-{spec_hash[:8]}"
+
+
+def spec_hash(spec: SearchSpec, dataset: str, version: str, image: str) -> str:
+    return sha256_of_value({"spec": spec.model_dump(mode="json"), "dataset": dataset, "version": version,
+                            "image": image})
+
+
+def _feasible_space(p):
+    from kubeflow.katib import V1beta1FeasibleSpace
+
+    if p.type in ("double", "int"):
+        fmt = (lambda x: str(int(x))) if p.type == "int" else (lambda x: repr(float(x)))
+        return V1beta1FeasibleSpace(min=fmt(p.min), max=fmt(p.max),
+                                    step=None if p.step is None else fmt(p.step),
+                                    distribution="logUniform" if p.log else "uniform")
+    # Build the list directly: katib.search.categorical() puts it in `distribution` (SDK bug).
+    return V1beta1FeasibleSpace(list=[str(v) for v in p.values])
+
+
+def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: str, store: str,
+                     cluster: ClusterConfig, fixed_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Experiment manifest (a dict ready for the Kubernetes API or `kubectl apply`)."""
+    from kubeflow.katib import (
+        V1beta1AlgorithmSetting,
+        V1beta1AlgorithmSpec,
+        V1beta1CollectorSpec,
+        V1beta1EarlyStoppingSetting,
+        V1beta1EarlyStoppingSpec,
+        V1beta1Experiment,
+        V1beta1ExperimentSpec,
+        V1beta1MetricsCollectorSpec,
+        V1beta1MetricStrategy,
+        V1beta1ObjectiveSpec,
+        V1beta1ParameterSpec,
+        V1beta1TrialParameterSpec,
+        V1beta1TrialTemplate,
+    )
+    from kubernetes.client import ApiClient, V1ObjectMeta
+
+    image = cluster.image or COMPONENT_IMAGE
+    digest = spec_hash(spec, dataset, version, image)
+    name = experiment_name(run_id, digest)
+    goal_max = spec.objective.goal == "maximize"
+    params = [V1beta1ParameterSpec(name=katib_parameter_name(p.name), parameter_type=p.type,
+                                   feasible_space=_feasible_space(p)) for p in spec.parameters]
+    trial_params = [V1beta1TrialParameterSpec(name=katib_parameter_name(p.name),
+                                              reference=katib_parameter_name(p.name),
+                                              description=f"config field {p.name}") for p in spec.parameters]
+    trial_params.append(V1beta1TrialParameterSpec(name="trialName", reference="${trialSpec.Name}",
+                                                  description="run id of the trial (resumes its checkpoint)"))
+    command = ["python", "-m", "components.train.entrypoint", "--store", store, "--dataset", dataset,
+               "--version", version, "--run-id", "${trialParameters.trialName}", "--image", image]
+    for key, value in (fixed_params or {}).items():
+        import json
+
+        command += ["--set", f"{key}={json.dumps(value)}"]
+    for p in spec.parameters:
+        command += ["--set", f"{p.name}=${{trialParameters.{katib_parameter_name(p.name)}}}"]
+
+    algorithm_settings = [] if spec.algorithm == "grid" else [
+        V1beta1AlgorithmSetting(name="random_state", value=str(spec.seed))]
+    early = None
+    if spec.early_stopping.algorithm == "medianstop":
+        early = V1beta1EarlyStoppingSpec(algorithm_name="medianstop", algorithm_settings=[
+            V1beta1EarlyStoppingSetting(name="min_trials_required", value=str(spec.early_stopping.min_trials_required)),
+            V1beta1EarlyStoppingSetting(name="start_step", value=str(spec.early_stopping.start_step)),
+        ])
+    kind = cluster.trial_kind
+    experiment = V1beta1Experiment(
+        api_version=API_VERSION, kind="Experiment",
+        metadata=V1ObjectMeta(name=name, namespace=cluster.namespace,
+                              labels={"app.kubernetes.io/part-of": "conveyor", "conveyor.dev/run-id": run_id[:63]},
+                              annotations={SPEC_HASH_ANNOTATION: digest}),
+        spec=V1beta1ExperimentSpec(
+            objective=V1beta1ObjectiveSpec(
+                type=spec.objective.goal, goal=spec.objective.target,
+                objective_metric_name=spec.objective.metric,
+                additional_metric_names=[m for m in ("loss", "macro_f1", "accuracy") if m != spec.objective.metric],
+                metric_strategies=[V1beta1MetricStrategy(name=spec.objective.metric,
+                                                         value="max" if goal_max else "min")]),
+            algorithm=V1beta1AlgorithmSpec(algorithm_name=spec.algorithm, algorithm_settings=algorithm_settings),
+            early_stopping=early,
+            parallel_trial_count=spec.parallel_trials, max_trial_count=spec.max_trials,
+            max_failed_trial_count=spec.max_failed_trials,
+            metrics_collector_spec=V1beta1MetricsCollectorSpec(collector=V1beta1CollectorSpec(kind="StdOut")),
+            parameters=params,
+            resume_policy="Never",
+            trial_template=V1beta1TrialTemplate(
+                primary_container_name=PRIMARY_CONTAINER, trial_parameters=trial_params,
+                trial_spec=_trial_spec(kind, image, command, cluster),
+                success_condition=JOB_SUCCESS if kind == "Job" else PYTORCHJOB_SUCCESS,
+                failure_condition=JOB_FAILURE,
+                retain=False),
+        ),
+    )
+    return ApiClient().sanitize_for_serialization(experiment)
+
+
+def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restart: str):
+    from kubernetes.client import (
+        V1Capabilities,
+        V1Container,
+        V1EnvFromSource,
+        V1EnvVar,
+        V1ObjectMeta,
+        V1PodSecurityContext,
+        V1PodSpec,
+        V1PodTemplateSpec,
+        V1ResourceRequirements,
+        V1SeccompProfile,
+        V1SecretEnvSource,
+        V1SecurityContext,
+        V1Toleration,
+    )
+
+    limits = {"cpu": cluster.cpu, "memory": cluster.memory}
+    if cluster.gpus_per_trial:
+        limits[cluster.gpu_resource] = str(cluster.gpus_per_trial)
+    container = V1Container(
+        name=PRIMARY_CONTAINER, image=image, command=command,
+        env=[V1EnvVar(name="PYTHONUNBUFFERED", value="1")],
+        env_from=[V1EnvFromSource(secret_ref=V1SecretEnvSource(name=cluster.s3_secret))],
+        resources=V1ResourceRequirements(requests={"cpu": cluster.cpu, "memory": cluster.memory}, limits=limits),
+        security_context=V1SecurityContext(allow_privilege_escalation=False, run_as_non_root=True,
+                                           capabilities=V1Capabilities(drop=["ALL"]),
+                                           seccomp_profile=V1SeccompProfile(type="RuntimeDefault")))
+    template = V1PodTemplateSpec(
+        metadata=V1ObjectMeta(annotations={"sidecar.istio.io/inject": "false"},
+                              labels={"app.kubernetes.io/part-of": "conveyor"}),
+        spec=V1PodSpec(containers=[container], restart_policy=restart, node_selector=cluster.node_selector or None,
+                       tolerations=[V1Toleration(**t) for t in cluster.tolerations] or None,
+                       security_context=V1PodSecurityContext(run_as_non_root=True, run_as_user=10001,
+                                                             seccomp_profile=V1SeccompProfile(type="RuntimeDefault"))))
+    return template
+
+
+def _trial_spec(kind: str, image: str, command: list[str], cluster: ClusterConfig) -> dict[str, Any]:
+    from kubernetes.client import ApiClient, V1Job, V1JobSpec
+
+    if kind == "Job":
+        # backoffLimit 0: a failed trial is a failed trial (Katib counts it), not a silent retry.
+        job = V1Job(api_version="batch/v1", kind="Job",
+                    spec=V1JobSpec(backoff_limit=0, template=_pod_template(image, command, cluster, "Never")))
+        return ApiClient().sanitize_for_serialization(job)
+    template = ApiClient().sanitize_for_serialization(_pod_template(image, command, cluster, "OnFailure"))
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {"pytorchReplicaSpecs": {
+        "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}}}
+
+
+def validate_experiment(manifest: dict[str, Any]) -> None:
+    """Every field must exist in the Katib SDK models; the trial spec in the Kubernetes models.
+
+    Raises SpecError naming the path of the first unknown or mistyped field.
+    """
+    import kubeflow.katib as katib_models
+    import kubernetes.client as k8s_models
+
+    from components.common.errors import SpecError
+    from components.common.sdkvalidate import ManifestError, model_lookup, validate
+
+    lookup = model_lookup(katib_models, k8s_models)
+
+    def trial_spec(value: Any, path: str) -> None:
+        if not path.endswith(".trialSpec"):
+            return
+        kind = value.get("kind")
+        if kind == "Job":
+            validate(value, "V1Job", lookup, path)
+        elif kind == "PyTorchJob":
+            for role, replica in value.get("spec", {}).get("pytorchReplicaSpecs", {}).items():
+                validate(replica.get("template"), "V1PodTemplateSpec", lookup,
+                         f"{path}.spec.pytorchReplicaSpecs.{role}.template")
+        else:
+            raise ManifestError(f"{path}.kind: expected Job or PyTorchJob, got {kind!r}")
+
+    try:
+        validate(manifest, "V1beta1Experiment", lookup, object_hook=trial_spec)
+    except ManifestError as exc:
+        raise SpecError(f"Katib Experiment: {exc}") from exc
+    for field_name in ("apiVersion", "kind", "metadata", "spec"):
+        if field_name not in manifest:
+            raise SpecError(f"Katib Experiment: missing {field_name}")

@@ -1,0 +1,196 @@
+"""Cluster search backend, part 2: launch a Katib Experiment safely and wait for its outcome.
+
+Safe to retry: the experiment name is deterministic (run id + spec hash), an existing experiment
+with the same spec is adopted instead of failing, one with another spec is refused. Waits on watch
+events and the experiment's conditions (no sleeps). On failure, timeout or termination (SIGTERM,
+as KFP sends when a run is terminated) the experiment is deleted so no GPU trial is left running.
+Parallel trials x GPUs per trial is checked against a quota before anything is created.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from components.common.config import ClusterConfig
+from components.common.errors import SpecError
+from components.search.katib import SPEC_HASH_ANNOTATION
+from components.search.local import SearchFailed
+from components.search.spec import SearchSpec
+
+GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
+
+
+class ExperimentApi(Protocol):
+    """The few Kubernetes calls the launcher needs (real implementation below)."""
+
+    def get(self, name: str, namespace: str) -> dict[str, Any] | None: ...
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]: ...
+    def delete(self, name: str, namespace: str) -> None: ...
+    def watch(self, name: str, namespace: str, timeout_s: float) -> Iterator[dict[str, Any]]: ...
+    def list_trials(self, name: str, namespace: str) -> list[dict[str, Any]]: ...
+
+
+class KubernetesExperimentApi:
+    """ExperimentApi over the Kubernetes API (in-cluster config, else the current kubeconfig)."""
+
+    def __init__(self):
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        self.api = client.CustomObjectsApi()
+
+    def get(self, name, namespace):
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create(self, manifest):
+        return self.api.create_namespaced_custom_object(GROUP, VERSION, manifest["metadata"]["namespace"], PLURAL,
+                                                        manifest)
+
+    def delete(self, name, namespace):
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
+                                                     propagation_policy="Foreground")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def watch(self, name, namespace, timeout_s):
+        from kubernetes import watch
+
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            stream = watch.Watch().stream(self.api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+                                          field_selector=f"metadata.name={name}", timeout_seconds=int(min(left, 300)))
+            for event in stream:
+                yield event["object"]
+
+    def list_trials(self, name, namespace):
+        found = self.api.list_namespaced_custom_object(GROUP, VERSION, namespace, "trials",
+                                                       label_selector=f"katib.kubeflow.org/experiment={name}")
+        return found.get("items", [])
+
+
+@dataclass
+class KatibOutcome:
+    experiment: str
+    adopted: bool
+    best_params: dict[str, Any]
+    best_trial: str
+    best_value: float | None
+    reason: str
+    trials: list[dict[str, Any]]
+
+
+def check_quota(spec: SearchSpec, cluster: ClusterConfig) -> None:
+    need = spec.parallel_trials * cluster.gpus_per_trial
+    if need > cluster.gpu_quota:
+        raise SpecError(f"search.parallel_trials ({spec.parallel_trials}) x cluster.gpus_per_trial "
+                        f"({cluster.gpus_per_trial}) = {need} GPUs exceeds cluster.gpu_quota ({cluster.gpu_quota})")
+
+
+def _condition(obj: dict[str, Any]) -> tuple[str | None, str, str]:
+    """The terminal condition (Succeeded/Failed) that is True, with its reason and message."""
+    for cond in reversed(obj.get("status", {}).get("conditions", []) or []):
+        if cond.get("type") in ("Succeeded", "Failed") and cond.get("status") == "True":
+            return cond["type"], cond.get("reason", ""), cond.get("message", "")
+    return None, "", ""
+
+
+def _typed(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            continue
+    return value
+
+
+def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, cluster: ClusterConfig,
+           timeout_s: float | None = None, log=print) -> KatibOutcome:
+    check_quota(spec, cluster)
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    wanted = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+    existing = api.get(name, namespace)
+    adopted = existing is not None
+    if existing is not None:
+        found = existing.get("metadata", {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
+        if found != wanted:
+            raise SpecError(f"experiment {namespace}/{name} exists with another spec ({(found or 'none')[:12]} != "
+                            f"{wanted[:12]}); delete it or use a new run id")
+        log(f"adopting existing experiment {namespace}/{name}")
+    else:
+        api.create(manifest)
+        log(f"created experiment {namespace}/{name}")
+
+    finished = False
+
+    def on_terminate(signum, _frame):
+        api.delete(name, namespace)  # no GPU trial survives a terminated pipeline run
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_terminate) if _main_thread() else None
+    try:
+        final = existing if existing is not None and _condition(existing)[0] else None
+        if final is None:
+            for obj in api.watch(name, namespace, timeout_s or cluster.experiment_timeout_s):
+                if _condition(obj)[0]:
+                    final = obj
+                    break
+        if final is None:
+            raise SearchFailed(f"experiment {namespace}/{name} did not finish within "
+                               f"{timeout_s or cluster.experiment_timeout_s:.0f}s; deleted it")
+        state, reason, message = _condition(final)
+        if state == "Failed":
+            raise SearchFailed(f"experiment {namespace}/{name} failed: {reason}: {message}")
+        optimal = final.get("status", {}).get("currentOptimalTrial", {}) or {}
+        assignments = {a["name"]: _typed(a["value"]) for a in optimal.get("parameterAssignments", []) or []}
+        from components.search.katib import katib_parameter_name
+
+        by_katib = {katib_parameter_name(p.name): p.name for p in spec.parameters}
+        best_params = {by_katib.get(k, k): v for k, v in assignments.items()}
+        value = None
+        for metric in (optimal.get("observation", {}) or {}).get("metrics", []) or []:
+            if metric.get("name") == spec.objective.metric:
+                value = float(metric.get("max" if spec.objective.goal == "maximize" else "min", metric.get("latest")))
+        trials = [{"name": t["metadata"]["name"],
+                   "params": {a["name"]: a["value"] for a in t.get("spec", {}).get("parameterAssignments", [])},
+                   "condition": _trial_state(t),
+                   "metrics": {m["name"]: m.get("latest") for m in
+                               (t.get("status", {}).get("observation", {}) or {}).get("metrics", []) or []}}
+                  for t in api.list_trials(name, namespace)]
+        finished = True
+        return KatibOutcome(name, adopted, best_params, optimal.get("bestTrialName", ""), value, reason, trials)
+    finally:
+        if not finished:
+            api.delete(name, namespace)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _trial_state(trial: dict[str, Any]) -> str:
+    for cond in reversed(trial.get("status", {}).get("conditions", []) or []):
+        if cond.get("status") == "True":
+            return cond.get("type", "")
+    return "Pending"
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,212 @@
+"""Local search backend: Optuna runs the same space Katib would, trials as separate processes.
+
+Algorithms map from Katib's names (random, tpe, multivariate-tpe, cmaes, grid; Katib runs these on
+Optuna too); `medianstop` becomes Optuna's median pruner. Each trial runs the training entrypoint
+in its own process and is followed through its Katib metric lines, so pruning stops it mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.common.errors import ConveyorError
+from components.search.spec import SearchSpec
+
+METRIC_RE = re.compile(r"(?P<name>[A-Za-z_][\w-]*)=(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+
+
+class SearchFailed(ConveyorError):
+    exit_code = 8
+
+
+def parse_metric_line(line: str) -> dict[str, float]:
+    return {m["name"]: float(m["value"]) for m in METRIC_RE.finditer(line)}
+
+
+def make_sampler(spec: SearchSpec):
+    import optuna
+
+    if spec.algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    if spec.algorithm == "tpe":
+        return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(4, spec.max_trials))
+    if spec.algorithm == "multivariate-tpe":
+        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, n_startup_trials=min(4, spec.max_trials))
+    if spec.algorithm == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=spec.seed)
+    if spec.algorithm == "grid":
+        return optuna.samplers.GridSampler(spec.grid(), seed=spec.seed)
+    raise ValueError(spec.algorithm)
+
+
+def make_pruner(spec: SearchSpec):
+    import optuna
+
+    if spec.early_stopping.algorithm == "medianstop":
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.early_stopping.min_trials_required,
+                                           n_warmup_steps=spec.early_stopping.start_step - 1)
+    return optuna.pruners.NopPruner()
+
+
+def distributions(spec: SearchSpec) -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out = {}
+    for p in spec.parameters:
+        if p.type == "double":
+            out[p.name] = FloatDistribution(p.min, p.max, log=p.log, step=None if p.log else p.step)
+        elif p.type == "int":
+            out[p.name] = IntDistribution(int(p.min), int(p.max), log=p.log,
+                                          step=1 if p.log else int(p.step or 1))
+        else:
+            out[p.name] = CategoricalDistribution(p.values)
+    return out
+
+
+@dataclass
+class TrialRow:
+    number: int
+    run_id: str
+    params: dict[str, Any]
+    state: str
+    value: float | None
+    epochs: int
+    seconds: float
+    error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    best_params: dict[str, Any]
+    best_value: float
+    best_run_id: str
+    trials: list[TrialRow]
+    algorithm: str
+    seconds: float
+
+
+class LocalSearch:
+    def __init__(self, spec: SearchSpec, dataset: str, version: str, store: str, run_prefix: str,
+                 config_path: str | None = None, fixed_params: dict[str, Any] | None = None,
+                 log=lambda _msg: None):
+        self.spec, self.dataset, self.version, self.store = spec, dataset, version, store
+        self.run_prefix, self.config_path = run_prefix, config_path
+        self.fixed_params = fixed_params or {}
+        self.log = log
+        self._lock = threading.Lock()
+        self._failed = 0
+        self._stop = threading.Event()
+
+    def _command(self, run_id: str, params: dict[str, Any]) -> list[str]:
+        cmd = [sys.executable, "-m", "components.train.entrypoint", "--store", self.store, "--dataset",
+               self.dataset, "--version", self.version, "--run-id", run_id,
+               "--params", json.dumps({**self.fixed_params, **params})]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        return cmd
+
+    def _run_trial(self, study, dists) -> TrialRow | None:
+        import optuna
+
+        with self._lock:
+            if self._stop.is_set():
+                return None
+            trial = study.ask(dists)
+        run_id = f"{self.run_prefix}-t{trial.number:03d}"
+        started = time.monotonic()
+        best: float | None = None
+        metrics: dict[str, float] = {}
+        epochs = 0
+        pruned = False
+        goal_max = self.spec.objective.goal == "maximize"
+        # stderr to a file: an unread pipe would block a chatty trial once its buffer filled.
+        err_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below, after the process)
+        proc = subprocess.Popen(self._command(run_id, trial.params), stdout=subprocess.PIPE, stderr=err_file,
+                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for line in proc.stdout:
+            values = parse_metric_line(line)
+            if "epoch" not in values or self.spec.objective.metric not in values:
+                continue
+            epochs = int(values["epoch"])
+            metrics = values
+            value = values[self.spec.objective.metric]
+            # Katib's default metric strategy: the best observation of the trial.
+            best = value if best is None else (max(best, value) if goal_max else min(best, value))
+            trial.report(value, epochs)
+            if trial.should_prune():
+                pruned = True
+                proc.terminate()
+                break
+        code = proc.wait()
+        err_file.seek(0)
+        stderr = err_file.read()
+        err_file.close()
+        seconds = round(time.monotonic() - started, 2)
+        row = TrialRow(trial.number, run_id, trial.params, "", best, epochs, seconds, metrics=metrics)
+        with self._lock:
+            if pruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                row.state = "pruned"
+            elif code == 0 and best is not None:
+                study.tell(trial, best)
+                row.state = "succeeded"
+                target = self.spec.objective.target
+                if target is not None and (best >= target if goal_max else best <= target):
+                    self._stop.set()
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                row.state = "failed"
+                row.error = (stderr.strip().splitlines() or [f"exit code {code}"])[-1][:500]
+                self._failed += 1
+                if self._failed > self.spec.max_failed_trials:
+                    self._stop.set()
+        self.log(f"trial {trial.number} {row.state}: {self.spec.objective.metric}={best} params={trial.params}")
+        return row
+
+    def run(self) -> SearchResult:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        started = time.monotonic()
+        direction = "maximize" if self.spec.objective.goal == "maximize" else "minimize"
+        study = optuna.create_study(direction=direction, sampler=make_sampler(self.spec),
+                                    pruner=make_pruner(self.spec))
+        dists = distributions(self.spec)
+        total = self.spec.max_trials
+        if self.spec.algorithm == "grid":
+            total = min(total, len(list(_product(self.spec.grid()))))
+        rows: list[TrialRow] = []
+        with ThreadPoolExecutor(max_workers=self.spec.parallel_trials) as pool:
+            futures = [pool.submit(self._run_trial, study, dists) for _ in range(total)]
+            for f in futures:
+                row = f.result()
+                if row is not None:
+                    rows.append(row)
+        rows.sort(key=lambda r: r.number)
+        if self._failed > self.spec.max_failed_trials:
+            raise SearchFailed(f"search stopped: {self._failed} trials failed (limit {self.spec.max_failed_trials}); "
+                               f"last error: {next(r.error for r in reversed(rows) if r.error)}")
+        done = [r for r in rows if r.state == "succeeded"]
+        if not done:
+            raise SearchFailed(f"search finished with no successful trial ({len(rows)} trials: "
+                               f"{', '.join(sorted({r.state for r in rows}))})")
+        best = max(done, key=lambda r: r.value) if direction == "maximize" else min(done, key=lambda r: r.value)
+        return SearchResult(best.params, best.value, best.run_id, rows, self.spec.algorithm,
+                            round(time.monotonic() - started, 2))
+
+
+def _product(grid: dict[str, list[Any]]):
+    import itertools
+
+    return itertools.product(*grid.values())

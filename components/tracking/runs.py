@@ -1,0 +1,84 @@
+"""Experiment tracking: one JSON record per training run in the store (`runs/<run_id>.json`)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from components.common.errors import InputError, NotFoundError
+from components.common.hashing import sha256_of_value
+from components.common.storage import Store
+
+RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+
+def new_run_id(prefix: str = "run") -> str:
+    import datetime as dt
+
+    return f"{prefix}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dt%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID_RE.match(run_id):
+        raise InputError(f"run id {run_id!r}: use lower-case letters, digits, '.', '_' or '-' (max 128)")
+    return run_id
+
+
+def run_key(dataset_version: str, params: dict[str, Any], code_version: str, image: str | None) -> str:
+    """Sealed identity of what a run computes: same key, same inputs (so results should match)."""
+    return sha256_of_value({"dataset_version": dataset_version, "params": params, "code_version": code_version,
+                            "image": image or ""})
+
+
+def record_key(run_id: str) -> str:
+    return f"runs/{check_run_id(run_id)}.json"
+
+
+def write_run(store: Store, record: dict[str, Any]) -> str:
+    key = record_key(record["run_id"])
+    store.write_json(key, record)
+    return store.url(key)
+
+
+def read_run(store: Store, run_id: str) -> dict[str, Any]:
+    try:
+        return store.read_json(record_key(run_id))
+    except NotFoundError as exc:
+        raise NotFoundError(f"no run {run_id!r} in {store.uri}") from exc
+
+
+def list_runs(store: Store) -> list[dict[str, Any]]:
+    keys = [k for k in store.list("runs/") if k.count("/") == 1 and k.endswith(".json")]
+    return sorted((store.read_json(k) for k in keys), key=lambda r: r.get("started_at", ""))
+
+
+def summary_row(record: dict[str, Any]) -> dict[str, Any]:
+    test = record.get("metrics", {}).get("test", {})
+    val = record.get("metrics", {}).get("validation", {})
+    return {"run_id": record["run_id"], "status": record.get("status"), "family": record["params"]["train"]["family"],
+            "dataset": f"{record['dataset']['name']}@{record['dataset']['version']}",
+            "val_accuracy": val.get("accuracy"), "test_accuracy": test.get("accuracy"),
+            "epochs": len(record.get("history", [])), "seconds": record.get("duration_s"),
+            "started_at": record.get("started_at")}
+
+
+def compare(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Parameters that differ between runs, and each run's metrics side by side."""
+    flat = [_flatten(r["params"]) for r in records]
+    keys = sorted(set().union(*flat))
+    differing = {k: [f.get(k) for f in flat] for k in keys if len({repr(f.get(k)) for f in flat}) > 1}
+    metrics = {r["run_id"]: {split: r.get("metrics", {}).get(split, {}) for split in ("validation", "test")}
+               for r in records}
+    return {"runs": [r["run_id"] for r in records], "differing_params": differing, "metrics": metrics}
+
+
+def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out

@@ -1,0 +1,216 @@
+"""The training loop: early stopping on validation, a checkpoint every epoch, exact resume.
+
+Deterministic on CPU: seeded, deterministic algorithms, per-epoch shuffling from (seed, epoch), and
+the dropout RNG saved in checkpoints, so an interrupted run resumed from its checkpoint ends with
+the same bytes as an uninterrupted one. Uses CUDA when present with the same code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from components.common.config import TrainParams
+from components.train.data import Bags
+from components.train.models import build_model
+
+CHECKPOINT_FORMAT = 1
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def metric_line(epoch: int, metrics: dict[str, float], now: dt.datetime | None = None) -> str:
+    """One line in Katib's StdOut collector format, timestamped so median stopping can use it."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    values = " ".join(f"{k}={v:.6f}" for k, v in metrics.items())
+    return f"{stamp} epoch={epoch} {values}"
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:
+    loss = nn.functional.cross_entropy(logits, labels).item() if len(labels) else math.nan
+    preds = logits.argmax(dim=1)
+    accuracy = (preds == labels).float().mean().item() if len(labels) else math.nan
+    f1s = []
+    for c in range(num_classes):
+        tp = ((preds == c) & (labels == c)).sum().item()
+        fp = ((preds == c) & (labels != c)).sum().item()
+        fn = ((preds != c) & (labels == c)).sum().item()
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"accuracy": accuracy, "loss": loss, "macro_f1": float(np.mean(f1s))}
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, bags: Bags, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    model.eval()
+    out = []
+    for ids, offsets, _labels in bags.batches(batch_size):
+        out.append(model(ids.to(device), offsets.to(device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+class _Optimizer:
+    """SparseAdam for the embedding table (sparse gradients), AdamW for every other weight."""
+
+    def __init__(self, model: nn.Module, params: TrainParams):
+        sparse = [p for n, p in model.named_parameters() if n.startswith("embedding.")]
+        dense = [p for n, p in model.named_parameters() if not n.startswith("embedding.")]
+        self.sparse = torch.optim.SparseAdam(sparse, lr=params.lr)
+        self.dense = torch.optim.AdamW(dense, lr=params.lr, weight_decay=params.weight_decay)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.sparse.zero_grad(set_to_none=set_to_none)
+        self.dense.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.sparse.step()
+        self.dense.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sparse": self.sparse.state_dict(), "dense": self.dense.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sparse.load_state_dict(state["sparse"])
+        self.dense.load_state_dict(state["dense"])
+
+
+class Checkpointer:
+    """Saves and loads training state through a store key (bytes via torch.save, loaded weights_only)."""
+
+    def __init__(self, store, key: str):
+        self.store, self.key = store, key
+
+    def save(self, state: dict[str, Any]) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.store.write_bytes(self.key, buffer.getvalue())
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.store.exists(self.key):
+            return None
+        return torch.load(io.BytesIO(self.store.read_bytes(self.key)), weights_only=True)
+
+
+@dataclass
+class FitResult:
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+    resumed_from_epoch: int | None
+    device: str
+    train_docs_per_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _progress(epoch: int, epochs: int, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\repoch {epoch}/{epochs} [{'#' * filled}{' ' * (width - filled)}] {done}/{total}")
+    sys.stderr.flush()
+
+
+def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: TrainParams,
+        checkpointer: Checkpointer | None = None, emit: Callable[[str], None] = print,
+        progress: bool | None = None, stop_after_epoch: int | None = None) -> FitResult:
+    """Train with early stopping on validation accuracy; return the best epoch's weights.
+
+    `stop_after_epoch` ends the loop after that epoch as if the process had been killed (tests).
+    """
+    device = pick_device()
+    torch.manual_seed(params.seed)
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    torch.set_num_threads(params.threads)
+    progress = sys.stderr.isatty() if progress is None else progress
+
+    arch = params.model_dump(include={"embed_dim", "dropout", "channels", "kernel_sizes", "max_len"})
+    model = build_model(params.family, num_ids, num_classes, **arch).to(device)
+    optimizer = _Optimizer(model, params)
+    history: list[dict[str, float]] = []
+    best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf, "state": None}
+    bad_epochs = 0
+    start_epoch = 1
+    resumed = None
+
+    state = checkpointer.load() if checkpointer else None
+    if state is not None:
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("params") != params.model_dump(mode="json"):
+            raise ValueError("the checkpoint belongs to a run with other parameters; use a new run id")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        history = state["history"]
+        best = state["best"]
+        bad_epochs = state["bad_epochs"]
+        start_epoch = state["epoch"] + 1
+        resumed = state["epoch"]
+
+    stopped_early = bad_epochs >= params.patience
+    seconds = 0.0
+    seen = 0
+
+    for epoch in range(start_epoch, params.epochs + 1):
+        if stopped_early:
+            break
+        model.train()
+        generator = torch.Generator().manual_seed(params.seed * 1_000_003 + epoch)
+        started = time.perf_counter()
+        train_loss, batches, done = 0.0, 0, 0
+        for ids, offsets, labels in train.batches(params.batch_size, generator):
+            ids, offsets, labels = ids.to(device), offsets.to(device), labels.to(device)
+            loss = nn.functional.cross_entropy(model(ids, offsets), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            train_loss += loss.item()
+            batches += 1
+            done += len(labels)
+            if progress and batches % 20 == 0:
+                _progress(epoch, params.epochs, done, len(train))
+        seconds += time.perf_counter() - started
+        seen += done
+        if progress:
+            _progress(epoch, params.epochs, done, len(train))
+            sys.stderr.write("\n")
+
+        val = classification_metrics(predict_logits(model, validation, device), validation.labels, num_classes)
+        metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "macro_f1": val["macro_f1"],
+                   "train_loss": train_loss / max(batches, 1)}
+        history.append({"epoch": epoch, **metrics})
+        emit(metric_line(epoch, metrics))
+        improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
+        if improved:
+            best = {"epoch": epoch, "accuracy": val["accuracy"], "loss": val["loss"],
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        stopped_early = bad_epochs >= params.patience and epoch < params.epochs
+        if checkpointer:
+            checkpointer.save({"format": CHECKPOINT_FORMAT, "params": params.model_dump(mode="json"),
+                               "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "rng": torch.get_rng_state(), "history": history, "best": best,
+                               "bad_epochs": bad_epochs})
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+
+    return FitResult(state_dict=best["state"], history=history, best_epoch=best["epoch"],
+                     stopped_early=stopped_early, resumed_from_epoch=resumed, device=str(device),
+                     train_docs_per_s=seen / seconds if seconds else 0.0)
+
+
+def state_dict_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    return buffer.getvalue()

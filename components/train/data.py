@@ -1,0 +1,50 @@
+"""Featurized splits as tensors, and deterministic mini-batches over them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+
+@dataclass
+class Bags:
+    """A split in CSR layout: document i has ids[offsets[i]:offsets[i+1]] and label labels[i]."""
+
+    ids: torch.Tensor      # int64, all documents' ids back to back
+    offsets: torch.Tensor  # int64, len = documents + 1
+    labels: torch.Tensor   # int64
+
+    def __len__(self) -> int:
+        return self.labels.numel()
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> Bags:
+        ids_col = table.column("ids").combine_chunks()
+        if isinstance(ids_col, pa.ChunkedArray):
+            ids_col = ids_col.chunk(0) if ids_col.num_chunks else pa.array([], pa.list_(pa.int32()))
+        offsets = np.asarray(ids_col.offsets, dtype=np.int64)
+        offsets = offsets - offsets[0]
+        flat = np.asarray(pc.list_flatten(ids_col), dtype=np.int64)
+        labels = np.asarray(table.column("label_id"), dtype=np.int64)
+        return cls(torch.from_numpy(flat.copy()), torch.from_numpy(offsets.copy()), torch.from_numpy(labels.copy()))
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, offsets, labels) of the documents in `index`, as an EmbeddingBag input."""
+        starts = self.offsets[index]
+        lengths = self.offsets[index + 1] - starts
+        new_offsets = torch.zeros_like(lengths)
+        torch.cumsum(lengths[:-1], dim=0, out=new_offsets[1:])
+        total = int(lengths.sum().item())
+        # Vectorized gather of every selected bag: position within bag + the bag's start.
+        within = torch.arange(total) - torch.repeat_interleave(new_offsets, lengths)
+        gather = torch.repeat_interleave(starts, lengths) + within
+        return self.ids[gather], new_offsets, self.labels[index]
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None):
+        order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
+        for start in range(0, len(self), batch_size):
+            yield self.batch(order[start:start + batch_size])

@@ -1,0 +1,169 @@
+"""The one training entrypoint: local runs, the KFP train component and every Katib/Optuna trial.
+
+    python -m components.train.entrypoint --store s3://conveyor --dataset spamassassin \
+        --version latest --run-id trial-7 --set lr=0.02 --set embed_dim=128
+
+Reads a dataset version, splits and featurizes it (cached), trains with early stopping and a
+checkpoint per epoch (a restarted run with the same run id resumes), prints Katib metric lines,
+evaluates on the test split and writes the run record and model artifacts to the store.
+Parameters are typed: `--set` values are validated against the config models, so a typo or a
+wrong type fails before any work, naming the parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+from components.common.config import ConveyorConfig, load_config
+from components.common.errors import ConfigError, ConveyorError
+from components.common.storage import Store, open_store
+
+# Search parameters address config fields; a bare name means a training hyperparameter.
+SECTIONS = ("train", "features", "split")
+
+
+def apply_params(cfg: ConveyorConfig, params: dict[str, Any]) -> ConveyorConfig:
+    """Overlay `name=value` parameters (`lr`, `train.lr`, `features.word_ngrams`) on a config."""
+    raw = cfg.model_dump(mode="json")
+    for name, value in params.items():
+        section, _, field = name.rpartition(".")
+        section = section or "train"
+        if section not in SECTIONS:
+            raise ConfigError(f"parameter {name!r}: expected a field of {', '.join(SECTIONS)} (e.g. train.lr)")
+        if field not in type(getattr(cfg, section)).model_fields:
+            known = ", ".join(sorted(type(getattr(cfg, section)).model_fields))
+            raise ConfigError(f"parameter {name!r}: {section} has no field {field!r} (fields: {known})")
+        raw[section][field] = value
+    from components.common.config import config_from_dict
+
+    return config_from_dict(raw, origin="parameters")
+
+
+def parse_set(values: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set {item!r}: expected name=value")
+        try:
+            out[name] = json.loads(value)  # numbers, lists, booleans; anything else stays a string
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def run_training(store: Store, dataset: str, version: str, cfg: ConveyorConfig, run_id: str,
+                 image: str | None = None, emit=print, progress: bool | None = None,
+                 stop_after_epoch: int | None = None) -> dict[str, Any]:
+    """Train one model and record it; returns the run record (also at runs/<run_id>.json)."""
+    from components.common.version import code_version
+    from components.dataset import versioning as v
+    from components.featurize.core import prepare_features
+    from components.tracking.runs import check_run_id, run_key, write_run
+    from components.train.core import Checkpointer, classification_metrics, fit, predict_logits, state_dict_bytes
+    from components.train.data import Bags
+
+    check_run_id(run_id)
+    started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = time.perf_counter()
+    ref = v.resolve(store, dataset, version)
+    if ref is None:
+        raise ConveyorError(f"dataset {dataset!r} has no versions in {store.uri}")
+    params = {s: getattr(cfg, s).model_dump(mode="json") for s in SECTIONS}
+    featurizer, tables = prepare_features(store, dataset, ref.version, params["split"], params["features"])
+    bags = {name: Bags.from_table(t) for name, t in tables.items()}
+    if len(bags["validation"]) == 0:
+        raise ConveyorError(f"dataset {dataset}@{ref.version}: the validation split is empty; early stopping "
+                            "needs it (raise split.validation or add data)")
+
+    prefix = f"runs/{run_id}"
+    result = fit(bags["train"], bags["validation"], featurizer.num_ids, len(featurizer.labels), cfg.train,
+                 checkpointer=Checkpointer(store, f"{prefix}/checkpoint.pt"), emit=emit, progress=progress,
+                 stop_after_epoch=stop_after_epoch)
+    status = "completed"
+    if stop_after_epoch is not None and not result.stopped_early and len(result.history) < cfg.train.epochs:
+        status = "interrupted"
+
+    from components.train.models import build_model
+
+    arch = cfg.train.model_dump(include={"embed_dim", "dropout", "channels", "kernel_sizes", "max_len"})
+    model = build_model(cfg.train.family, featurizer.num_ids, len(featurizer.labels), **arch)
+    model.load_state_dict(result.state_dict)
+    import torch
+
+    device = torch.device(result.device)
+    model.to(device)
+    metrics = {}
+    for split in ("validation", "test"):
+        logits = predict_logits(model, bags[split], device)
+        metrics[split] = classification_metrics(logits, bags[split].labels, len(featurizer.labels)) \
+            if len(bags[split]) else {}
+
+    weights = state_dict_bytes(result.state_dict)
+    featurizer_bytes = featurizer.dumps()
+    store.write_bytes(f"{prefix}/model/weights.pt", weights)
+    store.write_bytes(f"{prefix}/model/featurizer.json", featurizer_bytes)
+    from components.common.hashing import sha256_hex
+
+    code = code_version()
+    record = {
+        "run_id": run_id, "status": status,
+        "run_key": run_key(ref.version, params, code, image),
+        "dataset": {"name": dataset, "version": ref.version},
+        "params": params, "code_version": code, "image": image,
+        "device": result.device, "started_at": started_at,
+        "duration_s": round(time.perf_counter() - started, 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "history": result.history, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "train_docs_per_s": round(result.train_docs_per_s, 1),
+        "metrics": metrics,
+        "labels": featurizer.labels,
+        "artifacts": {"weights": store.url(f"{prefix}/model/weights.pt"),
+                      "featurizer": store.url(f"{prefix}/model/featurizer.json"),
+                      "checkpoint": store.url(f"{prefix}/checkpoint.pt")},
+        "sha256": {"weights.pt": sha256_hex(weights), "featurizer.json": sha256_hex(featurizer_bytes)},
+    }
+    write_run(store, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.train.entrypoint", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", help="store URI (default $CONVEYOR_STORE)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--version", default="latest")
+    parser.add_argument("--run-id", help="run id (a restarted run with the same id resumes its checkpoint)")
+    parser.add_argument("--config", help="config YAML (default: the packaged default config)")
+    parser.add_argument("--params", default="{}", help="JSON object of parameters")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="one parameter")
+    parser.add_argument("--image", help="image reference, recorded in the run key")
+    args = parser.parse_args(argv)
+    try:
+        from components.tracking.runs import new_run_id
+
+        params = {**json.loads(args.params), **parse_set(args.set)}
+        cfg = apply_params(load_config(args.config), params)
+        record = run_training(open_store(args.store), args.dataset, args.version, cfg,
+                              args.run_id or new_run_id(), image=args.image)
+    except json.JSONDecodeError as exc:
+        sys.stderr.write(f"train: error: --params is not valid JSON ({exc.msg})\n")
+        return 2
+    except ConveyorError as exc:
+        sys.stderr.write(f"train: error: {exc.message}\n")
+        return exc.exit_code
+    test = record["metrics"].get("test", {})
+    sys.stdout.write(f"run {record['run_id']} done: best epoch {record['best_epoch']}, test accuracy "
+                     f"{test.get('accuracy', float('nan')):.4f}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
