@@ -14,12 +14,29 @@ from components.split.component import split_op
 
 CLUSTER_STORE = "s3://conveyor"
 
+def data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config, report_config,
+               reference_version="", parent="latest"):
+    """Ingest -> report, split -> featurize inside the current pipeline; returns the version output."""
+    ingested = ingest_op(sources=sources, dataset=dataset, store=store, source_settings=source_settings,
+                         cleaning=cleaning, parent=parent)
+    ingested.set_display_name("ingest, clean, version")
+    version = ingested.outputs["version"]
+    report_op(store=store, dataset=dataset, version=version, report_config=report_config,
+              reference_version=reference_version).set_display_name("data report")
+    splits = split_op(store=store, dataset=dataset, version=version, split_config=split_config)
+    featurize_op(train=splits.outputs["train"], validation=splits.outputs["validation"],
+                 test=splits.outputs["test"], features_config=features_config)
+    return version
+
+
+def section_defaults(cfg: ConveyorConfig) -> dict:
+    dump = cfg.model_dump(mode="json", exclude_none=True)
+    return {"source_settings": dump["data"]["source"], "cleaning": dump["cleaning"], "split_config": dump["split"],
+            "features_config": dump["features"], "report_config": dump["report"]}
+
+
 def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
-    source_settings = cfg.data.source.model_dump(mode="json", exclude_none=True)
-    cleaning = cfg.cleaning.model_dump(mode="json", exclude_none=True)
-    split_config = cfg.split.model_dump(mode="json", exclude_none=True)
-    features_config = cfg.features.model_dump(mode="json", exclude_none=True)
-    report_config = cfg.report.model_dump(mode="json", exclude_none=True)
+    sections = section_defaults(cfg)
 
     @dsl.pipeline(name="conveyor-data",
                   description="Ingest raw text, quarantine bad rows, version the data, report on it, split "
@@ -30,21 +47,13 @@ def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
         store: str = store,
         reference_version: str = "",
         parent: str = "latest",
-        source_settings: dict = source_settings,
-        cleaning: dict = cleaning,
-        split_config: dict = split_config,
-        features_config: dict = features_config,
-        report_config: dict = report_config,
+        source_settings: dict = sections["source_settings"],
+        cleaning: dict = sections["cleaning"],
+        split_config: dict = sections["split_config"],
+        features_config: dict = sections["features_config"],
+        report_config: dict = sections["report_config"],
     ) -> str:
-        ingested = ingest_op(sources=sources, dataset=dataset, store=store, source_settings=source_settings,
-                             cleaning=cleaning, parent=parent)
-        ingested.set_display_name("ingest, clean, version")
-        version = ingested.outputs["version"]
-        report_op(store=store, dataset=dataset, version=version, report_config=report_config,
-                  reference_version=reference_version).set_display_name("data report")
-        splits = split_op(store=store, dataset=dataset, version=version, split_config=split_config)
-        featurize_op(train=splits.outputs["train"], validation=splits.outputs["validation"],
-                     test=splits.outputs["test"], features_config=features_config)
-        return version
+        return data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
+                          report_config, reference_version=reference_version, parent=parent)
 
     return data_pipeline

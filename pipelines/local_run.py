@@ -121,6 +121,30 @@ class LocalPipelineRun:
         return _newest_run_dir(self.pipeline_root, before)
 
 
+def _training_step_summary(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
+    data = _data_step_summary(run_dir, reports_dir, "reference")
+    trials = json.loads(next(run_dir.glob("tune-op/trials")).read_text())
+    leaderboard = reports_dir / "search-leaderboard.md"
+    shutil.copyfile(next(run_dir.glob("tune-op/leaderboard")), leaderboard)
+    record = json.loads(next(run_dir.glob("train-op/run_record")).read_text())
+    curve = reports_dir / f"training-curve-{record['run_id']}.html"
+    shutil.copyfile(next(run_dir.glob("train-op/curve")), curve)
+    card = json.loads(next(run_dir.glob("register-op/model")).read_text())
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t["state"]] = states.get(t["state"], 0) + 1
+    return {**data,
+            "search": {"trials": len(trials), "states": states, "leaderboard": str(leaderboard),
+                       "best_params": next((t["params"] for t in trials if t["state"] == "succeeded"
+                                            and t["value"] == max(x["value"] for x in trials
+                                                                  if x["state"] == "succeeded")), {})},
+            "train": {"run_id": record["run_id"], "best_epoch": record["best_epoch"],
+                      "validation": record["metrics"]["validation"], "test": record["metrics"]["test"],
+                      "train_docs_per_s": record["train_docs_per_s"], "device": record["device"],
+                      "curve": str(curve), "params": record["params"]["train"]},
+            "model": {"name": card["name"], "version": card["version"], "uri": card["uri"], "alias": "candidate"}}
+
+
 def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, Any]:
     ingest = json.loads(next(run_dir.glob("ingest-op/result")).read_text())
     verdict = json.loads(next(run_dir.glob("report-op/verdict")).read_text())
@@ -141,8 +165,10 @@ def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, 
 
 def run_local(config_path: str | None = None, store: str | None = None, workdir: str = ".conveyor/runs",
               progress=None) -> dict[str, Any]:
+    from components.search.spec import parse_spec
     from pipelines.data_pipeline import build_data_pipeline
     from pipelines.s3server import EmbeddedS3
+    from pipelines.training_pipeline import build_training_pipeline
 
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg: ConveyorConfig = load_config(config_path)
@@ -150,6 +176,9 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
     production = resolve_sources(cfg.data.production)
     if not reference:
         raise InputError("config data.reference lists no sources")
+    train_too = bool(cfg.search)
+    if train_too:
+        parse_spec(cfg.search)  # a bad search spec is refused before anything starts
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(workdir).resolve() / run_id
     (run_dir / "reports").mkdir(parents=True, exist_ok=True)
@@ -170,11 +199,21 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
         summary: dict[str, Any] = {"run_id": run_id, "config": str(config_path or "configs/spamassassin.yaml"),
                                    "store": store, "steps": []}
 
-        progress(f"[1] data pipeline on the reference data ({len(reference)} sources)")
-        first = runner.run("reference data pipeline", pipeline, sources=reference, dataset=cfg.data.dataset,
-                           store=store)
-        step = _data_step_summary(first, run_dir / "reports", "reference")
-        summary["steps"].append({"name": "reference data", **step})
+        if train_too:
+            spec = cfg.search
+            progress(f"[1] training pipeline on the reference data ({len(reference)} sources): data, search "
+                     f"({spec.get('algorithm', 'tpe')}, {spec.get('max_trials', 8)} trials, "
+                     f"{spec.get('parallel_trials', 2)} in parallel), train the best, register")
+            first = runner.run("training pipeline", build_training_pipeline(cfg, store=store, backend="local"),
+                               sources=reference, dataset=cfg.data.dataset, store=store)
+            step = _training_step_summary(first, run_dir / "reports")
+            summary["steps"].append({"name": "reference data + training", **step})
+        else:
+            progress(f"[1] data pipeline on the reference data ({len(reference)} sources)")
+            first = runner.run("reference data pipeline", pipeline, sources=reference, dataset=cfg.data.dataset,
+                               store=store)
+            step = _data_step_summary(first, run_dir / "reports", "reference")
+            summary["steps"].append({"name": "reference data", **step})
         progress(_describe(step))
 
         if production:
@@ -207,6 +246,15 @@ def _describe(step: dict[str, Any]) -> str:
         lines.append(f"    drift: {'YES' if drift['dataset_drift'] else 'no'} ({drift['drifted_share']:.0%} of "
                      f"columns; drifted: {cols})")
     lines.append(f"    report: {step['report']['html']}")
+    if "search" in step:
+        sr, tr, md = step["search"], step["train"], step["model"]
+        states = ", ".join(f"{n} {k}" for k, n in sorted(sr["states"].items()))
+        lines.append(f"    search: {sr['trials']} trials ({states}); best params {sr['best_params']}; "
+                     f"leaderboard: {sr['leaderboard']}")
+        lines.append(f"    train: run {tr['run_id']} on {tr['device']}, best epoch {tr['best_epoch']}, validation "
+                     f"accuracy {tr['validation']['accuracy']:.4f}, test accuracy {tr['test']['accuracy']:.4f} "
+                     f"(macro-F1 {tr['test']['macro_f1']:.4f}); curve: {tr['curve']}")
+        lines.append(f"    registered: model {md['name']} version {md['version']} (alias {md['alias']}) at {md['uri']}")
     s = step["split"]
     if s:
         lines.append(f"    split: train {s.get('train_rows')}, validation {s.get('validation_rows')}, "

@@ -101,3 +101,23 @@ def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
     model.load_state_dict(torch.load(io.BytesIO(blobs["weights.pt"]), weights_only=True))
     model.eval()
     return LoadedModel(card, model, featurizer)
+
+
+def register_run(store: Store, name: str, record: dict[str, Any], alias: str | None = "candidate") -> dict[str, Any]:
+    """Register the model a training run wrote (verifying its bytes against the run record)."""
+    import datetime as dt
+
+    weights = store.read_bytes(f"runs/{record['run_id']}/model/weights.pt")
+    featurizer = store.read_bytes(f"runs/{record['run_id']}/model/featurizer.json")
+    for file, data in (("weights.pt", weights), ("featurizer.json", featurizer)):
+        if sha256_hex(data) != record["sha256"][file]:
+            raise IntegrityError(f"run {record['run_id']}: {file} changed since training (sha256 mismatch)")
+    card = register(store, name, weights, featurizer, {
+        "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "run_id": record["run_id"], "run_key": record["run_key"], "dataset": record["dataset"],
+        "params": record["params"], "metrics": record["metrics"], "labels": record["labels"],
+        "code_version": record["code_version"], "image": record.get("image"),
+    })
+    if alias:
+        set_alias(store, name, alias, card["version"])
+    return {**card, "uri": store.url(f"{_prefix(name)}/{card['version']}")}

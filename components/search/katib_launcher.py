@@ -169,7 +169,8 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
             if metric.get("name") == spec.objective.metric:
                 value = float(metric.get("max" if spec.objective.goal == "maximize" else "min", metric.get("latest")))
         trials = [{"name": t["metadata"]["name"],
-                   "params": {a["name"]: a["value"] for a in t.get("spec", {}).get("parameterAssignments", [])},
+                   "params": {by_katib.get(a["name"], a["name"]): _typed(a["value"])
+                              for a in t.get("spec", {}).get("parameterAssignments", [])},
                    "condition": _trial_state(t),
                    "metrics": {m["name"]: m.get("latest") for m in
                                (t.get("status", {}).get("observation", {}) or {}).get("metrics", []) or []}}

@@ -1,0 +1,77 @@
+"""Pick the search backend; the decision of which trial is best is made the same way for both."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict
+from typing import Any
+
+import yaml
+
+from components.common.config import config_from_dict
+from components.common.errors import ConfigError
+from components.search.spec import SearchSpec, parse_spec
+
+BACKENDS = ("local", "katib")
+
+
+def leaderboard_markdown(spec: SearchSpec, rows: list[dict[str, Any]], best_id: str) -> str:
+    names = [p.name for p in spec.parameters]
+    metric = spec.objective.metric
+    head = f"| trial | state | {metric} | " + " | ".join(names) + " | epochs | seconds |"
+    sep = "|---" * (len(names) + 5) + "|"
+    goal_max = spec.objective.goal == "maximize"
+    ranked = sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0) if goal_max else (r["value"] or 0)))
+    lines = [f"### Search: {spec.algorithm}, {len(rows)} trials, objective {metric} ({spec.objective.goal})", "",
+             head, sep]
+    for r in ranked:
+        mark = " **best**" if r["run_id"] == best_id else ""
+        value = "" if r["value"] is None else f"{r['value']:.4f}"
+        params = " | ".join(_fmt(r["params"].get(n)) for n in names)
+        lines.append(f"| {r['run_id']}{mark} | {r['state']} | {value} | {params} | {r.get('epochs', '')} | "
+                     f"{r.get('seconds', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def run_search(backend: str, store: str, dataset: str, version: str, config: dict[str, Any], run_id: str,
+               log=print) -> dict[str, Any]:
+    if backend not in BACKENDS:
+        raise ConfigError(f"search backend {backend!r}: expected one of {list(BACKENDS)}")
+    cfg = config_from_dict(config)
+    spec = parse_spec(cfg.search)  # refused here, before any trial or experiment exists
+    if backend == "local":
+        from components.search.local import LocalSearch
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "config.yaml")
+            with open(path, "w") as handle:
+                yaml.safe_dump(config, handle)
+            result = LocalSearch(spec, dataset, version, store, run_id, config_path=path, log=log).run()
+        rows = [asdict(t) for t in result.trials]
+        return {"backend": "local", "best_params": result.best_params, "best_value": result.best_value,
+                "best_run_id": result.best_run_id, "trials": rows, "seconds": result.seconds,
+                "leaderboard": leaderboard_markdown(spec, rows, result.best_run_id)}
+
+    import time
+
+    from components.search.katib import build_experiment, validate_experiment
+    from components.search.katib_launcher import KubernetesExperimentApi, launch
+
+    started = time.monotonic()
+    manifest = build_experiment(spec, run_id=run_id, dataset=dataset, version=version, store=store,
+                                cluster=cfg.cluster)
+    validate_experiment(manifest)
+    outcome = launch(KubernetesExperimentApi(), manifest, spec, cfg.cluster, log=log)
+    rows = [{"run_id": t["name"], "state": t["condition"], "value": t["metrics"].get(spec.objective.metric),
+             "params": t["params"]} for t in outcome.trials]
+    for r in rows:
+        r["value"] = float(r["value"]) if r["value"] not in (None, "") else None
+    return {"backend": "katib", "experiment": outcome.experiment, "adopted": outcome.adopted,
+            "best_params": outcome.best_params, "best_value": outcome.best_value or float("nan"),
+            "best_run_id": outcome.best_trial, "trials": rows, "seconds": round(time.monotonic() - started, 1),
+            "leaderboard": leaderboard_markdown(spec, rows, outcome.best_trial)}

@@ -1,0 +1,36 @@
+"""KFP component: hyperparameter search, on Katib (cluster) or Optuna (local), one spec for both."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Markdown, Metrics, Output
+
+from components.images import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def tune_op(
+    backend: str,
+    store: str,
+    dataset: str,
+    version: str,
+    config: dict,
+    run_id: str,
+    trials: Output[Artifact],
+    leaderboard: Output[Markdown],
+    summary: Output[Metrics],
+) -> NamedTuple("TuneOutputs", best_params=dict, best_value=float):
+    import json
+    from collections import namedtuple
+
+    from components.search.backends import run_search
+
+    result = run_search(backend, store, dataset, version, config, run_id)
+    with open(trials.path, "w") as handle:
+        json.dump(result["trials"], handle, indent=2)
+    with open(leaderboard.path, "w") as handle:
+        handle.write(result["leaderboard"])
+    summary.log_metric("best_value", result["best_value"])
+    summary.log_metric("trials", len(result["trials"]))
+    summary.log_metric("seconds", result["seconds"])
+    return namedtuple("TuneOutputs", ["best_params", "best_value"])(result["best_params"], result["best_value"])

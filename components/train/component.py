@@ -1,0 +1,40 @@
+"""KFP component: one training run through the shared entrypoint (the same code as every trial)."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Metrics, Output
+
+from components.images import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train_op(
+    store: str,
+    dataset: str,
+    version: str,
+    config: dict,
+    best_params: dict,
+    run_id: str,
+    run_record: Output[Artifact],
+    curve: Output[HTML],
+    scalars: Output[Metrics],
+):
+    import json
+
+    from components.common.config import config_from_dict
+    from components.common.storage import open_store
+    from components.images import COMPONENT_IMAGE as image
+    from components.train.entrypoint import apply_params, run_training
+    from components.train.plots import training_curve_html
+
+    cfg = apply_params(config_from_dict(config), best_params)
+    record = run_training(open_store(store), dataset, version, cfg, run_id, image=image)
+    with open(run_record.path, "w") as handle:
+        json.dump(record, handle, indent=2)
+    run_record.metadata.update({"run_id": record["run_id"], "run_key": record["run_key"]})
+    with open(curve.path, "w") as handle:
+        handle.write(training_curve_html(record["history"], f"training run {record['run_id']}", record["best_epoch"]))
+    for split in ("validation", "test"):
+        for name, value in record["metrics"].get(split, {}).items():
+            scalars.log_metric(f"{split}_{name}", value)
+    scalars.log_metric("best_epoch", record["best_epoch"])
+    scalars.log_metric("train_docs_per_s", record["train_docs_per_s"])

@@ -1,0 +1,63 @@
+"""The training pipeline: data steps -> search (Katib | Optuna) -> train the best -> register.
+
+On the cluster the `train` task asks for a GPU (accelerator type/limit, GPU node selector and
+toleration from the config); the search runs its trials as Katib GPU Jobs. kfp.local ignores
+the accelerator settings, so the same pipeline runs on a laptop.
+"""
+
+from kfp import dsl, kubernetes
+
+from components.common.config import ConveyorConfig
+from components.registry.component import register_op
+from components.search.component import tune_op
+from components.train.component import train_op
+from pipelines.data_pipeline import CLUSTER_STORE, data_steps, section_defaults
+
+
+def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, backend: str = "katib"):
+    config = cfg.model_dump(mode="json", exclude_none=True)
+    sections = section_defaults(cfg)
+    cluster = cfg.cluster
+
+    @dsl.pipeline(name="conveyor-training",
+                  description="Ingest and version the data, search hyperparameters (Katib on GPU nodes, or "
+                              "Optuna locally), train the best configuration and register the model.")
+    def training_pipeline(
+        sources: list = list(cfg.data.reference),  # noqa: B006 (KFP reads defaults from the signature)
+        dataset: str = cfg.data.dataset,
+        store: str = store,
+        search_backend: str = backend,
+        model_name: str = cfg.model_name,
+        config: dict = config,
+        source_settings: dict = sections["source_settings"],
+        cleaning: dict = sections["cleaning"],
+        split_config: dict = sections["split_config"],
+        features_config: dict = sections["features_config"],
+        report_config: dict = sections["report_config"],
+    ) -> str:
+        version = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
+                             report_config)
+        run_id = f"{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
+        tuned = tune_op(backend=search_backend, store=store, dataset=dataset, version=version, config=config,
+                        run_id=run_id)
+        tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
+        tuned.set_display_name("search (Katib / Optuna)")
+        trained = train_op(store=store, dataset=dataset, version=version, config=config,
+                           best_params=tuned.outputs["best_params"], run_id=f"{run_id}-best")
+        trained.set_display_name("train best configuration")
+        if cluster.gpus_per_trial:
+            trained.set_accelerator_type(cluster.gpu_resource).set_accelerator_limit(cluster.gpus_per_trial)
+            for key, value in cluster.node_selector.items():
+                kubernetes.add_node_selector(trained, label_key=key, label_value=value)
+            for tol in cluster.tolerations:
+                kubernetes.add_toleration(trained, key=tol.get("key"), operator=tol.get("operator"),
+                                          value=tol.get("value"), effect=tol.get("effect"))
+        for task in (tuned, trained):
+            kubernetes.use_secret_as_env(task, secret_name=cluster.s3_secret, secret_key_to_env={
+                "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
+        registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
+        registered.set_display_name("register model (alias: candidate)")
+        return registered.outputs["version"]
+
+    return training_pipeline
