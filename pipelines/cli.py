@@ -88,6 +88,74 @@ def cmd_data_report(args) -> int:
     return 0
 
 
+# -- runs and models --------------------------------------------------------------------------------
+
+def cmd_runs_list(args) -> int:
+    from components.common.storage import open_store
+    from components.tracking.runs import list_runs, summary_row
+
+    rows = [summary_row(r) for r in list_runs(open_store(args.store))]
+    if args.json:
+        _print_json(rows)
+        return 0
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else v)  # noqa: E731
+    _print_table(("RUN", "STATUS", "FAMILY", "DATASET", "VAL_ACC", "TEST_ACC", "EPOCHS", "SECONDS"),
+                 [tuple(fmt(r[k]) for k in ("run_id", "status", "family", "dataset", "val_accuracy", "test_accuracy",
+                                            "epochs", "seconds")) for r in rows])
+    return 0
+
+
+def cmd_runs_show(args) -> int:
+    from components.common.storage import open_store
+    from components.tracking.runs import read_run
+
+    sys.stdout.write(json.dumps(read_run(open_store(args.store), args.run_id), indent=2) + "\n")
+    return 0
+
+
+def cmd_runs_compare(args) -> int:
+    from components.common.storage import open_store
+    from components.tracking.runs import compare, read_run
+
+    store = open_store(args.store)
+    result = compare([read_run(store, r) for r in args.run_ids])
+    if args.json:
+        _print_json(result)
+        return 0
+    runs = result["runs"]
+    rows = [(name, *[str(v) for v in values]) for name, values in result["differing_params"].items()]
+    for split in ("validation", "test"):
+        for metric in ("accuracy", "macro_f1", "loss"):
+            rows.append((f"{split}.{metric}", *[f"{result['metrics'][r][split].get(metric, float('nan')):.4f}"
+                                                for r in runs]))
+    _print_table(("", *runs), rows)
+    return 0
+
+
+def cmd_models_list(args) -> int:
+    from components.common.storage import open_store
+    from components.registry.core import aliases, list_versions
+
+    store = open_store(args.store)
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases(store, args.name).items():
+        by_version.setdefault(version, []).append(alias)
+    rows = [(c["version"], ",".join(sorted(by_version.get(c["version"], []))) or "-", c["created_at"], c["run_id"],
+             f"{c['metrics']['test'].get('accuracy', float('nan')):.4f}",
+             f"{c['dataset']['name']}@{c['dataset']['version']}") for c in list_versions(store, args.name)]
+    _print_table(("VERSION", "ALIASES", "CREATED", "RUN", "TEST_ACC", "DATASET"), rows)
+    return 0
+
+
+def cmd_models_show(args) -> int:
+    from components.common.storage import open_store
+    from components.registry.core import load
+
+    loaded = load(open_store(args.store), args.name, args.ref)  # verifies every file's sha256
+    sys.stdout.write(json.dumps(loaded.card, indent=2) + "\n")
+    return 0
+
+
 # -- pipelines ------------------------------------------------------------------------------------
 
 def cmd_compile(args) -> int:
@@ -165,6 +233,34 @@ def build_parser() -> argparse.ArgumentParser:
     store_opt(p)
     config_opt(p)
     p.set_defaults(func=cmd_data_report)
+
+    runs = sub.add_parser("runs", help="training runs recorded in the store")
+    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    p = rsub.add_parser("list", help="every run, oldest first")
+    p.add_argument("--json", action="store_true")
+    store_opt(p)
+    p.set_defaults(func=cmd_runs_list)
+    p = rsub.add_parser("show", help="one run record")
+    p.add_argument("run_id")
+    store_opt(p)
+    p.set_defaults(func=cmd_runs_show)
+    p = rsub.add_parser("compare", help="differing parameters and metrics of several runs")
+    p.add_argument("run_ids", nargs="+")
+    p.add_argument("--json", action="store_true")
+    store_opt(p)
+    p.set_defaults(func=cmd_runs_compare)
+
+    models = sub.add_parser("models", help="the model registry")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    p = msub.add_parser("list", help="versions of a model with their aliases")
+    p.add_argument("name")
+    store_opt(p)
+    p.set_defaults(func=cmd_models_list)
+    p = msub.add_parser("show", help="a version's model card (files verified)")
+    p.add_argument("name")
+    p.add_argument("ref", nargs="?", default="candidate", help="version or alias (default candidate)")
+    store_opt(p)
+    p.set_defaults(func=cmd_models_show)
 
     p = sub.add_parser("compile", help="compile the pipelines to YAML (default folder: dist/)")
     p.add_argument("--out", default="dist")

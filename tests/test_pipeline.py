@@ -67,3 +67,65 @@ def test_a_failing_step_surfaces_the_components_own_message(tmp_path, s3_env):
     with pytest.raises(InputError, match=r"reference data pipeline: .*absent: no such file or folder"):
         run_local(config_path=str(config_path), store="s3://conveyor/fail-test", workdir=str(tmp_path / "runs"),
                   progress=lambda _m: None)
+
+
+def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
+    written = compile_all(str(tmp_path))["compiled"]
+    spec, platform = yaml.safe_load_all(Path(written["conveyor-training"]).read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {"ingest-op", "report-op", "split-op", "featurize-op", "tune-op", "train-op", "register-op"} == set(tasks)
+    assert tasks["tune-op"]["cachingOptions"] == {} or not tasks["tune-op"]["cachingOptions"].get("enableCache")
+    train = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]["resources"]
+    assert train["accelerator"]["resourceType"] == "nvidia.com/gpu" and train["accelerator"]["resourceCount"] == "1"
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-op"]
+    assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+    assert k8s["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert {s["secretName"] for s in k8s["secretAsEnv"]} == {"conveyor-s3"}
+
+    experiment = yaml.safe_load(Path(written["katib-experiment"]).read_text())
+    assert experiment["spec"]["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"
+    assert experiment["spec"]["earlyStopping"]["algorithmName"] == "medianstop"
+    pod = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["tolerations"][0]["effect"] == "NoSchedule"
+
+
+def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
+    """data -> search (Optuna, parallel trial processes) -> train best -> register, on a small corpus."""
+    from pipelines.local_run import run_local
+    from tests.training_data import corpus, small_config
+
+    src = tmp_path / "toy.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in corpus(400)))
+    cfg = small_config(epochs=2).model_dump(mode="json", exclude_none=True)
+    cfg["data"] = {"dataset": "toy", "reference": [str(src)]}
+    cfg["model_name"] = "toy-model"
+    cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 2,
+                     "early_stopping": {"algorithm": "none"},
+                     "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.1, "log": True}]}
+    config_path = tmp_path / "toy.yaml"
+    config_path.write_text(yaml.safe_dump(cfg))
+    summary = run_local(config_path=str(config_path), store="s3://conveyor/train-test",
+                        workdir=str(tmp_path / "runs"), progress=lambda _m: None)
+    step = summary["steps"][0]
+    assert step["search"]["trials"] == 2 and set(step["search"]["best_params"]) == {"lr"}
+    assert step["train"]["test"]["accuracy"] > 0.8
+    assert step["model"]["uri"].startswith("s3://conveyor/train-test/models/toy-model/")
+    assert Path(step["train"]["curve"]).read_text().count("<polyline") >= 2
+
+
+@pytest.mark.slow
+def test_conveyor_run_on_the_bundled_corpus():
+    """The README's main command, end to end (about 4 minutes on 2 cores)."""
+    import subprocess
+    import sys
+
+    from components.common.config import PROJECT_ROOT
+
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--json"], capture_output=True,
+                            text=True, cwd=PROJECT_ROOT, timeout=1200)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    first = summary["steps"][0]
+    assert first["search"]["trials"] >= 8 and first["train"]["test"]["accuracy"] > 0.95
+    assert summary["steps"][1]["report"]["drift"]["dataset_drift"] is True

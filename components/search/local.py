@@ -45,7 +45,9 @@ def make_sampler(spec: SearchSpec):
     if spec.algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=spec.seed)
     if spec.algorithm == "grid":
-        return optuna.samplers.GridSampler(spec.grid(), seed=spec.seed)
+        # The grid is enqueued point by point (see LocalSearch.run): Optuna's GridSampler stops the
+        # study from inside, which only works under study.optimize(), not with ask/tell.
+        return optuna.samplers.RandomSampler(seed=spec.seed)
     raise ValueError(spec.algorithm)
 
 
@@ -185,7 +187,11 @@ class LocalSearch:
         dists = distributions(self.spec)
         total = self.spec.max_trials
         if self.spec.algorithm == "grid":
-            total = min(total, len(list(_product(self.spec.grid()))))
+            grid = self.spec.grid()
+            points = [dict(zip(grid, combo, strict=True)) for combo in _product(grid)]
+            for point in points[:total]:
+                study.enqueue_trial(point)
+            total = min(total, len(points))
         rows: list[TrialRow] = []
         with ThreadPoolExecutor(max_workers=self.spec.parallel_trials) as pool:
             futures = [pool.submit(self._run_trial, study, dists) for _ in range(total)]

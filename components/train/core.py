@@ -188,7 +188,6 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "macro_f1": val["macro_f1"],
                    "train_loss": train_loss / max(batches, 1)}
         history.append({"epoch": epoch, **metrics})
-        emit(metric_line(epoch, metrics))
         improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
         if improved:
             best = {"epoch": epoch, "accuracy": val["accuracy"], "loss": val["loss"],
@@ -202,6 +201,8 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
                                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "rng": torch.get_rng_state(), "history": history, "best": best,
                                "bad_epochs": bad_epochs})
+        # After the checkpoint: an epoch whose metrics anyone has seen is never lost.
+        emit(metric_line(epoch, metrics))
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
 

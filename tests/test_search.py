@@ -1,0 +1,228 @@
+"""Search: one spec validated up front; Katib Experiment from the SDK models; the launcher's
+semantics; the local Optuna backend running real trial processes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from components.common.config import ClusterConfig, ConveyorConfig
+from components.common.errors import SpecError
+from components.search.katib import build_experiment, validate_experiment
+from components.search.katib_launcher import SPEC_HASH_ANNOTATION, launch
+from components.search.local import SearchFailed
+from components.search.spec import parse_spec
+
+BASE = {"algorithm": "tpe", "max_trials": 4, "parallel_trials": 2,
+        "parameters": [{"name": "lr", "type": "double", "min": 0.001, "max": 0.1, "log": True},
+                       {"name": "embed_dim", "type": "discrete", "values": [8, 16]}]}
+
+
+def with_(**changes):
+    spec = copy.deepcopy(BASE)
+    spec.update(changes)
+    return spec
+
+
+@pytest.mark.parametrize("raw, message", [
+    (with_(algorithm="bayes"), "search: algorithm 'bayes' is unknown; expected one of"),
+    (with_(parameters=[{"name": "lr", "type": "double", "min": 1, "max": 0.1}]),
+     "search.parameters.0: lr: min 1.0 > max 0.1"),
+    (with_(parameters=[{"name": "embed_dim", "type": "categorical", "values": []}]),
+     "search.parameters.0: embed_dim: a categorical parameter needs a non-empty values list"),
+    (with_(objective={"metric": "acuracy"}), "search.objective: metric 'acuracy' is not reported by training"),
+    (with_(objective={"goal": "maximise"}), "search.objective.goal: Input should be 'maximize' or 'minimize'"),
+    (with_(parameters=[{"name": "learning_rate", "type": "double", "min": 0.1, "max": 1}]),
+     "search.parameters: parameter 'learning_rate': train has no field 'learning_rate'"),
+    (with_(parallel_trials=9), "parallel_trials (9) > max_trials (4)"),
+    (with_(parameters=[{"name": "lr", "type": "double", "min": 0.0, "max": 1, "log": True}]),
+     "a log-scale range needs min > 0"),
+    (with_(algorith="tpe"), "search.algorith: Extra inputs are not permitted"),
+    (with_(parameters=[{"name": "dropout", "type": "double", "min": 1.5, "max": 2.0}]),
+     "search.parameters: parameters: train.dropout: Input should be less than 1"),
+])
+def test_a_bad_spec_is_refused_naming_the_field(raw, message):
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw)
+    assert message in str(err.value)
+
+
+def test_experiment_carries_gpu_tolerations_collector_and_medianstop():
+    spec = parse_spec(with_(early_stopping={"algorithm": "medianstop", "min_trials_required": 2, "start_step": 2}))
+    cluster = ClusterConfig(gpus_per_trial=2, gpu_quota=8, node_selector={"pool": "gpu"},
+                            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    exp = build_experiment(spec, run_id="Run_42", dataset="toy", version="v1", store="s3://b", cluster=cluster)
+    validate_experiment(exp)
+    assert exp["apiVersion"] == "kubeflow.org/v1beta1" and exp["kind"] == "Experiment"
+    assert exp["metadata"]["name"].startswith("run-42-")
+    s = exp["spec"]
+    assert s["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"
+    assert s["earlyStopping"] == {"algorithmName": "medianstop", "algorithmSettings": [
+        {"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "2"}]}
+    assert s["parameters"][0] == {"name": "lr", "parameterType": "double",
+                                  "feasibleSpace": {"min": "0.001", "max": "0.1", "distribution": "logUniform"}}
+    assert s["parameters"][1]["feasibleSpace"] == {"list": ["8", "16"]}
+    pod = s["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["nodeSelector"] == {"pool": "gpu"} and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "--set" in container["command"] and "lr=${trialParameters.lr}" in container["command"]
+    assert "${trialParameters.trialName}" in container["command"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    # Same inputs, same name (retries adopt); another spec, another name.
+    again = build_experiment(spec, run_id="Run_42", dataset="toy", version="v1", store="s3://b", cluster=cluster)
+    assert again["metadata"]["name"] == exp["metadata"]["name"]
+    other = build_experiment(parse_spec(with_(max_trials=3)), run_id="Run_42", dataset="toy", version="v1",
+                             store="s3://b", cluster=cluster)
+    assert other["metadata"]["name"] != exp["metadata"]["name"]
+
+    pytorch = build_experiment(spec, run_id="r", dataset="toy", version="v1", store="s3://b",
+                               cluster=cluster.model_copy(update={"trial_kind": "PyTorchJob"}))
+    validate_experiment(pytorch)
+    assert pytorch["spec"]["trialTemplate"]["trialSpec"]["kind"] == "PyTorchJob"
+    assert "Succeeded" in pytorch["spec"]["trialTemplate"]["successCondition"]
+
+
+def test_unknown_fields_in_a_manifest_are_rejected_with_their_path():
+    exp = build_experiment(parse_spec(BASE), run_id="r", dataset="toy", version="v", store="s3://b",
+                           cluster=ClusterConfig())
+    bad = copy.deepcopy(exp)
+    bad["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["resource"] = {}
+    with pytest.raises(SpecError, match=r"containers\[0\]: unknown field 'resource' in V1Container"):
+        validate_experiment(bad)
+    bad = copy.deepcopy(exp)
+    bad["spec"]["parallelTrialCount"] = "2"
+    with pytest.raises(SpecError, match="parallelTrialCount: expected int"):
+        validate_experiment(bad)
+
+
+class FakeExperiments:
+    """An in-memory stand-in for the Kubernetes API (no API server runs on these machines). It
+    models only what the launcher relies on: objects by name, and a status that changes."""
+
+    def __init__(self, outcome: str = "Succeeded", existing: dict | None = None):
+        self.objects: dict[str, dict] = {}
+        self.created: list[str] = []
+        self.deleted: list[str] = []
+        self.outcome = outcome
+        if existing:
+            self.objects[existing["metadata"]["name"]] = existing
+
+    def get(self, name, namespace):
+        return self.objects.get(name)
+
+    def create(self, manifest):
+        self.objects[manifest["metadata"]["name"]] = copy.deepcopy(manifest)
+        self.created.append(manifest["metadata"]["name"])
+        return manifest
+
+    def delete(self, name, namespace):
+        self.objects.pop(name, None)
+        self.deleted.append(name)
+
+    def watch(self, name, namespace, timeout_s):
+        obj = self.objects[name]
+        yield {**obj, "status": {"conditions": [{"type": "Running", "status": "True"}]}}
+        if self.outcome == "timeout":
+            return
+        cond = {"type": self.outcome, "status": "True", "reason": "ExperimentMaxTrialsReached" if
+                self.outcome == "Succeeded" else "ExperimentFailed", "message": "done" if
+                self.outcome == "Succeeded" else "too many failed trials"}
+        obj["status"] = {"conditions": [cond], "currentOptimalTrial": {
+            "bestTrialName": f"{name}-abc", "parameterAssignments": [{"name": "lr", "value": "0.02"},
+                                                                     {"name": "embed_dim", "value": "16"}],
+            "observation": {"metrics": [{"name": "accuracy", "max": "0.97", "latest": "0.96"}]}}}
+        yield obj
+
+    def list_trials(self, name, namespace):
+        return [{"metadata": {"name": f"{name}-abc"}, "spec": {"parameterAssignments": [
+            {"name": "lr", "value": "0.02"}]}, "status": {"conditions": [{"type": "Succeeded", "status": "True"}],
+                                                           "observation": {"metrics": [{"name": "accuracy",
+                                                                                        "latest": "0.96"}]}}}]
+
+
+def _experiment(**spec_changes) -> tuple[dict, Any]:
+    spec = parse_spec(with_(**spec_changes))
+    return build_experiment(spec, run_id="r1", dataset="toy", version="v", store="s3://b",
+                            cluster=ClusterConfig()), spec
+
+
+def test_launcher_creates_waits_and_returns_typed_best_params():
+    manifest, spec = _experiment()
+    api = FakeExperiments()
+    out = launch(api, manifest, spec, ClusterConfig(), log=lambda _m: None)
+    assert api.created == [manifest["metadata"]["name"]] and api.deleted == []
+    assert out.best_params == {"lr": 0.02, "embed_dim": 16} and out.best_value == 0.97 and not out.adopted
+    assert out.trials[0]["params"] == {"lr": 0.02} and out.trials[0]["condition"] == "Succeeded"
+
+
+def test_launcher_adopts_same_spec_and_refuses_another():
+    manifest, spec = _experiment()
+    api = FakeExperiments(existing=copy.deepcopy(manifest))
+    assert launch(api, manifest, spec, ClusterConfig(), log=lambda _m: None).adopted and api.created == []
+    clash = copy.deepcopy(manifest)
+    clash["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = "0" * 64
+    with pytest.raises(SpecError, match="exists with another spec"):
+        launch(FakeExperiments(existing=clash), manifest, spec, ClusterConfig(), log=lambda _m: None)
+
+
+@pytest.mark.parametrize("outcome, message", [("Failed", "failed: ExperimentFailed: too many failed trials"),
+                                              ("timeout", "did not finish within")])
+def test_launcher_deletes_the_experiment_on_failure_and_timeout(outcome, message):
+    manifest, spec = _experiment()
+    api = FakeExperiments(outcome=outcome)
+    with pytest.raises(SearchFailed, match=message):
+        launch(api, manifest, spec, ClusterConfig(), timeout_s=5, log=lambda _m: None)
+    assert api.deleted == [manifest["metadata"]["name"]]  # no GPU trial left running
+
+
+def test_quota_is_checked_before_anything_is_created():
+    manifest, spec = _experiment(parallel_trials=3)
+    api = FakeExperiments()
+    with pytest.raises(SpecError, match=r"3\) x cluster.gpus_per_trial \(2\) = 6 GPUs exceeds cluster.gpu_quota \(4\)"):
+        launch(api, manifest, spec, ClusterConfig(gpus_per_trial=2, gpu_quota=4), log=lambda _m: None)
+    assert api.created == []
+
+
+def test_local_search_runs_parallel_trial_processes(tmp_path, file_store):
+    from components.search.backends import run_search
+    from tests.training_data import ingest_corpus, small_config
+
+    version = ingest_corpus(tmp_path, file_store)
+    cfg = small_config(epochs=3).model_dump(mode="json", exclude_none=True)
+    cfg["search"] = with_(algorithm="random", max_trials=4, parallel_trials=2,
+                          early_stopping={"algorithm": "none"})
+    result = run_search("local", file_store.uri, "toy", version, cfg, "search-1", log=lambda _m: None)
+    assert len(result["trials"]) == 4 and all(t["state"] == "succeeded" for t in result["trials"])
+    assert result["best_value"] == max(t["value"] for t in result["trials"])
+    assert set(result["best_params"]) == {"lr", "embed_dim"} and "**best**" in result["leaderboard"]
+    assert len({t["run_id"] for t in result["trials"]}) == 4  # each trial is its own training run
+
+    cfg["search"] = with_(algorithm="grid", max_trials=4, parallel_trials=2,
+                          parameters=[{"name": "embed_dim", "type": "discrete", "values": [8, 16]}])
+    grid = run_search("local", file_store.uri, "toy", version, cfg, "grid-1", log=lambda _m: None)
+    assert sorted(t["params"]["embed_dim"] for t in grid["trials"]) == [8, 16]  # the grid, once each
+
+
+def test_failed_trials_count_against_the_limit(tmp_path, file_store):
+    from components.search.backends import run_search
+    from tests.training_data import ingest_corpus, small_config
+
+    ingest_corpus(tmp_path, file_store)
+    cfg = small_config(epochs=1).model_dump(mode="json", exclude_none=True)
+    cfg["search"] = with_(algorithm="random", max_trials=3, parallel_trials=1, max_failed_trials=1)
+    # Every trial process fails at run time (the version is gone): the search stops at the limit.
+    with pytest.raises(SearchFailed, match=r"2 trials failed \(limit 1\).*no version 'deleted-version'"):
+        run_search("local", file_store.uri, "toy", "deleted-version", cfg, "fail-1", log=lambda _m: None)
+
+
+def test_the_default_config_search_spec_is_valid():
+    from components.common.config import PROJECT_ROOT, load_config
+
+    for name in ("spamassassin", "tweets"):
+        spec = parse_spec(load_config(PROJECT_ROOT / "configs" / f"{name}.yaml").search)
+        assert spec.max_trials >= 8 and spec.parallel_trials >= 2
+    assert yaml.safe_dump(ConveyorConfig().model_dump(mode="json"))

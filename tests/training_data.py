@@ -1,0 +1,41 @@
+"""A small, learnable labelled corpus for fast training tests."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from components.common.config import CleaningConfig, ConveyorConfig, SourceSettings
+from components.ingest.core import ingest
+
+SPAM_WORDS = ["free", "winner", "prize", "cash", "offer", "click", "urgent", "credit", "viagra", "lottery"]
+HAM_WORDS = ["meeting", "report", "project", "lunch", "schedule", "review", "notes", "team", "draft", "agenda"]
+COMMON = ["the", "a", "to", "and", "of", "in", "is", "for", "on", "with", "this", "that"]
+
+
+def corpus(n: int = 600, seed: int = 3) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "spam" if i % 2 else "ham"
+        words = SPAM_WORDS if label == "spam" else HAM_WORDS
+        # Some overlap so the task is learnable but not trivial.
+        tokens = [rng.choice(words if rng.random() < 0.7 else SPAM_WORDS + HAM_WORDS) for _ in range(6)]
+        tokens += [rng.choice(COMMON) for _ in range(6)]
+        rng.shuffle(tokens)
+        rows.append({"text": " ".join(tokens) + f" id{i}", "label": label})
+    return rows
+
+
+def ingest_corpus(tmp_path, store, dataset: str = "toy", n: int = 600) -> str:
+    path = tmp_path / f"{dataset}.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in corpus(n)))
+    return ingest([str(path)], dataset, store, SourceSettings(), CleaningConfig()).version
+
+
+def small_config(**train) -> ConveyorConfig:
+    from components.train.entrypoint import apply_params
+
+    params = {"embed_dim": 16, "epochs": 4, "batch_size": 32, "lr": 0.05, "patience": 3, **train}
+    cfg = apply_params(ConveyorConfig(), params)
+    return cfg.model_copy(update={"features": cfg.features.model_copy(update={"num_buckets": 4096})})
