@@ -88,21 +88,71 @@ def write_readme(results: dict[str, dict]) -> None:
                   "machine. The 0.25 ratio target is not met: the per-document hash alone is slower than a quarter "
                   "of the raw scan (compare the columns), so reaching it would need a compiled, multi-core hash "
                   "kernel or a weaker id. Peak RSS stays far under 1 GiB at 10M.", ""]
+    training = results.get("training")
+    if training:
+        r = training["results"][0]
+        lines += ["## Training throughput (EmbeddingBag, synthetic reviews)", "",
+                  f"Run {training['environment']['when']}. Docs/s over whole training epochs, best of 3 alternating "
+                  "runs each: the full entrypoint (`run_training`: shuffling, batching, checkpoint per epoch, "
+                  "validation metrics) vs a bare torch loop over pre-built batches of the same tensors with the same "
+                  "model and optimizers. Target: ratio >= 0.9.", "",
+                  "| train docs | epochs | entrypoint docs/s | bare loop docs/s | ratio | device |",
+                  "|---:|---:|---:|---:|---:|---|",
+                  f"| {r['docs']:,} | {r['epochs']} | {r['entrypoint_docs_per_s']:,} | {r['bare_loop_docs_per_s']:,} | "
+                  f"{r['ratio']} | {r['device']} |", "",
+                  "No GPU was lent to the session that ran this, so there is no GPU figure yet; on a GPU machine the "
+                  "same command records `device: cuda`.", ""]
+    search = results.get("search")
+    if search:
+        r = search["results"][0]
+        lines += ["## Search efficiency (TPE vs random, real training objective)", "",
+                  f"Run {search['environment']['when']}. Trials until a trial reaches 99% of the best validation "
+                  f"accuracy either algorithm found, same budget ({r['budget']} trials) and seeds {r['seeds']}; "
+                  "4-parameter space (log lr 1e-5..1, embed dim, dropout, batch size) on a deliberately hard "
+                  "synthetic task (one 80%-reliable cue word, 15% flipped labels). Target: TPE <= 0.5x random.",
+                  "", "| algorithm | trials to 99% per seed | mean | best accuracy per seed |", "|---|---|---:|---|"]
+        for algo in ("tpe", "random"):
+            lines.append(f"| {algo} | {r['trials_to_99pct'][algo]} | {r['mean_trials_to_99pct'][algo]:.1f} | "
+                         f"{r['best_accuracy'][algo]} |")
+        lines += ["", f"Ratio TPE / random: **{r['ratio_tpe_over_random']}**.", ""]
+        if r["ratio_tpe_over_random"] > 0.5:
+            early = sum(1 for algo in ("tpe", "random") for n in r["trials_to_99pct"][algo] if n <= 4)
+            lines += [f"The 0.5x target is **not met**: in {early} of {2 * len(r['seeds'])} searches a trial among "
+                      "the first four already reached 99% of the best. Optuna's TPE samples its first trials at "
+                      "random (startup trials), so on a landscape where near-best settings are that common it has "
+                      "nothing left to gain; a 99% threshold rewards luck in the first trials more than modelling.",
+                      ""]
     (ROOT / "README.md").write_text("\n".join(lines))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000000,10000000", help="ingest corpus sizes")
+    parser.add_argument("--only", help="comma-separated subset of: ingest, training, search")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
     results = {}
-    for name, fn in (("ingest", lambda: bench_ingest([int(s) for s in args.sizes.split(",")])),):
+    from bench.training import bench_search, bench_throughput
+
+    benches = {
+        "ingest": lambda: bench_ingest([int(s) for s in args.sizes.split(",")]),
+        "training": lambda: {"bench": "training", "targets": {"ratio": ">= 0.9"},
+                             "results": [bench_throughput(WORK)]},
+        "search": lambda: {"bench": "search", "targets": {"ratio_tpe_over_random": "<= 0.5"},
+                           "results": [bench_search(WORK)]},
+    }
+    only = args.only.split(",") if args.only else list(benches)
+    for name, fn in ((n, benches[n]) for n in only):
+        print(f"bench: {name}", file=sys.stderr, flush=True)
         result = fn()
         result["environment"] = _environment()
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         results[name] = result
+    for name in ("ingest", "training", "search"):  # keep earlier results of benches not rerun
+        path = RESULTS / f"{name}.json"
+        if name not in results and path.exists():
+            results[name] = json.loads(path.read_text())
     write_readme(results)
     print((ROOT / "README.md").read_text())
 

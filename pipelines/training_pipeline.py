@@ -43,7 +43,8 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
         tuned.set_display_name("search (Katib / Optuna)")
         trained = train_op(store=store, dataset=dataset, version=version, config=config,
-                           best_params=tuned.outputs["best_params"], run_id=f"{run_id}-best")
+                           best_params=tuned.outputs["best_params"], best_run_id=tuned.outputs["best_run_id"],
+                           run_id=f"{run_id}-best")
         trained.set_display_name("train best configuration")
         if cluster.gpus_per_trial:
             trained.set_accelerator_type(cluster.gpu_resource).set_accelerator_limit(cluster.gpus_per_trial)

@@ -100,6 +100,7 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
     cfg = small_config(epochs=2).model_dump(mode="json", exclude_none=True)
     cfg["data"] = {"dataset": "toy", "reference": [str(src)]}
     cfg["model_name"] = "toy-model"
+    cfg["best_trial"] = "keep"  # register the best trial's own model (the retrain path runs in `conveyor run`)
     cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 2,
                      "early_stopping": {"algorithm": "none"},
                      "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.1, "log": True}]}
@@ -109,6 +110,7 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
                         workdir=str(tmp_path / "runs"), progress=lambda _m: None)
     step = summary["steps"][0]
     assert step["search"]["trials"] == 2 and set(step["search"]["best_params"]) == {"lr"}
+    assert step["train"]["run_id"].endswith(("-t000", "-t001"))  # kept, not retrained
     assert step["train"]["test"]["accuracy"] > 0.8
     assert step["model"]["uri"].startswith("s3://conveyor/train-test/models/toy-model/")
     assert Path(step["train"]["curve"]).read_text().count("<polyline") >= 2

@@ -156,6 +156,9 @@ class ConveyorConfig(Section):
     # Validated by components.search.spec.parse_spec before any trial launches.
     search: dict = Field(default_factory=dict)
     model_name: str = "spam-classifier"
+    # After the search: retrain the best configuration (fresh run, full record) or keep the best
+    # trial's own model (no extra training; its run record and weights are already in the store).
+    best_trial: Literal["retrain", "keep"] = "retrain"
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
 

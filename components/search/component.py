@@ -19,7 +19,7 @@ def tune_op(
     trials: Output[Artifact],
     leaderboard: Output[Markdown],
     summary: Output[Metrics],
-) -> NamedTuple("TuneOutputs", best_params=dict, best_value=float):
+) -> NamedTuple("TuneOutputs", best_params=dict, best_value=float, best_run_id=str):
     import json
     from collections import namedtuple
 
@@ -33,4 +33,5 @@ def tune_op(
     summary.log_metric("best_value", result["best_value"])
     summary.log_metric("trials", len(result["trials"]))
     summary.log_metric("seconds", result["seconds"])
-    return namedtuple("TuneOutputs", ["best_params", "best_value"])(result["best_params"], result["best_value"])
+    outputs = namedtuple("TuneOutputs", ["best_params", "best_value", "best_run_id"])
+    return outputs(result["best_params"], result["best_value"], result["best_run_id"])

@@ -13,6 +13,7 @@ def train_op(
     version: str,
     config: dict,
     best_params: dict,
+    best_run_id: str,
     run_id: str,
     run_record: Output[Artifact],
     curve: Output[HTML],
@@ -23,11 +24,15 @@ def train_op(
     from components.common.config import config_from_dict
     from components.common.storage import open_store
     from components.images import COMPONENT_IMAGE as image
+    from components.tracking.runs import read_run
     from components.train.entrypoint import apply_params, run_training
     from components.train.plots import training_curve_html
 
     cfg = apply_params(config_from_dict(config), best_params)
-    record = run_training(open_store(store), dataset, version, cfg, run_id, image=image)
+    if cfg.best_trial == "keep":
+        record = read_run(open_store(store), best_run_id)  # the best trial's own model, as trained
+    else:
+        record = run_training(open_store(store), dataset, version, cfg, run_id, image=image)
     with open(run_record.path, "w") as handle:
         json.dump(record, handle, indent=2)
     run_record.metadata.update({"run_id": record["run_id"], "run_key": record["run_key"]})

@@ -166,14 +166,14 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         model.train()
         generator = torch.Generator().manual_seed(params.seed * 1_000_003 + epoch)
         started = time.perf_counter()
-        train_loss, batches, done = 0.0, 0, 0
+        train_loss, batches, done = torch.zeros((), device=device), 0, 0
         for ids, offsets, labels in train.batches(params.batch_size, generator):
             ids, offsets, labels = ids.to(device), offsets.to(device), labels.to(device)
             loss = nn.functional.cross_entropy(model(ids, offsets), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            train_loss += loss.item()
+            train_loss += loss.detach()  # summed on the device: no host sync per step
             batches += 1
             done += len(labels)
             if progress and batches % 20 == 0:
@@ -186,7 +186,7 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
 
         val = classification_metrics(predict_logits(model, validation, device), validation.labels, num_classes)
         metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "macro_f1": val["macro_f1"],
-                   "train_loss": train_loss / max(batches, 1)}
+                   "train_loss": train_loss.item() / max(batches, 1)}
         history.append({"epoch": epoch, **metrics})
         improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
         if improved:

@@ -15,7 +15,7 @@ class Bags:
     """A split in CSR layout: document i has ids[offsets[i]:offsets[i+1]] and label labels[i]."""
 
     ids: torch.Tensor      # int64, all documents' ids back to back
-    offsets: torch.Tensor  # int64, len = documents + 1
+    offsets: torch.Tensor  # int64, len = documents + 1 (the last entry is len(ids))
     labels: torch.Tensor   # int64
 
     def __len__(self) -> int:
@@ -45,6 +45,12 @@ class Bags:
         return self.ids[gather], new_offsets, self.labels[index]
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None):
-        order = torch.randperm(len(self), generator=generator) if generator is not None else torch.arange(len(self))
-        for start in range(0, len(self), batch_size):
-            yield self.batch(order[start:start + batch_size])
+        """Mini-batches in a random order (one gather for the whole epoch, then contiguous slices)."""
+        bags = self
+        if generator is not None:
+            ids, starts, labels = self.batch(torch.randperm(len(self), generator=generator))
+            bags = Bags(ids, torch.cat([starts, starts.new_tensor([ids.numel()])]), labels)
+        for start in range(0, len(bags), batch_size):
+            stop = min(start + batch_size, len(bags))
+            first, last = int(bags.offsets[start]), int(bags.offsets[stop])
+            yield bags.ids[first:last], bags.offsets[start:stop] - first, bags.labels[start:stop]

@@ -1,0 +1,168 @@
+"""Training benchmarks: entrypoint vs a bare torch loop; TPE vs random search efficiency."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _corpus(n: int, seed: int = 11, hard: bool = False) -> list[dict]:
+    """Learnable synthetic reviews: the label depends on which of two word sets dominates.
+
+    `hard`: one cue word (80% reliable) among fillers and 15% flipped labels, so that hyperparameters
+    decide how close a model gets to the ~0.7 ceiling (what a search benchmark needs)."""
+    rng = np.random.default_rng(seed)
+    if hard:
+        return _hard_corpus(n, rng)
+    pos = ["great", "excellent", "love", "superb", "wonderful", "enjoyed", "brilliant", "fantastic"]
+    neg = ["awful", "terrible", "hate", "boring", "dreadful", "poor", "waste", "worst"]
+    filler = ["the", "a", "movie", "plot", "actor", "scene", "story", "and", "of", "it", "was", "this", "film"]
+    rows = []
+    for i in range(n):
+        label = i % 2
+        strong, weak = (pos, neg) if label else (neg, pos)
+        words = list(rng.choice(strong, 4)) + list(rng.choice(weak, 2)) + list(rng.choice(filler, 14))
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words) + f" r{i}", "label": "pos" if label else "neg"})
+    return rows
+
+
+def _hard_corpus(n: int, rng) -> list[dict]:
+    cues = [f"cue{i}" for i in range(40)]
+    filler = [f"w{i}" for i in range(400)]
+    rows = []
+    for i in range(n):
+        label = i % 2
+        # Each cue leans one way: cue k favours label k % 2 with probability 0.65.
+        k = int(rng.integers(0, 40))
+        if (k % 2 == label) != (rng.random() < 0.8):
+            k = (k + 1) % 40
+        words = [cues[k], cues[k], *rng.choice(filler, 10)]
+        rng.shuffle(words)
+        shown = label if rng.random() > 0.15 else 1 - label
+        rows.append({"text": " ".join(words) + f" r{i}", "label": "pos" if shown else "neg"})
+    return rows
+
+
+def _prepare(work: Path, n: int, hard: bool = False):
+    from components.common.config import CleaningConfig, ConveyorConfig, SourceSettings
+    from components.common.storage import FileStore
+    from components.ingest.core import ingest
+
+    tag = f"{n}{'-hard' if hard else ''}"
+    store = FileStore(str(work / f"train-store-{tag}"))
+    src = work / f"train-corpus-{tag}.jsonl"
+    if not src.exists():
+        src.write_text("\n".join(json.dumps(r) for r in _corpus(n, hard=hard)))
+    version = ingest([str(src)], "bench", store, SourceSettings(), CleaningConfig()).version
+    return store, version, ConveyorConfig()
+
+
+def bench_throughput(work: Path, n: int = 100_000, epochs: int = 3, repeats: int = 3) -> dict:
+    """docs/s per epoch: the full entrypoint vs a bare loop over the same tensors, same process."""
+    import torch
+
+    from components.featurize.core import prepare_features
+    from components.train.data import Bags
+    from components.train.entrypoint import apply_params, run_training
+    from components.train.models import build_model
+
+    store, version, cfg = _prepare(work, n)
+    cfg = apply_params(cfg, {"epochs": epochs, "patience": epochs, "batch_size": 256, "embed_dim": 64})
+    featurizer, tables = prepare_features(store, "bench", version, cfg.split.model_dump(mode="json"),
+                                          cfg.features.model_dump(mode="json"))
+    train = Bags.from_table(tables["train"])
+
+    def bare_loop() -> float:
+        """Batches materialized up front, nothing but forward/backward/step: docs/s over all epochs."""
+        torch.manual_seed(0)
+        torch.set_num_threads(1)
+        model = build_model("embedding_bag", featurizer.num_ids, 2, embed_dim=64, dropout=0.1)
+        sparse = torch.optim.SparseAdam([model.embedding.weight], lr=0.01)
+        dense = torch.optim.AdamW(model.classifier.parameters(), lr=0.01)
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))
+        batches = [train.batch(order[i:i + 256]) for i in range(0, len(train), 256)]
+        started = time.perf_counter()
+        for _ in range(epochs):
+            for ids, offsets, labels in batches:
+                loss = torch.nn.functional.cross_entropy(model(ids, offsets), labels)
+                sparse.zero_grad()
+                dense.zero_grad()
+                loss.backward()
+                sparse.step()
+                dense.step()
+        return epochs * len(train) / (time.perf_counter() - started)
+
+    # Alternate the two, best of two each: this machine's noise then hits both sides alike.
+    bare, runs = [], []
+    for i in range(repeats):
+        bare.append(bare_loop())
+        runs.append(run_training(store, "bench", version, cfg, f"bench-{int(time.time())}-{i}",
+                                 emit=lambda _l: None, progress=False))
+    record = max(runs, key=lambda r: r["train_docs_per_s"])
+    return {"docs": len(train), "epochs": epochs, "entrypoint_docs_per_s": round(record["train_docs_per_s"]),
+            "bare_loop_docs_per_s": round(max(bare)),
+            "ratio": round(record["train_docs_per_s"] / max(bare), 3), "device": record["device"],
+            "entrypoint_total_s": record["duration_s"],
+            "test_accuracy": round(record["metrics"]["test"]["accuracy"], 4)}
+
+
+def bench_search(work: Path, n: int = 8000, budget: int = 24, seeds: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict:
+    """Trials until 99% of the best validation accuracy is reached, TPE vs random, same budget and seeds.
+
+    The objective is the real training loop (in-process: the sampler's choices do not depend on
+    process isolation, and it keeps the benchmark to about a minute)."""
+    import optuna
+
+    from components.featurize.core import prepare_features
+    from components.search.local import distributions, make_sampler
+    from components.search.spec import parse_spec
+    from components.train.core import fit
+    from components.train.data import Bags
+    from components.train.entrypoint import apply_params
+
+    store, version, cfg = _prepare(work, n, hard=True)
+    featurizer, tables = prepare_features(store, "bench", version, cfg.split.model_dump(mode="json"),
+                                          cfg.features.model_dump(mode="json"))
+    train, val = Bags.from_table(tables["train"]), Bags.from_table(tables["validation"])
+    space = {"parameters": [
+        {"name": "lr", "type": "double", "min": 1e-5, "max": 1.0, "log": True},
+        {"name": "embed_dim", "type": "discrete", "values": [4, 8, 16, 32, 64]},
+        {"name": "dropout", "type": "double", "min": 0.0, "max": 0.9},
+        {"name": "batch_size", "type": "discrete", "values": [16, 64, 256, 1024]}],
+        "max_trials": budget, "parallel_trials": 1, "early_stopping": {"algorithm": "none"}}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    curves: dict[str, dict[int, list[float]]] = {"tpe": {}, "random": {}}
+    for algorithm in curves:
+        for seed in seeds:
+            spec = parse_spec({**space, "algorithm": algorithm, "seed": seed})
+            study = optuna.create_study(direction="maximize", sampler=make_sampler(spec))
+            values = []
+            for _ in range(budget):
+                trial = study.ask(distributions(spec))
+                params = apply_params(cfg, {**trial.params, "epochs": 2, "patience": 2}).train
+                result = fit(train, val, featurizer.num_ids, 2, params, emit=lambda _l: None, progress=False)
+                value = max(h["accuracy"] for h in result.history)
+                study.tell(trial, value)
+                values.append(value)
+            curves[algorithm][seed] = values
+    needed: dict[str, list[int]] = {"tpe": [], "random": []}
+    for seed in seeds:
+        best = max(max(curves[a][seed]) for a in curves)
+        for algorithm in curves:
+            hits = [i + 1 for i, v in enumerate(curves[algorithm][seed]) if v >= 0.99 * best]
+            needed[algorithm].append(hits[0] if hits else budget + 1)
+    mean = {a: float(np.mean(v)) for a, v in needed.items()}
+    return {"budget": budget, "seeds": list(seeds), "trials_to_99pct": needed,
+            "mean_trials_to_99pct": mean, "ratio_tpe_over_random": round(mean["tpe"] / mean["random"], 3),
+            "best_accuracy": {a: [round(max(curves[a][s]), 4) for s in seeds] for a in curves}}
+
+
+if __name__ == "__main__":
+    work = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/work")
+    work.mkdir(parents=True, exist_ok=True)
+    print(json.dumps({"throughput": bench_throughput(work), "search": bench_search(work)}, indent=2))
