@@ -39,9 +39,8 @@ class Bags:
         new_offsets = torch.zeros_like(lengths)
         torch.cumsum(lengths[:-1], dim=0, out=new_offsets[1:])
         total = int(lengths.sum().item())
-        # Vectorized gather of every selected bag: position within bag + the bag's start.
-        within = torch.arange(total) - torch.repeat_interleave(new_offsets, lengths)
-        gather = torch.repeat_interleave(starts, lengths) + within
+        # Vectorized gather of every selected bag: output position + (source start - output start).
+        gather = torch.arange(total) + torch.repeat_interleave(starts - new_offsets, lengths, output_size=total)
         return self.ids[gather], new_offsets, self.labels[index]
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None):
