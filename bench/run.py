@@ -93,7 +93,8 @@ def write_readme(results: dict[str, dict]) -> None:
         r = training["results"][0]
         lines += ["## Training throughput (EmbeddingBag, synthetic reviews)", "",
                   f"Run {training['environment']['when']}. Docs/s over whole training epochs; the median of "
-                  f"{r['pairs']} back-to-back pairs (range of the paired ratios {r['ratio_range']}): the full entrypoint (`run_training`: shuffling, batching, checkpoint per epoch, "
+                  f"{r['pairs']} back-to-back pairs (range of the paired ratios {r['ratio_range']}): the full "
+                  "entrypoint (`run_training`: shuffling, batching, checkpoint per epoch, "
                   "validation metrics) vs a bare torch loop over pre-built batches of the same tensors with the same "
                   "model, optimizers, thread count and deterministic-algorithms setting. Target: ratio >= 0.9.", "",
                   "| train docs | epochs | entrypoint docs/s | bare loop docs/s | ratio | device |",
