@@ -156,6 +156,27 @@ def cmd_models_show(args) -> int:
     return 0
 
 
+def parse_model_ref(value: str, store: str | None) -> tuple[str | None, str, str]:
+    """NAME, NAME@ALIAS_OR_VERSION, or a registry URI .../models/NAME/VERSION -> (store, name, ref)."""
+    if "://" in value:
+        head, sep, tail = value.partition("/models/")
+        parts = tail.strip("/").split("/")
+        if not sep or len(parts) != 2:
+            raise InputError(f"{value}: expected a registry URI like s3://bucket/models/NAME/VERSION")
+        return head, parts[0], parts[1]
+    name, _, ref = value.partition("@")
+    return store, name, ref or "champion"
+
+
+def cmd_serve(args) -> int:
+    from components.serve.predictor import serve
+
+    store, name, ref = parse_model_ref(args.model, args.store)
+    serve(store, name, ref, args.port, role=args.role, name=args.name, log_sample_rate=args.log_sample_rate,
+          max_batch=args.max_batch, max_chars=args.max_chars)
+    return 0
+
+
 # -- pipelines ------------------------------------------------------------------------------------
 
 def cmd_compile(args) -> int:
@@ -261,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", nargs="?", default="candidate", help="version or alias (default candidate)")
     store_opt(p)
     p.set_defaults(func=cmd_models_show)
+
+    p = sub.add_parser("serve", help="serve a registered model with a KServe model server on loopback")
+    p.add_argument("model", help="NAME (alias champion), NAME@ALIAS, NAME@VERSION or s3://bucket/models/NAME/VERSION")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--name", help="name in the URL paths (default: the model name)")
+    p.add_argument("--role", default="stable", choices=["stable", "canary"], help="label on /metrics")
+    p.add_argument("--log-sample-rate", type=float, default=0.0, help="share of requests logged to the store")
+    p.add_argument("--max-batch", type=int, default=256)
+    p.add_argument("--max-chars", type=int, default=100_000)
+    store_opt(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compile", help="compile the pipelines to YAML (default folder: dist/)")
     p.add_argument("--out", default="dist")

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("kfp", "kubernetes", "kserve", "kubeflow")
 # Cluster adapters: the only modules besides component.py that talk to cluster SDKs. The decision
 # logic they serve (spec validation, which trial is best) lives in the pure modules.
-ADAPTERS = {"components/search/katib.py", "components/search/katib_launcher.py"}
+ADAPTERS = {"components/search/katib.py", "components/search/katib_launcher.py",
+            "components/serve/predictor.py"}
 
 
 def _imports(path: Path) -> set[str]:

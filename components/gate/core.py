@@ -1,0 +1,72 @@
+"""The quality gate: explicit checks against absolute thresholds and the current champion.
+
+The decision is an artifact (TFX-style blessing): blessed or not, with every check's value,
+threshold and result, so a refused candidate always shows why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "ece": False, "batch64_latency_ms": False}
+
+
+class GateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Absolute floors / ceilings on the candidate (overall).
+    min_accuracy: float = Field(0.9, ge=0, le=1)
+    min_macro_f1: float = Field(0.85, ge=0, le=1)
+    max_ece: float = Field(0.1, ge=0, le=1)
+    max_batch64_latency_ms: float = Field(200.0, gt=0)
+    # Largest allowed drop vs the champion, overall and in every slice both have.
+    max_accuracy_regression: float = Field(0.01, ge=0, le=1)
+    max_macro_f1_regression: float = Field(0.02, ge=0, le=1)
+    max_slice_accuracy_regression: float = Field(0.05, ge=0, le=1)
+    # Infra validation: the model served by a real KServe server must answer like offline.
+    require_infra_validation: bool = True
+
+
+def _check(name: str, value: float, threshold: float, passed: bool, kind: str, **extra) -> dict[str, Any]:
+    return {"check": name, "kind": kind, "value": value, "threshold": threshold, "passed": bool(passed), **extra}
+
+
+def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: GateConfig,
+           infra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Blessed only when every check passes. With no champion, only absolute checks apply."""
+    checks = [
+        _check("accuracy", candidate["accuracy"], config.min_accuracy,
+               candidate["accuracy"] >= config.min_accuracy, "absolute"),
+        _check("macro_f1", candidate["macro_f1"], config.min_macro_f1,
+               candidate["macro_f1"] >= config.min_macro_f1, "absolute"),
+        _check("ece", candidate["ece"], config.max_ece, candidate["ece"] <= config.max_ece, "absolute"),
+        _check("batch64_latency_ms", candidate["batch64_latency_ms"], config.max_batch64_latency_ms,
+               candidate["batch64_latency_ms"] <= config.max_batch64_latency_ms, "absolute"),
+    ]
+    if champion is not None:
+        for metric, limit in (("accuracy", config.max_accuracy_regression),
+                              ("macro_f1", config.max_macro_f1_regression)):
+            drop = champion[metric] - candidate[metric]
+            checks.append(_check(f"{metric}_vs_champion", candidate[metric], champion[metric] - limit,
+                                 drop <= limit, "regression", champion=champion[metric], drop=drop))
+        for name, stats in candidate.get("slices", {}).items():
+            theirs = champion.get("slices", {}).get(name)
+            if theirs is None:
+                continue
+            drop = theirs["accuracy"] - stats["accuracy"]
+            checks.append(_check(f"slice[{name}].accuracy_vs_champion", stats["accuracy"],
+                                 theirs["accuracy"] - config.max_slice_accuracy_regression,
+                                 drop <= config.max_slice_accuracy_regression, "regression",
+                                 champion=theirs["accuracy"], drop=drop, rows=stats["rows"]))
+    if config.require_infra_validation:
+        if infra is None:
+            checks.append(_check("infra_validation", 0.0, 1.0, False, "infra", detail="not run"))
+        else:
+            checks.append(_check("infra_validation", infra["matching_share"], 1.0, infra["passed"], "infra",
+                                 detail=infra.get("detail", "")))
+    failed = [c for c in checks if not c["passed"]]
+    return {"blessed": not failed, "decision": "BLESSED" if not failed else "NOT_BLESSED",
+            "champion_present": champion is not None, "checks": checks,
+            "reasons": [f"{c['check']}: {c['value']:.4g} vs threshold {c['threshold']:.4g}" for c in failed]}

@@ -1,0 +1,86 @@
+"""Sampled request/prediction logging to the store, in batches, off the request path."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import queue
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LOG_SCHEMA = pa.schema([("ts", pa.string()), ("model", pa.string()), ("version", pa.string()),
+                        ("role", pa.string()), ("request_id", pa.string()), ("text", pa.large_string()),
+                        ("label", pa.string()), ("confidence", pa.float64())])
+
+
+class InferenceLogger:
+    """Requests enqueue rows (never block: a full queue drops and counts); a thread writes Parquet
+    batches to `inference-logs/<model>/<version>/<date>/<uuid>.parquet`."""
+
+    def __init__(self, store, model: str, version: str, role: str, sample_rate: float = 1.0,
+                 batch_rows: int = 500, flush_seconds: float = 5.0, max_queue: int = 20_000):
+        self.store, self.model, self.version, self.role = store, model, version, role
+        self.sample_rate, self.batch_rows, self.flush_seconds = sample_rate, batch_rows, flush_seconds
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self.dropped = 0
+        self.written = 0
+        self.write_errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="inference-logger")
+        self._thread.start()
+
+    def log(self, request_id: str, texts: list[str], labels: list[str], confidences: list[float]) -> None:
+        if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
+            return
+        ts = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        for text, label, conf in zip(texts, labels, confidences, strict=True):
+            try:
+                self._queue.put_nowait((ts, request_id, text, label, conf))
+            except queue.Full:
+                self.dropped += 1
+
+    def _run(self) -> None:
+        rows: list[tuple] = []
+        last = time.monotonic()
+        while not (self._stop.is_set() and self._queue.empty()):
+            with contextlib.suppress(queue.Empty):
+                rows.append(self._queue.get(timeout=0.2))
+            if rows and (len(rows) >= self.batch_rows or time.monotonic() - last >= self.flush_seconds
+                         or self._stop.is_set()):
+                self._write(rows)
+                rows, last = [], time.monotonic()
+        if rows:
+            self._write(rows)
+
+    def _write(self, rows: list[tuple]) -> None:
+        ts, request_id, text, label, conf = zip(*rows, strict=True)
+        n = len(rows)
+        table = pa.table({"ts": list(ts), "model": [self.model] * n, "version": [self.version] * n,
+                          "role": [self.role] * n, "request_id": list(request_id), "text": list(text),
+                          "label": list(label), "confidence": list(conf)}, schema=LOG_SCHEMA)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+        key = f"inference-logs/{self.model}/{self.version}/{day}/{uuid.uuid4().hex}.parquet"
+        try:
+            self.store.write_bytes(key, buffer.getvalue())
+            self.written += n
+        except Exception:  # the store being down must not take the predictor down: count it
+            self.write_errors += n
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+def stats(logger: InferenceLogger | None) -> dict[str, Any]:
+    if logger is None:
+        return {}
+    return {"written": logger.written, "dropped": logger.dropped, "write_errors": logger.write_errors}

@@ -1,0 +1,105 @@
+"""The predictor in a real KServe model server process on loopback."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from components.registry import core as registry
+from components.serve.infra import ServerProcess, http_json, validate_in_server
+from components.train.entrypoint import run_training
+from tests.training_data import ingest_corpus, small_config
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from components.common.storage import FileStore
+
+    tmp = tmp_path_factory.mktemp("serving")
+    store = FileStore(str(tmp / "store"))
+    version = ingest_corpus(tmp, store)
+    record = run_training(store, "toy", version, small_config(), "serve-1", emit=lambda _l: None, progress=False)
+    card = registry.register_run(store, "toy-model", record, alias="champion")
+    limits = ["--log-sample-rate", "1", "--max-batch", "8", "--max-chars", "500"]
+    with ServerProcess("toy-model@champion", store.uri, name="toy", extra=limits) as server:
+        yield server, store, card
+
+
+def test_v1_and_v2_answer_and_name_the_version(served):
+    server, _store, card = served
+    code, body = http_json(f"{server.url}/v1/models/toy:predict",
+                           {"instances": ["free cash prize click", {"text": "project meeting agenda notes"}]})
+    assert code == 200 and body["model_version"] == card["version"]
+    assert [p["label"] for p in body["predictions"]] == ["spam", "ham"]
+    assert abs(sum(body["predictions"][0]["probabilities"].values()) - 1) < 1e-5
+    # No "id" in the v2 request: the response still gets one (the KServe pitfall is handled).
+    code, body = http_json(f"{server.url}/v2/models/toy/infer",
+                           {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["win a prize"]}]})
+    assert code == 200 and body["id"] and body["model_version"] == card["version"]
+    assert {o["name"] for o in body["outputs"]} == {"label", "probabilities"}
+
+
+@pytest.mark.parametrize("path, body, message", [
+    ("v1/models/toy:predict", {"instances": "not a list"}, 'Expected "instances" to be a list'),  # KServe's own check
+    ("v1/models/toy:predict", {"instances": [42]}, "instances[0]: expected a string"),
+    ("v1/models/toy:predict", {"instances": []}, "no instances"),
+    ("v1/models/toy:predict", {"instances": ["x"] * 9}, "batch of 9 texts exceeds the limit of 8"),
+    ("v1/models/toy:predict", {"instances": ["x" * 501]}, "501 characters exceeds the limit of 500"),
+    ("v1/models/toy:predict", {"texts": ["hi"]}, 'expected a JSON object {"instances"'),
+    ("v2/models/toy/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]},
+     "expected datatype BYTES"),
+])
+def test_bad_input_is_a_400_with_a_message(served, path, body, message):
+    server, _store, _card = served
+    code, answer = http_json(f"{server.url}/{path}", body)
+    assert code == 400, answer
+    assert message in answer.get("error", "")
+
+
+def test_metrics_carry_status_codes_version_and_role(served):
+    server, _store, card = served
+    http_json(f"{server.url}/v1/models/toy:predict", {"instances": ["free prize"]})
+    http_json(f"{server.url}/v1/models/toy:predict", {"instances": 7})
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    labels = f'model="toy-model",role="stable",version="{card["version"]}"'
+    assert re.search(r'conveyor_requests_total\{code="200",' + re.escape(labels) + r"\} [1-9]", text)
+    assert re.search(r'conveyor_request_errors_total\{code="400",' + re.escape(labels) + r"\} [1-9]", text)
+    assert re.search(r'conveyor_predictions_total\{label="spam",' + re.escape(labels) + r"\} [1-9]", text)
+    assert "conveyor_request_latency_seconds_bucket" in text
+
+
+def test_requests_are_logged_to_the_store_in_batches(served):
+    import pyarrow.parquet as pq
+
+    server, store, card = served
+    http_json(f"{server.url}/v1/models/toy:predict", {"instances": ["logged text one", "logged text two"]})
+    deadline = time.monotonic() + 15
+    rows = []
+    while time.monotonic() < deadline and not any(r["text"] == "logged text two" for r in rows):
+        rows = []
+        for key in store.list(f"inference-logs/toy-model/{card['version']}/"):
+            rows += pq.read_table(store.path_of(key)).to_pylist()
+        time.sleep(0.5)
+    assert any(r["text"] == "logged text two" and r["role"] == "stable" for r in rows)
+
+
+def test_infra_validation_matches_offline_predictions(served):
+    _server, store, card = served
+    loaded = registry.load(store, "toy-model", card["version"])
+    texts = ["free cash now", "agenda for the team meeting", "click to win credit", "draft report review"]
+    from components.evaluate.core import predict_proba
+
+    probs, _ms = predict_proba(loaded, pa.array(texts))
+    labels = [loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
+    ok = validate_in_server(f"toy-model@{card['version']}", store.uri, texts, labels, probs, card["version"])
+    assert ok["passed"] and ok["matching_share"] == 1.0, ok
+    wrong = validate_in_server(f"toy-model@{card['version']}", store.uri, texts, labels[::-1], probs[::-1],
+                               card["version"])
+    assert not wrong["passed"] and "differ from offline predictions" in wrong["detail"]
+    assert np.isfinite(ok["v1_ms"])
