@@ -172,8 +172,10 @@ def cmd_serve(args) -> int:
     from components.serve.predictor import serve
 
     store, name, ref = parse_model_ref(args.model, args.store)
+    chaos = {"error_rate": args.chaos_error_rate, "delay_ms": args.chaos_delay_ms,
+             "flip_labels": args.chaos_flip_labels}
     serve(store, name, ref, args.port, role=args.role, name=args.name, log_sample_rate=args.log_sample_rate,
-          max_batch=args.max_batch, max_chars=args.max_chars)
+          max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos)
     return 0
 
 
@@ -291,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-sample-rate", type=float, default=0.0, help="share of requests logged to the store")
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--max-chars", type=int, default=100_000)
+    chaos = p.add_argument_group("chaos (rehearse a bad rollout; off by default)")
+    chaos.add_argument("--chaos-error-rate", type=float, default=0.0, help="share of requests answered 500")
+    chaos.add_argument("--chaos-delay-ms", type=float, default=0.0, help="added latency per request")
+    chaos.add_argument("--chaos-flip-labels", action="store_true", help="predict the other class")
     store_opt(p)
     p.set_defaults(func=cmd_serve)
 

@@ -7,7 +7,10 @@ the accelerator settings, so the same pipeline runs on a laptop.
 
 from kfp import dsl, kubernetes
 
+from components.canary.component import canary_op
 from components.common.config import ConveyorConfig
+from components.evaluate.component import evaluate_op
+from components.gate.component import gate_op
 from components.registry.component import register_op
 from components.search.component import tune_op
 from components.train.component import train_op
@@ -34,6 +37,8 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         split_config: dict = sections["split_config"],
         features_config: dict = sections["features_config"],
         report_config: dict = sections["report_config"],
+        gate_config: dict = config["gate"],
+        canary_config: dict = config["canary"],
     ) -> str:
         version = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
                              report_config)
@@ -59,6 +64,19 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
                 "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
         registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
         registered.set_display_name("register model (alias: candidate)")
+        evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
+                                dataset=dataset, version=version, split_config=split_config)
+        evaluated.set_display_name("evaluate candidate vs champion")
+        gated = gate_op(store=store, model_name=model_name, evaluation=evaluated.outputs["evaluation"],
+                        gate_config=gate_config)
+        gated.set_display_name("gate (thresholds, regressions, infra validation)")
+        gated.set_caching_options(False)
+        with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
+            rollout = canary_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
+                                dataset=dataset, version=version, split_config=split_config,
+                                canary_config=canary_config)
+            rollout.set_display_name("canary: analysis, promote or roll back")
+            rollout.set_caching_options(False)
         return registered.outputs["version"]
 
     return training_pipeline

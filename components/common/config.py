@@ -13,7 +13,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from components.canary.analysis import CanaryConfig
 from components.common.errors import ConfigError
+from components.gate.core import GateConfig
 
 FORMATS = ("auto", "email", "csv", "jsonl", "parquet", "text")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -160,6 +162,8 @@ class ConveyorConfig(Section):
     # trial's own model (no extra training; its run record and weights are already in the store).
     best_trial: Literal["retrain", "keep"] = "retrain"
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
 
 
 def _describe(exc: ValidationError, origin: str) -> str:

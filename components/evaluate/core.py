@@ -108,3 +108,29 @@ def evaluate(loaded, table: pa.Table, min_slice_rows: int = 30) -> dict[str, Any
             report["slices"][name] = {"accuracy": sub["accuracy"], "macro_f1": sub["macro_f1"], "rows": sub["rows"]}
     report["labels"] = names
     return report
+
+
+def evaluate_candidate(store, model_name: str, candidate: str, dataset: str, version: str,
+                       split_config: dict) -> dict[str, Any]:
+    """Candidate and current champion (if any) scored on the same rows: the candidate's test split."""
+    from components.common.config import SplitConfig
+    from components.common.errors import NotFoundError
+    from components.dataset import versioning as v
+    from components.registry.core import load
+    from components.split.core import split_table
+
+    ref = v.resolve(store, dataset, version)
+    test = split_table(v.read_table(store, ref, columns=["doc_id", "text", "label", "source"]),
+                       SplitConfig.model_validate(split_config))["test"]
+    if test.num_rows == 0:
+        raise ValueError(f"dataset {dataset}@{ref.version} has an empty test split: nothing to evaluate on")
+    cand = load(store, model_name, candidate)
+    result = {"dataset": {"name": dataset, "version": ref.version}, "rows": test.num_rows, "split": split_config,
+              "candidate": {"version": cand.card["version"], **evaluate(cand, test)}, "champion": None}
+    try:
+        champ = load(store, model_name, "champion")
+    except NotFoundError:
+        return result
+    if champ.card["version"] != cand.card["version"]:
+        result["champion"] = {"version": champ.card["version"], **evaluate(champ, test)}
+    return result

@@ -70,3 +70,48 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: G
     return {"blessed": not failed, "decision": "BLESSED" if not failed else "NOT_BLESSED",
             "champion_present": champion is not None, "checks": checks,
             "reasons": [f"{c['check']}: {c['value']:.4g} vs threshold {c['threshold']:.4g}" for c in failed]}
+
+
+def gate_candidate(store, model_name: str, evaluation: dict[str, Any], config: GateConfig,
+                   sample_rows: int = 32) -> dict[str, Any]:
+    """Infra validation (a real model server) plus every check; returns the decision artifact."""
+    infra = None
+    if config.require_infra_validation:
+        infra = infra_validate(store, model_name, evaluation, sample_rows)
+    decision = decide(evaluation["candidate"], evaluation["champion"], config, infra)
+    return {**decision, "model": model_name, "candidate": evaluation["candidate"]["version"],
+            "champion": (evaluation["champion"] or {}).get("version"), "dataset": evaluation["dataset"],
+            "infra_validation": infra}
+
+
+def infra_validate(store, model_name: str, evaluation: dict[str, Any], sample_rows: int) -> dict[str, Any]:
+    import pyarrow as pa
+
+    from components.common.config import SplitConfig
+    from components.dataset import versioning as v
+    from components.evaluate.core import predict_proba
+    from components.registry.core import load
+    from components.serve.infra import validate_in_server
+    from components.split.core import split_table
+
+    version = evaluation["candidate"]["version"]
+    ref = v.resolve(store, evaluation["dataset"]["name"], evaluation["dataset"]["version"])
+    split = SplitConfig.model_validate(evaluation.get("split") or {})
+    rows = split_table(v.read_table(store, ref, columns=["doc_id", "text"]), split)["test"]
+    texts = rows.column("text").slice(0, sample_rows).to_pylist()
+    loaded = load(store, model_name, version)
+    probs, _ = predict_proba(loaded, pa.array(texts, pa.large_string()))
+    labels = [loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
+    return validate_in_server(f"{model_name}@{version}", store.uri, texts, labels, probs, version)
+
+
+def gate_markdown(decision: dict[str, Any]) -> str:
+    lines = [f"## Gate: **{decision['decision']}** — model {decision['model']} candidate "
+             f"{decision['candidate']} vs champion {decision['champion'] or 'none'}", "",
+             "| check | kind | value | threshold | result |", "|---|---|---:|---:|---|"]
+    for c in decision["checks"]:
+        lines.append(f"| {c['check']} | {c['kind']} | {c['value']:.4g} | {c['threshold']:.4g} | "
+                     f"{'pass' if c['passed'] else '**FAIL**'} |")
+    if decision["reasons"]:
+        lines += ["", "Refused because: " + "; ".join(decision["reasons"])]
+    return "\n".join(lines) + "\n"

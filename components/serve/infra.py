@@ -41,7 +41,7 @@ class ServerProcess:
     """`conveyor serve` in a subprocess on a free loopback port, stopped on exit."""
 
     def __init__(self, model: str, store: str | None, name: str = "model", role: str = "stable",
-                 extra: list[str] | None = None, startup_timeout: float = 60.0):
+                 extra: list[str] | None = None, startup_timeout: float = 60.0, wait: bool = True):
         self.port = free_port()
         self.name = name
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,9 +52,13 @@ class ServerProcess:
             cmd += ["--store", store]
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self._wait(startup_timeout)
+        self.startup_timeout = startup_timeout
+        if wait:
+            self.wait_ready()
 
-    def _wait(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the model answers ready (start several servers first, then wait: they load in parallel)."""
+        timeout = timeout or self.startup_timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

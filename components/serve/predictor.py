@@ -9,6 +9,7 @@ classes, labelled with model version and role (stable/canary).
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 
@@ -31,8 +32,10 @@ PREDICTIONS = Counter("conveyor_predictions_total", "Predicted classes", ["model
 class ConveyorModel(Model):
     def __init__(self, name: str, store_uri: str | None, model_name: str, ref: str = "champion",
                  role: str = "stable", max_batch: int = 256, max_chars: int = 100_000,
-                 log_sample_rate: float = 0.0):
+                 log_sample_rate: float = 0.0, chaos: dict | None = None):
         super().__init__(name)
+        # Chaos options rehearse a bad rollout (error share, added delay, wrong labels); off by default.
+        self.chaos = {"error_rate": 0.0, "delay_ms": 0.0, "flip_labels": False, **(chaos or {})}
         self.store_uri, self.model_name, self.ref, self.role = store_uri, model_name, ref, role
         self.max_batch, self.max_chars, self.log_sample_rate = max_batch, max_chars, log_sample_rate
         self.version = "unloaded"
@@ -111,7 +114,16 @@ class ConveyorModel(Model):
         try:
             texts, v2, request_id = self._texts(payload)
             self._check(texts)
+            if self.chaos["delay_ms"]:
+                import asyncio
+
+                await asyncio.sleep(self.chaos["delay_ms"] / 1000)
+            if self.chaos["error_rate"] and random.random() < self.chaos["error_rate"]:
+                raise RuntimeError("chaos: injected failure")
             labels, probs = self.classify(texts)
+            if self.chaos["flip_labels"]:
+                probs = probs[:, ::-1].copy()
+                labels = [self.loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
         except InvalidInput:
             REQUESTS.labels(*tags, "400").inc()
             ERRORS.labels(*tags, "400").inc()
@@ -146,12 +158,12 @@ class ConveyorModel(Model):
 
 def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str = "stable",
           name: str | None = None, log_sample_rate: float = 0.0, max_batch: int = 256,
-          max_chars: int = 100_000) -> None:
+          max_chars: int = 100_000, chaos: dict | None = None) -> None:
     """Run a KServe model server for one model version (blocks until stopped)."""
     from kserve import ModelServer
 
     model = ConveyorModel(name or model_name, store_uri, model_name, ref, role, max_batch=max_batch,
-                          max_chars=max_chars, log_sample_rate=log_sample_rate)
+                          max_chars=max_chars, log_sample_rate=log_sample_rate, chaos=chaos)
     model.load()
     ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])
 

@@ -1,0 +1,185 @@
+"""Canary analysis, Flagger/Argo-Rollouts style. Pure decision logic shared by the local backend
+(model servers on loopback, /metrics scraped directly) and the cluster (Prometheus, KServe).
+
+Every interval the checks run on what each role served since the last interval:
+  success rate (non-5xx share), p99 latency, prediction-distribution divergence canary vs stable
+  (Jensen-Shannon), and accuracy on labelled replay traffic vs stable.
+A failed check - or a check with no data, unless `no_data: inconclusive` - counts toward
+`threshold`; reaching it rolls back. All checks passing `step_successes` times in a row steps the
+weight up; passing at `max_weight` promotes. Inconclusive pauses for a human.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class CanaryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step_weights: list[int] = Field(default_factory=lambda: [10, 25, 50])
+    max_weight: int = Field(50, ge=1, le=100)
+    interval_s: float = Field(10.0, gt=0)
+    threshold: int = Field(2, ge=1)          # failed checks before rollback
+    step_successes: int = Field(1, ge=1)     # consecutive passing intervals before the next step
+    min_requests: int = Field(20, ge=1)      # fewer in an interval is "no data"
+    min_success_rate: float = Field(0.99, ge=0, le=1)
+    max_p99_latency_ms: float = Field(100.0, gt=0)
+    max_latency_ratio: float = Field(3.0, gt=1)   # canary p99 / stable p99
+    max_prediction_js: float = Field(0.2, ge=0, le=1)
+    max_accuracy_drop: float = Field(0.05, ge=0, le=1)  # on labelled replay traffic, vs stable
+    no_data: Literal["fail", "inconclusive"] = "fail"
+
+    @model_validator(mode="after")
+    def _steps(self) -> CanaryConfig:
+        if not self.step_weights or sorted(self.step_weights) != self.step_weights:
+            raise ValueError("step_weights must be increasing")
+        if any(not 0 < w <= 100 for w in self.step_weights) or self.step_weights[-1] > self.max_weight:
+            raise ValueError(f"step_weights must lie in 1..max_weight ({self.max_weight})")
+        return self
+
+
+@dataclass
+class RoleMetrics:
+    """What one role served during one interval (deltas, not totals)."""
+
+    requests: float = 0.0
+    errors_5xx: float = 0.0
+    latency_buckets: dict[float, float] = field(default_factory=dict)  # upper bound (s) -> count
+    predicted: dict[str, float] = field(default_factory=dict)
+    labelled: int = 0
+    correct: int = 0
+    reachable: bool = True
+
+    def p99_ms(self) -> float | None:
+        return histogram_quantile(0.99, self.latency_buckets)
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """Prometheus' histogram_quantile over cumulative buckets (upper bound -> count), in ms."""
+    if not buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return prev_bound * 1000
+            share = (rank - prev_count) / (count - prev_count) if count > prev_count else 0
+            return (prev_bound + (bound - prev_bound) * share) * 1000
+        prev_bound, prev_count = bound, count
+    return prev_bound * 1000
+
+
+def js_distance(p: dict[str, float], q: dict[str, float]) -> float:
+    keys = sorted(set(p) | set(q))
+    a = [p.get(k, 0.0) for k in keys]
+    b = [q.get(k, 0.0) for k in keys]
+    sa, sb = sum(a), sum(b)
+    if not sa or not sb:
+        return float("nan")
+    a = [x / sa for x in a]
+    b = [x / sb for x in b]
+    m = [(x + y) / 2 for x, y in zip(a, b, strict=True)]
+
+    def kl(x, y):
+        return sum(xi * math.log2(xi / yi) for xi, yi in zip(x, y, strict=True) if xi > 0)
+
+    return math.sqrt(max(0.0, (kl(a, m) + kl(b, m)) / 2))
+
+
+@dataclass
+class Check:
+    name: str
+    value: float | None
+    threshold: float
+    passed: bool | None  # None: no data
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_checks(stable: RoleMetrics, canary: RoleMetrics, cfg: CanaryConfig) -> list[Check]:
+    checks: list[Check] = []
+    if not canary.reachable or canary.requests < cfg.min_requests:
+        value = None if not canary.reachable else canary.requests
+        return [Check("canary_metrics", value, cfg.min_requests, None)]
+    rate = 1 - canary.errors_5xx / canary.requests
+    checks.append(Check("success_rate", rate, cfg.min_success_rate, rate >= cfg.min_success_rate))
+    p99 = canary.p99_ms()
+    checks.append(Check("p99_latency_ms", p99, cfg.max_p99_latency_ms,
+                        None if p99 is None else p99 <= cfg.max_p99_latency_ms))
+    stable_p99 = stable.p99_ms() if stable.reachable else None
+    if p99 is not None and stable_p99:
+        ratio = p99 / stable_p99
+        checks.append(Check("p99_latency_vs_stable", ratio, cfg.max_latency_ratio, ratio <= cfg.max_latency_ratio))
+    if stable.reachable and stable.predicted and canary.predicted:
+        js = js_distance(stable.predicted, canary.predicted)
+        checks.append(Check("prediction_js_vs_stable", js, cfg.max_prediction_js, js <= cfg.max_prediction_js))
+    if canary.labelled and stable.labelled:
+        drop = stable.correct / stable.labelled - canary.correct / canary.labelled
+        checks.append(Check("labelled_accuracy_drop_vs_stable", drop, cfg.max_accuracy_drop,
+                            drop <= cfg.max_accuracy_drop))
+    return checks
+
+
+@dataclass
+class CanaryState:
+    weight: int = 0
+    step: int = -1             # index into step_weights; -1 before the first step
+    failed: int = 0            # failed checks so far (Flagger's failedChecks)
+    successes: int = 0         # consecutive passing intervals at this weight
+    phase: str = "Initialized"  # Progressing | Promoted | RolledBack | Paused
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> CanaryState:
+        return cls(**raw)
+
+
+def start(cfg: CanaryConfig) -> CanaryState:
+    return CanaryState(weight=cfg.step_weights[0], step=0, phase="Progressing")
+
+
+def advance(state: CanaryState, checks: list[Check], cfg: CanaryConfig, at: str = "") -> tuple[CanaryState, str]:
+    """One analysis interval: returns the new state and the action taken."""
+    if state.phase not in ("Progressing",):
+        return state, "none"
+    failed = [c for c in checks if c.passed is False]
+    no_data = [c for c in checks if c.passed is None]
+    if no_data and cfg.no_data == "inconclusive" and not failed:
+        action = "pause"
+        state.phase = "Paused"
+    else:
+        if failed or no_data:
+            state.failed += 1
+            state.successes = 0
+            action = "hold"
+            if state.failed >= cfg.threshold:
+                state.phase, state.weight, action = "RolledBack", 0, "rollback"
+        else:
+            state.successes += 1
+            action = "hold"
+            if state.successes >= cfg.step_successes:
+                if state.weight >= cfg.max_weight or state.step + 1 >= len(cfg.step_weights):
+                    state.phase, state.weight, action = "Promoted", 100, "promote"
+                else:
+                    state.step += 1
+                    state.weight = cfg.step_weights[state.step]
+                    state.successes = 0
+                    action = "step_up"
+    state.history.append({"at": at, "action": action, "weight": state.weight, "failed": state.failed,
+                          "checks": [c.to_json() for c in checks]})
+    return state, action

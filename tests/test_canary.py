@@ -1,0 +1,107 @@
+"""Canary analysis: the decision logic, and fault tests with real model servers on loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.canary.analysis import (
+    CanaryConfig,
+    Check,
+    RoleMetrics,
+    advance,
+    histogram_quantile,
+    js_distance,
+    run_checks,
+    start,
+)
+from components.registry import core as registry
+from components.train.entrypoint import run_training
+from tests.training_data import corpus, ingest_corpus, small_config
+
+FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
+                    max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1)
+
+
+def test_histogram_quantile_and_js_match_their_definitions():
+    buckets = {0.001: 50.0, 0.002: 90.0, 0.004: 100.0, float("inf"): 100.0}
+    assert histogram_quantile(0.5, buckets) == pytest.approx(1.0)
+    assert histogram_quantile(0.99, buckets) == pytest.approx(2 + 2 * 0.9)
+    assert js_distance({"a": 1, "b": 1}, {"a": 1, "b": 1}) == 0
+    assert js_distance({"a": 1}, {"b": 1}) == pytest.approx(1.0)
+
+
+def test_flagger_semantics_step_promote_rollback_pause():
+    ok = [Check("success_rate", 1.0, 0.99, True)]
+    bad = [Check("success_rate", 0.5, 0.99, False)]
+    state = start(FAST)
+    state, action = advance(state, ok, FAST)
+    assert (action, state.weight) == ("step_up", 50)
+    state, action = advance(state, ok, FAST)
+    assert (action, state.phase, state.weight) == ("promote", "Promoted", 100)
+
+    state = start(FAST)
+    state, action = advance(state, bad, FAST)
+    assert (action, state.failed, state.weight) == ("hold", 1, 20)
+    state, action = advance(state, bad, FAST)
+    assert (action, state.phase, state.weight) == ("rollback", "RolledBack", 0)  # after `threshold` failures
+
+    no_data = run_checks(RoleMetrics(), RoleMetrics(reachable=False), FAST)
+    assert no_data[0].passed is None
+    state, action = advance(start(FAST), no_data, FAST)
+    assert action == "hold" and state.failed == 1  # "no values found" counts as a failed check
+    paused = FAST.model_copy(update={"no_data": "inconclusive"})
+    state, action = advance(start(paused), no_data, paused)
+    assert (action, state.phase) == ("pause", "Paused")
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory):
+    """A champion (stable) and a different candidate of the same toy model."""
+    from components.common.storage import FileStore
+
+    tmp = tmp_path_factory.mktemp("canary")
+    store = FileStore(str(tmp / "store"))
+    version = ingest_corpus(tmp, store)
+    stable = run_training(store, "toy", version, small_config(), "stable-run", emit=lambda _l: None, progress=False)
+    cand = run_training(store, "toy", version, small_config(seed=7), "cand-run", emit=lambda _l: None, progress=False)
+    stable_card = registry.register_run(store, "toy-model", stable, alias="champion")
+    cand_card = registry.register_run(store, "toy-model", cand, alias="candidate")
+    rows = corpus(400, seed=11)
+    return store, stable_card["version"], cand_card["version"], [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def _run(two_versions, chaos=None, metrics_url=None, cfg=FAST):
+    from components.canary.local import run_local_canary
+
+    store, stable, cand, texts, labels = two_versions
+    registry.set_alias(store, "toy-model", "champion", stable)  # every test starts from the same champion
+    return run_local_canary(store, "toy-model", cand, texts, labels, cfg, requests_per_interval=80,
+                            canary_chaos=chaos, canary_metrics_url=metrics_url, log=lambda _m: None)
+
+
+def test_healthy_canary_is_promoted(two_versions):
+    store, _stable, cand, *_ = two_versions
+    record = _run(two_versions)
+    assert record["outcome"] == "Promoted", record["state"]["history"]
+    assert registry.resolve_version(store, "toy-model", "champion") == cand
+    assert [h["action"] for h in record["state"]["history"]] == ["step_up", "promote"]
+    assert record["stable_failed_requests"] == 0
+    assert store.exists(record["record_uri"][len(store.uri) + 1:])
+
+
+@pytest.mark.parametrize("chaos, metrics_url, failing", [
+    (["--chaos-error-rate", "0.3"], None, {"success_rate"}),
+    # 50 ms added to a ~1-3 ms model: well over 10x slower, past both latency limits.
+    (["--chaos-delay-ms", "50"], None, {"p99_latency_ms", "p99_latency_vs_stable"}),
+    (["--chaos-flip-labels"], None, {"labelled_accuracy_drop_vs_stable", "prediction_js_vs_stable"}),
+    (None, "http://127.0.0.1:9/metrics", {"canary_metrics"}),
+])
+def test_faulty_canary_is_rolled_back_within_threshold(two_versions, chaos, metrics_url, failing):
+    store, stable, *_ = two_versions
+    record = _run(two_versions, chaos=chaos, metrics_url=metrics_url)
+    history = record["state"]["history"]
+    assert record["outcome"] == "RolledBack", history
+    assert len(history) == FAST.threshold  # rolled back within `threshold` intervals
+    assert all(any(c["name"] in failing and c["passed"] is not True for c in h["checks"]) for h in history)
+    assert registry.resolve_version(store, "toy-model", "champion") == stable  # champion unchanged
+    assert record["stable_failed_requests"] == 0  # stable never interrupted
