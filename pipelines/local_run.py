@@ -130,6 +130,11 @@ def _training_step_summary(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
     curve = reports_dir / f"training-curve-{record['run_id']}.html"
     shutil.copyfile(next(run_dir.glob("train-op/curve")), curve)
     card = json.loads(next(run_dir.glob("register-op/model")).read_text())
+    decision = json.loads(next(run_dir.glob("gate-op/decision")).read_text())
+    gate_md = reports_dir / "gate.md"
+    shutil.copyfile(next(run_dir.glob("gate-op/report")), gate_md)
+    deployment_files = list(run_dir.glob("**/canary-op/deployment"))
+    deployment = json.loads(deployment_files[0].read_text()) if deployment_files else None
     states: dict[str, int] = {}
     for t in trials:
         states[t["state"]] = states.get(t["state"], 0) + 1
@@ -142,7 +147,14 @@ def _training_step_summary(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
                       "validation": record["metrics"]["validation"], "test": record["metrics"]["test"],
                       "train_docs_per_s": record["train_docs_per_s"], "device": record["device"],
                       "curve": str(curve), "params": record["params"]["train"]},
-            "model": {"name": card["name"], "version": card["version"], "uri": card["uri"], "alias": "candidate"}}
+            "model": {"name": card["name"], "version": card["version"], "uri": card["uri"], "alias": "candidate"},
+            "gate": {"decision": decision["decision"], "reasons": decision["reasons"], "report": str(gate_md),
+                     "champion": decision["champion"],
+                     "infra_validation": (decision.get("infra_validation") or {}).get("detail")},
+            "canary": None if deployment is None else {
+                "outcome": deployment["outcome"], "stable": deployment.get("stable"),
+                "reason": deployment.get("reason"), "record": deployment.get("record_uri"),
+                "actions": [h["action"] for h in (deployment.get("state") or {}).get("history", [])]}}
 
 
 def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, Any]:
@@ -255,6 +267,16 @@ def _describe(step: dict[str, Any]) -> str:
                      f"accuracy {tr['validation']['accuracy']:.4f}, test accuracy {tr['test']['accuracy']:.4f} "
                      f"(macro-F1 {tr['test']['macro_f1']:.4f}); curve: {tr['curve']}")
         lines.append(f"    registered: model {md['name']} version {md['version']} (alias {md['alias']}) at {md['uri']}")
+        gate = step["gate"]
+        lines.append(f"    gate: {gate['decision']} vs champion {gate['champion'] or 'none'}"
+                     + (f"; reasons: {'; '.join(gate['reasons'])}" if gate["reasons"] else "")
+                     + f"; infra validation: {gate['infra_validation']}; report: {gate['report']}")
+        canary = step["canary"]
+        if canary is None:
+            lines.append("    canary: not run (candidate not blessed)")
+        else:
+            lines.append(f"    canary: {canary['outcome']} vs stable {canary['stable'] or 'none'}"
+                         f" ({canary['reason'] or ' -> '.join(canary['actions'])}); record: {canary['record']}")
     s = step["split"]
     if s:
         lines.append(f"    split: train {s.get('train_rows')}, validation {s.get('validation_rows')}, "

@@ -73,7 +73,11 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     written = compile_all(str(tmp_path))["compiled"]
     spec, platform = yaml.safe_load_all(Path(written["conveyor-training"]).read_text())
     tasks = spec["root"]["dag"]["tasks"]
-    assert {"ingest-op", "report-op", "split-op", "featurize-op", "tune-op", "train-op", "register-op"} == set(tasks)
+    assert {"ingest-op", "report-op", "split-op", "featurize-op", "tune-op", "train-op", "register-op",
+            "evaluate-op", "gate-op", "condition-1"} == set(tasks)
+    blessed = tasks["condition-1"]
+    assert blessed["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-op-Output'] == true"
+    assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"canary-op"}
     assert tasks["tune-op"]["cachingOptions"] == {} or not tasks["tune-op"]["cachingOptions"].get("enableCache")
     train = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]["resources"]
     assert train["accelerator"]["resourceType"] == "nvidia.com/gpu" and train["accelerator"]["resourceCount"] == "1"
@@ -101,6 +105,7 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
     cfg["data"] = {"dataset": "toy", "reference": [str(src)]}
     cfg["model_name"] = "toy-model"
     cfg["best_trial"] = "keep"  # register the best trial's own model (the retrain path runs in `conveyor run`)
+    cfg["gate"] = {"min_accuracy": 0.8, "min_macro_f1": 0.8, "max_ece": 0.5}  # a 2-epoch toy is underconfident
     cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 2,
                      "early_stopping": {"algorithm": "none"},
                      "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.1, "log": True}]}
@@ -114,6 +119,9 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
     assert step["train"]["test"]["accuracy"] > 0.8
     assert step["model"]["uri"].startswith("s3://conveyor/train-test/models/toy-model/")
     assert Path(step["train"]["curve"]).read_text().count("<polyline") >= 2
+    assert step["gate"]["decision"] == "BLESSED", step["gate"]
+    assert step["gate"]["infra_validation"].startswith("v1 and v2 match offline")
+    assert step["canary"]["outcome"] == "Promoted"  # first deployment: no champion to compare against
 
 
 @pytest.mark.slow

@@ -1,0 +1,58 @@
+"""Evaluation and the gate: champion/challenger on the same rows; a worse candidate is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.evaluate.core import evaluate_candidate, expected_calibration_error
+from components.gate.core import GateConfig, decide, gate_candidate, gate_markdown
+from components.registry import core as registry
+from components.train.entrypoint import run_training
+from tests.training_data import ingest_corpus, small_config
+
+
+def test_ece_of_perfectly_calibrated_and_overconfident_predictions():
+    import numpy as np
+
+    probs = np.array([[0.9, 0.1]] * 10)
+    labels = np.array([0] * 9 + [1])
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.0, abs=1e-9)
+    assert expected_calibration_error(probs, np.array([1] * 10)) == pytest.approx(0.9)
+
+
+def test_no_champion_means_absolute_checks_only():
+    metrics = {"accuracy": 0.95, "macro_f1": 0.94, "ece": 0.02, "batch64_latency_ms": 3.0, "slices": {}}
+    out = decide(metrics, None, GateConfig(require_infra_validation=False))
+    assert out["blessed"] and {c["kind"] for c in out["checks"]} == {"absolute"}
+    low = decide({**metrics, "accuracy": 0.5}, None, GateConfig(require_infra_validation=False))
+    assert not low["blessed"] and low["reasons"] == ["accuracy: 0.5 vs threshold 0.9"]
+
+
+def test_a_worse_candidate_is_stopped_at_the_gate_with_reasons(tmp_path, file_store):
+    version = ingest_corpus(tmp_path, file_store)
+    good = run_training(file_store, "toy", version, small_config(), "good", emit=lambda _l: None, progress=False)
+    registry.set_alias(file_store, "toy-model", "champion",
+                       registry.register_run(file_store, "toy-model", good, alias=None)["version"])
+    # Deliberately worse: one epoch at a tiny learning rate.
+    bad = run_training(file_store, "toy", version, small_config(epochs=1, lr=1e-4), "bad", emit=lambda _l: None,
+                       progress=False)
+    bad_version = registry.register_run(file_store, "toy-model", bad, alias="candidate")["version"]
+
+    split = small_config().split.model_dump(mode="json")
+    evaluation = evaluate_candidate(file_store, "toy-model", bad_version, "toy", version, split)
+    assert evaluation["champion"] and evaluation["rows"] == evaluation["candidate"]["rows"]
+    assert evaluation["candidate"]["accuracy"] < evaluation["champion"]["accuracy"]
+    assert set(evaluation["candidate"]["per_class"]) == {"ham", "spam"}
+    assert len(evaluation["candidate"]["confusion_matrix"]) == 2
+
+    decision = gate_candidate(file_store, "toy-model", evaluation, GateConfig(min_accuracy=0.5, min_macro_f1=0.3,
+                                                                            max_ece=0.5))
+    assert decision["decision"] == "NOT_BLESSED"
+    assert any(r.startswith("accuracy_vs_champion") for r in decision["reasons"])
+    assert decision["infra_validation"]["passed"]  # the server answered like offline: only quality failed
+    assert "**FAIL**" in gate_markdown(decision)
+
+    evaluation = evaluate_candidate(file_store, "toy-model", registry.resolve_version(file_store, "toy-model",
+                                                                                      "champion"),
+                                    "toy", version, split)
+    assert evaluation["champion"] is None  # the champion against itself is not a comparison
