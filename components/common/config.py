@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from components.canary.analysis import CanaryConfig
 from components.common.errors import ConfigError
+from components.deploy.isvc import DeployConfig
 from components.gate.core import GateConfig
 
 FORMATS = ("auto", "email", "csv", "jsonl", "parquet", "text")
@@ -164,6 +165,7 @@ class ConveyorConfig(Section):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
 
 
 def _describe(exc: ValidationError, origin: str) -> str:

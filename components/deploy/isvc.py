@@ -1,0 +1,102 @@
+"""InferenceService manifests for both KServe deployment modes, checked against the SDK models.
+
+Knative mode (`canaryTrafficPercent`): the predictor names the candidate; KServe splits traffic
+between the new revision and the last rolled-out one. Promote = drop the field; roll back = 0, then
+point the predictor back at the stable version.
+Standard mode (KServe >= 0.20, `spec.canary[]`): the predictor stays the stable version and the
+canary entry carries the candidate and its traffic share. Promote = predictor := canary, drop the
+entry; roll back = drop the entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.common.errors import SpecError
+
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+
+
+class DeployConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "spam-classifier"
+    namespace: str = "kubeflow-user"
+    mode: Literal["knative", "standard"] = "knative"
+    runtime: str = "conveyor-predictor"   # the ServingRuntime that runs the predictor image
+    model_format: str = "conveyor"
+    store: str = "s3://conveyor"          # models live at <store>/models/<model>/<version>
+    service_account: str = "conveyor-predictor"  # bound to the S3 secret with KServe's s3-* annotations
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpus: int = Field(0, ge=0)
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(3, ge=1)
+    standard_canary_replicas: int = Field(1, ge=1)
+
+
+def _predictor(cfg: DeployConfig, model_name: str, version: str, canary_percent: int | None) -> dict[str, Any]:
+    limits = {"cpu": cfg.cpu, "memory": cfg.memory}
+    if cfg.gpus:
+        limits["nvidia.com/gpu"] = str(cfg.gpus)
+    predictor: dict[str, Any] = {
+        "serviceAccountName": cfg.service_account,
+        "minReplicas": cfg.min_replicas,
+        "maxReplicas": cfg.max_replicas,
+        "model": {
+            "modelFormat": {"name": cfg.model_format},
+            "runtime": cfg.runtime,
+            "protocolVersion": "v2",
+            "storageUri": f"{cfg.store.rstrip('/')}/models/{model_name}/{version}",
+            "resources": {"requests": {"cpu": cfg.cpu, "memory": cfg.memory}, "limits": limits},
+        },
+    }
+    if canary_percent is not None:
+        predictor["canaryTrafficPercent"] = canary_percent
+    return predictor
+
+
+def build_inference_service(cfg: DeployConfig, model_name: str, stable: str, candidate: str | None = None,
+                            canary_percent: int = 10) -> dict[str, Any]:
+    if candidate is not None and not 0 <= canary_percent <= 100:
+        raise SpecError(f"canary traffic percent {canary_percent} is outside 0..100")
+    annotations = {MODE_ANNOTATION: "Knative" if cfg.mode == "knative" else "Standard",
+                   "serving.kserve.io/enable-prometheus-scraping": "true",
+                   "conveyor.dev/stable-version": stable}
+    if cfg.mode == "knative":
+        annotations["serving.kserve.io/enable-tag-routing"] = "true"  # latest-/prev- URLs per revision
+        spec = {"predictor": _predictor(cfg, model_name, candidate or stable,
+                                        canary_percent if candidate else None)}
+    else:
+        spec = {"predictor": _predictor(cfg, model_name, stable, None)}
+        if candidate:
+            canary = _predictor(cfg, model_name, candidate, None)
+            canary["minReplicas"] = canary["maxReplicas"] = cfg.standard_canary_replicas
+            spec["canary"] = [{"predictor": canary, "trafficPercent": canary_percent}]
+    if candidate:
+        annotations["conveyor.dev/candidate-version"] = candidate
+    manifest = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": cfg.name, "namespace": cfg.namespace, "annotations": annotations,
+                             "labels": {"app.kubernetes.io/part-of": "conveyor", "conveyor.dev/model": model_name}},
+                "spec": spec}
+    validate_inference_service(manifest)
+    return manifest
+
+
+def validate_inference_service(manifest: dict[str, Any]) -> None:
+    """Every field must exist in the kserve SDK models (pod fields in the Kubernetes models)."""
+    import kserve
+    import kubernetes.client as k8s
+
+    from components.common.sdkvalidate import ManifestError, model_lookup, validate
+
+    try:
+        validate(manifest, "V1beta1InferenceService", model_lookup(kserve, k8s))
+    except ManifestError as exc:
+        raise SpecError(f"InferenceService: {exc}") from exc
+    spec = manifest.get("spec", {})
+    total = sum(c.get("trafficPercent", 0) for c in spec.get("canary", []) or [])
+    if total > 100:
+        raise SpecError(f"InferenceService: canary traffic adds up to {total}% (at most 100)")
