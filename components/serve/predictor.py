@@ -165,6 +165,7 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
     model = ConveyorModel(name or model_name, store_uri, model_name, ref, role, max_batch=max_batch,
                           max_chars=max_chars, log_sample_rate=log_sample_rate, chaos=chaos)
     model.load()
-    ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])
+    # Latency logging off: every request's latency is already in the Prometheus histogram.
+    ModelServer(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False).start([model])
 
 
