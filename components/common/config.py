@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from components.canary.analysis import CanaryConfig
 from components.common.errors import ConfigError
-from components.deploy.isvc import DeployConfig
+from components.deploy.config import DeployConfig
 from components.gate.core import GateConfig
 
 FORMATS = ("auto", "email", "csv", "jsonl", "parquet", "text")
