@@ -10,10 +10,16 @@ import random
 import threading
 import time
 import uuid
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from prometheus_client import Counter
+
+# Lost log rows are visible on /metrics, never silent: a full queue drops, a store outage fails.
+LOG_DROPPED = Counter("conveyor_inference_log_dropped_total", "Logged rows dropped: the log queue was full",
+                      ["model", "version"])
+LOG_WRITE_ERRORS = Counter("conveyor_inference_log_write_errors_total", "Logged rows lost: the store write failed",
+                           ["model", "version"])
 
 LOG_SCHEMA = pa.schema([("ts", pa.string()), ("model", pa.string()), ("version", pa.string()),
                         ("role", pa.string()), ("request_id", pa.string()), ("text", pa.large_string()),
@@ -45,6 +51,7 @@ class InferenceLogger:
                 self._queue.put_nowait((ts, request_id, text, label, conf))
             except queue.Full:
                 self.dropped += 1
+                LOG_DROPPED.labels(self.model, self.version).inc()
 
     def _run(self) -> None:
         rows: list[tuple] = []
@@ -74,13 +81,9 @@ class InferenceLogger:
             self.written += n
         except Exception:  # the store being down must not take the predictor down: count it
             self.write_errors += n
+            LOG_WRITE_ERRORS.labels(self.model, self.version).inc(n)
 
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
 
-
-def stats(logger: InferenceLogger | None) -> dict[str, Any]:
-    if logger is None:
-        return {}
-    return {"written": logger.written, "dropped": logger.dropped, "write_errors": logger.write_errors}
