@@ -16,7 +16,6 @@ import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -66,11 +65,6 @@ class Store(ABC):
     @abstractmethod
     def check(self) -> None:
         """Fail fast with a clear StoreError when the store cannot be used (down, bad creds)."""
-
-    def is_dir(self, key: str) -> bool:
-        """True when `key` names a prefix holding objects rather than one object."""
-        prefix = key.rstrip("/") + "/" if key else ""
-        return any(True for _ in self.list(prefix)[:1])
 
     def read_json(self, key: str) -> Any:
         try:
@@ -343,11 +337,3 @@ def locate(uri: str) -> tuple[Store, str]:
         path = Path(parsed.path if parsed.scheme == "file" else uri).resolve()
         return FileStore("/"), path.as_posix().lstrip("/")
     raise StoreError(f"{uri}: unsupported scheme {parsed.scheme!r} (expected a path, file:// or s3://)")
-
-
-def iter_keys(store: Store, key: str) -> Iterator[str]:
-    """The object itself when `key` is one, else every object under the prefix."""
-    if store.exists(key):
-        yield key
-        return
-    yield from store.list(key.rstrip("/") + "/" if key else "")

@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.common.errors import InputError, IntegrityError, NotFoundError, StoreError
-from components.common.hashing import sha256_hex, sha256_of_value
+from components.common.errors import InputError, IntegrityError, NotFoundError
+from components.common.hashing import sha256_of_value
 from components.common.storage import Store
 from components.dataset.schema import ACCEPTED_SCHEMA, ContentDigest, content_keys, keys_from_doc_ids
 
@@ -102,10 +102,6 @@ def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda m: (m["created_at"], m["version"]))
 
 
-def part_uri(store: Store, name: str, part: dict[str, Any]) -> str:
-    return store.url(f"{dataset_prefix(name)}/{part['path']}")
-
-
 def read_parts(store: Store, ref: VersionRef, columns: list[str] | None = None, verify: bool = True,
                workdir: str | None = None):
     """Yield each part of a version as an Arrow table (checksums verified by default)."""
@@ -165,15 +161,3 @@ def commit(store: Store, name: str, version: str, local_parts: list[tuple[str, i
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def verify_manifest(manifest: dict[str, Any]) -> None:
-    required = ("dataset", "version", "parts", "rows", "schema", "created_at")
-    missing = [k for k in required if k not in manifest]
-    if missing:
-        raise StoreError(f"manifest of {manifest.get('dataset')}/{manifest.get('version')} lacks {missing}")
-
-
-__all__ = ["VersionRef", "check_name", "commit", "list_versions", "now_iso",
-           "parent_keys", "part_uri", "read_manifest", "read_parts", "read_table", "resolve",
-           "schema_fingerprint", "sha256_hex", "verify_manifest", "version_id", "version_prefix"]
