@@ -15,8 +15,7 @@ from components.canary.analysis import (
     start,
 )
 from components.registry import core as registry
-from components.train.entrypoint import run_training
-from tests.training_data import corpus, ingest_corpus, small_config
+from tests.training_data import corpus, ingest_corpus, train_and_register
 
 FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
                     max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1)
@@ -62,10 +61,8 @@ def two_versions(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("canary")
     store = FileStore(str(tmp / "store"))
     version = ingest_corpus(tmp, store)
-    stable = run_training(store, "toy", version, small_config(), "stable-run", emit=lambda _l: None, progress=False)
-    cand = run_training(store, "toy", version, small_config(seed=7), "cand-run", emit=lambda _l: None, progress=False)
-    stable_card = registry.register_run(store, "toy-model", stable, alias="champion")
-    cand_card = registry.register_run(store, "toy-model", cand, alias="candidate")
+    stable_card = train_and_register(store, version, "stable-run", alias="champion")
+    cand_card = train_and_register(store, version, "cand-run", alias="candidate", seed=7)
     rows = corpus(400, seed=11)
     return store, stable_card["version"], cand_card["version"], [r["text"] for r in rows], [r["label"] for r in rows]
 

@@ -12,8 +12,7 @@ import pytest
 
 from components.registry import core as registry
 from components.serve.infra import ServerProcess, http_json, validate_in_server
-from components.train.entrypoint import run_training
-from tests.training_data import ingest_corpus, small_config
+from tests.training_data import ingest_corpus, train_and_register
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +22,7 @@ def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving")
     store = FileStore(str(tmp / "store"))
     version = ingest_corpus(tmp, store)
-    record = run_training(store, "toy", version, small_config(), "serve-1", emit=lambda _l: None, progress=False)
-    card = registry.register_run(store, "toy-model", record, alias="champion")
+    card = train_and_register(store, version, "serve-1", alias="champion")
     limits = ["--log-sample-rate", "1", "--max-batch", "8", "--max-chars", "500"]
     with ServerProcess("toy-model@champion", store.uri, name="toy", extra=limits) as server:
         yield server, store, card

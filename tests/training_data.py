@@ -33,6 +33,16 @@ def ingest_corpus(tmp_path, store, dataset: str = "toy", n: int = 600) -> str:
     return ingest([str(path)], dataset, store, SourceSettings(), CleaningConfig()).version
 
 
+def train_and_register(store, version: str, run_id: str, model: str = "toy-model", alias: str | None = "candidate",
+                       **train) -> dict:
+    """Train a small model on the toy dataset and register it; returns the model card."""
+    from components.registry.core import register_run
+    from components.train.entrypoint import run_training
+
+    record = run_training(store, "toy", version, small_config(**train), run_id, emit=lambda _l: None, progress=False)
+    return register_run(store, model, record, alias=alias)
+
+
 def small_config(**train) -> ConveyorConfig:
     from components.train.entrypoint import apply_params
 

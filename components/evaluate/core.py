@@ -20,25 +20,15 @@ ECE_BINS = 10
 
 def predict_proba(loaded, texts: pa.Array, batch_size: int = 512) -> tuple[np.ndarray, float]:
     """Class probabilities for `texts` with a registered model; also the mean ms per batch of 64."""
-    import torch
-
-    model, featurizer = loaded.model, loaded.featurizer
-    probs = []
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            enc = featurizer.encode(texts.slice(start, batch_size))
-            logits = model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1]))
-            probs.append(torch.softmax(logits.float(), dim=1).numpy())
+    probs = [loaded.predict_proba(texts.slice(start, batch_size)) for start in range(0, len(texts), batch_size)]
     # Latency of the serving-sized unit (a batch of 64 texts, featurize + forward), median of 5.
     sample = texts.slice(0, min(64, len(texts)))
     timings = []
-    with torch.no_grad():
-        for _ in range(5):
-            started = time.perf_counter()
-            enc = featurizer.encode(sample)
-            model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1]))
-            timings.append((time.perf_counter() - started) * 1000)
-    out = np.concatenate(probs) if probs else np.empty((0, len(featurizer.labels)))
+    for _ in range(5):
+        started = time.perf_counter()
+        loaded.predict_proba(sample)
+        timings.append((time.perf_counter() - started) * 1000)
+    out = np.concatenate(probs) if probs else np.empty((0, len(loaded.featurizer.labels)))
     return out, float(np.median(timings))
 
 

@@ -75,13 +75,29 @@ class LoadedModel:
     model: Any
     featurizer: Any
 
+    def predict_proba(self, texts):
+        """Class probabilities (n, classes) for a pyarrow array or list of texts: featurize, forward,
+        softmax. The one scoring path for evaluation, infra validation and serving."""
+        import numpy as np
+        import pyarrow as pa
+        import torch
+
+        if not isinstance(texts, pa.Array):
+            texts = pa.array(texts, pa.large_string())
+        if not len(texts):
+            return np.empty((0, len(self.featurizer.labels)), dtype=np.float32)
+        enc = self.featurizer.encode(texts)
+        with torch.no_grad():
+            logits = self.model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1]))
+        return torch.softmax(logits.float(), dim=1).numpy()
+
 
 def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
     """Load and verify a version: every file must match the sha256 in its model card."""
     import torch
 
     from components.featurize.core import Featurizer
-    from components.train.models import build_model
+    from components.train.models import build_from_params
 
     version = resolve_version(store, name, ref)
     prefix = f"{_prefix(name)}/{version}"
@@ -95,9 +111,7 @@ def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
                                  f"card's {card['files'][file][:12]}…; refusing a modified model file")
         blobs[file] = data
     featurizer = Featurizer.loads(blobs["featurizer.json"])
-    params = card["params"]["train"]
-    arch = {k: params[k] for k in ("embed_dim", "dropout", "channels", "kernel_sizes", "max_len")}
-    model = build_model(params["family"], featurizer.num_ids, len(featurizer.labels), **arch)
+    model = build_from_params(card["params"]["train"], featurizer.num_ids, len(featurizer.labels))
     model.load_state_dict(torch.load(io.BytesIO(blobs["weights.pt"]), weights_only=True))
     model.eval()
     return LoadedModel(card, model, featurizer)

@@ -98,12 +98,7 @@ class ConveyorModel(Model):
 
     # -- prediction ----------------------------------------------------------------------------
     def classify(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
-        import torch
-
-        enc = self.loaded.featurizer.encode(pa.array(texts, pa.large_string()))
-        with torch.no_grad():
-            logits = self.loaded.model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1]))
-        probs = torch.softmax(logits.float(), dim=1).numpy()
+        probs = self.loaded.predict_proba(pa.array(texts, pa.large_string()))
         labels = [self.loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
         return labels, probs
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from components.common.config import TrainParams
 from components.train.data import Bags
-from components.train.models import build_model
+from components.train.models import build_from_params
 
 CHECKPOINT_FORMAT = 1
 
@@ -134,8 +134,7 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
     torch.set_num_threads(params.threads)
     progress = sys.stderr.isatty() if progress is None else progress
 
-    arch = params.model_dump(include={"embed_dim", "dropout", "channels", "kernel_sizes", "max_len"})
-    model = build_model(params.family, num_ids, num_classes, **arch).to(device)
+    model = build_from_params(params.model_dump(), num_ids, num_classes).to(device)
     optimizer = _Optimizer(model, params)
     history: list[dict[str, float]] = []
     best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf, "state": None}

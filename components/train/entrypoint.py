@@ -90,10 +90,9 @@ def run_training(store: Store, dataset: str, version: str, cfg: ConveyorConfig, 
     if stop_after_epoch is not None and not result.stopped_early and len(result.history) < cfg.train.epochs:
         status = "interrupted"
 
-    from components.train.models import build_model
+    from components.train.models import build_from_params
 
-    arch = cfg.train.model_dump(include={"embed_dim", "dropout", "channels", "kernel_sizes", "max_len"})
-    model = build_model(cfg.train.family, featurizer.num_ids, len(featurizer.labels), **arch)
+    model = build_from_params(cfg.train.model_dump(), featurizer.num_ids, len(featurizer.labels))
     model.load_state_dict(result.state_dict)
     import torch
 

@@ -56,6 +56,13 @@ def pad_bags(ids: torch.Tensor, offsets: torch.Tensor, max_len: int, pad_id: int
 
 
 FAMILIES = {"embedding_bag": EmbeddingBagClassifier, "cnn": CNNClassifier}
+# The training parameters that shape the network (the rest only steer optimization).
+ARCHITECTURE_FIELDS = ("embed_dim", "dropout", "channels", "kernel_sizes", "max_len")
+
+
+def build_from_params(params: dict, num_ids: int, num_classes: int) -> nn.Module:
+    """The model a set of training parameters (TrainParams as a dict) describes."""
+    return build_model(params["family"], num_ids, num_classes, **{k: params[k] for k in ARCHITECTURE_FIELDS})
 
 
 def build_model(family: str, num_ids: int, num_classes: int, **params) -> nn.Module:
