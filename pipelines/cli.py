@@ -285,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     store_opt(p)
     p.set_defaults(func=cmd_models_show)
 
+    from pipelines.kubectl_plugin import add_canary_verbs
+
+    canary = sub.add_parser("canary", help="canary rollout on a KServe InferenceService (same as kubectl conveyor "
+                            "canary): status, promote, rollback, pause, resume, analyze")
+    add_canary_verbs(canary)
+
     p = sub.add_parser("serve", help="serve a registered model with a KServe model server on loopback")
     p.add_argument("model", help="NAME (alias champion), NAME@ALIAS, NAME@VERSION or s3://bucket/models/NAME/VERSION")
     p.add_argument("--port", type=int, default=8080)

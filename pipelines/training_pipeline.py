@@ -39,6 +39,8 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         report_config: dict = sections["report_config"],
         gate_config: dict = config["gate"],
         canary_config: dict = config["canary"],
+        deploy_target: str = "kserve" if backend == "katib" else "local",
+        deploy_config: dict = config["deploy"],
     ) -> str:
         version = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
                              report_config)
@@ -74,7 +76,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
             rollout = canary_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
                                 dataset=dataset, version=version, split_config=split_config,
-                                canary_config=canary_config)
+                                canary_config=canary_config, target=deploy_target, deploy_config=deploy_config)
             rollout.set_display_name("canary: analysis, promote or roll back")
             rollout.set_caching_options(False)
         return registered.outputs["version"]

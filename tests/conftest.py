@@ -49,3 +49,18 @@ def mail_settings() -> SourceSettings:
 @pytest.fixture
 def cleaning() -> CleaningConfig:
     return CleaningConfig(min_chars=5, max_chars=20_000, labels=["ham", "spam"])
+
+
+@pytest.fixture(scope="session")
+def two_versions(tmp_path_factory):
+    """A champion (stable) and a different candidate of the same toy model (shared by the canary tests)."""
+    from components.common.storage import FileStore
+    from tests.training_data import corpus, ingest_corpus, train_and_register
+
+    tmp = tmp_path_factory.mktemp("canary")
+    store = FileStore(str(tmp / "store"))
+    version = ingest_corpus(tmp, store)
+    stable_card = train_and_register(store, version, "stable-run", alias="champion")
+    cand_card = train_and_register(store, version, "cand-run", alias="candidate", seed=7)
+    rows = corpus(400, seed=11)
+    return store, stable_card["version"], cand_card["version"], [r["text"] for r in rows], [r["label"] for r in rows]

@@ -15,7 +15,6 @@ from components.canary.analysis import (
     start,
 )
 from components.registry import core as registry
-from tests.training_data import corpus, ingest_corpus, train_and_register
 
 FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
                     max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1)
@@ -51,20 +50,6 @@ def test_flagger_semantics_step_promote_rollback_pause():
     paused = FAST.model_copy(update={"no_data": "inconclusive"})
     state, action = advance(start(paused), no_data, paused)
     assert (action, state.phase) == ("pause", "Paused")
-
-
-@pytest.fixture(scope="module")
-def two_versions(tmp_path_factory):
-    """A champion (stable) and a different candidate of the same toy model."""
-    from components.common.storage import FileStore
-
-    tmp = tmp_path_factory.mktemp("canary")
-    store = FileStore(str(tmp / "store"))
-    version = ingest_corpus(tmp, store)
-    stable_card = train_and_register(store, version, "stable-run", alias="champion")
-    cand_card = train_and_register(store, version, "cand-run", alias="candidate", seed=7)
-    rows = corpus(400, seed=11)
-    return store, stable_card["version"], cand_card["version"], [r["text"] for r in rows], [r["label"] for r in rows]
 
 
 def _run(two_versions, chaos=None, metrics_url=None, cfg=FAST):

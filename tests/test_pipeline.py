@@ -85,6 +85,9 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
     assert k8s["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert {s["secretName"] for s in k8s["secretAsEnv"]} == {"conveyor-s3"}
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["deploy_target"]["defaultValue"] == "kserve"  # the cluster pipeline rolls out on KServe
+    assert inputs["deploy_config"]["defaultValue"]["mode"] == "knative"
 
     experiment = yaml.safe_load(Path(written["katib-experiment"]).read_text())
     assert experiment["spec"]["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"

@@ -17,6 +17,34 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Prometheus query templates ($model, $version, $window are substituted; string.Template, since
+# PromQL uses braces). Selecting by version works in both KServe modes: in Knative mode stable
+# and canary are two revisions of one predictor and differ only in the model version they serve.
+DEFAULT_QUERIES = {
+    "requests": 'sum(increase(conveyor_requests_total{model="$model",version="$version"}[$window]))',
+    "errors_5xx": 'sum(increase(conveyor_requests_total{model="$model",version="$version",code=~"5.."}[$window]))',
+    "latency_buckets": 'sum by (le) (increase(conveyor_request_latency_seconds_bucket'
+                       '{model="$model",version="$version"}[$window]))',
+    "predicted": 'sum by (label) (increase(conveyor_predictions_total{model="$model",version="$version"}[$window]))',
+}
+
+
+class PrometheusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "http://prometheus-operated.monitoring.svc:9090"
+    min_window_s: float = Field(60.0, gt=0)  # increase() needs >= 2 scrapes inside the window
+    timeout_s: float = Field(10.0, gt=0)
+    queries: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_QUERIES))
+
+    @model_validator(mode="after")
+    def _known(self) -> PrometheusConfig:
+        unknown = set(self.queries) - set(DEFAULT_QUERIES)
+        if unknown:
+            raise ValueError(f"unknown queries {sorted(unknown)}; expected some of {sorted(DEFAULT_QUERIES)}")
+        self.queries = {**DEFAULT_QUERIES, **self.queries}
+        return self
+
 
 class CanaryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -33,6 +61,8 @@ class CanaryConfig(BaseModel):
     max_prediction_js: float = Field(0.2, ge=0, le=1)
     max_accuracy_drop: float = Field(0.05, ge=0, le=1)  # on labelled replay traffic, vs stable
     no_data: Literal["fail", "inconclusive"] = "fail"
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)  # cluster analysis only
+    ready_timeout_s: float = Field(600.0, gt=0)  # cluster: wait for KServe to reconcile each change
 
     @model_validator(mode="after")
     def _steps(self) -> CanaryConfig:
@@ -183,3 +213,13 @@ def advance(state: CanaryState, checks: list[Check], cfg: CanaryConfig, at: str 
     state.history.append({"at": at, "action": action, "weight": state.weight, "failed": state.failed,
                           "checks": [c.to_json() for c in checks]})
     return state, action
+
+
+def describe(checks: list[Check]) -> str:
+    """One line per interval for logs and Kubernetes Events."""
+    parts = []
+    for c in checks:
+        value = "no data" if c.value is None else f"{c.value:.4g}"
+        verdict = {True: "ok", False: "FAILED", None: "no data"}[c.passed]
+        parts.append(f"{c.name}={value} (limit {c.threshold:g}, {verdict})")
+    return "; ".join(parts)

@@ -1,7 +1,11 @@
 """KFP component: canary rollout of a blessed candidate against the champion, with automated
-analysis and rollback. This runs the local backend: both versions as model servers inside the
-step, the test split replayed as labelled traffic. (The KServe InferenceService backend is not
-built yet; see README.)"""
+analysis and rollback, on one of two backends:
+  local   both versions as model servers inside the step, the test split replayed as labelled
+          traffic, each server's /metrics read directly (what `conveyor run` uses);
+  kserve  the InferenceService is created or patched through the Kubernetes API, real traffic is
+          measured through Prometheus, and the rollout state is kept on the InferenceService
+          (so `kubectl conveyor canary status|pause|promote|rollback NAME` steer it meanwhile).
+"""
 
 from typing import NamedTuple
 
@@ -21,6 +25,8 @@ def canary_op(
     split_config: dict,
     canary_config: dict,
     deployment: Output[Artifact],
+    target: str = "local",
+    deploy_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
 ) -> NamedTuple("CanaryOutputs", outcome=str, champion=str):
     import json
     from collections import namedtuple
@@ -34,10 +40,26 @@ def canary_op(
     from components.split.core import split_table
 
     st = open_store(store)
+    cfg = CanaryConfig.model_validate(canary_config)
+    if target == "kserve":
+        from components.canary.cluster import run_cluster_rollout
+        from components.deploy.config import DeployConfig
+
+        deploy = DeployConfig.model_validate(deploy_config)
+        if store.startswith("s3://"):  # the predictor reads models from the same registry
+            deploy = deploy.model_copy(update={"store": store})
+        record = run_cluster_rollout(st, deploy, cfg, model_name, candidate)
+        with open(deployment.path, "w") as handle:
+            json.dump(record, handle, indent=2)
+        deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate})
+        outputs = namedtuple("CanaryOutputs", ["outcome", "champion"])
+        return outputs(record["outcome"], resolve_version(st, model_name, "champion"))
+    if target != "local":
+        raise ValueError(f"target must be 'local' or 'kserve', got {target!r}")
     rows = split_table(v.read_table(st, v.resolve(st, dataset, version), columns=["doc_id", "text", "label"]),
                        SplitConfig.model_validate(split_config))["test"]
     record = run_local_canary(st, model_name, candidate, rows.column("text").to_pylist(),
-                              rows.column("label").to_pylist(), CanaryConfig.model_validate(canary_config))
+                              rows.column("label").to_pylist(), cfg)
     with open(deployment.path, "w") as handle:
         json.dump(record, handle, indent=2)
     deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate})

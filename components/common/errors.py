@@ -61,8 +61,14 @@ class GateFailed(ConveyorError):
     exit_code = 7
 
 
+class ClusterError(ConveyorError):
+    """The Kubernetes API refused a request, or a resource did not become ready in time."""
+
+    exit_code = 9
+
+
 EXIT_CODES = {
     cls.__name__: cls.exit_code
     for cls in (ConveyorError, InputError, ConfigError, SpecError, StoreError, NotFoundError,
-                IntegrityError, GateFailed)
+                IntegrityError, GateFailed, ClusterError)
 }

@@ -18,6 +18,18 @@ from components.deploy.config import DeployConfig
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 
 
+def model_uri(store: str, model_name: str, version: str) -> str:
+    return f"{store.rstrip('/')}/models/{model_name}/{version}"
+
+
+def storage_uri(current: str, model_name: str | None, version: str) -> str:
+    """The same registry location as `current`, for another version of the model."""
+    prefix, _, _ = current.rstrip("/").rpartition("/")  # drop the version
+    if model_name and not prefix.endswith(f"/models/{model_name}"):
+        raise SpecError(f"storageUri {current} is not in the registry layout <store>/models/{model_name}/<version>")
+    return f"{prefix}/{version}"
+
+
 def _predictor(cfg: DeployConfig, model_name: str, version: str, canary_percent: int | None) -> dict[str, Any]:
     limits = {"cpu": cfg.cpu, "memory": cfg.memory}
     if cfg.gpus:
@@ -30,7 +42,7 @@ def _predictor(cfg: DeployConfig, model_name: str, version: str, canary_percent:
             "modelFormat": {"name": cfg.model_format},
             "runtime": cfg.runtime,
             "protocolVersion": "v2",
-            "storageUri": f"{cfg.store.rstrip('/')}/models/{model_name}/{version}",
+            "storageUri": model_uri(cfg.store, model_name, version),
             "resources": {"requests": {"cpu": cfg.cpu, "memory": cfg.memory}, "limits": limits},
         },
     }

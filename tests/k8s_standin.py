@@ -1,0 +1,123 @@
+"""An in-memory stand-in for the few Kubernetes API calls on InferenceServices, with a simulated
+KServe controller. No API server runs on the build machines; this keeps the API server's rules
+that our code depends on: JSON merge patch, generation bumped on spec changes, resourceVersion
+conflicts (409), watch events, and KServe's status (observedGeneration, Ready, Knative revisions
+and traffic split)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+
+from components.common.errors import ClusterError
+from components.deploy.cluster import merge_patch
+
+
+class StandInApi:
+    def __init__(self, reconcile_delay_s: float = 0.05, controller: bool = True):
+        self.objects: dict[tuple[str, str], dict] = {}
+        self.events: list[dict] = []
+        self.patches: list[dict] = []
+        self.version = 0
+        self.cond = threading.Condition()
+        self.reconcile_delay_s, self.controller = reconcile_delay_s, controller
+        self.revisions: dict[tuple[str, str], list[str]] = {}  # revision template keys, in creation order
+
+    # -- API --------------------------------------------------------------------------------------
+    def get(self, name, namespace):
+        with self.cond:
+            obj = self.objects.get((namespace, name))
+            return copy.deepcopy(obj) if obj else None
+
+    def create(self, manifest):
+        key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        with self.cond:
+            if key in self.objects:
+                raise ClusterError(f"create {key}: 409 AlreadyExists")
+            obj = copy.deepcopy(manifest)
+            obj["metadata"].update(generation=1, uid=f"uid-{key[1]}")
+            self._store(key, obj)
+        self._schedule(key)
+        return copy.deepcopy(obj)
+
+    def patch(self, name, namespace, patch):
+        key = (namespace, name)
+        with self.cond:
+            current = self.objects.get(key)
+            if current is None:
+                raise ClusterError(f"patch {key}: 404 NotFound")
+            patch = copy.deepcopy(patch)
+            want = patch.get("metadata", {}).pop("resourceVersion", None)
+            if want is not None and want != current["metadata"]["resourceVersion"]:
+                error = ClusterError(f"patch {key}: 409 Conflict")
+                error.status = 409
+                raise error
+            self.patches.append(patch)
+            obj = merge_patch(current, patch)
+            if obj.get("spec") != current.get("spec"):
+                obj["metadata"]["generation"] = current["metadata"]["generation"] + 1
+            self._store(key, obj)
+        self._schedule(key)
+        return copy.deepcopy(obj)
+
+    def watch(self, name, namespace, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        seen = None
+        while True:
+            with self.cond:
+                while (obj := self.objects.get((namespace, name))) is None or \
+                        obj["metadata"]["resourceVersion"] == seen:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    self.cond.wait(left)
+                seen = obj["metadata"]["resourceVersion"]
+                snapshot = copy.deepcopy(obj)
+            yield snapshot
+
+    def event(self, obj, reason, message, type_="Normal"):
+        self.events.append({"object": obj["metadata"]["name"], "reason": reason, "message": message, "type": type_})
+
+    # -- simulated controller ---------------------------------------------------------------------
+    def _store(self, key, obj):
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[key] = obj
+        self.cond.notify_all()
+
+    def _schedule(self, key):
+        if self.controller:
+            threading.Timer(self.reconcile_delay_s, self._reconcile, args=(key,)).start()
+
+    def _reconcile(self, key):
+        with self.cond:
+            obj = copy.deepcopy(self.objects[key])
+            predictor = {k: v for k, v in obj["spec"]["predictor"].items() if k != "canaryTrafficPercent"}
+            template = json.dumps(predictor, sort_keys=True)
+            revisions = self.revisions.setdefault(key, [])
+            if not revisions or revisions[-1] != template:
+                revisions.append(template)
+            name = key[1]
+            latest = f"{name}-predictor-{len(revisions):05d}"
+            status = obj.setdefault("status", {})
+            component = status.setdefault("components", {}).setdefault("predictor", {})
+            rolled = component.get("latestRolledoutRevision")
+            percent = obj["spec"]["predictor"].get("canaryTrafficPercent")
+            if percent is None or rolled is None or rolled == latest:
+                component["traffic"] = [{"revisionName": latest, "percent": 100, "latestRevision": True}]
+                if rolled != latest:
+                    component["previousRolledoutRevision"] = rolled
+                component["latestRolledoutRevision"] = latest
+            else:
+                component["traffic"] = [
+                    {"revisionName": latest, "percent": percent, "tag": "latest", "latestRevision": True},
+                    {"revisionName": rolled, "percent": 100 - percent, "tag": "prev", "latestRevision": False}]
+            component.update(latestCreatedRevision=latest, latestReadyRevision=latest)
+            status["observedGeneration"] = obj["metadata"]["generation"]
+            conditions = [{"type": "Ready", "status": "True"}]
+            if obj["spec"].get("canary"):
+                conditions.append({"type": "CanaryPredictorReady", "status": "True"})
+            status["conditions"] = conditions
+            self._store(key, obj)
