@@ -175,7 +175,7 @@ def cmd_serve(args) -> int:
     chaos = {"error_rate": args.chaos_error_rate, "delay_ms": args.chaos_delay_ms,
              "flip_labels": args.chaos_flip_labels}
     serve(store, name, ref, args.port, role=args.role, name=args.name, log_sample_rate=args.log_sample_rate,
-          max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos)
+          max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log)
     return 0
 
 
@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--chaos-error-rate", type=float, default=0.0, help="share of requests answered 500")
     chaos.add_argument("--chaos-delay-ms", type=float, default=0.0, help="added latency per request")
     chaos.add_argument("--chaos-flip-labels", action="store_true", help="predict the other class")
+    p.add_argument("--access-log", action="store_true",
+                   help="log every request (KServe timing and uvicorn access lines); off by default: /metrics "
+                        "counts them")
     store_opt(p)
     p.set_defaults(func=cmd_serve)
 
