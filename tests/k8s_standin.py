@@ -24,6 +24,7 @@ class StandInApi:
         self.cond = threading.Condition()
         self.reconcile_delay_s, self.controller = reconcile_delay_s, controller
         self.revisions: dict[tuple[str, str], list[str]] = {}  # revision template keys, in creation order
+        self.service_url: str | None = None  # status.url; default http://NAME.NAMESPACE.example.com
 
     # -- API --------------------------------------------------------------------------------------
     def get(self, name, namespace):
@@ -115,6 +116,7 @@ class StandInApi:
                     {"revisionName": latest, "percent": percent, "tag": "latest", "latestRevision": True},
                     {"revisionName": rolled, "percent": 100 - percent, "tag": "prev", "latestRevision": False}]
             component.update(latestCreatedRevision=latest, latestReadyRevision=latest)
+            status["url"] = self.service_url or f"http://{name}.{key[0]}.example.com"
             status["observedGeneration"] = obj["metadata"]["generation"]
             conditions = [{"type": "Ready", "status": "True"}]
             if obj["spec"].get("canary"):

@@ -17,7 +17,8 @@ from components.canary.analysis import (
 from components.registry import core as registry
 
 FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
-                    max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1)
+                    max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1,
+                    min_labelled=10)
 
 
 def test_histogram_quantile_and_js_match_their_definitions():

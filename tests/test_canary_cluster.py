@@ -166,78 +166,138 @@ def test_kubectl_plugin_verbs(capsys):
 needs_prometheus = pytest.mark.skipif(prometheus_binary() is None, reason="run `make prometheus` first")
 
 
-class Traffic(threading.Thread):
-    """Clients of the InferenceService: each request goes to the canary with the current weight."""
+class Router:
+    """Stands in for the Knative/Gateway router in front of the InferenceService URL: each request
+    goes to the canary with the weight in the rollout state, else to stable."""
 
-    def __init__(self, api, urls, texts):
-        super().__init__(daemon=True)
-        self.api, self.urls, self.texts = api, urls, texts
-        self.stop = threading.Event()
+    def __init__(self, api, urls):
+        import http.server
+
+        router = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                code, data = router.forward(body)
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.api, self.urls = api, urls
+        self.count = 0
+        self.lock = threading.Lock()
         self.stable_failures = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def forward(self, body: bytes) -> tuple[int, bytes]:
+        import urllib.request
+
+        state = read_state(self.api.get(NAME, NS))
+        weight = state.weight if state and state.phase in ("Progressing", "Paused") else 0
+        with self.lock:
+            self.count += 1
+            role = "canary" if zlib.crc32(str(self.count).encode()) % 100 < weight else "stable"
+        request = urllib.request.Request(self.urls[role], data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            self.stable_failures += role == "stable"
+            return exc.code, exc.read()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Traffic(threading.Thread):
+    """Users of the InferenceService, sending unlabelled texts through the router."""
+
+    def __init__(self, url, texts):
+        super().__init__(daemon=True)
+        self.url, self.texts = url, texts
+        self.stop = threading.Event()
 
     def run(self):
         from components.serve.infra import http_json
 
         i = 0
         while not self.stop.is_set():
-            state = read_state(self.api.get(NAME, NS))
-            weight = state.weight if state and state.phase in ("Progressing", "Paused") else 0
-            role = "canary" if zlib.crc32(str(i).encode()) % 100 < weight else "stable"
-            try:
-                code, _ = http_json(self.urls[role], {"instances": [self.texts[i % len(self.texts)]]}, timeout=5)
-            except (urllib.error.URLError, OSError):
-                code = 599
-            self.stable_failures += role == "stable" and code != 200
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                http_json(self.url, {"instances": [self.texts[i % len(self.texts)]]}, timeout=5)
             i += 1
 
 
 @needs_prometheus
-@pytest.mark.parametrize("chaos, prometheus_up, expected", [
-    (None, True, "Promoted"),
-    (["--chaos-error-rate", "0.3"], True, "RolledBack"),
-    (None, False, "RolledBack"),  # no metrics is a failed check, not a pass
+@pytest.mark.parametrize("chaos, prometheus_up, failing", [
+    (None, True, None),
+    (["--chaos-error-rate", "0.3"], True, "success_rate"),
+    (["--chaos-flip-labels"], True, "labelled_accuracy_drop_vs_stable"),  # from the labelled replay
+    (None, False, "canary_metrics"),  # no metrics is a failed check, not a pass
 ])
-def test_analysis_with_real_prometheus(two_versions, chaos, prometheus_up, expected):
+def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_up, failing):
+    """The cluster rollout step end to end: deploy, analyse with Prometheus and labelled replay
+    through the service URL, promote or roll back, champion alias and record."""
+    from components.canary.cluster import run_cluster_rollout
     from components.canary.prometheus import PrometheusMetricsSource
+    from components.registry.core import resolve_version, set_alias
     from components.serve.infra import ServerProcess
 
-    store, stable, cand, texts, _labels = two_versions
+    store, stable, cand, texts, labels = two_versions
+    set_alias(store, "toy-model", "champion", stable)
     api = StandInApi()
-    ctl = CanaryController(api, NAME, NS, ready_timeout_s=5, log=lambda _m: None)
-    ctl.deploy(_deploy_cfg("knative"), CFG, "toy-model", stable)
-    ctl.deploy(_deploy_cfg("knative"), CFG, "toy-model", cand)
-    with ServerProcess(f"toy-model@{stable}", store.uri, name="stable", role="stable", wait=False) as s, \
-            ServerProcess(f"toy-model@{cand}", store.uri, name="canary", role="canary", extra=chaos,
-                          wait=False) as c:
+    CanaryController(api, NAME, NS, ready_timeout_s=5, log=lambda _m: None).deploy(
+        _deploy_cfg("knative"), CFG, "toy-model", stable)
+    # ~200 labelled rows per interval: at 20% the canary answers ~40, above min_labelled
+    cfg = CFG.model_copy(update={"cluster_replay_requests": 200, "min_labelled": 25}, deep=True)
+    with ServerProcess(f"toy-model@{stable}", store.uri, name=NAME, role="stable", wait=False) as s, \
+            ServerProcess(f"toy-model@{cand}", store.uri, name=NAME, role="canary", extra=chaos, wait=False) as c:
         s.wait_ready()
         c.wait_ready()
+        path = f"/v1/models/{NAME}:predict"
+        router = Router(api, {"stable": s.url + path, "canary": c.url + path})
+        api.service_url = router.url
         targets = [s.url[len("http://"):], c.url[len("http://"):]]
         with PrometheusProcess(targets) if prometheus_up else contextlib.nullcontext() as prom:
-            urls = {"stable": f"{s.url}/v1/models/stable:predict", "canary": f"{c.url}/v1/models/canary:predict"}
-            traffic = Traffic(api, urls, texts)
+            cfg.prometheus.url = prom.url if prom else "http://127.0.0.1:9"
+            traffic = Traffic(router.url + path, texts)
             traffic.start()
-            cfg = CFG.model_copy(update={"prometheus": CFG.prometheus.model_copy(
-                update={"url": prom.url if prom else "http://127.0.0.1:9"})})
             try:
-                state = ctl.analyze(PrometheusMetricsSource(cfg.prometheus, "toy-model", cfg.interval_s), cfg)
+                record = run_cluster_rollout(
+                    store, _deploy_cfg("knative"), cfg, "toy-model", cand, api=api, log=lambda _m: None,
+                    source=PrometheusMetricsSource(cfg.prometheus, "toy-model", cfg.interval_s),
+                    replay_rows=(texts, labels))
             finally:
                 traffic.stop.set()
                 traffic.join()
-    assert state.phase == expected, json.dumps(state.history)
-    assert traffic.stable_failures == 0  # stable never interrupted
+                router.close()
+    history = record["state"]["history"]
+    assert router.stable_failures == 0  # stable never interrupted
     obj = api.get(NAME, NS)
-    if expected == "Promoted":
-        assert [h["action"] for h in state.history] == ["step_up", "promote"]
+    if failing is None:
+        assert record["outcome"] == "Promoted", json.dumps(history)
+        assert [h["action"] for h in history] == ["step_up", "promote"]
         assert obj["metadata"]["annotations"][STABLE] == cand
-        checks = {c["name"]: c for c in state.history[-1]["checks"]}
+        assert resolve_version(store, "toy-model", "champion") == cand
+        checks = {c["name"]: c for c in history[-1]["checks"]}
         assert checks["success_rate"]["value"] == 1.0 and checks["prediction_js_vs_stable"]["passed"]
+        assert checks["labelled_accuracy_drop_vs_stable"]["passed"]
     else:
-        assert len(state.history) == CFG.threshold  # rolled back within `threshold` intervals
+        assert record["outcome"] == "RolledBack", json.dumps(history)
+        assert len(history) == CFG.threshold  # rolled back within `threshold` intervals
+        assert all(any(c["name"] == failing and c["passed"] is not True for c in h["checks"]) for h in history)
         assert obj["metadata"]["annotations"][STABLE] == stable
         assert obj["spec"]["predictor"]["model"]["storageUri"].endswith(f"/toy-model/{stable}")
-        failing = "success_rate" if prometheus_up else "canary_metrics"
-        assert all(any(c["name"] == failing and c["passed"] is not True for c in h["checks"])
-                   for h in state.history)
-    # the decision trail is on the object and in its Events
-    assert json.loads(obj["metadata"]["annotations"][STATE])["phase"] == expected
-    assert api.events[-1]["reason"] == f"Canary{expected}"
+        assert resolve_version(store, "toy-model", "champion") == stable
+    # the decision trail is on the object, in its Events and in the stored record
+    assert json.loads(obj["metadata"]["annotations"][STATE])["phase"] == record["outcome"]
+    assert api.events[-1]["reason"] == f"Canary{record['outcome']}"
+    assert store.read_json(record["record_uri"][len(store.uri) + 1:])["outcome"] == record["outcome"]
+    set_alias(store, "toy-model", "champion", stable)

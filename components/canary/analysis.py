@@ -60,8 +60,12 @@ class CanaryConfig(BaseModel):
     max_latency_ratio: float = Field(3.0, gt=1)   # canary p99 / stable p99
     max_prediction_js: float = Field(0.2, ge=0, le=1)
     max_accuracy_drop: float = Field(0.05, ge=0, le=1)  # on labelled replay traffic, vs stable
+    # fewer labelled answers per side in an interval: the accuracy check is skipped (too noisy to judge)
+    min_labelled: int = Field(30, ge=1)
     no_data: Literal["fail", "inconclusive"] = "fail"
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)  # cluster analysis only
+    # cluster: labelled held-out rows sent through the InferenceService URL each interval (0: none)
+    cluster_replay_requests: int = Field(0, ge=0)
     ready_timeout_s: float = Field(600.0, gt=0)  # cluster: wait for KServe to reconcile each change
 
     @model_validator(mode="after")
@@ -155,7 +159,7 @@ def run_checks(stable: RoleMetrics, canary: RoleMetrics, cfg: CanaryConfig) -> l
     if stable.reachable and stable.predicted and canary.predicted:
         js = js_distance(stable.predicted, canary.predicted)
         checks.append(Check("prediction_js_vs_stable", js, cfg.max_prediction_js, js <= cfg.max_prediction_js))
-    if canary.labelled and stable.labelled:
+    if canary.labelled >= cfg.min_labelled and stable.labelled >= cfg.min_labelled:
         drop = stable.correct / stable.labelled - canary.correct / canary.labelled
         checks.append(Check("labelled_accuracy_drop_vs_stable", drop, cfg.max_accuracy_drop,
                             drop <= cfg.max_accuracy_drop))

@@ -180,7 +180,7 @@ class CanaryController:
 
     # -- the analysis loop -------------------------------------------------------------------
     def analyze(self, source, cfg: CanaryConfig | None = None, once: bool = False,
-                wait: Callable[[float], None] = time.sleep) -> CanaryState:
+                wait: Callable[[float], None] = time.sleep, replay=None) -> CanaryState:
         """Run intervals until the rollout is promoted, rolled back or paused (or one, with once)."""
         obj = self.get()
         cfg = cfg or read_config(obj)
@@ -199,7 +199,11 @@ class CanaryController:
             state = read_state(obj)
             if state is None or state.phase != "Progressing":
                 continue
-            checks = run_checks(source.snapshot(stable), source.snapshot(candidate), cfg)
+            labelled = replay.round() if replay is not None else {}
+            stable_m, canary_m = source.snapshot(stable), source.snapshot(candidate)
+            for version, metrics in ((stable, stable_m), (candidate, canary_m)):
+                metrics.labelled, metrics.correct = labelled.get(version, (0, 0))
+            checks = run_checks(stable_m, canary_m, cfg)
             state, action = advance(state, checks, cfg, at=now())
             obj = self.act(obj, state, action, describe(checks))
             if once or state.phase != "Progressing":
@@ -260,9 +264,12 @@ class CanaryController:
 
 
 def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, model: str, candidate: str,
-                        api: InferenceServiceApi | None = None, source=None, log=print) -> dict[str, Any]:
+                        api: InferenceServiceApi | None = None, source=None, log=print,
+                        replay_rows: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:
     """The pipeline's cluster deploy step: start (or adopt) the rollout, analyse it to the end,
-    move the registry's champion alias on promotion, and store a deployment record."""
+    move the registry's champion alias on promotion, and store a deployment record.
+    With `cfg.cluster_replay_requests` and `replay_rows` (texts, labels), labelled rows are sent
+    through the InferenceService's URL every interval for the accuracy check."""
     from components.deploy.cluster import KubernetesInferenceServiceApi
     from components.registry.core import set_alias
 
@@ -276,7 +283,17 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
             from components.canary.prometheus import PrometheusMetricsSource
 
             source = PrometheusMetricsSource(cfg.prometheus, model, cfg.interval_s)
-        state = ctl.analyze(source, cfg)
+        replay = None
+        if cfg.cluster_replay_requests and replay_rows:
+            from components.canary.replay import LabelledReplay
+
+            url = (obj.get("status") or {}).get("url")
+            if not url:
+                raise ClusterError(f"InferenceService {deploy_cfg.namespace}/{deploy_cfg.name} has no status.url "
+                                   "to replay labelled rows through")
+            replay = LabelledReplay(f"{url.rstrip('/')}/v1/models/{deploy_cfg.name}:predict", *replay_rows,
+                                    per_interval=cfg.cluster_replay_requests)
+        state = ctl.analyze(source, cfg, replay=replay)
         obj = ctl.get()
     stable = obj["metadata"].get("annotations", {}).get(STABLE)
     if stable == candidate:

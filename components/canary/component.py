@@ -48,7 +48,12 @@ def canary_op(
         deploy = DeployConfig.model_validate(deploy_config)
         if store.startswith("s3://"):  # the predictor reads models from the same registry
             deploy = deploy.model_copy(update={"store": store})
-        record = run_cluster_rollout(st, deploy, cfg, model_name, candidate)
+        replay_rows = None
+        if cfg.cluster_replay_requests:
+            rows = split_table(v.read_table(st, v.resolve(st, dataset, version), columns=["doc_id", "text", "label"]),
+                               SplitConfig.model_validate(split_config))["test"]
+            replay_rows = (rows.column("text").to_pylist(), rows.column("label").to_pylist())
+        record = run_cluster_rollout(st, deploy, cfg, model_name, candidate, replay_rows=replay_rows)
         with open(deployment.path, "w") as handle:
             json.dump(record, handle, indent=2)
         deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate})
