@@ -17,6 +17,7 @@ from components.canary.analysis import CanaryConfig
 from components.common.errors import ConfigError
 from components.deploy.config import DeployConfig
 from components.gate.core import GateConfig
+from components.monitor.config import MonitorConfig
 
 FORMATS = ("auto", "email", "csv", "jsonl", "parquet", "text")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -166,6 +167,7 @@ class ConveyorConfig(Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
 
 def _describe(exc: ValidationError, origin: str) -> str:

@@ -1,0 +1,186 @@
+"""Monitoring executor: the logged inference window vs the champion's training reference.
+
+Signals
+  input_drift       engineered text features of the logged requests (components.monitor.features)
+                    plus the feature-id histogram, Evidently's tests, vectorized on every row
+  prediction_drift  predicted-class shares and confidence, vs the champion's own predictions on the
+                    reference sample
+  accuracy_drop     live accuracy on the window's requests that have delayed labels
+                    (feedback/<model>/*.parquet: request_id, label), vs the champion's test accuracy
+Too few logged rows (trigger.min_samples) gives status "insufficient_data", never a drift alarm.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from components.common.config import SplitConfig
+from components.common.errors import NotFoundError
+from components.monitor.config import MonitorConfig
+from components.monitor.drift import fast_verdict, js_histograms
+from components.monitor.features import NUMERICAL, encode, known_ids, summary, text_features
+
+LOGS = "inference-logs/{model}/{version}/"
+FEEDBACK = "feedback/{model}/"
+
+
+def read_window(store, model: str, version: str, start: dt.datetime, end: dt.datetime) -> pa.Table:
+    """Logged rows of one model version with start <= ts < end (day folders outside are skipped)."""
+    prefix = LOGS.format(model=model, version=version)
+    days = {(start + dt.timedelta(days=i)).strftime("%Y-%m-%d") for i in range((end - start).days + 2)}
+    tables = []
+    for key in store.list(prefix):
+        day = key[len(prefix):].split("/", 1)[0]
+        if day in days and key.endswith(".parquet"):
+            tables.append(pq.read_table(io.BytesIO(store.read_bytes(key))))
+    if not tables:
+        from components.serve.logging_sink import LOG_SCHEMA
+
+        return LOG_SCHEMA.empty_table()
+    table = pa.concat_tables(tables)
+    ts = table.column("ts")
+    keep = pc.and_(pc.greater_equal(ts, start.isoformat(timespec="milliseconds")),
+                   pc.less(ts, end.isoformat(timespec="milliseconds")))
+    return table.filter(keep)
+
+
+def write_feedback(store, model: str, request_ids: list[str], labels: list[str], name: str) -> str:
+    """Delayed ground truth for logged requests (what a labelling process would deliver)."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"request_id": request_ids, "label": labels}), buffer)
+    key = f"{FEEDBACK.format(model=model)}{name}.parquet"
+    store.write_bytes(key, buffer.getvalue())
+    return key
+
+
+def read_feedback(store, model: str) -> pa.Table:
+    tables = [pq.read_table(io.BytesIO(store.read_bytes(k))) for k in store.list(FEEDBACK.format(model=model))
+              if k.endswith(".parquet")]
+    if not tables:
+        return pa.table({"request_id": pa.array([], pa.string()), "label": pa.array([], pa.string())})
+    return pa.concat_tables(tables)
+
+
+def reference_texts(store, card: dict[str, Any], split: SplitConfig, rows: int, seed: int = 0) -> list[str]:
+    """A sample of the champion's own training split (what it learned from)."""
+    from components.dataset import versioning as v
+    from components.split.core import split_table
+
+    ds = card["dataset"]
+    ref = v.resolve(store, ds["name"], ds["version"])
+    if ref is None:
+        raise NotFoundError(f"dataset {ds['name']} version {ds['version']} (the champion's training data) not found")
+    train = split_table(v.read_table(store, ref, columns=["doc_id", "text"]), split)["train"]
+    if train.num_rows > rows:
+        idx = np.sort(np.random.default_rng(seed).choice(train.num_rows, rows, replace=False))
+        train = train.take(pa.array(idx))
+    return train.column("text").to_pylist()
+
+
+def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, now: dt.datetime | None = None,
+                   html_report: bool = True) -> tuple[dict[str, Any], str]:
+    from components.registry.core import load
+
+    now = now or dt.datetime.now(dt.UTC)
+    start = now - dt.timedelta(hours=cfg.window_hours)
+    loaded = load(store, model, "champion")
+    version = loaded.card["version"]
+    window = read_window(store, model, version, start, now)
+    verdict: dict[str, Any] = {"model": model, "version": version, "checked_at": now.isoformat(timespec="seconds"),
+                               "window": {"start": start.isoformat(timespec="seconds"),
+                                          "end": now.isoformat(timespec="seconds"), "rows": window.num_rows}}
+    if window.num_rows < cfg.trigger.min_samples:
+        verdict.update(status="insufficient_data", signals={},
+                       reason=f"{window.num_rows} logged rows in the window, fewer than min_samples "
+                              f"{cfg.trigger.min_samples}: no verdict")
+        return verdict, _page(verdict, None)
+
+    featurizer = loaded.featurizer
+    ref_texts = reference_texts(store, loaded.card, split, cfg.reference_rows)
+    ref_encoded = encode(featurizer, ref_texts)
+    seen = known_ids(featurizer, ref_encoded)
+    ref_feat, ref_hist, _ = text_features(featurizer, ref_texts, seen, ref_encoded, cfg.hash_bins)
+    cur_texts = window.column("text").to_pylist()
+    cur_feat, cur_hist, _ = text_features(featurizer, cur_texts, seen, hash_bins=cfg.hash_bins)
+
+    kinds = dict.fromkeys(NUMERICAL, "numerical")
+    inputs = fast_verdict(ref_feat, cur_feat, kinds, cfg.numeric_threshold, cfg.categorical_threshold, 1.0)
+    hist_js = js_histograms(ref_hist, cur_hist)
+    inputs["columns"]["feature_hash_histogram"] = {"method": "jensenshannon", "score": hist_js,
+                                                   "threshold": cfg.categorical_threshold,
+                                                   "drifted": bool(hist_js >= cfg.categorical_threshold)}
+    share = sum(c["drifted"] for c in inputs["columns"].values()) / len(inputs["columns"])
+    inputs.update(drifted_share=share, drift_share_threshold=cfg.drift_share, dataset_drift=share >= cfg.drift_share)
+
+    probs = loaded.predict_proba(ref_texts)
+    ref_pred = {"predicted_label": np.array(featurizer.labels)[probs.argmax(axis=1)],
+                "confidence": probs.max(axis=1).astype(np.float64)}
+    cur_pred = {"predicted_label": np.array(window.column("label").to_pylist(), dtype=object).astype(str),
+                "confidence": window.column("confidence").to_numpy().astype(np.float64)}
+    predictions = fast_verdict(ref_pred, cur_pred, {"predicted_label": "categorical", "confidence": "numerical"},
+                               cfg.numeric_threshold, cfg.categorical_threshold, drift_share=0.5)
+
+    accuracy: dict[str, Any] = {"labelled": 0}
+    feedback = read_feedback(store, model)
+    if feedback.num_rows:
+        joined = window.select(["request_id", "label"]).join(
+            feedback.rename_columns(["request_id", "true_label"]), "request_id")
+        n = joined.num_rows
+        accuracy["labelled"] = n
+        if n >= cfg.min_labelled:
+            live = pc.sum(pc.equal(joined.column("label"), joined.column("true_label"))).as_py() / n
+            test = loaded.card.get("metrics", {}).get("test", {}).get("accuracy")
+            accuracy.update(live_accuracy=live, champion_test_accuracy=test,
+                            drop=None if test is None else test - live, max_drop=cfg.max_accuracy_drop)
+    accuracy_drop = accuracy.get("drop") is not None and accuracy["drop"] > cfg.max_accuracy_drop
+
+    verdict.update(status="judged", signals={"input_drift": bool(inputs["dataset_drift"]),
+                                             "prediction_drift": bool(predictions["dataset_drift"]),
+                                             "accuracy_drop": bool(accuracy_drop) if "drop" in accuracy else None},
+                   input=inputs, prediction=predictions, accuracy=accuracy,
+                   feature_summary={"reference": summary(ref_feat), "current": summary(cur_feat)},
+                   reference={"dataset": loaded.card["dataset"], "rows": len(ref_texts)})
+    page = None
+    if html_report:
+        page = _evidently_page(ref_feat | ref_pred, cur_feat | cur_pred, cfg)
+    return verdict, _page(verdict, page)
+
+
+def _evidently_page(reference: dict[str, np.ndarray], current: dict[str, np.ndarray], cfg: MonitorConfig) -> str:
+    from components.monitor.drift import evidently_verdict
+
+    rng = np.random.default_rng(0)
+
+    def sample(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(columns.values())))
+        if n <= cfg.report_rows:
+            return columns
+        idx = np.sort(rng.choice(n, cfg.report_rows, replace=False))
+        return {k: v[idx] for k, v in columns.items()}
+
+    kinds = dict.fromkeys(NUMERICAL, "numerical") | {"predicted_label": "categorical", "confidence": "numerical"}
+    _, page = evidently_verdict(sample(reference), sample(current), kinds, cfg.numeric_threshold,
+                                cfg.categorical_threshold, cfg.drift_share, html=True)
+    return page or ""
+
+
+def _page(verdict: dict[str, Any], evidently_html: str | None) -> str:
+    """One self-contained HTML file: the verdict on top, Evidently's report below."""
+    details = {k: verdict[k] for k in ("input", "prediction", "accuracy") if k in verdict}
+    head = (f"<h1>Monitoring: {html.escape(verdict['model'])} {html.escape(verdict['version'])}</h1>"
+            f"<p>status: <b>{html.escape(verdict['status'])}</b>; window {html.escape(verdict['window']['start'])} "
+            f"to {html.escape(verdict['window']['end'])}, {verdict['window']['rows']} rows; signals "
+            f"{html.escape(json.dumps(verdict.get('signals', {})))}</p>"
+            f"<pre>{html.escape(json.dumps(details, indent=1, default=str))}</pre>")
+    if evidently_html is None:
+        return f"<!doctype html><html><head><meta charset='utf-8'></head><body>{head}</body></html>"
+    return evidently_html.replace("<body>", f"<body><div style='padding:1em'>{head}</div>", 1)

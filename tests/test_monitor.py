@@ -1,0 +1,145 @@
+"""Monitoring: the fast drift verdict equals Evidently's, the trigger's guardrails, and the monitor
+executor on real inference logs written by the predictor's logger."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from components.common.config import SplitConfig
+from components.monitor.config import MonitorConfig, TriggerPolicy
+from components.monitor.drift import evidently_verdict, fast_verdict
+from components.monitor.trigger import decide, history, record
+
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+
+
+def _tables(n: int, shift: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ref = {"chars": rng.lognormal(6, 1, n), "digits": rng.beta(1, 20, n), "urls": rng.poisson(0.3, n).astype(float),
+           "label": rng.choice(["ham", "spam"], n, p=[0.7, 0.3])}
+    cur = {"chars": rng.lognormal(6 + shift, 1, n), "digits": rng.beta(1, 20 - 10 * shift, n),
+           "urls": rng.poisson(0.3 + shift, n).astype(float),
+           "label": rng.choice(["ham", "spam"], n, p=[0.7 - shift / 2, 0.3 + shift / 2])}
+    kinds = {"chars": "numerical", "digits": "numerical", "urls": "numerical", "label": "categorical"}
+    return ref, cur, kinds
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.05, 0.4])
+def test_fast_verdict_matches_evidently_column_by_column(shift):
+    ref, cur, kinds = _tables(5000, shift)
+    fast = fast_verdict(ref, cur, kinds)
+    slow, _ = evidently_verdict(ref, cur, kinds)
+    assert fast["dataset_drift"] == slow["dataset_drift"]
+    assert fast["drifted_share"] == pytest.approx(slow["drifted_share"])
+    for name in kinds:
+        assert fast["columns"][name]["score"] == pytest.approx(slow["columns"][name]["score"], rel=1e-9, abs=1e-12)
+        assert fast["columns"][name]["drifted"] == slow["columns"][name]["drifted"]
+    # `urls` has <= 5 distinct values at no shift: Evidently (and we) use Jensen-Shannon there
+    assert {c["method"] for c in fast["columns"].values()} <= {"wasserstein", "jensenshannon"}
+    assert fast["dataset_drift"] == (shift >= 0.4)
+
+
+def _verdict(drifted: bool | None):
+    if drifted is None:
+        return {"status": "insufficient_data", "reason": "12 rows", "signals": {}}
+    return {"status": "judged", "signals": {"input_drift": drifted, "prediction_drift": False, "accuracy_drop": None}}
+
+
+def _run(policy: TriggerPolicy, windows: list[bool | None], hours_apart: float = 1.0) -> list[str]:
+    past: list[dict] = []
+    for i, drifted in enumerate(windows):
+        decision = decide(policy, _verdict(drifted), past, NOW + dt.timedelta(hours=i * hours_apart))
+        past.append(decision)
+    return [d["action"] for d in past]
+
+
+def test_trigger_guardrails():
+    policy = TriggerPolicy(consecutive_windows=1, cooldown_hours=6, max_retrains_per_day=3)
+    assert _run(policy, [False, False]) == ["wait", "wait"]  # no drift: no retrain
+    assert _run(policy, [None]) == ["insufficient_data"]  # below min_samples: no false alarm
+    assert _run(policy, [True, True]) == ["retrain", "wait"]  # two drifted windows in the cooldown: one retrain
+    assert _run(policy, [True, True], hours_apart=7) == ["retrain", "retrain"]  # after the cooldown: again
+    debounce = TriggerPolicy(consecutive_windows=2, cooldown_hours=0)
+    assert _run(debounce, [True, False, True, None, True]) == ["wait", "wait", "wait", "insufficient_data",
+                                                               "retrain"]
+    capped = TriggerPolicy(consecutive_windows=1, cooldown_hours=0, max_retrains_per_day=2)
+    assert _run(capped, [True, True, True]) == ["retrain", "retrain", "wait"]
+    only_accuracy = TriggerPolicy(signals=["accuracy_drop"], cooldown_hours=0)
+    assert _run(only_accuracy, [True]) == ["wait"]  # input drift alone is not a counted signal here
+    decision = decide(policy, _verdict(True), [decide(policy, _verdict(True), [], NOW)], NOW + dt.timedelta(hours=1))
+    assert any("cooldown: last retrain 1.0 h ago" in r for r in decision["reasons"])
+
+
+def test_decisions_are_recorded_with_evidence(file_store):
+    policy = TriggerPolicy()
+    first = decide(policy, _verdict(True), [], NOW)
+    record(file_store, "m", first)
+    second = decide(policy, _verdict(True), history(file_store, "m"), NOW + dt.timedelta(hours=1))
+    record(file_store, "m", second)
+    kept = history(file_store, "m")
+    assert [d["action"] for d in kept] == ["retrain", "wait"]
+    assert kept[0]["signals"]["input_drift"] is True and kept[1]["reasons"]
+
+
+def _log(store, loaded, texts, at: dt.datetime, request_prefix: str):
+    """Score and log `texts` as the predictor does (its InferenceLogger, its scoring path)."""
+    from components.serve.logging_sink import InferenceLogger
+
+    logger = InferenceLogger(store, "toy-model", loaded.card["version"], "stable", sample_rate=1.0)
+    probs = loaded.predict_proba(texts)
+    labels = [loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
+    for i, (text, label, conf) in enumerate(zip(texts, labels, probs.max(axis=1), strict=True)):
+        logger.log(f"{request_prefix}-{i}", [text], [label], [float(conf)])
+    logger.close()
+    return labels
+
+
+def test_monitor_window_on_logged_predictions(two_versions, tmp_path):
+    from components.common.storage import FileStore
+    from components.monitor.core import monitor_window, write_feedback
+    from components.registry.core import load
+    from tests.training_data import corpus
+
+    src, stable, *_ = two_versions
+    store = FileStore(str(tmp_path / "store"))  # a copy, so the logs do not leak into other tests
+    for key in src.list(""):
+        store.write_bytes(key, src.read_bytes(key))
+    from components.registry.core import set_alias
+
+    set_alias(store, "toy-model", "champion", stable)
+    loaded = load(store, "toy-model", "champion")
+    cfg = MonitorConfig(reference_rows=1000, trigger=TriggerPolicy(min_samples=300), min_labelled=100,
+                        report_rows=500)
+    split = SplitConfig()
+    now = dt.datetime.now(dt.UTC)
+
+    verdict, page = monitor_window(store, "toy-model", cfg, split, now=now)
+    assert verdict["status"] == "insufficient_data" and "0 logged rows" in verdict["reason"]
+
+    same = [r["text"] for r in corpus(600, seed=5)]
+    _log(store, loaded, same, now, "same")
+    verdict, page = monitor_window(store, "toy-model", cfg, split, now=dt.datetime.now(dt.UTC))
+    assert verdict["status"] == "judged" and verdict["window"]["rows"] == 600
+    assert verdict["signals"]["input_drift"] is False, verdict["input"]
+    assert "<html" in page.lower() and "Monitoring: toy-model" in page
+
+    shifted_rows = corpus(600, seed=9)
+    shifted = [f"URGENT!!! {r['text'].upper()} CALL 0800-{i:06d} http://x.example/{i}" for i, r in
+               enumerate(shifted_rows)]
+    later = dt.datetime.now(dt.UTC)
+    predicted = _log(store, loaded, shifted, later, "shifted")
+    # delayed labels arrive: the opposite of what was predicted for every shifted request
+    flipped = ["ham" if p == "spam" else "spam" for p in predicted]
+    write_feedback(store, "toy-model", [f"shifted-{i}" for i in range(len(shifted))], flipped, "batch-1")
+    cfg_recent = cfg.model_copy(update={"window_hours": (dt.datetime.now(dt.UTC) - later).total_seconds() / 3600
+                                        + 1e-4})
+    verdict, _ = monitor_window(store, "toy-model", cfg_recent, split, now=dt.datetime.now(dt.UTC), html_report=False)
+    assert verdict["window"]["rows"] == 600  # only the shifted batch is inside this window
+    assert verdict["signals"]["input_drift"] is True
+    drifted = {k for k, c in verdict["input"]["columns"].items() if c["drifted"]}
+    assert {"upper_share", "digit_share", "url_count", "oov_rate"} <= drifted
+    assert verdict["accuracy"]["labelled"] == 600 and verdict["accuracy"]["live_accuracy"] == 0.0
+    assert verdict["signals"]["accuracy_drop"] is True
