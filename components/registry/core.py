@@ -92,6 +92,10 @@ class LoadedModel:
         return torch.softmax(logits.float(), dim=1).numpy()
 
 
+def load_card(store: Store, name: str, ref: str = "champion") -> dict[str, Any]:
+    return store.read_json(f"{_prefix(name)}/{resolve_version(store, name, ref)}/model_card.json")
+
+
 def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
     """Load and verify a version: every file must match the sha256 in its model card."""
     import torch

@@ -1,0 +1,58 @@
+"""KFP components: monitor a served model's logged window (verdict + Evidently HTML + trigger
+decision), and, on the cluster, submit the continuous-training pipeline when told to retrain."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Output
+
+from components.images import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def monitor_op(
+    store: str,
+    model_name: str,
+    monitor_config: dict,
+    split_config: dict,
+    verdict: Output[Artifact],
+    report: Output[HTML],
+    decision: Output[Artifact],
+) -> NamedTuple("MonitorOutputs", action=str, status=str):
+    import datetime as dt
+    import json
+    from collections import namedtuple
+
+    from components.common.config import SplitConfig
+    from components.common.storage import open_store
+    from components.monitor import trigger
+    from components.monitor.config import MonitorConfig
+    from components.monitor.core import monitor_window
+
+    st, cfg = open_store(store), MonitorConfig.model_validate(monitor_config)
+    now = dt.datetime.now(dt.UTC)
+    result, page = monitor_window(st, model_name, cfg, SplitConfig.model_validate(split_config), now=now)
+    chosen = trigger.decide(cfg.trigger, result, trigger.history(st, model_name), now)
+    chosen["record"] = trigger.record(st, model_name, chosen)
+    if cfg.pushgateway_url:
+        from components.monitor.alerts import push
+
+        push(cfg.pushgateway_url, result, chosen)
+    for artifact, value in ((verdict, result), (decision, chosen)):
+        with open(artifact.path, "w") as handle:
+            json.dump(value, handle, indent=2, default=str)
+    with open(report.path, "w") as handle:
+        handle.write(page)
+    verdict.metadata.update({"status": result["status"], **{k: str(v) for k, v in result.get("signals", {}).items()}})
+    decision.metadata.update({"action": chosen["action"]})
+    print(f"monitor: {result['status']}; decision {chosen['action']}: {'; '.join(chosen['reasons'])}")
+    return namedtuple("MonitorOutputs", ["action", "status"])(chosen["action"], result["status"])
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def submit_retraining_op(store: str, model_name: str, sources: list, kfp_host: str, pipeline_name: str,
+                         experiment: str, config: dict) -> str:
+    from components.common.storage import open_store
+    from components.monitor.submit import submit_retraining
+
+    return submit_retraining(open_store(store), model_name, sources, kfp_host, pipeline_name, experiment, config)
