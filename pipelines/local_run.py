@@ -121,28 +121,48 @@ class LocalPipelineRun:
         return _newest_run_dir(self.pipeline_root, before)
 
 
-def _training_step_summary(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
-    data = _data_step_summary(run_dir, reports_dir, "reference")
-    trials = json.loads(next(run_dir.glob("tune-op/trials")).read_text())
-    leaderboard = reports_dir / "search-leaderboard.md"
-    shutil.copyfile(next(run_dir.glob("tune-op/leaderboard")), leaderboard)
+def _monitor_step_summary(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
+    verdict = json.loads(next(run_dir.glob("monitor-op/verdict")).read_text())
+    decision = json.loads(next(run_dir.glob("monitor-op/decision")).read_text())
+    html_report = reports_dir / "monitoring-report.html"
+    shutil.copyfile(next(run_dir.glob("monitor-op/report")), html_report)
+    (reports_dir / "monitoring-verdict.json").write_text(json.dumps(verdict, indent=2, default=str))
+    return {"verdict": {k: verdict.get(k) for k in ("status", "version", "window", "signals", "reason")},
+            "input_drift": {k: (verdict.get("input") or {}).get(k) for k in ("drifted_share", "drift_share_threshold")}
+            | {"drifted": sorted(k for k, c in (verdict.get("input") or {}).get("columns", {}).items()
+                                 if c["drifted"])},
+            "prediction_drift": {k: {"score": round(c["score"], 4), "drifted": c["drifted"]}
+                                 for k, c in (verdict.get("prediction") or {}).get("columns", {}).items()},
+            "accuracy": verdict.get("accuracy"), "decision": {"action": decision["action"],
+                                                              "reasons": decision["reasons"],
+                                                              "record": decision.get("record")},
+            "report": str(html_report), "verdict_json": str(reports_dir / "monitoring-verdict.json")}
+
+
+def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "reference") -> dict[str, Any]:
+    data = _data_step_summary(run_dir, reports_dir, tag)
+    search = None
+    if list(run_dir.glob("tune-op/trials")):
+        trials = json.loads(next(run_dir.glob("tune-op/trials")).read_text())
+        leaderboard = reports_dir / f"search-leaderboard-{tag}.md"
+        shutil.copyfile(next(run_dir.glob("tune-op/leaderboard")), leaderboard)
+        states: dict[str, int] = {}
+        for t in trials:
+            states[t["state"]] = states.get(t["state"], 0) + 1
+        succeeded = [t for t in trials if t["state"] == "succeeded"]
+        best = max(succeeded, key=lambda t: t["value"]) if succeeded else {"params": {}}
+        search = {"trials": len(trials), "states": states, "leaderboard": str(leaderboard),
+                  "best_params": best["params"]}
     record = json.loads(next(run_dir.glob("train-op/run_record")).read_text())
     curve = reports_dir / f"training-curve-{record['run_id']}.html"
     shutil.copyfile(next(run_dir.glob("train-op/curve")), curve)
     card = json.loads(next(run_dir.glob("register-op/model")).read_text())
     decision = json.loads(next(run_dir.glob("gate-op/decision")).read_text())
-    gate_md = reports_dir / "gate.md"
+    gate_md = reports_dir / f"gate-{tag}.md"
     shutil.copyfile(next(run_dir.glob("gate-op/report")), gate_md)
     deployment_files = list(run_dir.glob("**/canary-op/deployment"))
     deployment = json.loads(deployment_files[0].read_text()) if deployment_files else None
-    states: dict[str, int] = {}
-    for t in trials:
-        states[t["state"]] = states.get(t["state"], 0) + 1
-    return {**data,
-            "search": {"trials": len(trials), "states": states, "leaderboard": str(leaderboard),
-                       "best_params": next((t["params"] for t in trials if t["state"] == "succeeded"
-                                            and t["value"] == max(x["value"] for x in trials
-                                                                  if x["state"] == "succeeded")), {})},
+    return {**data, **({"search": search} if search else {}),
             "train": {"run_id": record["run_id"], "best_epoch": record["best_epoch"],
                       "validation": record["metrics"]["validation"], "test": record["metrics"]["test"],
                       "train_docs_per_s": record["train_docs_per_s"], "device": record["device"],
@@ -228,7 +248,9 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
             summary["steps"].append({"name": "reference data", **step})
         progress(_describe(step))
 
-        if production:
+        if production and train_too:
+            summary["steps"] += _closed_loop(cfg, store, production, step, runner, run_dir, progress)
+        elif production:
             ref_version = step["ingest"]["version"]
             progress(f"[2] data pipeline on the production batch, drift vs {ref_version}")
             second = runner.run("production data pipeline", pipeline, sources=production,
@@ -247,6 +269,72 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
             server.stop()
 
 
+def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: dict[str, Any],
+                 runner: LocalPipelineRun, run_dir: Path, progress) -> list[dict[str, Any]]:
+    """Serve -> replay production -> monitor -> (retrain -> gate -> canary) or ingest only."""
+    from components.monitor.submit import retrain_config
+    from pipelines.closed_loop import replay_production
+    from pipelines.data_pipeline import build_data_pipeline
+    from pipelines.monitoring_pipeline import build_monitoring_pipeline
+    from pipelines.training_pipeline import build_training_pipeline
+
+    steps = []
+    reports = run_dir / "reports"
+    ref_version = first["ingest"]["version"]
+    progress("[2] production traffic: the champion serves the production batch (request logging on), then "
+             "the batch's labels arrive as delayed feedback")
+    replay = replay_production(open_store(store), cfg, production)
+    steps.append({"name": "production traffic", "replay": replay})
+    progress(f"    {replay['answered']} requests answered by champion {replay['champion']}, {replay['logged']} "
+             f"logged, labels delivered ({replay['seconds']} s)")
+
+    progress("[3] monitoring pipeline: the logged window vs the champion's training data")
+    monitored = runner.run("monitoring pipeline", build_monitoring_pipeline(cfg, store=store, with_submit=False),
+                           store=store)
+    mon = _monitor_step_summary(monitored, reports)
+    steps.append({"name": "monitoring", **mon})
+    progress(_describe_monitor(mon))
+
+    if mon["decision"]["action"] == "retrain":
+        progress("[4] continuous-training pipeline: the production batch as a new version, "
+                 + ("search and train" if cfg.monitor.retrain == "search" else "retrain the champion's configuration")
+                 + ", gate vs the champion, canary")
+        config = cfg.model_dump(mode="json", exclude_none=True)
+        if cfg.monitor.retrain == "champion_params":
+            config = retrain_config(open_store(store), cfg.model_name, config)
+        retrained = runner.run("continuous-training pipeline",
+                               build_training_pipeline(cfg, store=store, backend="local", continuous=True),
+                               sources=production, dataset=cfg.data.dataset, store=store, config=config,
+                               reference_version=ref_version)
+        step = _training_step_summary(retrained, reports, tag="retrain")
+        steps.append({"name": "continuous training", **step})
+    else:
+        progress(f"[4] no retrain ({mon['decision']['action']}): the production batch is versioned only")
+        data_run = runner.run("production data pipeline", build_data_pipeline(cfg, store=store), sources=production,
+                              dataset=cfg.data.dataset, store=store, reference_version=ref_version)
+        step = _data_step_summary(data_run, reports, "production")
+        steps.append({"name": "production data", **step})
+    progress(_describe(step))
+    return steps
+
+
+def _describe_monitor(mon: dict[str, Any]) -> str:
+    verdict, decision = mon["verdict"], mon["decision"]
+    if verdict["status"] == "insufficient_data":
+        first = f"    monitor: insufficient data ({verdict['reason']})"
+    else:
+        signals = ", ".join(f"{k} {'YES' if v else ('no' if v is not None else 'n/a')}"
+                            for k, v in verdict["signals"].items())
+        acc = mon["accuracy"] or {}
+        live = (f"; live accuracy {acc['live_accuracy']:.4f} on {acc['labelled']} labelled vs test "
+                f"{acc['champion_test_accuracy']:.4f}" if acc.get("live_accuracy") is not None else "")
+        first = (f"    monitor: {verdict['window']['rows']} logged rows; {signals}; input features drifted "
+                 f"{mon['input_drift']['drifted_share']:.0%} ({', '.join(mon['input_drift']['drifted']) or 'none'})"
+                 f"{live}")
+    return (f"{first}\n    decision: {decision['action']} ({'; '.join(decision['reasons'])})\n"
+            f"    report: {mon['report']}")
+
+
 def _describe(step: dict[str, Any]) -> str:
     i = step["ingest"]
     lines = [f"    dataset {i['dataset']} version {i['version']} (parent {i['parent'] or 'none'}, "
@@ -258,11 +346,15 @@ def _describe(step: dict[str, Any]) -> str:
         lines.append(f"    drift: {'YES' if drift['dataset_drift'] else 'no'} ({drift['drifted_share']:.0%} of "
                      f"columns; drifted: {cols})")
     lines.append(f"    report: {step['report']['html']}")
-    if "search" in step:
-        sr, tr, md = step["search"], step["train"], step["model"]
-        states = ", ".join(f"{n} {k}" for k, n in sorted(sr["states"].items()))
-        lines.append(f"    search: {sr['trials']} trials ({states}); best params {sr['best_params']}; "
-                     f"leaderboard: {sr['leaderboard']}")
+    if "train" in step:
+        tr, md = step["train"], step["model"]
+        if "search" in step:
+            sr = step["search"]
+            states = ", ".join(f"{n} {k}" for k, n in sorted(sr["states"].items()))
+            lines.append(f"    search: {sr['trials']} trials ({states}); best params {sr['best_params']}; "
+                         f"leaderboard: {sr['leaderboard']}")
+        else:
+            lines.append(f"    no search: retrained the champion's configuration {tr['params']}")
         lines.append(f"    train: run {tr['run_id']} on {tr['device']}, best epoch {tr['best_epoch']}, validation "
                      f"accuracy {tr['validation']['accuracy']:.4f}, test accuracy {tr['test']['accuracy']:.4f} "
                      f"(macro-F1 {tr['test']['macro_f1']:.4f}); curve: {tr['curve']}")

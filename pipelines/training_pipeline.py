@@ -54,9 +54,10 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         canary_config: dict = config["canary"],
         deploy_target: str = "kserve" if backend == "katib" else "local",
         deploy_config: dict = config["deploy"],
+        reference_version: str = "",  # the data report's drift baseline ("": statistics only)
     ) -> str:
         version = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
-                             report_config)
+                             report_config, reference_version=reference_version)
         run_id = f"{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
         tasks = []
         if search:

@@ -56,3 +56,31 @@ def test_a_worse_candidate_is_stopped_at_the_gate_with_reasons(tmp_path, file_st
                                                                                       "champion"),
                                     "toy", version, split)
     assert evaluation["champion"] is None  # the champion against itself is not a comparison
+
+
+def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(two_versions, tmp_path):
+    from components.common.storage import FileStore
+    from components.evaluate.core import evaluate_candidate
+    from components.gate.core import GateConfig, decide
+    from components.registry.core import set_alias
+
+    src, stable, cand, *_ = two_versions
+    store = FileStore(str(tmp_path / "store"))
+    for key in src.list(""):
+        store.write_bytes(key, src.read_bytes(key))
+    set_alias(store, "toy-model", "champion", stable)
+    store.write_bytes(f"models/toy-model/{stable}/featurizer.json", b'{"format": 1}')  # an older, changed file
+    dataset = store.read_json(f"models/toy-model/{cand}/model_card.json")["dataset"]
+    evaluation = evaluate_candidate(store, "toy-model", cand, dataset["name"], dataset["version"], {})
+    assert evaluation["champion"] is None and evaluation["champion_unusable"]["version"] == stable
+    assert "sha256" in evaluation["champion_unusable"]["reason"]
+    lenient = GateConfig(min_accuracy=0, min_macro_f1=0, max_ece=1, on_unusable_champion="absolute_only")
+    strict = lenient.model_copy(update={"on_unusable_champion": "fail"})
+    refused = decide(evaluation["candidate"], None, strict, {"matching_share": 1.0, "passed": True},
+                     evaluation["champion_unusable"])
+    assert not refused["blessed"]
+    assert refused["reasons"] == [f"champion {stable} cannot be loaded: {evaluation['champion_unusable']['reason']} "
+                                  "(gate.on_unusable_champion: fail)"]
+    allowed = decide(evaluation["candidate"], None, lenient, {"matching_share": 1.0, "passed": True},
+                     evaluation["champion_unusable"])
+    assert allowed["blessed"]

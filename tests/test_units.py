@@ -84,6 +84,7 @@ def test_featurizer_hashing_and_vocabulary_round_trip_and_fit_on_train_only():
     train = pa.array(["the cat sat", "the dog ran", "a cat ran"])
     labels = pa.array(["pets", "pets", "other"])
     for cfg in (FeaturesConfig(word_ngrams=(1, 2), char_ngrams=(3, 4)),
+                FeaturesConfig(word_ngrams=None, char_ngrams=(3, 4)),  # a feature group dropped
                 FeaturesConfig(kind="vocabulary", min_freq=2, word_ngrams=(1, 1))):
         feat = fit(train, labels, cfg)
         enc = feat.encode(pa.array(["the cat", "zebra unseen", ""]))
@@ -99,6 +100,12 @@ def test_featurizer_hashing_and_vocabulary_round_trip_and_fit_on_train_only():
         vocab.encode_labels(pa.array(["fish"]))
     with pytest.raises(InputError, match="needs two"):
         fit(train, pa.array(["a", "a", "a"]), FeaturesConfig())
+    words = fit(train, labels, FeaturesConfig()).encode(pa.array(["the cat"])).ids
+    chars = fit(train, labels, FeaturesConfig(word_ngrams=None, char_ngrams=(3, 3))).encode(pa.array(["the cat"])).ids
+    assert len(words) == 3 and len(chars) == 6  # 'the', 'cat', 'the cat' vs the char 3-grams of '<the>', '<cat>'
+    assert set(words.tolist()).isdisjoint(chars.tolist())  # word and char features hash apart ("w:" / "c:")
+    with pytest.raises(ValueError, match="keep at least one feature group"):
+        FeaturesConfig(word_ngrams=None, char_ngrams=None)
 
 
 def test_config_errors_name_the_field(tmp_path):

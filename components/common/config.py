@@ -92,7 +92,9 @@ class FeaturesConfig(Section):
     """Text -> token ids for an EmbeddingBag-style model."""
 
     lowercase: bool = True
-    word_ngrams: tuple[int, int] = (1, 2)
+    # Feature groups: word n-grams and character n-grams; None drops a group (the search can try
+    # either alone, which is how feature selection enters AutoML). At least one group is needed.
+    word_ngrams: tuple[int, int] | None = (1, 2)
     char_ngrams: tuple[int, int] | None = None  # e.g. [3, 5]; None disables
     kind: Literal["hashing", "vocabulary"] = "hashing"
     num_buckets: int = Field(2**18, ge=16)  # hashing: id space; vocabulary: max size
@@ -101,6 +103,8 @@ class FeaturesConfig(Section):
 
     @model_validator(mode="after")
     def _ranges(self) -> FeaturesConfig:
+        if self.word_ngrams is None and self.char_ngrams is None:
+            raise ValueError("word_ngrams and char_ngrams are both null: keep at least one feature group")
         for name in ("word_ngrams", "char_ngrams"):
             rng = getattr(self, name)
             if rng is not None and not 1 <= rng[0] <= rng[1]:

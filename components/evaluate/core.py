@@ -104,7 +104,7 @@ def evaluate_candidate(store, model_name: str, candidate: str, dataset: str, ver
                        split_config: dict) -> dict[str, Any]:
     """Candidate and current champion (if any) scored on the same rows: the candidate's test split."""
     from components.common.config import SplitConfig
-    from components.common.errors import NotFoundError
+    from components.common.errors import ConveyorError, NotFoundError
     from components.dataset import versioning as v
     from components.registry.core import load
     from components.split.core import split_table
@@ -120,6 +120,12 @@ def evaluate_candidate(store, model_name: str, candidate: str, dataset: str, ver
     try:
         champ = load(store, model_name, "champion")
     except NotFoundError:
+        return result
+    except ConveyorError as exc:  # e.g. a model saved by an older, incompatible featurizer format
+        from components.registry.core import resolve_version
+
+        result["champion_unusable"] = {"version": resolve_version(store, model_name, "champion"),
+                                       "reason": exc.message}
         return result
     if champ.card["version"] != cand.card["version"]:
         result["champion"] = {"version": champ.card["version"], **evaluate(champ, test)}

@@ -87,7 +87,7 @@ class Featurizer:
         words = self._words(texts)
         flat = pc.list_flatten(words)
         parents = pc.list_parent_indices(words).to_numpy()
-        lo, hi = self.config.word_ngrams
+        lo, hi = self.config.word_ngrams or (1, 0)  # None: no word features (characters only)
         for n in range(lo, hi + 1):
             if n == 1:
                 yield "w", flat, parents

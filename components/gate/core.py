@@ -6,7 +6,7 @@ threshold and result, so a refused candidate always shows why.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,9 @@ class GateConfig(BaseModel):
     max_slice_accuracy_regression: float = Field(0.05, ge=0, le=1)
     # Infra validation: the model served by a real KServe server must answer like offline.
     require_infra_validation: bool = True
+    # A champion this code cannot load (an older model format, a tampered file): "fail" refuses
+    # the candidate until someone decides; "absolute_only" judges it on the absolute checks alone.
+    on_unusable_champion: Literal["fail", "absolute_only"] = "fail"
 
 
 def _check(name: str, value: float, threshold: float, passed: bool, kind: str, **extra) -> dict[str, Any]:
@@ -34,9 +37,15 @@ def _check(name: str, value: float, threshold: float, passed: bool, kind: str, *
 
 
 def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: GateConfig,
-           infra: dict[str, Any] | None = None) -> dict[str, Any]:
+           infra: dict[str, Any] | None = None, unusable: dict[str, Any] | None = None) -> dict[str, Any]:
     """Blessed only when every check passes. With no champion, only absolute checks apply."""
-    checks = [
+    checks = []
+    if unusable is not None:
+        checks.append(_check("champion_comparable", 0.0, 1.0, config.on_unusable_champion == "absolute_only",
+                             "regression", detail=f"champion {unusable['version']} cannot be loaded: "
+                                                  f"{unusable['reason']} (gate.on_unusable_champion: "
+                                                  f"{config.on_unusable_champion})"))
+    checks += [
         _check("accuracy", candidate["accuracy"], config.min_accuracy,
                candidate["accuracy"] >= config.min_accuracy, "absolute"),
         _check("macro_f1", candidate["macro_f1"], config.min_macro_f1,
@@ -69,7 +78,8 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: G
     failed = [c for c in checks if not c["passed"]]
     return {"blessed": not failed, "decision": "BLESSED" if not failed else "NOT_BLESSED",
             "champion_present": champion is not None, "checks": checks,
-            "reasons": [f"{c['check']}: {c['value']:.4g} vs threshold {c['threshold']:.4g}" for c in failed]}
+            "reasons": [c["detail"] if c["check"] == "champion_comparable" else
+                        f"{c['check']}: {c['value']:.4g} vs threshold {c['threshold']:.4g}" for c in failed]}
 
 
 def gate_candidate(store, model_name: str, evaluation: dict[str, Any], config: GateConfig,
@@ -78,7 +88,8 @@ def gate_candidate(store, model_name: str, evaluation: dict[str, Any], config: G
     infra = None
     if config.require_infra_validation:
         infra = infra_validate(store, model_name, evaluation, sample_rows)
-    decision = decide(evaluation["candidate"], evaluation["champion"], config, infra)
+    decision = decide(evaluation["candidate"], evaluation["champion"], config, infra,
+                      evaluation.get("champion_unusable"))
     return {**decision, "model": model_name, "candidate": evaluation["candidate"]["version"],
             "champion": (evaluation["champion"] or {}).get("version"), "dataset": evaluation["dataset"],
             "infra_validation": infra}

@@ -259,6 +259,20 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
                             seconds=time.perf_counter() - started, phase_seconds=phases)
 
 
+def read_clean(sources: list[str], settings: SourceSettings, cleaning: CleaningConfig) -> tuple[pa.Table, int]:
+    """Read and clean sources in memory, without versioning (e.g. to replay a batch as traffic).
+    Returns (accepted rows, quarantined row count)."""
+    reader = SourceReader(settings)
+    cleaner = Cleaner(cleaning, None)
+    accepted, quarantined = [], 0
+    for raw in reader.read(discover(sources, settings)):
+        ok, bad = cleaner.clean(raw)
+        accepted.append(_assign_sources(ok, settings))
+        quarantined += bad.num_rows
+    table = pa.concat_tables(accepted) if accepted else ACCEPTED_SCHEMA.empty_table()
+    return table, quarantined
+
+
 def _quarantine_uri(store: Store, dataset: str, manifest: dict[str, Any]) -> str | None:
     q = manifest.get("quarantine")
     return store.url(f"{v.dataset_prefix(dataset)}/{q['path']}") if q else None

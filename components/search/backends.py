@@ -17,10 +17,15 @@ BACKENDS = ("local", "katib")
 
 
 def leaderboard_markdown(spec: SearchSpec, rows: list[dict[str, Any]], best_id: str) -> str:
+    """Every trial with its configuration and last reported metrics, ranked; then the effect of each
+    searched feature and architecture choice (feature-group selection shows up here)."""
     names = [p.name for p in spec.parameters]
     metric = spec.objective.metric
-    head = f"| trial | state | {metric} | " + " | ".join(names) + " | epochs | seconds |"
-    sep = "|---" * (len(names) + 5) + "|"
+    others = [m for m in ("macro_f1", "loss", "accuracy") if m != metric and any(m in (r.get("metrics") or {})
+                                                                                 for r in rows)]
+    head = f"| trial | state | {metric} | " + "".join(f"{m} | " for m in others) + " | ".join(names) + \
+        " | epochs | seconds |"
+    sep = "|---" * (len(names) + len(others) + 5) + "|"
     goal_max = spec.objective.goal == "maximize"
     ranked = sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0) if goal_max else (r["value"] or 0)))
     lines = [f"### Search: {spec.algorithm}, {len(rows)} trials, objective {metric} ({spec.objective.goal})", "",
@@ -28,13 +33,29 @@ def leaderboard_markdown(spec: SearchSpec, rows: list[dict[str, Any]], best_id: 
     for r in ranked:
         mark = " **best**" if r["run_id"] == best_id else ""
         value = "" if r["value"] is None else f"{r['value']:.4f}"
+        extra = "".join(f"{_fmt((r.get('metrics') or {}).get(m, ''))} | " for m in others)
         params = " | ".join(_fmt(r["params"].get(n)) for n in names)
-        lines.append(f"| {r['run_id']}{mark} | {r['state']} | {value} | {params} | {r.get('epochs', '')} | "
+        lines.append(f"| {r['run_id']}{mark} | {r['state']} | {value} | {extra}{params} | {r.get('epochs', '')} | "
                      f"{r.get('seconds', '')} |")
+    choices = [n for n in names if n.startswith("features.") or n in ("family", "train.family")]
+    for name in choices:
+        groups: dict[str, list[float]] = {}
+        for r in rows:
+            if r["value"] is not None and name in r["params"]:
+                groups.setdefault(_fmt(r["params"][name]), []).append(r["value"])
+        if len(groups) < 2:
+            continue
+        lines += ["", f"Effect of `{name}` ({metric}, finished trials):", "",
+                  "| value | trials | best | mean |", "|---|---:|---:|---:|"]
+        for value, scores in sorted(groups.items(), key=lambda kv: -max(kv[1]) if goal_max else min(kv[1])):
+            best = max(scores) if goal_max else min(scores)
+            lines.append(f"| {value} | {len(scores)} | {best:.4f} | {sum(scores) / len(scores):.4f} |")
     return "\n".join(lines) + "\n"
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "none (group dropped)"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

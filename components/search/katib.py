@@ -7,6 +7,7 @@ and serialized with `ApiClient.sanitize_for_serialization` into a camelCase mani
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -48,7 +49,8 @@ def _feasible_space(p):
                                     step=None if p.step is None else fmt(p.step),
                                     distribution="logUniform" if p.log else "uniform")
     # Build the list directly: katib.search.categorical() puts it in `distribution` (SDK bug).
-    return V1beta1FeasibleSpace(list=[str(v) for v in p.values])
+    # Katib values are strings; the trial's `--set name=value` parses JSON back ([1, 2], null, 64).
+    return V1beta1FeasibleSpace(list=[v if isinstance(v, str) else json.dumps(v) for v in p.values])
 
 
 def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: str, store: str,

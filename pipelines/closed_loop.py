@@ -1,0 +1,55 @@
+"""The parts of `conveyor run`'s closed loop that stand in for production: the champion served
+by a real KServe model server with request logging on, the production batch replayed against it
+as traffic, and the batch's labels delivered afterwards as delayed ground truth."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from components.common.config import ConveyorConfig
+from components.common.errors import ConveyorError
+
+
+def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print) -> dict[str, Any]:
+    from components.ingest.core import read_clean
+    from components.monitor.core import LOGS, write_feedback
+    from components.registry.core import resolve_version
+    from components.serve.infra import ServerProcess, http_json
+
+    started = time.monotonic()
+    batch, quarantined = read_clean(sources, cfg.data.source, cfg.cleaning)
+    texts, labels = batch.column("text").to_pylist(), batch.column("label").to_pylist()
+    ids = [f"prod-{d}" for d in batch.column("doc_id").to_pylist()]
+    model = cfg.model_name
+    version = resolve_version(store, model, "champion")
+    prefix = LOGS.format(model=model, version=version)
+    logged_before = _logged_rows(store, prefix)
+    answered, failed = 0, 0
+    with ServerProcess(f"{model}@champion", store.uri, name=model, role="stable",
+                       extra=["--log-sample-rate", "1"]) as server:
+        url = f"{server.url}/v2/models/{model}/infer"
+        for request_id, text in zip(ids, texts, strict=True):
+            code, _ = http_json(url, {"id": request_id, "inputs": [
+                {"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}, timeout=30)
+            answered += code == 200
+            failed += code != 200
+        # the logger writes batches off the request path: wait until every answered row is stored
+        deadline = time.monotonic() + 30
+        while _logged_rows(store, prefix) - logged_before < answered and time.monotonic() < deadline:
+            time.sleep(0.5)
+    logged = _logged_rows(store, prefix) - logged_before
+    if failed:
+        raise ConveyorError(f"replay: the champion failed {failed} of {len(texts)} production requests")
+    feedback = write_feedback(store, model, ids, labels, f"production-{int(time.time())}")
+    return {"rows": len(texts), "quarantined_on_read": quarantined, "answered": answered, "logged": logged,
+            "champion": version, "feedback": store.url(feedback), "seconds": round(time.monotonic() - started, 1)}
+
+
+def _logged_rows(store, prefix: str) -> int:
+    import io
+
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(io.BytesIO(store.read_bytes(k))).num_rows for k in store.list(prefix)
+               if k.endswith(".parquet"))
