@@ -18,22 +18,27 @@ def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print)
     from components.serve.infra import ServerProcess, http_json
 
     started = time.monotonic()
-    batch, quarantined = read_clean(sources, cfg.data.source, cfg.cleaning)
+    batch, quarantined = read_clean(sources, cfg.data.settings_for("production"), cfg.cleaning)
     texts, labels = batch.column("text").to_pylist(), batch.column("label").to_pylist()
     ids = [f"prod-{d}" for d in batch.column("doc_id").to_pylist()]
     model = cfg.model_name
     version = resolve_version(store, model, "champion")
     prefix = LOGS.format(model=model, version=version)
     logged_before = _logged_rows(store, prefix)
-    answered, failed = 0, 0
+    answered, failed, rejected, first_rejection = 0, 0, 0, None
+    # The server accepts what cleaning accepts (its own default limit is lower).
     with ServerProcess(f"{model}@champion", store.uri, name=model, role="stable",
-                       extra=["--log-sample-rate", "1"]) as server:
+                       extra=["--log-sample-rate", "1", "--max-chars", str(cfg.cleaning.max_chars)]) as server:
         url = f"{server.url}/v2/models/{model}/infer"
         for request_id, text in zip(ids, texts, strict=True):
-            code, _ = http_json(url, {"id": request_id, "inputs": [
+            code, body = http_json(url, {"id": request_id, "inputs": [
                 {"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}, timeout=30)
             answered += code == 200
-            failed += code != 200
+            if 400 <= code < 500:  # refused with a reason: counted and shown, not a server failure
+                rejected += 1
+                first_rejection = first_rejection or f"{code} {str(body)[:200]}"
+            elif code != 200:
+                failed += 1
         # the logger writes batches off the request path: wait until every answered row is stored
         deadline = time.monotonic() + 30
         while _logged_rows(store, prefix) - logged_before < answered and time.monotonic() < deadline:
@@ -42,7 +47,8 @@ def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print)
     if failed:
         raise ConveyorError(f"replay: the champion failed {failed} of {len(texts)} production requests")
     feedback = write_feedback(store, model, ids, labels, f"production-{int(time.time())}")
-    return {"rows": len(texts), "quarantined_on_read": quarantined, "answered": answered, "logged": logged,
+    return {"rows": len(texts), "quarantined_on_read": quarantined, "answered": answered, "rejected": rejected,
+            "first_rejection": first_rejection, "logged": logged,
             "champion": version, "feedback": store.url(feedback), "seconds": round(time.monotonic() - started, 1)}
 
 

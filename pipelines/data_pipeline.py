@@ -29,9 +29,10 @@ def data_steps(sources, dataset, store, source_settings, cleaning, split_config,
     return version
 
 
-def section_defaults(cfg: ConveyorConfig) -> dict:
+def section_defaults(cfg: ConveyorConfig, collection: str = "reference") -> dict:
     dump = cfg.model_dump(mode="json", exclude_none=True)
-    return {"source_settings": dump["data"]["source"], "cleaning": dump["cleaning"], "split_config": dump["split"],
+    settings = cfg.data.settings_for(collection).model_dump(mode="json", exclude_none=True)
+    return {"source_settings": settings, "cleaning": dump["cleaning"], "split_config": dump["split"],
             "features_config": dump["features"], "report_config": dump["report"]}
 
 

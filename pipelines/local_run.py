@@ -254,7 +254,8 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
             ref_version = step["ingest"]["version"]
             progress(f"[2] data pipeline on the production batch, drift vs {ref_version}")
             second = runner.run("production data pipeline", pipeline, sources=production,
-                                dataset=cfg.data.dataset, store=store, reference_version=ref_version)
+                                dataset=cfg.data.dataset, store=store, reference_version=ref_version,
+                                source_settings=_production_settings(cfg))
             step2 = _data_step_summary(second, run_dir / "reports", "production")
             summary["steps"].append({"name": "production data", **step2})
             progress(_describe(step2))
@@ -267,6 +268,10 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
         if server is not None:
             server.restore_env()
             server.stop()
+
+
+def _production_settings(cfg: ConveyorConfig) -> dict[str, Any]:
+    return cfg.data.settings_for("production").model_dump(mode="json", exclude_none=True)
 
 
 def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: dict[str, Any],
@@ -285,8 +290,9 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
              "the batch's labels arrive as delayed feedback")
     replay = replay_production(open_store(store), cfg, production)
     steps.append({"name": "production traffic", "replay": replay})
-    progress(f"    {replay['answered']} requests answered by champion {replay['champion']}, {replay['logged']} "
-             f"logged, labels delivered ({replay['seconds']} s)")
+    refused = f", {replay['rejected']} refused ({replay['first_rejection']})" if replay["rejected"] else ""
+    progress(f"    {replay['answered']} requests answered by champion {replay['champion']}{refused}, "
+             f"{replay['logged']} logged, labels delivered ({replay['seconds']} s)")
 
     progress("[3] monitoring pipeline: the logged window vs the champion's training data")
     monitored = runner.run("monitoring pipeline", build_monitoring_pipeline(cfg, store=store, with_submit=False),
@@ -311,7 +317,8 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
     else:
         progress(f"[4] no retrain ({mon['decision']['action']}): the production batch is versioned only")
         data_run = runner.run("production data pipeline", build_data_pipeline(cfg, store=store), sources=production,
-                              dataset=cfg.data.dataset, store=store, reference_version=ref_version)
+                              dataset=cfg.data.dataset, store=store, reference_version=ref_version,
+                              source_settings=_production_settings(cfg))
         step = _data_step_summary(data_run, reports, "production")
         steps.append({"name": "production data", **step})
     progress(_describe(step))

@@ -26,7 +26,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
     if not search:
         cfg = cfg.model_copy(update={"best_trial": "retrain"})
     config = cfg.model_dump(mode="json", exclude_none=True)
-    sections = section_defaults(cfg)
+    sections = section_defaults(cfg, "production" if continuous else "reference")
     cluster = cfg.cluster
     name, description = "conveyor-training", ("Ingest and version the data, search hyperparameters (Katib on GPU "
                                               "nodes, or Optuna locally), train the best configuration, register, "

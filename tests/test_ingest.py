@@ -171,3 +171,22 @@ def test_s3_source_and_s3_store(tmp_path, s3_store):
     assert sorted(table.column("label").to_pylist()) == ["ham", "spam", "spam"]
     again = ingest(["s3://sources/inbox"], "s3data", s3_store, SourceSettings(), CleaningConfig())
     assert again.version == result.version and not again.new
+
+
+def test_collections_cut_by_topic_quarantine_the_rest_as_not_selected(tmp_path, file_store):
+    from components.common.config import CleaningConfig, SourceSettings
+    from components.ingest.core import ingest
+
+    path = tmp_path / "mixed.csv"
+    path.write_text("text,label\nflight delayed again,neg\nbrady deflated the balls,neg\n"
+                    "great flight crew,pos\nno topic at all here,pos\n")
+    settings = SourceSettings(source_keywords={"airline": ["flight"], "football": ["brady"]},
+                              select_sources=["airline"])
+    result = ingest([str(path)], "mixed", file_store, settings, CleaningConfig())
+    assert (result.rows_read, result.rows_accepted, result.rows_quarantined) == (4, 2, 2)
+    assert result.quarantine_reasons == {"not_selected": 2}
+    import pyarrow.parquet as pq
+
+    quarantine = pq.read_table(result.quarantine_uri)
+    assert sorted(quarantine.column("detail").to_pylist()) == [
+        "source 'football' is not one of ['airline']", "source 'mixed' is not one of ['airline']"]

@@ -45,6 +45,9 @@ class SourceSettings(Section):
     label_map: dict[str, str] = Field(default_factory=dict)
     # Assign `source` by keyword (first match wins) for corpora without natural groups.
     source_keywords: dict[str, list[str]] = Field(default_factory=dict)
+    # Keep only rows whose source (after keyword rules) is listed; the rest are quarantined as
+    # `not_selected`. Set per collection by data.reference_select / data.production_select.
+    select_sources: list[str] | None = None
 
 
 class CleaningConfig(Section):
@@ -72,6 +75,14 @@ class DataConfig(Section):
     reference: list[str] = Field(default_factory=list)
     production: list[str] = Field(default_factory=list)
     source: SourceSettings = Field(default_factory=SourceSettings)
+    # Collections cut from the same files by source/topic (e.g. one CSV of many topics): the
+    # sources each collection keeps. None keeps every row.
+    reference_select: list[str] | None = None
+    production_select: list[str] | None = None
+
+    def settings_for(self, collection: Literal["reference", "production"]) -> SourceSettings:
+        select = self.reference_select if collection == "reference" else self.production_select
+        return self.source.model_copy(update={"select_sources": select}) if select else self.source
 
 
 class SplitConfig(Section):

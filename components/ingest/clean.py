@@ -85,8 +85,11 @@ class CleanStats:
 class Cleaner:
     """Stateful across batches: remembers every accepted key for duplicate detection."""
 
-    def __init__(self, config: CleaningConfig, parent_keys: np.ndarray | None = None):
+    def __init__(self, config: CleaningConfig, parent_keys: np.ndarray | None = None, select=None):
+        """select: optional (text, source) -> (keep mask, describe(i)) applied before hashing; rows it
+        drops are quarantined as `not_selected` (e.g. a collection defined by topic)."""
         self.config = config
+        self.select = select
         self.parent = KeyIndex(parent_keys if config.dedup_against_parent else None)
         self.seen = KeyIndex()
         self.stats = CleanStats()
@@ -127,6 +130,10 @@ class Cleaner:
             unknown = pc.invert(pc.is_in(label, value_set=self._labels))
             reason, detail = _flag(reason, detail, unknown, "unknown_label",
                                    lambda i: f"label {label[i].as_py()!r} not in {cfg.labels}")
+
+        if self.select is not None:
+            keep_rows, describe = self.select(text, raw.column("source"))
+            reason, detail = _flag(reason, detail, pc.invert(keep_rows), "not_selected", describe)
 
         # Hash only rows that survived so far (cheap checks first, Python loop last).
         ok = pc.is_null(reason)

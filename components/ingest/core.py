@@ -176,7 +176,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
     p_keys, digest_state = v.parent_keys(store, parent_ref)
 
     mark = phase("prepare", started)
-    cleaner = Cleaner(cleaning, p_keys)
+    cleaner = Cleaner(cleaning, p_keys, select=source_selector(settings))
     reader = SourceReader(settings, batch_rows=batch_rows, workdir=workdir)
     with tempfile.TemporaryDirectory(prefix="conveyor-ingest-", dir=workdir) as tmp:
         accepted_out = _PartWriter(tmp, ACCEPTED_SCHEMA, "part", part_rows)
@@ -263,7 +263,7 @@ def read_clean(sources: list[str], settings: SourceSettings, cleaning: CleaningC
     """Read and clean sources in memory, without versioning (e.g. to replay a batch as traffic).
     Returns (accepted rows, quarantined row count)."""
     reader = SourceReader(settings)
-    cleaner = Cleaner(cleaning, None)
+    cleaner = Cleaner(cleaning, None, select=source_selector(settings))
     accepted, quarantined = [], 0
     for raw in reader.read(discover(sources, settings)):
         ok, bad = cleaner.clean(raw)
@@ -278,16 +278,37 @@ def _quarantine_uri(store: Store, dataset: str, manifest: dict[str, Any]) -> str
     return store.url(f"{v.dataset_prefix(dataset)}/{q['path']}") if q else None
 
 
-def _assign_sources(table: pa.Table, settings: SourceSettings) -> pa.Table:
-    """Optional keyword rules overwrite `source` (first matching rule wins, case-insensitive)."""
+def _topics(text, source, settings: SourceSettings):
+    """Keyword rules overwrite `source` (first matching rule wins, case-insensitive)."""
     if not settings.source_keywords:
-        return table
-    text = pc.utf8_lower(table.column("text"))
-    source = table.column("source")
+        return source
+    lowered = pc.utf8_lower(text)
     for name, words in reversed(list(settings.source_keywords.items())):
         pattern = "|".join(_regex_escape(w.lower()) for w in words)
-        source = pc.if_else(pc.match_substring_regex(text, pattern), pa.scalar(name), source)
+        source = pc.if_else(pc.fill_null(pc.match_substring_regex(lowered, pattern), False), pa.scalar(name),
+                            source)
+    return source
+
+
+def _assign_sources(table: pa.Table, settings: SourceSettings) -> pa.Table:
+    if not settings.source_keywords:
+        return table
+    source = _topics(table.column("text"), table.column("source"), settings)
     return table.set_column(table.schema.get_field_index("source"), "source", source)
+
+
+def source_selector(settings: SourceSettings):
+    """The Cleaner's `select` for settings.select_sources (None when every source is kept)."""
+    if not settings.select_sources:
+        return None
+    wanted = pa.array(settings.select_sources, pa.string())
+
+    def select(text, source):
+        topics = _topics(text, source, settings)
+        keep = pc.fill_null(pc.is_in(topics, value_set=wanted), False)
+        return keep, lambda i: f"source {topics[i].as_py()!r} is not one of {settings.select_sources}"
+
+    return select
 
 
 def _regex_escape(word: str) -> str:
