@@ -117,7 +117,10 @@ class LocalPipelineRun:
             except Exception as exc:  # kfp.local raises RuntimeError naming the failed task
                 failed = exc
         if failed is not None:
-            raise _failure_from_log(self.log, step) from failed
+            error = _failure_from_log(self.log, step)
+            if error.message.endswith(f"see the task log {self.log}"):  # no component error: say what kfp said
+                error = ConveyorError(f"{step} failed: {' '.join(str(failed).split())[:600]} (task log {self.log})")
+            raise error from failed
         return _newest_run_dir(self.pipeline_root, before)
 
 

@@ -7,6 +7,7 @@ The analysis (components.canary.analysis) is the same code the cluster uses with
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 import urllib.error
 import urllib.request
@@ -131,7 +132,9 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
         log(f"canary {candidate} vs stable {stable_version}: starting at {state.weight}%")
         while state.phase == "Progressing":
             interval_started = time.monotonic()
-            client = replay.round(requests_per_interval, state.weight)
+            # enough traffic that the canary's share can reach min_requests and min_labelled (x1.5 margin)
+            needed = math.ceil(max(cfg.min_requests, cfg.min_labelled) * 100 / max(state.weight, 1) * 1.5)
+            client = replay.round(max(requests_per_interval, needed), state.weight)
             stable_m, canary_m = metrics.snapshot("stable"), metrics.snapshot("canary")
             for role, m in (("stable", stable_m), ("canary", canary_m)):
                 m.labelled, m.correct = client[role].labelled, client[role].correct

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from components.canary.analysis import CanaryConfig
 from components.common.errors import ConfigError
@@ -111,6 +111,16 @@ class FeaturesConfig(Section):
     num_buckets: int = Field(2**18, ge=16)  # hashing: id space; vocabulary: max size
     min_freq: int = Field(2, ge=1)  # vocabulary only
     max_tokens: int = Field(2000, ge=1)  # per document, to bound memory
+
+    # A dropped group is written as [] (KFP parameters cannot carry null) and read back as None.
+    @field_validator("word_ngrams", "char_ngrams", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        return None if value == [] or value == () else value
+
+    @field_serializer("word_ngrams", "char_ngrams")
+    def _none_is_empty(self, value):
+        return [] if value is None else list(value)
 
     @model_validator(mode="after")
     def _ranges(self) -> FeaturesConfig:
