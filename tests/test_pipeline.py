@@ -151,7 +151,7 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
 
 @pytest.mark.slow
 def test_conveyor_run_on_the_bundled_corpus():
-    """The README's main command, end to end (about 4 minutes on 2 cores)."""
+    """The README's main command, the whole closed loop, end to end (about 6 minutes on 2 cores)."""
     import subprocess
     import sys
 
@@ -161,6 +161,10 @@ def test_conveyor_run_on_the_bundled_corpus():
                             text=True, cwd=PROJECT_ROOT, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
-    first = summary["steps"][0]
+    first, traffic, monitoring, retrain = summary["steps"]
     assert first["search"]["trials"] >= 8 and first["train"]["test"]["accuracy"] > 0.95
-    assert summary["steps"][1]["report"]["drift"]["dataset_drift"] is True
+    assert traffic["replay"]["answered"] == traffic["replay"]["logged"] > 2000
+    assert monitoring["verdict"]["signals"]["input_drift"] is True  # the production collection really drifts
+    assert monitoring["decision"]["action"] == "retrain"
+    assert retrain["name"] == "continuous training" and retrain["report"]["drift"]["dataset_drift"] is True
+    assert retrain["canary"]["outcome"] in ("Promoted", "RolledBack") and retrain["canary"]["actions"]

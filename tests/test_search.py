@@ -207,6 +207,32 @@ def test_local_search_runs_parallel_trial_processes(tmp_path, file_store):
     assert sorted(t["params"]["embed_dim"] for t in grid["trials"]) == [8, 16]  # the grid, once each
 
 
+def test_automl_grid_over_feature_groups_and_families_shows_each_choice(tmp_path, file_store):
+    """Feature selection is part of the search: a configuration may drop the word or the character
+    n-gram group; the leaderboard shows each group choice and model family with its scores."""
+    from components.search.backends import run_search
+    from tests.training_data import ingest_corpus, small_config
+
+    version = ingest_corpus(tmp_path, file_store)
+    cfg = small_config(epochs=2).model_dump(mode="json", exclude_none=True)
+    cfg["search"] = with_(algorithm="grid", max_trials=4, parallel_trials=2, early_stopping={"algorithm": "none"},
+                          parameters=[
+                              {"name": "features.word_ngrams", "type": "categorical", "values": [[1, 2], []]},
+                              {"name": "features.char_ngrams", "type": "categorical", "values": [[3, 4]]},
+                              {"name": "family", "type": "categorical", "values": ["embedding_bag", "cnn"]}])
+    result = run_search("local", file_store.uri, "toy", version, cfg, "automl-1", log=lambda _m: None)
+    combos = {(str(t["params"]["features.word_ngrams"]), t["params"]["family"]) for t in result["trials"]}
+    assert combos == {("[1, 2]", "embedding_bag"), ("[1, 2]", "cnn"), ("[]", "embedding_bag"), ("[]", "cnn")}
+    assert all(t["state"] == "succeeded" for t in result["trials"])
+    board = result["leaderboard"]
+    assert "Effect of `features.word_ngrams`" in board and "Effect of `family`" in board
+    assert "| [] | 2 |" in board and "| cnn | 2 |" in board
+    # the same space on Katib: list values travel as JSON strings the trial's --set parses back
+    experiment = build_experiment(parse_spec(cfg["search"]), "r", "toy", version, "s3://x", ClusterConfig())
+    spaces = {p["name"]: p["feasibleSpace"] for p in experiment["spec"]["parameters"]}
+    assert spaces["features-word_ngrams"]["list"] == ["[1, 2]", "[]"]
+
+
 def test_failed_trials_count_against_the_limit(tmp_path, file_store):
     from components.search.backends import run_search
     from tests.training_data import ingest_corpus, small_config

@@ -123,7 +123,7 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
         metrics = LocalMetricsSource({"stable": f"{stable.url}/metrics",
                                       "canary": canary_metrics_url or f"{canary.url}/metrics"}, model_name)
         for url in urls.values():  # warm both up: a fresh process's first requests are not its latency
-            for text in texts[:5]:
+            for text in texts[:30]:
                 http_json(url, {"instances": [text]}, timeout=10)
         metrics.snapshot("stable")
         metrics.snapshot("canary")
