@@ -228,7 +228,8 @@ def test_automl_grid_over_feature_groups_and_families_shows_each_choice(tmp_path
     assert "Effect of `features.word_ngrams`" in board and "Effect of `family`" in board
     assert "| [] | 2 |" in board and "| cnn | 2 |" in board
     # the same space on Katib: list values travel as JSON strings the trial's --set parses back
-    experiment = build_experiment(parse_spec(cfg["search"]), "r", "toy", version, "s3://x", ClusterConfig())
+    experiment = build_experiment(parse_spec(cfg["search"]), run_id="r", dataset="toy", version=version,
+                                  store="s3://x", cluster=ClusterConfig())
     spaces = {p["name"]: p["feasibleSpace"] for p in experiment["spec"]["parameters"]}
     assert spaces["features-word_ngrams"]["list"] == ["[1, 2]", "[]"]
 
