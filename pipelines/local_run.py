@@ -280,7 +280,9 @@ def _production_settings(cfg: ConveyorConfig) -> dict[str, Any]:
 def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: dict[str, Any],
                  runner: LocalPipelineRun, run_dir: Path, progress) -> list[dict[str, Any]]:
     """Serve -> replay production -> monitor -> (retrain -> gate -> canary) or ingest only."""
+    from components.common.errors import NotFoundError
     from components.monitor.submit import retrain_config
+    from components.registry.core import resolve_version
     from pipelines.closed_loop import replay_production
     from pipelines.data_pipeline import build_data_pipeline
     from pipelines.monitoring_pipeline import build_monitoring_pipeline
@@ -289,6 +291,17 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
     steps = []
     reports = run_dir / "reports"
     ref_version = first["ingest"]["version"]
+    try:
+        resolve_version(open_store(store), cfg.model_name, "champion")
+    except NotFoundError:
+        progress(f"[2] no champion of {cfg.model_name} is serving (the candidate was not blessed): nothing to "
+                 "monitor; the production batch is versioned only")
+        data_run = runner.run("production data pipeline", build_data_pipeline(cfg, store=store), sources=production,
+                              dataset=cfg.data.dataset, store=store, reference_version=ref_version,
+                              source_settings=_production_settings(cfg))
+        step = _data_step_summary(data_run, reports, "production")
+        progress(_describe(step))
+        return [{"name": "production data (no champion serving)", **step}]
     progress("[2] production traffic: the champion serves the production batch (request logging on), then "
              "the batch's labels arrive as delayed feedback")
     replay = replay_production(open_store(store), cfg, production)
