@@ -190,3 +190,16 @@ def test_collections_cut_by_topic_quarantine_the_rest_as_not_selected(tmp_path, 
     quarantine = pq.read_table(result.quarantine_uri)
     assert sorted(quarantine.column("detail").to_pylist()) == [
         "source 'football' is not one of ['airline']", "source 'mixed' is not one of ['airline']"]
+
+
+def test_keyword_rule_order_survives_the_pipeline_parameter_encoding():
+    """First match wins, so the rules' order matters; KFP's Struct encoding sorts mapping keys."""
+    from google.protobuf import json_format, struct_pb2
+
+    from components.common.config import SourceSettings
+
+    settings = SourceSettings(source_keywords={"zebra": ["stripes"], "apple": ["iphone", "stripes"]})
+    struct = struct_pb2.Struct()
+    struct.update(settings.model_dump(mode="json"))  # what a KFP dict parameter becomes
+    back = SourceSettings.model_validate(json_format.MessageToDict(struct))
+    assert [name for name, _ in back.source_keywords] == ["zebra", "apple"]

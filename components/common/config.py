@@ -43,8 +43,15 @@ class SourceSettings(Section):
     encoding: str = "utf-8"
     # Raw label (or folder name) -> label, e.g. SpamAssassin's group folders -> ham/spam.
     label_map: dict[str, str] = Field(default_factory=dict)
-    # Assign `source` by keyword (first match wins) for corpora without natural groups.
-    source_keywords: dict[str, list[str]] = Field(default_factory=dict)
+    # Assign `source` by keyword (first match wins) for corpora without natural groups. Written as
+    # a mapping in YAML; kept as an ordered list of (source, keywords) because the order decides
+    # ties and a mapping's order does not survive KFP's parameter (protobuf Struct) encoding.
+    source_keywords: list[tuple[str, list[str]]] = Field(default_factory=list)
+
+    @field_validator("source_keywords", mode="before")
+    @classmethod
+    def _ordered_rules(cls, value):
+        return list(value.items()) if isinstance(value, dict) else value
     # Keep only rows whose source (after keyword rules) is listed; the rest are quarantined as
     # `not_selected`. Set per collection by data.reference_select / data.production_select.
     select_sources: list[str] | None = None

@@ -283,7 +283,7 @@ def _topics(text, source, settings: SourceSettings):
     if not settings.source_keywords:
         return source
     lowered = pc.utf8_lower(text)
-    for name, words in reversed(list(settings.source_keywords.items())):
+    for name, words in reversed(settings.source_keywords):
         pattern = "|".join(_regex_escape(w.lower()) for w in words)
         source = pc.if_else(pc.fill_null(pc.match_substring_regex(lowered, pattern), False), pa.scalar(name),
                             source)
