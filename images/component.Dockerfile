@@ -2,7 +2,7 @@
 # package and kfp, so components use `install_kfp_package=False` and import the project directly.
 # Build from the repository root:
 #   docker build -f images/component.Dockerfile -t ghcr.io/conveyor-mlops/conveyor-component:0.1.0 .
-# (The tag must match components/images.py.) Issue #6 adds the training (CUDA) and predictor images.
+# (The tag must match components/images.py; `make images` builds all three images.)
 
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 UV_NO_CACHE=1

@@ -168,7 +168,7 @@ class ClusterConfig(Section):
     """Where and how cluster work runs (Katib trials); ignored by the local backends."""
 
     namespace: str = "kubeflow-user"
-    image: str | None = None  # default: the component image (components/images.py)
+    image: str | None = None  # default: the training image (components/images.py)
     trial_kind: Literal["Job", "PyTorchJob"] = "Job"
     gpus_per_trial: int = Field(1, ge=0)
     gpu_quota: int = Field(4, ge=0)  # parallel trials x GPUs per trial may not exceed this

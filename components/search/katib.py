@@ -13,7 +13,7 @@ from typing import Any
 
 from components.common.config import ClusterConfig
 from components.common.hashing import sha256_of_value
-from components.images import COMPONENT_IMAGE
+from components.images import TRAINING_IMAGE
 from components.search.spec import SearchSpec
 
 API_VERSION = "kubeflow.org/v1beta1"
@@ -73,7 +73,7 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
     )
     from kubernetes.client import ApiClient, V1ObjectMeta
 
-    image = cluster.image or COMPONENT_IMAGE
+    image = cluster.image or TRAINING_IMAGE
     digest = spec_hash(spec, dataset, version, image)
     name = experiment_name(run_id, digest)
     goal_max = spec.objective.goal == "maximize"

@@ -3,10 +3,10 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Metrics, Output
 
-from components.images import COMPONENT_IMAGE
+from components.images import TRAINING_IMAGE
 
 
-@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=TRAINING_IMAGE, install_kfp_package=False)
 def train_op(
     store: str,
     dataset: str,
@@ -23,7 +23,7 @@ def train_op(
 
     from components.common.config import config_from_dict
     from components.common.storage import open_store
-    from components.images import COMPONENT_IMAGE as image
+    from components.images import TRAINING_IMAGE as image
     from components.tracking.runs import read_run
     from components.train.entrypoint import apply_params, run_training
     from components.train.plots import training_curve_html
