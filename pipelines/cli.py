@@ -179,6 +179,34 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_monitor(args) -> int:
+    """One monitoring window now: verdict, trigger decision (recorded), optional Pushgateway push."""
+    import datetime as dt
+
+    from components.common.config import load_config
+    from components.common.storage import open_store
+    from components.monitor import trigger
+    from components.monitor.core import monitor_window
+
+    cfg = load_config(args.config)
+    model = args.model or cfg.model_name
+    store = open_store(args.store)
+    now = dt.datetime.now(dt.UTC)
+    verdict, page = monitor_window(store, model, cfg.monitor, cfg.split, now=now)
+    decision = trigger.decide(cfg.monitor.trigger, verdict, trigger.history(store, model), now)
+    decision["record"] = trigger.record(store, model, decision)
+    if cfg.monitor.pushgateway_url:
+        from components.monitor.alerts import push
+
+        push(cfg.monitor.pushgateway_url, verdict, decision)
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as handle:
+            handle.write(page)
+    _print_json({"status": verdict["status"], "signals": verdict.get("signals"), "window": verdict["window"],
+                 "action": decision["action"], "reasons": decision["reasons"], "record": decision["record"]})
+    return 0
+
+
 # -- pipelines ------------------------------------------------------------------------------------
 
 def cmd_compile(args) -> int:
@@ -308,6 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "counts them")
     store_opt(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("monitor", help="judge the served model's logged window now and record the retraining "
+                       "decision (prints one JSON object)")
+    p.add_argument("--model", help="model name (default: the config's model_name)")
+    p.add_argument("--html", help="also write the monitoring report (HTML) to this file")
+    store_opt(p)
+    config_opt(p)
+    p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("compile", help="compile the pipelines to YAML (default folder: dist/)")
     p.add_argument("--out", default="dist")

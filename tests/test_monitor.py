@@ -200,3 +200,27 @@ def test_submit_retraining_passes_new_data_and_champion_params_once(two_versions
             submit_retraining(store, "toy-model", [], "http://kfp", "nope", "conveyor", {}, client=_KfpStandIn())
     finally:
         store.delete(key[len(store.uri) + 1:])
+
+
+def test_conveyor_monitor_cli_records_a_decision(two_versions, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from components.common.storage import FileStore
+    from pipelines.cli import main
+
+    src, stable, *_ = two_versions
+    store = FileStore(str(tmp_path / "store"))
+    for key in src.list(""):
+        store.write_bytes(key, src.read_bytes(key))
+    from components.registry.core import set_alias
+
+    set_alias(store, "toy-model", "champion", stable)
+    config = tmp_path / "monitor.yaml"
+    config.write_text(yaml.safe_dump({"model_name": "toy-model", "monitor": {"reference_rows": 1000}}))
+    assert main(["monitor", "--store", store.uri, "--config", str(config), "--html", str(tmp_path / "m.html")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "insufficient_data" and out["action"] == "insufficient_data"
+    assert history(store, "toy-model")[-1]["action"] == "insufficient_data"
+    assert "insufficient_data" in (tmp_path / "m.html").read_text()
