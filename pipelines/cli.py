@@ -171,11 +171,21 @@ def parse_model_ref(value: str, store: str | None) -> tuple[str | None, str, str
 def cmd_serve(args) -> int:
     from components.serve.predictor import serve
 
-    store, name, ref = parse_model_ref(args.model, args.store)
+    model_dir = None
+    if os.path.isdir(args.model):  # a version folder, e.g. /mnt/models from KServe's storage initializer
+        card = os.path.join(args.model, "model_card.json")
+        if not os.path.exists(card):
+            raise InputError(f"{args.model}: no model_card.json (expected a registry version folder)")
+        with open(card, encoding="utf-8") as handle:
+            model_name = json.load(handle)["name"]
+        store, name, ref, model_dir = args.store or os.environ.get("CONVEYOR_STORE"), model_name, "", args.model
+    else:
+        store, name, ref = parse_model_ref(args.model, args.store)
     chaos = {"error_rate": args.chaos_error_rate, "delay_ms": args.chaos_delay_ms,
              "flip_labels": args.chaos_flip_labels}
     serve(store, name, ref, args.port, role=args.role, name=args.name, log_sample_rate=args.log_sample_rate,
-          max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log)
+          max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log,
+          model_dir=model_dir)
     return 0
 
 
@@ -320,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_canary_verbs(canary)
 
     p = sub.add_parser("serve", help="serve a registered model with a KServe model server on loopback")
-    p.add_argument("model", help="NAME (alias champion), NAME@ALIAS, NAME@VERSION or s3://bucket/models/NAME/VERSION")
+    p.add_argument("model", help="NAME (alias champion), NAME@ALIAS, NAME@VERSION, s3://bucket/models/NAME/VERSION, "
+                   "or a version folder (KServe's /mnt/models)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--name", help="name in the URL paths (default: the model name)")
     p.add_argument("--role", default="stable", choices=["stable", "canary"], help="label on /metrics")

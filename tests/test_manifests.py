@@ -29,10 +29,43 @@ def test_kustomization_lists_every_file():
     assert listed == {p.name for p in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
 
 
+CUSTOM_GROUPS = ("serving.kserve.io/", "monitoring.coreos.com/")
+
+
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
-def test_every_object_validates_strictly(version):
-    for obj in _objects():
+def test_every_core_object_validates_strictly(version):
+    core = [o for o in _objects() if not o["apiVersion"].startswith(CUSTOM_GROUPS)]
+    assert {o["kind"] for o in core} >= {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Secret",
+                                         "NetworkPolicy", "ConfigMap", "CronJob"}
+    for obj in core:
         kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_kserve_resources_validate_against_the_sdk_models_and_match_the_generator():
+    import kserve
+    import kubernetes.client as k8s
+
+    from components.common.config import load_config
+    from components.common.sdkvalidate import model_lookup, validate
+    from components.deploy.isvc import build_inference_service, validate_inference_service
+    from components.monitor.alerts import prometheus_rule
+
+    objects = {o["kind"]: o for o in _objects()}
+    validate(objects["ServingRuntime"], "V1alpha1ServingRuntime", model_lookup(kserve, k8s))
+    validate_inference_service(objects["InferenceService"])
+    cfg = load_config()
+    assert objects["InferenceService"] == build_inference_service(cfg.deploy, cfg.model_name, "CHAMPION_VERSION")
+    assert objects["PrometheusRule"] == prometheus_rule(cfg.model_name, cfg.monitor, cfg.canary, cfg.deploy.namespace)
+    runtime = objects["ServingRuntime"]["spec"]
+    isvc_model = objects["InferenceService"]["spec"]["predictor"]["model"]
+    assert isvc_model["runtime"] == objects["ServingRuntime"]["metadata"]["name"]
+    assert isvc_model["modelFormat"]["name"] in {f["name"] for f in runtime["supportedModelFormats"]}
+    from components.images import PREDICTOR_IMAGE
+
+    assert runtime["containers"][0]["image"] == PREDICTOR_IMAGE
+    assert runtime["containers"][0]["args"][0] == "/mnt/models"  # `conveyor serve` loads the version folder
+    monitor = objects["PodMonitor"]["spec"]["podMetricsEndpoints"][0]
+    assert monitor["port"] == runtime["containers"][0]["ports"][0]["name"] and monitor["path"] == "/metrics"
 
 
 def test_strict_validation_catches_a_typo():
@@ -77,7 +110,13 @@ def _pod_specs():
 
 def test_every_pod_meets_the_restricted_profile():
     specs = list(_pod_specs())
-    assert specs
+    runtime = next(o for o in _objects() if o["kind"] == "ServingRuntime")
+    # KServe builds the predictor pod from the runtime's containers: their securityContext is the pod's
+    specs.append(("conveyor-predictor (ServingRuntime)", {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                            "seccompProfile": runtime["spec"]["containers"][0]["securityContext"]["seccompProfile"]},
+        "containers": runtime["spec"]["containers"]}))
+    assert len(specs) >= 2
     for name, spec in specs:
         pod = spec.get("securityContext", {})
         assert pod.get("runAsNonRoot") is True and pod.get("runAsUser", 0) != 0, name

@@ -101,3 +101,21 @@ def test_infra_validation_matches_offline_predictions(served):
                                card["version"])
     assert not wrong["passed"] and "differ from offline predictions" in wrong["detail"]
     assert np.isfinite(ok["v1_ms"])
+
+
+def test_serves_a_version_folder_as_kserve_storage_initializer_leaves_it(two_versions, tmp_path):
+    """The ServingRuntime runs `conveyor serve /mnt/models --name {{.Name}}`: the folder holds the
+    version's files; they are verified against the card before serving."""
+    from components.serve.infra import ServerProcess, http_json
+
+    store, stable, *_ = two_versions
+    folder = tmp_path / "mnt-models"
+    folder.mkdir()
+    for file in ("model_card.json", "weights.pt", "featurizer.json"):
+        (folder / file).write_bytes(store.read_bytes(f"models/toy-model/{stable}/{file}"))
+    with ServerProcess(str(folder), None, name="spam") as server:
+        code, body = http_json(f"{server.url}/v1/models/spam:predict", {"instances": ["free cash prize now"]})
+    assert code == 200 and body["model_version"] == stable
+    (folder / "weights.pt").write_bytes(b"tampered")
+    with pytest.raises(RuntimeError, match="does not match the model card"):
+        ServerProcess(str(folder), None, name="spam", startup_timeout=30)

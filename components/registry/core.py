@@ -98,20 +98,44 @@ def load_card(store: Store, name: str, ref: str = "champion") -> dict[str, Any]:
 
 def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
     """Load and verify a version: every file must match the sha256 in its model card."""
+    version = resolve_version(store, name, ref)
+    prefix = f"{_prefix(name)}/{version}"
+    return _verified(store.read_json(f"{prefix}/model_card.json"),
+                     lambda file: store.read_bytes(f"{prefix}/{file}"), lambda file: store.url(f"{prefix}/{file}"))
+
+
+def load_dir(path: str) -> LoadedModel:
+    """A version copied to a local folder (what KServe's storage initializer puts in /mnt/models),
+    verified against its own model card the same way."""
+    import json
+    import os
+
+    card_path = os.path.join(path, "model_card.json")
+    try:
+        with open(card_path, encoding="utf-8") as handle:
+            card = json.load(handle)
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"{path}: no model_card.json (expected a registry version folder)") from exc
+
+    def read(file: str) -> bytes:
+        with open(os.path.join(path, file), "rb") as handle:
+            return handle.read()
+
+    return _verified(card, read, lambda file: os.path.join(path, file))
+
+
+def _verified(card: dict[str, Any], read, where) -> LoadedModel:
     import torch
 
     from components.featurize.core import Featurizer
     from components.train.models import build_from_params
 
-    version = resolve_version(store, name, ref)
-    prefix = f"{_prefix(name)}/{version}"
-    card = store.read_json(f"{prefix}/model_card.json")
     blobs = {}
     for file in FILES:
-        data = store.read_bytes(f"{prefix}/{file}")
+        data = read(file)
         actual = sha256_hex(data)
         if actual != card["files"][file]:
-            raise IntegrityError(f"{store.url(prefix + '/' + file)}: sha256 {actual[:12]}… does not match the model "
+            raise IntegrityError(f"{where(file)}: sha256 {actual[:12]}… does not match the model "
                                  f"card's {card['files'][file][:12]}…; refusing a modified model file")
         blobs[file] = data
     featurizer = Featurizer.loads(blobs["featurizer.json"])

@@ -32,13 +32,14 @@ PREDICTIONS = Counter("conveyor_predictions_total", "Predicted classes", ["model
 class ConveyorModel(Model):
     def __init__(self, name: str, store_uri: str | None, model_name: str, ref: str = "champion",
                  role: str = "stable", max_batch: int = 256, max_chars: int = 100_000,
-                 log_sample_rate: float = 0.0, chaos: dict | None = None):
+                 log_sample_rate: float = 0.0, chaos: dict | None = None, model_dir: str | None = None):
         super().__init__(name)
         # Chaos options rehearse a bad rollout (error share, added delay, wrong labels); off by default.
         self.chaos = {"error_rate": 0.0, "delay_ms": 0.0, "flip_labels": False, **(chaos or {})}
         self.store_uri, self.model_name, self.ref, self.role = store_uri, model_name, ref, role
         self.max_batch, self.max_chars, self.log_sample_rate = max_batch, max_chars, log_sample_rate
         self.version = "unloaded"
+        self.model_dir = model_dir
         self.loaded = None
         self.logger = None
 
@@ -49,8 +50,15 @@ class ConveyorModel(Model):
         from components.registry.core import load
 
         torch.set_num_threads(1)
-        store = open_store(self.store_uri)
-        self.loaded = load(store, self.model_name, self.ref)  # verifies sha256 of every file
+        if self.model_dir:  # KServe's storage initializer copied the version folder here
+            from components.registry.core import load_dir
+
+            self.loaded = load_dir(self.model_dir)  # verifies sha256 of every file
+            self.model_name = self.loaded.card["name"]
+            store = open_store(self.store_uri) if (self.store_uri or self.log_sample_rate > 0) else None
+        else:
+            store = open_store(self.store_uri)
+            self.loaded = load(store, self.model_name, self.ref)  # verifies sha256 of every file
         self.version = self.loaded.card["version"]
         if self.log_sample_rate > 0:
             from components.serve.logging_sink import InferenceLogger
@@ -153,12 +161,14 @@ class ConveyorModel(Model):
 
 def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str = "stable",
           name: str | None = None, log_sample_rate: float = 0.0, max_batch: int = 256,
-          max_chars: int = 100_000, chaos: dict | None = None, access_log: bool = False) -> None:
-    """Run a KServe model server for one model version (blocks until stopped)."""
+          max_chars: int = 100_000, chaos: dict | None = None, access_log: bool = False,
+          model_dir: str | None = None) -> None:
+    """Run a KServe model server for one model version (blocks until stopped): from the registry
+    (store, model_name, ref) or from a version folder (model_dir, e.g. KServe's /mnt/models)."""
     from kserve import ModelServer
 
     model = ConveyorModel(name or model_name, store_uri, model_name, ref, role, max_batch=max_batch,
-                          max_chars=max_chars, log_sample_rate=log_sample_rate, chaos=chaos)
+                          max_chars=max_chars, log_sample_rate=log_sample_rate, chaos=chaos, model_dir=model_dir)
     model.load()
     # Latency logging off: every request's latency is already in the Prometheus histogram.
     server = ModelServer(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False)
