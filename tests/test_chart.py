@@ -1,0 +1,146 @@
+"""charts/conveyor checked by Helm's own engine (helm-python-sdk): lint in strict mode, render with
+the default values and three other values files, every rendered core object strict against two
+Kubernetes schemas, every custom resource against its SDK model or generator, pod security and
+RBAC on what is rendered, and bad values refused by values.schema.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.test_manifests import CUSTOM_GROUPS, KUBE_VERSIONS
+
+CHART = Path(__file__).resolve().parents[1] / "charts" / "conveyor"
+VALUES_FILES = [None, "ci/gpu-values.yaml", "ci/created-secret-values.yaml", "ci/standard-mode-values.yaml"]
+
+
+def _values(name: str | None) -> dict:
+    return yaml.safe_load((CHART / name).read_text()) if name else {}
+
+
+def _render(values: dict) -> list[dict]:
+    chart = helm_python.Chart.load(str(CHART))
+    out = chart.render(values, name="conveyor", namespace="team-a", is_install=True)
+    objects = []
+    for template, text in out.items():
+        if template.endswith("NOTES.txt"):
+            continue
+        objects += [d for d in yaml.safe_load_all(text) if d]
+    return objects
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_lint_is_clean_in_strict_mode(values_file):
+    result = helm_python.lint(str(CHART), _values(values_file), strict=True, namespace="team-a",
+                              kube_version="1.34.0")
+    assert result["errors"] == []
+    assert all(m["severity"] <= 1 for m in result["messages"]), result["messages"]  # info only (no icon)
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_rendered_objects_validate(values_file):
+    import kserve
+    import kubernetes.client as k8s
+
+    from components.common.sdkvalidate import model_lookup, validate
+    from components.deploy.isvc import validate_inference_service
+
+    objects = _render(_values(values_file))
+    for obj in objects:
+        if obj["apiVersion"].startswith(CUSTOM_GROUPS):
+            continue
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+    for obj in objects:
+        if obj["kind"] == "InferenceService":
+            validate_inference_service(obj)
+        elif obj["kind"] == "ServingRuntime":
+            validate(obj, "V1alpha1ServingRuntime", model_lookup(kserve, k8s))
+        elif obj["kind"] == "PrometheusRule":
+            from components.common.config import load_config
+            from components.monitor.alerts import rule_groups
+
+            cfg = load_config()
+            assert obj["spec"]["groups"] == rule_groups("spam-classifier", cfg.monitor, cfg.canary)
+        elif obj["kind"] == "PodMonitor":
+            assert set(obj["spec"]) == {"selector", "podMetricsEndpoints"}
+
+
+def test_values_files_change_what_they_say():
+    gpu = {o["kind"]: o for o in _render(_values("ci/gpu-values.yaml"))}
+    predictor = gpu["InferenceService"]["spec"]["predictor"]
+    assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert predictor["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and predictor["tolerations"]
+    assert gpu["Pod"]["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    default = {o["kind"] for o in _render({})}
+    assert "Secret" not in default and "InferenceService" not in default  # existing secret; pipeline deploys
+    created = next(o for o in _render(_values("ci/created-secret-values.yaml")) if o["kind"] == "Secret")
+    assert created["metadata"]["name"] == "conveyor-s3"
+    assert created["metadata"]["annotations"]["serving.kserve.io/s3-usehttps"] == "1"
+    assert created["stringData"]["AWS_ENDPOINT_URL"] == "https://s3.example.com"
+    standard = {o["kind"]: o for o in _render(_values("ci/standard-mode-values.yaml"))}
+    assert standard["InferenceService"]["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert {"CronJob", "PrometheusRule", "NetworkPolicy"}.isdisjoint(standard)
+    images = {"registry": "registry.example.com/ml", "tag": "1.2.3"}
+    runtime = next(o for o in _render({"image": images}) if o["kind"] == "ServingRuntime")
+    assert runtime["spec"]["containers"][0]["image"] == "registry.example.com/ml/conveyor-predictor:1.2.3"
+
+
+def test_rendered_pods_are_restricted_and_rbac_has_no_wildcards():
+    for values_file in VALUES_FILES:
+        objects = _render(_values(values_file))
+        for obj in objects:
+            if obj["kind"] == "Role":
+                for rule in obj["rules"]:
+                    assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+            spec = None
+            if obj["kind"] == "CronJob":
+                spec = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            elif obj["kind"] == "Pod":
+                spec = obj["spec"]
+            if spec is not None:
+                assert spec["securityContext"]["runAsNonRoot"] is True
+                assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+                for container in spec["containers"]:
+                    sc = container["securityContext"]
+                    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
+                    assert sc["readOnlyRootFilesystem"] is True and container["resources"]["limits"]
+            if obj["kind"] == "ServingRuntime":
+                sc = obj["spec"]["containers"][0]["securityContext"]
+                assert sc["runAsNonRoot"] and sc["capabilities"]["drop"] == ["ALL"]
+                assert sc["allowPrivilegeEscalation"] is False
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"predictor": {"mode": "serverless"}}, "mode"),
+    ({"s3": {"existingSecret": ""}}, "accessKeyId"),
+    ({"model": {"version": "latest"}}, "version"),
+    ({"image": {"tag": "has space"}}, "tag"),
+    ({"replicas": 3}, "replicas"),
+])
+def test_bad_values_are_refused_by_the_schema(bad, message):
+    with pytest.raises(helm_python.HelmError, match=message):
+        _render(bad)
+
+
+def test_readme_cluster_guide_uses_the_charts_names():
+    import re
+
+    readme = (CHART.parents[1] / "README.md").read_text()
+    guide = readme[readme.index("## On a cluster"):]
+    rendered = _render({"model": {"version": "0123456789ab"}})
+    names = {o["metadata"]["name"] for o in rendered}
+    for name in ("conveyor-pipeline", "conveyor-canary", "conveyor-predictor"):
+        assert name in guide and name in names
+    assert "helm install conveyor charts/conveyor" in guide and "helm test conveyor" in guide
+    secret = re.search(r"create secret generic (\S+)", guide).group(1)
+    assert secret == helm_python.Chart.load(str(CHART)).values["s3"]["existingSecret"]
+    for flag in re.findall(r"--set ([a-z.A-Z]+)=", guide):  # every --set in the guide is a real value
+        node = helm_python.Chart.load(str(CHART)).values
+        for part in flag.split("."):
+            assert part in node, flag
+            node = node[part]
