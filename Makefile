@@ -76,8 +76,14 @@ images: install
 	$(BIN)/python -c "from components.images import DOCKERFILES as d; [print(f'{f} {i}') for i, f in d.items()]" | \
 	  while read file image; do docker build -f $$file -t $$image . || exit 1; done
 
+# dist/ for use; the pipeline YAML is also kept in the repository as reviewed golden files
+# (pipelines/compiled/, and the KFP resources in the chart): tests/test_golden.py fails when the
+# code compiles to something else, so a change to a compiled pipeline is always reviewed.
 compile: install
 	$(BIN)/conveyor compile --k8s --out dist
+	cp dist/conveyor-data.yaml dist/conveyor-training.yaml dist/conveyor-continuous-training.yaml \
+	  dist/conveyor-monitoring.yaml pipelines/compiled/
+	cp dist/conveyor-*.k8s.yaml charts/conveyor/files/pipelines/
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -1,0 +1,62 @@
+"""The compiled pipelines are kept in the repository (pipelines/compiled/, and as KFP resources in
+the chart): compiling the code now must give the same documents, so any change to what a user
+uploads is reviewed (regenerate with `make compile`). Each golden file reloads with the KFP SDK, and
+the chart installs the resources when asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ("conveyor-data", "conveyor-training", "conveyor-continuous-training", "conveyor-monitoring")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    from pipelines.compile import compile_all
+
+    out = tmp_path_factory.mktemp("compiled")
+    compile_all(str(out), k8s=True)
+    return out
+
+
+def _docs(path: Path) -> list:
+    # The KFP compiler's leading comment lists parameter defaults in an unstable order: compare
+    # the documents, not the text.
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_pipelines_match_what_the_code_compiles(compiled, name):
+    golden = ROOT / "pipelines" / "compiled" / f"{name}.yaml"
+    resources = ROOT / "charts" / "conveyor" / "files" / "pipelines" / f"{name}.k8s.yaml"
+    assert _docs(golden) == _docs(compiled / f"{name}.yaml"), f"{golden} is stale: run `make compile` and review"
+    assert _docs(resources) == _docs(compiled / f"{name}.k8s.yaml"), f"{resources} is stale: run `make compile`"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_pipelines_reload_with_the_kfp_sdk(name):
+    from kfp import components
+
+    component = components.load_component_from_file(str(ROOT / "pipelines" / "compiled" / f"{name}.yaml"))
+    assert component.name == name
+
+
+def test_chart_installs_the_pipeline_resources_when_asked():
+    from tests.test_chart import _render
+
+    def kfp_objects(values):
+        return [o for o in _render(values) if o["apiVersion"].startswith("pipelines.kubeflow.org/")]
+
+    assert not kfp_objects({})
+    objects = kfp_objects({"pipelines": {"install": True}})
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
+        [("Pipeline", n) for n in NAMES] + [("PipelineVersion", f"{n}-v1") for n in NAMES])
+    for obj in objects:  # the fields KFP's Pipeline / PipelineVersion CRDs require
+        assert obj["apiVersion"] == "pipelines.kubeflow.org/v2beta1" and obj["metadata"]["namespace"]
+        if obj["kind"] == "PipelineVersion":
+            assert obj["spec"]["pipelineName"] == obj["metadata"]["name"].removesuffix("-v1")
+            assert obj["spec"]["pipelineSpec"]["pipelineInfo"]["name"] == obj["spec"]["pipelineName"]
