@@ -55,8 +55,19 @@ def test_chart_installs_the_pipeline_resources_when_asked():
     objects = kfp_objects({"pipelines": {"install": True}})
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(
         [("Pipeline", n) for n in NAMES] + [("PipelineVersion", f"{n}-v1") for n in NAMES])
-    for obj in objects:  # the fields KFP's Pipeline / PipelineVersion CRDs require
-        assert obj["apiVersion"] == "pipelines.kubeflow.org/v2beta1" and obj["metadata"]["namespace"]
+    from tests.custom_resources import validate_custom
+
+    for obj in objects:  # KFP's Pipeline / PipelineVersion CRD fields, unknown fields rejected
+        validate_custom(obj)
+        assert obj["metadata"]["namespace"]
         if obj["kind"] == "PipelineVersion":
             assert obj["spec"]["pipelineName"] == obj["metadata"]["name"].removesuffix("-v1")
             assert obj["spec"]["pipelineSpec"]["pipelineInfo"]["name"] == obj["spec"]["pipelineName"]
+
+
+def test_compiled_custom_resources_validate(compiled):
+    from tests.custom_resources import validate_custom
+
+    for name in ("katib-experiment", "inferenceservice-knative", "inferenceservice-standard", "prometheusrule"):
+        for obj in _docs(compiled / f"{name}.yaml"):
+            validate_custom(obj)

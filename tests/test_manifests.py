@@ -41,18 +41,17 @@ def test_every_core_object_validates_strictly(version):
         kubernetes_validate.validate(obj, version, strict=True)
 
 
-def test_kserve_resources_validate_against_the_sdk_models_and_match_the_generator():
-    import kserve
-    import kubernetes.client as k8s
-
+def test_custom_resources_validate_structurally_and_match_the_generators():
     from components.common.config import load_config
-    from components.common.sdkvalidate import model_lookup, validate
-    from components.deploy.isvc import build_inference_service, validate_inference_service
+    from components.deploy.isvc import build_inference_service
     from components.monitor.alerts import prometheus_rule
+    from tests.custom_resources import validate_custom
 
+    custom = [o for o in _objects() if o["apiVersion"].startswith(CUSTOM_GROUPS)]
+    assert {o["kind"] for o in custom} == {"ServingRuntime", "InferenceService", "PodMonitor", "PrometheusRule"}
+    for obj in custom:
+        validate_custom(obj)
     objects = {o["kind"]: o for o in _objects()}
-    validate(objects["ServingRuntime"], "V1alpha1ServingRuntime", model_lookup(kserve, k8s))
-    validate_inference_service(objects["InferenceService"])
     cfg = load_config()
     assert objects["InferenceService"] == build_inference_service(cfg.deploy, cfg.model_name, "CHAMPION_VERSION")
     assert objects["PrometheusRule"] == prometheus_rule(cfg.model_name, cfg.monitor, cfg.canary, cfg.deploy.namespace)
@@ -64,8 +63,26 @@ def test_kserve_resources_validate_against_the_sdk_models_and_match_the_generato
 
     assert runtime["containers"][0]["image"] == PREDICTOR_IMAGE
     assert runtime["containers"][0]["args"][0] == "/mnt/models"  # `conveyor serve` loads the version folder
-    monitor = objects["PodMonitor"]["spec"]["podMetricsEndpoints"][0]
+    monitor = objects["PodMonitor"]["spec"]["podMetricsEndpoints"][0]  # scrapes the runtime's port
     assert monitor["port"] == runtime["containers"][0]["ports"][0]["name"] and monitor["path"] == "/metrics"
+
+
+@pytest.mark.parametrize("kind, path, typo", [
+    ("PrometheusRule", ("spec", "groups", 0, "rules", 0), "expression"),
+    ("PodMonitor", ("spec", "podMetricsEndpoints", 0), "paths"),
+    ("ServingRuntime", ("spec",), "supportedModelFormat"),
+    ("InferenceService", ("spec", "predictor"), "minReplica"),
+])
+def test_custom_resource_checks_catch_a_typo(kind, path, typo):
+    from tests.custom_resources import validate_custom
+
+    obj = next(o for o in _objects() if o["kind"] == kind)
+    node = obj
+    for part in path:
+        node = node[part]
+    node[typo] = "x"
+    with pytest.raises(Exception, match=typo):
+        validate_custom(obj)
 
 
 def test_strict_validation_catches_a_typo():
