@@ -256,10 +256,7 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
         elif production:
             ref_version = step["ingest"]["version"]
             progress(f"[2] data pipeline on the production batch, drift vs {ref_version}")
-            second = runner.run("production data pipeline", pipeline, sources=production,
-                                dataset=cfg.data.dataset, store=store, reference_version=ref_version,
-                                source_settings=_production_settings(cfg))
-            step2 = _data_step_summary(second, run_dir / "reports", "production")
+            step2 = _version_production(cfg, store, production, runner, run_dir / "reports", ref_version)
             summary["steps"].append({"name": "production data", **step2})
             progress(_describe(step2))
         summary["seconds"] = round(time.monotonic() - started, 1)
@@ -273,8 +270,16 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
             server.stop()
 
 
-def _production_settings(cfg: ConveyorConfig) -> dict[str, Any]:
-    return cfg.data.settings_for("production").model_dump(mode="json", exclude_none=True)
+def _version_production(cfg: ConveyorConfig, store: str, production: list[str], runner: LocalPipelineRun,
+                        reports: Path, ref_version: str) -> dict[str, Any]:
+    """The production batch as a new version (data pipeline only), drift reported vs the reference."""
+    from pipelines.data_pipeline import build_data_pipeline
+
+    settings = cfg.data.settings_for("production").model_dump(mode="json", exclude_none=True)
+    run_dir = runner.run("production data pipeline", build_data_pipeline(cfg, store=store), sources=production,
+                         dataset=cfg.data.dataset, store=store, reference_version=ref_version,
+                         source_settings=settings)
+    return _data_step_summary(run_dir, reports, "production")
 
 
 def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: dict[str, Any],
@@ -284,7 +289,6 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
     from components.monitor.submit import retrain_config
     from components.registry.core import resolve_version
     from pipelines.closed_loop import replay_production
-    from pipelines.data_pipeline import build_data_pipeline
     from pipelines.monitoring_pipeline import build_monitoring_pipeline
     from pipelines.training_pipeline import build_training_pipeline
 
@@ -296,10 +300,7 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
     except NotFoundError:
         progress(f"[2] no champion of {cfg.model_name} is serving (the candidate was not blessed): nothing to "
                  "monitor; the production batch is versioned only")
-        data_run = runner.run("production data pipeline", build_data_pipeline(cfg, store=store), sources=production,
-                              dataset=cfg.data.dataset, store=store, reference_version=ref_version,
-                              source_settings=_production_settings(cfg))
-        step = _data_step_summary(data_run, reports, "production")
+        step = _version_production(cfg, store, production, runner, reports, ref_version)
         progress(_describe(step))
         return [{"name": "production data (no champion serving)", **step}]
     progress("[2] production traffic: the champion serves the production batch (request logging on), then "
@@ -332,10 +333,7 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
         steps.append({"name": "continuous training", **step})
     else:
         progress(f"[4] no retrain ({mon['decision']['action']}): the production batch is versioned only")
-        data_run = runner.run("production data pipeline", build_data_pipeline(cfg, store=store), sources=production,
-                              dataset=cfg.data.dataset, store=store, reference_version=ref_version,
-                              source_settings=_production_settings(cfg))
-        step = _data_step_summary(data_run, reports, "production")
+        step = _version_production(cfg, store, production, runner, reports, ref_version)
         steps.append({"name": "production data", **step})
     progress(_describe(step))
     return steps

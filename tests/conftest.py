@@ -64,3 +64,18 @@ def two_versions(tmp_path_factory):
     cand_card = train_and_register(store, version, "cand-run", alias="candidate", seed=7)
     rows = corpus(400, seed=11)
     return store, stable_card["version"], cand_card["version"], [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+@pytest.fixture
+def own_two_versions(two_versions, tmp_path):
+    """two_versions in a private copy of its store, champion = stable: for tests that write logs or
+    damage files, so nothing leaks into the shared store."""
+    from components.common.storage import FileStore
+    from components.registry.core import set_alias
+
+    src, stable, *rest = two_versions
+    store = FileStore(str(tmp_path / "own-store"))
+    for key in src.list(""):
+        store.write_bytes(key, src.read_bytes(key))
+    set_alias(store, "toy-model", "champion", stable)
+    return (store, stable, *rest)

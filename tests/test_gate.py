@@ -58,17 +58,11 @@ def test_a_worse_candidate_is_stopped_at_the_gate_with_reasons(tmp_path, file_st
     assert evaluation["champion"] is None  # the champion against itself is not a comparison
 
 
-def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(two_versions, tmp_path):
-    from components.common.storage import FileStore
+def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(own_two_versions):
     from components.evaluate.core import evaluate_candidate
     from components.gate.core import GateConfig, decide
-    from components.registry.core import set_alias
 
-    src, stable, cand, *_ = two_versions
-    store = FileStore(str(tmp_path / "store"))
-    for key in src.list(""):
-        store.write_bytes(key, src.read_bytes(key))
-    set_alias(store, "toy-model", "champion", stable)
+    store, stable, cand, *_ = own_two_versions
     store.write_bytes(f"models/toy-model/{stable}/featurizer.json", b'{"format": 1}')  # an older, changed file
     dataset = store.read_json(f"models/toy-model/{cand}/model_card.json")["dataset"]
     evaluation = evaluate_candidate(store, "toy-model", cand, dataset["name"], dataset["version"], {})

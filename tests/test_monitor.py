@@ -97,19 +97,12 @@ def _log(store, loaded, texts, at: dt.datetime, request_prefix: str):
     return labels
 
 
-def test_monitor_window_on_logged_predictions(two_versions, tmp_path):
-    from components.common.storage import FileStore
+def test_monitor_window_on_logged_predictions(own_two_versions):
     from components.monitor.core import monitor_window, write_feedback
     from components.registry.core import load
     from tests.training_data import corpus
 
-    src, stable, *_ = two_versions
-    store = FileStore(str(tmp_path / "store"))  # a copy, so the logs do not leak into other tests
-    for key in src.list(""):
-        store.write_bytes(key, src.read_bytes(key))
-    from components.registry.core import set_alias
-
-    set_alias(store, "toy-model", "champion", stable)
+    store, *_ = own_two_versions  # a copy, so the logs do not leak into other tests
     loaded = load(store, "toy-model", "champion")
     cfg = MonitorConfig(reference_rows=1000, trigger=TriggerPolicy(min_samples=300), min_labelled=100,
                         report_rows=500)
@@ -202,21 +195,14 @@ def test_submit_retraining_passes_new_data_and_champion_params_once(two_versions
         store.delete(key[len(store.uri) + 1:])
 
 
-def test_conveyor_monitor_cli_records_a_decision(two_versions, tmp_path, capsys):
+def test_conveyor_monitor_cli_records_a_decision(own_two_versions, tmp_path, capsys):
     import json
 
     import yaml
 
-    from components.common.storage import FileStore
     from pipelines.cli import main
 
-    src, stable, *_ = two_versions
-    store = FileStore(str(tmp_path / "store"))
-    for key in src.list(""):
-        store.write_bytes(key, src.read_bytes(key))
-    from components.registry.core import set_alias
-
-    set_alias(store, "toy-model", "champion", stable)
+    store, *_ = own_two_versions
     config = tmp_path / "monitor.yaml"
     config.write_text(yaml.safe_dump({"model_name": "toy-model", "monitor": {"reference_rows": 1000}}))
     assert main(["monitor", "--store", store.uri, "--config", str(config), "--html", str(tmp_path / "m.html")]) == 0

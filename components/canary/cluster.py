@@ -234,21 +234,19 @@ class CanaryController:
                                f"{phase} (expected {' or '.join(want)})")
         return obj, state
 
-    def promote(self) -> CanaryState:
-        obj, state = self._manual(("Progressing", "Paused"), "promote")
-        state.phase, state.weight = "Promoted", 100
-        state.history.append({"at": now(), "action": "promote", "weight": 100, "failed": state.failed,
+    def _end_by_user(self, verb: str, action: str, phase: str, weight: int, patches, message: str) -> CanaryState:
+        obj, state = self._manual(("Progressing", "Paused"), verb)
+        state.phase, state.weight = phase, weight
+        state.history.append({"at": now(), "action": action, "weight": weight, "failed": state.failed,
                               "checks": [], "by": "user"})
-        self._apply(obj, promote_patches(obj), state, "CanaryPromoted", "promoted by user")
+        self._apply(obj, patches(obj), state, f"Canary{phase}", message)
         return state
 
+    def promote(self) -> CanaryState:
+        return self._end_by_user("promote", "promote", "Promoted", 100, promote_patches, "promoted by user")
+
     def rollback(self) -> CanaryState:
-        obj, state = self._manual(("Progressing", "Paused"), "roll back")
-        state.phase, state.weight = "RolledBack", 0
-        state.history.append({"at": now(), "action": "rollback", "weight": 0, "failed": state.failed,
-                              "checks": [], "by": "user"})
-        self._apply(obj, rollback_patches(obj), state, "CanaryRolledBack", "rolled back by user")
-        return state
+        return self._end_by_user("roll back", "rollback", "RolledBack", 0, rollback_patches, "rolled back by user")
 
     def pause(self) -> CanaryState:
         obj, state = self._manual(("Progressing",), "pause")

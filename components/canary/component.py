@@ -41,6 +41,14 @@ def canary_op(
 
     st = open_store(store)
     cfg = CanaryConfig.model_validate(canary_config)
+    if target not in ("local", "kserve"):
+        raise ValueError(f"target must be 'local' or 'kserve', got {target!r}")
+
+    def test_rows() -> tuple[list, list]:
+        rows = split_table(v.read_table(st, v.resolve(st, dataset, version), columns=["doc_id", "text", "label"]),
+                           SplitConfig.model_validate(split_config))["test"]
+        return rows.column("text").to_pylist(), rows.column("label").to_pylist()
+
     if target == "kserve":
         from components.canary.cluster import run_cluster_rollout
         from components.deploy.config import DeployConfig
@@ -48,23 +56,10 @@ def canary_op(
         deploy = DeployConfig.model_validate(deploy_config)
         if store.startswith("s3://"):  # the predictor reads models from the same registry
             deploy = deploy.model_copy(update={"store": store})
-        replay_rows = None
-        if cfg.cluster_replay_requests:
-            rows = split_table(v.read_table(st, v.resolve(st, dataset, version), columns=["doc_id", "text", "label"]),
-                               SplitConfig.model_validate(split_config))["test"]
-            replay_rows = (rows.column("text").to_pylist(), rows.column("label").to_pylist())
-        record = run_cluster_rollout(st, deploy, cfg, model_name, candidate, replay_rows=replay_rows)
-        with open(deployment.path, "w") as handle:
-            json.dump(record, handle, indent=2)
-        deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate})
-        outputs = namedtuple("CanaryOutputs", ["outcome", "champion"])
-        return outputs(record["outcome"], resolve_version(st, model_name, "champion"))
-    if target != "local":
-        raise ValueError(f"target must be 'local' or 'kserve', got {target!r}")
-    rows = split_table(v.read_table(st, v.resolve(st, dataset, version), columns=["doc_id", "text", "label"]),
-                       SplitConfig.model_validate(split_config))["test"]
-    record = run_local_canary(st, model_name, candidate, rows.column("text").to_pylist(),
-                              rows.column("label").to_pylist(), cfg)
+        record = run_cluster_rollout(st, deploy, cfg, model_name, candidate,
+                                     replay_rows=test_rows() if cfg.cluster_replay_requests else None)
+    else:
+        record = run_local_canary(st, model_name, candidate, *test_rows(), cfg)
     with open(deployment.path, "w") as handle:
         json.dump(record, handle, indent=2)
     deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate})

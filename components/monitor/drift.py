@@ -81,11 +81,11 @@ def evidently_verdict(reference: dict[str, np.ndarray], current: dict[str, np.nd
                       drift_share: float = 0.5, html: bool = False) -> tuple[dict[str, Any], str | None]:
     """Evidently's DataDriftPreset on the same columns: the report users read, and the yardstick
     the fast verdict is checked against (tests, bench)."""
-    import re
-
     import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
+
+    from components.report.core import drift_columns, snapshot_html
 
     numerical = [c for c, k in kinds.items() if k == "numerical"]
     categorical = [c for c, k in kinds.items() if k != "numerical"]
@@ -96,30 +96,8 @@ def evidently_verdict(reference: dict[str, np.ndarray], current: dict[str, np.nd
                              cat_threshold=categorical_threshold)
     snapshot = Report([preset]).run(current_data=Dataset.from_pandas(cur, data_definition=definition),
                                     reference_data=Dataset.from_pandas(ref, data_definition=definition))
-    columns, share = {}, None
-    for metric in snapshot.dict()["metrics"]:
-        name = metric.get("metric_name", "")
-        if name.startswith("DriftedColumnsCount"):
-            share = float(metric["value"]["share"])
-        elif match := re.fullmatch(r"ValueDrift\((.*)\)", name):
-            # e.g. ValueDrift(column=a,threshold=0.1,method=Wasserstein distance (normed)); key order varies
-            fields = dict(part.split("=", 1) for part in match[1].split(","))
-            method, threshold, score = fields["method"], float(fields["threshold"]), float(metric["value"])
-            drifted = score < threshold if "p_value" in method else score >= threshold
-            columns[fields["column"]] = {"method": method, "score": score, "threshold": threshold,
-                                         "drifted": bool(drifted)}
-    if share is None:
-        share = sum(c["drifted"] for c in columns.values()) / max(len(columns), 1)
+    columns, share = drift_columns(snapshot)
     verdict = {"dataset_drift": share >= drift_share, "drifted_share": share, "drift_share_threshold": drift_share,
                "columns": columns, "rows_compared": {"reference": len(ref), "current": len(cur)}}
-    page = None
-    if html:
-        import os
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "report.html")
-            snapshot.save_html(path)
-            with open(path, encoding="utf-8") as handle:
-                page = handle.read()
+    page = snapshot_html(snapshot) if html else None
     return verdict, page

@@ -76,7 +76,25 @@ def statistics(table: pa.Table) -> dict[str, Any]:
     return out
 
 
-_DRIFT_NAME = re.compile(r"ValueDrift\(column=(?P<column>[^,]+),method=(?P<method>[^,]+),threshold=(?P<t>[^)]+)\)")
+def drift_columns(snapshot) -> tuple[dict[str, dict[str, Any]], float]:
+    """Per-column drift and the drifted share from an Evidently DataDriftPreset snapshot."""
+    columns, share = {}, None
+    for metric in snapshot.dict()["metrics"]:
+        name = metric.get("metric_name", "")
+        if name.startswith("DriftedColumnsCount"):
+            share = float(metric["value"]["share"])
+        elif match := re.fullmatch(r"ValueDrift\((.*)\)", name):
+            # e.g. ValueDrift(column=a,threshold=0.1,method=Wasserstein distance (normed)): the key
+            # order depends on the preset's arguments
+            fields = dict(part.split("=", 1) for part in match[1].split(","))
+            method, threshold, score = fields["method"], float(fields["threshold"]), float(metric["value"])
+            # p-value tests drift below the threshold; distances drift at or above it.
+            drifted = score < threshold if "p_value" in method else score >= threshold
+            columns[fields["column"]] = {"method": method, "score": score, "threshold": threshold,
+                                         "drifted": bool(drifted)}
+    if share is None:
+        share = sum(c["drifted"] for c in columns.values()) / max(len(columns), 1)
+    return columns, share
 
 
 def drift(current: pa.Table, reference: pa.Table, config: ReportConfig) -> tuple[dict[str, Any], Any]:
@@ -91,20 +109,7 @@ def drift(current: pa.Table, reference: pa.Table, config: ReportConfig) -> tuple
     report = Report([DataSummaryPreset(), DataDriftPreset(drift_share=config.drift_share)])
     snapshot = report.run(current_data=Dataset.from_pandas(cur, data_definition=definition),
                           reference_data=Dataset.from_pandas(ref, data_definition=definition))
-    columns = {}
-    share = None
-    for metric in snapshot.dict()["metrics"]:
-        name = metric.get("metric_name", "")
-        if name.startswith("DriftedColumnsCount"):
-            share = float(metric["value"]["share"])
-        elif match := _DRIFT_NAME.match(name):
-            method, threshold, score = match["method"], float(match["t"]), float(metric["value"])
-            # p-value tests drift below the threshold; distances drift at or above it.
-            drifted = score < threshold if "p_value" in method else score >= threshold
-            columns[match["column"]] = {"method": method, "score": score, "threshold": threshold,
-                                        "drifted": bool(drifted)}
-    if share is None:
-        share = sum(c["drifted"] for c in columns.values()) / max(len(columns), 1)
+    columns, share = drift_columns(snapshot)
     verdict = {"dataset_drift": share >= config.drift_share, "drifted_share": share,
                "drift_share_threshold": config.drift_share, "columns": columns,
                "rows_compared": {"current": len(cur), "reference": len(ref)}}
@@ -128,7 +133,7 @@ def build_report(table: pa.Table, manifest: dict[str, Any], reference: pa.Table 
         verdict["reference_version"] = reference_manifest["version"]
         current = table if drift_rows is None else drift_rows
         verdict["drift"], snapshot = drift(current, reference, config)
-        evidently_html = _snapshot_html(snapshot)
+        evidently_html = snapshot_html(snapshot)
     return verdict, _render_html(verdict, evidently_html)
 
 
@@ -160,7 +165,8 @@ def report_for_versions(store: Store, name: str, version: str, reference: str | 
     return verdict
 
 
-def _snapshot_html(snapshot) -> str:
+def snapshot_html(snapshot) -> str:
+    """An Evidently snapshot as one self-contained HTML page."""
     import os
     import tempfile
 
