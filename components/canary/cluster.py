@@ -205,7 +205,12 @@ class CanaryController:
                 metrics.labelled, metrics.correct = labelled.get(version, (0, 0))
             checks = run_checks(stable_m, canary_m, cfg)
             state, action = advance(state, checks, cfg, at=now())
-            obj = self.act(obj, state, action, describe(checks))
+            evidence = describe(checks)
+            problems = getattr(source, "errors", None)
+            if problems:  # the reason behind "no data" goes into the Event and the log
+                evidence += f"; metrics source: {problems[-1]}"
+                problems.clear()
+            obj = self.act(obj, state, action, evidence)
             if once or state.phase != "Progressing":
                 return state
 
@@ -276,12 +281,12 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     ctl = CanaryController(api, deploy_cfg.name, deploy_cfg.namespace, cfg.ready_timeout_s, log=log)
     obj = ctl.deploy(deploy_cfg, cfg, model, candidate)
     state = read_state(obj)
+    replay = None
     if state and state.phase == "Progressing":
         if source is None:
             from components.canary.prometheus import PrometheusMetricsSource
 
             source = PrometheusMetricsSource(cfg.prometheus, model, cfg.interval_s)
-        replay = None
         if cfg.cluster_replay_requests and replay_rows:
             from components.canary.replay import LabelledReplay
 
@@ -299,6 +304,7 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     record = {"model": model, "candidate": candidate, "backend": "kserve", "started_at": started,
               "finished_at": now(), "inference_service": f"{deploy_cfg.namespace}/{deploy_cfg.name}",
               "outcome": state.phase if state else "None", "stable": stable,
+              "replay_failed_requests": replay.failures if replay is not None else None,
               "state": state.to_json() if state else None, "config": cfg.model_dump(mode="json")}
     key = f"deployments/{model}/{record['finished_at'].replace(':', '')}-{candidate}.json"
     store.write_json(key, record)

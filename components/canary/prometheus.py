@@ -24,6 +24,7 @@ class PrometheusMetricsSource:
         self.cfg, self.model = cfg, model
         self.window = f"{math.ceil(max(interval_s, cfg.min_window_s))}s"
         self.last_queries: list[str] = []
+        self.errors: list[str] = []  # why a snapshot had no data; the analysis reports and clears them
 
     def render(self, name: str, version: str) -> str:
         return Template(self.cfg.queries[name]).substitute(model=self.model, version=version, window=self.window)
@@ -58,7 +59,7 @@ class PrometheusMetricsSource:
                                errors_5xx=self._scalar("errors_5xx", version),
                                latency_buckets=buckets, predicted=self._by("predicted", version, "label"))
         except PrometheusUnavailable as exc:
-            self.error = str(exc)
+            self.errors.append(str(exc))
             return RoleMetrics(reachable=False)
 
 
