@@ -339,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--max-chars", type=int, default=100_000)
     chaos = p.add_argument_group("chaos (rehearse a bad rollout; off by default)")
-    chaos.add_argument("--chaos-error-rate", type=float, default=0.0, help="share of requests answered 500")
+    chaos.add_argument("--chaos-error-rate", type=float, default=0.0,
+                       help="share of requests answered 500, spread evenly (0.3: 3 in every 10)")
     chaos.add_argument("--chaos-delay-ms", type=float, default=0.0, help="added latency per request")
     chaos.add_argument("--chaos-flip-labels", action="store_true", help="predict the other class")
     p.add_argument("--access-log", action="store_true",

@@ -119,3 +119,12 @@ def test_serves_a_version_folder_as_kserve_storage_initializer_leaves_it(two_ver
     (folder / "weights.pt").write_bytes(b"tampered")
     with pytest.raises(RuntimeError, match="does not match the model card"):
         ServerProcess(str(folder), None, name="spam", startup_timeout=30)
+
+
+def test_chaos_errors_are_spread_evenly_so_a_rehearsal_cannot_pass_by_luck(two_versions):
+    store, stable, *_ = two_versions
+    with ServerProcess(f"toy-model@{stable}", store.uri, name="chaos", extra=["--chaos-error-rate", "0.3"]) as server:
+        codes = [http_json(f"{server.url}/v1/models/chaos:predict", {"instances": ["free cash prize"]})[0]
+                 for _ in range(40)]
+    assert codes.count(500) == 12 and codes.count(200) == 28  # exactly 30%
+    assert all(500 in codes[i:i + 4] for i in range(len(codes) - 3))  # every 4 in a row hold a 500

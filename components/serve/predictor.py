@@ -9,7 +9,7 @@ classes, labelled with model version and role (stable/canary).
 
 from __future__ import annotations
 
-import random
+import math
 import time
 import uuid
 
@@ -36,6 +36,9 @@ class ConveyorModel(Model):
         super().__init__(name)
         # Chaos options rehearse a bad rollout (error share, added delay, wrong labels); off by default.
         self.chaos = {"error_rate": 0.0, "delay_ms": 0.0, "flip_labels": False, **(chaos or {})}
+        # Injected errors are spread evenly, not drawn at random: with error_rate 0.3 every run of
+        # 4 consecutive requests holds at least one 500, so a rehearsal cannot pass by luck.
+        self._chaos_seen = 0
         self.store_uri, self.model_name, self.ref, self.role = store_uri, model_name, ref, role
         self.max_batch, self.max_chars, self.log_sample_rate = max_batch, max_chars, log_sample_rate
         self.version = "unloaded"
@@ -121,8 +124,12 @@ class ConveyorModel(Model):
                 import asyncio
 
                 await asyncio.sleep(self.chaos["delay_ms"] / 1000)
-            if self.chaos["error_rate"] and random.random() < self.chaos["error_rate"]:
-                raise RuntimeError("chaos: injected failure")
+            if self.chaos["error_rate"]:
+                self._chaos_seen += 1
+                # request n fails when floor(n * rate) steps up (rounded: 0.3 * 10 must be 3, not 2.99..)
+                rate, n = self.chaos["error_rate"], self._chaos_seen
+                if math.floor(round(n * rate, 9)) > math.floor(round((n - 1) * rate, 9)):
+                    raise RuntimeError("chaos: injected failure")
             labels, probs = self.classify(texts)
             if self.chaos["flip_labels"]:
                 probs = probs[:, ::-1].copy()
