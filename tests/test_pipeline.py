@@ -129,7 +129,7 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
     cfg = small_config(epochs=2).model_dump(mode="json", exclude_none=True)
     cfg["data"] = {"dataset": "toy", "reference": [str(src)]}
     cfg["model_name"] = "toy-model"
-    cfg["best_trial"] = "keep"  # register the best trial's own model (the retrain path runs in `conveyor run`)
+    cfg["best_trial"] = "keep"  # register the best trial's own model (continuous training in `conveyor run` retrains)
     cfg["gate"] = {"min_accuracy": 0.8, "min_macro_f1": 0.8, "max_ece": 0.5}  # a 2-epoch toy is underconfident
     cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 2,
                      "early_stopping": {"algorithm": "none"},

@@ -20,6 +20,7 @@ def retrain_config(store, model: str, config: dict[str, Any]) -> dict[str, Any]:
     merged = json.loads(json.dumps(config))
     merged["train"] = {**merged.get("train", {}), **card["params"]["train"]}
     merged["features"] = {**merged.get("features", {}), **card["params"].get("features", {})}
+    merged["best_trial"] = "retrain"  # no search runs, so there is no trial to keep
     # validated, and dumped the way pipeline parameters need it (no nulls)
     return config_from_dict(merged, origin="retrain config").model_dump(mode="json", exclude_none=True)
 

@@ -29,7 +29,7 @@ def train_op(
     from components.train.plots import training_curve_html
 
     cfg = apply_params(config_from_dict(config), best_params)
-    if cfg.best_trial == "keep":
+    if cfg.best_trial == "keep" and best_run_id:  # a retrain without a search has no trial to keep
         record = read_run(open_store(store), best_run_id)  # the best trial's own model, as trained
     else:
         record = run_training(open_store(store), dataset, version, cfg, run_id, image=image)
