@@ -238,7 +238,8 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
             spec = cfg.search
             progress(f"[1] training pipeline on the reference data ({len(reference)} sources): data, search "
                      f"({spec.get('algorithm', 'tpe')}, {spec.get('max_trials', 8)} trials, "
-                     f"{spec.get('parallel_trials', 2)} in parallel), train the best, register")
+                     f"{spec.get('parallel_trials', 2)} in parallel), "
+                     + ("keep the best trial's model" if cfg.best_trial == "keep" else "train the best") + ", register")
             first = runner.run("training pipeline", build_training_pipeline(cfg, store=store, backend="local"),
                                sources=reference, dataset=cfg.data.dataset, store=store)
             step = _training_step_summary(first, run_dir / "reports")
