@@ -124,18 +124,28 @@ class FakeExperiments:
         self.deleted.append(name)
 
     def watch(self, name, namespace, timeout_s):
+        self.waited = timeout_s
+        if timeout_s <= 0:
+            return
         obj = self.objects[name]
         yield {**obj, "status": {"conditions": [{"type": "Running", "status": "True"}]}}
         if self.outcome == "timeout":
             return
+        if self.outcome == "budget":  # still running when the budget ends; one trial has finished
+            obj["status"] = {"conditions": [{"type": "Running", "status": "True"}],
+                             "currentOptimalTrial": self.optimal(name)}
+            return
         cond = {"type": self.outcome, "status": "True", "reason": "ExperimentMaxTrialsReached" if
                 self.outcome == "Succeeded" else "ExperimentFailed", "message": "done" if
                 self.outcome == "Succeeded" else "too many failed trials"}
-        obj["status"] = {"conditions": [cond], "currentOptimalTrial": {
-            "bestTrialName": f"{name}-abc", "parameterAssignments": [{"name": "lr", "value": "0.02"},
-                                                                     {"name": "embed_dim", "value": "16"}],
-            "observation": {"metrics": [{"name": "accuracy", "max": "0.97", "latest": "0.96"}]}}}
+        obj["status"] = {"conditions": [cond], "currentOptimalTrial": self.optimal(name)}
         yield obj
+
+    @staticmethod
+    def optimal(name):
+        return {"bestTrialName": f"{name}-abc", "parameterAssignments": [{"name": "lr", "value": "0.02"},
+                                                                         {"name": "embed_dim", "value": "16"}],
+                "observation": {"metrics": [{"name": "accuracy", "max": "0.97", "latest": "0.96"}]}}
 
     def list_trials(self, name, namespace):
         return [{"metadata": {"name": f"{name}-abc"}, "spec": {"parameterAssignments": [
@@ -177,6 +187,26 @@ def test_launcher_deletes_the_experiment_on_failure_and_timeout(outcome, message
     with pytest.raises(SearchFailed, match=message):
         launch(api, manifest, spec, ClusterConfig(), timeout_s=5, log=lambda _m: None)
     assert api.deleted == [manifest["metadata"]["name"]]  # no GPU trial left running
+
+
+def test_katib_budget_takes_the_best_finished_trial_and_stops_the_rest():
+    manifest, spec = _experiment(timeout_s=600)
+    api = FakeExperiments(outcome="budget")
+    out = launch(api, manifest, spec, ClusterConfig(), log=lambda _m: None)
+    assert api.waited == 600  # the search budget, not the cluster's 6 h guard
+    assert out.reason == "BudgetExhausted" and out.best_params == {"lr": 0.02, "embed_dim": 16}
+    assert api.deleted == [manifest["metadata"]["name"]]  # running trials stopped with the experiment
+
+    # A retried step adopts its experiment: the budget counts from the experiment's creation.
+    import datetime as dt
+
+    old = copy.deepcopy(manifest)
+    old["metadata"]["creationTimestamp"] = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).isoformat()
+    old["status"] = {"conditions": [{"type": "Running", "status": "True"}],
+                     "currentOptimalTrial": FakeExperiments.optimal(manifest["metadata"]["name"])}
+    api = FakeExperiments(existing=old)
+    out = launch(api, manifest, spec, ClusterConfig(), log=lambda _m: None)
+    assert out.adopted and api.waited <= 0 and out.reason == "BudgetExhausted" and api.deleted
 
 
 def test_quota_is_checked_before_anything_is_created():
@@ -232,6 +262,28 @@ def test_automl_grid_over_feature_groups_and_families_shows_each_choice(tmp_path
                                   store="s3://x", cluster=ClusterConfig())
     spaces = {p["name"]: p["feasibleSpace"] for p in experiment["spec"]["parameters"]}
     assert spaces["features-word_ngrams"]["list"] == ["[1, 2]", "[]"]
+
+
+def test_local_budget_stops_starting_trials_and_keeps_the_best_finished(tmp_path, file_store):
+    from components.search.backends import run_search
+    from tests.training_data import ingest_corpus, small_config
+
+    version = ingest_corpus(tmp_path, file_store)
+    cfg = small_config(epochs=1).model_dump(mode="json", exclude_none=True)
+    # 30 one-epoch trials one at a time take minutes; 12 s of budget lets a few finish.
+    cfg["search"] = with_(algorithm="random", max_trials=30, parallel_trials=1, timeout_s=12,
+                          early_stopping={"algorithm": "none"})
+    result = run_search("local", file_store.uri, "toy", version, cfg, "budget-1", log=lambda _m: None)
+    states = [t["state"] for t in result["trials"]]
+    assert "succeeded" in states and len(states) < 30
+    assert set(states) <= {"succeeded", "stopped"} and states.count("stopped") <= 1  # the one running at 12 s
+    assert result["best_value"] == max(t["value"] for t in result["trials"] if t["state"] == "succeeded")
+    assert result["seconds"] < 12 + 10  # a stopped trial ends promptly
+
+    cfg["search"] = with_(algorithm="random", max_trials=4, parallel_trials=2, timeout_s=1)
+    with pytest.raises(SearchFailed, match=r"budget \(search.timeout_s = 1 s\) ran out before any trial finished "
+                                           r"\(2 stopped\)"):
+        run_search("local", file_store.uri, "toy", version, cfg, "budget-2", log=lambda _m: None)
 
 
 def test_failed_trials_count_against_the_limit(tmp_path, file_store):

@@ -75,8 +75,9 @@ class KubernetesExperimentApi:
 
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
+            seconds = max(1, int(min(left, 300)))  # 0 would mean no timeout at all
             stream = watch.Watch().stream(self.api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-                                          field_selector=f"metadata.name={name}", timeout_seconds=int(min(left, 300)))
+                                          field_selector=f"metadata.name={name}", timeout_seconds=seconds)
             for event in stream:
                 yield event["object"]
 
@@ -139,6 +140,9 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
         log(f"created experiment {namespace}/{name}")
 
     finished = False
+    budget = spec.timeout_s if timeout_s is None else timeout_s
+    limit_s = min(budget, cluster.experiment_timeout_s)
+    wait_s = limit_s - _age_s(existing)  # an adopted experiment has used some of it already
 
     def on_terminate(signum, _frame):
         api.delete(name, namespace)  # no GPU trial survives a terminated pipeline run
@@ -147,15 +151,25 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
     previous = signal.signal(signal.SIGTERM, on_terminate) if _main_thread() else None
     try:
         final = existing if existing is not None and _condition(existing)[0] else None
+        out_of_time = False
         if final is None:
-            for obj in api.watch(name, namespace, timeout_s or cluster.experiment_timeout_s):
+            for obj in api.watch(name, namespace, wait_s):
                 if _condition(obj)[0]:
                     final = obj
                     break
         if final is None:
-            raise SearchFailed(f"experiment {namespace}/{name} did not finish within "
-                               f"{timeout_s or cluster.experiment_timeout_s:.0f}s; deleted it")
+            # Out of time: the best trial finished so far wins; deleting the experiment (below, as
+            # `finished` stays False) stops the trials still running.
+            current = api.get(name, namespace) or {}
+            if not (current.get("status", {}).get("currentOptimalTrial", {}) or {}).get("bestTrialName"):
+                raise SearchFailed(f"experiment {namespace}/{name} did not finish within {limit_s:.0f}s "
+                                   "and no trial had finished; deleted it")
+            log(f"experiment {namespace}/{name}: {limit_s:.0f}s budget reached; taking the best finished trial "
+                "and stopping the rest")
+            final, out_of_time = current, True
         state, reason, message = _condition(final)
+        if out_of_time:
+            state, reason = "Succeeded", "BudgetExhausted"
         if state == "Failed":
             raise SearchFailed(f"experiment {namespace}/{name} failed: {reason}: {message}")
         optimal = final.get("status", {}).get("currentOptimalTrial", {}) or {}
@@ -175,13 +189,27 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
                    "metrics": {m["name"]: m.get("latest") for m in
                                (t.get("status", {}).get("observation", {}) or {}).get("metrics", []) or []}}
                   for t in api.list_trials(name, namespace)]
-        finished = True
+        finished = not out_of_time
         return KatibOutcome(name, adopted, best_params, optimal.get("bestTrialName", ""), value, reason, trials)
     finally:
         if not finished:
             api.delete(name, namespace)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _age_s(obj: dict[str, Any] | None) -> float:
+    import datetime as dt
+
+    created = (obj or {}).get("metadata", {}).get("creationTimestamp")
+    if not created:
+        return 0.0
+    # the Kubernetes client gives a datetime; a raw object gives RFC 3339 text
+    if isinstance(created, dt.datetime):
+        when = created
+    else:
+        when = dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    return max(0.0, (dt.datetime.now(dt.UTC) - when).total_seconds())
 
 
 def _trial_state(trial: dict[str, Any]) -> str:

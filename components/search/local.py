@@ -3,6 +3,8 @@
 Algorithms map from Katib's names (random, tpe, multivariate-tpe, cmaes, grid; Katib runs these on
 Optuna too); `medianstop` becomes Optuna's median pruner. Each trial runs the training entrypoint
 in its own process and is followed through its Katib metric lines, so pruning stops it mid-run.
+`search.timeout_s` is the wall-clock budget: no trial starts after it, trials still running are
+stopped, and the best finished trial wins.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class LocalSearch:
         self._lock = threading.Lock()
         self._failed = 0
         self._stop = threading.Event()
+        self._deadline = float("inf")  # set when the search starts: spec.timeout_s from then
 
     def _command(self, run_id: str, params: dict[str, Any]) -> list[str]:
         cmd = [sys.executable, "-m", "components.train.entrypoint", "--store", self.store, "--dataset",
@@ -122,8 +125,8 @@ class LocalSearch:
         import optuna
 
         with self._lock:
-            if self._stop.is_set():
-                return None
+            if self._stop.is_set() or time.monotonic() >= self._deadline:
+                return None  # a target reached, too many failures, or the budget spent: start no more
             trial = study.ask(dists)
         run_id = f"{self.run_prefix}-t{trial.number:03d}"
         started = time.monotonic()
@@ -136,6 +139,15 @@ class LocalSearch:
         err_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below, after the process)
         proc = subprocess.Popen(self._command(run_id, trial.params), stdout=subprocess.PIPE, stderr=err_file,
                                 text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        out_of_budget = threading.Event()
+
+        def stop_for_budget():
+            out_of_budget.set()
+            proc.terminate()
+
+        budget_timer = threading.Timer(max(0.0, self._deadline - time.monotonic()), stop_for_budget)
+        budget_timer.daemon = True
+        budget_timer.start()
         for line in proc.stdout:
             values = parse_metric_line(line)
             if "epoch" not in values or self.spec.objective.metric not in values:
@@ -151,6 +163,7 @@ class LocalSearch:
                 proc.terminate()
                 break
         code = proc.wait()
+        budget_timer.cancel()
         err_file.seek(0)
         stderr = err_file.read()
         err_file.close()
@@ -160,6 +173,12 @@ class LocalSearch:
             if pruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 row.state = "pruned"
+            elif out_of_budget.is_set() and code != 0:
+                # Stopped by the search's wall-clock budget: not a failure of the trial, and its
+                # half-trained model is not a candidate.
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                row.state = "stopped"
+                row.error = f"stopped at the search budget (search.timeout_s = {self.spec.timeout_s} s)"
             elif code == 0 and best is not None:
                 study.tell(trial, best)
                 row.state = "succeeded"
@@ -181,6 +200,7 @@ class LocalSearch:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         started = time.monotonic()
+        self._deadline = started + self.spec.timeout_s
         direction = "maximize" if self.spec.objective.goal == "maximize" else "minimize"
         study = optuna.create_study(direction=direction, sampler=make_sampler(self.spec),
                                     pruner=make_pruner(self.spec))
@@ -204,6 +224,10 @@ class LocalSearch:
             raise SearchFailed(f"search stopped: {self._failed} trials failed (limit {self.spec.max_failed_trials}); "
                                f"last error: {next(r.error for r in reversed(rows) if r.error)}")
         done = [r for r in rows if r.state == "succeeded"]
+        stopped = [r for r in rows if r.state == "stopped"]
+        if not done and stopped:
+            raise SearchFailed(f"the search budget (search.timeout_s = {self.spec.timeout_s} s) ran out before any "
+                               f"trial finished ({len(stopped)} stopped); raise timeout_s or make trials cheaper")
         if not done:
             raise SearchFailed(f"search finished with no successful trial ({len(rows)} trials: "
                                f"{', '.join(sorted({r.state for r in rows}))})")

@@ -81,6 +81,8 @@ class SearchSpec(_Strict):
     max_failed_trials: int = Field(3, ge=0)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     seed: int = 7
+    # Wall-clock budget for the whole search: no trial starts after it, running trials are stopped
+    # (locally: terminated; on Katib: the experiment is deleted) and the best finished trial wins.
     timeout_s: int = Field(3600, ge=1)
 
     @model_validator(mode="after")
