@@ -226,7 +226,8 @@ def test_local_search_runs_parallel_trial_processes(tmp_path, file_store):
     cfg["search"] = with_(algorithm="random", max_trials=4, parallel_trials=2,
                           early_stopping={"algorithm": "none"})
     result = run_search("local", file_store.uri, "toy", version, cfg, "search-1", log=lambda _m: None)
-    assert len(result["trials"]) == 4 and all(t["state"] == "succeeded" for t in result["trials"])
+    assert len(result["trials"]) == 4 and all(t["state"] == "succeeded" for t in result["trials"]), \
+        [(t["run_id"], t["state"], t["error"]) for t in result["trials"]]
     assert result["best_value"] == max(t["value"] for t in result["trials"])
     assert set(result["best_params"]) == {"lr", "embed_dim"} and "**best**" in result["leaderboard"]
     assert len({t["run_id"] for t in result["trials"]}) == 4  # each trial is its own training run
@@ -275,7 +276,7 @@ def test_local_budget_stops_starting_trials_and_keeps_the_best_finished(tmp_path
                           early_stopping={"algorithm": "none"})
     result = run_search("local", file_store.uri, "toy", version, cfg, "budget-1", log=lambda _m: None)
     states = [t["state"] for t in result["trials"]]
-    assert "succeeded" in states and len(states) < 30
+    assert "succeeded" in states and len(states) < 30, [(t["state"], t["seconds"], t["error"]) for t in result["trials"]]
     assert set(states) <= {"succeeded", "stopped"} and states.count("stopped") <= 1  # the one running at 12 s
     assert result["best_value"] == max(t["value"] for t in result["trials"] if t["state"] == "succeeded")
     assert result["seconds"] < 12 + 10  # a stopped trial ends promptly
