@@ -276,8 +276,9 @@ def test_local_budget_stops_starting_trials_and_keeps_the_best_finished(tmp_path
                           early_stopping={"algorithm": "none"})
     result = run_search("local", file_store.uri, "toy", version, cfg, "budget-1", log=lambda _m: None)
     states = [t["state"] for t in result["trials"]]
-    assert "succeeded" in states and len(states) < 30, [(t["state"], t["seconds"], t["error"]) for t in result["trials"]]
-    assert set(states) <= {"succeeded", "stopped"} and states.count("stopped") <= 1  # the one running at 12 s
+    seen = [(t["state"], t["seconds"], t["error"]) for t in result["trials"]]
+    assert "succeeded" in states and len(states) < 30, seen
+    assert set(states) <= {"succeeded", "stopped"} and states.count("stopped") <= 1, seen  # the one running at 12 s
     assert result["best_value"] == max(t["value"] for t in result["trials"] if t["state"] == "succeeded")
     assert result["seconds"] < 12 + 10  # a stopped trial ends promptly
 
