@@ -69,3 +69,26 @@ def test_uris_and_defaults(tmp_path, monkeypatch):
     assert open_store().uri == (tmp_path / "st").as_uri()
     with pytest.raises(StoreError, match="unsupported store scheme"):
         open_store("gs://bucket")
+
+
+def test_parallel_writers_of_one_key_never_leave_a_mixed_file(store, tmp_path):
+    """Search trials in parallel fill the same feature cache: each write must land whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = []
+    for i in range(4):
+        path = tmp_path / f"part-{i}.bin"
+        path.write_bytes(bytes([i]) * 2_000_000)
+        sources.append(path)
+
+    def write(i: int) -> None:
+        for _ in range(5):
+            store.upload(str(sources[i % 4]), "cache/train.parquet")
+            store.write_bytes("cache/featurizer.json", bytes([i % 4]) * 500_000)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(write, range(8)))  # any writer's error is raised here
+    for key, size in (("cache/train.parquet", 2_000_000), ("cache/featurizer.json", 500_000)):
+        data = store.read_bytes(key)
+        assert len(data) == size and len(set(data)) == 1  # one writer's copy, whole
+    assert store.list("cache") == ["cache/featurizer.json", "cache/train.parquet"]  # no temporary left

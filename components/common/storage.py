@@ -140,9 +140,17 @@ class FileStore(Store):
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.upload.tmp")
-            shutil.copyfile(local_path, tmp)
-            os.replace(tmp, path)
+            # A unique temporary name: parallel writers of one key (search trials filling the
+            # same feature cache) would otherwise share it, and one would rename the other's
+            # half-written copy into place.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            try:
+                shutil.copyfile(local_path, tmp)
+                os.replace(tmp, path)
+            except OSError:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         except OSError as exc:
             raise StoreError(f"{self.url(key)}: cannot write ({exc.strerror})") from exc
 
