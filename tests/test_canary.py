@@ -29,6 +29,28 @@ def test_histogram_quantile_and_js_match_their_definitions():
     assert js_distance({"a": 1}, {"b": 1}) == pytest.approx(1.0)
 
 
+def test_accuracy_drop_bound_matches_newcombe_and_ignores_sampling_noise():
+    from components.canary.analysis import accuracy_drop_lower_bound
+
+    # Newcombe (1998), Table II, method 10, two-sided 95% (= one-sided 97.5%) lower limits
+    assert accuracy_drop_lower_bound(56, 70, 48, 80, 0.975) == pytest.approx(0.0524, abs=1e-4)
+    assert accuracy_drop_lower_bound(9, 10, 3, 10, 0.975) == pytest.approx(0.1705, abs=1e-4)
+    cfg = CanaryConfig(min_labelled=30, max_accuracy_drop=0.05)
+    served = {"requests": 200, "latency_buckets": {0.01: 200.0, float("inf"): 200.0}, "predicted": {"a": 100}}
+
+    def accuracy_check(stable_correct, stable_n, canary_correct, canary_n):
+        checks = run_checks(RoleMetrics(labelled=stable_n, correct=stable_correct, **served),
+                            RoleMetrics(labelled=canary_n, correct=canary_correct, **served), cfg)
+        return next(c for c in checks if c.name == "labelled_accuracy_drop_vs_stable")
+
+    noise = accuracy_check(155, 157, 40, 43)  # 0.987 vs 0.930: three more errors in 43 answers
+    assert noise.value > 0.05 and noise.passed and "with 95% confidence" in noise.detail
+    worse = accuracy_check(980, 1000, 900, 1000)  # 0.98 vs 0.90 on 1,000 each: a real regression
+    assert not worse.passed
+    flipped = accuracy_check(60, 60, 0, 30)
+    assert not flipped.passed
+
+
 def test_flagger_semantics_step_promote_rollback_pause():
     ok = [Check("success_rate", 1.0, 0.99, True)]
     bad = [Check("success_rate", 0.5, 0.99, False)]

@@ -62,6 +62,10 @@ class CanaryConfig(BaseModel):
     max_accuracy_drop: float = Field(0.05, ge=0, le=1)  # on labelled replay traffic, vs stable
     # fewer labelled answers per side in an interval: the accuracy check is skipped (too noisy to judge)
     min_labelled: int = Field(30, ge=1)
+    # The accuracy check fails only when the drop is above max_accuracy_drop with this one-sided
+    # confidence (Newcombe's score interval for a difference of proportions): a few dozen labelled
+    # answers per side would otherwise roll back a healthy canary on sampling noise alone.
+    accuracy_confidence: float = Field(0.95, ge=0.5, lt=1)
     no_data: Literal["fail", "inconclusive"] = "fail"
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)  # cluster analysis only
     # cluster: labelled held-out rows sent through the InferenceService URL each interval (0: none)
@@ -137,9 +141,13 @@ class Check:
     value: float | None
     threshold: float
     passed: bool | None  # None: no data
+    detail: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["detail"] is None:
+            del out["detail"]
+        return out
 
 
 def run_checks(stable: RoleMetrics, canary: RoleMetrics, cfg: CanaryConfig) -> list[Check]:
@@ -161,9 +169,34 @@ def run_checks(stable: RoleMetrics, canary: RoleMetrics, cfg: CanaryConfig) -> l
         checks.append(Check("prediction_js_vs_stable", js, cfg.max_prediction_js, js <= cfg.max_prediction_js))
     if canary.labelled >= cfg.min_labelled and stable.labelled >= cfg.min_labelled:
         drop = stable.correct / stable.labelled - canary.correct / canary.labelled
+        low = accuracy_drop_lower_bound(stable.correct, stable.labelled, canary.correct, canary.labelled,
+                                        cfg.accuracy_confidence)
+        detail = (f"stable {stable.correct:g}/{stable.labelled:g}, canary {canary.correct:g}/{canary.labelled:g}; "
+                  f"drop is at least {low:.4f} with {cfg.accuracy_confidence:.0%} confidence")
         checks.append(Check("labelled_accuracy_drop_vs_stable", drop, cfg.max_accuracy_drop,
-                            drop <= cfg.max_accuracy_drop))
+                            low <= cfg.max_accuracy_drop, detail))
     return checks
+
+
+def wilson_interval(successes: float, n: float, z: float) -> tuple[float, float]:
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_drop_lower_bound(stable_correct: float, stable_n: float, canary_correct: float, canary_n: float,
+                              confidence: float) -> float:
+    """One-sided lower confidence bound of (stable accuracy - canary accuracy): Newcombe's hybrid
+    score interval (1998, method 10), sound near 0 and 1 where accuracies live."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(confidence)
+    p1, p2 = stable_correct / stable_n, canary_correct / canary_n
+    l1, _u1 = wilson_interval(stable_correct, stable_n, z)
+    _l2, u2 = wilson_interval(canary_correct, canary_n, z)
+    return (p1 - p2) - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
 
 
 @dataclass

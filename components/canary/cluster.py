@@ -360,5 +360,6 @@ def format_status(report: dict[str, Any]) -> str:
         for c in last["checks"]:
             verdict = {True: "ok", False: "FAILED", None: "no data"}[c["passed"]]
             value = "-" if c["value"] is None else f"{c['value']:.4g}"
-            lines.append(f"    {c['name']:<34} {value:>10}  limit {c['threshold']:<8g} {verdict}")
+            lines.append(f"    {c['name']:<34} {value:>10}  limit {c['threshold']:<8g} {verdict}"
+                         + (f"  ({c['detail']})" if c.get("detail") else ""))
     return "\n".join(lines)
