@@ -173,11 +173,9 @@ def cmd_serve(args) -> int:
 
     model_dir = None
     if os.path.isdir(args.model):  # a version folder, e.g. /mnt/models from KServe's storage initializer
-        card = os.path.join(args.model, "model_card.json")
-        if not os.path.exists(card):
-            raise InputError(f"{args.model}: no model_card.json (expected a registry version folder)")
-        with open(card, encoding="utf-8") as handle:
-            model_name = json.load(handle)["name"]
+        from components.registry.core import dir_card
+
+        model_name = dir_card(args.model)["name"]
         store, name, ref, model_dir = args.store or os.environ.get("CONVEYOR_STORE"), model_name, "", args.model
     else:
         store, name, ref = parse_model_ref(args.model, args.store)

@@ -15,7 +15,7 @@ def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print)
     from components.ingest.core import read_clean
     from components.monitor.core import LOGS, write_feedback
     from components.registry.core import resolve_version
-    from components.serve.infra import ServerProcess
+    from components.serve.infra import KeepAliveClient, ServerProcess
 
     started = time.monotonic()
     batch, quarantined = read_clean(sources, cfg.data.settings_for("production"), cfg.cleaning)
@@ -51,26 +51,6 @@ def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print)
     return {"rows": len(texts), "quarantined_on_read": quarantined, "answered": answered, "rejected": rejected,
             "first_rejection": first_rejection, "logged": logged,
             "champion": version, "feedback": store.url(feedback), "seconds": round(time.monotonic() - started, 1)}
-
-
-class KeepAliveClient:
-    """One persistent HTTP/1.1 connection (a new connection per request would triple the cost)."""
-
-    def __init__(self, port: int, timeout: float = 30):
-        import http.client
-
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
-        import json
-
-        self.connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-        response = self.connection.getresponse()
-        data = response.read()
-        try:
-            return response.status, json.loads(data or b"{}")
-        except json.JSONDecodeError:
-            return response.status, {}
 
 
 def _logged_rows(store, prefix: str) -> int:

@@ -104,18 +104,23 @@ def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
                      lambda file: store.read_bytes(f"{prefix}/{file}"), lambda file: store.url(f"{prefix}/{file}"))
 
 
-def load_dir(path: str) -> LoadedModel:
-    """A version copied to a local folder (what KServe's storage initializer puts in /mnt/models),
-    verified against its own model card the same way."""
+def dir_card(path: str) -> dict[str, Any]:
+    """The model card of a version folder (what KServe's storage initializer puts in /mnt/models)."""
     import json
     import os
 
-    card_path = os.path.join(path, "model_card.json")
     try:
-        with open(card_path, encoding="utf-8") as handle:
-            card = json.load(handle)
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"{path}: no model_card.json (expected a registry version folder)") from exc
+        with open(os.path.join(path, "model_card.json"), encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError as exc:  # a path the user gave: bad input, as `conveyor serve` reports it
+        raise InputError(f"{path}: no model_card.json (expected a registry version folder)") from exc
+
+
+def load_dir(path: str) -> LoadedModel:
+    """A version copied to a local folder, verified against its own model card the same way."""
+    import os
+
+    card = dir_card(path)
 
     def read(file: str) -> bytes:
         with open(os.path.join(path, file), "rb") as handle:

@@ -23,18 +23,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _answer(data: bytes) -> dict:
+    """A JSON answer; a body that is not JSON (a proxy's or uvicorn's plain-text error) is kept as
+    its text under "error" rather than dropped."""
+    try:
+        return json.loads(data or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"error": data.decode("utf-8", errors="replace")[:2000]}
+
+
 def http_json(url: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
                                  method="POST" if body is not None else "GET")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
+            return resp.status, _answer(resp.read())
     except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"{}")
-        except json.JSONDecodeError:
-            return exc.code, {}
+        return exc.code, _answer(exc.read())
+
+
+class KeepAliveClient:
+    """http_json over one persistent HTTP/1.1 connection to a loopback server, for long replays (a new
+    connection per request would triple the cost)."""
+
+    def __init__(self, port: int, timeout: float = 30):
+        import http.client
+
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        self.connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        return response.status, _answer(response.read())
 
 
 class ServerProcess:
