@@ -49,7 +49,8 @@ def write_experiment(out_dir: str, config_path: str | None = None) -> str:
 
     cfg = load_config(config_path)
     manifest = build_experiment(parse_spec(cfg.search), run_id="conveyor-manual", dataset=cfg.data.dataset,
-                                version="latest", store=CLUSTER_STORE, cluster=cfg.cluster)
+                                version="latest", store=CLUSTER_STORE, cluster=cfg.cluster,
+                                config=cfg.model_dump(mode="json", exclude_none=True))
     validate_experiment(manifest)
     path = os.path.join(out_dir, "katib-experiment.yaml")
     with open(path, "w") as handle:

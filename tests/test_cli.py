@@ -82,3 +82,21 @@ def test_kubectl_plugin_prints_help():
     result = subprocess.run([sys.executable, "-m", "pipelines.kubectl_plugin", "canary", "--help"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "status" in result.stdout and "promote" in result.stdout
+
+
+def test_compile_with_config_writes_everything_and_exits_0(tmp_path):
+    """`--config` must reach our parser: kserve parses sys.argv on import and used to take it for
+    its own `--configure_logging` (exit 2, half the files written)."""
+    out = conveyor("compile", "--config", "configs/tweets.yaml", "--k8s", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"conveyor-training.yaml", "conveyor-training.k8s.yaml", "katib-experiment.yaml",
+            "inferenceservice-standard.yaml", "prometheusrule.yaml"} <= written
+    import yaml
+
+    experiment = yaml.safe_load((tmp_path / "katib-experiment.yaml").read_text())
+    command = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    trial_cfg = json.loads(command[command.index("--config-json") + 1])
+    tweets = yaml.safe_load((PROJECT_ROOT / "configs/tweets.yaml").read_text())
+    for section in ("train", "features"):  # the trials train what the config says, not the defaults
+        assert {k: trial_cfg[section][k] for k in tweets[section]} == tweets[section]

@@ -43,8 +43,10 @@ def test_validation_rejects_unknown_fields_and_too_much_traffic():
     with pytest.raises(SpecError, match="unknown field 'canaryTraficPercent' in V1beta1PredictorSpec"):
         validate_inference_service(bad)
     bad = copy.deepcopy(isvc)
-    bad["spec"]["canary"].append(copy.deepcopy(bad["spec"]["canary"][0]) | {"trafficPercent": 95})
-    with pytest.raises(SpecError, match="adds up to 105%"):
+    second = copy.deepcopy(bad["spec"]["canary"][0]) | {"trafficPercent": 95}
+    second["predictor"]["name"] = "v-c3"
+    bad["spec"]["canary"].append(second)
+    with pytest.raises(SpecError, match=r"sum of spec.canary\[\].trafficPercent \(105\) must be <= 100"):
         validate_inference_service(bad)
     with pytest.raises(SpecError, match=r"outside 0\.\.100"):
         build_inference_service(DeployConfig(), "m", stable="s", candidate="c", canary_percent=150)

@@ -17,8 +17,8 @@ from components.tracking.runs import read_run
 from components.train.entrypoint import run_training
 from tests.training_data import ingest_corpus, small_config
 
-METRIC_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ epoch=\d+ accuracy=[\d.]+ loss=[\d.]+ macro_f1=[\d.]+ "
-                         r"train_loss=[\d.]+$")
+METRIC_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z epoch=\d+ accuracy=[\d.]+ loss=[\d.]+ "
+                         r"macro_f1=[\d.]+ train_loss=[\d.]+$")
 
 
 def test_same_inputs_give_the_same_model_bytes_and_metric_lines(tmp_path, file_store):

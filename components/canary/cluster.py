@@ -93,7 +93,12 @@ def promote_patches(obj: dict[str, Any]) -> list[dict[str, Any]]:
     if not canary:
         raise ClusterError(f"InferenceService {obj['metadata']['name']}: no canary to promote")
     predictor = copy.deepcopy(obj["spec"]["predictor"])
-    predictor["model"] = canary["model"]  # keep the stable's replica settings, take the canary's model
+    # Keep the stable's replica settings; take the canary's model and its name (KServe's webhook
+    # accepts a new predictor name only together with a new model, and refuses a canary named
+    # like the stable one, so the name travels with the model).
+    predictor["model"] = canary["model"]
+    if canary.get("name"):
+        predictor["name"] = canary["name"]
     return [{"spec": {"predictor": predictor, "canary": None}} | done]
 
 

@@ -210,10 +210,14 @@ def _describe(exc: ValidationError, origin: str) -> str:
 
 
 def load_config(path: str | os.PathLike | None = None) -> ConveyorConfig:
-    path = Path(path or os.environ.get("CONVEYOR_CONFIG") or DEFAULT_CONFIG)
+    given = path or os.environ.get("CONVEYOR_CONFIG")
+    path = Path(given or DEFAULT_CONFIG)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as exc:
+        if not given:  # an installed package (an image) has no checkout beside it
+            raise ConfigError(f"no config given and the default {path} does not exist here (installed without "
+                              "the repository's configs/): pass --config FILE or set CONVEYOR_CONFIG") from exc
         raise ConfigError(f"{path}: config file not found") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc

@@ -16,6 +16,15 @@ from components.common.errors import SpecError
 from components.deploy.config import DeployConfig
 
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+# KServe's default name for the model server container; the CRD requires `model.name` under
+# spec.canary[].predictor (the `make manifests` patch that relaxes it reaches spec.predictor only).
+MODEL_CONTAINER = "kserve-container"
+
+
+def predictor_name(version: str) -> str:
+    """Standard mode names each predictor (KServe's webhook requires a unique name on every canary
+    and a new name only together with a new model): the name follows the version it serves."""
+    return f"v-{version}".lower()[:63]
 
 
 def model_uri(store: str, model_name: str, version: str) -> str:
@@ -51,6 +60,13 @@ def _predictor(cfg: DeployConfig, model_name: str, version: str, canary_percent:
     return predictor
 
 
+def _standard_predictor(cfg: DeployConfig, model_name: str, version: str) -> dict[str, Any]:
+    predictor = _predictor(cfg, model_name, version, None)
+    predictor["name"] = predictor_name(version)
+    predictor["model"]["name"] = MODEL_CONTAINER
+    return predictor
+
+
 def build_inference_service(cfg: DeployConfig, model_name: str, stable: str, candidate: str | None = None,
                             canary_percent: int = 10) -> dict[str, Any]:
     if candidate is not None and not 0 <= canary_percent <= 100:
@@ -63,10 +79,15 @@ def build_inference_service(cfg: DeployConfig, model_name: str, stable: str, can
         spec = {"predictor": _predictor(cfg, model_name, candidate or stable,
                                         canary_percent if candidate else None)}
     else:
-        spec = {"predictor": _predictor(cfg, model_name, stable, None)}
+        spec = {"predictor": _standard_predictor(cfg, model_name, stable)}
         if candidate:
-            canary = _predictor(cfg, model_name, candidate, None)
-            canary["minReplicas"] = canary["maxReplicas"] = cfg.standard_canary_replicas
+            if cfg.standard_canary_replicas > max(cfg.min_replicas, 1):
+                raise SpecError(f"deploy.standard_canary_replicas ({cfg.standard_canary_replicas}) must not exceed the "
+                                f"stable predictor's minReplicas ({cfg.min_replicas}; KServe refuses it)")
+            canary = _standard_predictor(cfg, model_name, candidate)
+            # A canary runs fixed replicas: KServe's webhook forbids maxReplicas on it.
+            del canary["maxReplicas"]
+            canary["minReplicas"] = cfg.standard_canary_replicas
             spec["canary"] = [{"predictor": canary, "trafficPercent": canary_percent}]
     if candidate:
         annotations["conveyor.dev/candidate-version"] = candidate
@@ -78,18 +99,20 @@ def build_inference_service(cfg: DeployConfig, model_name: str, stable: str, can
     return manifest
 
 
-def validate_inference_service(manifest: dict[str, Any]) -> None:
-    """Every field must exist in the kserve SDK models (pod fields in the Kubernetes models)."""
-    import kserve
+def validate_inference_service(manifest: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+    """Every field must exist in the kserve SDK models (pod fields in the Kubernetes models), and
+    KServe's validating webhook must accept it (an update also against the `old` object)."""
     import kubernetes.client as k8s
 
+    from components.serve import kserve_sdk
+
+    kserve = kserve_sdk.load()
     from components.common.sdkvalidate import ManifestError, model_lookup, validate
 
     try:
         validate(manifest, "V1beta1InferenceService", model_lookup(kserve, k8s))
     except ManifestError as exc:
         raise SpecError(f"InferenceService: {exc}") from exc
-    spec = manifest.get("spec", {})
-    total = sum(c.get("trafficPercent", 0) for c in spec.get("canary", []) or [])
-    if total > 100:
-        raise SpecError(f"InferenceService: canary traffic adds up to {total}% (at most 100)")
+    from components.common.admission import validate_inference_service as kserve_webhook
+
+    kserve_webhook(manifest, old)

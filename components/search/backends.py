@@ -85,7 +85,7 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
 
     started = time.monotonic()
     manifest = build_experiment(spec, run_id=run_id, dataset=dataset, version=version, store=store,
-                                cluster=cfg.cluster)
+                                cluster=cfg.cluster, config=config)
     validate_experiment(manifest)
     outcome = launch(KubernetesExperimentApi(), manifest, spec, cfg.cluster, log=log)
     rows = [{"run_id": t["name"], "state": t["condition"], "value": t["metrics"].get(spec.objective.metric),

@@ -17,7 +17,10 @@ from components.images import TRAINING_IMAGE
 from components.search.spec import SearchSpec
 
 API_VERSION = "kubeflow.org/v1beta1"
-PRIMARY_CONTAINER = "training"
+TRIAL_SECTIONS = ("split", "features", "train")  # what components.train.entrypoint reads
+# The container Katib's metrics collector watches. The training operator's PyTorchJob webhook
+# requires each replica's container to be named "pytorch" (PyTorchJobDefaultContainerName).
+PRIMARY_CONTAINER = {"Job": "training", "PyTorchJob": "pytorch"}
 SPEC_HASH_ANNOTATION = "conveyor.dev/spec-sha256"
 JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
 JOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
@@ -35,9 +38,10 @@ def experiment_name(run_id: str, spec_hash: str) -> str:
     return f"{base}-{spec_hash[:8]}"
 
 
-def spec_hash(spec: SearchSpec, dataset: str, version: str, image: str) -> str:
+def spec_hash(spec: SearchSpec, dataset: str, version: str, image: str,
+              trial_cfg: dict[str, Any] | None = None) -> str:
     return sha256_of_value({"spec": spec.model_dump(mode="json"), "dataset": dataset, "version": version,
-                            "image": image})
+                            "image": image, "config": trial_cfg or {}})
 
 
 def _feasible_space(p):
@@ -53,9 +57,21 @@ def _feasible_space(p):
     return V1beta1FeasibleSpace(list=[v if isinstance(v, str) else json.dumps(v) for v in p.values])
 
 
+def trial_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """What a trial needs of the run's config: the sections training reads, with every value the
+    run set (its fixed parameters), so a trial never falls back to a default file in the image."""
+    from components.common.config import config_from_dict
+
+    cfg = config_from_dict(dict(config or {}), origin="run config")
+    return {section: getattr(cfg, section).model_dump(mode="json") for section in TRIAL_SECTIONS}
+
+
 def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: str, store: str,
-                     cluster: ClusterConfig, fixed_params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The Experiment manifest (a dict ready for the Kubernetes API or `kubectl apply`)."""
+                     cluster: ClusterConfig, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Experiment manifest (a dict ready for the Kubernetes API or `kubectl apply`).
+
+    `config` is the run's config (a dict as the pipeline passes it); each trial gets its training
+    sections inline (`--config-json`) and the sampled parameters on top (`--set`)."""
     from kubeflow.katib import (
         V1beta1AlgorithmSetting,
         V1beta1AlgorithmSpec,
@@ -74,7 +90,8 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
     from kubernetes.client import ApiClient, V1ObjectMeta
 
     image = cluster.image or TRAINING_IMAGE
-    digest = spec_hash(spec, dataset, version, image)
+    fixed = trial_config(config)
+    digest = spec_hash(spec, dataset, version, image, fixed)
     name = experiment_name(run_id, digest)
     goal_max = spec.objective.goal == "maximize"
     params = [V1beta1ParameterSpec(name=katib_parameter_name(p.name), parameter_type=p.type,
@@ -85,11 +102,8 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
     trial_params.append(V1beta1TrialParameterSpec(name="trialName", reference="${trialSpec.Name}",
                                                   description="run id of the trial (resumes its checkpoint)"))
     command = ["python", "-m", "components.train.entrypoint", "--store", store, "--dataset", dataset,
-               "--version", version, "--run-id", "${trialParameters.trialName}", "--image", image]
-    for key, value in (fixed_params or {}).items():
-        import json
-
-        command += ["--set", f"{key}={json.dumps(value)}"]
+               "--version", version, "--run-id", "${trialParameters.trialName}", "--image", image,
+               "--config-json", json.dumps(fixed, sort_keys=True, separators=(",", ":"))]
     for p in spec.parameters:
         command += ["--set", f"{p.name}=${{trialParameters.{katib_parameter_name(p.name)}}}"]
 
@@ -117,12 +131,13 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
             algorithm=V1beta1AlgorithmSpec(algorithm_name=spec.algorithm, algorithm_settings=algorithm_settings),
             early_stopping=early,
             parallel_trial_count=spec.parallel_trials, max_trial_count=spec.max_trials,
-            max_failed_trial_count=spec.max_failed_trials,
+            # Katib refuses maxFailedTrialCount > maxTrialCount; no more trials than that can fail anyway
+            max_failed_trial_count=min(spec.max_failed_trials, spec.max_trials),
             metrics_collector_spec=V1beta1MetricsCollectorSpec(collector=V1beta1CollectorSpec(kind="StdOut")),
             parameters=params,
             resume_policy="Never",
             trial_template=V1beta1TrialTemplate(
-                primary_container_name=PRIMARY_CONTAINER, trial_parameters=trial_params,
+                primary_container_name=PRIMARY_CONTAINER[kind], trial_parameters=trial_params,
                 trial_spec=_trial_spec(kind, image, command, cluster),
                 success_condition=JOB_SUCCESS if kind == "Job" else PYTORCHJOB_SUCCESS,
                 failure_condition=JOB_FAILURE,
@@ -132,7 +147,7 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
     return ApiClient().sanitize_for_serialization(experiment)
 
 
-def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restart: str):
+def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restart: str, container_name: str):
     from kubernetes.client import (
         V1Capabilities,
         V1Container,
@@ -153,7 +168,7 @@ def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restar
     if cluster.gpus_per_trial:
         limits[cluster.gpu_resource] = str(cluster.gpus_per_trial)
     container = V1Container(
-        name=PRIMARY_CONTAINER, image=image, command=command,
+        name=container_name, image=image, command=command,
         env=[V1EnvVar(name="PYTHONUNBUFFERED", value="1")],
         env_from=[V1EnvFromSource(secret_ref=V1SecretEnvSource(name=cluster.s3_secret))],
         resources=V1ResourceRequirements(requests={"cpu": cluster.cpu, "memory": cluster.memory}, limits=limits),
@@ -176,9 +191,11 @@ def _trial_spec(kind: str, image: str, command: list[str], cluster: ClusterConfi
     if kind == "Job":
         # backoffLimit 0: a failed trial is a failed trial (Katib counts it), not a silent retry.
         job = V1Job(api_version="batch/v1", kind="Job",
-                    spec=V1JobSpec(backoff_limit=0, template=_pod_template(image, command, cluster, "Never")))
+                    spec=V1JobSpec(backoff_limit=0, template=_pod_template(image, command, cluster, "Never",
+                                                                           PRIMARY_CONTAINER[kind])))
         return ApiClient().sanitize_for_serialization(job)
-    template = ApiClient().sanitize_for_serialization(_pod_template(image, command, cluster, "OnFailure"))
+    template = ApiClient().sanitize_for_serialization(
+        _pod_template(image, command, cluster, "OnFailure", PRIMARY_CONTAINER[kind]))
     return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {"pytorchReplicaSpecs": {
         "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}}}
 
@@ -216,3 +233,6 @@ def validate_experiment(manifest: dict[str, Any]) -> None:
     for field_name in ("apiVersion", "kind", "metadata", "spec"):
         if field_name not in manifest:
             raise SpecError(f"Katib Experiment: missing {field_name}")
+    from components.common.admission import validate_experiment as katib_webhook
+
+    katib_webhook(manifest)  # Katib's own validating webhook, and the training operator's for PyTorchJob

@@ -15,9 +15,13 @@ import uuid
 
 import numpy as np
 import pyarrow as pa
-from kserve import InferOutput, InferRequest, InferResponse, Model
-from kserve.errors import InvalidInput
-from prometheus_client import Counter, Histogram
+
+from components.serve import kserve_sdk
+
+kserve_sdk.load()  # before any `from kserve import`: kserve parses sys.argv on first import
+from kserve import InferOutput, InferRequest, InferResponse, Model  # noqa: E402
+from kserve.errors import InvalidInput  # noqa: E402
+from prometheus_client import Counter, Histogram  # noqa: E402
 
 REQUESTS = Counter("conveyor_requests_total", "Prediction requests by outcome",
                    ["model", "version", "role", "code"])

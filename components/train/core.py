@@ -32,8 +32,11 @@ def pick_device() -> torch.device:
 
 
 def metric_line(epoch: int, metrics: dict[str, float], now: dt.datetime | None = None) -> str:
-    """One line in Katib's StdOut collector format, timestamped so median stopping can use it."""
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """One line in Katib's StdOut collector format. The first token is an RFC 3339 timestamp (the
+    collector parses it with RFC3339Nano, else the observation gets year 1); microseconds, because
+    Katib orders observations by time and two fast epochs tie on whole seconds (medianstop reads
+    the first start_step of them)."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     values = " ".join(f"{k}={v:.6f}" for k, v in metrics.items())
     return f"{stamp} epoch={epoch} {values}"
 

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from components.common.config import ConveyorConfig, load_config
+from components.common.config import ConveyorConfig, config_from_dict, load_config
 from components.common.errors import ConfigError, ConveyorError
 from components.common.storage import Store, open_store
 
@@ -40,8 +40,6 @@ def apply_params(cfg: ConveyorConfig, params: dict[str, Any]) -> ConveyorConfig:
             known = ", ".join(sorted(type(getattr(cfg, section)).model_fields))
             raise ConfigError(f"parameter {name!r}: {section} has no field {field!r} (fields: {known})")
         raw[section][field] = value
-    from components.common.config import config_from_dict
-
     return config_from_dict(raw, origin="parameters")
 
 
@@ -133,6 +131,16 @@ def run_training(store: Store, dataset: str, version: str, cfg: ConveyorConfig, 
     return record
 
 
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{option} is not valid JSON ({exc.msg} at character {exc.pos})") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.train.entrypoint", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--version", default="latest")
     parser.add_argument("--run-id", help="run id (a restarted run with the same id resumes its checkpoint)")
-    parser.add_argument("--config", help="config YAML (default: the packaged default config)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", help="config YAML (default $CONVEYOR_CONFIG, else configs/spamassassin.yaml)")
+    source.add_argument("--config-json", metavar="JSON",
+                        help="the run's config as a JSON object (what a Katib trial is given: no file needed)")
     parser.add_argument("--params", default="{}", help="JSON object of parameters")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="one parameter")
     parser.add_argument("--image", help="image reference, recorded in the run key")
@@ -148,13 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from components.tracking.runs import new_run_id
 
-        params = {**json.loads(args.params), **parse_set(args.set)}
-        cfg = apply_params(load_config(args.config), params)
+        params = {**_json_object(args.params, "--params"), **parse_set(args.set)}
+        base = config_from_dict(_json_object(args.config_json, "--config-json"), origin="--config-json") \
+            if args.config_json is not None else load_config(args.config)
+        cfg = apply_params(base, params)
         record = run_training(open_store(args.store), args.dataset, args.version, cfg,
                               args.run_id or new_run_id(), image=args.image)
-    except json.JSONDecodeError as exc:
-        sys.stderr.write(f"train: error: --params is not valid JSON ({exc.msg})\n")
-        return 2
     except ConveyorError as exc:
         sys.stderr.write(f"train: error: {exc.message}\n")
         return exc.exit_code

@@ -1,0 +1,244 @@
+"""The cluster path judged by upstream material no one here wrote: the real CRD schemas, the ported
+admission webhooks, Katib's metrics-collector rules, and the trial command as Katib would run it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.common.admission import AdmissionError, validate_experiment, validate_pytorchjob
+from components.common.config import ClusterConfig, load_config
+from components.search.katib import build_experiment
+from components.search.spec import parse_spec
+from tests.crd_schema import CRDS, SchemaError, validate_resource
+from tests.custom_resources import validate_custom
+from tests.katib_trial import feasible_point, metric_names, parse_stdout, primary_container, trial_run_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "crds"
+
+
+def test_vendored_crds_are_the_shared_upstream_copies_and_have_no_cel_rules():
+    files = sorted(p.name for p in CRDS.glob("*.yaml"))
+    assert len(files) == 7
+    if SHARED.is_dir():  # beside a checkout in this workplace: the vendored copies must not drift
+        for name in files:
+            assert (CRDS / name).read_bytes() == (SHARED / name).read_bytes(), name
+    for name in files:
+        assert "x-kubernetes-validations" not in (CRDS / name).read_text(), name
+
+
+# -- the structural-schema validator catches what the API server refuses ---------------------------
+def _podmonitor():
+    return yaml.safe_load((ROOT / "manifests" / "podmonitor.yaml").read_text())
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda o: o["spec"]["podMetricsEndpoints"][0].update(paths="/x"), r"podMetricsEndpoints\[0\]\.paths: unknown"),
+    (lambda o: o["spec"]["podMetricsEndpoints"][0].update(scheme="ftp"), r"scheme: 'ftp' is not one of"),
+    (lambda o: o["spec"]["podMetricsEndpoints"][0].update(interval="30 seconds"), r"interval: .* does not match"),
+    (lambda o: o["spec"].pop("selector"), r"PodMonitor.spec.selector: required"),
+    (lambda o: o["spec"].update(sampleLimit="ten"), r"sampleLimit: expected integer"),
+    (lambda o: o.update(apiVersion="monitoring.coreos.com/v2"), r"not served"),
+    (lambda o: o["metadata"].update(name="Bad_Name"), r"DNS-1123"),
+])
+def test_schema_validator_refuses_what_the_api_server_refuses(mutate, message):
+    obj = _podmonitor()
+    validate_resource(obj)
+    mutate(obj)
+    with pytest.raises(SchemaError, match=message):
+        validate_resource(obj)
+
+
+def test_schema_validator_applies_list_map_keys_and_preserve_unknown_fields():
+    from components.deploy.isvc import build_inference_service
+
+    cfg = load_config()
+    isvc = build_inference_service(cfg.deploy, cfg.model_name, "s1")
+    pod = isvc["spec"]["predictor"]
+    pod["schedulingGates"] = [{"name": "a"}, {"name": "a"}]  # list-map key `name` twice
+    with pytest.raises(SchemaError, match=r"duplicate entries for the list-map keys \['name'\]"):
+        validate_resource(isvc)
+    # KFP's PipelineVersion keeps the pipeline IR open (preserve-unknown-fields): anything goes there
+    version = next(o for o in yaml.safe_load_all((ROOT / "charts/conveyor/files/pipelines/conveyor-data.k8s.yaml")
+                                                 .read_text()) if o["kind"] == "PipelineVersion")
+    version["spec"]["pipelineSpec"]["anything"] = {"goes": 1}
+    validate_resource(version)
+    version["spec"]["unknownField"] = 1
+    with pytest.raises(SchemaError, match=r"spec.unknownField: unknown field"):
+        validate_resource(version)
+
+
+# -- Standard-mode canary: the CRD's required model.name, KServe's canary webhook ------------------
+def _standard(**changes):
+    cfg = load_config()
+    deploy = cfg.deploy.model_copy(update={"mode": "standard", **changes})
+    return deploy, cfg.model_name
+
+
+def test_standard_mode_canary_passes_the_crd_and_kserves_webhook_through_promotion():
+    from components.canary.cluster import promote_patches, rollback_patches, weight_patch
+    from components.deploy.isvc import build_inference_service
+    from tests.k8s_standin import merge_patch
+
+    deploy, model = _standard()
+    stable = build_inference_service(deploy, model, "aaa111")
+    validate_custom(stable)
+    canary = build_inference_service(deploy, model, "aaa111", "bbb222", canary_percent=10)
+    validate_custom(canary, old=stable)
+    entry = canary["spec"]["canary"][0]["predictor"]
+    assert entry["name"] != canary["spec"]["predictor"]["name"] and entry["model"]["name"]
+    assert "maxReplicas" not in entry
+    stepped = merge_patch(canary, weight_patch(canary, 50))
+    validate_custom(stepped, old=canary)
+    promoted = canary
+    for patch in promote_patches(stepped):
+        promoted = merge_patch(stepped, patch)
+        validate_custom(promoted, old=stepped)
+    assert "canary" not in promoted["spec"]
+    assert promoted["spec"]["predictor"]["model"]["storageUri"].endswith("/bbb222")
+    assert promoted["spec"]["predictor"]["name"] == entry["name"]  # the name travels with the model
+    rolled = canary
+    for patch in rollback_patches(canary):
+        rolled = merge_patch(canary, patch)
+        validate_custom(rolled, old=canary)
+    assert rolled["spec"]["predictor"] == stable["spec"]["predictor"]
+
+
+def test_the_old_standard_canary_shape_is_refused():
+    from components.deploy.isvc import build_inference_service
+
+    deploy, model = _standard()
+    isvc = build_inference_service(deploy, model, "aaa111", "bbb222")
+    old_shape = copy.deepcopy(isvc)
+    entry = old_shape["spec"]["canary"][0]["predictor"]
+    entry.pop("name")
+    entry["model"].pop("name")
+    entry["maxReplicas"] = 1
+    with pytest.raises(SchemaError, match=r"canary\[0\]\.predictor\.model\.name: required"):
+        validate_resource(old_shape)
+    from components.common.admission import validate_inference_service
+
+    with pytest.raises(AdmissionError, match=r"predictor.name is required.*must not set maxReplicas"):
+        validate_inference_service(old_shape)
+    bigger = copy.deepcopy(isvc)
+    bigger["spec"]["canary"][0]["predictor"]["minReplicas"] = 5
+    with pytest.raises(AdmissionError, match="must not exceed stable"):
+        validate_inference_service(bigger)
+    knative = copy.deepcopy(isvc)
+    knative["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] = "Knative"
+    with pytest.raises(AdmissionError, match="only supported in Standard deployment mode"):
+        validate_inference_service(knative)
+    renamed = copy.deepcopy(isvc)
+    renamed["spec"]["predictor"]["name"] = "v-other"
+    with pytest.raises(AdmissionError, match=r"predictor\.name change requires a model change"):
+        validate_inference_service(renamed, old=isvc)
+
+
+def test_a_canary_bigger_than_the_stable_is_refused_before_it_is_sent():
+    from components.common.errors import SpecError
+    from components.deploy.isvc import build_inference_service
+
+    deploy, model = _standard(min_replicas=1, standard_canary_replicas=2)
+    with pytest.raises(SpecError, match=r"standard_canary_replicas \(2\) must not exceed"):
+        build_inference_service(deploy, model, "aaa111", "bbb222")
+
+
+# -- Katib's Experiment webhook and the training operator's PyTorchJob webhook ---------------------
+def _experiment(kind="Job"):
+    cfg = load_config()
+    return build_experiment(parse_spec(cfg.search), run_id="run-1", dataset="spamassassin", version="v1",
+                            store="s3://conveyor", cluster=cfg.cluster.model_copy(update={"trial_kind": kind}),
+                            config=cfg.model_dump(mode="json", exclude_none=True))
+
+
+@pytest.mark.parametrize("kind", ["Job", "PyTorchJob"])
+def test_both_trial_kinds_pass_katibs_webhook_and_the_trial_operators(kind):
+    experiment = _experiment(kind)
+    validate_custom(experiment)
+    run_spec = trial_run_spec(experiment, feasible_point(experiment), "run-1-abc")
+    assert primary_container(experiment, run_spec)["name"] == ("pytorch" if kind == "PyTorchJob" else "training")
+    if kind == "PyTorchJob":
+        validate_pytorchjob({**run_spec, "metadata": {"name": "run-1-abc"}})
+
+
+def test_a_pytorchjob_trial_without_a_pytorch_container_is_refused():
+    experiment = _experiment("PyTorchJob")
+    replica = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["pytorchReplicaSpecs"]["Master"]
+    replica["template"]["spec"]["containers"][0]["name"] = "training"  # what the trials used to say
+    experiment["spec"]["trialTemplate"]["primaryContainerName"] = "training"
+    with pytest.raises(AdmissionError, match="There is no container named pytorch in Master"):
+        validate_experiment(experiment)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda s: s.update(parallelTrialCount=99), "parallelTrialCount: should be less than or equal"),
+    (lambda s: s["trialTemplate"].update(primaryContainerName="main"), "'main' is not a container"),
+    (lambda s: s["trialTemplate"]["trialParameters"].append({"name": "extra", "reference": "extra"}),
+     "reference extra does not exist in spec.parameters"),
+    (lambda s: s["trialTemplate"]["trialParameters"].pop(0), r"parameters: \['\$\{trialParameters.lr\}'\]"),
+    (lambda s: s["algorithm"].update(algorithmName="bayes"), "unable to get Suggestion config"),
+    (lambda s: s["parameters"][0]["feasibleSpace"].update(list=["1"]), "feasibleSpace.list is not supported"),
+    (lambda s: s["objective"].update(additionalMetricNames=["accuracy"]), "should not contain"),
+])
+def test_katib_webhook_rules(mutate, message):
+    experiment = _experiment()
+    mutate(experiment["spec"])
+    with pytest.raises(AdmissionError, match=message):
+        validate_experiment(experiment)
+
+
+# -- the trial command, as Katib would run it ------------------------------------------------------
+def test_the_trial_command_carries_the_run_config_and_reports_every_epoch(tmp_path, file_store):
+    """Run the compiled trial's primary container command (host Python, outside the checkout, with
+    no config file to fall back on) and read its stdout as Katib's StdOut collector would."""
+    from components.common.config import config_from_dict
+    from tests.training_data import ingest_corpus, small_config
+
+    version = ingest_corpus(tmp_path, file_store)
+    run_cfg = small_config(epochs=3, patience=3, batch_size=32).model_dump(mode="json", exclude_none=True)
+    run_cfg["features"]["num_buckets"] = 4096  # differs from every default: must reach the trial
+    run_cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 1,
+                         "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.05},
+                                        {"name": "embed_dim", "type": "discrete", "values": [8, 16]}]}
+    cfg = config_from_dict(run_cfg)
+    experiment = build_experiment(parse_spec(cfg.search), run_id="r", dataset="toy", version=version,
+                                  store=file_store.uri, cluster=ClusterConfig(), config=run_cfg)
+    validate_custom(experiment)
+    run_spec = trial_run_spec(experiment, feasible_point(experiment, "max"), "r-trial-1")
+    container = primary_container(experiment, run_spec)
+    command = [sys.executable if container["command"][0] == "python" else container["command"][0],
+               *container["command"][1:]]
+    env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_CONFIG"}
+    env.update({e["name"]: e["value"] for e in container.get("env", [])})
+    env["CONVEYOR_CONFIG"] = str(tmp_path / "missing.yaml")  # any fallback to a file would fail loudly
+    out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    logs = parse_stdout(out.stdout, metric_names(experiment))
+    objective = [log for log in logs if log.name == "accuracy"]
+    assert len(objective) == 3 and all(log.value != "unavailable" for log in objective), out.stdout
+    stamps = [log.timestamp for log in objective]
+    assert "0001-01-01T00:00:00Z" not in stamps and len(set(stamps)) == len(stamps)  # ordered, distinct
+    record = json.loads(file_store.read_bytes("runs/r-trial-1.json"))
+    assert record["params"]["features"]["num_buckets"] == 4096
+    assert record["params"]["train"]["batch_size"] == 32 and record["params"]["train"]["epochs"] == 3
+    assert record["params"]["train"]["lr"] == 0.05 and record["params"]["train"]["embed_dim"] == 16
+
+
+def test_collector_port_matches_katibs_rules():
+    metrics = ["accuracy", "loss"]
+    text = ("2026-12-03T01:02:03.123456Z epoch=1 accuracy=0.9 loss=1e-3 train_loss=0.5\n"
+            "not-a-time accuracy=0.8\n"
+            "run done: test accuracy 0.95\n")
+    logs = parse_stdout(text, metrics)
+    assert [(x.timestamp, x.name, x.value) for x in logs] == [
+        ("2026-12-03T01:02:03.123456Z", "accuracy", "0.9"), ("2026-12-03T01:02:03.123456Z", "loss", "1e-3"),
+        ("0001-01-01T00:00:00Z", "accuracy", "0.8")]
+    assert parse_stdout("loss=0.1\n", metrics)[0].value == "unavailable"  # objective missing
