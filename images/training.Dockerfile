@@ -4,21 +4,31 @@
 # Build from the repository root (`make images`):
 #   docker build -f images/training.Dockerfile -t ghcr.io/conveyor-mlops/conveyor-training:0.1.0 .
 
-FROM python:3.11-slim AS build
+# BASE_IMAGE: any Debian-based image with python3.11 and pip on PATH (`make images` on a machine with
+# no registry builds one from Debian packages: images/build.py, images/base.Dockerfile).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 UV_NO_CACHE=1
 RUN pip install uv==0.13.9
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
+# torch==2.13.0 from PyPI is the CUDA build (with its nvidia-* runtime wheels); the rest is pinned
+# by pyproject.toml. TORCH_INDEX names another index (e.g. a CUDA-version index); empty = PyPI (or
+# uv's configured sources: `make images` on a machine without a GPU builds it with CPU torch).
+ARG TORCH_INDEX=
+RUN uv venv /opt/conveyor && \
+    uv pip install --python /opt/conveyor/bin/python \
+      ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} torch==2.13.0 && \
+    uv pip install --python /opt/conveyor/bin/python -r pyproject.toml
+# The dependencies above are a layer of their own (pinned by pyproject.toml, with its [tool.uv]
+# overrides): a change to the code below rebuilds in seconds.
+COPY README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
 COPY configs ./configs
-# torch==2.13.0 from PyPI is the CUDA build (with its nvidia-* runtime wheels); the rest is pinned
-# by pyproject.toml.
-RUN uv venv /opt/conveyor && \
-    uv pip install --python /opt/conveyor/bin/python torch==2.13.0 && \
-    uv pip install --python /opt/conveyor/bin/python .
+RUN uv pip install --python /opt/conveyor/bin/python --no-deps .
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ARG VERSION=0.1.0
 ARG SOURCE=https://github.com/conveyor-mlops/conveyor
 LABEL org.opencontainers.image.title="conveyor-training" \

@@ -25,7 +25,8 @@ def _stages(path: Path) -> list[list[str]]:
             continue
         if line.upper().startswith("FROM "):
             stages.append([])
-        stages[-1].append(line)
+        if stages:  # global ARGs before the first FROM (BASE_IMAGE) belong to no stage
+            stages[-1].append(line)
     return stages
 
 
@@ -33,6 +34,9 @@ def _stages(path: Path) -> list[list[str]]:
 def test_dockerfile_rules(image, dockerfile):
     stages = _stages(ROOT / dockerfile)
     assert len(stages) >= 2, "multi-stage: build tools stay in the build stage"
+    assert all(s[0] == "FROM ${BASE_IMAGE}" or s[0] == "FROM ${BASE_IMAGE} AS build" for s in stages), \
+        "every stage from the one BASE_IMAGE argument (default python:3.11-slim)"
+    assert "ARG BASE_IMAGE=python:3.11-slim" in (ROOT / dockerfile).read_text()
     final = stages[-1]
     assert not any(re.match(r"RUN .*(pip|uv) install", line) for line in final), "nothing installed in the final stage"
     users = [line.split()[1] for line in final if line.startswith("USER ")]
@@ -43,7 +47,8 @@ def test_dockerfile_rules(image, dockerfile):
     assert image.rsplit("/", 1)[1].split(":")[0] in labels  # the title names the image
     build = " ".join(" ".join(s) for s in stages[:-1])
     assert "torch==2.13.0" in build and "uv==0.13.9" in build  # pins from the project, never floating
-    assert "uv pip install --python /opt/conveyor/bin/python ." in build  # the rest pinned by pyproject.toml
+    assert "uv pip install --python /opt/conveyor/bin/python -r pyproject.toml" in build  # pinned by pyproject
+    assert "uv pip install --python /opt/conveyor/bin/python --no-deps ." in build  # then the code, in its layer
     cpu_index = "download.pytorch.org/whl/cpu" in build
     assert cpu_index == (image != TRAINING_IMAGE), "CPU torch except in the CUDA training image"
 

@@ -1,0 +1,196 @@
+"""Katib trials, the predictor, the monitoring CronJob and the `helm test` hook, each run from its
+manifest in its own image (tests/pod_runner.py), never in the host venv."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.common.config import ClusterConfig
+from components.search.katib import build_experiment
+from components.search.spec import parse_spec
+from tests.custom_resources import validate_custom
+from tests.katib_trial import feasible_point, metric_names, parse_stdout, primary_container, trial_run_spec
+from tests.pod_runner import PodEnv, run_pod_container, start_pod_container, stop_container
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "conveyor-s3"  # ClusterConfig.s3_secret and the chart's default
+
+
+def _toy_version(tmp_path, store) -> str:
+    from tests.training_data import ingest_corpus
+
+    return ingest_corpus(tmp_path, store, n=400)
+
+
+@pytest.mark.parametrize("kind", ["Job", "PyTorchJob"])
+def test_katib_trial_runs_in_the_training_image_and_reports_every_epoch(kind, images, s3_prefix, s3_secret,
+                                                                        tmp_path):
+    from tests.training_data import small_config
+
+    store = s3_prefix
+    version = _toy_version(tmp_path, store)
+    run_cfg = small_config(epochs=3, patience=3).model_dump(mode="json", exclude_none=True)
+    run_cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 1,
+                         "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.05},
+                                        {"name": "embed_dim", "type": "discrete", "values": [8, 16]}]}
+    cluster = ClusterConfig(trial_kind=kind, s3_secret=SECRET, gpus_per_trial=0)
+    experiment = build_experiment(parse_spec(run_cfg["search"]), run_id="ct", dataset="toy", version=version,
+                                  store=store.uri, cluster=cluster, config=run_cfg)
+    validate_custom(experiment)  # the upstream CRD, Katib's webhook and (PyTorchJob) the training operator's
+    trial = f"ct-{kind.lower()}-1"
+    run_spec = trial_run_spec(experiment, feasible_point(experiment, "max"), trial)
+    container = primary_container(experiment, run_spec)
+    assert container["image"] == images["training"]["image"]
+    spec = run_spec["spec"]
+    pod = (spec["template"] if kind == "Job" else spec["pytorchReplicaSpecs"]["Master"]["template"])["spec"]
+    out = run_pod_container(pod, container, PodEnv(secrets={SECRET: s3_secret}), timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    logs = parse_stdout(out.stdout, metric_names(experiment))
+    objective = [log for log in logs if log.name == experiment["spec"]["objective"]["objectiveMetricName"]]
+    assert len(objective) == 3 and "unavailable" not in {log.value for log in objective}, out.stdout
+    stamps = [log.timestamp for log in objective]
+    assert "0001-01-01T00:00:00Z" not in stamps and stamps == sorted(set(stamps)), stamps
+    record = json.loads(store.read_bytes(f"runs/{trial}.json"))
+    assert record["params"]["train"]["lr"] == 0.05 and record["params"]["train"]["embed_dim"] == 16
+    assert record["params"]["features"]["num_buckets"] == 4096  # the run's config, not a default file
+    assert record["image"] == images["training"]["image"]
+    print(f"{kind} trial: {len(logs)} observations parsed, objective {[log.value for log in objective]}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"predictor container exited {proc.returncode}: {proc.stdout.read()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} not ready in {timeout} s")
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    """A registered version folder, as KServe's storage initializer leaves it at /mnt/models."""
+    from components.common.storage import FileStore
+    from tests.training_data import ingest_corpus, train_and_register
+
+    tmp = tmp_path_factory.mktemp("model")
+    store = FileStore(str(tmp / "store"))
+    card = train_and_register(store, ingest_corpus(tmp, store, n=400), "served-run", alias="champion")
+    folder = Path(store.root) / "models" / card["name"] / card["version"]
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return card, folder
+
+
+def _runtime_container(model_name: str) -> tuple[dict, dict]:
+    runtime = yaml.safe_load((ROOT / "manifests" / "servingruntime.yaml").read_text())
+    container = json.loads(json.dumps(runtime["spec"]["containers"][0]).replace("{{.Name}}", model_name))
+    pod = {"securityContext": {}, "volumes": []}  # KServe adds the storage initializer's emptyDir
+    return pod, container
+
+
+def test_predictor_image_serves_v1_and_v2_read_only_as_non_root(images, model_folder):
+    card, folder = model_folder
+    pod, container = _runtime_container(card["name"])
+    assert container["image"] == images["predictor"]["image"]
+    port = _free_port()
+    inner = container["ports"][0]["containerPort"]
+    proc, name = start_pod_container(pod, container, extra_mounts=[f"{folder}:/mnt/models:ro"],
+                                     ports={inner: port}, name=f"conveyor-predictor-{port}")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(f"{base}/v2/health/ready", proc)
+        code, v1 = _post(f"{base}/v1/models/{card['name']}:predict", {"instances": ["free cash prize now"]})
+        assert code == 200 and v1["model_version"] == card["version"], v1
+        code, v2 = _post(f"{base}/v2/models/{card['name']}/infer", {"inputs": [
+            {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["meeting notes", "winner lottery"]}]})
+        assert code == 200 and len(v2["outputs"][0]["data"]) == 2, v2
+        code, bad = _post(f"{base}/v1/models/{card['name']}:predict", {"instances": [42]})
+        assert code == 400, bad
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert f'version="{card["version"]}"' in metrics
+    finally:
+        stop_container(name)
+        proc.wait(timeout=30)
+
+
+def _chart(values: dict) -> list[dict]:
+    from tests.test_chart import _render
+
+    return _render(values)
+
+
+def test_helm_test_hook_runs_in_its_image_against_the_predictor_image(images, model_folder):
+    card, folder = model_folder
+    objects = _chart({"model": {"name": card["name"], "version": card["version"]},
+                      "s3": {"accessKeyId": "k", "secretAccessKey": "s"}})
+    hook = next(o for o in objects if o["kind"] == "Pod" and "helm.sh/hook" in o["metadata"].get("annotations", {}))
+    check = hook["spec"]["containers"][0]
+    assert check["image"] == images["component"]["image"]
+    url = next(e["value"] for e in check["env"] if e["name"] == "URL")
+    service = url.split("//", 1)[1]
+    pod, container = _runtime_container(card["name"])
+    port = 8080  # the hook's URL has no port: the Service's port 80 in front of 8080; here the container's own
+    proc, name = start_pod_container(pod, container, extra_mounts=[f"{folder}:/mnt/models:ro"],
+                                     name="conveyor-helm-test-predictor")
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
+        check = json.loads(json.dumps(check).replace(url, f"http://{service}:{port}"))
+        out = run_pod_container(hook["spec"], check, PodEnv(hosts={service: "127.0.0.1"}), timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"from {card['version']}" in out.stdout
+    finally:
+        stop_container(name)
+        proc.wait(timeout=30)
+
+
+def test_monitoring_cronjob_runs_in_its_image(images, s3_prefix, s3_secret, tmp_path):
+    from components.registry.core import set_alias
+    from tests.training_data import ingest_corpus, train_and_register
+
+    store = s3_prefix
+    version = ingest_corpus(tmp_path, store, n=400)
+    card = train_and_register(store, version, "monitored-run", alias="champion")
+    set_alias(store, card["name"], "champion", card["version"])
+    objects = _chart({"model": {"name": card["name"]}, "s3": {"bucket": "conveyor", "accessKeyId": "k",
+                                                             "secretAccessKey": "s"}})
+    cron = next(o for o in objects if o["kind"] == "CronJob")
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("monitor-config"))
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == images["component"]["image"]
+    # the chart's store is the bucket root; this test's store is a prefix in it
+    container = {**container, "command": [store.uri if c == "s3://conveyor" else c for c in container["command"]]}
+    secret = pod["containers"][0]["envFrom"][0]["secretRef"]["name"]
+    out = run_pod_container(pod, container, PodEnv(secrets={secret: s3_secret},
+                                                   config_maps={config["metadata"]["name"]: config["data"]}),
+                            timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    print(out.stdout[-1500:])

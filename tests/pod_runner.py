@@ -1,0 +1,141 @@
+"""Run a container the way the kubelet would run it from a manifest, in the image that manifest names,
+with podman (or Docker): the container's `command`/`args` (k8s semantics: command replaces the
+image's ENTRYPOINT, args its CMD), `env` and `envFrom` from the Secrets/ConfigMaps given, the pod's
+and container's securityContext (runAsUser/runAsGroup, readOnlyRootFilesystem), and volumeMounts
+(emptyDir -> tmpfs, configMap/secret -> their keys as read-only files, hostPath-like mounts given
+as `extra_mounts`, e.g. the model folder KServe's storage initializer fills at /mnt/models).
+
+What cannot be had without a cluster is replaced by the nearest real thing and said so: cluster
+DNS names are mapped to 127.0.0.1 (`hosts`), and the container shares the host's loopback network
+so that it reaches the test's S3 server and model servers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("conveyor_images_build", ROOT / "images" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _build_module()
+
+
+@dataclass
+class PodEnv:
+    """What the API server would hand the kubelet besides the pod spec itself."""
+
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    config_maps: dict[str, dict[str, str]] = field(default_factory=dict)
+    hosts: dict[str, str] = field(default_factory=dict)  # cluster DNS name -> address
+
+
+def container_env(container: dict[str, Any], pod_env: PodEnv) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        if "secretRef" in source:
+            env.update(pod_env.secrets[source["secretRef"]["name"]])
+        if "configMapRef" in source:
+            env.update(pod_env.config_maps[source["configMapRef"]["name"]])
+    for var in container.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = str(var["value"])
+        elif "secretKeyRef" in (var.get("valueFrom") or {}):
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = pod_env.secrets[ref["name"]][ref["key"]]
+        elif "configMapKeyRef" in (var.get("valueFrom") or {}):
+            ref = var["valueFrom"]["configMapKeyRef"]
+            env[var["name"]] = pod_env.config_maps[ref["name"]][ref["key"]]
+    return env
+
+
+def podman_args(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv, workdir: Path,
+                extra_mounts: list[str] = (), ports: dict[int, int] | None = None) -> list[str]:
+    """The `run` arguments (after `podman run`) that reproduce the container's spec."""
+    pod_sc, sc = pod.get("securityContext") or {}, container.get("securityContext") or {}
+    args = ["--rm"]
+    if ports:
+        args += [f"--publish=127.0.0.1:{host}:{inner}" for inner, host in ports.items()]
+    else:
+        args += ["--network=host"]
+    user = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    group = sc.get("runAsGroup", pod_sc.get("runAsGroup"))
+    if user is not None:
+        args.append(f"--user={user}" + (f":{group}" if group is not None else ""))
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) and user in (None, 0):
+        raise AssertionError(f"container {container['name']}: runAsNonRoot without a non-root runAsUser")
+    if sc.get("readOnlyRootFilesystem"):
+        args.append("--read-only")
+    if sc.get("allowPrivilegeEscalation") is False:
+        args.append("--security-opt=no-new-privileges")
+    for cap in (sc.get("capabilities") or {}).get("drop") or []:
+        args.append(f"--cap-drop={cap}")
+    for name, address in pod_env.hosts.items():
+        args.append(f"--add-host={name}:{address}")
+    volumes = {v["name"]: v for v in pod.get("volumes") or []}
+    for mount in container.get("volumeMounts") or []:
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            args.append(f"--tmpfs={mount['mountPath']}:rw,mode=1777")
+            continue
+        if "configMap" in volume:
+            data = pod_env.config_maps[volume["configMap"]["name"]]
+        elif "secret" in volume:
+            data = pod_env.secrets[volume["secret"]["secretName"]]
+        else:
+            raise AssertionError(f"volume {mount['name']}: only emptyDir, configMap and secret are reproduced")
+        folder = workdir / f"volume-{mount['name']}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, value in data.items():
+            (folder / key).write_text(value)
+        folder.chmod(0o755)
+        args.append(f"--volume={folder}:{mount['mountPath']}:ro")
+    args += [f"--volume={m}" for m in extra_mounts]
+    for key, value in container_env(container, pod_env).items():
+        args.append(f"--env={key}={value}")
+    if container.get("command"):
+        args.append(f"--entrypoint={json.dumps(container['command'])}")
+    args.append(container["image"])
+    args += container.get("args") or []
+    return args
+
+
+def run_pod_container(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv | None = None,
+                      extra_mounts: list[str] = (), timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run to completion (a Job's or a test hook's container); stdout and stderr captured."""
+    with tempfile.TemporaryDirectory(prefix="conveyor-pod-") as tmp:
+        args = podman_args(pod, container, pod_env or PodEnv(), Path(tmp), extra_mounts)
+        return subprocess.run([build.engine(), "run", *args], capture_output=True, text=True, timeout=timeout,
+                              env={**__import__("os").environ, **build.engine_env()})
+
+
+def start_pod_container(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv | None = None,
+                        extra_mounts: list[str] = (), ports: dict[int, int] | None = None,
+                        name: str = "conveyor-test") -> tuple[subprocess.Popen, str]:
+    """Start a long-running container (a predictor); returns the process and the container name."""
+    import os
+
+    workdir = Path(tempfile.mkdtemp(prefix="conveyor-pod-"))
+    args = podman_args(pod, container, pod_env or PodEnv(), workdir, extra_mounts, ports)
+    proc = subprocess.Popen([build.engine(), "run", f"--name={name}", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **build.engine_env()})
+    return proc, name
+
+
+def stop_container(name: str) -> None:
+    import os
+
+    subprocess.run([build.engine(), "rm", "-f", "-t", "5", name], capture_output=True,
+                   env={**os.environ, **build.engine_env()})

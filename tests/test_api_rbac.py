@@ -1,0 +1,203 @@
+"""The real `kubernetes` client code of the Katib launcher, the deploy step, the canary controller
+and the kubectl plugin, against an API server stand-in over HTTP (tests/apiserver.py) that enforces
+the RBAC the chart renders, the upstream CRD schemas, the ported webhooks and the API server's
+patch / conflict / watch semantics. Every call is recorded and must be allowed by the Role of the
+ServiceAccount that makes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from components.common.config import load_config
+from components.common.errors import ClusterError
+from tests.apiserver import FakeApiServer, katib_controller, kserve_controller
+
+NAMESPACE = "kubeflow-user"
+
+
+@pytest.fixture(scope="module")
+def chart_rbac():
+    """The Roles and RoleBindings `helm install` creates in the namespace."""
+    return [o for o in _render_in(NAMESPACE) if o["kind"] in ("Role", "RoleBinding")]
+
+
+def _render_in(namespace: str) -> list[dict]:
+    import helm_python
+    import yaml
+
+    from tests.test_chart import CHART
+
+    out = helm_python.Chart.load(str(CHART)).render({}, name="conveyor", namespace=namespace, is_install=True)
+    objects = []
+    for template, text in out.items():
+        if not template.endswith("NOTES.txt"):
+            for doc in yaml.safe_load_all(text):
+                if doc:
+                    doc.setdefault("metadata", {}).setdefault("namespace", namespace)
+                    objects.append(doc)
+    return objects
+
+
+@pytest.fixture
+def api_server(chart_rbac):
+    server = FakeApiServer(chart_rbac, {"InferenceService": kserve_controller, "Experiment": katib_controller},
+                           max_watch_s=1.0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def as_account(api_server, tmp_path, monkeypatch):
+    """Point the kubernetes client at the stand-in as one of the chart's ServiceAccounts."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    def use(service_account: str) -> str:
+        import kubernetes.config.kube_config as kube_config
+
+        path = api_server.kubeconfig(tmp_path / f"{service_account}.kubeconfig", NAMESPACE, service_account)
+        monkeypatch.setenv("KUBECONFIG", path)  # for subprocesses (kubectl conveyor)
+        # the client reads $KUBECONFIG once, at import: point this process's default there too
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", path)
+        return path
+
+    return use
+
+
+def _assert_all_allowed(server: FakeApiServer, account: str) -> set[tuple]:
+    calls = server.calls_by(f":{account}")
+    assert calls, f"no API call recorded for {account}"
+    denied = [c for c in calls if c.status == 403]
+    assert not denied, f"{account} made calls its Role does not allow: {denied}"
+    return {(c.verb, c.group or "core", c.resource, c.subresource) for c in calls}
+
+
+def test_katib_launcher_calls_are_allowed_by_the_pipeline_role(api_server, as_account):
+    from components.search.backends import run_search
+
+    as_account("conveyor-pipeline")
+    cfg = load_config().model_dump(mode="json", exclude_none=True)
+    cfg["cluster"] = {**cfg["cluster"], "namespace": NAMESPACE}
+    result = run_search("katib", "s3://conveyor", "spamassassin", "v1", cfg, "rbac-run", log=lambda _m: None)
+    assert result["best_params"]["lr"] == 0.1 and result["best_value"] == pytest.approx(0.95)
+    assert len(result["trials"]) == 2
+    seen = _assert_all_allowed(api_server, "conveyor-pipeline")
+    assert {("get", "kubeflow.org", "experiments", ""), ("create", "kubeflow.org", "experiments", ""),
+            ("watch", "kubeflow.org", "experiments", ""), ("list", "kubeflow.org", "trials", "")} <= seen
+
+
+def _deploy_cfg():
+    cfg = load_config()
+    return cfg, cfg.deploy.model_copy(update={"namespace": NAMESPACE})
+
+
+@pytest.mark.parametrize("mode", ["knative", "standard"])
+def test_deploy_and_canary_calls_are_allowed_and_accepted_upstream(mode, api_server, as_account):
+    from components.canary.cluster import CanaryController, read_state
+    from components.deploy.cluster import KubernetesInferenceServiceApi
+
+    as_account("conveyor-pipeline")
+    cfg, deploy = _deploy_cfg()
+    deploy = deploy.model_copy(update={"mode": mode})
+    ctl = CanaryController(KubernetesInferenceServiceApi(), deploy.name, NAMESPACE, ready_timeout_s=20,
+                           log=lambda _m: None)
+    first = ctl.deploy(deploy, cfg.canary, cfg.model_name, "aaa111")  # create: 100% on the first version
+    assert read_state(first).phase == "Promoted"
+    second = ctl.deploy(deploy, cfg.canary, cfg.model_name, "bbb222")  # merge patch: a canary at step one
+    assert read_state(second).phase == "Progressing"
+    promoted = ctl.promote()
+    assert promoted.phase == "Promoted"
+    obj = api_server.find("serving.kserve.io", "inferenceservices", NAMESPACE, deploy.name)
+    assert obj["spec"]["predictor"]["model"]["storageUri"].endswith("/bbb222") and "canary" not in obj["spec"]
+    seen = _assert_all_allowed(api_server, "conveyor-pipeline")
+    assert {("create", "serving.kserve.io", "inferenceservices", ""), ("patch", "serving.kserve.io",
+            "inferenceservices", ""), ("watch", "serving.kserve.io", "inferenceservices", ""),
+            ("create", "core", "events", "")} <= seen
+
+
+def test_kubectl_plugin_calls_are_allowed_by_the_canary_role(api_server, as_account):
+    from components.canary.cluster import CanaryController
+    from components.deploy.cluster import KubernetesInferenceServiceApi
+
+    as_account("conveyor-pipeline")
+    cfg, deploy = _deploy_cfg()
+    ctl = CanaryController(KubernetesInferenceServiceApi(), deploy.name, NAMESPACE, ready_timeout_s=20,
+                           log=lambda _m: None)
+    ctl.deploy(deploy, cfg.canary, cfg.model_name, "aaa111")
+    ctl.deploy(deploy, cfg.canary, cfg.model_name, "bbb222")
+    kubeconfig = as_account("conveyor-canary")
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    for verb in ("status", "pause", "resume", "rollback"):
+        out = subprocess.run([sys.executable, "-m", "pipelines.kubectl_plugin", "canary", verb, deploy.name,
+                              "-n", NAMESPACE, *(["-o", "json"] if verb == "status" else [])],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, (verb, out.stderr)
+    assert json.loads(subprocess.run([sys.executable, "-m", "pipelines.kubectl_plugin", "canary", "status",
+                                      deploy.name, "-n", NAMESPACE, "-o", "json"], capture_output=True, text=True,
+                                     env=env, timeout=60).stdout)["phase"] == "RolledBack"
+    seen = _assert_all_allowed(api_server, "conveyor-canary")
+    assert ("patch", "serving.kserve.io", "inferenceservices", "") in seen
+
+
+def test_a_call_outside_the_role_is_forbidden_with_a_clear_error(api_server, as_account):
+    from components.deploy.cluster import KubernetesInferenceServiceApi, apply_inference_service
+    from components.deploy.isvc import build_inference_service
+
+    as_account("conveyor-canary")  # may patch, not create
+    cfg, deploy = _deploy_cfg()
+    manifest = build_inference_service(deploy, cfg.model_name, "aaa111")
+    with pytest.raises(ClusterError, match="403 Forbidden"):
+        apply_inference_service(KubernetesInferenceServiceApi(), manifest, timeout_s=5, log=lambda _m: None)
+    assert [c.status for c in api_server.calls_by(":conveyor-canary") if c.verb == "create"] == [403]
+
+
+def test_api_server_semantics_the_code_depends_on(api_server, as_account):
+    """Strategic merge patch is refused on custom resources (415), a stale resourceVersion is a
+    conflict (409), an unknown field is refused under strict validation (400), and a watch the
+    server ends early (max_watch_s) is resumed by the client until its own deadline."""
+    from kubernetes import client, config
+
+    from components.deploy.cluster import KubernetesInferenceServiceApi, wait_reconciled
+    from components.deploy.isvc import build_inference_service
+
+    as_account("conveyor-pipeline")
+    cfg, deploy = _deploy_cfg()
+    api = KubernetesInferenceServiceApi()
+    created = api.create(build_inference_service(deploy, cfg.model_name, "aaa111"))
+    config.load_kube_config()
+    custom = client.CustomObjectsApi()
+    with pytest.raises(client.exceptions.ApiException) as err:
+        custom.api_client.call_api(
+            f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices/{deploy.name}", "PATCH",
+            header_params={"Content-Type": "application/strategic-merge-patch+json", "Accept": "application/json"},
+            body={"spec": {"predictor": {"minReplicas": 2}}}, auth_settings=["BearerToken"], _preload_content=True)
+    assert err.value.status == 415
+    wait_reconciled(api, deploy.name, NAMESPACE, timeout_s=15)  # KServe wrote status: `created` is stale now
+    with pytest.raises(ClusterError, match="409") as conflict:
+        api.patch(deploy.name, NAMESPACE, {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
+                                           "spec": {"predictor": {"minReplicas": 2}}})
+    assert conflict.value.status == 409
+    with pytest.raises(ClusterError, match="400"):
+        api.patch(deploy.name, NAMESPACE, {"spec": {"predictor": {"minReplica": 2}}})
+    # JSON patch is accepted as well
+    patched = custom.api_client.call_api(
+        f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices/{deploy.name}", "PATCH",
+        header_params={"Content-Type": "application/json-patch+json", "Accept": "application/json"},
+        body=[{"op": "replace", "path": "/spec/predictor/minReplicas", "value": 2}], auth_settings=["BearerToken"],
+        response_type="object", _return_http_data_only=True)
+    assert patched["spec"]["predictor"]["minReplicas"] == 2 and patched["metadata"]["generation"] == 2
+    # the controller writes status 50 ms after each write; a 3 s wait spans several 1 s server watches
+    api_server.controllers.pop("InferenceService")
+    import threading
+
+    threading.Timer(2.5, kserve_controller, args=(api_server, api_server.find(
+        "serving.kserve.io", "inferenceservices", NAMESPACE, deploy.name))).start()
+    ready = wait_reconciled(api, deploy.name, NAMESPACE, timeout_s=15)
+    assert ready["status"]["observedGeneration"] == 2 and created["metadata"]["generation"] == 1
+    watches = [c for c in api_server.calls if c.verb == "watch"]
+    assert len(watches) >= 2  # the first watch ended before the status came: the client watched again
