@@ -41,4 +41,8 @@ USER 10001
 ENV PATH=/opt/conveyor/bin:$PATH CONVEYOR_CODE_VERSION=${VERSION} PYTHONUNBUFFERED=1 \
     NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 WORKDIR /home/conveyor
-ENTRYPOINT ["python", "-m", "components.train.entrypoint"]
+# No ENTRYPOINT: KFP runners that pass the task's command as the container's CMD (kfp.local's
+# DockerRunner) would otherwise run it as arguments of the entrypoint. Pods and Katib trials set
+# `command` anyway.
+ENTRYPOINT []
+CMD ["python", "-m", "components.train.entrypoint", "--help"]
