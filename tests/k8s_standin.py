@@ -1,8 +1,9 @@
 """An in-memory stand-in for the few Kubernetes API calls on InferenceServices, with a simulated
 KServe controller. No API server runs on the build machines; this keeps the API server's rules
 that our code depends on: JSON merge patch, generation bumped on spec changes, resourceVersion
-conflicts (409), watch events, and KServe's status (observedGeneration, Ready, Knative revisions
-and traffic split)."""
+conflicts (409), every write validated against the upstream CRD and KServe's webhook (400/422),
+watch events, and KServe's status (observedGeneration, Ready, Knative revisions and traffic split).
+tests/apiserver.py is the same over HTTP, with RBAC, for the real kubernetes client."""
 
 from __future__ import annotations
 
@@ -13,6 +14,21 @@ import time
 
 from components.common.errors import ClusterError
 from components.deploy.cluster import merge_patch
+
+
+def _admit(obj: dict, old: dict | None) -> None:
+    """What the API server and KServe's validating webhook would refuse, as the status they answer."""
+    from components.common.errors import SpecError
+    from tests.crd_schema import SchemaError
+    from tests.custom_resources import validate_custom
+
+    try:
+        validate_custom({k: v for k, v in obj.items() if k != "status"}, old)
+    except (SchemaError, SpecError) as exc:
+        error = ClusterError(f"{obj['metadata']['name']}: {'422 Invalid' if isinstance(exc, SchemaError) else '400'}"
+                             f": {exc}")
+        error.status = 422 if isinstance(exc, SchemaError) else 400
+        raise error from exc
 
 
 class StandInApi:
@@ -38,6 +54,7 @@ class StandInApi:
             if key in self.objects:
                 raise ClusterError(f"create {key}: 409 AlreadyExists")
             obj = copy.deepcopy(manifest)
+            _admit(obj, None)
             obj["metadata"].update(generation=1, uid=f"uid-{key[1]}")
             self._store(key, obj)
         self._schedule(key)
@@ -57,6 +74,7 @@ class StandInApi:
                 raise error
             self.patches.append(patch)
             obj = merge_patch(current, patch)
+            _admit(obj, current)
             if obj.get("spec") != current.get("spec"):
                 obj["metadata"]["generation"] = current["metadata"]["generation"] + 1
             self._store(key, obj)
