@@ -150,10 +150,16 @@ def _errors_of(value: Any, schema: dict[str, Any], path: str) -> list[str]:
 def _string(value: str, schema: dict[str, Any], path: str, errors: list[str]) -> None:
     if "pattern" in schema and not re.search(schema["pattern"], value):
         errors.append(f"{path}: {value!r} does not match {schema['pattern']!r}")
-    if len(value) < schema.get("minLength", 0):
-        errors.append(f"{path}: shorter than {schema['minLength']}")
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        errors.append(f"{path}: longer than {schema['maxLength']}")
+    _count_bounds(len(value), schema, "Length", "characters", path, errors)
+
+
+def _count_bounds(count: int, schema: dict[str, Any], suffix: str, what: str, path: str, errors: list[str]) -> None:
+    """minLength/maxLength, minProperties/maxProperties, minItems/maxItems."""
+    low, high = schema.get(f"min{suffix}"), schema.get(f"max{suffix}")
+    if low is not None and count < low:
+        errors.append(f"{path}: fewer than {low} {what}")
+    if high is not None and count > high:
+        errors.append(f"{path}: more than {high} {what}")
 
 
 def _number(value: float, schema: dict[str, Any], path: str, errors: list[str]) -> None:
@@ -190,17 +196,11 @@ def _object(value: dict, schema: dict[str, Any], path: str, errors: list[str]) -
         elif not (extra is True or schema.get("x-kubernetes-preserve-unknown-fields")
                   or (schema.get("x-kubernetes-embedded-resource") and key in ("apiVersion", "kind", "metadata"))):
             errors.append(f"{where}: unknown field")
-    if len(value) < schema.get("minProperties", 0):
-        errors.append(f"{path}: fewer than {schema['minProperties']} properties")
-    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        errors.append(f"{path}: more than {schema['maxProperties']} properties")
+    _count_bounds(len(value), schema, "Properties", "properties", path, errors)
 
 
 def _array(value: list, schema: dict[str, Any], path: str, errors: list[str]) -> None:
-    if len(value) < schema.get("minItems", 0):
-        errors.append(f"{path}: fewer than {schema['minItems']} items")
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        errors.append(f"{path}: more than {schema['maxItems']} items")
+    _count_bounds(len(value), schema, "Items", "items", path, errors)
     items = schema.get("items", {})
     for i, item in enumerate(value):
         _check(item, items, f"{path}[{i}]", errors)

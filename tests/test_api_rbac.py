@@ -201,3 +201,14 @@ def test_api_server_semantics_the_code_depends_on(api_server, as_account):
     assert ready["status"]["observedGeneration"] == 2 and created["metadata"]["generation"] == 1
     watches = [c for c in api_server.calls if c.verb == "watch"]
     assert len(watches) >= 2  # the first watch ended before the status came: the client watched again
+
+
+def test_a_search_without_the_rights_fails_with_one_clear_line(api_server, as_account):
+    from components.search.backends import run_search
+
+    as_account("conveyor-canary")  # no rights on Katib experiments
+    cfg = load_config().model_dump(mode="json", exclude_none=True)
+    cfg["cluster"] = {**cfg["cluster"], "namespace": NAMESPACE}
+    with pytest.raises(ClusterError, match=r"get Experiment kubeflow-user/.*403 Forbidden.*cannot get resource "
+                                           r"\"experiments\" in API group \"kubeflow.org\""):
+        run_search("katib", "s3://conveyor", "spamassassin", "v1", cfg, "rbac-run", log=lambda _m: None)

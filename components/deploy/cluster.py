@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -109,6 +110,28 @@ def apply_inference_service(api: InferenceServiceApi, manifest: dict[str, Any], 
     return wait_reconciled(api, name, namespace, timeout_s)
 
 
+def call_api(what: str, fn, *args, **kwargs):
+    """One Kubernetes client call; its failures as a ClusterError naming the call and the status
+    (with the API server's message, e.g. which RBAC permission is missing) - never a traceback."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return fn(*args, **kwargs)
+    except ApiException as exc:
+        try:
+            detail = json.loads(exc.body or "{}").get("message", "")
+        except (TypeError, ValueError):
+            detail = ""
+        error = ClusterError(f"{what}: Kubernetes API answered {exc.status} {exc.reason}"
+                             + (" (changed meanwhile: re-run)" if exc.status == 409 else "")
+                             + (f": {detail}" if detail else ""))
+        error.status = exc.status
+        raise error from exc
+    except HTTPError as exc:
+        raise ClusterError(f"{what}: Kubernetes API unreachable ({exc})") from exc
+
+
 class KubernetesInferenceServiceApi:
     """InferenceServiceApi over the Kubernetes API (in-cluster config, else the current kubeconfig)."""
 
@@ -126,18 +149,7 @@ class KubernetesInferenceServiceApi:
         self.core = client.CoreV1Api()
 
     def _call(self, what: str, fn, *args, **kwargs):
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as exc:
-            error = ClusterError(f"{what}: Kubernetes API answered {exc.status} {exc.reason}"
-                                 + (" (changed meanwhile: re-run)" if exc.status == 409 else ""))
-            error.status = exc.status
-            raise error from exc
-        except HTTPError as exc:
-            raise ClusterError(f"{what}: Kubernetes API unreachable ({exc})") from exc
+        return call_api(what, fn, *args, **kwargs)
 
     def get(self, name, namespace):
         try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from components.common.config import ClusterConfig
-from components.common.errors import SpecError
+from components.common.errors import ClusterError, SpecError
 from components.search.katib import SPEC_HASH_ANNOTATION
 from components.search.local import SearchFailed
 from components.search.spec import SearchSpec
@@ -47,27 +47,31 @@ class KubernetesExperimentApi:
         self.api = client.CustomObjectsApi()
 
     def get(self, name, namespace):
-        from kubernetes.client.exceptions import ApiException
+        from components.deploy.cluster import call_api
 
         try:
-            return self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as exc:
-            if exc.status == 404:
+            return call_api(f"get Experiment {namespace}/{name}", self.api.get_namespaced_custom_object, GROUP,
+                            VERSION, namespace, PLURAL, name)
+        except ClusterError as exc:
+            if getattr(exc, "status", None) == 404:
                 return None
             raise
 
     def create(self, manifest):
-        return self.api.create_namespaced_custom_object(GROUP, VERSION, manifest["metadata"]["namespace"], PLURAL,
-                                                        manifest)
+        from components.deploy.cluster import call_api
+
+        ns = manifest["metadata"]["namespace"]
+        return call_api(f"create Experiment {ns}/{manifest['metadata']['name']}",
+                        self.api.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, manifest)
 
     def delete(self, name, namespace):
-        from kubernetes.client.exceptions import ApiException
+        from components.deploy.cluster import call_api
 
         try:
-            self.api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                     propagation_policy="Foreground")
-        except ApiException as exc:
-            if exc.status != 404:
+            call_api(f"delete Experiment {namespace}/{name}", self.api.delete_namespaced_custom_object, GROUP,
+                     VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
+        except ClusterError as exc:
+            if getattr(exc, "status", None) != 404:
                 raise
 
     def watch(self, name, namespace, timeout_s):
@@ -82,8 +86,10 @@ class KubernetesExperimentApi:
                 yield event["object"]
 
     def list_trials(self, name, namespace):
-        found = self.api.list_namespaced_custom_object(GROUP, VERSION, namespace, "trials",
-                                                       label_selector=f"katib.kubeflow.org/experiment={name}")
+        from components.deploy.cluster import call_api
+
+        found = call_api(f"list Trials of {namespace}/{name}", self.api.list_namespaced_custom_object, GROUP,
+                         VERSION, namespace, "trials", label_selector=f"katib.kubeflow.org/experiment={name}")
         return found.get("items", [])
 
 
