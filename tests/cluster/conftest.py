@@ -9,10 +9,14 @@ import pytest
 
 from tests.pod_runner import build
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 def pytest_collection_modifyitems(items):
+    # A conftest hook sees the whole session's items, not only this folder's: mark ours only.
     for item in items:
-        item.add_marker(pytest.mark.cluster)
+        if os.path.abspath(str(item.fspath)).startswith(_HERE + os.sep):
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")
