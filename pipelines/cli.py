@@ -183,7 +183,7 @@ def cmd_serve(args) -> int:
              "flip_labels": args.chaos_flip_labels}
     serve(store, name, ref, args.port, role=args.role, name=args.name, log_sample_rate=args.log_sample_rate,
           max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log,
-          model_dir=model_dir)
+          model_dir=model_dir, host=args.host)
     return 0
 
 
@@ -331,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="NAME (alias champion), NAME@ALIAS, NAME@VERSION, s3://bucket/models/NAME/VERSION, "
                    "or a version folder (KServe's /mnt/models)")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default loopback; the image's ServingRuntime passes 0.0.0.0)")
     p.add_argument("--name", help="name in the URL paths (default: the model name)")
     p.add_argument("--role", default="stable", choices=["stable", "canary"], help="label on /metrics")
     p.add_argument("--log-sample-rate", type=float, default=0.0, help="share of requests logged to the store")

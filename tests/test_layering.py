@@ -11,7 +11,8 @@ FORBIDDEN = ("kfp", "kubernetes", "kserve", "kubeflow")
 # Cluster adapters: the only modules besides component.py that talk to cluster SDKs. The decision
 # logic they serve (spec validation, which trial is best) lives in the pure modules.
 ADAPTERS = {"components/search/katib.py", "components/search/katib_launcher.py",
-            "components/serve/predictor.py", "components/serve/kserve_sdk.py", "components/deploy/isvc.py",
+            "components/serve/predictor.py", "components/serve/kserve_sdk.py", "components/serve/server.py",
+            "components/deploy/isvc.py",
             "components/deploy/cluster.py",
             "components/monitor/submit.py"}
 

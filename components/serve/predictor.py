@@ -1,8 +1,10 @@
 """The predictor: a KServe model serving one registered version with its training featurizer.
 
 v1 (`POST /v1/models/NAME:predict`, `{"instances": ["text", ...]}`) and the Open Inference
-Protocol v2 (`POST /v2/models/NAME/infer`, one BYTES input). Bad input is answered 400 with a
-message (KServe maps `InvalidInput` to 400), never 500. Every response names the model version.
+Protocol v2 (`POST /v2/models/NAME/infer`, one BYTES input named "text"; metadata at
+`GET /v2/models/NAME`). Bad input is answered 400 with a message naming the field, never 500
+(the HTTP layer, error table and request counting are in components/serve/server.py). Every
+response names the model version.
 `/metrics` gains what KServe lacks: requests by status code, errors, latency and predicted
 classes, labelled with model version and role (stable/canary).
 """
@@ -19,9 +21,14 @@ import pyarrow as pa
 from components.serve import kserve_sdk
 
 kserve_sdk.load()  # before any `from kserve import`: kserve parses sys.argv on first import
-from kserve import InferOutput, InferRequest, InferResponse, Model  # noqa: E402
+from kserve import Model  # noqa: E402
 from kserve.errors import InvalidInput  # noqa: E402
 from prometheus_client import Counter, Histogram  # noqa: E402
+
+from components.serve import oip  # noqa: E402
+
+INPUT_NAME = "text"
+OUTPUT_NAMES = ("label", "probabilities")
 
 REQUESTS = Counter("conveyor_requests_total", "Prediction requests by outcome",
                    ["model", "version", "role", "code"])
@@ -74,17 +81,16 @@ class ConveyorModel(Model):
         self.ready = True
         return self.ready
 
+    # -- accounting (called by components.serve.server for every predict/infer answer) ----------
+    def count(self, code: int) -> None:
+        tags = (self.model_name, self.version, self.role, str(code))
+        REQUESTS.labels(*tags).inc()
+        if code >= 400:
+            ERRORS.labels(*tags).inc()
+
     # -- input ---------------------------------------------------------------------------------
-    def _texts(self, payload: dict | InferRequest) -> tuple[list[str], bool, str]:
-        if isinstance(payload, InferRequest):
-            if len(payload.inputs) != 1:
-                raise InvalidInput(f"expected exactly one input tensor (BYTES text), got {len(payload.inputs)}")
-            tensor = payload.inputs[0]
-            if tensor.datatype != "BYTES":
-                raise InvalidInput(f"input {tensor.name!r}: expected datatype BYTES, got {tensor.datatype}")
-            data = tensor.data if tensor.data is not None else []
-            texts = [d.decode("utf-8", errors="replace") if isinstance(d, bytes) else d for d in data]
-            return texts, True, payload.id or str(uuid.uuid4())
+    @staticmethod
+    def _v1_texts(payload) -> list[str]:
         if not isinstance(payload, dict) or "instances" not in payload:
             raise InvalidInput('expected a JSON object {"instances": ["text", ...]}')
         instances = payload["instances"]
@@ -98,7 +104,27 @@ class ConveyorModel(Model):
                 raise InvalidInput(f"instances[{i}]: expected a string (or {{\"text\": string}}), "
                                    f"got {type(item).__name__}")
             texts.append(item)
-        return texts, False, str(uuid.uuid4())
+        return texts
+
+    def _v2_texts(self, request: oip.Request) -> list[str]:
+        if len(request.inputs) != 1:
+            raise InvalidInput(f"expected exactly one input tensor ({INPUT_NAME!r}, BYTES), "
+                               f"got {len(request.inputs)}")
+        tensor = request.inputs[0]
+        if tensor.datatype != "BYTES":
+            raise InvalidInput(f"input {tensor.name!r}: expected datatype BYTES, got {tensor.datatype}")
+        if tensor.name != INPUT_NAME:
+            raise InvalidInput(f"input {tensor.name!r}: unknown input (this model takes {INPUT_NAME!r})")
+        if len(tensor.shape) != 1:
+            raise InvalidInput(f"input {tensor.name!r}: expected shape [batch], got {tensor.shape}")
+        for i, item in enumerate(tensor.data):
+            if not isinstance(item, str):
+                raise InvalidInput(f"input {tensor.name!r}: element {i}: expected a string, "
+                                   f"got {type(item).__name__}")
+        for name in request.outputs or []:
+            if name not in OUTPUT_NAMES:
+                raise InvalidInput(f"outputs: unknown output {name!r} (this model has {', '.join(OUTPUT_NAMES)})")
+        return list(tensor.data)
 
     def _check(self, texts: list[str]) -> None:
         if not texts:
@@ -106,10 +132,15 @@ class ConveyorModel(Model):
         if len(texts) > self.max_batch:
             raise InvalidInput(f"batch of {len(texts)} texts exceeds the limit of {self.max_batch}")
         for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InvalidInput(f"instance {i}: expected a string, got {type(t).__name__}")
             if len(t) > self.max_chars:
                 raise InvalidInput(f"instance {i}: {len(t)} characters exceeds the limit of {self.max_chars}")
+            if not t.strip():
+                raise InvalidInput(f"instance {i}: empty text (ingestion quarantines these as empty_text)")
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800" from JSON
+                raise InvalidInput(f"instance {i}: not valid Unicode text (lone surrogate at character "
+                                   f"{exc.start})") from None
 
     # -- prediction ----------------------------------------------------------------------------
     def classify(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
@@ -117,52 +148,60 @@ class ConveyorModel(Model):
         labels = [self.loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
         return labels, probs
 
-    async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None,
-                      response_headers: dict[str, str] | None = None) -> dict | InferResponse:
+    async def _answer(self, texts: list[str], request_id: str) -> tuple[list[str], np.ndarray]:
         started = time.perf_counter()
-        tags = (self.model_name, self.version, self.role)
-        try:
-            texts, v2, request_id = self._texts(payload)
-            self._check(texts)
-            if self.chaos["delay_ms"]:
-                import asyncio
+        self._check(texts)
+        if self.chaos["delay_ms"]:
+            import asyncio
 
-                await asyncio.sleep(self.chaos["delay_ms"] / 1000)
-            if self.chaos["error_rate"]:
-                self._chaos_seen += 1
-                # request n fails when floor(n * rate) steps up (rounded: 0.3 * 10 must be 3, not 2.99..)
-                rate, n = self.chaos["error_rate"], self._chaos_seen
-                if math.floor(round(n * rate, 9)) > math.floor(round((n - 1) * rate, 9)):
-                    raise RuntimeError("chaos: injected failure")
-            labels, probs = self.classify(texts)
-            if self.chaos["flip_labels"]:
-                probs = probs[:, ::-1].copy()
-                labels = [self.loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
-        except InvalidInput:
-            REQUESTS.labels(*tags, "400").inc()
-            ERRORS.labels(*tags, "400").inc()
-            raise
-        except Exception:
-            REQUESTS.labels(*tags, "500").inc()
-            ERRORS.labels(*tags, "500").inc()
-            raise
+            await asyncio.sleep(self.chaos["delay_ms"] / 1000)
+        if self.chaos["error_rate"]:
+            self._chaos_seen += 1
+            # request n fails when floor(n * rate) steps up (rounded: 0.3 * 10 must be 3, not 2.99..)
+            rate, n = self.chaos["error_rate"], self._chaos_seen
+            if math.floor(round(n * rate, 9)) > math.floor(round((n - 1) * rate, 9)):
+                raise RuntimeError("chaos: injected failure")
+        labels, probs = self.classify(texts)
+        if self.chaos["flip_labels"]:
+            probs = probs[:, ::-1].copy()
+            labels = [self.loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
+        tags = (self.model_name, self.version, self.role)
         LATENCY.labels(*tags).observe(time.perf_counter() - started)
-        REQUESTS.labels(*tags, "200").inc()
         for label in labels:
             PREDICTIONS.labels(*tags, label).inc()
         if self.logger is not None:
             self.logger.log(request_id, texts, labels, probs.max(axis=1).tolist())
-        if v2:
-            # The response id must be a string: a request without "id" would otherwise give a 500.
-            return InferResponse(response_id=request_id, model_name=self.name, model_version=self.version,
-                                 infer_outputs=[
-                                     InferOutput(name="label", shape=[len(labels)], datatype="BYTES", data=labels),
-                                     InferOutput(name="probabilities", shape=list(probs.shape), datatype="FP32",
-                                                 data=probs.astype(np.float32).ravel().tolist())])
+        return labels, probs
+
+    async def predict(self, payload: dict, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> dict:
+        """v1 (KServe's route calls this)."""
+        labels, probs = await self._answer(self._v1_texts(payload), str(uuid.uuid4()))
         classes = self.loaded.featurizer.labels
         return {"model_version": self.version, "predictions": [
             {"label": label, "probabilities": {c: float(p) for c, p in zip(classes, row, strict=True)}}
             for label, row in zip(labels, probs, strict=True)]}
+
+    async def infer_v2(self, request: oip.Request) -> dict:
+        """v2 infer (components.serve.server's route calls this with the parsed request)."""
+        request_id = request.id or str(uuid.uuid4())  # the response id must be a string
+        labels, probs = await self._answer(self._v2_texts(request), request_id)
+        outputs = [{"name": "label", "datatype": "BYTES", "shape": [len(labels)], "data": labels},
+                   {"name": "probabilities", "datatype": "FP32", "shape": list(probs.shape),
+                    "data": probs.astype(np.float32).ravel().tolist()}]
+        wanted = request.outputs
+        return {"model_name": self.name, "model_version": self.version, "id": request_id,
+                "outputs": [o for o in outputs if wanted is None or o["name"] in wanted]}
+
+    def metadata(self) -> dict:
+        """OIP model metadata: the input, the outputs with the class order, the served version."""
+        classes = list(self.loaded.featurizer.labels)
+        return {"name": self.name, "versions": [self.version], "platform": "conveyor_torch",
+                "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
+                "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1],
+                             "parameters": {"classes": classes}},
+                            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(classes)],
+                             "parameters": {"classes": classes}}]}
 
     def stop(self) -> None:
         if self.logger is not None:
@@ -173,7 +212,7 @@ class ConveyorModel(Model):
 def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str = "stable",
           name: str | None = None, log_sample_rate: float = 0.0, max_batch: int = 256,
           max_chars: int = 100_000, chaos: dict | None = None, access_log: bool = False,
-          model_dir: str | None = None) -> None:
+          model_dir: str | None = None, host: str = "127.0.0.1") -> None:
     """Run a KServe model server for one model version (blocks until stopped): from the registry
     (store, model_name, ref) or from a version folder (model_dir, e.g. KServe's /mnt/models)."""
     from kserve import ModelServer
@@ -190,6 +229,8 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
 
         for logger_name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(logger_name).setLevel(logging.WARNING)
-    server.start([model])
+    from components.serve.server import start
+
+    start(server, model, host)
 
 

@@ -1,0 +1,159 @@
+"""The Open Inference Protocol's request side, parsed defensively (pure: no kserve import).
+
+KServe's own parser trusts the client: a non-numeric `Inference-Header-Content-Length`, a
+`binary_data_size` that disagrees with the body, an element length past the end, a tensor whose
+byte count is not a multiple of its element size or non-UTF-8 text all end as 500s there. Here
+every one of them is an InputError naming the input and what was expected (400), and a body
+without that header is all JSON, as the binary extension says and Triton does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.common.errors import InputError
+
+HEADER = "inference-header-content-length"
+ELEMENT_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2, "UINT32": 4,
+                 "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8}
+DATATYPES = {*ELEMENT_BYTES, "BYTES"}
+
+
+@dataclass
+class Tensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any]
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    id: str | None
+    inputs: list[Tensor]
+    outputs: list[str] | None  # requested output names; None: all
+    parameters: dict[str, Any]
+
+
+def _json_header_length(headers: dict[str, str], body_len: int) -> int:
+    raw = headers.get(HEADER)
+    if raw is None:
+        return body_len  # no binary part: the whole body is the JSON header
+    if not raw.strip().isdigit():
+        raise InputError(f"header Inference-Header-Content-Length: expected a byte count, got {raw[:40]!r}")
+    length = int(raw)
+    if length > body_len:
+        raise InputError(f"header Inference-Header-Content-Length: {length} exceeds the body's {body_len} bytes")
+    return length
+
+
+def _bytes_elements(raw: bytes, name: str) -> list[str]:
+    out, pos = [], 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise InputError(f"input {name!r}: a BYTES element's 4-byte length prefix is cut off at byte {pos}")
+        (size,) = struct.unpack_from("<I", raw, pos)
+        pos += 4
+        if pos + size > len(raw):
+            raise InputError(f"input {name!r}: element {len(out)} claims {size} bytes, only {len(raw) - pos} remain")
+        out.append(_utf8(raw[pos:pos + size], name, len(out)))
+        pos += size
+    return out
+
+
+def _utf8(raw: bytes, name: str, index: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"input {name!r}: element {index} is not valid UTF-8 (byte {exc.start})") from None
+
+
+def _binary_elements(raw: bytes, datatype: str, name: str) -> list[Any]:
+    if datatype == "BYTES":
+        return _bytes_elements(raw, name)
+    size = ELEMENT_BYTES[datatype]
+    if len(raw) % size:
+        raise InputError(f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} elements "
+                         f"({size} bytes each)")
+    if datatype in ("FP16", "BF16"):
+        return [None] * (len(raw) // size)  # the count is what validation needs; no model here reads them
+    fmt = {"BOOL": "?", "UINT8": "B", "INT8": "b", "UINT16": "H", "INT16": "h", "UINT32": "I", "INT32": "i",
+           "FP32": "f", "UINT64": "Q", "INT64": "q", "FP64": "d"}[datatype]
+    return list(struct.unpack(f"<{len(raw) // size}{fmt}", raw))
+
+
+def _shape(value: Any, name: str) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+        raise InputError(f"input {name!r}: shape must be a list of integers, got {json.dumps(value)[:80]}")
+    if any(d < 0 for d in value):
+        raise InputError(f"input {name!r}: shape {value} has a negative dimension (requests have fixed shapes)")
+    return value
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    return [x for item in data for x in _flatten(item)]
+
+
+def parse_request(body: bytes, headers: dict[str, str]) -> Request:
+    """A v2 infer body (JSON, or JSON + binary tensors) as a Request; InputError when malformed."""
+    headers = {k.lower(): v for k, v in headers.items()}
+    json_len = _json_header_length(headers, len(body))
+    try:
+        doc = json.loads(body[:json_len])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"request body: not valid JSON ({str(exc)[:120]})") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"request body: expected a JSON object, got {type(doc).__name__}")
+    inputs_doc = doc.get("inputs")
+    if not isinstance(inputs_doc, list) or not inputs_doc:
+        raise InputError('request body: "inputs" must be a non-empty list of tensors')
+    pos, inputs = json_len, []
+    for i, t in enumerate(inputs_doc):
+        if not isinstance(t, dict):
+            raise InputError(f"inputs[{i}]: expected a tensor object, got {type(t).__name__}")
+        name = t.get("name")
+        if not isinstance(name, str) or not name:
+            raise InputError(f"inputs[{i}]: \"name\" must be a non-empty string")
+        datatype = t.get("datatype")
+        if datatype not in DATATYPES:
+            raise InputError(f"input {name!r}: unknown datatype {str(datatype)[:20]!r} "
+                             f"(expected one of {', '.join(sorted(DATATYPES))})")
+        shape = _shape(t.get("shape"), name)
+        params = t.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise InputError(f"input {name!r}: \"parameters\" must be an object")
+        if "data" in t:
+            data = _flatten(t["data"])
+        elif "binary_data_size" in params:
+            size = params["binary_data_size"]
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InputError(f"input {name!r}: binary_data_size must be a byte count, got {size!r}")
+            if pos + size > len(body):
+                raise InputError(f"input {name!r}: binary_data_size {size} runs past the end of the body "
+                                 f"({len(body) - pos} bytes left)")
+            data, pos = _binary_elements(body[pos:pos + size], datatype, name), pos + size
+        else:
+            raise InputError(f"input {name!r}: neither \"data\" nor parameters.binary_data_size given")
+        if math.prod(shape) != len(data):
+            raise InputError(f"input {name!r}: shape {shape} holds {math.prod(shape)} elements, data has {len(data)}")
+        inputs.append(Tensor(name, datatype, shape, data, params))
+    if pos != len(body):
+        raise InputError(f"request body: {len(body) - pos} bytes after the last binary tensor "
+                         "(binary_data_size smaller than the data?)")
+    outputs = doc.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                    for o in outputs):
+            raise InputError('request body: "outputs" must be a list of {"name": string}')
+        outputs = [o["name"] for o in outputs]
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InputError(f'request body: "id" must be a string, got {type(request_id).__name__}')
+    return Request(request_id, inputs, outputs, doc.get("parameters") or {})
