@@ -15,20 +15,14 @@ import numpy as np
 import pytest
 
 from components.serve.infra import ServerProcess
-from tests.training_data import ingest_corpus, train_and_register
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    from components.common.storage import FileStore
-
-    tmp = tmp_path_factory.mktemp("oip")
-    store = FileStore(str(tmp / "store"))
-    version = ingest_corpus(tmp, store)
-    card = train_and_register(store, version, "oip-1", alias="champion")
-    with ServerProcess("toy-model@champion", store.uri, name="toy", extra=["--max-batch", "8",
-                                                                            "--max-chars", "500"]) as server:
-        yield server, card
+def served(two_versions):
+    store, stable, *_ = two_versions  # the canary tests' session models: no training of its own
+    with ServerProcess(f"toy-model@{stable}", store.uri, name="toy",
+                       extra=["--max-batch", "8", "--max-chars", "500"]) as server:
+        yield server, {"version": stable}
 
 
 def _raw(server, method, path, body=b"", headers=None):
