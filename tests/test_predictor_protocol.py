@@ -221,3 +221,26 @@ def test_a_body_without_the_header_is_all_json_and_binary_tensors_decode():
     assert parsed.inputs[0].data == ["hé", "x"] and parsed.outputs == ["label"]
     fp32, headers = _binary(_bin_input(8, dtype="FP32", shape=(2,)), struct.pack("<2f", 1.5, -2.0))
     assert oip.parse_request(fp32, headers).inputs[0].data == [1.5, -2.0]
+
+
+def test_health_follows_the_model():
+    from types import SimpleNamespace
+
+    import fastapi
+    from fastapi.testclient import TestClient
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+
+    from components.serve.server import ConveyorRESTServer
+
+    model = SimpleNamespace(name="toy", version="v1", ready=False, loaded=None)  # as before load()
+    rest = ConveyorRESTServer.__new__(ConveyorRESTServer)  # routes only: no socket, no uvicorn
+    rest.model, rest.dataplane, rest.model_repository_extension = model, DataPlane(ModelRepository()), None
+    app = fastapi.FastAPI()
+    rest._register_endpoints(app)
+    client = TestClient(app)
+    assert client.get("/v2/health/live").status_code == 503
+    assert client.get("/v2/health/ready").status_code == 503
+    model.loaded, model.ready = object(), True
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/health/ready").status_code == 200

@@ -135,7 +135,14 @@ class ConveyorRESTServer(RESTServer):
                 return JSONResponse(status_code=503, content={"ready": False})
             return {"ready": True}
 
+        async def server_live():
+            # Live while a model is held: a server whose model is gone should be restarted, not kept
+            if model.loaded is None:
+                return JSONResponse(status_code=503, content={"live": False})
+            return {"live": True}
+
         # Registered before KServe's routes, so these win for the same paths.
+        app.add_api_route("/v2/health/live", server_live, methods=["GET"])
         app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
         app.add_api_route("/v2/models/{model_name}", metadata, methods=["GET"])
         app.add_api_route("/v2/health/ready", server_ready, methods=["GET"])
