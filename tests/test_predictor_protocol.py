@@ -221,6 +221,10 @@ def test_a_body_without_the_header_is_all_json_and_binary_tensors_decode():
     assert parsed.inputs[0].data == ["hé", "x"] and parsed.outputs == ["label"]
     fp32, headers = _binary(_bin_input(8, dtype="FP32", shape=(2,)), struct.pack("<2f", 1.5, -2.0))
     assert oip.parse_request(fp32, headers).inputs[0].data == [1.5, -2.0]
+    fp16, headers = _binary(_bin_input(2, dtype="FP16"), np.array([1.5], "<f2").tobytes())
+    assert oip.parse_request(fp16, headers).inputs[0].data == [1.5]
+    bf16, headers = _binary(_bin_input(2, dtype="BF16"), struct.pack("<H", 0x3FC0))  # upper half of FP32 1.5
+    assert oip.parse_request(bf16, headers).inputs[0].data == [1.5]
 
 
 def test_health_follows_the_model():

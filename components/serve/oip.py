@@ -12,15 +12,19 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from components.common.errors import InputError
 
 HEADER = "inference-header-content-length"
-ELEMENT_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2, "UINT32": 4,
-                 "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8}
-DATATYPES = {*ELEMENT_BYTES, "BYTES"}
+# Little-endian element types of the binary extension; BF16 is read as the upper half of an FP32.
+NUMPY_TYPES = {"BOOL": "?", "UINT8": "u1", "INT8": "i1", "UINT16": "<u2", "INT16": "<i2", "FP16": "<f2",
+               "BF16": "<u2", "UINT32": "<u4", "INT32": "<i4", "FP32": "<f4", "UINT64": "<u8", "INT64": "<i8",
+               "FP64": "<f8"}
+DATATYPES = {*NUMPY_TYPES, "BYTES"}
 
 
 @dataclass
@@ -29,7 +33,6 @@ class Tensor:
     datatype: str
     shape: list[int]
     data: list[Any]
-    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -37,7 +40,6 @@ class Request:
     id: str | None
     inputs: list[Tensor]
     outputs: list[str] | None  # requested output names; None: all
-    parameters: dict[str, Any]
 
 
 def _json_header_length(headers: dict[str, str], body_len: int) -> int:
@@ -76,15 +78,14 @@ def _utf8(raw: bytes, name: str, index: int) -> str:
 def _binary_elements(raw: bytes, datatype: str, name: str) -> list[Any]:
     if datatype == "BYTES":
         return _bytes_elements(raw, name)
-    size = ELEMENT_BYTES[datatype]
-    if len(raw) % size:
+    dtype = np.dtype(NUMPY_TYPES[datatype])
+    if len(raw) % dtype.itemsize:
         raise InputError(f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} elements "
-                         f"({size} bytes each)")
-    if datatype in ("FP16", "BF16"):
-        return [None] * (len(raw) // size)  # the count is what validation needs; no model here reads them
-    fmt = {"BOOL": "?", "UINT8": "B", "INT8": "b", "UINT16": "H", "INT16": "h", "UINT32": "I", "INT32": "i",
-           "FP32": "f", "UINT64": "Q", "INT64": "q", "FP64": "d"}[datatype]
-    return list(struct.unpack(f"<{len(raw) // size}{fmt}", raw))
+                         f"({dtype.itemsize} bytes each)")
+    values = np.frombuffer(raw, dtype)
+    if datatype == "BF16":
+        values = (values.astype("<u4") << 16).view("<f4")
+    return values.tolist()
 
 
 def _shape(value: Any, name: str) -> list[int]:
@@ -143,7 +144,7 @@ def parse_request(body: bytes, headers: dict[str, str]) -> Request:
             raise InputError(f"input {name!r}: neither \"data\" nor parameters.binary_data_size given")
         if math.prod(shape) != len(data):
             raise InputError(f"input {name!r}: shape {shape} holds {math.prod(shape)} elements, data has {len(data)}")
-        inputs.append(Tensor(name, datatype, shape, data, params))
+        inputs.append(Tensor(name, datatype, shape, data))
     if pos != len(body):
         raise InputError(f"request body: {len(body) - pos} bytes after the last binary tensor "
                          "(binary_data_size smaller than the data?)")
@@ -156,4 +157,4 @@ def parse_request(body: bytes, headers: dict[str, str]) -> Request:
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InputError(f'request body: "id" must be a string, got {type(request_id).__name__}')
-    return Request(request_id, inputs, outputs, doc.get("parameters") or {})
+    return Request(request_id, inputs, outputs)

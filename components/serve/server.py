@@ -77,13 +77,17 @@ class RequestAccounting:
             return await JSONResponse(status_code=404, content={
                 "error": "the model repository extension is off: this server serves one version, fixed at "
                          "start"})(scope, receive, send)
+        app = self.app
         versioned = VERSIONED.match(path)
         if versioned and versioned["name"] == self.model.name:
-            if versioned["version"] != self.model.version:
-                return await self._not_found(scope, send, versioned["version"])
-            scope = {**scope, "path": f"/v2/models/{self.model.name}{versioned['rest'] or ''}"}
+            if versioned["version"] != self.model.version:  # answered here, and counted like any other
+                app = JSONResponse(status_code=404, content={
+                    "error": f"model {self.model.name} version {versioned['version']} is not served here (this "
+                             f"server serves {self.model.version})"})
+            else:
+                scope = {**scope, "path": f"/v2/models/{self.model.name}{versioned['rest'] or ''}"}
         if not PREDICT_PATH.match(path):
-            return await self.app(scope, receive, send)
+            return await app(scope, receive, send)
         sent = {}
 
         async def send_counted(message):
@@ -92,20 +96,12 @@ class RequestAccounting:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_counted)
+            await app(scope, receive, send_counted)
         except Exception:
             sent.setdefault("code", 500)  # Starlette's outermost layer answers it with a 500
             raise
         finally:
             self.model.count(sent.get("code", 500))
-
-    async def _not_found(self, scope, send, version):
-        response = JSONResponse(status_code=404, content={"error": f"model {self.model.name} version {version} is "
-                                                                    f"not served here (this server serves "
-                                                                    f"{self.model.version})"})
-        if scope["path"].endswith("/infer"):
-            self.model.count(404)
-        await response(scope, None, send)  # a JSONResponse reads nothing from the client
 
 
 class ConveyorRESTServer(RESTServer):
