@@ -16,6 +16,8 @@ from collections.abc import Callable
 from components.common.config import FORMATS, ConveyorConfig, load_config
 from components.common.errors import ConveyorError, InputError
 
+REPOSITORY_TOKEN_ENV = "CONVEYOR_MODEL_REPOSITORY_TOKEN"
+
 
 def _load(args) -> ConveyorConfig:
     if getattr(args, "config", None) or os.environ.get("CONVEYOR_CONFIG"):
@@ -181,10 +183,15 @@ def cmd_serve(args) -> int:
         store, name, ref = parse_model_ref(args.model, args.store)
     chaos = {"error_rate": args.chaos_error_rate, "delay_ms": args.chaos_delay_ms,
              "flip_labels": args.chaos_flip_labels}
-    serve(store, name, ref, args.port, role=args.role, name=args.name, log_sample_rate=args.log_sample_rate,
-          max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log,
-          model_dir=model_dir, host=args.host)
-    return 0
+    token = None
+    if args.model_repository:
+        token = os.environ.get(REPOSITORY_TOKEN_ENV, "")
+        if len(token) < 16:
+            raise InputError(f"--model-repository needs a token of at least 16 characters in ${REPOSITORY_TOKEN_ENV} "
+                             f"(got {len(token)}); it is read from the environment so that ps does not show it")
+    return serve(store, name, ref, args.port, role=args.role, name=args.name, log_sample_rate=args.log_sample_rate,
+                 max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log,
+                 model_dir=model_dir, host=args.host, workers=args.workers, repository_token=token)
 
 
 def cmd_monitor(args) -> int:
@@ -333,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default loopback; the image's ServingRuntime passes 0.0.0.0)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes sharing the port (about one per core); /metrics covers all of them")
+    p.add_argument("--model-repository", action="store_true",
+                   help=f"serve the OIP model-repository extension (load/unload) behind the bearer token in "
+                        f"${REPOSITORY_TOKEN_ENV}; off by default (anyone reaching it could unload the model)")
     p.add_argument("--name", help="name in the URL paths (default: the model name)")
     p.add_argument("--role", default="stable", choices=["stable", "canary"], help="label on /metrics")
     p.add_argument("--log-sample-rate", type=float, default=0.0, help="share of requests logged to the store")

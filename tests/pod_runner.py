@@ -77,7 +77,7 @@ def podman_args(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv,
     if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) and user in (None, 0):
         raise AssertionError(f"container {container['name']}: runAsNonRoot without a non-root runAsUser")
     if sc.get("readOnlyRootFilesystem"):
-        args.append("--read-only")
+        args += ["--read-only", "--read-only-tmpfs=false"]  # podman would add a writable /tmp; Kubernetes does not
     if sc.get("allowPrivilegeEscalation") is False:
         args.append("--security-opt=no-new-privileges")
     for cap in (sc.get("capabilities") or {}).get("drop") or []:

@@ -78,8 +78,10 @@ def test_values_files_change_what_they_say():
     assert standard["InferenceService"]["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     assert {"CronJob", "PrometheusRule", "NetworkPolicy"}.isdisjoint(standard)
     images = {"registry": "registry.example.com/ml", "tag": "1.2.3"}
-    runtime = next(o for o in _render({"image": images}) if o["kind"] == "ServingRuntime")
-    assert runtime["spec"]["containers"][0]["image"] == "registry.example.com/ml/conveyor-predictor:1.2.3"
+    runtime = next(o for o in _render({"image": images, "predictor": {"workers": 2}}) if o["kind"] == "ServingRuntime")
+    container = runtime["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/ml/conveyor-predictor:1.2.3"
+    assert container["args"][container["args"].index("--workers") + 1] == "2"  # the CLI parses it as an int
 
 
 def test_rendered_pods_are_restricted_and_rbac_has_no_wildcards():

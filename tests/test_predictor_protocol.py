@@ -237,9 +237,10 @@ def test_health_follows_the_model():
 
     from components.serve.server import ConveyorRESTServer
 
-    model = SimpleNamespace(name="toy", version="v1", ready=False, loaded=None)  # as before load()
+    model = SimpleNamespace(name="toy", version="v1", ready=False, loaded=None, unloaded_on_request=False)
     rest = ConveyorRESTServer.__new__(ConveyorRESTServer)  # routes only: no socket, no uvicorn
     rest.model, rest.dataplane, rest.model_repository_extension = model, DataPlane(ModelRepository()), None
+    rest.repository_token = None
     app = fastapi.FastAPI()
     rest._register_endpoints(app)
     client = TestClient(app)

@@ -56,6 +56,7 @@ class ConveyorModel(Model):
         self.model_dir = model_dir
         self.loaded = None
         self.logger = None
+        self.unloaded_on_request = False  # drained through the model repository: live, not ready
 
     def load(self) -> bool:
         import torch
@@ -78,8 +79,16 @@ class ConveyorModel(Model):
             from components.serve.logging_sink import InferenceLogger
 
             self.logger = InferenceLogger(store, self.model_name, self.version, self.role, self.log_sample_rate)
-        self.ready = True
+        self.ready, self.unloaded_on_request = True, False
         return self.ready
+
+    def release(self) -> None:
+        """Unload on request (the model repository's unload): not ready, nothing held, still live."""
+        self.ready, self.unloaded_on_request = False, True
+        self.loaded = None
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
 
     # -- accounting (called by components.serve.server for every predict/infer answer) ----------
     def count(self, code: int) -> None:
@@ -212,25 +221,56 @@ class ConveyorModel(Model):
 def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str = "stable",
           name: str | None = None, log_sample_rate: float = 0.0, max_batch: int = 256,
           max_chars: int = 100_000, chaos: dict | None = None, access_log: bool = False,
-          model_dir: str | None = None, host: str = "127.0.0.1") -> None:
+          model_dir: str | None = None, host: str = "127.0.0.1", workers: int = 1,
+          repository_token: str | None = None) -> int:
     """Run a KServe model server for one model version (blocks until stopped): from the registry
-    (store, model_name, ref) or from a version folder (model_dir, e.g. KServe's /mnt/models)."""
+    (store, model_name, ref) or from a version folder (model_dir, e.g. KServe's /mnt/models), in
+    this process or in `workers` processes sharing the port. Returns the exit code."""
+    from components.common.errors import InputError
+
+    if workers < 1:
+        raise InputError(f"--workers {workers}: expected 1 or more")
+    if repository_token is not None and workers > 1:
+        raise InputError("--model-repository with --workers > 1: a load or unload would reach one worker only")
+    options = {"model": {"name": name or model_name, "store_uri": store_uri, "model_name": model_name, "ref": ref,
+                         "role": role, "max_batch": max_batch, "max_chars": max_chars,
+                         "log_sample_rate": log_sample_rate, "chaos": chaos, "model_dir": model_dir},
+               "port": port, "host": host, "access_log": access_log, "repository_token": repository_token}
+    if workers == 1:
+        _serve_process(options)
+        return 0
+    from components.serve.server import run_workers
+
+    # Loaded once here first: a model that cannot load fails with its own message (and exit code),
+    # not as one traceback per worker.
+    _model(options).load()
+
+    return run_workers(_serve_process, options, workers, host, port)
+
+
+def _model(options: dict) -> ConveyorModel:
+    model_options = dict(options["model"])
+    return ConveyorModel(model_options.pop("name"), **model_options)
+
+
+def _serve_process(options: dict, sock=None, ready=None) -> None:
+    """One server process: load the model, then answer on `sock` (a worker) or bind the port itself."""
     from kserve import ModelServer
 
-    model = ConveyorModel(name or model_name, store_uri, model_name, ref, role, max_batch=max_batch,
-                          max_chars=max_chars, log_sample_rate=log_sample_rate, chaos=chaos, model_dir=model_dir)
+    from components.serve.server import start
+
+    model = _model(options)
     model.load()
+    if ready is not None:
+        ready.set()
     # Latency logging off: every request's latency is already in the Prometheus histogram.
-    server = ModelServer(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False)
-    if not access_log:
+    server = ModelServer(http_port=options["port"], enable_grpc=False, workers=1, enable_latency_logging=False)
+    if not options["access_log"]:
         # KServe's timing middleware and uvicorn log three lines per request; at ~1 ms per request
         # formatting and writing them costs ~15% of the throughput, and /metrics has the same facts.
         import logging
 
         for logger_name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(logger_name).setLevel(logging.WARNING)
-    from components.serve.server import start
-
-    start(server, model, host)
-
-
+    start(server, model, options["host"], sockets=[sock] if sock is not None else None,
+          repository_token=options["repository_token"])

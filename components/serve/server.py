@@ -1,30 +1,46 @@
 """The HTTP layer around ConveyorModel: KServe's REST server with Conveyor's rules on top.
 
 - binds 127.0.0.1 unless told otherwise (KServe hard-codes 0.0.0.0; the image passes --host);
-- KServe's model-repository extension (load/unload over HTTP, on by default upstream) is not
-  served: anyone who could reach it could take the model away while readiness still said ready;
+- KServe's model-repository extension (load/unload over HTTP, on by default upstream) is off:
+  anyone who could reach it could take the model away while readiness still said ready. With
+  `repository_token` it is on for this one model, and every repository call must carry
+  `Authorization: Bearer <token>` (401 otherwise); unload drains the server (ready 503, still
+  live), load resolves the model reference again (an alias picks up its current version);
 - one error table: every error, KServe's own included, becomes {"error": message} (bounded) with
   its status; 4xx are logged as one line, only 5xx with a traceback;
 - every answer on a predict/infer path is counted by code, version and role in one place (an ASGI
   middleware outside the routes), so the canary's error rate also sees errors KServe raises
   before or after the model;
 - v2 requests are parsed by components.serve.oip (malformed bodies are 400, never 500), the
-  served version answers at /v2/models/NAME/versions/V/..., any other version is 404.
+  served version answers at /v2/models/NAME/versions/V/..., any other version is 404;
+- `run_workers` serves N processes on one socket, with Prometheus multiprocess collection so that
+  /metrics (from any worker) covers every worker.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
+import multiprocessing
+import os
 import re
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable
 
 from components.serve import kserve_sdk
 
 kserve_sdk.load()
 from fastapi import Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady  # noqa: E402
 from kserve.protocol.rest.server import RESTServer  # noqa: E402
+from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess  # noqa: E402
 
 from components.common.errors import InputError  # noqa: E402
 from components.serve import oip  # noqa: E402
@@ -35,6 +51,7 @@ MAX_ERROR_CHARS = 1000
 PREDICT_PATH = re.compile(r"^/(v1/models/[^/]+:predict|v2/models/[^/]+(/versions/[^/]+)?/infer)$")
 VERSIONED = re.compile(r"^/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)(?P<rest>/ready|/infer)?$")
 REPOSITORY = "/v2/repository/"
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch, read at its import
 STATUS = [(InputError, 400), (InvalidInput, 400), (RequestValidationError, 400), (ModelNotFound, 404),
           (ModelNotReady, 503), (NotImplementedError, 501)]
 
@@ -64,19 +81,29 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
 class RequestAccounting:
     """ASGI middleware: counts every predict/infer answer (status code as sent), routes a versioned
     v2 path to the served version or answers 404 for any other version, and answers 404 for the
-    model-repository extension."""
+    model-repository extension unless it is on and the request carries its token."""
 
-    def __init__(self, app, model):
-        self.app, self.model = app, model
+    def __init__(self, app, model, repository_token: str | None = None):
+        self.app, self.model, self.repository_token = app, model, repository_token
+
+    def _repository_refusal(self, scope) -> JSONResponse | None:
+        if self.repository_token is None:  # KServe registers these inside an included router; refused here
+            return JSONResponse(status_code=404, content={
+                "error": "the model repository extension is off: this server serves one version, fixed at "
+                         "start (conveyor serve --model-repository turns it on, behind a token)"})
+        given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.repository_token}".encode()):
+            return JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"}, content={
+                "error": "the model repository needs 'Authorization: Bearer <token>' with this server's token"})
+        return None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
-        if path.startswith(REPOSITORY):  # KServe registers these inside an included router; refused here
-            return await JSONResponse(status_code=404, content={
-                "error": "the model repository extension is off: this server serves one version, fixed at "
-                         "start"})(scope, receive, send)
+        if path.startswith(REPOSITORY) and (refusal := self._repository_refusal(scope)) is not None:
+            log.info("%s %s: %d %s", scope["method"], path, refusal.status_code, "model repository refused")
+            return await refusal(scope, receive, send)
         app = self.app
         versioned = VERSIONED.match(path)
         if versioned and versioned["name"] == self.model.name:
@@ -104,11 +131,22 @@ class RequestAccounting:
             self.model.count(sent.get("code", 500))
 
 
+async def metrics(request: Request) -> Response:
+    """KServe's /metrics, but across every worker when they share a multiprocess directory."""
+    registry = REGISTRY
+    if os.environ.get(MULTIPROCESS_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    encoder, content_type = exposition.choose_encoder(request.headers.get("accept"))
+    return Response(content=encoder(registry), headers={"content-type": content_type})
+
+
 class ConveyorRESTServer(RESTServer):
-    def __init__(self, *args, host: str, model, **kwargs):
+    def __init__(self, *args, host: str, model, repository_token: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.model = model
+        self.repository_token = repository_token
 
     def _register_endpoints(self, app):
         model = self.model
@@ -133,16 +171,53 @@ class ConveyorRESTServer(RESTServer):
 
         async def server_live():
             # Live while a model is held: a server whose model is gone should be restarted, not kept
-            if model.loaded is None:
+            # (one drained on purpose through the repository is not: a restart would undo the unload)
+            if model.loaded is None and not model.unloaded_on_request:
                 return JSONResponse(status_code=503, content={"live": False})
             return {"live": True}
 
         # Registered before KServe's routes, so these win for the same paths.
+        if self.repository_token is not None:
+            self._register_repository(app)
+        app.add_api_route("/metrics", metrics, methods=["GET"])
         app.add_api_route("/v2/health/live", server_live, methods=["GET"])
         app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
         app.add_api_route("/v2/models/{model_name}", metadata, methods=["GET"])
         app.add_api_route("/v2/health/ready", server_ready, methods=["GET"])
         super()._register_endpoints(app)
+
+    def _register_repository(self, app):
+        """The OIP model-repository extension for the one model this server holds."""
+        model = self.model
+
+        def known(model_name: str) -> None:
+            if model_name != model.name:
+                raise ModelNotFound(model_name)
+
+        async def index():
+            state = "READY" if model.ready else "UNAVAILABLE"
+            return [{"name": model.name, "version": model.version, "state": state,
+                     "reason": "" if model.ready else "unloaded"}]
+
+        async def load(model_name: str):
+            known(model_name)
+            await asyncio.to_thread(model.load)  # the event loop keeps answering health meanwhile
+            log.info("model repository: %s loaded version %s", model_name, model.version)
+            return {"name": model_name, "load": True, "version": model.version}
+
+        async def unload(model_name: str):
+            known(model_name)
+            model.release()
+            log.info("model repository: %s unloaded; readiness is 503 until it is loaded again", model_name)
+            return {"name": model_name, "unload": True}
+
+        app.add_api_route("/v2/repository/index", index, methods=["POST"])
+        app.add_api_route("/v2/repository/models/{model_name}/load", load, methods=["POST"])
+        app.add_api_route("/v2/repository/models/{model_name}/unload", unload, methods=["POST"])
+
+    async def start(self, sockets: list[socket.socket] | None = None):
+        self.create_application()
+        await self._server.serve(sockets=sockets)
 
     def _add_exception_handlers(self, app):
         for cls, _ in STATUS:
@@ -151,22 +226,85 @@ class ConveyorRESTServer(RESTServer):
 
     def _add_middlewares(self, app):
         super()._add_middlewares(app)
-        app.add_middleware(RequestAccounting, model=self.model)  # added last: outermost
+        # added last: outermost
+        app.add_middleware(RequestAccounting, model=self.model, repository_token=self.repository_token)
 
 
-def start(server, model, host: str) -> None:
-    """ModelServer.start for one model and one worker, with ConveyorRESTServer in place of KServe's."""
-    import asyncio
-
+def start(server, model, host: str, sockets: list[socket.socket] | None = None,
+          repository_token: str | None = None) -> None:
+    """ModelServer.start for one model in this process, with ConveyorRESTServer in place of KServe's
+    (on `sockets` when a parent bound them for several workers)."""
     from kserve.model_server import FASTAPI_APP_IMPORT_STRING
 
     server._register_and_check_atleast_one_model_is_ready([model])
     rest = ConveyorRESTServer(FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension,
                               server.http_port, access_log_format=server.access_log_format, workers=1,
                               grace_period=server.grace_period, event_loop=server.event_loop,
-                              timeout_keep_alive=server.timeout_keep_alive, host=host, model=model)
+                              timeout_keep_alive=server.timeout_keep_alive, host=host, model=model,
+                              repository_token=repository_token)
     server._rest_server = rest
-    server.servers.append(rest.start())
+    server.servers.append(rest.start(sockets))
     server.setup_event_loop()
     server.register_signal_handler()
     asyncio.run(server._serve())
+
+
+class _Worker:
+    """One spawned worker process and the event it sets once its model is loaded."""
+
+    def __init__(self, context, target: Callable, options: dict, sock: socket.socket):
+        self.ready = context.Event()
+        self.process = context.Process(target=target, args=(options, sock, self.ready), daemon=False)
+        self.process.start()
+
+
+def run_workers(target: Callable, options: dict, workers: int, host: str, port: int,
+                grace_seconds: float = 30.0) -> int:
+    """Serve with `workers` processes accepting on one socket bound here. `target(options, sock,
+    ready)` runs in each (spawned: torch and its thread pools are not fork-safe) and sets `ready`
+    once its model is loaded. A worker that dies after that is replaced; one that dies before it
+    was ever ready stops them all (a model that cannot load would fail the same way again).
+    Counters and histograms go to a fresh multiprocess directory, removed on exit."""
+    metrics_dir = tempfile.mkdtemp(prefix="conveyor-metrics-")
+    os.environ[MULTIPROCESS_DIR] = metrics_dir  # inherited by the spawned workers before they import
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    context = multiprocessing.get_context("spawn")
+    stopping = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    pool = [_Worker(context, target, options, sock) for _ in range(workers)]
+    log.info("serving on %s:%d with %d workers (metrics from every worker: %s)", host, port, workers, metrics_dir)
+    code = 0
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, worker in enumerate(pool):
+                if worker.process.is_alive():
+                    continue
+                multiprocess.mark_process_dead(worker.process.pid)
+                if not worker.ready.is_set():
+                    log.error("worker %d exited with %s before its model was ready: stopping", i,
+                              worker.process.exitcode)
+                    code = worker.process.exitcode or 1
+                    stopping.append(None)
+                    break
+                log.warning("worker %d (pid %s) exited with %s: replacing it", i, worker.process.pid,
+                            worker.process.exitcode)
+                pool[i] = _Worker(context, target, options, sock)
+    finally:
+        for worker in pool:
+            if worker.process.is_alive():
+                worker.process.terminate()  # uvicorn drains open requests on SIGTERM
+        deadline = time.monotonic() + grace_seconds
+        for worker in pool:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+        sock.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return code

@@ -111,7 +111,8 @@ def model_folder(tmp_path_factory):
 def _runtime_container(model_name: str) -> tuple[dict, dict]:
     runtime = yaml.safe_load((ROOT / "manifests" / "servingruntime.yaml").read_text())
     container = json.loads(json.dumps(runtime["spec"]["containers"][0]).replace("{{.Name}}", model_name))
-    pod = {"securityContext": {}, "volumes": []}  # KServe adds the storage initializer's emptyDir
+    # KServe adds the storage initializer's emptyDir (the test mounts the model folder in its place)
+    pod = {"securityContext": {}, "volumes": runtime["spec"].get("volumes", [])}
     return pod, container
 
 
