@@ -1,4 +1,5 @@
-"""A bare HTTP echo server on the same stack KServe uses (FastAPI on uvicorn, one worker): the
+"""A bare HTTP echo server on the same stack KServe uses (FastAPI on uvicorn; one worker, or several as
+uvicorn runs them): the
 baseline for what HTTP + JSON costs before any model work."""
 
 from __future__ import annotations
@@ -23,4 +24,6 @@ async def ready() -> dict:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    uvicorn.run("bench.echo_server:app" if workers > 1 else app, host="127.0.0.1", port=int(sys.argv[1]),
+                workers=workers, log_level="warning", access_log=False)
