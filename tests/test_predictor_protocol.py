@@ -249,3 +249,51 @@ def test_health_follows_the_model():
     model.loaded, model.ready = object(), True
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_versions_in_the_query_follow_the_path_rule(served):
+    server, card = served
+    served_version = card["version"]
+    assert _raw(server, "GET", f"/v2/models/toy/ready?model_version={served_version}")[0] == 200
+    code, body = _raw(server, "POST", f"/v2/models/toy/infer?model_version={served_version}", *_json(_text("hi")))
+    assert code == 200 and json.loads(body)["model_version"] == served_version
+    for path in ("/v2/models/toy/ready?model_version=other", "/v2/models/toy?model_version=other",
+                 "/v2/models/nosuch/ready?model_version=1", "/v2/models/nosuch/versions/1/ready"):
+        code, body = _raw(server, "GET", path)
+        assert code == 404 and "not served here" in json.loads(body)["error"], (path, body)
+    code, body = _raw(server, "POST", "/v2/models/toy/infer?model_version=other", *_json(_text("hi")))
+    assert code == 404, body
+
+
+def test_kserves_own_rest_client_v1_and_v2(served):
+    import asyncio
+
+    import httpx
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    server, card = served
+
+    async def calls():
+        v2 = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
+        v1 = InferenceRESTClient(RESTConfig(protocol="v1", retries=0))
+        try:
+            assert await v2.is_server_live(server.url) and await v2.is_server_ready(server.url)
+            assert await v2.is_model_ready(server.url, "toy")
+            text = InferInput("text", [2], "BYTES")
+            text.set_data_from_numpy(np.array(["free cash prize", "meeting at noon"], dtype=object))
+            answer = await v2.infer(server.url, InferRequest("toy", [text]), model_name="toy")
+            labels = {o.name: o for o in answer.outputs}["label"].data
+            # (its response parser drops model_version: InferResponse.from_bytes never reads it)
+            assert len(labels) == 2 and answer.model_name == "toy" and answer.id
+            one = await v1.infer(server.url, {"instances": ["free cash prize"]}, model_name="toy")
+            assert one["predictions"][0]["label"] == labels[0] and one["model_version"] == card["version"]
+            empty = InferInput("text", [1], "BYTES")
+            empty.set_data_from_numpy(np.array([""], dtype=object))
+            with pytest.raises(httpx.HTTPStatusError, match="empty text") as refused:  # our message reaches it
+                await v2.infer(server.url, InferRequest("toy", [empty]), model_name="toy")
+            assert refused.value.response.status_code == 400
+        finally:
+            await v2.close()
+            await v1.close()
+
+    asyncio.run(calls())

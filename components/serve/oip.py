@@ -26,6 +26,31 @@ NUMPY_TYPES = {"BOOL": "?", "UINT8": "u1", "INT8": "i1", "UINT16": "<u2", "INT16
                "FP64": "<f8"}
 DATATYPES = {*NUMPY_TYPES, "BYTES"}
 
+# The JSON request bodies as JSON Schema, for the predictor's OpenAPI document (clients and
+# fuzzers read it; the routes parse raw bodies, so nothing here is enforced twice).
+_PARAMETERS = {"type": "object", "description": "OIP parameters; binary_data_size marks a tensor sent after the "
+               "JSON header (binary extension, Content-Type application/octet-stream)"}
+INFER_REQUEST_SCHEMA = {
+    "type": "object", "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": _PARAMETERS,
+        "inputs": {"type": "array", "items": {
+            "type": "object", "required": ["name", "shape", "datatype"],
+            "properties": {"name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+                           "datatype": {"type": "string", "enum": sorted(DATATYPES)}, "parameters": _PARAMETERS,
+                           "data": {"type": "array", "description": "row-major, flat or nested"}}}},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "parameters": _PARAMETERS}}},
+    },
+}
+V1_REQUEST_SCHEMA = {
+    "type": "object", "required": ["instances"],
+    "properties": {"instances": {"type": "array", "items": {"anyOf": [
+        {"type": "string"}, {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}]}}},
+}
+ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+
 
 @dataclass
 class Tensor:

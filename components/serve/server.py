@@ -30,6 +30,7 @@ import signal
 import socket
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 
 from components.serve import kserve_sdk
@@ -97,6 +98,11 @@ class RequestAccounting:
                 "error": "the model repository needs 'Authorization: Bearer <token>' with this server's token"})
         return None
 
+    def _not_served(self, version: str) -> JSONResponse:
+        return JSONResponse(status_code=404, content={
+            "error": f"model {self.model.name} version {version[:100]} is not served here (this server serves "
+                     f"{self.model.version})"})
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
@@ -106,13 +112,26 @@ class RequestAccounting:
             return await refusal(scope, receive, send)
         app = self.app
         versioned = VERSIONED.match(path)
-        if versioned and versioned["name"] == self.model.name:
+        model_version = path.startswith("/v2/models/") and b"model_version" in scope["query_string"]
+        if (versioned or model_version) and path.split("/")[3] != self.model.name:
+            # KServe answers a version of an unknown model 501; it is simply not here
+            app = JSONResponse(status_code=404, content={
+                "error": f"model {path.split('/')[3][:100]} is not served here (this server serves "
+                         f"{self.model.name})"})
+        elif versioned:
             if versioned["version"] != self.model.version:  # answered here, and counted like any other
-                app = JSONResponse(status_code=404, content={
-                    "error": f"model {self.model.name} version {versioned['version']} is not served here (this "
-                             f"server serves {self.model.version})"})
+                app = self._not_served(versioned["version"])
             else:
                 scope = {**scope, "path": f"/v2/models/{self.model.name}{versioned['rest'] or ''}"}
+        elif model_version:
+            # KServe's own form (?model_version=V, which it answers 501): the same rule as the path form
+            query = urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            asked = [value for key, value in query if key == "model_version"]
+            if any(version != self.model.version for version in asked):
+                app = self._not_served(next(v for v in asked if v != self.model.version))
+            else:
+                kept = urllib.parse.urlencode([(k, v) for k, v in query if k != "model_version"])
+                scope = {**scope, "query_string": kept.encode("latin-1")}
         if not PREDICT_PATH.match(path):
             return await app(scope, receive, send)
         sent = {}
@@ -139,6 +158,40 @@ async def metrics(request: Request) -> Response:
         multiprocess.MultiProcessCollector(registry)
     encoder, content_type = exposition.choose_encoder(request.headers.get("accept"))
     return Response(content=encoder(registry), headers={"content-type": content_type})
+
+
+# Where the OpenAPI document gains a request body (the routes read raw bodies, so FastAPI cannot
+# infer one) and the error answers every route can give.
+REQUEST_BODIES = {"/v1/models/{model_name}:predict": oip.V1_REQUEST_SCHEMA,
+                  "/v2/models/{model_name}/infer": oip.INFER_REQUEST_SCHEMA}
+ERROR_ANSWERS = {"400": "bad request (the message names the field)", "404": "no such model or version",
+                 "503": "model not ready"}
+
+
+def document(app, model_name: str) -> None:
+    """Complete the app's OpenAPI document: request bodies, {"error"} answers, the one model name."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            doc = generate()
+            for path, operations in doc["paths"].items():
+                for operation in operations.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter["name"] == "model_name":
+                            parameter["schema"] = {"type": "string", "enum": [model_name]}
+                    responses = operation.setdefault("responses", {})
+                    responses.pop("422", None)  # validation errors are answered 400 (error table)
+                    for code, what in ERROR_ANSWERS.items():
+                        responses.setdefault(code, {"description": what, "content": {
+                            "application/json": {"schema": oip.ERROR_SCHEMA}}})
+                    if path in REQUEST_BODIES:
+                        operation["requestBody"] = {"required": True, "content": {
+                            "application/json": {"schema": REQUEST_BODIES[path]}}}
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 class ConveyorRESTServer(RESTServer):
@@ -185,6 +238,7 @@ class ConveyorRESTServer(RESTServer):
         app.add_api_route("/v2/models/{model_name}", metadata, methods=["GET"])
         app.add_api_route("/v2/health/ready", server_ready, methods=["GET"])
         super()._register_endpoints(app)
+        document(app, model.name)
 
     def _register_repository(self, app):
         """The OIP model-repository extension for the one model this server holds."""
@@ -269,6 +323,9 @@ def run_workers(target: Callable, options: dict, workers: int, host: str, port: 
     os.environ[MULTIPROCESS_DIR] = metrics_dir  # inherited by the spawned workers before they import
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this; the event loop does not set it on a socket handed to it, and
+    # without it a response written in two parts waits out the client's delayed ACK (~40 ms).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
