@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable
 
 from components.common.config import FORMATS, ConveyorConfig, load_config
-from components.common.errors import ConveyorError, InputError
+from components.common.entry import run_main
+from components.common.errors import InputError
 
 REPOSITORY_TOKEN_ENV = "CONVEYOR_MODEL_REPOSITORY_TOKEN"
 
@@ -73,8 +74,6 @@ def cmd_data_show(args) -> int:
     from components.dataset.versioning import resolve
 
     ref = resolve(open_store(args.store), args.name, args.version)
-    if ref is None:
-        raise InputError(f"dataset {args.name!r} has no versions")
     sys.stdout.write(json.dumps(ref.manifest, indent=2, sort_keys=True) + "\n")
     return 0
 
@@ -394,20 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except ConveyorError as exc:
-        sys.stderr.write(f"conveyor: error: {exc.message}\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("conveyor: interrupted\n")
-        return 130
-    except Exception as exc:
-        if os.environ.get("CONVEYOR_DEBUG"):
-            raise
-        sys.stderr.write(f"conveyor: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
-                         " (a bug: rerun with CONVEYOR_DEBUG=1 for the traceback)\n")
-        return 70
+    return run_main("conveyor", lambda: func(args))
 
 
 if __name__ == "__main__":

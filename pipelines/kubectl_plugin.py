@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 
-from components.common.errors import ConveyorError
+from components.common.entry import run_main
 
 VERB_HELP = {
     "status": "show the traffic split, revisions, rollout phase and the last analysis",
@@ -105,18 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, api=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run_canary_verb(args, api=api)
-    except ConveyorError as exc:
-        sys.stderr.write(f"kubectl conveyor: error: {exc.message}\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if os.environ.get("CONVEYOR_DEBUG"):
-            raise
-        sys.stderr.write(f"kubectl conveyor: internal error: {type(exc).__name__}: {str(exc)[:400]}\n")
-        return 70
+    return run_main("kubectl conveyor", lambda: run_canary_verb(args, api=api))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -60,19 +59,16 @@ def _captured_output(log_path: Path):
             os.close(saved[1])
 
 
-_ERROR_LINE = re.compile(r"components\.common\.errors\.(\w+): (.+)")
-
-
 def _failure_from_log(log_path: Path, step: str) -> ConveyorError:
-    """The component's own one-line error (our error vocabulary) if the log has one."""
-    text = log_path.read_text(errors="replace")
-    found = _ERROR_LINE.findall(text)
-    if found:
-        name, message = found[-1]
-        from components.common import errors
+    """The failed component's own error, from the structured line it ended with (entry.failure_line)."""
+    from components.common import errors
+    from components.common.entry import read_failure
 
+    found = read_failure(log_path.read_text(errors="replace"))
+    if found:
+        name, message = found
         cls = getattr(errors, name, ConveyorError)
-        return cls(f"{step}: {message.strip()}")
+        return cls(f"{step}: {message}")
     return ConveyorError(f"{step} failed; see the task log {log_path}")
 
 

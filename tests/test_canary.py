@@ -89,7 +89,9 @@ def test_healthy_canary_is_promoted(two_versions):
     record = _run(two_versions)
     assert record["outcome"] == "Promoted", record["state"]["history"]
     assert registry.resolve_version(store, "toy-model", "champion") == cand
-    assert [h["action"] for h in record["state"]["history"]] == ["step_up", "promote"]
+    actions = [h["action"] for h in record["state"]["history"]]
+    # Guarantees, not a count of intervals: on a slow machine an interval may hold for want of samples.
+    assert actions[-1] == "promote" and "step_up" in actions and set(actions[:-1]) <= {"step_up", "hold"}, actions
     assert record["stable_failed_requests"] == 0
     assert store.exists(record["record_uri"][len(store.uri) + 1:])
 

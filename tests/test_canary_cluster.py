@@ -290,7 +290,10 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
     obj = api.get(NAME, NS)
     if failing is None:
         assert record["outcome"] == "Promoted", json.dumps(history)
-        assert [h["action"] for h in history] == ["step_up", "promote"], json.dumps(history)
+        actions = [h["action"] for h in history]
+        # Guarantees, not a count of intervals: on a loaded machine an interval may hold for want of samples.
+        assert actions[-1] == "promote" and "step_up" in actions and set(actions[:-1]) <= {"step_up", "hold"}, \
+            json.dumps(history)
         assert obj["metadata"]["annotations"][STABLE] == cand
         assert resolve_version(store, "toy-model", "champion") == cand
         checks = {c["name"]: c for c in history[-1]["checks"]}

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.common.config import CleaningConfig, SourceSettings
-from components.common.errors import InputError
+from components.common.errors import InputError, NotFoundError
 from components.dataset import versioning as v
 from components.ingest.core import ingest
 from tests.malformed import write_mail_folder, write_tabular_folder
@@ -123,7 +123,8 @@ def test_a_crash_before_the_manifest_leaves_no_visible_version(tmp_path, file_st
     with pytest.raises(OSError):
         ingest([str(src)], "crash", file_store, SourceSettings(), CleaningConfig())
     assert v.list_versions(file_store, "crash") == []
-    assert v.resolve(file_store, "crash") is None
+    with pytest.raises(NotFoundError, match="has no versions"):
+        v.resolve(file_store, "crash")
     monkeypatch.undo()
     result = ingest([str(src)], "crash", file_store, SourceSettings(), CleaningConfig())
     assert result.new and [m["version"] for m in v.list_versions(file_store, "crash")] == [result.version]

@@ -10,10 +10,9 @@ import pytest
 import yaml
 
 from components.common.config import ClusterConfig, ConveyorConfig
-from components.common.errors import SpecError
+from components.common.errors import SearchFailed, SpecError
 from components.search.katib import build_experiment, validate_experiment
 from components.search.katib_launcher import SPEC_HASH_ANNOTATION, launch
-from components.search.local import SearchFailed
 from components.search.spec import parse_spec
 
 BASE = {"algorithm": "tpe", "max_trials": 4, "parallel_trials": 2,

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common.admission import AdmissionError, validate_experiment, validate_pytorchjob
+from components.common.admission import validate_experiment, validate_pytorchjob
 from components.common.config import ClusterConfig, load_config
+from components.common.errors import AdmissionError
 from components.search.katib import build_experiment
 from components.search.spec import parse_spec
 from tests.crd_schema import CRDS, SchemaError, validate_resource

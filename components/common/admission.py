@@ -13,11 +13,7 @@ import json
 import re
 from typing import Any
 
-from components.common.errors import SpecError
-
-
-class AdmissionError(SpecError):
-    """What a validating webhook would answer (HTTP 400/422 from the API server)."""
+from components.common.errors import AdmissionError
 
 
 def _fail(webhook: str, errors: list[str]) -> None:

@@ -80,15 +80,16 @@ def read_manifest(store: Store, name: str, version: str) -> dict[str, Any]:
         raise NotFoundError(f"dataset {name!r} has no version {version!r} in {store.uri}") from exc
 
 
-def resolve(store: Store, name: str, version: str | None = "latest") -> VersionRef | None:
-    """A version by id, or the newest one for 'latest'/None; None when the dataset has none."""
+def resolve(store: Store, name: str, version: str | None = "latest") -> VersionRef:
+    """A version by id, or the newest one for 'latest'/None. NotFoundError (one message for every
+    stage) when the dataset has no versions or not this one."""
     if version in (None, "latest"):
         try:
             pointer = store.read_json(latest_key(name))
         except NotFoundError:
             versions = list_versions(store, name)
             if not versions:
-                return None
+                raise NotFoundError(f"dataset {name!r} has no versions in {store.uri}") from None
             pointer = {"version": versions[-1]["version"]}
         version = pointer["version"]
     return VersionRef(name, version, read_manifest(store, name, version))

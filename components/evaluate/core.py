@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from components.common.errors import InputError
+
 LENGTH_BUCKETS = ((0, 200, "chars<200"), (200, 1000, "chars200-1k"), (1000, 5000, "chars1k-5k"),
                   (5000, 10**12, "chars>=5k"))
 ECE_BINS = 10
@@ -84,7 +86,7 @@ def evaluate(loaded, table: pa.Table, min_slice_rows: int = 30) -> dict[str, Any
     labels = np.array([index.get(v, -1) for v in table.column("label").to_pylist()], dtype=np.int64)
     if (labels < 0).any():
         unknown = sorted({v for v in table.column("label").to_pylist() if v not in index})
-        raise ValueError(f"evaluation rows carry labels {unknown} the model does not know ({names})")
+        raise InputError(f"evaluation rows carry labels {unknown} the model does not know ({names})")
     probs, latency_ms = predict_proba(loaded, texts)
     preds = probs.argmax(axis=1) if len(probs) else np.empty(0, np.int64)
     report = classification_report(labels, preds, names)
@@ -113,7 +115,7 @@ def evaluate_candidate(store, model_name: str, candidate: str, dataset: str, ver
     test = split_table(v.read_table(store, ref, columns=["doc_id", "text", "label", "source"]),
                        SplitConfig.model_validate(split_config))["test"]
     if test.num_rows == 0:
-        raise ValueError(f"dataset {dataset}@{ref.version} has an empty test split: nothing to evaluate on")
+        raise InputError(f"dataset {dataset}@{ref.version} has an empty test split: nothing to evaluate on")
     cand = load(store, model_name, candidate)
     result = {"dataset": {"name": dataset, "version": ref.version}, "rows": test.num_rows, "split": split_config,
               "candidate": {"version": cand.card["version"], **evaluate(cand, test)}, "champion": None}

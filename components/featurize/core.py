@@ -283,8 +283,6 @@ def prepare_features(store, dataset: str, version: str, split_config: dict, feat
             tables = {n: pq.read_table(store.local_copy(f"{prefix}/{n}.parquet", tmp)) for n in names}
         return featurizer, tables
     ref = v.resolve(store, dataset, version)
-    if ref is None:
-        raise InputError(f"dataset {dataset!r} has no version {version!r} in {store.uri}")
     parts = split_table(v.read_table(store, ref), split_cfg)
     if parts["train"].num_rows == 0:
         raise InputError(f"dataset {dataset} version {ref.version}: the training split is empty")

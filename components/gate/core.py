@@ -10,8 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "ece": False, "batch64_latency_ms": False}
-
 
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")

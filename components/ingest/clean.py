@@ -28,11 +28,6 @@ from components.dataset.schema import (
     keys_from_digests,
 )
 
-REASONS = (
-    "unreadable_file", "empty_file", "broken_mime", "schema_mismatch", "truncated_record", "bad_type",
-    "undecodable", "binary_content", "empty_text", "too_short", "too_long", "missing_label",
-    "unknown_label", "duplicate", "duplicate_of_parent",
-)
 
 class KeyIndex:
     """A growing set of 64-bit keys with vectorized membership tests, in bounded memory.

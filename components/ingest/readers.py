@@ -39,7 +39,6 @@ RAW_SCHEMA = pa.schema([
 ])
 
 TABULAR = ("csv", "jsonl", "parquet")
-DOCUMENT = ("email", "text")
 _EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                ".parquet": "parquet", ".pq": "parquet", ".eml": "email"}
 GZIP_MAGIC = b"\x1f\x8b"

@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.common.config import SplitConfig
-from components.common.errors import NotFoundError
 from components.monitor.config import MonitorConfig
 from components.monitor.drift import fast_verdict, js_histograms
 from components.monitor.features import NUMERICAL, encode, known_ids, summary, text_features
@@ -77,8 +76,6 @@ def reference_texts(store, card: dict[str, Any], split: SplitConfig, rows: int, 
 
     ds = card["dataset"]
     ref = v.resolve(store, ds["name"], ds["version"])
-    if ref is None:
-        raise NotFoundError(f"dataset {ds['name']} version {ds['version']} (the champion's training data) not found")
     train = split_table(v.read_table(store, ref, columns=["doc_id", "text"]), split)["train"]
     if train.num_rows > rows:
         idx = np.sort(np.random.default_rng(seed).choice(train.num_rows, rows, replace=False))

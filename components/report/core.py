@@ -140,15 +140,11 @@ def build_report(table: pa.Table, manifest: dict[str, Any], reference: pa.Table 
 def report_for_versions(store: Store, name: str, version: str, reference: str | None,
                         config: ReportConfig, html_path: str | None = None) -> dict[str, Any]:
     ref = v.resolve(store, name, version)
-    if ref is None:
-        raise InputError(f"dataset {name!r} has no versions in {store.uri}")
     table = v.read_table(store, ref, columns=["text", "label", "source"])
     ref_table = ref_manifest = None
     current = table
     if reference:
         rref = v.resolve(store, name, reference)
-        if rref is None:
-            raise InputError(f"dataset {name!r} has no reference version {reference!r}")
         ref_table = v.read_table(store, rref, columns=["text", "label", "source"])
         ref_manifest = rref.manifest
         # A child version inherits its ancestors' parts: compare only the rows the reference lacks,

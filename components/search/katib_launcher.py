@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from components.common.config import ClusterConfig
-from components.common.errors import ClusterError, SpecError
+from components.common.errors import ClusterError, SearchFailed, SpecError
 from components.search.katib import SPEC_HASH_ANNOTATION
-from components.search.local import SearchFailed
 from components.search.spec import SearchSpec
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"

@@ -21,14 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.common.errors import ConveyorError
+from components.common.errors import SearchFailed
 from components.search.spec import SearchSpec
 
 METRIC_RE = re.compile(r"(?P<name>[A-Za-z_][\w-]*)=(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
-
-
-class SearchFailed(ConveyorError):
-    exit_code = 8
 
 
 def parse_metric_line(line: str) -> dict[str, float]:

@@ -43,7 +43,7 @@ from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady  # noqa: E4
 from kserve.protocol.rest.server import RESTServer  # noqa: E402
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess  # noqa: E402
 
-from components.common.errors import InputError  # noqa: E402
+from components.common.errors import ConveyorError  # noqa: E402
 from components.serve import oip  # noqa: E402
 
 log = logging.getLogger("conveyor.serve")
@@ -53,11 +53,14 @@ PREDICT_PATH = re.compile(r"^/(v1/models/[^/]+:predict|v2/models/[^/]+(/versions
 VERSIONED = re.compile(r"^/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)(?P<rest>/ready|/infer)?$")
 REPOSITORY = "/v2/repository/"
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch, read at its import
-STATUS = [(InputError, 400), (InvalidInput, 400), (RequestValidationError, 400), (ModelNotFound, 404),
-          (ModelNotReady, 503), (NotImplementedError, 501)]
+# KServe's and FastAPI's errors; the project's own carry their status (components.common.errors).
+STATUS = [(InvalidInput, 400), (RequestValidationError, 400), (ModelNotFound, 404), (ModelNotReady, 503),
+          (NotImplementedError, 501)]
 
 
 def status_of(exc: BaseException) -> int:
+    if isinstance(exc, ConveyorError):
+        return exc.http_status
     return next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
 
 
@@ -66,7 +69,7 @@ def _message(exc: BaseException) -> str:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return f"request body: {where}: {first.get('msg', 'invalid')}" if where else "request body: invalid"
-    text = exc.message if isinstance(exc, InputError) else str(exc)
+    text = exc.message if isinstance(exc, ConveyorError) else str(exc)
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "..."
 
 
@@ -274,7 +277,7 @@ class ConveyorRESTServer(RESTServer):
         await self._server.serve(sockets=sockets)
 
     def _add_exception_handlers(self, app):
-        for cls, _ in STATUS:
+        for cls in (ConveyorError, *(cls for cls, _ in STATUS)):
             app.add_exception_handler(cls, error_response)
         app.add_exception_handler(Exception, error_response)
 

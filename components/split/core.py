@@ -46,14 +46,11 @@ def split_version(store_uri: str, dataset: str, version: str, config: dict, out_
     """Executor: read a version from the store, write train/validation/test Parquet files."""
     import pyarrow.parquet as pq
 
-    from components.common.errors import InputError
     from components.common.storage import open_store
     from components.dataset import versioning as v
 
     store = open_store(store_uri)
     ref = v.resolve(store, dataset, version)
-    if ref is None:
-        raise InputError(f"dataset {dataset!r} has no versions in {store.uri}")
     parts = split_table(v.read_table(store, ref), SplitConfig.model_validate(config))
     for name, table in parts.items():
         pq.write_table(table, out_paths[name], compression="zstd")

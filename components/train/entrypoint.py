@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from components.common.config import ConveyorConfig, config_from_dict, load_config
+from components.common.entry import run_main
 from components.common.errors import ConfigError, ConveyorError
 from components.common.storage import Store, open_store
 
@@ -71,8 +72,6 @@ def run_training(store: Store, dataset: str, version: str, cfg: ConveyorConfig, 
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     started = time.perf_counter()
     ref = v.resolve(store, dataset, version)
-    if ref is None:
-        raise ConveyorError(f"dataset {dataset!r} has no versions in {store.uri}")
     params = {s: getattr(cfg, s).model_dump(mode="json") for s in SECTIONS}
     featurizer, tables = prepare_features(store, dataset, ref.version, params["split"], params["features"])
     bags = {name: Bags.from_table(t) for name, t in tables.items()}
@@ -156,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="one parameter")
     parser.add_argument("--image", help="image reference, recorded in the run key")
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> int:
         from components.tracking.runs import new_run_id
 
         params = {**_json_object(args.params, "--params"), **parse_set(args.set)}
@@ -165,13 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = apply_params(base, params)
         record = run_training(open_store(args.store), args.dataset, args.version, cfg,
                               args.run_id or new_run_id(), image=args.image)
-    except ConveyorError as exc:
-        sys.stderr.write(f"train: error: {exc.message}\n")
-        return exc.exit_code
-    test = record["metrics"].get("test", {})
-    sys.stdout.write(f"run {record['run_id']} done: best epoch {record['best_epoch']}, test accuracy "
-                     f"{test.get('accuracy', float('nan')):.4f}\n")
-    return 0
+        test = record["metrics"].get("test", {})
+        sys.stdout.write(f"run {record['run_id']} done: best epoch {record['best_epoch']}, test accuracy "
+                         f"{test.get('accuracy', float('nan')):.4f}\n")
+        return 0
+
+    return run_main("train", work)
 
 
 if __name__ == "__main__":
