@@ -54,7 +54,7 @@ def test_ingest_prints_exactly_one_json_object_and_is_idempotent(tmp_path):
     (("data", "ingest", "{csv}", "--dataset", "x", "--store", "s3://conveyor"),
      {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
      "object store unreachable at http://127.0.0.1:9", 4),
-    (("data", "show", "nothing-here"), {}, "dataset 'nothing-here' has no versions", 2),
+    (("data", "show", "nothing-here"), {}, "dataset 'nothing-here' has no versions", 5),  # NotFoundError
 ])
 def test_unusable_input_gives_one_clear_line(tmp_path, args, env, message, code):
     (tmp_path / "ok.csv").write_text("text,label\nhello,a\n")

@@ -95,6 +95,14 @@ def resolve(store: Store, name: str, version: str | None = "latest") -> VersionR
     return VersionRef(name, version, read_manifest(store, name, version))
 
 
+def resolve_parent(store: Store, name: str, version: str | None) -> VersionRef | None:
+    """The version a new ingest builds on: None for the first version of a dataset ('latest' of a
+    dataset with none), otherwise resolve's answer (an absent named version is an error)."""
+    if version in (None, "latest") and not store.exists(latest_key(name)) and not list_versions(store, name):
+        return None
+    return resolve(store, name, version)
+
+
 def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
     """Committed versions (those with a manifest), oldest first."""
     prefix = dataset_prefix(name) + "/"

@@ -172,7 +172,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
     v.check_name(dataset)
     store.check()  # fail fast (store down, bad credentials) before reading anything
     files = discover(sources, settings)
-    parent_ref = v.resolve(store, dataset, parent) if parent else None
+    parent_ref = v.resolve_parent(store, dataset, parent) if parent else None
     p_keys, digest_state = v.parent_keys(store, parent_ref)
 
     mark = phase("prepare", started)
