@@ -7,6 +7,7 @@ with CONVEYOR_DEBUG=1.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -42,16 +43,12 @@ FAILURE_PREFIX = "conveyor-failure: "
 
 
 def failure_line(exc: ConveyorError) -> str:
-    import json
-
     return FAILURE_PREFIX + json.dumps({"error": type(exc).__name__, "exit_code": exc.exit_code,
                                         "message": exc.message})
 
 
 def read_failure(text: str) -> tuple[str, str] | None:
     """(class name, message) of the last failure line in a task log, if it has one."""
-    import json
-
     for line in reversed(text.splitlines()):
         at = line.find(FAILURE_PREFIX)
         if at >= 0:

@@ -242,8 +242,10 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
     from components.serve.server import run_workers
 
     # Loaded once here first: a model that cannot load fails with its own message (and exit code),
-    # not as one traceback per worker.
-    _model(options).load()
+    # not as one traceback per worker. Released again: the workers hold their own.
+    probe = _model(options)
+    probe.load()
+    probe.release()
 
     return run_workers(_serve_process, options, workers, host, port)
 
