@@ -116,11 +116,11 @@ class RequestAccounting:
         app = self.app
         versioned = VERSIONED.match(path)
         model_version = path.startswith("/v2/models/") and b"model_version" in scope["query_string"]
-        if (versioned or model_version) and path.split("/")[3] != self.model.name:
+        name = path.split("/")[3] if versioned or model_version else None
+        if name is not None and name != self.model.name:
             # KServe answers a version of an unknown model 501; it is simply not here
             app = JSONResponse(status_code=404, content={
-                "error": f"model {path.split('/')[3][:100]} is not served here (this server serves "
-                         f"{self.model.name})"})
+                "error": f"model {name[:100]} is not served here (this server serves {self.model.name})"})
         elif versioned:
             if versioned["version"] != self.model.version:  # answered here, and counted like any other
                 app = self._not_served(versioned["version"])
@@ -129,9 +129,9 @@ class RequestAccounting:
         elif model_version:
             # KServe's own form (?model_version=V, which it answers 501): the same rule as the path form
             query = urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-            asked = [value for key, value in query if key == "model_version"]
-            if any(version != self.model.version for version in asked):
-                app = self._not_served(next(v for v in asked if v != self.model.version))
+            other = next((v for k, v in query if k == "model_version" and v != self.model.version), None)
+            if other is not None:
+                app = self._not_served(other)
             else:
                 kept = urllib.parse.urlencode([(k, v) for k, v in query if k != "model_version"])
                 scope = {**scope, "query_string": kept.encode("latin-1")}
