@@ -53,8 +53,8 @@ def hash_floor(paths: list[str]) -> int:
 
 
 def ingest(paths: list[str], store_dir: str) -> int:
-    from components.common.config import CleaningConfig, SourceSettings
     from components.common.storage import FileStore
+    from components.ingest.config import CleaningConfig, SourceSettings
     from components.ingest.core import ingest as run
 
     shutil.rmtree(store_dir, ignore_errors=True)

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from components.common.config import load_config
+from components.config import load_config
 from components.featurize.core import Featurizer
 from components.ingest.core import read_clean
 from components.monitor.drift import evidently_verdict, fast_verdict

@@ -53,7 +53,8 @@ def bench_serving(work: Path, requests_per_level: int = 2000) -> dict:
     from bench.training import _prepare
     from components.registry import core as registry
     from components.serve.infra import ServerProcess, free_port
-    from components.train.entrypoint import apply_params, run_training
+    from components.train.config import apply_params
+    from components.train.entrypoint import run_training
 
     store, version, cfg = _prepare(work, 20_000)
     cfg = apply_params(cfg, {"epochs": 2, "embed_dim": 64})

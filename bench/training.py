@@ -49,9 +49,10 @@ def _hard_corpus(n: int, rng) -> list[dict]:
 
 
 def _prepare(work: Path, n: int, hard: bool = False):
-    from components.common.config import CleaningConfig, ConveyorConfig, SourceSettings
     from components.common.storage import FileStore
+    from components.ingest.config import CleaningConfig, SourceSettings
     from components.ingest.core import ingest
+    from components.train.config import TrainingConfig
 
     tag = f"{n}{'-hard' if hard else ''}"
     store = FileStore(str(work / f"train-store-{tag}"))
@@ -59,7 +60,7 @@ def _prepare(work: Path, n: int, hard: bool = False):
     if not src.exists():
         src.write_text("\n".join(json.dumps(r) for r in _corpus(n, hard=hard)))
     version = ingest([str(src)], "bench", store, SourceSettings(), CleaningConfig()).version
-    return store, version, ConveyorConfig()
+    return store, version, TrainingConfig()
 
 
 def bench_throughput(work: Path, n: int = 100_000, epochs: int = 3, repeats: int = 5) -> dict:
@@ -67,8 +68,9 @@ def bench_throughput(work: Path, n: int = 100_000, epochs: int = 3, repeats: int
     import torch
 
     from components.featurize.core import prepare_features
+    from components.train.config import apply_params
     from components.train.data import Bags
-    from components.train.entrypoint import apply_params, run_training
+    from components.train.entrypoint import run_training
     from components.train.models import build_model
 
     store, version, cfg = _prepare(work, n)
@@ -125,9 +127,9 @@ def bench_search(work: Path, n: int = 8000, budget: int = 24, seeds: tuple[int, 
     from components.featurize.core import prepare_features
     from components.search.local import distributions, make_sampler
     from components.search.spec import parse_spec
+    from components.train.config import apply_params
     from components.train.core import fit
     from components.train.data import Bags
-    from components.train.entrypoint import apply_params
 
     store, version, cfg = _prepare(work, n, hard=True)
     featurizer, tables = prepare_features(store, "bench", version, cfg.split.model_dump(mode="json"),

@@ -13,9 +13,10 @@ import os
 import sys
 from collections.abc import Callable
 
-from components.common.config import FORMATS, ConveyorConfig, load_config
 from components.common.entry import run_main
 from components.common.errors import InputError
+from components.config import ConveyorConfig, load_config
+from components.ingest.config import FORMATS
 
 REPOSITORY_TOKEN_ENV = "CONVEYOR_MODEL_REPOSITORY_TOKEN"
 
@@ -197,8 +198,8 @@ def cmd_monitor(args) -> int:
     """One monitoring window now: verdict, trigger decision (recorded), optional Pushgateway push."""
     import datetime as dt
 
-    from components.common.config import load_config
     from components.common.storage import open_store
+    from components.config import load_config
     from components.monitor import trigger
     from components.monitor.core import monitor_window
 

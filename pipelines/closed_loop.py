@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from components.common.config import ConveyorConfig
 from components.common.errors import ConveyorError
+from components.config import ConveyorConfig
 
 
 def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print) -> dict[str, Any]:

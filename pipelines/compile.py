@@ -6,7 +6,7 @@ import os
 
 from kfp import compiler
 
-from components.common.config import load_config
+from components.config import load_config
 from pipelines.data_pipeline import build_data_pipeline
 
 

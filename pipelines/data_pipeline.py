@@ -6,7 +6,7 @@ Built from a config so that the compiled YAML carries the config's values as par
 
 from kfp import dsl
 
-from components.common.config import ConveyorConfig
+from components.config import ConveyorConfig
 from components.featurize.component import featurize_op
 from components.ingest.component import ingest_op
 from components.report.component import report_op

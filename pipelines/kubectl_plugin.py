@@ -74,7 +74,7 @@ def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None)
         obj = ctl.get()
         cfg = read_config(obj)
         if args.config:
-            from components.common.config import load_config
+            from components.config import load_config
 
             cfg = load_config(args.config).canary
         if args.prometheus:

@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.common.config import PROJECT_ROOT, ConveyorConfig, load_config
+from components.common.config import PROJECT_ROOT
 from components.common.errors import ConveyorError, InputError
 from components.common.storage import open_store
+from components.config import ConveyorConfig, load_config
 
 
 def resolve_sources(sources: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ itself through kfp.local (with_submit=False), since no KFP API server runs local
 
 from kfp import dsl
 
-from components.common.config import ConveyorConfig
+from components.config import ConveyorConfig
 from components.monitor.component import monitor_op, submit_retraining_op
 from pipelines.data_pipeline import CLUSTER_STORE
 

@@ -8,7 +8,7 @@ the accelerator settings, so the same pipeline runs on a laptop.
 from kfp import dsl, kubernetes
 
 from components.canary.component import canary_op
-from components.common.config import ConveyorConfig
+from components.config import ConveyorConfig
 from components.evaluate.component import evaluate_op
 from components.gate.component import gate_op
 from components.registry.component import register_op

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from components.common.config import CleaningConfig, SourceSettings
 from components.common.storage import FileStore, open_store
+from components.ingest.config import CleaningConfig, SourceSettings
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.canary.analysis import CanaryConfig
+from components.canary.config import CanaryConfig
 from components.monitor.alerts import prometheus_rule, push, rule_groups
 from components.monitor.config import MonitorConfig
 

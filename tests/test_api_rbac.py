@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from components.common.config import load_config
 from components.common.errors import ClusterError
+from components.config import load_config
 from tests.apiserver import FakeApiServer, katib_controller, kserve_controller
 
 NAMESPACE = "kubeflow-user"

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.canary.analysis import (
-    CanaryConfig,
-    Check,
-    RoleMetrics,
-    advance,
-    histogram_quantile,
-    js_distance,
-    run_checks,
-    start,
-)
+from components.canary.analysis import Check, RoleMetrics, advance, histogram_quantile, js_distance, run_checks, start
+from components.canary.config import CanaryConfig
 from components.registry import core as registry
 
 FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,

@@ -14,8 +14,8 @@ import zlib
 
 import pytest
 
-from components.canary.analysis import CanaryConfig, PrometheusConfig
 from components.canary.cluster import CANDIDATE, STABLE, STATE, CanaryController, read_state, status_report
+from components.canary.config import CanaryConfig, PrometheusConfig
 from components.common.errors import ClusterError, SpecError
 from components.deploy.cluster import apply_inference_service
 from components.deploy.config import DeployConfig

@@ -55,7 +55,7 @@ def test_rendered_objects_validate(values_file):
         if obj["apiVersion"].startswith(CUSTOM_GROUPS):
             validate_custom(obj)
         if obj["kind"] == "PrometheusRule":
-            from components.common.config import load_config
+            from components.config import load_config
             from components.monitor.alerts import rule_groups
 
             cfg = load_config()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.common.config import PROJECT_ROOT, load_config
+from components.common.config import PROJECT_ROOT
+from components.config import load_config
 from components.dataset import versioning as v
 from components.ingest.core import ingest
 from pipelines.local_run import resolve_sources

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from components.evaluate.core import evaluate_candidate, expected_calibration_error
-from components.gate.core import GateConfig, decide, gate_candidate, gate_markdown
+from components.gate.config import GateConfig
+from components.gate.core import decide, gate_candidate, gate_markdown
 from components.registry import core as registry
 from components.train.entrypoint import run_training
 from tests.training_data import ingest_corpus, small_config
@@ -60,7 +61,8 @@ def test_a_worse_candidate_is_stopped_at_the_gate_with_reasons(tmp_path, file_st
 
 def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(own_two_versions):
     from components.evaluate.core import evaluate_candidate
-    from components.gate.core import GateConfig, decide
+    from components.gate.config import GateConfig
+    from components.gate.core import decide
 
     store, stable, cand, *_ = own_two_versions
     store.write_bytes(f"models/toy-model/{stable}/featurizer.json", b'{"format": 1}')  # an older, changed file

@@ -8,9 +8,9 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from components.common.config import CleaningConfig, SourceSettings
 from components.common.errors import InputError, NotFoundError
 from components.dataset import versioning as v
+from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.core import ingest
 from tests.malformed import write_mail_folder, write_tabular_folder
 
@@ -175,7 +175,7 @@ def test_s3_source_and_s3_store(tmp_path, s3_store):
 
 
 def test_collections_cut_by_topic_quarantine_the_rest_as_not_selected(tmp_path, file_store):
-    from components.common.config import CleaningConfig, SourceSettings
+    from components.ingest.config import CleaningConfig, SourceSettings
     from components.ingest.core import ingest
 
     path = tmp_path / "mixed.csv"
@@ -197,7 +197,7 @@ def test_keyword_rule_order_survives_the_pipeline_parameter_encoding():
     """First match wins, so the rules' order matters; KFP's Struct encoding sorts mapping keys."""
     from google.protobuf import json_format, struct_pb2
 
-    from components.common.config import SourceSettings
+    from components.ingest.config import SourceSettings
 
     settings = SourceSettings(source_keywords={"zebra": ["stripes"], "apple": ["iphone", "stripes"]})
     struct = struct_pb2.Struct()

@@ -42,7 +42,7 @@ def test_every_core_object_validates_strictly(version):
 
 
 def test_custom_resources_validate_structurally_and_match_the_generators():
-    from components.common.config import load_config
+    from components.config import load_config
     from components.deploy.isvc import build_inference_service
     from components.monitor.alerts import prometheus_rule
     from tests.custom_resources import validate_custom
@@ -159,7 +159,8 @@ def test_no_secret_values_in_the_repository():
 
 
 def test_the_monitor_cronjob_config_is_a_valid_conveyor_config():
-    from components.common.config import SplitConfig, config_from_dict, load_config
+    from components.config import config_from_dict, load_config
+    from components.split.config import SplitConfig
 
     cm = next(o for o in _objects() if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "conveyor-monitor-config")
     cfg = config_from_dict(yaml.safe_load(cm["data"]["config.yaml"]), origin="monitor ConfigMap")

@@ -8,10 +8,10 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from components.common.config import SplitConfig
 from components.monitor.config import MonitorConfig, TriggerPolicy
 from components.monitor.drift import evidently_verdict, fast_verdict
 from components.monitor.trigger import decide, history, record
+from components.split.config import SplitConfig
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common.config import ConveyorConfig, config_from_dict
+from components.config import ConveyorConfig, config_from_dict
 from pipelines.compile import compile_all
 
 

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from components.common.config import CleaningConfig, ReportConfig, SourceSettings
+from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.core import ingest
+from components.report.config import ReportConfig
 from components.report.core import report_for_versions
 
 

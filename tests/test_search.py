@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.common.config import ClusterConfig, ConveyorConfig
+from components.common.config import ClusterConfig
 from components.common.errors import SearchFailed, SpecError
+from components.config import ConveyorConfig
 from components.search.katib import build_experiment, validate_experiment
 from components.search.katib_launcher import SPEC_HASH_ANNOTATION, launch
 from components.search.spec import parse_spec
@@ -306,7 +307,8 @@ def test_failed_trials_count_against_the_limit(tmp_path, file_store):
 
 
 def test_the_default_config_search_spec_is_valid():
-    from components.common.config import PROJECT_ROOT, load_config
+    from components.common.config import PROJECT_ROOT
+    from components.config import load_config
 
     for name in ("spamassassin", "tweets"):
         spec = parse_spec(load_config(PROJECT_ROOT / "configs" / f"{name}.yaml").search)

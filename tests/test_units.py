@@ -6,13 +6,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components.common.config import FeaturesConfig, SplitConfig, config_from_dict, load_config
 from components.common.errors import ConfigError, InputError
+from components.config import config_from_dict, load_config
 from components.dataset.schema import content_digests, doc_ids_from_digests, keys_from_digests, keys_from_doc_ids
+from components.featurize.config import FeaturesConfig
 from components.featurize.core import Featurizer, fit
 from components.ingest.clean import KeyIndex
 from components.ingest.mime import email_to_text, html_to_text, looks_like_email
 from components.ingest.readers import sniff_format
+from components.split.config import SplitConfig
 from components.split.core import assign, split_table
 
 

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from components.common.admission import validate_experiment, validate_pytorchjob
-from components.common.config import ClusterConfig, load_config
+from components.common.config import ClusterConfig
 from components.common.errors import AdmissionError
+from components.config import load_config
 from components.search.katib import build_experiment
 from components.search.spec import parse_spec
 from tests.crd_schema import CRDS, SchemaError, validate_resource
@@ -200,7 +201,7 @@ def test_katib_webhook_rules(mutate, message):
 def test_the_trial_command_carries_the_run_config_and_reports_every_epoch(tmp_path, file_store):
     """Run the compiled trial's primary container command (host Python, outside the checkout, with
     no config file to fall back on) and read its stdout as Katib's StdOut collector would."""
-    from components.common.config import config_from_dict
+    from components.config import config_from_dict
     from tests.training_data import ingest_corpus, small_config
 
     version = ingest_corpus(tmp_path, file_store)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import random
 
-from components.common.config import CleaningConfig, ConveyorConfig, SourceSettings
+from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.core import ingest
+from components.train.config import TrainingConfig, apply_params
 
 SPAM_WORDS = ["free", "winner", "prize", "cash", "offer", "click", "urgent", "credit", "viagra", "lottery"]
 HAM_WORDS = ["meeting", "report", "project", "lunch", "schedule", "review", "notes", "team", "draft", "agenda"]
@@ -43,9 +44,7 @@ def train_and_register(store, version: str, run_id: str, model: str = "toy-model
     return register_run(store, model, record, alias=alias)
 
 
-def small_config(**train) -> ConveyorConfig:
-    from components.train.entrypoint import apply_params
-
+def small_config(**train) -> TrainingConfig:
     params = {"embed_dim": 16, "epochs": 4, "batch_size": 32, "lr": 0.05, "patience": 3, **train}
-    cfg = apply_params(ConveyorConfig(), params)
+    cfg = apply_params(TrainingConfig(), params)
     return cfg.model_copy(update={"features": cfg.features.model_copy(update={"num_buckets": 4096})})

@@ -13,72 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-# Prometheus query templates ($model, $version, $window are substituted; string.Template, since
-# PromQL uses braces). Selecting by version works in both KServe modes: in Knative mode stable
-# and canary are two revisions of one predictor and differ only in the model version they serve.
-DEFAULT_QUERIES = {
-    "requests": 'sum(increase(conveyor_requests_total{model="$model",version="$version"}[$window]))',
-    "errors_5xx": 'sum(increase(conveyor_requests_total{model="$model",version="$version",code=~"5.."}[$window]))',
-    "latency_buckets": 'sum by (le) (increase(conveyor_request_latency_seconds_bucket'
-                       '{model="$model",version="$version"}[$window]))',
-    "predicted": 'sum by (label) (increase(conveyor_predictions_total{model="$model",version="$version"}[$window]))',
-}
-
-
-class PrometheusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = "http://prometheus-operated.monitoring.svc:9090"
-    min_window_s: float = Field(60.0, gt=0)  # increase() needs >= 2 scrapes inside the window
-    timeout_s: float = Field(10.0, gt=0)
-    queries: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_QUERIES))
-
-    @model_validator(mode="after")
-    def _known(self) -> PrometheusConfig:
-        unknown = set(self.queries) - set(DEFAULT_QUERIES)
-        if unknown:
-            raise ValueError(f"unknown queries {sorted(unknown)}; expected some of {sorted(DEFAULT_QUERIES)}")
-        self.queries = {**DEFAULT_QUERIES, **self.queries}
-        return self
-
-
-class CanaryConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    step_weights: list[int] = Field(default_factory=lambda: [10, 25, 50])
-    max_weight: int = Field(50, ge=1, le=100)
-    interval_s: float = Field(10.0, gt=0)
-    threshold: int = Field(2, ge=1)          # failed checks before rollback
-    step_successes: int = Field(1, ge=1)     # consecutive passing intervals before the next step
-    min_requests: int = Field(20, ge=1)      # fewer in an interval is "no data"
-    min_success_rate: float = Field(0.99, ge=0, le=1)
-    max_p99_latency_ms: float = Field(100.0, gt=0)
-    max_latency_ratio: float = Field(3.0, gt=1)   # canary p99 / stable p99
-    max_prediction_js: float = Field(0.2, ge=0, le=1)
-    max_accuracy_drop: float = Field(0.05, ge=0, le=1)  # on labelled replay traffic, vs stable
-    # fewer labelled answers per side in an interval: the accuracy check is skipped (too noisy to judge)
-    min_labelled: int = Field(30, ge=1)
-    # The accuracy check fails only when the drop is above max_accuracy_drop with this one-sided
-    # confidence (Newcombe's score interval for a difference of proportions): a few dozen labelled
-    # answers per side would otherwise roll back a healthy canary on sampling noise alone.
-    accuracy_confidence: float = Field(0.95, ge=0.5, lt=1)
-    no_data: Literal["fail", "inconclusive"] = "fail"
-    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)  # cluster analysis only
-    # cluster: labelled held-out rows sent through the InferenceService URL each interval (0: none)
-    cluster_replay_requests: int = Field(0, ge=0)
-    ready_timeout_s: float = Field(600.0, gt=0)  # cluster: wait for KServe to reconcile each change
-
-    @model_validator(mode="after")
-    def _steps(self) -> CanaryConfig:
-        if not self.step_weights or sorted(self.step_weights) != self.step_weights:
-            raise ValueError("step_weights must be increasing")
-        if any(not 0 < w <= 100 for w in self.step_weights) or self.step_weights[-1] > self.max_weight:
-            raise ValueError(f"step_weights must lie in 1..max_weight ({self.max_weight})")
-        return self
+from components.canary.config import CanaryConfig
 
 
 @dataclass

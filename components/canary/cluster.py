@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from components.canary.analysis import CanaryConfig, CanaryState, advance, describe, run_checks
+from components.canary.analysis import CanaryState, advance, describe, run_checks
+from components.canary.config import CanaryConfig
 from components.common.errors import ClusterError, ConfigError
 from components.deploy.cluster import InferenceServiceApi, checked_patch, wait_reconciled
 from components.deploy.config import DeployConfig

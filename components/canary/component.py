@@ -31,12 +31,12 @@ def canary_op(
     import json
     from collections import namedtuple
 
-    from components.canary.analysis import CanaryConfig
+    from components.canary.config import CanaryConfig
     from components.canary.local import run_local_canary
-    from components.common.config import SplitConfig
     from components.common.storage import open_store
     from components.dataset import versioning as v
     from components.registry.core import resolve_version
+    from components.split.config import SplitConfig
     from components.split.core import split_table
 
     st = open_store(store)

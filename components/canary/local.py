@@ -14,7 +14,8 @@ import urllib.request
 import zlib
 from typing import Any
 
-from components.canary.analysis import CanaryConfig, CanaryState, RoleMetrics, advance, run_checks, start
+from components.canary.analysis import CanaryState, RoleMetrics, advance, run_checks, start
+from components.canary.config import CanaryConfig
 from components.serve.infra import ServerProcess, http_json
 
 

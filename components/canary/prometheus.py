@@ -12,7 +12,8 @@ import urllib.request
 from string import Template
 from typing import Any
 
-from components.canary.analysis import PrometheusConfig, RoleMetrics
+from components.canary.analysis import RoleMetrics
+from components.canary.config import PrometheusConfig
 
 
 class PrometheusUnavailable(Exception):

@@ -105,10 +105,10 @@ def evaluate(loaded, table: pa.Table, min_slice_rows: int = 30) -> dict[str, Any
 def evaluate_candidate(store, model_name: str, candidate: str, dataset: str, version: str,
                        split_config: dict) -> dict[str, Any]:
     """Candidate and current champion (if any) scored on the same rows: the candidate's test split."""
-    from components.common.config import SplitConfig
     from components.common.errors import ConveyorError, NotFoundError
     from components.dataset import versioning as v
     from components.registry.core import load
+    from components.split.config import SplitConfig
     from components.split.core import split_table
 
     ref = v.resolve(store, dataset, version)

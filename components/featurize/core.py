@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from components.common.config import FeaturesConfig
 from components.common.errors import InputError
+from components.featurize.config import FeaturesConfig
 
 FORMAT = 2
 # Tokens are maximal runs of letters and digits (Unicode: str.isalnum), after NFC and lower-casing.
@@ -266,9 +266,9 @@ def prepare_features(store, dataset: str, version: str, split_config: dict, feat
 
     import pyarrow.parquet as pq
 
-    from components.common.config import SplitConfig
     from components.common.hashing import sha256_of_value
     from components.dataset import versioning as v
+    from components.split.config import SplitConfig
     from components.split.core import split_table
 
     split_cfg = SplitConfig.model_validate(split_config)

@@ -18,7 +18,8 @@ def gate_op(
     import json
 
     from components.common.storage import open_store
-    from components.gate.core import GateConfig, gate_candidate, gate_markdown
+    from components.gate.config import GateConfig
+    from components.gate.core import gate_candidate, gate_markdown
 
     with open(evaluation.path) as handle:
         evaluated = json.load(handle)

@@ -6,28 +6,9 @@ threshold and result, so a refused candidate always shows why.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class GateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # Absolute floors / ceilings on the candidate (overall).
-    min_accuracy: float = Field(0.9, ge=0, le=1)
-    min_macro_f1: float = Field(0.85, ge=0, le=1)
-    max_ece: float = Field(0.1, ge=0, le=1)
-    max_batch64_latency_ms: float = Field(200.0, gt=0)
-    # Largest allowed drop vs the champion, overall and in every slice both have.
-    max_accuracy_regression: float = Field(0.01, ge=0, le=1)
-    max_macro_f1_regression: float = Field(0.02, ge=0, le=1)
-    max_slice_accuracy_regression: float = Field(0.05, ge=0, le=1)
-    # Infra validation: the model served by a real KServe server must answer like offline.
-    require_infra_validation: bool = True
-    # A champion this code cannot load (an older model format, a tampered file): "fail" refuses
-    # the candidate until someone decides; "absolute_only" judges it on the absolute checks alone.
-    on_unusable_champion: Literal["fail", "absolute_only"] = "fail"
+from components.gate.config import GateConfig
 
 
 def _check(name: str, value: float, threshold: float, passed: bool, kind: str, **extra) -> dict[str, Any]:
@@ -96,11 +77,11 @@ def gate_candidate(store, model_name: str, evaluation: dict[str, Any], config: G
 def infra_validate(store, model_name: str, evaluation: dict[str, Any], sample_rows: int) -> dict[str, Any]:
     import pyarrow as pa
 
-    from components.common.config import SplitConfig
     from components.dataset import versioning as v
     from components.evaluate.core import predict_proba
     from components.registry.core import load
     from components.serve.infra import validate_in_server
+    from components.split.config import SplitConfig
     from components.split.core import split_table
 
     version = evaluation["candidate"]["version"]

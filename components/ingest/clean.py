@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from components.common.config import CleaningConfig
 from components.dataset.schema import (
     ACCEPTED_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -27,6 +26,7 @@ from components.dataset.schema import (
     doc_ids_from_digests,
     keys_from_digests,
 )
+from components.ingest.config import CleaningConfig
 
 
 class KeyIndex:

@@ -22,9 +22,9 @@ def ingest_op(
     import json
     from collections import namedtuple
 
-    from components.common.config import CleaningConfig, SourceSettings
     from components.common.storage import open_store
     from components.common.version import code_version
+    from components.ingest.config import CleaningConfig, SourceSettings
     from components.ingest.core import ingest
 
     outcome = ingest(list(sources), dataset, open_store(store), SourceSettings.model_validate(source_settings),

@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from components.common.config import CleaningConfig, SourceSettings
 from components.common.hashing import sha256_of_file
 from components.common.storage import Store
 from components.dataset import versioning as v
 from components.dataset.schema import ACCEPTED_SCHEMA, QUARANTINE_SCHEMA
 from components.ingest.clean import Cleaner
+from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.readers import SourceReader, discover
 
 PART_ROWS = 1_000_000

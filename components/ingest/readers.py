@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from components.common.config import SourceSettings
 from components.common.errors import InputError, StoreError
 from components.common.storage import Store, locate
+from components.ingest.config import SourceSettings
 from components.ingest.mime import UndecodableText, email_to_text, looks_like_email
 
 RAW_SCHEMA = pa.schema([

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.canary.analysis import CanaryConfig
+from components.canary.config import CanaryConfig
 from components.monitor.config import MonitorConfig
 
 

@@ -23,11 +23,11 @@ def monitor_op(
     import json
     from collections import namedtuple
 
-    from components.common.config import SplitConfig
     from components.common.storage import open_store
     from components.monitor import trigger
     from components.monitor.config import MonitorConfig
     from components.monitor.core import monitor_window
+    from components.split.config import SplitConfig
 
     st, cfg = open_store(store), MonitorConfig.model_validate(monitor_config)
     now = dt.datetime.now(dt.UTC)

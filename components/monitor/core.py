@@ -23,10 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from components.common.config import SplitConfig
 from components.monitor.config import MonitorConfig
 from components.monitor.drift import fast_verdict, js_histograms
 from components.monitor.features import NUMERICAL, encode, known_ids, summary, text_features
+from components.split.config import SplitConfig
 
 LOGS = "inference-logs/{model}/{version}/"
 FEEDBACK = "feedback/{model}/"

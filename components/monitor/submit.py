@@ -13,16 +13,18 @@ from components.common.errors import ClusterError
 
 def retrain_config(store, model: str, config: dict[str, Any]) -> dict[str, Any]:
     """The pipeline config with the champion's own training parameters (a retrain, not a search)."""
-    from components.common.config import config_from_dict
     from components.registry.core import load_card
+    from components.train.config import TrainingConfig
 
     card = load_card(store, model, "champion")
     merged = json.loads(json.dumps(config))
     merged["train"] = {**merged.get("train", {}), **card["params"]["train"]}
     merged["features"] = {**merged.get("features", {}), **card["params"].get("features", {})}
     merged["best_trial"] = "retrain"  # no search runs, so there is no trial to keep
-    # validated, and dumped the way pipeline parameters need it (no nulls)
-    return config_from_dict(merged, origin="retrain config").model_dump(mode="json", exclude_none=True)
+    # The sections changed here are validated; the rest came from the run's own (validated) config.
+    # Dumped the way pipeline parameters need it (no nulls).
+    merged.update(TrainingConfig.of(merged, origin="retrain config").model_dump(mode="json", exclude_none=True))
+    return merged
 
 
 def submit_retraining(store, model: str, sources: list[str], kfp_host: str, pipeline_name: str, experiment: str,

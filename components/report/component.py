@@ -19,8 +19,8 @@ def report_op(
 ) -> bool:
     import json
 
-    from components.common.config import ReportConfig
     from components.common.storage import open_store
+    from components.report.config import ReportConfig
     from components.report.core import report_for_versions
 
     result = report_for_versions(open_store(store), dataset, version, reference_version or None,

@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from components.common.config import ReportConfig
 from components.common.errors import InputError
 from components.common.storage import Store
 from components.dataset import versioning as v
+from components.report.config import ReportConfig
 
 NUMERIC = ["chars", "words", "mean_word_len", "upper_share", "digit_share", "non_ascii_share", "url_count"]
 CATEGORICAL = ["label", "source"]

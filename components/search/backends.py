@@ -9,9 +9,10 @@ from typing import Any
 
 import yaml
 
-from components.common.config import config_from_dict
+from components.common.config import ClusterConfig, validate_section
 from components.common.errors import ConfigError
 from components.search.spec import SearchSpec, parse_spec
+from components.train.config import TrainingConfig
 
 BACKENDS = ("local", "katib")
 
@@ -63,8 +64,11 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
                log=print) -> dict[str, Any]:
     if backend not in BACKENDS:
         raise ConfigError(f"search backend {backend!r}: expected one of {list(BACKENDS)}")
-    cfg = config_from_dict(config)
-    spec = parse_spec(cfg.search)  # refused here, before any trial or experiment exists
+    # Refused here, before any trial or experiment exists: the spec, where trials run, and the
+    # training sections every trial is given.
+    spec = parse_spec(config.get("search") or {})
+    cluster = validate_section(ClusterConfig, config.get("cluster") or {}, "cluster")
+    TrainingConfig.of(config)
     if backend == "local":
         from components.search.local import LocalSearch
 
@@ -85,9 +89,9 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
 
     started = time.monotonic()
     manifest = build_experiment(spec, run_id=run_id, dataset=dataset, version=version, store=store,
-                                cluster=cfg.cluster, config=config)
+                                cluster=cluster, config=config)
     validate_experiment(manifest)
-    outcome = launch(KubernetesExperimentApi(), manifest, spec, cfg.cluster, log=log)
+    outcome = launch(KubernetesExperimentApi(), manifest, spec, cluster, log=log)
     rows = [{"run_id": t["name"], "state": t["condition"], "value": t["metrics"].get(spec.objective.metric),
              "params": t["params"]} for t in outcome.trials]
     for r in rows:

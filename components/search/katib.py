@@ -15,6 +15,7 @@ from components.common.config import ClusterConfig
 from components.common.hashing import sha256_of_value
 from components.images import TRAINING_IMAGE
 from components.search.spec import SearchSpec
+from components.train.config import TrainingConfig
 
 API_VERSION = "kubeflow.org/v1beta1"
 TRIAL_SECTIONS = ("split", "features", "train")  # what components.train.entrypoint reads
@@ -60,9 +61,7 @@ def _feasible_space(p):
 def trial_config(config: dict[str, Any] | None) -> dict[str, Any]:
     """What a trial needs of the run's config: the sections training reads, with every value the
     run set (its fixed parameters), so a trial never falls back to a default file in the image."""
-    from components.common.config import config_from_dict
-
-    cfg = config_from_dict(dict(config or {}), origin="run config")
+    cfg = TrainingConfig.of(dict(config or {}), origin="run config")
     return {section: getattr(cfg, section).model_dump(mode="json") for section in TRIAL_SECTIONS}
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.common.errors import SpecError
+from components.train.config import TrainingConfig, apply_params
 
 ALGORITHMS = ("random", "tpe", "multivariate-tpe", "cmaes", "grid")
 # What the training entrypoint reports each epoch (validation split), in Katib's metric lines.
@@ -128,14 +129,12 @@ def parse_spec(raw: dict[str, Any], origin: str = "search") -> SearchSpec:
         where = ".".join(str(p) for p in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         raise SpecError(f"{origin}{'.' + where if where else ''}: {message}") from exc
-    from components.common.config import ConveyorConfig
-    from components.train.entrypoint import apply_params
 
     sample = {}
     for p in spec.parameters:
         sample[p.name] = p.values[0] if p.values else (int(p.min) if p.type == "int" else p.min)
     try:
-        apply_params(ConveyorConfig(), sample)
+        apply_params(TrainingConfig(), sample)
     except Exception as exc:
         raise SpecError(f"{origin}.parameters: {getattr(exc, 'message', exc)}") from exc
     return spec

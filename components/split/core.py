@@ -11,8 +11,8 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
-from components.common.config import SplitConfig
 from components.dataset.schema import keys_from_doc_ids
+from components.split.config import SplitConfig
 
 SPLITS = ("train", "validation", "test")
 

@@ -21,15 +21,17 @@ def train_op(
 ):
     import json
 
-    from components.common.config import config_from_dict
     from components.common.storage import open_store
+    from components.config import config_from_dict
     from components.images import TRAINING_IMAGE as image
     from components.tracking.runs import read_run
-    from components.train.entrypoint import apply_params, run_training
+    from components.train.config import TrainingConfig, apply_params
+    from components.train.entrypoint import run_training
     from components.train.plots import training_curve_html
 
-    cfg = apply_params(config_from_dict(config), best_params)
-    if cfg.best_trial == "keep" and best_run_id:  # a retrain without a search has no trial to keep
+    run_config = config_from_dict(config)
+    cfg = apply_params(TrainingConfig.of(run_config), best_params)
+    if run_config.best_trial == "keep" and best_run_id:  # a retrain without a search has no trial to keep
         record = read_run(open_store(store), best_run_id)  # the best trial's own model, as trained
     else:
         record = run_training(open_store(store), dataset, version, cfg, run_id, image=image)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from components.common.config import TrainParams
+from components.train.config import TrainParams
 from components.train.data import Bags
 from components.train.models import build_from_params
 

@@ -20,28 +20,11 @@ import sys
 import time
 from typing import Any
 
-from components.common.config import ConveyorConfig, config_from_dict, load_config
+from components.common.config import read_config_file
 from components.common.entry import run_main
 from components.common.errors import ConfigError, ConveyorError
 from components.common.storage import Store, open_store
-
-# Search parameters address config fields; a bare name means a training hyperparameter.
-SECTIONS = ("train", "features", "split")
-
-
-def apply_params(cfg: ConveyorConfig, params: dict[str, Any]) -> ConveyorConfig:
-    """Overlay `name=value` parameters (`lr`, `train.lr`, `features.word_ngrams`) on a config."""
-    raw = cfg.model_dump(mode="json")
-    for name, value in params.items():
-        section, _, field = name.rpartition(".")
-        section = section or "train"
-        if section not in SECTIONS:
-            raise ConfigError(f"parameter {name!r}: expected a field of {', '.join(SECTIONS)} (e.g. train.lr)")
-        if field not in type(getattr(cfg, section)).model_fields:
-            known = ", ".join(sorted(type(getattr(cfg, section)).model_fields))
-            raise ConfigError(f"parameter {name!r}: {section} has no field {field!r} (fields: {known})")
-        raw[section][field] = value
-    return config_from_dict(raw, origin="parameters")
+from components.train.config import TrainingConfig, apply_params
 
 
 def parse_set(values: list[str]) -> dict[str, Any]:
@@ -57,7 +40,7 @@ def parse_set(values: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_training(store: Store, dataset: str, version: str, cfg: ConveyorConfig, run_id: str,
+def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, run_id: str,
                  image: str | None = None, emit=print, progress: bool | None = None,
                  stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Train one model and record it; returns the run record (also at runs/<run_id>.json)."""
@@ -72,7 +55,7 @@ def run_training(store: Store, dataset: str, version: str, cfg: ConveyorConfig, 
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     started = time.perf_counter()
     ref = v.resolve(store, dataset, version)
-    params = {s: getattr(cfg, s).model_dump(mode="json") for s in SECTIONS}
+    params = cfg.params()
     featurizer, tables = prepare_features(store, dataset, ref.version, params["split"], params["features"])
     bags = {name: Bags.from_table(t) for name, t in tables.items()}
     if len(bags["validation"]) == 0:
@@ -160,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         from components.tracking.runs import new_run_id
 
         params = {**_json_object(args.params, "--params"), **parse_set(args.set)}
-        base = config_from_dict(_json_object(args.config_json, "--config-json"), origin="--config-json") \
-            if args.config_json is not None else load_config(args.config)
+        run_config, origin = (_json_object(args.config_json, "--config-json"), "--config-json") \
+            if args.config_json is not None else read_config_file(args.config)
+        base = TrainingConfig.of(run_config, origin)
         cfg = apply_params(base, params)
         record = run_training(open_store(args.store), args.dataset, args.version, cfg,
                               args.run_id or new_run_id(), image=args.image)

@@ -132,7 +132,7 @@ def test_training_pipeline_tasks_run_in_their_images(images, docker_runner, s3_p
     server inside its container) and the first deployment, on a small subset."""
     from kfp import components
 
-    from components.common.config import load_config
+    from components.config import load_config
     from components.registry.core import aliases
 
     compiled = COMPILED / "conveyor-training.yaml"

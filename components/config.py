@@ -1,0 +1,54 @@
+"""The whole config file, assembled from every stage's own section.
+
+A YAML file (default `configs/spamassassin.yaml`, or `CONVEYOR_CONFIG`) is validated into
+`ConveyorConfig`; each stage reads only its own section. Defaults make `conveyor run` work
+unchanged. This is the composition root: entry points (the CLI, the pipelines, each KFP
+component's body, the training process) import it; stage logic takes its own section only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field
+
+from components.canary.config import CanaryConfig
+from components.common.config import ClusterConfig, Section, read_config_file, validate_section
+from components.deploy.config import DeployConfig
+from components.featurize.config import FeaturesConfig
+from components.gate.config import GateConfig
+from components.ingest.config import CleaningConfig, DataConfig
+from components.monitor.config import MonitorConfig
+from components.report.config import ReportConfig
+from components.split.config import SplitConfig
+from components.train.config import TrainParams
+
+
+class ConveyorConfig(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    train: TrainParams = Field(default_factory=TrainParams)
+    # Validated by components.search.spec.parse_spec before any trial launches.
+    search: dict = Field(default_factory=dict)
+    model_name: str = "spam-classifier"
+    # After the search: retrain the best configuration (fresh run, full record) or keep the best
+    # trial's own model (no extra training; its run record and weights are already in the store).
+    best_trial: Literal["retrain", "keep"] = "retrain"
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+
+
+def load_config(path: str | os.PathLike | None = None) -> ConveyorConfig:
+    raw, origin = read_config_file(path)
+    return config_from_dict(raw, origin=origin)
+
+
+def config_from_dict(raw: dict, origin: str = "config") -> ConveyorConfig:
+    return validate_section(ConveyorConfig, raw, origin)
