@@ -12,8 +12,9 @@ from components.config import ConveyorConfig
 
 
 def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print) -> dict[str, Any]:
+    from components.common.layout import inference_log_prefix
     from components.ingest.core import read_clean
-    from components.monitor.core import LOGS, write_feedback
+    from components.monitor.core import write_feedback
     from components.registry.core import resolve_version
     from components.serve.infra import KeepAliveClient, ServerProcess
 
@@ -23,7 +24,7 @@ def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print)
     ids = [f"prod-{d}" for d in batch.column("doc_id").to_pylist()]
     model = cfg.model_name
     version = resolve_version(store, model, "champion")
-    prefix = LOGS.format(model=model, version=version)
+    prefix = inference_log_prefix(model, version)
     logged_before = _logged_rows(store, prefix)
     answered, failed, rejected, first_rejection = 0, 0, 0, None
     # The server accepts what cleaning accepts (its own default limit is lower).

@@ -28,6 +28,7 @@ from typing import Any
 from components.canary.analysis import CanaryState, advance, describe, run_checks
 from components.canary.config import CanaryConfig
 from components.common.errors import ClusterError, ConfigError
+from components.common.layout import deployment_record_key
 from components.deploy.cluster import InferenceServiceApi, checked_patch, wait_reconciled
 from components.deploy.config import DeployConfig
 from components.deploy.isvc import MODE_ANNOTATION, build_inference_service, storage_uri
@@ -312,7 +313,7 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
               "outcome": state.phase if state else "None", "stable": stable,
               "replay_failed_requests": replay.failures if replay is not None else None,
               "state": state.to_json() if state else None, "config": cfg.model_dump(mode="json")}
-    key = f"deployments/{model}/{record['finished_at'].replace(':', '')}-{candidate}.json"
+    key = deployment_record_key(model, record["finished_at"], candidate)
     store.write_json(key, record)
     record["record_uri"] = store.url(key)
     return record

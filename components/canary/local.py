@@ -16,6 +16,7 @@ from typing import Any
 
 from components.canary.analysis import CanaryState, RoleMetrics, advance, run_checks, start
 from components.canary.config import CanaryConfig
+from components.common.layout import deployment_record_key
 from components.serve.infra import ServerProcess, http_json
 
 
@@ -154,7 +155,7 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
 
 def _save(store, record: dict[str, Any], log) -> dict[str, Any]:
     record["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
-    key = f"deployments/{record['model']}/{record['finished_at'].replace(':', '')}-{record['candidate']}.json"
+    key = deployment_record_key(record["model"], record["finished_at"], record["candidate"])
     store.write_json(key, record)
     record["record_uri"] = store.url(key)
     log(f"canary outcome: {record['outcome']} (record {record['record_uri']})")

@@ -14,7 +14,6 @@ parent (parts are immutable and checksummed, so sharing them is safe and copies 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,37 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.common.errors import InputError, IntegrityError, NotFoundError
+from components.common.errors import IntegrityError, NotFoundError
 from components.common.hashing import sha256_of_value
+from components.common.layout import dataset_prefix, latest_key, manifest_key, version_prefix
 from components.common.storage import Store
 from components.dataset.schema import ACCEPTED_SCHEMA, ContentDigest, content_keys, keys_from_doc_ids
 
 MANIFEST_FORMAT = 1
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-
-
-def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise InputError(f"dataset name {name!r}: use 1-63 lower-case letters, digits, '.', '_' or '-'")
-    return name
-
-
-def dataset_prefix(name: str) -> str:
-    return f"datasets/{check_name(name)}"
-
-
-def version_prefix(name: str, version: str) -> str:
-    return f"{dataset_prefix(name)}/{version}"
-
-
-def manifest_key(name: str, version: str) -> str:
-    return f"{version_prefix(name, version)}/manifest.json"
-
-
-def latest_key(name: str) -> str:
-    return f"{dataset_prefix(name)}/refs/latest.json"
-
-
 def schema_fingerprint(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 

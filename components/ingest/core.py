@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.common.hashing import sha256_of_file
+from components.common.layout import check_name
 from components.common.storage import Store
 from components.dataset import versioning as v
 from components.dataset.schema import ACCEPTED_SCHEMA, QUARANTINE_SCHEMA
@@ -169,7 +170,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
         phases[name] = round(now - since, 3)
         return now
 
-    v.check_name(dataset)
+    check_name(dataset)
     store.check()  # fail fast (store down, bad credentials) before reading anything
     files = discover(sources, settings)
     parent_ref = v.resolve_parent(store, dataset, parent) if parent else None

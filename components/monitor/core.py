@@ -23,18 +23,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from components.common.layout import feedback_key, feedback_prefix, inference_log_prefix
 from components.monitor.config import MonitorConfig
 from components.monitor.drift import fast_verdict, js_histograms
 from components.monitor.features import NUMERICAL, encode, known_ids, summary, text_features
 from components.split.config import SplitConfig
 
-LOGS = "inference-logs/{model}/{version}/"
-FEEDBACK = "feedback/{model}/"
-
 
 def read_window(store, model: str, version: str, start: dt.datetime, end: dt.datetime) -> pa.Table:
     """Logged rows of one model version with start <= ts < end (day folders outside are skipped)."""
-    prefix = LOGS.format(model=model, version=version)
+    prefix = inference_log_prefix(model, version)
     days = {(start + dt.timedelta(days=i)).strftime("%Y-%m-%d") for i in range((end - start).days + 2)}
     tables = []
     for key in store.list(prefix):
@@ -56,13 +54,13 @@ def write_feedback(store, model: str, request_ids: list[str], labels: list[str],
     """Delayed ground truth for logged requests (what a labelling process would deliver)."""
     buffer = io.BytesIO()
     pq.write_table(pa.table({"request_id": request_ids, "label": labels}), buffer)
-    key = f"{FEEDBACK.format(model=model)}{name}.parquet"
+    key = feedback_key(model, name)
     store.write_bytes(key, buffer.getvalue())
     return key
 
 
 def read_feedback(store, model: str) -> pa.Table:
-    tables = [pq.read_table(io.BytesIO(store.read_bytes(k))) for k in store.list(FEEDBACK.format(model=model))
+    tables = [pq.read_table(io.BytesIO(store.read_bytes(k))) for k in store.list(feedback_prefix(model))
               if k.endswith(".parquet")]
     if not tables:
         return pa.table({"request_id": pa.array([], pa.string()), "label": pa.array([], pa.string())})

@@ -10,9 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from components.common.layout import decision_key, decisions_prefix
 from components.monitor.config import TriggerPolicy
-
-PREFIX = "monitoring/{model}/decisions"
 
 
 def _parse(ts: str) -> dt.datetime:
@@ -61,12 +60,12 @@ def decide(policy: TriggerPolicy, verdict: dict[str, Any], history: list[dict[st
 
 
 def history(store, model: str) -> list[dict[str, Any]]:
-    keys = sorted(store.list(PREFIX.format(model=model) + "/"))
+    keys = sorted(store.list(decisions_prefix(model)))
     return [store.read_json(k) for k in keys if k.endswith(".json")]
 
 
 def record(store, model: str, decision: dict[str, Any]) -> str:
     stamp = decision["at"].replace(":", "").replace("+0000", "Z")
-    key = f"{PREFIX.format(model=model)}/{stamp}-{decision['action']}.json"
+    key = decision_key(model, stamp, decision["action"])
     store.write_json(key, decision)
     return store.url(key)

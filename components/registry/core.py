@@ -15,57 +15,59 @@ from typing import Any
 
 from components.common.errors import InputError, IntegrityError, NotFoundError
 from components.common.hashing import sha256_hex
+from components.common.layout import (
+    alias_key,
+    alias_prefix,
+    model_card_key,
+    model_prefix,
+    model_version_prefix,
+    run_file_key,
+)
 from components.common.storage import Store
 
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 FILES = ("weights.pt", "featurizer.json")
 
 
-def _prefix(name: str) -> str:
-    from components.dataset.versioning import check_name
-
-    return f"models/{check_name(name)}"
-
-
 def register(store: Store, name: str, weights: bytes, featurizer: bytes, card: dict[str, Any]) -> dict[str, Any]:
     """Store a model version (idempotent: the same bytes give the same version); returns its card."""
     hashes = {"weights.pt": sha256_hex(weights), "featurizer.json": sha256_hex(featurizer)}
     version = sha256_hex((hashes["weights.pt"] + hashes["featurizer.json"]).encode())[:12]
-    prefix = f"{_prefix(name)}/{version}"
-    if store.exists(f"{prefix}/model_card.json"):
-        return store.read_json(f"{prefix}/model_card.json")
+    prefix = model_version_prefix(name, version)
+    if store.exists(model_card_key(name, version)):
+        return store.read_json(model_card_key(name, version))
     store.write_bytes(f"{prefix}/weights.pt", weights)
     store.write_bytes(f"{prefix}/featurizer.json", featurizer)
     full = {**card, "name": name, "version": version, "files": hashes}
-    store.write_json(f"{prefix}/model_card.json", full)  # last: no card, no version
+    store.write_json(model_card_key(name, version), full)  # last: no card, no version
     return full
 
 
 def set_alias(store: Store, name: str, alias: str, version: str) -> None:
     if not ALIAS_RE.match(alias):
         raise InputError(f"alias {alias!r}: use a lower-case word like champion or candidate")
-    if not store.exists(f"{_prefix(name)}/{version}/model_card.json"):
+    if not store.exists(model_card_key(name, version)):
         raise NotFoundError(f"model {name!r} has no version {version!r}")
-    store.write_json(f"{_prefix(name)}/aliases/{alias}.json", {"version": version})
+    store.write_json(alias_key(name, alias), {"version": version})
 
 
 def resolve_version(store: Store, name: str, ref: str) -> str:
     """A version id, or the version an alias points to."""
-    alias_key = f"{_prefix(name)}/aliases/{ref}.json"
-    if ALIAS_RE.match(ref) and store.exists(alias_key):
-        return store.read_json(alias_key)["version"]
-    if store.exists(f"{_prefix(name)}/{ref}/model_card.json"):
+    key = alias_key(name, ref)
+    if ALIAS_RE.match(ref) and store.exists(key):
+        return store.read_json(key)["version"]
+    if store.exists(model_card_key(name, ref)):
         return ref
     raise NotFoundError(f"model {name!r} has no version or alias {ref!r} in {store.uri}")
 
 
 def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
-    cards = [store.read_json(k) for k in store.list(f"{_prefix(name)}/") if k.endswith("/model_card.json")]
+    cards = [store.read_json(k) for k in store.list(model_prefix(name) + "/") if k.endswith("/model_card.json")]
     return sorted(cards, key=lambda c: c.get("created_at", ""))
 
 
 def aliases(store: Store, name: str) -> dict[str, str]:
-    prefix = f"{_prefix(name)}/aliases/"
+    prefix = alias_prefix(name)
     return {k[len(prefix):-5]: store.read_json(k)["version"] for k in store.list(prefix) if k.endswith(".json")}
 
 
@@ -93,14 +95,14 @@ class LoadedModel:
 
 
 def load_card(store: Store, name: str, ref: str = "champion") -> dict[str, Any]:
-    return store.read_json(f"{_prefix(name)}/{resolve_version(store, name, ref)}/model_card.json")
+    return store.read_json(model_card_key(name, resolve_version(store, name, ref)))
 
 
 def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
     """Load and verify a version: every file must match the sha256 in its model card."""
     version = resolve_version(store, name, ref)
-    prefix = f"{_prefix(name)}/{version}"
-    return _verified(store.read_json(f"{prefix}/model_card.json"),
+    prefix = model_version_prefix(name, version)
+    return _verified(store.read_json(model_card_key(name, version)),
                      lambda file: store.read_bytes(f"{prefix}/{file}"), lambda file: store.url(f"{prefix}/{file}"))
 
 
@@ -154,8 +156,8 @@ def register_run(store: Store, name: str, record: dict[str, Any], alias: str | N
     """Register the model a training run wrote (verifying its bytes against the run record)."""
     import datetime as dt
 
-    weights = store.read_bytes(f"runs/{record['run_id']}/model/weights.pt")
-    featurizer = store.read_bytes(f"runs/{record['run_id']}/model/featurizer.json")
+    weights = store.read_bytes(run_file_key(record["run_id"], "model/weights.pt"))
+    featurizer = store.read_bytes(run_file_key(record["run_id"], "model/featurizer.json"))
     for file, data in (("weights.pt", weights), ("featurizer.json", featurizer)):
         if sha256_hex(data) != record["sha256"][file]:
             raise IntegrityError(f"run {record['run_id']}: {file} changed since training (sha256 mismatch)")
@@ -167,4 +169,4 @@ def register_run(store: Store, name: str, record: dict[str, Any], alias: str | N
     })
     if alias:
         set_alias(store, name, alias, card["version"])
-    return {**card, "uri": store.url(f"{_prefix(name)}/{card['version']}")}
+    return {**card, "uri": store.url(model_version_prefix(name, card["version"]))}

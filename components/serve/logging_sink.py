@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prometheus_client import Counter
 
+from components.common.layout import inference_log_key
+
 # Lost log rows are visible on /metrics, never silent: a full queue drops, a store outage fails.
 LOG_DROPPED = Counter("conveyor_inference_log_dropped_total", "Logged rows dropped: the log queue was full",
                       ["model", "version"])
@@ -75,7 +77,7 @@ class InferenceLogger:
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-        key = f"inference-logs/{self.model}/{self.version}/{day}/{uuid.uuid4().hex}.parquet"
+        key = inference_log_key(self.model, self.version, day, uuid.uuid4().hex)
         try:
             self.store.write_bytes(key, buffer.getvalue())
             self.written += n

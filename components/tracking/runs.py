@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 
-from components.common.errors import InputError, NotFoundError
+from components.common.errors import NotFoundError
 from components.common.hashing import sha256_of_value
+from components.common.layout import RUNS_PREFIX, run_record_key
 from components.common.storage import Store
-
-RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 
 def new_run_id(prefix: str = "run") -> str:
@@ -19,37 +17,27 @@ def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dt%H%M%S')}-{secrets.token_hex(3)}"
 
 
-def check_run_id(run_id: str) -> str:
-    if not RUN_ID_RE.match(run_id):
-        raise InputError(f"run id {run_id!r}: use lower-case letters, digits, '.', '_' or '-' (max 128)")
-    return run_id
-
-
 def run_key(dataset_version: str, params: dict[str, Any], code_version: str, image: str | None) -> str:
     """Sealed identity of what a run computes: same key, same inputs (so results should match)."""
     return sha256_of_value({"dataset_version": dataset_version, "params": params, "code_version": code_version,
                             "image": image or ""})
 
 
-def record_key(run_id: str) -> str:
-    return f"runs/{check_run_id(run_id)}.json"
-
-
 def write_run(store: Store, record: dict[str, Any]) -> str:
-    key = record_key(record["run_id"])
+    key = run_record_key(record["run_id"])
     store.write_json(key, record)
     return store.url(key)
 
 
 def read_run(store: Store, run_id: str) -> dict[str, Any]:
     try:
-        return store.read_json(record_key(run_id))
+        return store.read_json(run_record_key(run_id))
     except NotFoundError as exc:
         raise NotFoundError(f"no run {run_id!r} in {store.uri}") from exc
 
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
-    keys = [k for k in store.list("runs/") if k.count("/") == 1 and k.endswith(".json")]
+    keys = [k for k in store.list(RUNS_PREFIX) if k.count("/") == 1 and k.endswith(".json")]
     return sorted((store.read_json(k) for k in keys), key=lambda r: r.get("started_at", ""))
 
 

@@ -44,10 +44,11 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
                  image: str | None = None, emit=print, progress: bool | None = None,
                  stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Train one model and record it; returns the run record (also at runs/<run_id>.json)."""
+    from components.common.layout import check_run_id, run_file_key
     from components.common.version import code_version
     from components.dataset import versioning as v
     from components.featurize.core import prepare_features
-    from components.tracking.runs import check_run_id, run_key, write_run
+    from components.tracking.runs import run_key, write_run
     from components.train.core import Checkpointer, classification_metrics, fit, predict_logits, state_dict_bytes
     from components.train.data import Bags
 
@@ -62,9 +63,8 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
         raise ConveyorError(f"dataset {dataset}@{ref.version}: the validation split is empty; early stopping "
                             "needs it (raise split.validation or add data)")
 
-    prefix = f"runs/{run_id}"
     result = fit(bags["train"], bags["validation"], featurizer.num_ids, len(featurizer.labels), cfg.train,
-                 checkpointer=Checkpointer(store, f"{prefix}/checkpoint.pt"), emit=emit, progress=progress,
+                 checkpointer=Checkpointer(store, run_file_key(run_id, "checkpoint.pt")), emit=emit, progress=progress,
                  stop_after_epoch=stop_after_epoch)
     status = "completed"
     if stop_after_epoch is not None and not result.stopped_early and len(result.history) < cfg.train.epochs:
@@ -86,8 +86,8 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
 
     weights = state_dict_bytes(result.state_dict)
     featurizer_bytes = featurizer.dumps()
-    store.write_bytes(f"{prefix}/model/weights.pt", weights)
-    store.write_bytes(f"{prefix}/model/featurizer.json", featurizer_bytes)
+    store.write_bytes(run_file_key(run_id, "model/weights.pt"), weights)
+    store.write_bytes(run_file_key(run_id, "model/featurizer.json"), featurizer_bytes)
     from components.common.hashing import sha256_hex
 
     code = code_version()
@@ -104,9 +104,9 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
         "train_docs_per_s": round(result.train_docs_per_s, 1),
         "metrics": metrics,
         "labels": featurizer.labels,
-        "artifacts": {"weights": store.url(f"{prefix}/model/weights.pt"),
-                      "featurizer": store.url(f"{prefix}/model/featurizer.json"),
-                      "checkpoint": store.url(f"{prefix}/checkpoint.pt")},
+        "artifacts": {"weights": store.url(run_file_key(run_id, "model/weights.pt")),
+                      "featurizer": store.url(run_file_key(run_id, "model/featurizer.json")),
+                      "checkpoint": store.url(run_file_key(run_id, "checkpoint.pt"))},
         "sha256": {"weights.pt": sha256_hex(weights), "featurizer.json": sha256_hex(featurizer_bytes)},
     }
     write_run(store, record)

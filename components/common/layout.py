@@ -1,0 +1,122 @@
+"""Where everything lives in the store. Every key is built here and nowhere else, so a stage that
+reads another stage's output (the registry reading a run's model, the monitor reading the
+predictor's logs) names it the same way the writer did.
+
+    datasets/<dataset>/<version>/manifest.json        a dataset version (parts beside it)
+    datasets/<dataset>/refs/latest.json                the newest version
+    cache/features/<dataset>/<key>/                    split + featurizer + encoded splits
+    runs/<run_id>.json, runs/<run_id>/model/<file>     a training run's record and model
+    models/<model>/<version>/model_card.json           a registered model version
+    models/<model>/aliases/<alias>.json                champion, candidate, ...
+    deployments/<model>/<finished>-<candidate>.json    a rollout's record
+    inference-logs/<model>/<version>/<day>/<id>.parquet  what the predictor answered
+    feedback/<model>/<name>.parquet                    delayed labels
+    monitoring/<model>/decisions/<stamp>-<action>.json   the retraining trigger's decisions
+"""
+
+from __future__ import annotations
+
+import re
+
+from components.common.errors import InputError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, kind: str = "dataset") -> str:
+    """A dataset or model name, which becomes one path segment of every key under it."""
+    if not NAME_RE.match(name):
+        raise InputError(f"{kind} name {name!r}: use 1-63 lower-case letters, digits, '.', '_' or '-'")
+    return name
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID_RE.match(run_id):
+        raise InputError(f"run id {run_id!r}: use lower-case letters, digits, '.', '_' or '-' (max 128)")
+    return run_id
+
+
+# Dataset versions.
+def dataset_prefix(name: str) -> str:
+    return f"datasets/{check_name(name)}"
+
+
+def version_prefix(name: str, version: str) -> str:
+    return f"{dataset_prefix(name)}/{version}"
+
+
+def manifest_key(name: str, version: str) -> str:
+    return f"{version_prefix(name, version)}/manifest.json"
+
+
+def latest_key(name: str) -> str:
+    return f"{dataset_prefix(name)}/refs/latest.json"
+
+
+def feature_cache_prefix(dataset: str, key: str) -> str:
+    return f"cache/features/{check_name(dataset)}/{key}"
+
+
+# Training runs.
+def run_record_key(run_id: str) -> str:
+    return f"runs/{check_run_id(run_id)}.json"
+
+
+def run_file_key(run_id: str, file: str) -> str:
+    """A run's own files: `model/weights.pt`, `model/featurizer.json`, `checkpoint.pt`."""
+    return f"runs/{check_run_id(run_id)}/{file}"
+
+
+RUNS_PREFIX = "runs/"
+
+
+# Registered models.
+def model_prefix(name: str) -> str:
+    return f"models/{check_name(name, 'model')}"
+
+
+def model_version_prefix(name: str, version: str) -> str:
+    return f"{model_prefix(name)}/{version}"
+
+
+def model_card_key(name: str, version: str) -> str:
+    return f"{model_version_prefix(name, version)}/model_card.json"
+
+
+def alias_prefix(name: str) -> str:
+    return f"{model_prefix(name)}/aliases/"
+
+
+def alias_key(name: str, alias: str) -> str:
+    return f"{alias_prefix(name)}{alias}.json"
+
+
+# Serving and monitoring.
+def deployment_record_key(model: str, finished_at: str, candidate: str) -> str:
+    return f"deployments/{check_name(model, 'model')}/{finished_at.replace(':', '')}-{candidate}.json"
+
+
+def inference_log_prefix(model: str, version: str | None = None) -> str:
+    """All of a model's logged answers, or one version's (`None`: every version)."""
+    return f"inference-logs/{model}/" + (f"{version}/" if version else "")
+
+
+def inference_log_key(model: str, version: str, day: str, name: str) -> str:
+    return f"{inference_log_prefix(model, version)}{day}/{name}.parquet"
+
+
+def feedback_prefix(model: str) -> str:
+    return f"feedback/{model}/"
+
+
+def feedback_key(model: str, name: str) -> str:
+    return f"{feedback_prefix(model)}{name}.parquet"
+
+
+def decisions_prefix(model: str) -> str:
+    return f"monitoring/{model}/decisions/"
+
+
+def decision_key(model: str, stamp: str, action: str) -> str:
+    return f"{decisions_prefix(model)}{stamp}-{action}.json"
