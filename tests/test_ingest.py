@@ -137,7 +137,7 @@ def test_tampered_part_is_refused(tmp_path, file_store):
     src.write_text("text,label\nhello there,a\ngeneral kenobi,b\n")
     result = ingest([str(src)], "t", file_store, SourceSettings(), CleaningConfig())
     part = v.read_manifest(file_store, "t", result.version)["parts"][0]["path"]
-    path = file_store.path_of(f"datasets/t/{part}")
+    path = file_store.local_path(f"datasets/t/{part}")
     with open(path, "r+b") as handle:
         handle.seek(10)
         handle.write(b"\x00")

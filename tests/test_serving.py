@@ -82,7 +82,7 @@ def test_requests_are_logged_to_the_store_in_batches(served):
     while time.monotonic() < deadline and not any(r["text"] == "logged text two" for r in rows):
         rows = []
         for key in store.list(f"inference-logs/toy-model/{card['version']}/"):
-            rows += pq.read_table(store.path_of(key)).to_pylist()
+            rows += pq.read_table(store.local_path(key)).to_pylist()
         time.sleep(0.5)
     assert any(r["text"] == "logged text two" and r["role"] == "stable" for r in rows)
 

@@ -75,6 +75,11 @@ class Store(ABC):
     def write_json(self, key: str, value: Any) -> None:
         self.write_bytes(key, json.dumps(value, indent=2, sort_keys=True, default=str).encode() + b"\n")
 
+    def local_path(self, key: str) -> str | None:
+        """Where the object can be read in place on this machine, or None when it is remote (then
+        `download` or `local_copy` it)."""
+        return None
+
     def local_copy(self, key: str, directory: str) -> str:
         """A local path with the object's bytes (the object itself for file stores)."""
         target = os.path.join(directory, key.replace("/", "__"))
@@ -92,9 +97,6 @@ class FileStore(Store):
         if path != self.root and self.root not in path.parents:
             raise StoreError(f"key {key!r} escapes the store root {self.uri}")
         return path
-
-    def path_of(self, key: str) -> str:
-        return str(self._path(key))
 
     def read_bytes(self, key: str) -> bytes:
         path = self._path(key)
@@ -159,6 +161,9 @@ class FileStore(Store):
             shutil.copyfile(self._path(key), local_path)
         except FileNotFoundError as exc:
             raise NotFoundError(f"{self.url(key)}: no such object") from exc
+
+    def local_path(self, key: str) -> str | None:
+        return str(self._path(key))
 
     def local_copy(self, key: str, directory: str) -> str:
         path = self._path(key)

@@ -182,10 +182,9 @@ class SourceReader:
 
     def _fetch(self, sf: SourceFile) -> tuple[str, str, bool]:
         """A local path for the file (S3 objects are streamed to a temp file: disk, not RAM)."""
-        from components.common.storage import FileStore
-
-        if isinstance(sf.store, FileStore):
-            local, cleanup = sf.store.path_of(sf.key), False
+        in_place = sf.store.local_path(sf.key)
+        if in_place is not None:
+            local, cleanup = in_place, False
         else:
             fd, local = tempfile.mkstemp(dir=self.workdir, suffix=".src")
             os.close(fd)
