@@ -19,14 +19,14 @@ Standard mode (KServe >= 0.20): weight = spec.canary[0].trafficPercent; promote 
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
-from components.canary.analysis import CanaryState, advance, describe, run_checks
+from components.canary.analysis import CanaryState
 from components.canary.config import CanaryConfig
+from components.canary.rollout import now, run_rollout
 from components.common.errors import ClusterError, ConfigError
 from components.common.layout import deployment_record_key
 from components.deploy.cluster import InferenceServiceApi, checked_patch, wait_reconciled
@@ -39,10 +39,6 @@ STABLE = "conveyor.dev/stable-version"
 CANDIDATE = "conveyor.dev/candidate-version"
 MODEL_LABEL = "conveyor.dev/model"
 HISTORY_KEPT = 5  # intervals kept in the annotation; the full history is in the Events
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def mode_of(obj: dict[str, Any]) -> str:
@@ -189,37 +185,9 @@ class CanaryController:
     def analyze(self, source, cfg: CanaryConfig | None = None, once: bool = False,
                 wait: Callable[[float], None] = time.sleep, replay=None) -> CanaryState:
         """Run intervals until the rollout is promoted, rolled back or paused (or one, with once)."""
-        obj = self.get()
-        cfg = cfg or read_config(obj)
-        while True:
-            state = read_state(obj)
-            if state is None or state.phase != "Progressing":
-                phase = state.phase if state else "no rollout"
-                self.log(f"{self.namespace}/{self.name}: {phase}; nothing to analyse")
-                return state or CanaryState(phase="None")
-            ann = obj["metadata"]["annotations"]
-            stable, candidate = ann.get(STABLE), ann.get(CANDIDATE)
-            if not candidate:
-                raise ClusterError(f"InferenceService {self.namespace}/{self.name}: Progressing without {CANDIDATE}")
-            wait(cfg.interval_s)
-            obj = self.get()  # a human may have paused or rolled back while we waited
-            state = read_state(obj)
-            if state is None or state.phase != "Progressing":
-                continue
-            labelled = replay.round() if replay is not None else {}
-            stable_m, canary_m = source.snapshot(stable), source.snapshot(candidate)
-            for version, metrics in ((stable, stable_m), (candidate, canary_m)):
-                metrics.labelled, metrics.correct = labelled.get(version, (0, 0))
-            checks = run_checks(stable_m, canary_m, cfg)
-            state, action = advance(state, checks, cfg, at=now())
-            evidence = describe(checks)
-            problems = getattr(source, "errors", None)
-            if problems:  # the reason behind "no data" goes into the Event and the log
-                evidence += f"; metrics source: {problems[-1]}"
-                problems.clear()
-            obj = self.act(obj, state, action, evidence)
-            if once or state.phase != "Progressing":
-                return state
+        cfg = cfg or read_config(self.get())
+        return run_rollout(InferenceServiceRouter(self), source, replay, cfg, wait=wait, once=once,
+                           log=lambda m: self.log(f"{self.namespace}/{self.name}: {m}"))
 
     def act(self, obj: dict[str, Any], state: CanaryState, action: str, evidence: str) -> dict[str, Any]:
         if action == "step_up":
@@ -271,6 +239,30 @@ class CanaryController:
         state.phase = "Progressing"
         self._apply(obj, [{}], state, "CanaryResumed", f"resumed by user at {state.weight}%")
         return state
+
+
+class InferenceServiceRouter:
+    """The rollout's Router on the cluster: the state and both versions live on the InferenceService
+    (annotations), read fresh every time, and each action is a patch KServe reconciles."""
+
+    def __init__(self, ctl: CanaryController):
+        self.ctl = ctl
+        self.obj: dict[str, Any] | None = None
+
+    def state(self) -> CanaryState | None:
+        self.obj = self.ctl.get()
+        return read_state(self.obj)
+
+    def versions(self) -> tuple[str, str]:
+        ann = self.obj["metadata"].get("annotations", {})
+        stable, candidate = ann.get(STABLE), ann.get(CANDIDATE)
+        if not candidate:
+            raise ClusterError(f"InferenceService {self.ctl.namespace}/{self.ctl.name}: Progressing without "
+                               f"{CANDIDATE}")
+        return stable, candidate
+
+    def apply(self, state: CanaryState, action: str, evidence: str) -> None:
+        self.obj = self.ctl.act(self.obj, state, action, evidence)
 
 
 def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, model: str, candidate: str,

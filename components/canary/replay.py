@@ -19,8 +19,9 @@ class LabelledReplay:
         self.cursor = 0
         self.failures = 0
 
-    def round(self) -> dict[str, tuple[int, int]]:
-        """Send one interval's rows; returns version -> (answered, correct)."""
+    def round(self, weight: int | None = None) -> dict[str, tuple[int, int]]:
+        """Send one interval's rows; returns version -> (answered, correct). `weight` is unused: the
+        InferenceService splits the traffic itself."""
         tally: dict[str, list[int]] = {}
         for _ in range(self.per_interval):
             i = self.cursor % len(self.texts)
