@@ -67,7 +67,7 @@ def bench_throughput(work: Path, n: int = 100_000, epochs: int = 3, repeats: int
     """docs/s per epoch: the full entrypoint vs a bare loop over the same tensors, same process."""
     import torch
 
-    from components.featurize.core import prepare_features
+    from components.featurize.executor import prepare_features
     from components.train.config import apply_params
     from components.train.data import Bags
     from components.train.entrypoint import run_training
@@ -124,7 +124,7 @@ def bench_search(work: Path, n: int = 8000, budget: int = 24, seeds: tuple[int, 
     process isolation, and it keeps the benchmark to about a minute)."""
     import optuna
 
-    from components.featurize.core import prepare_features
+    from components.featurize.executor import prepare_features
     from components.search.local import distributions, make_sampler
     from components.search.spec import parse_spec
     from components.train.config import apply_params

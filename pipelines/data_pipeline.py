@@ -4,6 +4,8 @@ Built from a config so that the compiled YAML carries the config's values as par
 (visible and editable in the KFP dashboard's run form).
 """
 
+from typing import Any, NamedTuple
+
 from kfp import dsl
 
 from components.config import ConveyorConfig
@@ -14,9 +16,15 @@ from components.split.component import split_op
 
 CLUSTER_STORE = "s3://conveyor"
 
+class DataSteps(NamedTuple):
+    version: Any      # the ingest step's version output
+    splits: Any       # the split task: outputs train / validation / test
+    features: Any     # the featurize task: outputs featurizer / {train,validation,test}_features
+
+
 def data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config, report_config,
-               reference_version="", parent="latest"):
-    """Ingest -> report, split -> featurize inside the current pipeline; returns the version output."""
+               reference_version="", parent="latest") -> DataSteps:
+    """Ingest -> report, split -> featurize inside the current pipeline."""
     ingested = ingest_op(sources=sources, dataset=dataset, store=store, source_settings=source_settings,
                          cleaning=cleaning, parent=parent)
     ingested.set_display_name("ingest, clean, version")
@@ -24,9 +32,11 @@ def data_steps(sources, dataset, store, source_settings, cleaning, split_config,
     report_op(store=store, dataset=dataset, version=version, report_config=report_config,
               reference_version=reference_version).set_display_name("data report")
     splits = split_op(store=store, dataset=dataset, version=version, split_config=split_config)
-    featurize_op(train=splits.outputs["train"], validation=splits.outputs["validation"],
-                 test=splits.outputs["test"], features_config=features_config)
-    return version
+    splits.set_display_name("split (train / validation / test)")
+    features = featurize_op(store=store, train=splits.outputs["train"], validation=splits.outputs["validation"],
+                            test=splits.outputs["test"], features_config=features_config)
+    features.set_display_name("featurize (fit on train)")
+    return DataSteps(version, splits, features)
 
 
 def section_defaults(cfg: ConveyorConfig, collection: str = "reference") -> dict:
@@ -55,6 +65,6 @@ def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
         report_config: dict = sections["report_config"],
     ) -> str:
         return data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
-                          report_config, reference_version=reference_version, parent=parent)
+                          report_config, reference_version=reference_version, parent=parent).version
 
     return data_pipeline

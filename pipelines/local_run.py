@@ -17,10 +17,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from components.canary.component import canary_op
 from components.common.config import PROJECT_ROOT
 from components.common.errors import ConveyorError, InputError
 from components.common.storage import open_store
 from components.config import ConveyorConfig, load_config
+from components.featurize.component import featurize_op
+from components.gate.component import gate_op
+from components.ingest.component import ingest_op
+from components.monitor.component import monitor_op
+from components.registry.component import register_op
+from components.report.component import report_op
+from components.search.component import tune_op
+from components.split.component import split_op
+from components.train.component import train_op
+from pipelines.task_outputs import output_json, output_metadata, output_path
 
 
 def resolve_sources(sources: list[str]) -> list[str]:
@@ -78,20 +89,6 @@ def _newest_run_dir(root: Path, before: set[str]) -> Path:
     return max(runs, key=lambda p: p.stat().st_mtime)
 
 
-def _read_metrics(task_dir: Path) -> dict[str, dict[str, Any]]:
-    """Metadata of every output artifact of a task, from its executor_output.json."""
-    path = task_dir / "executor_output.json"
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text())
-    out = {}
-    for name, value in data.get("artifacts", {}).items():
-        arts = value.get("artifacts", [])
-        if arts:
-            out[name] = arts[0].get("metadata", {})
-    return out
-
-
 class LocalPipelineRun:
     """Runs a pipeline function under kfp.local and collects what its tasks produced."""
 
@@ -122,10 +119,10 @@ class LocalPipelineRun:
 
 
 def _monitor_step_summary(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
-    verdict = json.loads(next(run_dir.glob("monitor-op/verdict")).read_text())
-    decision = json.loads(next(run_dir.glob("monitor-op/decision")).read_text())
+    verdict = output_json(run_dir, monitor_op, "verdict")
+    decision = output_json(run_dir, monitor_op, "decision")
     html_report = reports_dir / "monitoring-report.html"
-    shutil.copyfile(next(run_dir.glob("monitor-op/report")), html_report)
+    shutil.copyfile(output_path(run_dir, monitor_op, "report"), html_report)
     (reports_dir / "monitoring-verdict.json").write_text(json.dumps(verdict, indent=2, default=str))
     return {"verdict": {k: verdict.get(k) for k in ("status", "version", "window", "signals", "reason")},
             "input_drift": {k: (verdict.get("input") or {}).get(k) for k in ("drifted_share", "drift_share_threshold")}
@@ -142,10 +139,10 @@ def _monitor_step_summary(run_dir: Path, reports_dir: Path) -> dict[str, Any]:
 def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "reference") -> dict[str, Any]:
     data = _data_step_summary(run_dir, reports_dir, tag)
     search = None
-    if list(run_dir.glob("tune-op/trials")):
-        trials = json.loads(next(run_dir.glob("tune-op/trials")).read_text())
+    if output_path(run_dir, tune_op, "trials") is not None:
+        trials = output_json(run_dir, tune_op, "trials")
         leaderboard = reports_dir / f"search-leaderboard-{tag}.md"
-        shutil.copyfile(next(run_dir.glob("tune-op/leaderboard")), leaderboard)
+        shutil.copyfile(output_path(run_dir, tune_op, "leaderboard"), leaderboard)
         states: dict[str, int] = {}
         for t in trials:
             states[t["state"]] = states.get(t["state"], 0) + 1
@@ -153,15 +150,15 @@ def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "referen
         best = max(succeeded, key=lambda t: t["value"]) if succeeded else {"params": {}}
         search = {"trials": len(trials), "states": states, "leaderboard": str(leaderboard),
                   "best_params": best["params"]}
-    record = json.loads(next(run_dir.glob("train-op/run_record")).read_text())
+    record = output_json(run_dir, train_op, "run_record")
     curve = reports_dir / f"training-curve-{record['run_id']}.html"
-    shutil.copyfile(next(run_dir.glob("train-op/curve")), curve)
-    card = json.loads(next(run_dir.glob("register-op/model")).read_text())
-    decision = json.loads(next(run_dir.glob("gate-op/decision")).read_text())
+    shutil.copyfile(output_path(run_dir, train_op, "curve"), curve)
+    card = output_json(run_dir, register_op, "model")
+    decision = output_json(run_dir, gate_op, "blessing")
     gate_md = reports_dir / f"gate-{tag}.md"
-    shutil.copyfile(next(run_dir.glob("gate-op/report")), gate_md)
-    deployment_files = list(run_dir.glob("**/canary-op/deployment"))
-    deployment = json.loads(deployment_files[0].read_text()) if deployment_files else None
+    shutil.copyfile(output_path(run_dir, gate_op, "report"), gate_md)
+    deployed = output_path(run_dir, canary_op, "deployment")  # None: the gate did not bless it
+    deployment = json.loads(deployed.read_text()) if deployed else None
     return {**data, **({"search": search} if search else {}),
             "train": {"run_id": record["run_id"], "best_epoch": record["best_epoch"],
                       "validation": record["metrics"]["validation"], "test": record["metrics"]["test"],
@@ -178,12 +175,12 @@ def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "referen
 
 
 def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, Any]:
-    ingest = json.loads(next(run_dir.glob("ingest-op/result")).read_text())
-    verdict = json.loads(next(run_dir.glob("report-op/verdict")).read_text())
+    ingest = output_json(run_dir, ingest_op, "result")
+    verdict = output_json(run_dir, report_op, "verdict")
     html = reports_dir / f"data-report-{tag}-{ingest['version']}.html"
-    shutil.copyfile(next(run_dir.glob("report-op/report")), html)
-    split = _read_metrics(run_dir / "split-op").get("counts", {})
-    features = _read_metrics(run_dir / "featurize-op").get("stats", {})
+    shutil.copyfile(output_path(run_dir, report_op, "report"), html)
+    split = output_metadata(run_dir, split_op, "counts")
+    features = output_metadata(run_dir, featurize_op, "stats")
     return {
         "ingest": {k: ingest[k] for k in ("dataset", "version", "parent", "new", "rows_read", "rows_accepted",
                                           "rows_quarantined", "rows_total", "quarantine_reasons",

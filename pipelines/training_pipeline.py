@@ -56,22 +56,25 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         deploy_config: dict = config["deploy"],
         reference_version: str = "",  # the data report's drift baseline ("": statistics only)
     ) -> str:
-        version = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
-                             report_config, reference_version=reference_version)
+        data = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
+                          report_config, reference_version=reference_version)
+        features = {name: data.features.outputs[name]
+                    for name in ("featurizer", "train_features", "validation_features", "test_features")}
+        test_split = data.splits.outputs["test"]
         run_id = f"{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
         tasks = []
         if search:
-            tuned = tune_op(backend=search_backend, store=store, dataset=dataset, version=version, config=config,
+            tuned = tune_op(backend=search_backend, store=store, featurizer=features["featurizer"], config=config,
                             run_id=run_id)
             tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
             tuned.set_display_name("search (Katib / Optuna)")
             tasks.append(tuned)
-            trained = train_op(store=store, dataset=dataset, version=version, config=config,
+            trained = train_op(store=store, **features, config=config,
                                best_params=tuned.outputs["best_params"], best_run_id=tuned.outputs["best_run_id"],
                                run_id=f"{run_id}-best")
             trained.set_display_name("train best configuration")
         else:
-            trained = train_op(store=store, dataset=dataset, version=version, config=config, best_params={},
+            trained = train_op(store=store, **features, config=config, best_params={},
                                best_run_id="", run_id=f"{run_id}-retrain")
             trained.set_display_name("retrain the champion's configuration")
         tasks.append(trained)
@@ -89,15 +92,15 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
         registered.set_display_name("register model (alias: candidate)")
         evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
-                                dataset=dataset, version=version, split_config=split_config)
+                                test=test_split)
         evaluated.set_display_name("evaluate candidate vs champion")
         gated = gate_op(store=store, model_name=model_name, evaluation=evaluated.outputs["evaluation"],
-                        gate_config=gate_config)
+                        test=test_split, gate_config=gate_config)
         gated.set_display_name("gate (thresholds, regressions, infra validation)")
         gated.set_caching_options(False)
         with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
             rollout = canary_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
-                                dataset=dataset, version=version, split_config=split_config,
+                                blessing=gated.outputs["blessing"], test=test_split,
                                 canary_config=canary_config, target=deploy_target, deploy_config=deploy_config)
             rollout.set_display_name("canary: analysis, promote or roll back")
             rollout.set_caching_options(False)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from components.evaluate.core import evaluate_candidate, expected_calibration_error
+from components.common.errors import GateFailed
+from components.evaluate.core import expected_calibration_error
+from components.evaluate.executor import evaluate_candidate
 from components.gate.config import GateConfig
-from components.gate.core import decide, gate_candidate, gate_markdown
+from components.gate.core import decide, gate_markdown, verify_blessing
+from components.gate.executor import gate_candidate
 from components.registry import core as registry
 from components.train.entrypoint import run_training
-from tests.training_data import ingest_corpus, small_config
+from tests.training_data import ingest_corpus, small_config, held_out_split
 
 
 def test_ece_of_perfectly_calibrated_and_overconfident_predictions():
@@ -39,15 +42,15 @@ def test_a_worse_candidate_is_stopped_at_the_gate_with_reasons(tmp_path, file_st
                        progress=False)
     bad_version = registry.register_run(file_store, "toy-model", bad, alias="candidate")["version"]
 
-    split = small_config().split.model_dump(mode="json")
-    evaluation = evaluate_candidate(file_store, "toy-model", bad_version, "toy", version, split)
+    test, described = held_out_split(file_store, "toy", version, small_config().split.model_dump(mode="json"))
+    evaluation = evaluate_candidate(file_store, "toy-model", bad_version, test, described)
     assert evaluation["champion"] and evaluation["rows"] == evaluation["candidate"]["rows"]
     assert evaluation["candidate"]["accuracy"] < evaluation["champion"]["accuracy"]
     assert set(evaluation["candidate"]["per_class"]) == {"ham", "spam"}
     assert len(evaluation["candidate"]["confusion_matrix"]) == 2
 
-    decision = gate_candidate(file_store, "toy-model", evaluation, GateConfig(min_accuracy=0.5, min_macro_f1=0.3,
-                                                                            max_ece=0.5))
+    decision = gate_candidate(file_store, "toy-model", evaluation, test, GateConfig(min_accuracy=0.5, min_macro_f1=0.3,
+                                                                                  max_ece=0.5))
     assert decision["decision"] == "NOT_BLESSED"
     assert any(r.startswith("accuracy_vs_champion") for r in decision["reasons"])
     assert decision["infra_validation"]["passed"]  # the server answered like offline: only quality failed
@@ -55,19 +58,15 @@ def test_a_worse_candidate_is_stopped_at_the_gate_with_reasons(tmp_path, file_st
 
     evaluation = evaluate_candidate(file_store, "toy-model", registry.resolve_version(file_store, "toy-model",
                                                                                       "champion"),
-                                    "toy", version, split)
+                                    test, described)
     assert evaluation["champion"] is None  # the champion against itself is not a comparison
 
 
 def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(own_two_versions):
-    from components.evaluate.core import evaluate_candidate
-    from components.gate.config import GateConfig
-    from components.gate.core import decide
-
     store, stable, cand, *_ = own_two_versions
     store.write_bytes(f"models/toy-model/{stable}/featurizer.json", b'{"format": 1}')  # an older, changed file
     dataset = store.read_json(f"models/toy-model/{cand}/model_card.json")["dataset"]
-    evaluation = evaluate_candidate(store, "toy-model", cand, dataset["name"], dataset["version"], {})
+    evaluation = evaluate_candidate(store, "toy-model", cand, *held_out_split(store, dataset["name"], dataset["version"]))
     assert evaluation["champion"] is None and evaluation["champion_unusable"]["version"] == stable
     assert "sha256" in evaluation["champion_unusable"]["reason"]
     lenient = GateConfig(min_accuracy=0, min_macro_f1=0, max_ece=1, on_unusable_champion="absolute_only")
@@ -80,3 +79,20 @@ def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(own
     allowed = decide(evaluation["candidate"], None, lenient, {"matching_share": 1.0, "passed": True},
                      evaluation["champion_unusable"])
     assert allowed["blessed"]
+
+
+def test_a_rollout_needs_the_gates_blessing_of_this_very_candidate():
+    blessing = decide({"accuracy": 0.95, "macro_f1": 0.94, "ece": 0.02, "batch64_latency_ms": 3.0}, None,
+                      GateConfig(require_infra_validation=False))
+    blessing = {**blessing, "model": "m", "candidate": "v1"}
+    verify_blessing(blessing, "m", "v1")  # BLESSED, and for this candidate: no error
+    with pytest.raises(GateFailed, match="the blessing is for m@v1, not m@v2"):
+        verify_blessing(blessing, "m", "v2")
+    with pytest.raises(GateFailed, match="the blessing is for m@v1, not other@v1"):
+        verify_blessing(blessing, "other", "v1")
+    refused = {**decide({"accuracy": 0.5, "macro_f1": 0.94, "ece": 0.02, "batch64_latency_ms": 3.0}, None,
+                        GateConfig(require_infra_validation=False)), "model": "m", "candidate": "v1"}
+    with pytest.raises(GateFailed, match=r"m@v1 is not blessed \(decision 'NOT_BLESSED', blessed False\): accuracy: 0.5 vs threshold 0.9"):
+        verify_blessing(refused, "m", "v1")
+    with pytest.raises(GateFailed, match=r"not blessed \(decision 'BLESSED', blessed False\)"):  # a tampered file: verdict and flag disagree
+        verify_blessing({**refused, "decision": "BLESSED"}, "m", "v1")

@@ -48,3 +48,15 @@ def small_config(**train) -> TrainingConfig:
     params = {"embed_dim": 16, "epochs": 4, "batch_size": 32, "lr": 0.05, "patience": 3, **train}
     cfg = apply_params(TrainingConfig(), params)
     return cfg.model_copy(update={"features": cfg.features.model_copy(update={"num_buckets": 4096})})
+
+
+def held_out_split(store, dataset: str, version: str, split: dict | None = None):
+    """The test split and its description, as the split step's artifact would carry them."""
+    from components.dataset import versioning as v
+    from components.split.config import SplitConfig
+    from components.split.core import split_table
+
+    cfg = SplitConfig.model_validate(split or {})
+    ref = v.resolve(store, dataset, version)
+    table = split_table(v.read_table(store, ref, columns=["doc_id", "text", "label", "source"]), cfg)["test"]
+    return table, {"dataset": dataset, "version": ref.version, "split": cfg.model_dump(mode="json")}

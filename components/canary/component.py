@@ -5,12 +5,14 @@ analysis and rollback, on one of two backends:
   kserve  the InferenceService is created or patched through the Kubernetes API, real traffic is
           measured through Prometheus, and the rollout state is kept on the InferenceService
           (so `kubectl conveyor canary status|pause|promote|rollback NAME` steer it meanwhile).
+It takes the gate's blessing and verifies it names this candidate and says BLESSED before any
+traffic moves; the replayed rows are the split step's test split.
 """
 
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Output
+from kfp.dsl import Artifact, Dataset, Input, Output
 
 from components.images import COMPONENT_IMAGE
 
@@ -20,9 +22,8 @@ def canary_op(
     store: str,
     model_name: str,
     candidate: str,
-    dataset: str,
-    version: str,
-    split_config: dict,
+    blessing: Input[Artifact],
+    test: Input[Dataset],
     canary_config: dict,
     deployment: Output[Artifact],
     target: str = "local",
@@ -32,21 +33,21 @@ def canary_op(
     from collections import namedtuple
 
     from components.canary.config import CanaryConfig
-    from components.canary.local import run_local_canary
+    from components.common.errors import InputError
     from components.common.storage import open_store
-    from components.dataset import versioning as v
+    from components.evaluate.executor import read_test_split
+    from components.gate.core import verify_blessing
     from components.registry.core import resolve_version
-    from components.split.config import SplitConfig
-    from components.split.core import split_table
 
+    if target not in ("local", "kserve"):
+        raise InputError(f"target must be 'local' or 'kserve', got {target!r}")
+    with open(blessing.path) as handle:
+        verify_blessing(json.load(handle), model_name, candidate)
     st = open_store(store)
     cfg = CanaryConfig.model_validate(canary_config)
-    if target not in ("local", "kserve"):
-        raise ValueError(f"target must be 'local' or 'kserve', got {target!r}")
 
     def test_rows() -> tuple[list, list]:
-        rows = split_table(v.read_table(st, v.resolve(st, dataset, version), columns=["doc_id", "text", "label"]),
-                           SplitConfig.model_validate(split_config))["test"]
+        rows = read_test_split(test.path)
         return rows.column("text").to_pylist(), rows.column("label").to_pylist()
 
     if target == "kserve":
@@ -59,6 +60,8 @@ def canary_op(
         record = run_cluster_rollout(st, deploy, cfg, model_name, candidate,
                                      replay_rows=test_rows() if cfg.cluster_replay_requests else None)
     else:
+        from components.canary.local import run_local_canary
+
         record = run_local_canary(st, model_name, candidate, *test_rows(), cfg)
     with open(deployment.path, "w") as handle:
         json.dump(record, handle, indent=2)

@@ -1,7 +1,8 @@
-"""KFP component: score the candidate and the current champion on the same test rows."""
+"""KFP component: score the candidate and the current champion on the same test rows: the test
+split the split step wrote."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Metrics, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Output
 
 from components.images import COMPONENT_IMAGE
 
@@ -11,9 +12,7 @@ def evaluate_op(
     store: str,
     model_name: str,
     candidate: str,
-    dataset: str,
-    version: str,
-    split_config: dict,
+    test: Input[Dataset],
     evaluation: Output[Artifact],
     confusion: Output[ClassificationMetrics],
     scalars: Output[Metrics],
@@ -21,9 +20,9 @@ def evaluate_op(
     import json
 
     from components.common.storage import open_store
-    from components.evaluate.core import evaluate_candidate
+    from components.evaluate.executor import evaluate_candidate, read_test_split
 
-    result = evaluate_candidate(open_store(store), model_name, candidate, dataset, version, split_config)
+    result = evaluate_candidate(open_store(store), model_name, candidate, read_test_split(test.path), test.metadata)
     with open(evaluation.path, "w") as handle:
         json.dump(result, handle, indent=2)
     cand = result["candidate"]

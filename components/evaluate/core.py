@@ -1,7 +1,8 @@
 """Test-set evaluation of a registered model: overall, per class, per slice, calibration, latency.
 
 Candidate and champion are scored on the same rows (the candidate's test split), so their
-numbers are directly comparable.
+numbers are directly comparable. Pure: models and tables in, metrics out (`executor.py` reads
+the store).
 """
 
 from __future__ import annotations
@@ -100,35 +101,3 @@ def evaluate(loaded, table: pa.Table, min_slice_rows: int = 30) -> dict[str, Any
             report["slices"][name] = {"accuracy": sub["accuracy"], "macro_f1": sub["macro_f1"], "rows": sub["rows"]}
     report["labels"] = names
     return report
-
-
-def evaluate_candidate(store, model_name: str, candidate: str, dataset: str, version: str,
-                       split_config: dict) -> dict[str, Any]:
-    """Candidate and current champion (if any) scored on the same rows: the candidate's test split."""
-    from components.common.errors import ConveyorError, NotFoundError
-    from components.dataset import versioning as v
-    from components.registry.core import load
-    from components.split.config import SplitConfig
-    from components.split.core import split_table
-
-    ref = v.resolve(store, dataset, version)
-    test = split_table(v.read_table(store, ref, columns=["doc_id", "text", "label", "source"]),
-                       SplitConfig.model_validate(split_config))["test"]
-    if test.num_rows == 0:
-        raise InputError(f"dataset {dataset}@{ref.version} has an empty test split: nothing to evaluate on")
-    cand = load(store, model_name, candidate)
-    result = {"dataset": {"name": dataset, "version": ref.version}, "rows": test.num_rows, "split": split_config,
-              "candidate": {"version": cand.card["version"], **evaluate(cand, test)}, "champion": None}
-    try:
-        champ = load(store, model_name, "champion")
-    except NotFoundError:
-        return result
-    except ConveyorError as exc:  # e.g. a model saved by an older, incompatible featurizer format
-        from components.registry.core import resolve_version
-
-        result["champion_unusable"] = {"version": resolve_version(store, model_name, "champion"),
-                                       "reason": exc.message}
-        return result
-    if champ.card["version"] != cand.card["version"]:
-        result["champion"] = {"version": champ.card["version"], **evaluate(champ, test)}
-    return result

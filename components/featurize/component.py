@@ -1,4 +1,5 @@
-"""KFP component: fit the featurizer on train, encode all splits."""
+"""KFP component: fit the featurizer on train, encode all splits; the encoding is also published to
+the store's feature cache, where the search trials and the train step read it."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
@@ -8,6 +9,7 @@ from components.images import COMPONENT_IMAGE
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def featurize_op(
+    store: str,
     train: Input[Dataset],
     validation: Input[Dataset],
     test: Input[Dataset],
@@ -18,15 +20,15 @@ def featurize_op(
     test_features: Output[Dataset],
     stats: Output[Metrics],
 ):
-    from components.featurize.core import featurize_files
+    from components.featurize.executor import featurize_split_files
 
-    fitted_on = {"dataset": train.metadata.get("dataset"), "version": train.metadata.get("version")}
-    result = featurize_files(
-        {"train": train.path, "validation": validation.path, "test": test.path}, features_config,
-        featurizer.path,
+    result = featurize_split_files(
+        store, {"train": train.path, "validation": validation.path, "test": test.path}, train.metadata,
+        features_config, featurizer.path,
         {"train": train_features.path, "validation": validation_features.path, "test": test_features.path},
-        fitted_on=fitted_on,
     )
-    for key, value in result.items():
+    for key, value in result.pop("stats").items():
         stats.log_metric(key, value)
-    featurizer.metadata.update(fitted_on)
+    # What the encoding was made from, read by the steps that take these artifacts.
+    for artifact in (featurizer, train_features, validation_features, test_features):
+        artifact.metadata.update(result)

@@ -234,66 +234,25 @@ def featurize_table(featurizer: Featurizer, table: pa.Table) -> pa.Table:
     }, schema=FEATURE_SCHEMA)
 
 
-def featurize_files(split_paths: dict[str, str], config: dict, featurizer_path: str,
-                    out_paths: dict[str, str], fitted_on: dict[str, Any] | None = None) -> dict[str, float]:
-    """Executor: fit on train, encode every split, write the featurizer JSON and feature Parquet."""
-    import pyarrow.parquet as pq
+SPLITS = ("train", "validation", "test")
 
-    cfg = FeaturesConfig.model_validate(config)
-    train = pq.read_table(split_paths["train"])
+
+def fit_and_encode(parts: dict[str, pa.Table], config: FeaturesConfig, fitted_on: dict[str, Any],
+                   ) -> tuple[Featurizer, dict[str, pa.Table]]:
+    """Fit on the train split only, then encode every split with that one featurizer."""
+    train = parts["train"]
     if train.num_rows == 0:
-        raise InputError("the training split is empty: nothing to fit the featurizer on")
-    featurizer = fit(train.column("text").combine_chunks(), train.column("label").combine_chunks(), cfg, fitted_on)
-    with open(featurizer_path, "wb") as handle:
-        handle.write(featurizer.dumps())
+        where = f"dataset {fitted_on.get('dataset')}@{fitted_on.get('version')}: " if fitted_on else ""
+        raise InputError(f"{where}the training split is empty: nothing to fit the featurizer on")
+    featurizer = fit(train.column("text").combine_chunks(), train.column("label").combine_chunks(), config,
+                     fitted_on)
+    return featurizer, {name: featurize_table(featurizer, parts[name]) for name in SPLITS}
+
+
+def feature_stats(featurizer: Featurizer, tables: dict[str, pa.Table]) -> dict[str, float]:
     stats: dict[str, float] = {"num_ids": float(featurizer.num_ids), "num_labels": float(len(featurizer.labels))}
-    for name, path in split_paths.items():
-        features = featurize_table(featurizer, pq.read_table(path))
-        pq.write_table(features, out_paths[name], compression="zstd")
+    for name, features in tables.items():
         lengths = pc.list_value_length(features.column("ids"))
         stats[f"{name}_rows"] = float(features.num_rows)
         stats[f"{name}_mean_ids"] = float(pc.mean(lengths).as_py() or 0.0)
     return stats
-
-
-def prepare_features(store, dataset: str, version: str, split_config: dict, features_config: dict,
-                     workdir: str | None = None) -> tuple[Featurizer, dict[str, pa.Table]]:
-    """Split + fit + encode a dataset version, cached in the store by what determines the result.
-
-    Search trials that share feature settings reuse one encoding instead of redoing it.
-    """
-    import tempfile
-
-    import pyarrow.parquet as pq
-
-    from components.common.hashing import sha256_of_value
-    from components.dataset import versioning as v
-    from components.split.config import SplitConfig
-    from components.split.core import split_table
-
-    split_cfg = SplitConfig.model_validate(split_config)
-    feat_cfg = FeaturesConfig.model_validate(features_config)
-    key = sha256_of_value({"dataset": dataset, "version": version, "split": split_cfg.model_dump(mode="json"),
-                           "features": feat_cfg.model_dump(mode="json"), "format": FORMAT})[:20]
-    prefix = f"cache/features/{dataset}/{key}"
-    names = ("train", "validation", "test")
-    if store.exists(f"{prefix}/done.json"):
-        featurizer = Featurizer.loads(store.read_bytes(f"{prefix}/featurizer.json"))
-        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            tables = {n: pq.read_table(store.local_copy(f"{prefix}/{n}.parquet", tmp)) for n in names}
-        return featurizer, tables
-    ref = v.resolve(store, dataset, version)
-    parts = split_table(v.read_table(store, ref), split_cfg)
-    if parts["train"].num_rows == 0:
-        raise InputError(f"dataset {dataset} version {ref.version}: the training split is empty")
-    featurizer = fit(parts["train"].column("text").combine_chunks(), parts["train"].column("label").combine_chunks(),
-                     feat_cfg, {"dataset": dataset, "version": ref.version})
-    tables = {n: featurize_table(featurizer, parts[n]) for n in names}
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        for n, table in tables.items():
-            path = f"{tmp}/{n}.parquet"
-            pq.write_table(table, path, compression="zstd")
-            store.upload(path, f"{prefix}/{n}.parquet")
-    store.write_bytes(f"{prefix}/featurizer.json", featurizer.dumps())
-    store.write_json(f"{prefix}/done.json", {"rows": {n: t.num_rows for n, t in tables.items()}})
-    return featurizer, tables

@@ -1,7 +1,8 @@
-"""KFP component: the quality gate. Writes the BLESSED/NOT_BLESSED decision with every check."""
+"""KFP component: the quality gate. Writes the blessing (BLESSED/NOT_BLESSED with every check), the
+artifact the canary step takes and verifies before it moves any traffic."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Markdown, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from components.images import COMPONENT_IMAGE
 
@@ -11,22 +12,27 @@ def gate_op(
     store: str,
     model_name: str,
     evaluation: Input[Artifact],
+    test: Input[Dataset],
     gate_config: dict,
-    decision: Output[Artifact],
+    blessing: Output[Artifact],
     report: Output[Markdown],
 ) -> bool:
     import json
 
     from components.common.storage import open_store
+    from components.evaluate.executor import read_test_split
     from components.gate.config import GateConfig
-    from components.gate.core import gate_candidate, gate_markdown
+    from components.gate.core import gate_markdown
+    from components.gate.executor import gate_candidate
 
     with open(evaluation.path) as handle:
         evaluated = json.load(handle)
-    result = gate_candidate(open_store(store), model_name, evaluated, GateConfig.model_validate(gate_config))
-    with open(decision.path, "w") as handle:
+    result = gate_candidate(open_store(store), model_name, evaluated, read_test_split(test.path),
+                            GateConfig.model_validate(gate_config))
+    with open(blessing.path, "w") as handle:
         json.dump(result, handle, indent=2)
-    decision.metadata.update({"blessed": result["blessed"], "candidate": result["candidate"]})
+    blessing.metadata.update({"decision": result["decision"], "blessed": result["blessed"], "model": model_name,
+                              "candidate": result["candidate"]})
     with open(report.path, "w") as handle:
         handle.write(gate_markdown(result))
     if not result["blessed"]:

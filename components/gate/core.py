@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.common.errors import GateFailed
 from components.gate.config import GateConfig
 
 
@@ -61,38 +62,16 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: G
                         f"{c['check']}: {c['value']:.4g} vs threshold {c['threshold']:.4g}" for c in failed]}
 
 
-def gate_candidate(store, model_name: str, evaluation: dict[str, Any], config: GateConfig,
-                   sample_rows: int = 32) -> dict[str, Any]:
-    """Infra validation (a real model server) plus every check; returns the decision artifact."""
-    infra = None
-    if config.require_infra_validation:
-        infra = infra_validate(store, model_name, evaluation, sample_rows)
-    decision = decide(evaluation["candidate"], evaluation["champion"], config, infra,
-                      evaluation.get("champion_unusable"))
-    return {**decision, "model": model_name, "candidate": evaluation["candidate"]["version"],
-            "champion": (evaluation["champion"] or {}).get("version"), "dataset": evaluation["dataset"],
-            "infra_validation": infra}
-
-
-def infra_validate(store, model_name: str, evaluation: dict[str, Any], sample_rows: int) -> dict[str, Any]:
-    import pyarrow as pa
-
-    from components.dataset import versioning as v
-    from components.evaluate.core import predict_proba
-    from components.registry.core import load
-    from components.serve.infra import validate_in_server
-    from components.split.config import SplitConfig
-    from components.split.core import split_table
-
-    version = evaluation["candidate"]["version"]
-    ref = v.resolve(store, evaluation["dataset"]["name"], evaluation["dataset"]["version"])
-    split = SplitConfig.model_validate(evaluation.get("split") or {})
-    rows = split_table(v.read_table(store, ref, columns=["doc_id", "text"]), split)["test"]
-    texts = rows.column("text").slice(0, sample_rows).to_pylist()
-    loaded = load(store, model_name, version)
-    probs, _ = predict_proba(loaded, pa.array(texts, pa.large_string()))
-    labels = [loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
-    return validate_in_server(f"{model_name}@{version}", store.uri, texts, labels, probs, version)
+def verify_blessing(blessing: dict[str, Any], model_name: str, candidate: str) -> None:
+    """What a rollout checks before it touches traffic: the gate blessed this very candidate of this
+    model (a blessing of another version, or a NOT_BLESSED one, stops it with GateFailed)."""
+    if blessing.get("model") != model_name or blessing.get("candidate") != candidate:
+        raise GateFailed(f"the blessing is for {blessing.get('model')}@{blessing.get('candidate')}, not "
+                         f"{model_name}@{candidate}: refusing to roll out a candidate the gate did not judge")
+    if blessing.get("decision") != "BLESSED" or blessing.get("blessed") is not True:
+        reasons = "; ".join(blessing.get("reasons") or []) or "no reasons recorded"
+        raise GateFailed(f"{model_name}@{candidate} is not blessed (decision {blessing.get('decision')!r}, blessed "
+                         f"{blessing.get('blessed')!r}): {reasons}")
 
 
 def gate_markdown(decision: dict[str, Any]) -> str:

@@ -1,9 +1,13 @@
-"""KFP component: hyperparameter search, on Katib (cluster) or Optuna (local), one spec for both."""
+"""KFP component: hyperparameter search, on Katib (cluster) or Optuna (local), one spec for both.
+
+It takes the featurize step's featurizer artifact: the dataset version comes from it, and every
+trial that keeps the step's feature settings reads the encoding the step published to the store's
+feature cache (trials run in their own pods, so they cannot read the step's artifact files)."""
 
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Markdown, Metrics, Output
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
 
 from components.images import COMPONENT_IMAGE
 
@@ -12,8 +16,7 @@ from components.images import COMPONENT_IMAGE
 def tune_op(
     backend: str,
     store: str,
-    dataset: str,
-    version: str,
+    featurizer: Input[Artifact],
     config: dict,
     run_id: str,
     trials: Output[Artifact],
@@ -25,6 +28,7 @@ def tune_op(
 
     from components.search.backends import run_search
 
+    dataset, version = featurizer.metadata["dataset"], featurizer.metadata["version"]
     result = run_search(backend, store, dataset, version, config, run_id)
     with open(trials.path, "w") as handle:
         json.dump(result["trials"], handle, indent=2)

@@ -17,11 +17,12 @@ def split_op(
     test: Output[Dataset],
     counts: Output[Metrics],
 ):
-    from components.split.core import split_version
+    from components.split.executor import split_version
 
-    rows = split_version(store, dataset, version, split_config,
-                         {"train": train.path, "validation": validation.path, "test": test.path})
-    for key, value in rows.items():
-        counts.log_metric(key, value)
-    for artifact in (train, validation, test):
-        artifact.metadata.update({"dataset": dataset, "version": version})
+    result = split_version(store, dataset, version, split_config,
+                           {"train": train.path, "validation": validation.path, "test": test.path})
+    for name, rows in result["rows"].items():
+        counts.log_metric(f"{name}_rows", rows)
+    for name, artifact in (("train", train), ("validation", validation), ("test", test)):
+        artifact.metadata.update({"dataset": dataset, "version": result["version"], "split": result["split"],
+                                  "part": name, "rows": result["rows"][name]})

@@ -40,18 +40,3 @@ def assign(doc_ids: pa.Array, config: SplitConfig) -> np.ndarray:
 def split_table(table: pa.Table, config: SplitConfig) -> dict[str, pa.Table]:
     codes = assign(table.column("doc_id").combine_chunks(), config)
     return {name: table.filter(pa.array(codes == i)) for i, name in enumerate(SPLITS)}
-
-
-def split_version(store_uri: str, dataset: str, version: str, config: dict, out_paths: dict[str, str]) -> dict:
-    """Executor: read a version from the store, write train/validation/test Parquet files."""
-    import pyarrow.parquet as pq
-
-    from components.common.storage import open_store
-    from components.dataset import versioning as v
-
-    store = open_store(store_uri)
-    ref = v.resolve(store, dataset, version)
-    parts = split_table(v.read_table(store, ref), SplitConfig.model_validate(config))
-    for name, table in parts.items():
-        pq.write_table(table, out_paths[name], compression="zstd")
-    return {f"{name}_rows": table.num_rows for name, table in parts.items()}

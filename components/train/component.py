@@ -1,7 +1,8 @@
-"""KFP component: one training run through the shared entrypoint (the same code as every trial)."""
+"""KFP component: one training run through the shared entrypoint (the same code as every trial),
+on the featurize step's artifacts when the chosen configuration kept their feature settings."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
 from components.images import TRAINING_IMAGE
 
@@ -9,8 +10,10 @@ from components.images import TRAINING_IMAGE
 @dsl.component(base_image=TRAINING_IMAGE, install_kfp_package=False)
 def train_op(
     store: str,
-    dataset: str,
-    version: str,
+    featurizer: Input[Artifact],
+    train_features: Input[Dataset],
+    validation_features: Input[Dataset],
+    test_features: Input[Dataset],
     config: dict,
     best_params: dict,
     best_run_id: str,
@@ -23,6 +26,7 @@ def train_op(
 
     from components.common.storage import open_store
     from components.config import config_from_dict
+    from components.featurize.executor import step_features
     from components.images import TRAINING_IMAGE as image
     from components.tracking.runs import read_run
     from components.train.config import TrainingConfig, apply_params
@@ -31,10 +35,15 @@ def train_op(
 
     run_config = config_from_dict(config)
     cfg = apply_params(TrainingConfig.of(run_config), best_params)
+    dataset, version = featurizer.metadata["dataset"], featurizer.metadata["version"]
     if run_config.best_trial == "keep" and best_run_id:  # a retrain without a search has no trial to keep
         record = read_run(open_store(store), best_run_id)  # the best trial's own model, as trained
     else:
-        record = run_training(open_store(store), dataset, version, cfg, run_id, image=image)
+        features = step_features(featurizer.metadata, cfg.split, cfg.features, featurizer.path, {
+            "train": train_features.path, "validation": validation_features.path, "test": test_features.path})
+        print("training on the featurize step's artifacts" if features else
+              "the chosen feature settings differ from the featurize step's: encoding them here")
+        record = run_training(open_store(store), dataset, version, cfg, run_id, image=image, features=features)
     with open(run_record.path, "w") as handle:
         json.dump(record, handle, indent=2)
     run_record.metadata.update({"run_id": record["run_id"], "run_key": record["run_key"]})

@@ -42,12 +42,15 @@ def parse_set(values: list[str]) -> dict[str, Any]:
 
 def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, run_id: str,
                  image: str | None = None, emit=print, progress: bool | None = None,
-                 stop_after_epoch: int | None = None) -> dict[str, Any]:
-    """Train one model and record it; returns the run record (also at runs/<run_id>.json)."""
+                 stop_after_epoch: int | None = None, features=None) -> dict[str, Any]:
+    """Train one model and record it; returns the run record (also at runs/<run_id>.json).
+
+    `features`: the (featurizer, split tables) the pipeline's featurize step made for exactly these
+    settings; without it the version is split and encoded here (or read from the feature cache)."""
     from components.common.layout import check_run_id, run_file_key
     from components.common.version import code_version
     from components.dataset import versioning as v
-    from components.featurize.core import prepare_features
+    from components.featurize.executor import prepare_features
     from components.tracking.runs import run_key, write_run
     from components.train.core import Checkpointer, classification_metrics, fit, predict_logits, state_dict_bytes
     from components.train.data import Bags
@@ -57,7 +60,8 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     started = time.perf_counter()
     ref = v.resolve(store, dataset, version)
     params = cfg.params()
-    featurizer, tables = prepare_features(store, dataset, ref.version, params["split"], params["features"])
+    featurizer, tables = features or prepare_features(store, dataset, ref.version, params["split"],
+                                                      params["features"])
     bags = {name: Bags.from_table(t) for name, t in tables.items()}
     if len(bags["validation"]) == 0:
         raise ConveyorError(f"dataset {dataset}@{ref.version}: the validation split is empty; early stopping "
