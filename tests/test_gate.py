@@ -12,7 +12,7 @@ from components.gate.core import decide, gate_markdown, verify_blessing
 from components.gate.executor import gate_candidate
 from components.registry import core as registry
 from components.train.entrypoint import run_training
-from tests.training_data import ingest_corpus, small_config, held_out_split
+from tests.training_data import held_out_split, ingest_corpus, small_config
 
 
 def test_ece_of_perfectly_calibrated_and_overconfident_predictions():
@@ -66,7 +66,8 @@ def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(own
     store, stable, cand, *_ = own_two_versions
     store.write_bytes(f"models/toy-model/{stable}/featurizer.json", b'{"format": 1}')  # an older, changed file
     dataset = store.read_json(f"models/toy-model/{cand}/model_card.json")["dataset"]
-    evaluation = evaluate_candidate(store, "toy-model", cand, *held_out_split(store, dataset["name"], dataset["version"]))
+    test, described = held_out_split(store, dataset["name"], dataset["version"])
+    evaluation = evaluate_candidate(store, "toy-model", cand, test, described)
     assert evaluation["champion"] is None and evaluation["champion_unusable"]["version"] == stable
     assert "sha256" in evaluation["champion_unusable"]["reason"]
     lenient = GateConfig(min_accuracy=0, min_macro_f1=0, max_ece=1, on_unusable_champion="absolute_only")
@@ -92,7 +93,9 @@ def test_a_rollout_needs_the_gates_blessing_of_this_very_candidate():
         verify_blessing(blessing, "other", "v1")
     refused = {**decide({"accuracy": 0.5, "macro_f1": 0.94, "ece": 0.02, "batch64_latency_ms": 3.0}, None,
                         GateConfig(require_infra_validation=False)), "model": "m", "candidate": "v1"}
-    with pytest.raises(GateFailed, match=r"m@v1 is not blessed \(decision 'NOT_BLESSED', blessed False\): accuracy: 0.5 vs threshold 0.9"):
+    with pytest.raises(GateFailed, match=r"m@v1 is not blessed \(decision 'NOT_BLESSED', blessed False\): "
+                                          r"accuracy: 0.5 vs threshold 0.9"):
         verify_blessing(refused, "m", "v1")
-    with pytest.raises(GateFailed, match=r"not blessed \(decision 'BLESSED', blessed False\)"):  # a tampered file: verdict and flag disagree
+    # a tampered file: the verdict and the flag disagree
+    with pytest.raises(GateFailed, match=r"not blessed \(decision 'BLESSED', blessed False\)"):
         verify_blessing({**refused, "decision": "BLESSED"}, "m", "v1")

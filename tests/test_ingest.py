@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from components.common.errors import InputError, NotFoundError
 from components.dataset import versioning as v
+from components.ingest.clean import KeyIndex
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.core import ingest
+from components.ingest.mime import email_to_text, html_to_text, looks_like_email
+from components.ingest.readers import sniff_format
 from tests.malformed import write_mail_folder, write_tabular_folder
 
 
@@ -204,3 +208,40 @@ def test_keyword_rule_order_survives_the_pipeline_parameter_encoding():
     struct.update(settings.model_dump(mode="json"))  # what a KFP dict parameter becomes
     back = SourceSettings.model_validate(json_format.MessageToDict(struct))
     assert [name for name, _ in back.source_keywords] == ["zebra", "apple"]
+
+
+def test_key_index_matches_a_python_set():
+    rng = np.random.default_rng(1)
+    index, seen = KeyIndex(), set()
+    for _ in range(30):
+        batch = rng.integers(0, 5000, size=200, dtype=np.uint64)
+        assert index.contains(batch).tolist() == [int(k) in seen for k in batch]
+        index.add(batch)
+        seen.update(int(k) for k in batch)
+    assert len(index.runs) < 10  # runs are merged, not one per batch
+    assert set(index.all_keys().tolist()) == seen
+
+
+def test_html_to_text_drops_scripts_and_keeps_structure():
+    text = html_to_text("<html><style>x{}</style><p>One&amp;Two</p><script>evil()</script><div>Three</div></html>")
+    assert text.split() == ["One&Two", "Three"]
+
+
+def test_email_subject_encoded_words_and_charset_supersets():
+    raw = b"Subject: =?iso-8859-1?q?caf=E9?=\nContent-Type: text/plain; charset=gb2312\n\n" + \
+        "中文 testing 碁".encode("gbk")  # 碁 is GBK, not GB2312: decoded through the superset
+    assert email_to_text(raw) == "café\n\n中文 testing 碁"
+
+
+@pytest.mark.parametrize("name, head, fmt", [
+    ("a.csv", b"text,label\n", "csv"), ("a.csv.gz", b"\x1f\x8b", "csv"), ("a.jsonl", b"{}", "jsonl"),
+    ("x", b'{"text": 1}', "jsonl"), ("a.parquet", b"PAR1", "parquet"), ("m.txt", b"From x\nSubject: y\n", "email"),
+    ("m.txt", b"Received: a\nSubject: b\n\nbody", "email"), ("n.txt", b"just some words", "text"),
+    ("img.png", b"\x89PNG\x00\x00", "unknown"),
+])
+def test_sniff_format(name, head, fmt):
+    assert sniff_format(name, head) == fmt
+
+
+def test_looks_like_email_rejects_prose_with_a_colon():
+    assert not looks_like_email(b"Note: this is prose.\nIt has a colon but no headers\n")

@@ -168,3 +168,18 @@ def test_conveyor_run_on_the_bundled_corpus():
     assert monitoring["decision"]["action"] == "retrain"
     assert retrain["name"] == "continuous training" and retrain["report"]["drift"]["dataset_drift"] is True
     assert retrain["canary"]["outcome"] in ("Promoted", "RolledBack") and retrain["canary"]["actions"]
+
+
+def test_task_outputs_are_read_by_the_names_the_components_declare(tmp_path):
+    from components.canary.component import canary_op
+    from components.gate.component import gate_op
+    from pipelines.task_outputs import output_json, output_path
+
+    with pytest.raises(KeyError, match=r"gate-op has no output 'decision' \(its outputs: \['Output', 'blessing', "
+                                       r"'report'\]\)"):
+        output_path(tmp_path, gate_op, "decision")
+    assert output_path(tmp_path, canary_op, "deployment") is None  # a step behind a false condition
+    task = tmp_path / "run-1" / "condition-1" / "canary-op"
+    task.mkdir(parents=True)
+    (task / "deployment").write_text('{"outcome": "Promoted"}')
+    assert output_json(tmp_path, canary_op, "deployment") == {"outcome": "Promoted"}
