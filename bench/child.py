@@ -55,7 +55,7 @@ def hash_floor(paths: list[str]) -> int:
 def ingest(paths: list[str], store_dir: str) -> int:
     from components.common.storage import FileStore
     from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.core import ingest as run
+    from components.ingest.executor import ingest as run
 
     shutil.rmtree(store_dir, ignore_errors=True)
     result = run(paths, "bench", FileStore(store_dir), SourceSettings(), CleaningConfig())
@@ -75,7 +75,7 @@ def main() -> None:
     import pyarrow.csv
     import pyarrow.parquet  # noqa: F401
 
-    import components.ingest.core  # noqa: F401
+    import components.ingest.executor  # noqa: F401
     started = time.perf_counter()
     if args.mode == "scan":
         rows = scan(args.paths, args.format)

@@ -14,7 +14,7 @@ import numpy as np
 
 from components.config import load_config
 from components.featurize.core import Featurizer
-from components.ingest.core import read_clean
+from components.ingest.executor import read_clean
 from components.monitor.drift import evidently_verdict, fast_verdict
 from components.monitor.features import NUMERICAL, encode, known_ids, text_features
 from pipelines.local_run import resolve_sources

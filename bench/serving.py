@@ -51,7 +51,7 @@ def _wait(port: int, path: str, timeout: float = 60) -> None:
 
 def bench_serving(work: Path, requests_per_level: int = 2000) -> dict:
     from bench.training import _prepare
-    from components.registry import core as registry
+    from components.registry import store as registry
     from components.serve.infra import ServerProcess, free_port
     from components.train.config import apply_params
     from components.train.entrypoint import run_training

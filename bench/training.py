@@ -51,7 +51,7 @@ def _hard_corpus(n: int, rng) -> list[dict]:
 def _prepare(work: Path, n: int, hard: bool = False):
     from components.common.storage import FileStore
     from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.core import ingest
+    from components.ingest.executor import ingest
     from components.train.config import TrainingConfig
 
     tag = f"{n}{'-hard' if hard else ''}"

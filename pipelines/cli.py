@@ -36,7 +36,7 @@ def _print_json(value) -> None:
 def cmd_data_ingest(args) -> int:
     from components.common.storage import open_store
     from components.common.version import code_version
-    from components.ingest.core import ingest
+    from components.ingest.executor import ingest
 
     cfg = _load(args)
     settings = cfg.data.source
@@ -81,7 +81,7 @@ def cmd_data_show(args) -> int:
 
 def cmd_data_report(args) -> int:
     from components.common.storage import open_store
-    from components.report.core import report_for_versions
+    from components.report.executor import report_for_versions
 
     cfg = _load(args)
     verdict = report_for_versions(open_store(args.store), args.name, args.version, args.reference,
@@ -136,7 +136,7 @@ def cmd_runs_compare(args) -> int:
 
 def cmd_models_list(args) -> int:
     from components.common.storage import open_store
-    from components.registry.core import aliases, list_versions
+    from components.registry.store import aliases, list_versions
 
     store = open_store(args.store)
     by_version: dict[str, list[str]] = {}
@@ -151,7 +151,7 @@ def cmd_models_list(args) -> int:
 
 def cmd_models_show(args) -> int:
     from components.common.storage import open_store
-    from components.registry.core import load
+    from components.registry.store import load
 
     loaded = load(open_store(args.store), args.name, args.ref)  # verifies every file's sha256
     sys.stdout.write(json.dumps(loaded.card, indent=2) + "\n")
@@ -175,7 +175,7 @@ def cmd_serve(args) -> int:
 
     model_dir = None
     if os.path.isdir(args.model):  # a version folder, e.g. /mnt/models from KServe's storage initializer
-        from components.registry.core import dir_card
+        from components.registry.store import dir_card
 
         model_name = dir_card(args.model)["name"]
         store, name, ref, model_dir = args.store or os.environ.get("CONVEYOR_STORE"), model_name, "", args.model
@@ -201,7 +201,7 @@ def cmd_monitor(args) -> int:
     from components.common.storage import open_store
     from components.config import load_config
     from components.monitor import trigger
-    from components.monitor.core import monitor_window
+    from components.monitor.executor import monitor_window
 
     cfg = load_config(args.config)
     model = args.model or cfg.model_name

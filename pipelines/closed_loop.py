@@ -13,9 +13,9 @@ from components.config import ConveyorConfig
 
 def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print) -> dict[str, Any]:
     from components.common.layout import inference_log_prefix
-    from components.ingest.core import read_clean
-    from components.monitor.core import write_feedback
-    from components.registry.core import resolve_version
+    from components.ingest.executor import read_clean
+    from components.monitor.executor import write_feedback
+    from components.registry.store import resolve_version
     from components.serve.infra import KeepAliveClient, ServerProcess
 
     started = time.monotonic()

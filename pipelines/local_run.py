@@ -282,7 +282,7 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
     """Serve -> replay production -> monitor -> (retrain -> gate -> canary) or ingest only."""
     from components.common.errors import NotFoundError
     from components.monitor.submit import retrain_config
-    from components.registry.core import resolve_version
+    from components.registry.store import resolve_version
     from pipelines.closed_loop import replay_production
     from pipelines.monitoring_pipeline import build_monitoring_pipeline
     from pipelines.training_pipeline import build_training_pipeline

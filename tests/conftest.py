@@ -71,7 +71,7 @@ def own_two_versions(two_versions, tmp_path):
     """two_versions in a private copy of its store, champion = stable: for tests that write logs or
     damage files, so nothing leaks into the shared store."""
     from components.common.storage import FileStore
-    from components.registry.core import set_alias
+    from components.registry.store import set_alias
 
     src, stable, *rest = two_versions
     store = FileStore(str(tmp_path / "own-store"))

@@ -6,7 +6,7 @@ import pytest
 
 from components.canary.analysis import Check, RoleMetrics, advance, histogram_quantile, js_distance, run_checks, start
 from components.canary.config import CanaryConfig
-from components.registry import core as registry
+from components.registry import store as registry
 
 FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
                     max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1,

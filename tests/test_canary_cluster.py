@@ -130,7 +130,7 @@ def test_deploy_waits_for_reconcile_and_times_out_with_the_reason():
 
 def test_pipeline_rollout_step_first_deployment_moves_the_champion(two_versions):
     from components.canary.cluster import run_cluster_rollout
-    from components.registry.core import resolve_version, set_alias
+    from components.registry.store import resolve_version, set_alias
 
     store, stable, cand, *_ = two_versions
     api = StandInApi()
@@ -247,7 +247,7 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
     through the service URL, promote or roll back, champion alias and record."""
     from components.canary.cluster import run_cluster_rollout
     from components.canary.prometheus import PrometheusMetricsSource
-    from components.registry.core import resolve_version, set_alias
+    from components.registry.store import resolve_version, set_alias
     from components.serve.infra import ServerProcess
 
     store, stable, cand, texts, labels = two_versions

@@ -10,7 +10,7 @@ from components.evaluate.executor import evaluate_candidate
 from components.gate.config import GateConfig
 from components.gate.core import decide, gate_markdown, verify_blessing
 from components.gate.executor import gate_candidate
-from components.registry import core as registry
+from components.registry import store as registry
 from components.train.entrypoint import run_training
 from tests.training_data import held_out_split, ingest_corpus, small_config
 

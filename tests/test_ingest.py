@@ -13,7 +13,7 @@ from components.common.errors import InputError, NotFoundError
 from components.dataset import versioning as v
 from components.ingest.clean import KeyIndex
 from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.core import ingest
+from components.ingest.executor import ingest
 from components.ingest.mime import email_to_text, html_to_text, looks_like_email
 from components.ingest.readers import sniff_format
 from tests.malformed import write_mail_folder, write_tabular_folder
@@ -180,7 +180,7 @@ def test_s3_source_and_s3_store(tmp_path, s3_store):
 
 def test_collections_cut_by_topic_quarantine_the_rest_as_not_selected(tmp_path, file_store):
     from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.core import ingest
+    from components.ingest.executor import ingest
 
     path = tmp_path / "mixed.csv"
     path.write_text("text,label\nflight delayed again,neg\nbrady deflated the balls,neg\n"

@@ -39,10 +39,29 @@ def test_core_modules_never_import_frameworks():
     assert offenders == []
 
 
-def test_every_stage_has_a_thin_component_over_a_pure_core():
-    for stage in ("ingest", "report", "split", "featurize", "train", "search", "registry"):
-        assert any((ROOT / "components" / stage / name).exists() for name in ("core.py", "spec.py"))
+# Every stage's shape (docs/architecture.md): config -> pure core -> executor (store I/O) -> component.
+SHAPE = {
+    "ingest": ("config.py", "clean.py", "executor.py"),
+    "report": ("config.py", "core.py", "executor.py"),
+    "split": ("config.py", "core.py", "executor.py"),
+    "featurize": ("config.py", "core.py", "executor.py"),
+    "train": ("config.py", "core.py", "entrypoint.py"),
+    "search": ("spec.py", "spec.py", "backends.py"),
+    "registry": (None, "store.py", "store.py"),
+    "evaluate": (None, "core.py", "executor.py"),
+    "gate": ("config.py", "core.py", "executor.py"),
+    "canary": ("config.py", "analysis.py", "rollout.py"),
+    "monitor": ("config.py", "drift.py", "executor.py"),
+}
+
+
+def test_every_stage_has_its_config_core_executor_and_a_thin_component():
+    for stage, files in SHAPE.items():
+        for name in files:
+            assert name is None or (ROOT / "components" / stage / name).exists(), f"{stage}/{name}"
         component = (ROOT / "components" / stage / "component.py").read_text()
         assert "@dsl.component(base_image=COMPONENT_IMAGE" in component or (
             stage == "train" and "@dsl.component(base_image=TRAINING_IMAGE" in component)
-        assert len(component.splitlines()) < 60, f"{stage}/component.py should stay a thin wrapper"
+        assert len(component.splitlines()) < 80, f"{stage}/component.py should stay a thin wrapper"
+    stages = {p.parent.name for p in (ROOT / "components").glob("*/component.py")}
+    assert stages == set(SHAPE), f"stages without a described shape: {sorted(stages - set(SHAPE))}"

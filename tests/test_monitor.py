@@ -98,8 +98,8 @@ def _log(store, loaded, texts, at: dt.datetime, request_prefix: str):
 
 
 def test_monitor_window_on_logged_predictions(own_two_versions):
-    from components.monitor.core import monitor_window, write_feedback
-    from components.registry.core import load
+    from components.monitor.executor import monitor_window, write_feedback
+    from components.registry.store import load
     from tests.training_data import corpus
 
     store, *_ = own_two_versions  # a copy, so the logs do not leak into other tests
@@ -171,7 +171,7 @@ class _KfpStandIn:
 def test_submit_retraining_passes_new_data_and_champion_params_once(two_versions):
     from components.common.errors import ClusterError
     from components.monitor.submit import submit_retraining
-    from components.registry.core import load_card
+    from components.registry.store import load_card
 
     store, *_ = two_versions
     client = _KfpStandIn()

@@ -105,7 +105,7 @@ def test_unsafe_server_options_are_refused_at_start(two_versions, argv, env, exp
 
 
 def test_the_model_repository_needs_its_token_and_drains_then_reloads(own_two_versions, monkeypatch):
-    from components.registry.core import set_alias
+    from components.registry.store import set_alias
 
     store, stable, candidate, *_ = own_two_versions
     monkeypatch.setenv("CONVEYOR_MODEL_REPOSITORY_TOKEN", TOKEN)

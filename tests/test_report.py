@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 
 from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.core import ingest
+from components.ingest.executor import ingest
 from components.report.config import ReportConfig
-from components.report.core import report_for_versions
+from components.report.executor import report_for_versions
 
 
 def _jsonl(path, rows):

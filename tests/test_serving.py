@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components.registry import core as registry
+from components.registry import store as registry
 from components.serve.infra import ServerProcess, http_json, validate_in_server
 from tests.training_data import ingest_corpus, train_and_register
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components.common.errors import IntegrityError
-from components.registry import core as registry
+from components.registry import store as registry
 from components.tracking.runs import read_run
 from components.train.entrypoint import run_training
 from tests.training_data import ingest_corpus, small_config

@@ -6,7 +6,7 @@ import json
 import random
 
 from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.core import ingest
+from components.ingest.executor import ingest
 from components.train.config import TrainingConfig, apply_params
 
 SPAM_WORDS = ["free", "winner", "prize", "cash", "offer", "click", "urgent", "credit", "viagra", "lottery"]
@@ -37,7 +37,7 @@ def ingest_corpus(tmp_path, store, dataset: str = "toy", n: int = 600) -> str:
 def train_and_register(store, version: str, run_id: str, model: str = "toy-model", alias: str | None = "candidate",
                        **train) -> dict:
     """Train a small model on the toy dataset and register it; returns the model card."""
-    from components.registry.core import register_run
+    from components.registry.store import register_run
     from components.train.entrypoint import run_training
 
     record = run_training(store, "toy", version, small_config(**train), run_id, emit=lambda _l: None, progress=False)

@@ -273,7 +273,7 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     With `cfg.cluster_replay_requests` and `replay_rows` (texts, labels), labelled rows are sent
     through the InferenceService's URL every interval for the accuracy check."""
     from components.deploy.cluster import KubernetesInferenceServiceApi
-    from components.registry.core import set_alias
+    from components.registry.store import set_alias
 
     started = now()
     api = api or KubernetesInferenceServiceApi()

@@ -37,7 +37,7 @@ def canary_op(
     from components.common.storage import open_store
     from components.evaluate.executor import read_test_split
     from components.gate.core import verify_blessing
-    from components.registry.core import resolve_version
+    from components.registry.store import resolve_version
 
     if target not in ("local", "kserve"):
         raise InputError(f"target must be 'local' or 'kserve', got {target!r}")

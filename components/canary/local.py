@@ -18,7 +18,7 @@ from components.canary.config import CanaryConfig
 from components.canary.rollout import run_rollout
 from components.common.errors import NotFoundError
 from components.common.layout import deployment_record_key
-from components.registry.core import resolve_version, set_alias
+from components.registry.store import resolve_version, set_alias
 from components.serve.infra import ServerProcess, http_json
 
 

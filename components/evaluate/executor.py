@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import Store
 from components.evaluate.core import evaluate
-from components.registry.core import load, resolve_version
+from components.registry.store import load, resolve_version
 
 COLUMNS = ["doc_id", "text", "label", "source"]
 

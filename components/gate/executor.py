@@ -11,7 +11,7 @@ from components.common.storage import Store
 from components.evaluate.core import predict_proba
 from components.gate.config import GateConfig
 from components.gate.core import decide
-from components.registry.core import load
+from components.registry.store import load
 from components.serve.infra import validate_in_server
 
 

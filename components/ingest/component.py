@@ -1,4 +1,4 @@
-"""KFP component: ingest + clean + version. Binds parameters to `components.ingest.core.ingest`."""
+"""KFP component: ingest + clean + version. Binds parameters to `components.ingest.executor.ingest`."""
 
 from typing import NamedTuple
 
@@ -25,7 +25,7 @@ def ingest_op(
     from components.common.storage import open_store
     from components.common.version import code_version
     from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.core import ingest
+    from components.ingest.executor import ingest
 
     outcome = ingest(list(sources), dataset, open_store(store), SourceSettings.model_validate(source_settings),
                      CleaningConfig.model_validate(cleaning), parent=None if parent == "none" else parent,

@@ -26,7 +26,7 @@ def monitor_op(
     from components.common.storage import open_store
     from components.monitor import trigger
     from components.monitor.config import MonitorConfig
-    from components.monitor.core import monitor_window
+    from components.monitor.executor import monitor_window
     from components.split.config import SplitConfig
 
     st, cfg = open_store(store), MonitorConfig.model_validate(monitor_config)

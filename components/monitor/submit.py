@@ -13,7 +13,7 @@ from components.common.errors import ClusterError
 
 def retrain_config(store, model: str, config: dict[str, Any]) -> dict[str, Any]:
     """The pipeline config with the champion's own training parameters (a retrain, not a search)."""
-    from components.registry.core import load_card
+    from components.registry.store import load_card
     from components.train.config import TrainingConfig
 
     card = load_card(store, model, "champion")

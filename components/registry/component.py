@@ -20,7 +20,7 @@ def register_op(
     from collections import namedtuple
 
     from components.common.storage import open_store
-    from components.registry.core import register_run
+    from components.registry.store import register_run
 
     with open(run_record.path) as handle:
         record = json.load(handle)

@@ -21,7 +21,7 @@ def report_op(
 
     from components.common.storage import open_store
     from components.report.config import ReportConfig
-    from components.report.core import report_for_versions
+    from components.report.executor import report_for_versions
 
     result = report_for_versions(open_store(store), dataset, version, reference_version or None,
                                  ReportConfig.model_validate(report_config), html_path=report.path)

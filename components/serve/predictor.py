@@ -62,11 +62,11 @@ class ConveyorModel(Model):
         import torch
 
         from components.common.storage import open_store
-        from components.registry.core import load
+        from components.registry.store import load
 
         torch.set_num_threads(1)
         if self.model_dir:  # KServe's storage initializer copied the version folder here
-            from components.registry.core import load_dir
+            from components.registry.store import load_dir
 
             self.loaded = load_dir(self.model_dir)  # verifies sha256 of every file
             self.model_name = self.loaded.card["name"]

@@ -173,7 +173,7 @@ def test_helm_test_hook_runs_in_its_image_against_the_predictor_image(images, mo
 
 
 def test_monitoring_cronjob_runs_in_its_image(images, s3_prefix, s3_secret, tmp_path):
-    from components.registry.core import set_alias
+    from components.registry.store import set_alias
     from tests.training_data import ingest_corpus, train_and_register
 
     store = s3_prefix

@@ -133,7 +133,7 @@ def test_training_pipeline_tasks_run_in_their_images(images, docker_runner, s3_p
     from kfp import components
 
     from components.config import load_config
-    from components.registry.core import aliases
+    from components.registry.store import aliases
 
     compiled = COMPILED / "conveyor-training.yaml"
     assert _task_images(compiled) == {images["component"]["image"], images["training"]["image"]}

@@ -83,7 +83,7 @@ def reference_texts(store, card: dict[str, Any], split: SplitConfig, rows: int, 
 
 def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, now: dt.datetime | None = None,
                    html_report: bool = True) -> tuple[dict[str, Any], str]:
-    from components.registry.core import load
+    from components.registry.store import load
 
     now = now or dt.datetime.now(dt.UTC)
     start = now - dt.timedelta(hours=cfg.window_hours)
