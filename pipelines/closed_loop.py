@@ -4,20 +4,22 @@ as traffic, and the batch's labels delivered afterwards as delayed ground truth.
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from components.common.errors import ConveyorError
+from components.common.layout import inference_log_prefix
 from components.config import ConveyorConfig
+from components.ingest.executor import read_clean
+from components.monitor.executor import write_feedback
+from components.registry.store import resolve_version
+from components.serve.infra import KeepAliveClient, ServerProcess
 
 
 def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print) -> dict[str, Any]:
-    from components.common.layout import inference_log_prefix
-    from components.ingest.executor import read_clean
-    from components.monitor.executor import write_feedback
-    from components.registry.store import resolve_version
-    from components.serve.infra import KeepAliveClient, ServerProcess
-
     started = time.monotonic()
     batch, quarantined = read_clean(sources, cfg.data.settings_for("production"), cfg.cleaning)
     texts, labels = batch.column("text").to_pylist(), batch.column("label").to_pylist()
@@ -55,9 +57,5 @@ def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print)
 
 
 def _logged_rows(store, prefix: str) -> int:
-    import io
-
-    import pyarrow.parquet as pq
-
     return sum(pq.read_metadata(io.BytesIO(store.read_bytes(k))).num_rows for k in store.list(prefix)
                if k.endswith(".parquet"))

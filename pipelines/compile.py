@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import os
 
+import yaml
 from kfp import compiler
 
 from components.config import load_config
+from components.deploy.isvc import build_inference_service
+from components.monitor.alerts import prometheus_rule, rule_groups
+from components.search.katib import build_experiment, validate_experiment
+from components.search.spec import parse_spec
 from pipelines.data_pipeline import build_data_pipeline
 
 
 def pipelines_for(config_path: str | None = None) -> dict:
+    # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
     from pipelines.monitoring_pipeline import build_monitoring_pipeline
+
+    # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
     from pipelines.training_pipeline import build_training_pipeline
 
     cfg = load_config(config_path)
@@ -22,9 +30,7 @@ def pipelines_for(config_path: str | None = None) -> dict:
 
 def write_alert_rules(out_dir: str, config_path: str | None = None) -> dict[str, str]:
     """Prometheus alerting rules: a plain rule file (promtool check rules) and a PrometheusRule."""
-    import yaml
 
-    from components.monitor.alerts import prometheus_rule, rule_groups
 
     cfg = load_config(config_path)
     plain = os.path.join(out_dir, "prometheus-rules.yaml")
@@ -41,10 +47,8 @@ def write_alert_rules(out_dir: str, config_path: str | None = None) -> dict[str,
 
 def write_experiment(out_dir: str, config_path: str | None = None) -> str:
     """The Katib Experiment the default config launches, for review or `kubectl apply -f`."""
-    import yaml
 
-    from components.search.katib import build_experiment, validate_experiment
-    from components.search.spec import parse_spec
+    # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
     from pipelines.data_pipeline import CLUSTER_STORE
 
     cfg = load_config(config_path)
@@ -63,9 +67,7 @@ def write_experiment(out_dir: str, config_path: str | None = None) -> str:
 def write_inference_services(out_dir: str, config_path: str | None = None) -> dict[str, str]:
     """The InferenceService at a 10% canary step, for both KServe modes (reviewable examples: the
     versions `STABLE` and `CANDIDATE` stand for registry versions)."""
-    import yaml
 
-    from components.deploy.isvc import build_inference_service
 
     cfg = load_config(config_path)
     written = {}
@@ -90,6 +92,7 @@ def compile_all(out_dir: str = "dist", k8s: bool = False, config_path: str | Non
         compiler.Compiler().compile(pipeline, path)
         written[name] = path
         if k8s:
+            # lazy: kfp loads in ~1 s; only pipeline code needs it
             from kfp.compiler.compiler_utils import KubernetesManifestOptions
 
             k8s_path = os.path.join(out_dir, f"{name}.k8s.yaml")

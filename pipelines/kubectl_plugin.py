@@ -18,7 +18,11 @@ import json
 import sys
 from collections.abc import Callable
 
+from components.canary.cluster import CanaryController, format_status, read_config, status_report
+from components.canary.prometheus import PrometheusMetricsSource
 from components.common.entry import run_main
+from components.config import load_config
+from components.deploy.cluster import KubernetesInferenceServiceApi
 
 VERB_HELP = {
     "status": "show the traffic split, revisions, rollout phase and the last analysis",
@@ -50,6 +54,7 @@ def _namespace(args) -> str:
     if args.namespace:
         return args.namespace
     try:
+        # lazy: cluster SDK, only on the cluster path
         from kubernetes import config
 
         _, active = config.list_kube_config_contexts()
@@ -59,9 +64,6 @@ def _namespace(args) -> str:
 
 
 def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None) -> int:
-    from components.canary.cluster import CanaryController, format_status, read_config, status_report
-    from components.deploy.cluster import KubernetesInferenceServiceApi
-
     api = api or KubernetesInferenceServiceApi(context=args.context)
     ctl = CanaryController(api, args.name, _namespace(args), log=lambda m: sys.stderr.write(m + "\n"))
     if args.verb == "status":
@@ -69,12 +71,10 @@ def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None)
         sys.stdout.write((json.dumps(report, indent=2) if args.output == "json" else format_status(report)) + "\n")
         return 0
     if args.verb == "analyze":
-        from components.canary.prometheus import PrometheusMetricsSource
 
         obj = ctl.get()
         cfg = read_config(obj)
         if args.config:
-            from components.config import load_config
 
             cfg = load_config(args.config).canary
         if args.prometheus:

@@ -17,21 +17,33 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kfp import local
+
 from components.canary.component import canary_op
+from components.common import errors
 from components.common.config import PROJECT_ROOT
-from components.common.errors import ConveyorError, InputError
+from components.common.entry import read_failure
+from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import open_store
 from components.config import ConveyorConfig, load_config
 from components.featurize.component import featurize_op
 from components.gate.component import gate_op
 from components.ingest.component import ingest_op
 from components.monitor.component import monitor_op
+from components.monitor.submit import retrain_config
 from components.registry.component import register_op
+from components.registry.store import resolve_version
 from components.report.component import report_op
 from components.search.component import tune_op
+from components.search.spec import parse_spec
 from components.split.component import split_op
 from components.train.component import train_op
+from pipelines.closed_loop import replay_production
+from pipelines.data_pipeline import build_data_pipeline
+from pipelines.monitoring_pipeline import build_monitoring_pipeline
+from pipelines.s3server import EmbeddedS3
 from pipelines.task_outputs import output_json, output_metadata, output_path
+from pipelines.training_pipeline import build_training_pipeline
 
 
 def resolve_sources(sources: list[str]) -> list[str]:
@@ -73,8 +85,6 @@ def _captured_output(log_path: Path):
 
 def _failure_from_log(log_path: Path, step: str) -> ConveyorError:
     """The failed component's own error, from the structured line it ended with (entry.failure_line)."""
-    from components.common import errors
-    from components.common.entry import read_failure
 
     found = read_failure(log_path.read_text(errors="replace"))
     if found:
@@ -93,8 +103,6 @@ class LocalPipelineRun:
     """Runs a pipeline function under kfp.local and collects what its tasks produced."""
 
     def __init__(self, workdir: Path):
-        from kfp import local
-
         self.workdir = workdir
         self.pipeline_root = workdir / "kfp"
         self.pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -194,10 +202,8 @@ def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, 
 
 def run_local(config_path: str | None = None, store: str | None = None, workdir: str = ".conveyor/runs",
               progress=None) -> dict[str, Any]:
-    from components.search.spec import parse_spec
-    from pipelines.data_pipeline import build_data_pipeline
-    from pipelines.s3server import EmbeddedS3
-    from pipelines.training_pipeline import build_training_pipeline
+
+
 
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg: ConveyorConfig = load_config(config_path)
@@ -268,7 +274,6 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
 def _version_production(cfg: ConveyorConfig, store: str, production: list[str], runner: LocalPipelineRun,
                         reports: Path, ref_version: str) -> dict[str, Any]:
     """The production batch as a new version (data pipeline only), drift reported vs the reference."""
-    from pipelines.data_pipeline import build_data_pipeline
 
     settings = cfg.data.settings_for("production").model_dump(mode="json", exclude_none=True)
     run_dir = runner.run("production data pipeline", build_data_pipeline(cfg, store=store), sources=production,
@@ -280,12 +285,8 @@ def _version_production(cfg: ConveyorConfig, store: str, production: list[str], 
 def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: dict[str, Any],
                  runner: LocalPipelineRun, run_dir: Path, progress) -> list[dict[str, Any]]:
     """Serve -> replay production -> monitor -> (retrain -> gate -> canary) or ingest only."""
-    from components.common.errors import NotFoundError
-    from components.monitor.submit import retrain_config
-    from components.registry.store import resolve_version
-    from pipelines.closed_loop import replay_production
-    from pipelines.monitoring_pipeline import build_monitoring_pipeline
-    from pipelines.training_pipeline import build_training_pipeline
+
+
 
     steps = []
     reports = run_dir / "reports"

@@ -99,6 +99,7 @@ class EmbeddedS3:
         return self
 
     def _wait_ready(self) -> None:
+        # lazy: only the S3 backend needs it
         from minio import Minio
 
         client = Minio(f"127.0.0.1:{self.port}", access_key=self.access_key, secret_key=self.secret_key,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 from components.canary.config import CanaryConfig
@@ -127,7 +128,6 @@ def accuracy_drop_lower_bound(stable_correct: float, stable_n: float, canary_cor
                               confidence: float) -> float:
     """One-sided lower confidence bound of (stable accuracy - canary accuracy): Newcombe's hybrid
     score interval (1998, method 10), sound near 0 and 1 where accuracies live."""
-    from statistics import NormalDist
 
     z = NormalDist().inv_cdf(confidence)
     p1, p2 = stable_correct / stable_n, canary_correct / canary_n

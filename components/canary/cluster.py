@@ -26,10 +26,17 @@ from typing import Any
 
 from components.canary.analysis import CanaryState
 from components.canary.config import CanaryConfig
+from components.canary.prometheus import PrometheusMetricsSource
 from components.canary.rollout import now, run_rollout
 from components.common.errors import ClusterError, ConfigError
 from components.common.layout import deployment_record_key
-from components.deploy.cluster import InferenceServiceApi, checked_patch, wait_reconciled
+from components.deploy.cluster import (
+    InferenceServiceApi,
+    KubernetesInferenceServiceApi,
+    apply_inference_service,
+    checked_patch,
+    wait_reconciled,
+)
 from components.deploy.config import DeployConfig
 from components.deploy.isvc import MODE_ANNOTATION, build_inference_service, storage_uri
 
@@ -156,7 +163,6 @@ class CanaryController:
         if obj is None or not stable:
             manifest = build_inference_service(deploy_cfg, model, candidate)
             manifest["metadata"]["annotations"][STATE] = state_annotation(CanaryState(weight=100, phase="Promoted"))
-            from components.deploy.cluster import apply_inference_service
 
             obj = apply_inference_service(self.api, manifest, self.ready_timeout_s, log=self.log)
             self.api.event(obj, "CanaryPromoted", f"first deployment of {model} {candidate}: takes 100%")
@@ -175,7 +181,6 @@ class CanaryController:
         state = CanaryState(weight=cfg.step_weights[0], step=0, phase="Progressing")
         manifest["metadata"]["annotations"][STATE] = state_annotation(state)
         manifest["metadata"]["annotations"][CONFIG] = cfg.model_dump_json()
-        from components.deploy.cluster import apply_inference_service
 
         obj = apply_inference_service(self.api, manifest, self.ready_timeout_s, log=self.log)
         self.api.event(obj, "CanaryStarted", f"canary {candidate} vs stable {stable} at {state.weight}%")
@@ -272,7 +277,10 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     move the registry's champion alias on promotion, and store a deployment record.
     With `cfg.cluster_replay_requests` and `replay_rows` (texts, labels), labelled rows are sent
     through the InferenceService's URL every interval for the accuracy check."""
-    from components.deploy.cluster import KubernetesInferenceServiceApi
+
+    # lazy: `kubectl conveyor` imports this module for every verb; only a rollout needs the registry
+    # (pyarrow) and the labelled replay (numpy)
+    from components.canary.replay import LabelledReplay
     from components.registry.store import set_alias
 
     started = now()
@@ -283,11 +291,9 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     replay = None
     if state and state.phase == "Progressing":
         if source is None:
-            from components.canary.prometheus import PrometheusMetricsSource
 
             source = PrometheusMetricsSource(cfg.prometheus, model, cfg.interval_s)
         if cfg.cluster_replay_requests and replay_rows:
-            from components.canary.replay import LabelledReplay
 
             url = (obj.get("status") or {}).get("url")
             if not url:

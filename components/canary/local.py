@@ -24,6 +24,7 @@ from components.serve.infra import ServerProcess, http_json
 
 def scrape(url: str, model: str, timeout: float = 3.0) -> dict[str, Any] | None:
     """Totals of our counters for `model` from a Prometheus text endpoint (None when unreachable)."""
+    # lazy: only the metrics path needs it
     from prometheus_client.parser import text_string_to_metric_families
 
     try:

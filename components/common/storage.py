@@ -10,6 +10,7 @@ S3 settings come from the standard variables `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -207,7 +208,10 @@ class S3Store(Store):
                          "InvalidToken", "ExpiredToken"}
 
     def __init__(self, bucket: str, prefix: str = ""):
+        # lazy: only the S3 backend needs it
         import urllib3
+
+        # lazy: only the S3 backend needs it
         from minio import Minio
 
         self.bucket = bucket
@@ -229,6 +233,7 @@ class S3Store(Store):
         return f"{self.prefix}/{key}" if self.prefix and key else (self.prefix or key)
 
     def _error(self, exc: Exception, key: str) -> StoreError:
+        # lazy: only the S3 backend needs it
         from minio.error import S3Error
 
         where = self.url(key)
@@ -246,7 +251,10 @@ class S3Store(Store):
         return StoreError(f"{where}: object store unreachable at {self.endpoint} ({reason})")
 
     def _call(self, key: str, fn, *args, **kwargs):
+        # lazy: only the S3 backend needs it
         from minio.error import MinioException, S3Error
+
+        # lazy: only the S3 backend needs it
         from urllib3.exceptions import HTTPError
 
         try:
@@ -266,12 +274,11 @@ class S3Store(Store):
         return self._call(key, get)
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        import io
-
         # A single PUT is atomic in S3: the object appears whole or not at all.
         self._call(key, self.client.put_object, self.bucket, self._key(key), io.BytesIO(data), len(data))
 
     def exists(self, key: str) -> bool:
+        # lazy: only the S3 backend needs it
         from minio.error import S3Error
 
         if not key or key.endswith("/"):
@@ -303,6 +310,7 @@ class S3Store(Store):
         self._call(key, self.client.fget_object, self.bucket, self._key(key), local_path)
 
     def delete(self, key: str) -> None:
+        # lazy: only the S3 backend needs it
         from minio.deleteobjects import DeleteObject
 
         keys = self.list(key.rstrip("/") + "/") if not self.exists(key) else [key]

@@ -7,6 +7,7 @@ import operator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 ACCEPTED_SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -78,7 +79,6 @@ def keys_from_doc_ids(doc_ids: pa.Array) -> np.ndarray:
 
 def label_mix(labels: pa.Array) -> np.ndarray:
     """A 64-bit hash of each row's label (hashed once per distinct label), for content digests."""
-    import pyarrow.compute as pc
 
     encoded = pc.dictionary_encode(labels.cast(pa.string()))
     per_label = np.array([int.from_bytes(hashlib.sha256(str(x).encode()).digest()[:8], "big")

@@ -14,6 +14,7 @@ parent (parts are immutable and checksummed, so sharing them is safe and copies 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.common.errors import IntegrityError, NotFoundError
-from components.common.hashing import sha256_of_value
+from components.common.hashing import sha256_of_file, sha256_of_value
 from components.common.layout import dataset_prefix, latest_key, manifest_key, version_prefix
 from components.common.storage import Store
 from components.dataset.schema import ACCEPTED_SCHEMA, ContentDigest, content_keys, keys_from_doc_ids
@@ -89,14 +90,12 @@ def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
 def read_parts(store: Store, ref: VersionRef, columns: list[str] | None = None, verify: bool = True,
                workdir: str | None = None):
     """Yield each part of a version as an Arrow table (checksums verified by default)."""
-    import tempfile
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for part in ref.parts:
             key = f"{dataset_prefix(ref.dataset)}/{part['path']}"
             local = store.local_copy(key, tmp)
             if verify:
-                from components.common.hashing import sha256_of_file
 
                 actual = sha256_of_file(local)
                 if actual != part["sha256"]:

@@ -113,7 +113,10 @@ def apply_inference_service(api: InferenceServiceApi, manifest: dict[str, Any], 
 def call_api(what: str, fn, *args, **kwargs):
     """One Kubernetes client call; its failures as a ClusterError naming the call and the status
     (with the API server's message, e.g. which RBAC permission is missing) - never a traceback."""
+    # lazy: cluster SDK, only on the cluster path
     from kubernetes.client.exceptions import ApiException
+
+    # lazy: urllib3 comes with the kubernetes client; only the cluster path needs it
     from urllib3.exceptions import HTTPError
 
     try:
@@ -136,6 +139,7 @@ class KubernetesInferenceServiceApi:
     """InferenceServiceApi over the Kubernetes API (in-cluster config, else the current kubeconfig)."""
 
     def __init__(self, context: str | None = None):
+        # lazy: cluster SDK, only on the cluster path
         from kubernetes import client, config
 
         try:
@@ -171,6 +175,7 @@ class KubernetesInferenceServiceApi:
                           GROUP, VERSION, namespace, PLURAL, name, patch)
 
     def watch(self, name, namespace, timeout_s):
+        # lazy: cluster SDK, only on the cluster path
         from kubernetes import watch
 
         stream = watch.Watch().stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
@@ -180,6 +185,7 @@ class KubernetesInferenceServiceApi:
                 yield event["object"]
 
     def event(self, obj, reason, message, type_="Normal"):
+        # lazy: cluster SDK, only on the cluster path
         from kubernetes import client
 
         meta = obj["metadata"]

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.common.admission import validate_inference_service as kserve_webhook
 from components.common.errors import SpecError
+from components.common.sdkvalidate import ManifestError, model_lookup, validate
 from components.deploy.config import DeployConfig
+from components.serve import kserve_sdk
 
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 # KServe's default name for the model server container; the CRD requires `model.name` under
@@ -102,17 +105,15 @@ def build_inference_service(cfg: DeployConfig, model_name: str, stable: str, can
 def validate_inference_service(manifest: dict[str, Any], old: dict[str, Any] | None = None) -> None:
     """Every field must exist in the kserve SDK models (pod fields in the Kubernetes models), and
     KServe's validating webhook must accept it (an update also against the `old` object)."""
+    # lazy: cluster SDK, only on the cluster path
     import kubernetes.client as k8s
 
-    from components.serve import kserve_sdk
 
     kserve = kserve_sdk.load()
-    from components.common.sdkvalidate import ManifestError, model_lookup, validate
 
     try:
         validate(manifest, "V1beta1InferenceService", model_lookup(kserve, k8s))
     except ManifestError as exc:
         raise SpecError(f"InferenceService: {exc}") from exc
-    from components.common.admission import validate_inference_service as kserve_webhook
 
     kserve_webhook(manifest, old)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
@@ -313,6 +314,4 @@ def source_selector(settings: SourceSettings):
 
 
 def _regex_escape(word: str) -> str:
-    import re
-
     return re.escape(word)

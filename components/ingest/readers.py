@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -494,8 +495,6 @@ def _error_batch(sf: SourceFile, reason: str, detail: str) -> pa.RecordBatch:
 
 
 def _map_labels(label: pa.Array, mapping: dict[str, str]) -> pa.Array:
-    import pyarrow.compute as pc
-
     keys = pa.array(list(mapping), pa.string())
     values = pa.array(list(mapping.values()), pa.string())
     idx = pc.index_in(label, value_set=keys)
@@ -516,8 +515,6 @@ def _as_binary(column: pa.Array, name: str) -> tuple[pa.Array, tuple[pa.Array, s
 
 
 def _as_label(column: pa.Array, name: str) -> tuple[pa.Array, tuple[pa.Array, str] | None]:
-    import pyarrow.compute as pc
-
     t = column.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return column.cast(pa.string()), None
@@ -541,8 +538,6 @@ def _as_label(column: pa.Array, name: str) -> tuple[pa.Array, tuple[pa.Array, st
 
 
 def _merge_errors(text_err, label_err, n: int) -> tuple[pa.Array | None, pa.Array | None]:
-    import pyarrow.compute as pc
-
     if text_err is None and label_err is None:
         return None, None
     errors = pa.nulls(n, pa.string())

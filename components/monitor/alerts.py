@@ -5,6 +5,7 @@ PrometheusRule for the Prometheus operator."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from components.canary.config import CanaryConfig
@@ -56,8 +57,8 @@ def prometheus_rule(model: str, monitor: MonitorConfig, canary: CanaryConfig, na
 
 def verdict_metrics(verdict: dict[str, Any], decision: dict[str, Any]):
     """The verdict as gauges in a fresh registry (for a Pushgateway)."""
-    import time
 
+    # lazy: only the metrics path needs it
     from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
@@ -83,6 +84,7 @@ def verdict_metrics(verdict: dict[str, Any], decision: dict[str, Any]):
 
 
 def push(url: str, verdict: dict[str, Any], decision: dict[str, Any]) -> None:
+    # lazy: only the metrics path needs it
     from prometheus_client import push_to_gateway
 
     push_to_gateway(url, job="conveyor-monitor", registry=verdict_metrics(verdict, decision),

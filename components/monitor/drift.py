@@ -16,10 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from components.report.core import drift_columns, snapshot_html
+
 MIN_REFERENCE = 1001  # at or below 1000 rows Evidently switches to KS / chi-square tests
 
 
 def wasserstein_normed(reference: np.ndarray, current: np.ndarray) -> float:
+    # lazy: scipy loads slowly; only this check needs it
     from scipy import stats
 
     norm = max(float(np.std(reference)), 0.001)
@@ -27,6 +30,7 @@ def wasserstein_normed(reference: np.ndarray, current: np.ndarray) -> float:
 
 
 def js_shares(reference: np.ndarray, current: np.ndarray) -> float:
+    # lazy: scipy loads slowly; only this check needs it
     from scipy.spatial import distance
 
     keys, inverse = np.unique(np.concatenate([reference, current]), return_inverse=True)
@@ -37,6 +41,7 @@ def js_shares(reference: np.ndarray, current: np.ndarray) -> float:
 
 def js_histograms(reference: np.ndarray, current: np.ndarray) -> float:
     """Jensen-Shannon distance of two histograms given as counts (e.g. token hash buckets)."""
+    # lazy: scipy loads slowly; only this check needs it
     from scipy.spatial import distance
 
     r, c = reference.sum(), current.sum()
@@ -81,11 +86,15 @@ def evidently_verdict(reference: dict[str, np.ndarray], current: dict[str, np.nd
                       drift_share: float = 0.5, html: bool = False) -> tuple[dict[str, Any], str | None]:
     """Evidently's DataDriftPreset on the same columns: the report users read, and the yardstick
     the fast verdict is checked against (tests, bench)."""
+    # lazy: pandas loads slowly; only Evidently's input needs it
     import pandas as pd
+
+    # lazy: Evidently loads in seconds; only its report needs it
     from evidently import DataDefinition, Dataset, Report
+
+    # lazy: Evidently loads in seconds; only its report needs it
     from evidently.presets import DataDriftPreset
 
-    from components.report.core import drift_columns, snapshot_html
 
     numerical = [c for c, k in kinds.items() if k == "numerical"]
     categorical = [c for c, k in kinds.items() if k != "numerical"]

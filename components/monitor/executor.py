@@ -24,10 +24,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.common.layout import feedback_key, feedback_prefix, inference_log_prefix
+from components.dataset import versioning as v
 from components.monitor.config import MonitorConfig
-from components.monitor.drift import fast_verdict, js_histograms
+from components.monitor.drift import evidently_verdict, fast_verdict, js_histograms
 from components.monitor.features import NUMERICAL, encode, known_ids, summary, text_features
+from components.registry.store import load
+from components.serve.logging_sink import LOG_SCHEMA
 from components.split.config import SplitConfig
+from components.split.core import split_table
 
 
 def read_window(store, model: str, version: str, start: dt.datetime, end: dt.datetime) -> pa.Table:
@@ -40,7 +44,6 @@ def read_window(store, model: str, version: str, start: dt.datetime, end: dt.dat
         if day in days and key.endswith(".parquet"):
             tables.append(pq.read_table(io.BytesIO(store.read_bytes(key))))
     if not tables:
-        from components.serve.logging_sink import LOG_SCHEMA
 
         return LOG_SCHEMA.empty_table()
     table = pa.concat_tables(tables)
@@ -69,8 +72,6 @@ def read_feedback(store, model: str) -> pa.Table:
 
 def reference_texts(store, card: dict[str, Any], split: SplitConfig, rows: int, seed: int = 0) -> list[str]:
     """A sample of the champion's own training split (what it learned from)."""
-    from components.dataset import versioning as v
-    from components.split.core import split_table
 
     ds = card["dataset"]
     ref = v.resolve(store, ds["name"], ds["version"])
@@ -83,7 +84,6 @@ def reference_texts(store, card: dict[str, Any], split: SplitConfig, rows: int, 
 
 def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, now: dt.datetime | None = None,
                    html_report: bool = True) -> tuple[dict[str, Any], str]:
-    from components.registry.store import load
 
     now = now or dt.datetime.now(dt.UTC)
     start = now - dt.timedelta(hours=cfg.window_hours)
@@ -151,8 +151,6 @@ def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, no
 
 
 def _evidently_page(reference: dict[str, np.ndarray], current: dict[str, np.ndarray], cfg: MonitorConfig) -> str:
-    from components.monitor.drift import evidently_verdict
-
     rng = np.random.default_rng(0)
 
     def sample(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -9,12 +9,13 @@ import json
 from typing import Any
 
 from components.common.errors import ClusterError
+from components.monitor.trigger import history
+from components.registry.store import load_card
+from components.train.config import TrainingConfig
 
 
 def retrain_config(store, model: str, config: dict[str, Any]) -> dict[str, Any]:
     """The pipeline config with the champion's own training parameters (a retrain, not a search)."""
-    from components.registry.store import load_card
-    from components.train.config import TrainingConfig
 
     card = load_card(store, model, "champion")
     merged = json.loads(json.dumps(config))
@@ -29,7 +30,6 @@ def retrain_config(store, model: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def submit_retraining(store, model: str, sources: list[str], kfp_host: str, pipeline_name: str, experiment: str,
                       config: dict[str, Any], client=None) -> str:
-    from components.monitor.trigger import history
 
     decisions = [d for d in history(store, model) if d.get("action") == "retrain"]
     if not decisions:
@@ -37,6 +37,7 @@ def submit_retraining(store, model: str, sources: list[str], kfp_host: str, pipe
     key = hashlib.sha256(json.dumps(decisions[-1], sort_keys=True, default=str).encode()).hexdigest()[:10]
     run_name = f"retrain-{model}-{key}"
     if client is None:
+        # lazy: kfp loads in ~1 s; only pipeline code needs it
         import kfp
 
         client = kfp.Client(host=kfp_host or None)

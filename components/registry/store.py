@@ -8,10 +8,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from components.common.errors import InputError, IntegrityError, NotFoundError
 from components.common.hashing import sha256_hex
@@ -24,6 +30,7 @@ from components.common.layout import (
     run_file_key,
 )
 from components.common.storage import Store
+from components.featurize.core import Featurizer
 
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 FILES = ("weights.pt", "featurizer.json")
@@ -80,8 +87,7 @@ class LoadedModel:
     def predict_proba(self, texts):
         """Class probabilities (n, classes) for a pyarrow array or list of texts: featurize, forward,
         softmax. The one scoring path for evaluation, infra validation and serving."""
-        import numpy as np
-        import pyarrow as pa
+        # lazy: torch loads in ~1 s; only this path needs it
         import torch
 
         if not isinstance(texts, pa.Array):
@@ -108,8 +114,6 @@ def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
 
 def dir_card(path: str) -> dict[str, Any]:
     """The model card of a version folder (what KServe's storage initializer puts in /mnt/models)."""
-    import json
-    import os
 
     try:
         with open(os.path.join(path, "model_card.json"), encoding="utf-8") as handle:
@@ -120,7 +124,6 @@ def dir_card(path: str) -> dict[str, Any]:
 
 def load_dir(path: str) -> LoadedModel:
     """A version copied to a local folder, verified against its own model card the same way."""
-    import os
 
     card = dir_card(path)
 
@@ -132,9 +135,10 @@ def load_dir(path: str) -> LoadedModel:
 
 
 def _verified(card: dict[str, Any], read, where) -> LoadedModel:
+    # lazy: torch loads in ~1 s; only this path needs it
     import torch
 
-    from components.featurize.core import Featurizer
+    # lazy: imports torch at load
     from components.train.models import build_from_params
 
     blobs = {}
@@ -154,7 +158,6 @@ def _verified(card: dict[str, Any], read, where) -> LoadedModel:
 
 def register_run(store: Store, name: str, record: dict[str, Any], alias: str | None = "candidate") -> dict[str, Any]:
     """Register the model a training run wrote (verifying its bytes against the run record)."""
-    import datetime as dt
 
     weights = store.read_bytes(run_file_key(record["run_id"], "model/weights.pt"))
     featurizer = store.read_bytes(run_file_key(record["run_id"], "model/featurizer.json"))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -97,7 +99,10 @@ def drift_columns(snapshot) -> tuple[dict[str, dict[str, Any]], float]:
 
 def drift(current: pa.Table, reference: pa.Table, config: ReportConfig) -> tuple[dict[str, Any], Any]:
     """Evidently DataDriftPreset on descriptors; returns (verdict, snapshot)."""
+    # lazy: Evidently loads in seconds; only its report needs it
     from evidently import DataDefinition, Dataset, Report
+
+    # lazy: Evidently loads in seconds; only its report needs it
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
     columns_used = NUMERIC + DRIFT_CATEGORICAL
@@ -137,8 +142,6 @@ def build_report(table: pa.Table, manifest: dict[str, Any], reference: pa.Table 
 
 def snapshot_html(snapshot) -> str:
     """An Evidently snapshot as one self-contained HTML page."""
-    import os
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "evidently.html")

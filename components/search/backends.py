@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -11,6 +12,9 @@ import yaml
 
 from components.common.config import ClusterConfig, validate_section
 from components.common.errors import ConfigError
+from components.search.katib import build_experiment, validate_experiment
+from components.search.katib_launcher import KubernetesExperimentApi, launch
+from components.search.local import LocalSearch
 from components.search.spec import SearchSpec, parse_spec
 from components.train.config import TrainingConfig
 
@@ -70,7 +74,6 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
     cluster = validate_section(ClusterConfig, config.get("cluster") or {}, "cluster")
     TrainingConfig.of(config)
     if backend == "local":
-        from components.search.local import LocalSearch
 
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "config.yaml")
@@ -82,10 +85,7 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
                 "best_run_id": result.best_run_id, "trials": rows, "seconds": result.seconds,
                 "leaderboard": leaderboard_markdown(spec, rows, result.best_run_id)}
 
-    import time
 
-    from components.search.katib import build_experiment, validate_experiment
-    from components.search.katib_launcher import KubernetesExperimentApi, launch
 
     started = time.monotonic()
     manifest = build_experiment(spec, run_id=run_id, dataset=dataset, version=version, store=store,

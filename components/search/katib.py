@@ -11,8 +11,11 @@ import json
 import re
 from typing import Any
 
+from components.common.admission import validate_experiment as katib_webhook
 from components.common.config import ClusterConfig
+from components.common.errors import SpecError
 from components.common.hashing import sha256_of_value
+from components.common.sdkvalidate import ManifestError, model_lookup, validate
 from components.images import TRAINING_IMAGE
 from components.search.spec import SearchSpec
 from components.train.config import TrainingConfig
@@ -46,6 +49,7 @@ def spec_hash(spec: SearchSpec, dataset: str, version: str, image: str,
 
 
 def _feasible_space(p):
+    # lazy: cluster SDK, only on the cluster path
     from kubeflow.katib import V1beta1FeasibleSpace
 
     if p.type in ("double", "int"):
@@ -71,6 +75,7 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
 
     `config` is the run's config (a dict as the pipeline passes it); each trial gets its training
     sections inline (`--config-json`) and the sampled parameters on top (`--set`)."""
+    # lazy: cluster SDK, only on the cluster path
     from kubeflow.katib import (
         V1beta1AlgorithmSetting,
         V1beta1AlgorithmSpec,
@@ -86,6 +91,8 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
         V1beta1TrialParameterSpec,
         V1beta1TrialTemplate,
     )
+
+    # lazy: cluster SDK, only on the cluster path
     from kubernetes.client import ApiClient, V1ObjectMeta
 
     image = cluster.image or TRAINING_IMAGE
@@ -147,6 +154,7 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
 
 
 def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restart: str, container_name: str):
+    # lazy: cluster SDK, only on the cluster path
     from kubernetes.client import (
         V1Capabilities,
         V1Container,
@@ -185,6 +193,7 @@ def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restar
 
 
 def _trial_spec(kind: str, image: str, command: list[str], cluster: ClusterConfig) -> dict[str, Any]:
+    # lazy: cluster SDK, only on the cluster path
     from kubernetes.client import ApiClient, V1Job, V1JobSpec
 
     if kind == "Job":
@@ -204,11 +213,12 @@ def validate_experiment(manifest: dict[str, Any]) -> None:
 
     Raises SpecError naming the path of the first unknown or mistyped field.
     """
+    # lazy: cluster SDK, only on the cluster path
     import kubeflow.katib as katib_models
+
+    # lazy: cluster SDK, only on the cluster path
     import kubernetes.client as k8s_models
 
-    from components.common.errors import SpecError
-    from components.common.sdkvalidate import ManifestError, model_lookup, validate
 
     lookup = model_lookup(katib_models, k8s_models)
 
@@ -232,6 +242,5 @@ def validate_experiment(manifest: dict[str, Any]) -> None:
     for field_name in ("apiVersion", "kind", "metadata", "spec"):
         if field_name not in manifest:
             raise SpecError(f"Katib Experiment: missing {field_name}")
-    from components.common.admission import validate_experiment as katib_webhook
 
     katib_webhook(manifest)  # Katib's own validating webhook, and the training operator's for PyTorchJob

@@ -9,7 +9,9 @@ Parallel trials x GPUs per trial is checked against a quota before anything is c
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +19,8 @@ from typing import Any, Protocol
 
 from components.common.config import ClusterConfig
 from components.common.errors import ClusterError, SearchFailed, SpecError
-from components.search.katib import SPEC_HASH_ANNOTATION
+from components.deploy.cluster import call_api
+from components.search.katib import SPEC_HASH_ANNOTATION, katib_parameter_name
 from components.search.spec import SearchSpec
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
@@ -37,6 +40,7 @@ class KubernetesExperimentApi:
     """ExperimentApi over the Kubernetes API (in-cluster config, else the current kubeconfig)."""
 
     def __init__(self):
+        # lazy: cluster SDK, only on the cluster path
         from kubernetes import client, config
 
         try:
@@ -46,8 +50,6 @@ class KubernetesExperimentApi:
         self.api = client.CustomObjectsApi()
 
     def get(self, name, namespace):
-        from components.deploy.cluster import call_api
-
         try:
             return call_api(f"get Experiment {namespace}/{name}", self.api.get_namespaced_custom_object, GROUP,
                             VERSION, namespace, PLURAL, name)
@@ -57,15 +59,11 @@ class KubernetesExperimentApi:
             raise
 
     def create(self, manifest):
-        from components.deploy.cluster import call_api
-
         ns = manifest["metadata"]["namespace"]
         return call_api(f"create Experiment {ns}/{manifest['metadata']['name']}",
                         self.api.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, manifest)
 
     def delete(self, name, namespace):
-        from components.deploy.cluster import call_api
-
         try:
             call_api(f"delete Experiment {namespace}/{name}", self.api.delete_namespaced_custom_object, GROUP,
                      VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
@@ -74,6 +72,7 @@ class KubernetesExperimentApi:
                 raise
 
     def watch(self, name, namespace, timeout_s):
+        # lazy: cluster SDK, only on the cluster path
         from kubernetes import watch
 
         deadline = time.monotonic() + timeout_s
@@ -85,8 +84,6 @@ class KubernetesExperimentApi:
                 yield event["object"]
 
     def list_trials(self, name, namespace):
-        from components.deploy.cluster import call_api
-
         found = call_api(f"list Trials of {namespace}/{name}", self.api.list_namespaced_custom_object, GROUP,
                          VERSION, namespace, "trials", label_selector=f"katib.kubeflow.org/experiment={name}")
         return found.get("items", [])
@@ -179,7 +176,6 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
             raise SearchFailed(f"experiment {namespace}/{name} failed: {reason}: {message}")
         optimal = final.get("status", {}).get("currentOptimalTrial", {}) or {}
         assignments = {a["name"]: _typed(a["value"]) for a in optimal.get("parameterAssignments", []) or []}
-        from components.search.katib import katib_parameter_name
 
         by_katib = {katib_parameter_name(p.name): p.name for p in spec.parameters}
         best_params = {by_katib.get(k, k): v for k, v in assignments.items()}
@@ -204,8 +200,6 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
 
 
 def _age_s(obj: dict[str, Any] | None) -> float:
-    import datetime as dt
-
     created = (obj or {}).get("metadata", {}).get("creationTimestamp")
     if not created:
         return 0.0
@@ -225,6 +219,4 @@ def _trial_state(trial: dict[str, Any]) -> str:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()

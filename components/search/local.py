@@ -9,6 +9,7 @@ stopped, and the best finished trial wins.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -32,6 +33,7 @@ def parse_metric_line(line: str) -> dict[str, float]:
 
 
 def make_sampler(spec: SearchSpec):
+    # lazy: only the local search backend needs it
     import optuna
 
     if spec.algorithm == "random":
@@ -50,6 +52,7 @@ def make_sampler(spec: SearchSpec):
 
 
 def make_pruner(spec: SearchSpec):
+    # lazy: only the local search backend needs it
     import optuna
 
     if spec.early_stopping.algorithm == "medianstop":
@@ -59,6 +62,7 @@ def make_pruner(spec: SearchSpec):
 
 
 def distributions(spec: SearchSpec) -> dict[str, Any]:
+    # lazy: only the local search backend needs it
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     out = {}
@@ -118,6 +122,7 @@ class LocalSearch:
         return cmd
 
     def _run_trial(self, study, dists) -> TrialRow | None:
+        # lazy: only the local search backend needs it
         import optuna
 
         with self._lock:
@@ -192,6 +197,7 @@ class LocalSearch:
         return row
 
     def run(self) -> SearchResult:
+        # lazy: only the local search backend needs it
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -233,6 +239,4 @@ class LocalSearch:
 
 
 def _product(grid: dict[str, list[Any]]):
-    import itertools
-
     return itertools.product(*grid.values())

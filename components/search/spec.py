@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.common.errors import SpecError
@@ -105,7 +106,6 @@ class SearchSpec(_Strict):
 
     def grid(self) -> dict[str, list[Any]]:
         """Every value of every parameter, for grid search."""
-        import numpy as np
 
         out: dict[str, list[Any]] = {}
         for p in self.parameters:

@@ -3,6 +3,7 @@ v1 and v2 requests exactly as the offline model does on the same rows."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -48,8 +49,6 @@ class KeepAliveClient:
     connection per request would triple the cost)."""
 
     def __init__(self, port: int, timeout: float = 30):
-        import http.client
-
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
     def post(self, path: str, body: dict) -> tuple[int, dict]:

@@ -19,6 +19,7 @@ def load() -> ModuleType:
     saved = sys.argv
     sys.argv = saved[:1]  # kserve's options keep their defaults; ours are parsed by our own CLI
     try:
+        # lazy: kserve loads in seconds; only serving needs it
         import kserve
     finally:
         sys.argv = saved

@@ -11,6 +11,8 @@ classes, labelled with model version and role (stable/canary).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 import uuid
@@ -18,7 +20,11 @@ import uuid
 import numpy as np
 import pyarrow as pa
 
+from components.common.errors import InputError
+from components.common.storage import open_store
+from components.registry.store import load, load_dir
 from components.serve import kserve_sdk
+from components.serve.logging_sink import InferenceLogger
 
 kserve_sdk.load()  # before any `from kserve import`: kserve parses sys.argv on first import
 from kserve import Model  # noqa: E402
@@ -59,14 +65,12 @@ class ConveyorModel(Model):
         self.unloaded_on_request = False  # drained through the model repository: live, not ready
 
     def load(self) -> bool:
+        # lazy: torch loads in ~1 s; only this path needs it
         import torch
 
-        from components.common.storage import open_store
-        from components.registry.store import load
 
         torch.set_num_threads(1)
         if self.model_dir:  # KServe's storage initializer copied the version folder here
-            from components.registry.store import load_dir
 
             self.loaded = load_dir(self.model_dir)  # verifies sha256 of every file
             self.model_name = self.loaded.card["name"]
@@ -76,7 +80,6 @@ class ConveyorModel(Model):
             self.loaded = load(store, self.model_name, self.ref)  # verifies sha256 of every file
         self.version = self.loaded.card["version"]
         if self.log_sample_rate > 0:
-            from components.serve.logging_sink import InferenceLogger
 
             self.logger = InferenceLogger(store, self.model_name, self.version, self.role, self.log_sample_rate)
         self.ready, self.unloaded_on_request = True, False
@@ -161,7 +164,6 @@ class ConveyorModel(Model):
         started = time.perf_counter()
         self._check(texts)
         if self.chaos["delay_ms"]:
-            import asyncio
 
             await asyncio.sleep(self.chaos["delay_ms"] / 1000)
         if self.chaos["error_rate"]:
@@ -226,7 +228,6 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
     """Run a KServe model server for one model version (blocks until stopped): from the registry
     (store, model_name, ref) or from a version folder (model_dir, e.g. KServe's /mnt/models), in
     this process or in `workers` processes sharing the port. Returns the exit code."""
-    from components.common.errors import InputError
 
     if workers < 1:
         raise InputError(f"--workers {workers}: expected 1 or more")
@@ -239,6 +240,7 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
     if workers == 1:
         _serve_process(options)
         return 0
+    # lazy: imports fastapi, kserve, kubernetes, pandas at load
     from components.serve.server import run_workers
 
     # Loaded once here first: a model that cannot load fails with its own message (and exit code),
@@ -257,8 +259,10 @@ def _model(options: dict) -> ConveyorModel:
 
 def _serve_process(options: dict, sock=None, ready=None) -> None:
     """One server process: load the model, then answer on `sock` (a worker) or bind the port itself."""
+    # lazy: kserve loads in seconds; only serving needs it
     from kserve import ModelServer
 
+    # lazy: imports fastapi, kserve, kubernetes, pandas at load
     from components.serve.server import start
 
     model = _model(options)
@@ -270,7 +274,6 @@ def _serve_process(options: dict, sock=None, ready=None) -> None:
     if not options["access_log"]:
         # KServe's timing middleware and uvicorn log three lines per request; at ~1 ms per request
         # formatting and writing them costs ~15% of the throughput, and /metrics has the same facts.
-        import logging
 
         for logger_name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(logger_name).setLevel(logging.WARNING)

@@ -291,6 +291,7 @@ def start(server, model, host: str, sockets: list[socket.socket] | None = None,
           repository_token: str | None = None) -> None:
     """ModelServer.start for one model in this process, with ConveyorRESTServer in place of KServe's
     (on `sockets` when a parent bound them for several workers)."""
+    # lazy: kserve loads in seconds; only serving needs it
     from kserve.model_server import FASTAPI_APP_IMPORT_STRING
 
     server._register_and_check_atleast_one_model_is_ready([model])

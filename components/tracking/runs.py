@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from typing import Any
 
@@ -12,8 +13,6 @@ from components.common.storage import Store
 
 
 def new_run_id(prefix: str = "run") -> str:
-    import datetime as dt
-
     return f"{prefix}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dt%H%M%S')}-{secrets.token_hex(3)}"
 
 

@@ -23,7 +23,13 @@ from typing import Any
 from components.common.config import read_config_file
 from components.common.entry import run_main
 from components.common.errors import ConfigError, ConveyorError
+from components.common.hashing import sha256_hex
+from components.common.layout import check_run_id, run_file_key
 from components.common.storage import Store, open_store
+from components.common.version import code_version
+from components.dataset import versioning as v
+from components.featurize.executor import prepare_features
+from components.tracking.runs import new_run_id, run_key, write_run
 from components.train.config import TrainingConfig, apply_params
 
 
@@ -47,12 +53,10 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
 
     `features`: the (featurizer, split tables) the pipeline's featurize step made for exactly these
     settings; without it the version is split and encoded here (or read from the feature cache)."""
-    from components.common.layout import check_run_id, run_file_key
-    from components.common.version import code_version
-    from components.dataset import versioning as v
-    from components.featurize.executor import prepare_features
-    from components.tracking.runs import run_key, write_run
+    # lazy: imports torch at load
     from components.train.core import Checkpointer, classification_metrics, fit, predict_logits, state_dict_bytes
+
+    # lazy: imports torch at load
     from components.train.data import Bags
 
     check_run_id(run_id)
@@ -74,10 +78,12 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     if stop_after_epoch is not None and not result.stopped_early and len(result.history) < cfg.train.epochs:
         status = "interrupted"
 
+    # lazy: imports torch at load
     from components.train.models import build_from_params
 
     model = build_from_params(cfg.train.model_dump(), featurizer.num_ids, len(featurizer.labels))
     model.load_state_dict(result.state_dict)
+    # lazy: torch loads in ~1 s; only this path needs it
     import torch
 
     device = torch.device(result.device)
@@ -92,7 +98,6 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     featurizer_bytes = featurizer.dumps()
     store.write_bytes(run_file_key(run_id, "model/weights.pt"), weights)
     store.write_bytes(run_file_key(run_id, "model/featurizer.json"), featurizer_bytes)
-    from components.common.hashing import sha256_hex
 
     code = code_version()
     record = {
@@ -144,8 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def work() -> int:
-        from components.tracking.runs import new_run_id
-
         params = {**_json_object(args.params, "--params"), **parse_set(args.set)}
         run_config, origin = (_json_object(args.config_json, "--config-json"), "--config-json") \
             if args.config_json is not None else read_config_file(args.config)
