@@ -79,7 +79,8 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 
 
 def write_mail_folder(root: Path) -> dict:
-    """Emails under ham/ and spam/ (+ a stray `unknown/` folder). Returns expected reasons."""
+    """Emails under ham/ and spam/ (+ a stray `unknown/` folder and a README beside them). Returns
+    expected reasons."""
     files = {
         "ham/good.eml": (GOOD_MAIL, None),
         "ham/good-copy.eml": (GOOD_MAIL, "duplicate"),
@@ -95,6 +96,8 @@ def write_mail_folder(root: Path) -> dict:
         "spam/garbage.eml": (UNDECLARED_GARBAGE, "undecodable"),
         "spam/zipped.eml.gz": (gzip.compress(GOOD_MAIL.replace(b"Friday", b"Monday")), None),
         "unknown/mystery.eml": (GOOD_MAIL.replace(b"Friday", b"Sunday"), "unknown_label"),
+        # beside the label folders, not in one: its folder's name ("mail") is no label
+        "README.txt": (b"Notes on this corpus: the ham and spam folders hold the messages.\n", "missing_label"),
     }
     for rel, (data, _) in files.items():
         path = root / rel

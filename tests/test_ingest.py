@@ -50,6 +50,21 @@ def test_mail_folder_traps_are_all_accounted_for(tmp_path, file_store, cleaning)
     assert set(table.column("label").to_pylist()) == {"ham", "spam"}
 
 
+def test_a_file_beside_the_label_folders_is_labelled_only_when_its_folder_is_mapped(tmp_path, file_store, cleaning):
+    write_mail_folder(tmp_path / "mail")
+    result = ingest([str(tmp_path / "mail")], "mail", file_store, SourceSettings(), cleaning)
+    readme = next(r for r in _quarantine(file_store, result) if r["source_uri"].endswith("/README.txt"))
+    assert readme["reason"] == "missing_label" and "source.label_map" in readme["detail"]
+    assert readme["raw"].startswith(b"Notes on this corpus")
+
+    # A folder of one label's files, named directly with its folder mapped (the bundled config's way)
+    mapped = ingest([str(tmp_path / "mail")], "mail2", file_store, SourceSettings(label_map={"mail": "ham"}), cleaning)
+    assert "missing_label" not in mapped.quarantine_reasons
+    table = v.read_table(file_store, v.resolve(file_store, "mail2"))
+    labels = dict(zip(table.column("source_uri").to_pylist(), table.column("label").to_pylist(), strict=True))
+    assert next(label for uri, label in labels.items() if uri.endswith("/README.txt")) == "ham"
+
+
 def test_tabular_traps_are_all_accounted_for(tmp_path, file_store, cleaning):
     expected = write_tabular_folder(tmp_path / "tab")
     result = ingest([str(tmp_path / "tab")], "tab", file_store, SourceSettings(), cleaning)

@@ -57,7 +57,7 @@ def test_local_run_through_kfp_local_against_s3(tmp_path, s3_env, monkeypatch):
     """kfp.local runs every component as a subprocess; outputs land in the real S3 store."""
     from tests.malformed import write_mail_folder
 
-    write_mail_folder(tmp_path / "mail")
+    expected = write_mail_folder(tmp_path / "mail")
     cfg = config_from_dict({
         "data": {"dataset": "mini", "reference": [str(tmp_path / "mail")]},
         "cleaning": {"min_chars": 5, "max_chars": 20000, "labels": ["ham", "spam"]},
@@ -70,7 +70,8 @@ def test_local_run_through_kfp_local_against_s3(tmp_path, s3_env, monkeypatch):
     summary = run_local(config_path=str(config_path), store="s3://conveyor/pipeline-test",
                         workdir=str(tmp_path / "runs"), progress=lambda _m: None)
     step = summary["steps"][0]
-    assert step["ingest"]["rows_read"] == 14 and step["ingest"]["rows_accepted"] == 7
+    assert step["ingest"]["rows_read"] == len(expected) == 15
+    assert step["ingest"]["rows_accepted"] == sum(reason is None for reason in expected.values()) == 7
     assert step["ingest"]["manifest_uri"].startswith("s3://conveyor/pipeline-test/datasets/mini/")
     assert sum(step["split"].values()) == 7
     assert step["features"]["num_ids"] == ConveyorConfig().features.num_buckets

@@ -53,6 +53,9 @@ class SourceFile:
     uri: str
     group: str  # the sub-folder the file sits in (or the source folder's own name)
     named: bool = False  # named directly as a source (not found inside a folder)
+    # Directly inside a source folder rather than in one of its label folders: its folder name is a
+    # label only when the config maps it (a README.txt beside the label folders is no document).
+    at_root: bool = False
 
 
 def _group_of(root_key: str, key: str, is_prefix: bool) -> str:
@@ -86,7 +89,8 @@ def discover(source_uris: list[str], settings: SourceSettings) -> list[SourceFil
                 continue
             if any(fnmatch.fnmatch(name, pat) for pat in settings.exclude):
                 continue
-            matched.append(SourceFile(store, k, store.url(k), _group_of(key, k, True)))
+            rel = k[len(key.rstrip("/")) + 1:] if key else k
+            matched.append(SourceFile(store, k, store.url(k), _group_of(key, k, True), at_root="/" not in rel))
         if not matched:
             raise InputError(f"{uri}: {len(keys)} files, none matching include={settings.include} "
                              f"exclude={settings.exclude}")
@@ -204,11 +208,20 @@ class SourceReader:
         return fmt, local, cleanup
 
     # -- documents (one file = one row) ----------------------------------------------------------
-    def _label_for(self, group: str) -> str:
-        return self.settings.label_map.get(group, group)
+    def _label_for(self, sf: SourceFile) -> str | None:
+        if sf.at_root:
+            return self.settings.label_map.get(sf.group)
+        return self.settings.label_map.get(sf.group, sf.group)
 
     def _read_document(self, fmt: str, sf: SourceFile, local: str, out: _Batcher) -> None:
-        label = self._label_for(sf.group)
+        label = self._label_for(sf)
+        if label is None:
+            with open(local, "rb") as handle:
+                raw = handle.read()
+            out.add(raw, None, sf.group, sf.uri, 0, "missing_label",
+                    f"a file directly in the source folder {sf.group!r}, not in a label folder: map "
+                    f"{sf.group!r} in source.label_map to label the folder's own files")
+            return
         if fmt == "binary":
             with open(local, "rb") as handle:
                 raw = handle.read()
