@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+import torch
+
 from components.common.config import read_config_file
 from components.common.entry import run_main
 from components.common.errors import ConfigError, ConveyorError
@@ -31,6 +33,9 @@ from components.dataset import versioning as v
 from components.featurize.executor import prepare_features
 from components.tracking.runs import new_run_id, run_key, write_run
 from components.train.config import TrainingConfig, apply_params
+from components.train.core import Checkpointer, classification_metrics, fit, predict_logits, state_dict_bytes
+from components.train.data import Bags
+from components.train.models import build_from_params
 
 
 def parse_set(values: list[str]) -> dict[str, Any]:
@@ -53,11 +58,6 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
 
     `features`: the (featurizer, split tables) the pipeline's featurize step made for exactly these
     settings; without it the version is split and encoded here (or read from the feature cache)."""
-    # lazy: imports torch at load
-    from components.train.core import Checkpointer, classification_metrics, fit, predict_logits, state_dict_bytes
-
-    # lazy: imports torch at load
-    from components.train.data import Bags
 
     check_run_id(run_id)
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -78,14 +78,8 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     if stop_after_epoch is not None and not result.stopped_early and len(result.history) < cfg.train.epochs:
         status = "interrupted"
 
-    # lazy: imports torch at load
-    from components.train.models import build_from_params
-
     model = build_from_params(cfg.train.model_dump(), featurizer.num_ids, len(featurizer.labels))
     model.load_state_dict(result.state_dict)
-    # lazy: torch loads in ~1 s; only this path needs it
-    import torch
-
     device = torch.device(result.device)
     model.to(device)
     metrics = {}
