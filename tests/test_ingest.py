@@ -260,3 +260,19 @@ def test_sniff_format(name, head, fmt):
 
 def test_looks_like_email_rejects_prose_with_a_colon():
     assert not looks_like_email(b"Note: this is prose.\nIt has a colon but no headers\n")
+
+
+def test_a_parquet_file_of_many_row_groups_is_read_whole_with_its_row_numbers(tmp_path, file_store):
+    """Read one row group at a time (bounded memory): every row, in order, numbered from 1."""
+    import pyarrow as pa
+
+    texts = [f"document number {i} with enough words" for i in range(1000)]
+    pq.write_table(pa.table({"text": texts, "label": ["ham", "spam"] * 500}), tmp_path / "many.parquet",
+                   row_group_size=128)
+    assert pq.ParquetFile(tmp_path / "many.parquet").num_row_groups == 8
+    result = ingest([str(tmp_path / "many.parquet")], "rg", file_store, SourceSettings(), CleaningConfig(),
+                    batch_rows=100)
+    assert (result.rows_read, result.rows_accepted) == (1000, 1000)
+    table = v.read_table(file_store, v.resolve(file_store, "rg"))
+    by_row = dict(zip(table.column("source_row").to_pylist(), table.column("text").to_pylist(), strict=True))
+    assert by_row == {i + 1: text for i, text in enumerate(texts)}
