@@ -223,8 +223,12 @@ class SourceReader:
     def _read_document(self, fmt: str, sf: SourceFile, local: str, out: _Batcher) -> None:
         label = self._label_for(sf)
         if label is None:
-            with open(local, "rb") as handle:
-                raw = handle.read()
+            try:
+                with open(local, "rb") as handle:
+                    raw = handle.read()
+            except OSError as exc:
+                out.add(None, None, sf.group, sf.uri, 0, "unreadable_file", f"cannot read: {exc}")
+                return
             out.add(raw, None, sf.group, sf.uri, 0, "missing_label",
                     f"a file directly in the source folder {sf.group!r}, not in a label folder: map "
                     f"{sf.group!r} in source.label_map to label the folder's own files")
