@@ -32,13 +32,16 @@ def cache_prefix(dataset: str, version: str, split: SplitConfig, features: Featu
     return feature_cache_prefix(dataset, key)
 
 
+def _write_split_files(tables: dict[str, pa.Table], paths: dict[str, str]) -> None:
+    for name, table in tables.items():
+        pq.write_table(table, paths[name], compression="zstd")
+
+
 def _publish(store: Store, prefix: str, featurizer: Featurizer, tables: dict[str, pa.Table],
-             workdir: str | None = None) -> None:
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        for name, table in tables.items():
-            path = f"{tmp}/{name}.parquet"
-            pq.write_table(table, path, compression="zstd")
-            store.upload(path, f"{prefix}/{name}.parquet")
+             paths: dict[str, str]) -> None:
+    """Upload the encoded splits already written at `paths`, then the featurizer and the marker."""
+    for name, path in paths.items():
+        store.upload(path, f"{prefix}/{name}.parquet")
     store.write_bytes(f"{prefix}/featurizer.json", featurizer.dumps())
     # last: a cache entry without done.json is incomplete and is rebuilt
     store.write_json(f"{prefix}/done.json", {"rows": {n: t.num_rows for n, t in tables.items()}})
@@ -62,7 +65,10 @@ def prepare_features(store: Store, dataset: str, version: str, split_config: dic
     ref = v.resolve(store, dataset, version)
     parts = split_table(v.read_table(store, ref), split_cfg)
     featurizer, tables = fit_and_encode(parts, feat_cfg, {"dataset": dataset, "version": ref.version})
-    _publish(store, prefix, featurizer, tables, workdir)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        paths = {name: f"{tmp}/{name}.parquet" for name in tables}
+        _write_split_files(tables, paths)
+        _publish(store, prefix, featurizer, tables, paths)
     return featurizer, tables
 
 
@@ -77,12 +83,11 @@ def featurize_split_files(store_uri: str, split_paths: dict[str, str], split_met
     featurizer, tables = fit_and_encode(parts, cfg, {"dataset": dataset, "version": version})
     with open(featurizer_path, "wb") as handle:
         handle.write(featurizer.dumps())
-    for name, table in tables.items():
-        pq.write_table(table, out_paths[name], compression="zstd")
+    _write_split_files(tables, out_paths)
     store = open_store(store_uri)
     prefix = cache_prefix(dataset, version, SplitConfig.model_validate(split_meta["split"]), cfg)
-    if not store.exists(f"{prefix}/done.json"):
-        _publish(store, prefix, featurizer, tables)
+    if not store.exists(f"{prefix}/done.json"):  # the step's own files, uploaded as they are
+        _publish(store, prefix, featurizer, tables, out_paths)
     return {"stats": feature_stats(featurizer, tables), "cache": store.url(prefix), "dataset": dataset,
             "version": version, "split": split_meta["split"], "features": cfg.model_dump(mode="json")}
 
