@@ -53,6 +53,10 @@ def monitor_op(
 def submit_retraining_op(store: str, model_name: str, sources: list, kfp_host: str, pipeline_name: str,
                          experiment: str, config: dict) -> str:
     from components.common.storage import open_store
+    from components.config import config_from_dict
     from components.monitor.submit import submit_retraining
 
+    # The whole config is checked here, at the entry point; retrain_config re-checks the training
+    # sections it replaces with the champion's.
+    config = config_from_dict(config, origin="config").model_dump(mode="json", exclude_none=True)
     return submit_retraining(open_store(store), model_name, sources, kfp_host, pipeline_name, experiment, config)
