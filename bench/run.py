@@ -55,8 +55,11 @@ def bench_ingest(sizes: list[int]) -> dict:
         }
         rows.append(row)
         print(f"  {row}", file=sys.stderr, flush=True)
-    return {"bench": "ingest", "targets": {"ingest_docs_per_s": ">= 500000", "ratio": ">= 0.25",
-                                          "ingest_peak_rss_mib_at_10m": "<= 1024"}, "results": rows}
+    from components.ingest.dedup import DEFAULT_BUDGET_KEYS
+
+    return {"bench": "ingest", "dedup_budget_keys": DEFAULT_BUDGET_KEYS,
+            "targets": {"ingest_docs_per_s_at_10m": ">= 500000", "ratio_at_10m": ">= 0.25",
+                        "ingest_peak_rss_mib": "<= 1024 at every size, flat"}, "results": rows}
 
 
 def _environment() -> dict:
@@ -75,7 +78,7 @@ def write_readme(results: dict[str, dict]) -> None:
                   "runs each. Baseline: a raw pyarrow scan (`ParquetFile.iter_batches`, text and label columns) "
                   "of the same rows in the same run. Ingest reads, validates, normalizes, hashes (SHA-256 doc_id), "
                   "dedups, writes zstd Parquet parts and commits a version. Targets: "
-                  ">= 500k docs/s, ratio >= 0.25, peak RSS <= 1 GiB at 10M.", "",
+                  ">= 500k docs/s and ratio >= 0.25 at 10M; peak RSS <= 1 GiB at every size, not growing.", "",
                   "| docs | ingest docs/s | raw scan rows/s | ratio | scan + SHA-256 only, docs/s | ingest s | "
                   "peak RSS MiB (ingest / scan) |",
                   "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -83,11 +86,22 @@ def write_readme(results: dict[str, dict]) -> None:
             lines.append(f"| {r['docs']:,} | {r['ingest_docs_per_s']:,} | {r['scan_rows_per_s']:,} | {r['ratio']} | "
                          f"{r['sha256_floor_docs_per_s']:,} | {r['ingest_seconds']} | "
                          f"{r['ingest_peak_rss_mib']} / {r['scan_peak_rss_mib']} |")
-        lines += ["", "The *scan + SHA-256 only* column reads the same rows and computes each `doc_id` and nothing "
-                  "else: it bounds any ingest that gives every document a SHA-256 content id from Python on this "
-                  "machine. The 0.25 ratio target is not met: the per-document hash alone is slower than a quarter "
-                  "of the raw scan (compare the columns), so reaching it would need a compiled, multi-core hash "
-                  "kernel or a weaker id. Peak RSS stays far under 1 GiB at 10M.", ""]
+        peaks = [r["ingest_peak_rss_mib"] for r in ingest["results"]]
+        at_10m = next((r for r in ingest["results"] if r["docs"] == 10_000_000), None)
+        sizes = ", ".join(f"{r['docs']:,}" for r in ingest["results"])
+        lines += ["", f"Dedup keeps at most {ingest.get('dedup_budget_keys', 0):,} keys in RAM and spills older ones "
+                  "to sorted runs on local disk (`components/ingest/dedup.py`), so peak RSS does not grow with the "
+                  f"input: {min(peaks)}–{max(peaks)} MiB across {sizes} "
+                  f"docs ({_verdict(max(peaks) <= 1024)} <= 1 GiB at every size). The *scan + SHA-256 only* column "
+                  "reads the same rows and computes each `doc_id` and nothing else: it bounds any ingest that gives "
+                  "every document a SHA-256 content id from one Python process on this machine."]
+        if at_10m:
+            fast = _verdict(at_10m["ingest_docs_per_s"] >= 500_000)
+            lines += [f"At 10M: {at_10m['ingest_docs_per_s']:,} docs/s ({fast}"
+                      f" >= 500k), ratio {at_10m['ratio']} ({_verdict(at_10m['ratio'] >= 0.25)} >= 0.25). The ratio "
+                      "target cannot be met by one process here: the SHA-256 floor alone is "
+                      f"{at_10m['sha256_floor_docs_per_s'] / at_10m['scan_rows_per_s']:.3f} of the raw scan."]
+        lines += [""]
     training = results.get("training")
     if training:
         r = training["results"][0]
@@ -184,7 +198,7 @@ def serving_section(serving: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1000000,10000000", help="ingest corpus sizes")
+    parser.add_argument("--sizes", default="1000000,10000000,30000000", help="ingest corpus sizes")
     parser.add_argument("--only", help="comma-separated subset of: ingest, training, search, serving, drift")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)

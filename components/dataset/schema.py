@@ -126,6 +126,15 @@ class ContentDigest:
                 self.lanes[i] += _mix64(content + salt).sum(dtype=np.uint64)
         self.count += len(content)
 
+    def remove(self, content: np.ndarray) -> None:
+        """Take rows out again (the sum is a group, so this undoes `add` exactly)."""
+        if not len(content):
+            return
+        with np.errstate(over="ignore"):
+            for i, salt in enumerate(_LANES):
+                self.lanes[i] -= _mix64(content + salt).sum(dtype=np.uint64)
+        self.count -= len(content)
+
     def merge(self, other: ContentDigest) -> None:
         with np.errstate(over="ignore"):
             self.lanes += other.lanes

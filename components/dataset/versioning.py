@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,17 +114,15 @@ def read_table(store: Store, ref: VersionRef, columns: list[str] | None = None) 
     return pa.concat_tables(tables)
 
 
-def parent_keys(store: Store, ref: VersionRef | None) -> tuple[np.ndarray, ContentDigest]:
-    """(dedup keys, content digest) of every row in a version: the parent side of dedup and ids."""
-    digest = ContentDigest()
+def parent_keys(store: Store, ref: VersionRef | None, digest: ContentDigest) -> Iterator[np.ndarray]:
+    """The dedup keys of every row in a version, one part at a time, adding each part's content to
+    `digest` as it goes: the parent side of dedup and of the child's id."""
     if ref is None:
-        return np.empty(0, np.uint64), digest
-    keys = []
+        return
     for table in read_parts(store, ref, columns=["doc_id", "label"]):
-        k = keys_from_doc_ids(table.column("doc_id").combine_chunks())
-        keys.append(k)
-        digest.add(content_keys(k, table.column("label").combine_chunks()))
-    return (np.concatenate(keys) if keys else np.empty(0, np.uint64)), digest
+        keys = keys_from_doc_ids(table.column("doc_id").combine_chunks())
+        digest.add(content_keys(keys, table.column("label").combine_chunks()))
+        yield keys
 
 
 def commit(store: Store, name: str, version: str, local_parts: list[tuple[str, int, str, int]],

@@ -12,6 +12,7 @@ run in Python. Reason codes, in the order they are checked:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -27,45 +28,17 @@ from components.dataset.schema import (
     keys_from_digests,
 )
 from components.ingest.config import CleaningConfig
+from components.ingest.dedup import ParentKeys, WindowIndex
+
+RAW_CHANGES_SCHEMA = pa.schema([("seq", pa.int64()), ("raw", pa.large_binary())])
 
 
-class KeyIndex:
-    """A growing set of 64-bit keys with vectorized membership tests, in bounded memory.
-
-    Sorted runs merged like a log-structured tree (runs of similar size are merged), so inserts
-    are amortized O(log n) and lookups are a `searchsorted` per run: 8 bytes per key, where a
-    Python set would need ~60.
-    """
-
-    def __init__(self, keys: np.ndarray | None = None):
-        self.runs: list[np.ndarray] = []
-        if keys is not None and len(keys):
-            self.runs.append(np.unique(keys))
-
-    def __len__(self) -> int:
-        return sum(len(r) for r in self.runs)
-
-    def contains(self, keys: np.ndarray) -> np.ndarray:
-        found = np.zeros(len(keys), dtype=bool)
-        for run in self.runs:
-            pos = np.searchsorted(run, keys)
-            pos[pos == len(run)] = 0
-            found |= run[pos] == keys
-        return found
-
-    def add(self, keys: np.ndarray) -> None:
-        self.add_sorted(np.sort(keys))
-
-    def add_sorted(self, run: np.ndarray) -> None:
-        if not len(run):
-            return
-        while self.runs and len(self.runs[-1]) <= 2 * len(run):
-            run = np.concatenate([self.runs.pop(), run])
-            run.sort(kind="stable")
-        self.runs.append(run)
-
-    def all_keys(self) -> np.ndarray:
-        return np.sort(np.concatenate(self.runs)) if self.runs else np.empty(0, dtype=np.uint64)
+class Cleaned(NamedTuple):
+    accepted: pa.Table
+    quarantined: pa.Table
+    # Accepted rows whose raw bytes differ from their cleaned text, by accepted row number: what
+    # the quarantine keeps if phase 2 of dedup later finds the row to be a duplicate.
+    raw_changes: pa.Table
 
 
 @dataclass
@@ -78,22 +51,30 @@ class CleanStats:
 
 
 class Cleaner:
-    """Stateful across batches: remembers every accepted key for duplicate detection."""
+    """Stateful across batches: remembers accepted keys (in `seen`) for duplicate detection."""
 
-    def __init__(self, config: CleaningConfig, parent_keys: np.ndarray | None = None, select=None):
-        """select: optional (text, source) -> (keep mask, describe(i)) applied before hashing; rows it
+    def __init__(self, config: CleaningConfig, parent: ParentKeys | np.ndarray | None = None, select=None,
+                 seen: WindowIndex | None = None):
+        """parent: the parent version's keys (ParentKeys, or an array held in RAM).
+        seen: where accepted keys go; by default all in RAM (exact on its own). A WindowIndex with a
+        budget keeps RAM flat, and then `dedup.resolve` finishes the job after the last batch.
+        select: optional (text, source) -> (keep mask, describe(i)) applied before hashing; rows it
         drops are quarantined as `not_selected` (e.g. a collection defined by topic)."""
         self.config = config
         self.select = select
-        self.parent = KeyIndex(parent_keys if config.dedup_against_parent else None)
-        self.seen = KeyIndex()
+        if not config.dedup_against_parent or parent is None or isinstance(parent, np.ndarray):
+            keys = parent if config.dedup_against_parent and isinstance(parent, np.ndarray) else None
+            parent = ParentKeys("", [] if keys is None else [keys], 0 if keys is None else len(keys), 2**62)
+        self.parent = parent
+        self.seen = seen if seen is not None else WindowIndex("", budget=2**62)
         self.stats = CleanStats()
         self._labels = pa.array(config.labels, pa.string()) if config.labels else None
         # Order-independent digest of the accepted (doc, label) rows, kept as 32 bytes of state.
         self.digest = ContentDigest()
 
-    def clean(self, raw: pa.RecordBatch) -> tuple[pa.Table, pa.Table]:
+    def clean(self, raw: pa.RecordBatch) -> Cleaned:
         n = raw.num_rows
+        accepted_before, quarantined_before = self.stats.rows_accepted, self.stats.rows_quarantined
         self.stats.rows_read += n
         cfg = self.config
         reason = raw.column("error")
@@ -161,7 +142,7 @@ class Cleaner:
         keep = np.asarray(dup_reason == None, dtype=bool)  # noqa: E711 (object array)
         accepted_idx = ok_idx[keep]
         accepted_keys = keys[keep]
-        self.seen.add_sorted(sorted_keys[keep[order]])
+        self.seen.add(accepted_keys, sorted_keys[keep[order]])
 
         accepted = pa.table({
             "doc_id": doc_ids_from_digests(digests[keep]),
@@ -182,12 +163,20 @@ class Cleaner:
             "source_row": raw.column("source_row").filter(rejected_mask),
         }, schema=QUARANTINE_SCHEMA)
 
+        if self.parent.spilled and len(keys):
+            # In-window repeats say `duplicate`; phase 2 relabels those whose key the parent has.
+            repeat_pos = np.flatnonzero(dup_reason == "duplicate")
+            rejected_rows = np.flatnonzero(rejected_mask.to_numpy(zero_copy_only=False))
+            self.seen.note_repeats(keys[repeat_pos],
+                                   quarantined_before + np.searchsorted(rejected_rows, ok_idx[repeat_pos]))
+        raw_changes = _raw_changes(raw_bytes.take(accepted_idx), text.take(accepted_idx), accepted_before)
+
         self._count(accepted, quarantined)
         self.digest.add(content_keys(accepted_keys, accepted.column("label").combine_chunks()))
         if self.stats.rows_read != self.stats.rows_accepted + self.stats.rows_quarantined:
             raise AssertionError(f"row accounting broke: read {self.stats.rows_read} != accepted "
                                  f"{self.stats.rows_accepted} + quarantined {self.stats.rows_quarantined}")
-        return accepted, quarantined
+        return Cleaned(accepted, quarantined, raw_changes)
 
     def _count(self, accepted: pa.Table, quarantined: pa.Table) -> None:
         s = self.stats
@@ -197,6 +186,13 @@ class Cleaner:
             if table.num_rows:
                 for item in pc.value_counts(table.column(col)).to_pylist():
                     counter[item["values"]] = counter.get(item["values"], 0) + item["counts"]
+
+
+def _raw_changes(raw: pa.Array, text: pa.Array, first_seq: int) -> pa.Table:
+    same = pc.fill_null(pc.equal(raw.cast(pa.large_binary()), text.cast(pa.large_binary())), False)
+    changed = np.flatnonzero(~same.to_numpy(zero_copy_only=False))
+    return pa.table({"seq": pa.array(first_seq + changed, pa.int64()),
+                     "raw": raw.take(changed).cast(pa.large_binary())}, schema=RAW_CHANGES_SCHEMA)
 
 
 def _decode_utf8(raw: pa.Array, reason: pa.Array) -> tuple[pa.Array, pa.Array]:

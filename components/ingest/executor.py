@@ -1,8 +1,10 @@
 """Ingest: sources -> cleaned rows -> an immutable dataset version (or the existing one).
 
-Memory stays bounded: raw batches stream through cleaning into Parquet parts on local disk;
-only 8-byte dedup keys (and a label code) per accepted row are kept in RAM. Nothing reaches the
-store until the version id is known, so re-ingesting the same input writes nothing.
+Memory stays flat whatever the input size: raw batches stream through cleaning into Parquet parts
+on local disk, and dedup keeps at most `dedup_budget_keys` keys in RAM, spilling older keys (and a
+large parent's) to sorted runs on local disk; `dedup.resolve` then finds the duplicates that
+spanned windows and they are moved from the parts to the quarantine (phase 3 below). Nothing
+reaches the store until the version id is known, so re-ingesting the same input writes nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -24,8 +27,15 @@ from components.common.hashing import sha256_of_file
 from components.common.layout import check_name
 from components.common.storage import Store
 from components.dataset import versioning as v
-from components.dataset.schema import ACCEPTED_SCHEMA, QUARANTINE_SCHEMA
-from components.ingest.clean import Cleaner
+from components.dataset.schema import (
+    ACCEPTED_SCHEMA,
+    QUARANTINE_SCHEMA,
+    ContentDigest,
+    content_keys,
+    keys_from_doc_ids,
+)
+from components.ingest import dedup
+from components.ingest.clean import RAW_CHANGES_SCHEMA, Cleaner
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.readers import SourceReader, discover
 
@@ -56,8 +66,10 @@ class IngestResult:
 class _PartWriter:
     """Rolls accepted rows into Parquet parts of at most `part_rows` rows in a local folder."""
 
-    def __init__(self, folder: str, schema: pa.Schema, stem: str, part_rows: int = PART_ROWS):
+    def __init__(self, folder: str, schema: pa.Schema, stem: str, part_rows: int = PART_ROWS,
+                 row_group_rows: int = ROW_GROUP_ROWS, statistics: bool = False):
         self.folder, self.schema, self.stem, self.part_rows = folder, schema, stem, part_rows
+        self.row_group_rows, self.statistics = row_group_rows, statistics
         self.parts: list[str] = []
         self.counts: list[int] = []
         self._writer: pq.ParquetWriter | None = None
@@ -68,7 +80,7 @@ class _PartWriter:
             if self._writer is None or self.counts[-1] >= self.part_rows:
                 self._roll()
             take = min(table.num_rows - offset, self.part_rows - self.counts[-1])
-            self._writer.write_table(table.slice(offset, take), row_group_size=ROW_GROUP_ROWS)
+            self._writer.write_table(table.slice(offset, take), row_group_size=self.row_group_rows)
             self.counts[-1] += take
             offset += take
 
@@ -76,10 +88,7 @@ class _PartWriter:
         if self._writer is not None:
             self._writer.close()
         path = os.path.join(self.folder, f"{self.stem}-{len(self.parts):05d}.parquet")
-        # Dictionary-encode only the low-cardinality columns: trying it on text costs time for nothing.
-        low_cardinality = [c for c in ("label", "source", "source_uri", "reason") if c in self.schema.names]
-        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=False,
-                                        use_dictionary=low_cardinality)
+        self._writer = _parquet_writer(path, self.schema, self.statistics)
         self.parts.append(path)
         self.counts.append(0)
 
@@ -88,6 +97,13 @@ class _PartWriter:
             self._writer.close()
         return [(p, n, sha256_of_file(p), os.path.getsize(p)) for p, n in zip(self.parts, self.counts,
                                                                              strict=True)]
+
+
+def _parquet_writer(path: str, schema: pa.Schema, statistics: bool = False) -> pq.ParquetWriter:
+    # Dictionary-encode only the low-cardinality columns: trying it on text costs time for nothing.
+    low_cardinality = [c for c in ("label", "source", "source_uri", "reason") if c in schema.names]
+    return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=statistics,
+                            use_dictionary=low_cardinality)
 
 
 class _Background:
@@ -161,8 +177,11 @@ def _prefetch(iterator, depth: int = 2):
 def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSettings,
            cleaning: CleaningConfig, parent: str | None = "latest", part_rows: int = PART_ROWS,
            batch_rows: int = 65_536, workdir: str | None = None,
-           code_version: str = "unknown") -> IngestResult:
-    """Read, clean and version `sources` as a child of `parent` ('latest', an id, or None)."""
+           code_version: str = "unknown", dedup_budget_keys: int = dedup.DEFAULT_BUDGET_KEYS) -> IngestResult:
+    """Read, clean and version `sources` as a child of `parent` ('latest', an id, or None).
+
+    dedup_budget_keys: how many dedup keys RAM holds (8 bytes each, ~3x while merging); the
+    result is the same for any budget, only the parts' row boundaries can differ."""
     started = time.perf_counter()
     phases: dict[str, float] = {}
 
@@ -175,32 +194,52 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
     store.check()  # fail fast (store down, bad credentials) before reading anything
     files = discover(sources, settings)
     parent_ref = v.resolve_parent(store, dataset, parent) if parent else None
-    p_keys, digest_state = v.parent_keys(store, parent_ref)
 
-    mark = phase("prepare", started)
-    cleaner = Cleaner(cleaning, p_keys, select=source_selector(settings))
-    reader = SourceReader(settings, batch_rows=batch_rows, workdir=workdir)
     with tempfile.TemporaryDirectory(prefix="conveyor-ingest-", dir=workdir) as tmp:
+        digest_state = ContentDigest()
+        parent_chunks = v.parent_keys(store, parent_ref, digest_state)
+        if cleaning.dedup_against_parent:
+            parent_total = parent_ref.manifest["rows"]["total"] if parent_ref else 0
+            parent_index = dedup.ParentKeys(tmp, parent_chunks, parent_total, dedup_budget_keys)
+        else:
+            for _ in parent_chunks:  # the parent's rows still count in the child's content digest
+                pass
+            parent_index = None
+        seen = dedup.WindowIndex(tmp, dedup_budget_keys)
+        mark = phase("prepare", started)
+        cleaner = Cleaner(cleaning, parent_index, select=source_selector(settings), seen=seen)
+        reader = SourceReader(settings, batch_rows=batch_rows, workdir=workdir)
         accepted_out = _PartWriter(tmp, ACCEPTED_SCHEMA, "part", part_rows)
         quarantine_out = _PartWriter(tmp, QUARANTINE_SCHEMA, "quarantine", part_rows=2**62)
+        # Row-group statistics on `seq` let phase 3 read only the row groups it needs.
+        raw_changes_out = _PartWriter(tmp, RAW_CHANGES_SCHEMA, "raw-changes", part_rows=2**62,
+                                      row_group_rows=16_384, statistics=True)
 
-        def write(pair):
-            accepted, quarantined = pair
-            if accepted.num_rows:
-                accepted_out.write(accepted)
-            if quarantined.num_rows:
-                quarantine_out.write(quarantined)
+        def write(cleaned):
+            if cleaned.accepted.num_rows:
+                accepted_out.write(_assign_sources(cleaned.accepted, settings))
+            if cleaned.quarantined.num_rows:
+                quarantine_out.write(cleaned.quarantined)
+            if cleaned.raw_changes.num_rows:
+                raw_changes_out.write(cleaned.raw_changes)
 
         writer = _Background(write)
         try:
             for raw in _prefetch(reader.read(files)):
-                accepted, quarantined = cleaner.clean(raw)
-                writer.put((_assign_sources(accepted, settings), quarantined))
+                writer.put(cleaner.clean(raw))
         finally:
             writer.close()
         new_parts = accepted_out.close()
         quarantine = (quarantine_out.close() or [None])[0]
+        raw_changes = (raw_changes_out.close() or [None])[0]
         mark = phase("read_clean_write", mark)
+
+        verdicts = dedup.resolve(tmp, seen, cleaner.parent, cleaner.stats.rows_quarantined)
+        if verdicts.moved or verdicts.relabelled:
+            new_parts, quarantine = _apply_verdicts(tmp, new_parts, quarantine, raw_changes, verdicts, cleaner,
+                                                    part_rows)
+        del seen, parent_index
+        mark = phase("dedup_across_windows", mark)
 
         stats = cleaner.stats
         if stats.rows_read != stats.rows_accepted + stats.rows_quarantined:
@@ -209,7 +248,6 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
         digest_state.merge(cleaner.digest)
         digest = digest_state.hexdigest()
         rows_total = digest_state.count
-        del p_keys
         cleaning_dict = cleaning.model_dump(mode="json")
         version = v.version_id(digest, ACCEPTED_SCHEMA, cleaning_dict)
         mark = phase("digest", mark)
@@ -261,6 +299,105 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
                             seconds=time.perf_counter() - started, phase_seconds=phases)
 
 
+def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine: tuple | None,
+                    raw_changes: tuple | None, verdicts: dedup.Verdicts, cleaner: Cleaner, part_rows: int):
+    """Phase 3 of dedup: move the rows phase 2 found to be duplicates from the parts to the quarantine
+    (with their raw bytes), relabel in-window repeats of parent rows, and fix the counts and digest.
+    Streams one row group at a time; parts without a verdict are kept as they are."""
+    stats = cleaner.stats
+    moved_out = _PartWriter(tmp, QUARANTINE_SCHEMA, "moved", part_rows=2**62)
+    kept_parts, first_seq = [], 0
+    for path, rows, sha, size in parts:
+        flags = verdicts.candidate_flags(first_seq, first_seq + rows)
+        if not flags.any():
+            kept_parts.append((path, rows, sha, size))
+            first_seq += rows
+            continue
+        source = pq.ParquetFile(path)
+        rewritten = path + ".kept.parquet"
+        out, offset, kept = _parquet_writer(rewritten, ACCEPTED_SCHEMA), 0, 0
+        for g in range(source.num_row_groups):
+            table = source.read_row_group(g)
+            group_flags = flags[offset:offset + table.num_rows]
+            keep = group_flags == dedup.KEEP
+            if not keep.all():
+                moved_idx = np.flatnonzero(~keep)
+                moved = table.take(pa.array(moved_idx))
+                seqs = first_seq + offset + moved_idx
+                moved_out.write(_as_quarantine(moved, group_flags[moved_idx], seqs, raw_changes))
+                labels = moved.column("label").combine_chunks()
+                cleaner.digest.remove(content_keys(keys_from_doc_ids(moved.column("doc_id").combine_chunks()),
+                                                   labels))
+                for item in pc.value_counts(labels).to_pylist():
+                    stats.by_label[item["values"]] -= item["counts"]
+                    if not stats.by_label[item["values"]]:
+                        del stats.by_label[item["values"]]
+                table = table.filter(pa.array(keep))
+            if table.num_rows:
+                out.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                kept += table.num_rows
+            offset += len(group_flags)
+        out.close()
+        os.replace(rewritten, path)
+        if kept:
+            kept_parts.append((path, kept, sha256_of_file(path), os.path.getsize(path)))
+        first_seq += rows
+    moved = (moved_out.close() or [None])[0]
+    moved_rows = moved[1] if moved else 0
+    stats.rows_accepted -= moved_rows
+    stats.rows_quarantined += moved_rows
+    quarantine = _rewrite_quarantine(tmp, quarantine, moved, verdicts)
+    counts = pc.value_counts(pq.read_table(quarantine[0], columns=["reason"]).column("reason")).to_pylist() \
+        if quarantine else []
+    stats.by_reason = {item["values"]: item["counts"] for item in counts}
+    return kept_parts, quarantine
+
+
+def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray, raw_changes: tuple | None) -> pa.Table:
+    raw = moved.column("text").cast(pa.large_binary()).combine_chunks()
+    if raw_changes is not None:  # the rows whose raw bytes were not their cleaned text
+        lo, hi = int(seqs.min()), int(seqs.max())
+        changes = pq.read_table(raw_changes[0], filters=[("seq", ">=", lo), ("seq", "<=", hi)])
+        changes = changes.filter(pc.is_in(changes.column("seq"), value_set=pa.array(seqs, pa.int64())))
+        if changes.num_rows:
+            where = np.searchsorted(seqs, changes.column("seq").to_numpy())
+            values = raw.to_pylist()
+            for i, value in zip(where, changes.column("raw").to_pylist(), strict=True):
+                values[i] = value
+            raw = pa.array(values, pa.large_binary())
+    reasons = np.where(flags == dedup.DUPLICATE_OF_PARENT, "duplicate_of_parent", "duplicate")
+    return pa.table({
+        "reason": pa.array(reasons, pa.string()),
+        "detail": pc.binary_join_element_wise("doc_id", moved.column("doc_id"), " "),
+        "raw": raw,
+        "label": moved.column("label"),
+        "source": moved.column("source"),
+        "source_uri": moved.column("source_uri"),
+        "source_row": moved.column("source_row"),
+    }, schema=QUARANTINE_SCHEMA)
+
+
+def _rewrite_quarantine(tmp: str, quarantine: tuple | None, moved: tuple | None, verdicts: dedup.Verdicts):
+    """One quarantine file again: the phase-1 rows (relabelled where phase 2 says) then the moved ones."""
+    if moved is None and not verdicts.relabelled:
+        return quarantine
+    out = _PartWriter(tmp, QUARANTINE_SCHEMA, "quarantine-final", part_rows=2**62)
+    offset = 0
+    for path in [p for p in (quarantine and quarantine[0], moved and moved[0]) if p]:
+        source = pq.ParquetFile(path)
+        for g in range(source.num_row_groups):
+            table = source.read_row_group(g)
+            if path == (quarantine and quarantine[0]) and verdicts.relabelled:
+                flags = verdicts.quarantine_flags(offset, offset + table.num_rows)
+                if flags.any():
+                    reason = pc.if_else(pa.array(flags.astype(bool)), pa.scalar("duplicate_of_parent"),
+                                        table.column("reason"))
+                    table = table.set_column(0, "reason", reason)
+                offset += table.num_rows
+            out.write(table)
+    return out.close()[0]
+
+
 def read_clean(sources: list[str], settings: SourceSettings, cleaning: CleaningConfig) -> tuple[pa.Table, int]:
     """Read and clean sources in memory, without versioning (e.g. to replay a batch as traffic).
     Returns (accepted rows, quarantined row count)."""
@@ -268,7 +405,7 @@ def read_clean(sources: list[str], settings: SourceSettings, cleaning: CleaningC
     cleaner = Cleaner(cleaning, None, select=source_selector(settings))
     accepted, quarantined = [], 0
     for raw in reader.read(discover(sources, settings)):
-        ok, bad = cleaner.clean(raw)
+        ok, bad, _ = cleaner.clean(raw)
         accepted.append(_assign_sources(ok, settings))
         quarantined += bad.num_rows
     table = pa.concat_tables(accepted) if accepted else ACCEPTED_SCHEMA.empty_table()
