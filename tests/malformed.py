@@ -73,6 +73,24 @@ UNDECLARED_GARBAGE = (b"From: x@example.com\nSubject: \n\n" + bytes([0x81, 0x8D,
 
 TINY = b"From: t@example.com\n\nok\n"
 
+# No body at all: the subject is the only text (3 chars).
+SUBJECT_ONLY = b"From: s@example.com\nSubject: Hi!\n\n"
+
+# Only an attachment: its subject is the message's only text, long enough to be accepted.
+ATTACHMENT_ONLY = b"""From: files@example.com
+Subject: Quarterly figures attached for review
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="B1"
+
+--B1
+Content-Type: application/pdf
+Content-Disposition: attachment; filename="q3.pdf"
+Content-Transfer-Encoding: base64
+
+JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFI+PgpzdHJlYW0K
+--B1--
+"""
+
 HUGE = b"From: h@example.com\nSubject: long\n\n" + b"word " * 10_000 + b"\n"
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
@@ -86,7 +104,9 @@ def write_mail_folder(root: Path) -> dict:
         "ham/good-copy.eml": (GOOD_MAIL, "duplicate"),
         "ham/koi8.eml": (KOI8, None),
         "ham/base64-latin1.eml": (BASE64_LATIN1, None),
-        "ham/broken-mime.eml": (BROKEN_MIME, None),
+        "ham/broken-mime.eml": (BROKEN_MIME, "broken_mime"),
+        "ham/subject-only.eml": (SUBJECT_ONLY, "too_short"),
+        "ham/attachment-only.eml": (ATTACHMENT_ONLY, None),
         "ham/image.png": (PNG, "binary_content"),
         "ham/huge.eml": (HUGE, "too_long"),
         "spam/multipart-qp.eml": (MULTIPART_QP, None),

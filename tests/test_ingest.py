@@ -48,9 +48,40 @@ def test_mail_folder_traps_are_all_accounted_for(tmp_path, file_store, cleaning)
     assert "track()" not in by_name["html-only.eml"]
     assert "Voilà un message très spécial" in by_name["base64-latin1.eml"]
     assert "Привет, это письмо" in by_name["koi8.eml"]
-    assert "the text is still here" in by_name["broken-mime.eml"]
+    assert "broken-mime.eml" not in by_name  # quarantined by default: see the next test
+    assert by_name["attachment-only.eml"] == "Quarterly figures attached for review"
     assert "Monday" in by_name["zipped.eml.gz"]
     assert set(table.column("label").to_pylist()) == {"ham", "spam"}
+
+    # Which part of each accepted email its text came from, counted in the manifest.
+    manifest = v.resolve(file_store, "mail").manifest["rows"]
+    assert manifest["email_text_from"] == {"subject only": 1, "subject+html": 1, "subject+plain": 5}
+    assert sum(manifest["email_text_from"].values()) == result.rows_accepted
+    by_file = {r["source_uri"].rsplit("/", 1)[1]: r for r in rows}
+    assert by_file["subject-only.eml"]["detail"] == "3 chars, minimum 5 (text from subject only)"
+    assert by_file["tiny.eml"]["detail"] == "2 chars, minimum 5 (text from plain)"
+
+
+def test_mime_structure_defects_are_quarantined_or_accepted_and_counted(tmp_path, file_store, cleaning):
+    """A multipart message whose boundary never appears would be read as its raw body: quarantined
+    as broken_mime by default (naming the defects), or accepted with `mime_defects: accept` and
+    counted by defect in the manifest; either way never silently."""
+    write_mail_folder(tmp_path / "mail")
+    result = ingest([str(tmp_path / "mail")], "mail", file_store, SourceSettings(), cleaning)
+    broken = next(r for r in _quarantine(file_store, result) if r["source_uri"].endswith("/broken-mime.eml"))
+    assert broken["reason"] == "broken_mime"
+    assert broken["detail"].startswith("MultipartInvariantViolationDefect, StartBoundaryNotFoundDefect: ")
+    assert broken["raw"].startswith(b"From: broken@example.com")
+
+    accepted = ingest([str(tmp_path / "mail")], "mail2", file_store, SourceSettings(mime_defects="accept"), cleaning)
+    assert accepted.rows_accepted == result.rows_accepted + 1
+    rows = v.resolve(file_store, "mail2").manifest["rows"]
+    assert rows["accepted_mime_defects"] == {"MultipartInvariantViolationDefect": 1, "StartBoundaryNotFoundDefect": 1}
+    assert rows["email_text_from"]["subject+raw body"] == 1
+    table = v.read_table(file_store, v.resolve(file_store, "mail2"))
+    text = next(t for u, t in zip(table.column("source_uri").to_pylist(), table.column("text").to_pylist(),
+                                  strict=True) if u.endswith("/broken-mime.eml"))
+    assert "the text is still here" in text
 
 
 def test_a_file_beside_the_label_folders_is_labelled_only_when_its_folder_is_mapped(tmp_path, file_store, cleaning):

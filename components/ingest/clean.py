@@ -30,14 +30,17 @@ from components.dataset.schema import (
 from components.ingest.config import CleaningConfig
 from components.ingest.dedup import ParentKeys, WindowIndex
 
-RAW_CHANGES_SCHEMA = pa.schema([("seq", pa.int64()), ("raw", pa.large_binary())])
+# What the parts do not hold about an accepted row, by accepted row number: its raw bytes where they
+# differ from its cleaned text (null where they do not) and its email notes.
+RAW_CHANGES_SCHEMA = pa.schema([("seq", pa.int64()), ("raw", pa.large_binary()), ("text_from", pa.string()),
+                                ("defects", pa.string())])
 
 
 class Cleaned(NamedTuple):
     accepted: pa.Table
     quarantined: pa.Table
-    # Accepted rows whose raw bytes differ from their cleaned text, by accepted row number: what
-    # the quarantine keeps if phase 2 of dedup later finds the row to be a duplicate.
+    # Accepted rows with raw bytes other than their cleaned text, or email notes: what the
+    # quarantine keeps (and the counts give back) if dedup's phase 2 finds the row a duplicate.
     raw_changes: pa.Table
 
 
@@ -48,6 +51,9 @@ class CleanStats:
     rows_quarantined: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
     by_label: dict[str, int] = field(default_factory=dict)
+    # Accepted emails: which parts their text came from, and parser defects by name.
+    text_from: dict[str, int] = field(default_factory=dict)
+    accepted_defects: dict[str, int] = field(default_factory=dict)
 
 
 class Cleaner:
@@ -92,10 +98,16 @@ class Cleaner:
         if cfg.strip_whitespace:
             text = pc.utf8_trim_whitespace(text)
         length = pc.fill_null(pc.utf8_length(text), 0)
+        text_from = raw.column("text_from")
+
+        def origin(i: int) -> str:  # emails say which parts the text came from, e.g. "subject only"
+            part = text_from[i].as_py()
+            return f" (text from {part})" if part else ""
+
         reason, detail = _flag(reason, detail, pc.equal(length, 0), "empty_text",
-                               lambda i: "no text left after stripping whitespace")
+                               lambda i: f"no text left after stripping whitespace{origin(i)}")
         reason, detail = _flag(reason, detail, pc.less(length, cfg.min_chars), "too_short",
-                               lambda i: f"{length[i].as_py()} chars, minimum {cfg.min_chars}")
+                               lambda i: f"{length[i].as_py()} chars, minimum {cfg.min_chars}{origin(i)}")
         reason, detail = _flag(reason, detail, pc.greater(length, cfg.max_chars), "too_long",
                                lambda i: f"{length[i].as_py()} chars, maximum {cfg.max_chars}")
 
@@ -169,14 +181,22 @@ class Cleaner:
             rejected_rows = np.flatnonzero(rejected_mask.to_numpy(zero_copy_only=False))
             self.seen.note_repeats(keys[repeat_pos],
                                    quarantined_before + np.searchsorted(rejected_rows, ok_idx[repeat_pos]))
-        raw_changes = _raw_changes(raw_bytes.take(accepted_idx), text.take(accepted_idx), accepted_before)
+        raw_changes = _raw_changes(raw_bytes.take(accepted_idx), text.take(accepted_idx),
+                                   text_from.take(accepted_idx), raw.column("defects").take(accepted_idx),
+                                   accepted_before)
 
         self._count(accepted, quarantined)
+        self._count_email_notes(text_from.take(accepted_idx), raw.column("defects").take(accepted_idx))
         self.digest.add(content_keys(accepted_keys, accepted.column("label").combine_chunks()))
         if self.stats.rows_read != self.stats.rows_accepted + self.stats.rows_quarantined:
             raise AssertionError(f"row accounting broke: read {self.stats.rows_read} != accepted "
                                  f"{self.stats.rows_accepted} + quarantined {self.stats.rows_quarantined}")
         return Cleaned(accepted, quarantined, raw_changes)
+
+    def _count_email_notes(self, text_from: pa.Array, defects: pa.Array) -> None:
+        _add_counts(self.stats.text_from, text_from)
+        if defects.null_count < len(defects):
+            _add_counts(self.stats.accepted_defects, pc.list_flatten(pc.split_pattern(defects.drop_null(), ",")))
 
     def _count(self, accepted: pa.Table, quarantined: pa.Table) -> None:
         s = self.stats
@@ -188,11 +208,24 @@ class Cleaner:
                     counter[item["values"]] = counter.get(item["values"], 0) + item["counts"]
 
 
-def _raw_changes(raw: pa.Array, text: pa.Array, first_seq: int) -> pa.Table:
+def _add_counts(counter: dict[str, int], values: pa.Array) -> None:
+    if values.null_count == len(values):
+        return
+    for item in pc.value_counts(values.drop_null()).to_pylist():
+        counter[item["values"]] = counter.get(item["values"], 0) + item["counts"]
+
+
+def _raw_changes(raw: pa.Array, text: pa.Array, text_from: pa.Array, defects: pa.Array, first_seq: int) -> pa.Table:
     same = pc.fill_null(pc.equal(raw.cast(pa.large_binary()), text.cast(pa.large_binary())), False)
-    changed = np.flatnonzero(~same.to_numpy(zero_copy_only=False))
-    return pa.table({"seq": pa.array(first_seq + changed, pa.int64()),
-                     "raw": raw.take(changed).cast(pa.large_binary())}, schema=RAW_CHANGES_SCHEMA)
+    noted = pc.or_(pc.is_valid(text_from), pc.is_valid(defects))
+    rows = np.flatnonzero(pc.or_(pc.invert(same), noted).to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return RAW_CHANGES_SCHEMA.empty_table()
+    changed = pc.invert(same).take(rows)
+    return pa.table({"seq": pa.array(first_seq + rows, pa.int64()),
+                     "raw": pc.if_else(changed, raw.take(rows).cast(pa.large_binary()),
+                                       pa.scalar(None, pa.large_binary())),
+                     "text_from": text_from.take(rows), "defects": defects.take(rows)}, schema=RAW_CHANGES_SCHEMA)
 
 
 def _decode_utf8(raw: pa.Array, reason: pa.Array) -> tuple[pa.Array, pa.Array]:

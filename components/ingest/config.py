@@ -24,6 +24,10 @@ class SourceSettings(Section):
     exclude: list[str] = Field(default_factory=list)
     # Text encoding of CSV/JSONL/text files (emails declare their own charsets).
     encoding: str = "utf-8"
+    # An email whose declared MIME structure the parser could not find (a boundary that never
+    # appears, ...) would be read as its raw multipart body. "quarantine" it as broken_mime, or
+    # "accept" it as that text; either way the manifest counts accepted rows' defects by name.
+    mime_defects: Literal["quarantine", "accept"] = "quarantine"
     # Raw label (or folder name) -> label, e.g. SpamAssassin's group folders -> ham/spam.
     label_map: dict[str, str] = Field(default_factory=dict)
     # Assign `source` by keyword (first match wins) for corpora without natural groups. Written as

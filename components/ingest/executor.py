@@ -281,7 +281,10 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
             "rows": {"read": stats.rows_read, "accepted": stats.rows_accepted,
                      "quarantined": stats.rows_quarantined, "total": rows_total,
                      "by_reason": dict(sorted(stats.by_reason.items())),
-                     "by_label": dict(sorted(by_label.items()))},
+                     "by_label": dict(sorted(by_label.items())),
+                     **({"email_text_from": dict(sorted(stats.text_from.items()))} if stats.text_from else {}),
+                     **({"accepted_mime_defects": dict(sorted(stats.accepted_defects.items()))}
+                        if stats.accepted_defects else {})},
             "schema": v.schema_fingerprint(ACCEPTED_SCHEMA),
             "cleaning": cleaning_dict,
             "source_settings": settings.model_dump(mode="json"),
@@ -324,7 +327,7 @@ def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine
                 moved_idx = np.flatnonzero(~keep)
                 moved = table.take(pa.array(moved_idx))
                 seqs = first_seq + offset + moved_idx
-                moved_out.write(_as_quarantine(moved, group_flags[moved_idx], seqs, raw_changes))
+                moved_out.write(_as_quarantine(moved, group_flags[moved_idx], seqs, raw_changes, stats))
                 labels = moved.column("label").combine_chunks()
                 cleaner.digest.remove(content_keys(keys_from_doc_ids(moved.column("doc_id").combine_chunks()),
                                                    labels))
@@ -353,9 +356,10 @@ def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine
     return kept_parts, quarantine
 
 
-def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray, raw_changes: tuple | None) -> pa.Table:
+def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray, raw_changes: tuple | None,
+                   stats) -> pa.Table:
     raw = moved.column("text").cast(pa.large_binary()).combine_chunks()
-    if raw_changes is not None:  # the rows whose raw bytes were not their cleaned text
+    if raw_changes is not None:  # rows whose raw bytes were not their cleaned text, or with email notes
         lo, hi = int(seqs.min()), int(seqs.max())
         changes = pq.read_table(raw_changes[0], filters=[("seq", ">=", lo), ("seq", "<=", hi)])
         changes = changes.filter(pc.is_in(changes.column("seq"), value_set=pa.array(seqs, pa.int64())))
@@ -363,8 +367,12 @@ def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray, raw_cha
             where = np.searchsorted(seqs, changes.column("seq").to_numpy())
             values = raw.to_pylist()
             for i, value in zip(where, changes.column("raw").to_pylist(), strict=True):
-                values[i] = value
+                if value is not None:
+                    values[i] = value
             raw = pa.array(values, pa.large_binary())
+            _subtract(stats.text_from, changes.column("text_from").drop_null().to_pylist())
+            _subtract(stats.accepted_defects, [d for ds in changes.column("defects").drop_null().to_pylist()
+                                               for d in ds.split(",")])
     reasons = np.where(flags == dedup.DUPLICATE_OF_PARENT, "duplicate_of_parent", "duplicate")
     return pa.table({
         "reason": pa.array(reasons, pa.string()),
@@ -375,6 +383,13 @@ def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray, raw_cha
         "source_uri": moved.column("source_uri"),
         "source_row": moved.column("source_row"),
     }, schema=QUARANTINE_SCHEMA)
+
+
+def _subtract(counter: dict[str, int], values: list[str]) -> None:
+    for value in values:
+        counter[value] -= 1
+        if not counter[value]:
+            del counter[value]
 
 
 def _rewrite_quarantine(tmp: str, quarantine: tuple | None, moved: tuple | None, verdicts: dedup.Verdicts):

@@ -1,8 +1,9 @@
 """RFC 822 / MIME message -> plain text.
 
 Handles multipart messages, quoted-printable and base64 transfer encodings, HTML-only messages
-(turned into text), and any declared charset. Returns the subject plus the body text, or raises
-`UndecodableText` when no charset we try decodes the body.
+(turned into text), and any declared charset. Returns the subject plus the body text, which parts
+the text came from and the defects the parser reported, or raises `UndecodableText` when no
+charset we try decodes the body.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import email
 import email.policy
 import html
 import re
+from dataclasses import dataclass
 from email.message import Message
 from html.parser import HTMLParser
 
@@ -23,8 +25,27 @@ SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "euc-cn": "gb18030", "x-gbk"
              "iso-8859-1": "cp1252", "us-ascii": "cp1252", "tis-620": "cp874", "iso-8859-9": "cp1254"}
 
 
+# Defects after which the parser did not find the message's declared MIME structure: its "text"
+# would be the raw multipart body (boundary lines, part headers, base64) instead of what it says.
+STRUCTURE_DEFECTS = frozenset({"StartBoundaryNotFoundDefect", "MultipartInvariantViolationDefect",
+                               "NoBoundaryInMultipartDefect"})
+
+
 class UndecodableText(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class EmailText:
+    text: str
+    # Which parts the text came from: "subject+plain", "subject+html", "plain", "html",
+    # "subject only", "subject+raw body", "raw body" or "nothing".
+    origin: str
+    defects: tuple[str, ...] = ()  # every defect the parser reported, by class name, sorted
+
+    @property
+    def structure_defects(self) -> tuple[str, ...]:
+        return tuple(d for d in self.defects if d in STRUCTURE_DEFECTS)
 
 
 class _TextExtractor(HTMLParser):
@@ -105,10 +126,15 @@ def _decoded_subject(message: Message) -> str:
 
 def email_to_text(raw: bytes) -> str:
     """Subject and body text of one message; HTML parts are used only when no plain part exists."""
+    return parse_email(raw).text
+
+
+def parse_email(raw: bytes) -> EmailText:
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
     plain: list[str] = []
     markup: list[str] = []
-    parts = message.walk() if message.is_multipart() else [message]
+    parts = list(message.walk()) if message.is_multipart() else [message]
+    defects = sorted({type(d).__name__ for part in parts for d in part.defects})
     for part in parts:
         if part.is_multipart():
             continue
@@ -118,12 +144,17 @@ def email_to_text(raw: bytes) -> str:
             markup.append(_part_text(part))
         elif part.get_content_maintype() == "text":
             plain.append(_part_text(part))
-    body = "\n\n".join(p for p in plain if p.strip()) or "\n\n".join(html_to_text(m) for m in markup)
-    if not body and not message.is_multipart() and isinstance(message.get_payload(), str):
-        # Broken structure (e.g. a multipart whose boundary never appears): keep the text as is.
-        body = _part_text(message)
+    body, kind = "\n\n".join(p for p in plain if p.strip()), "plain"
+    if not body:
+        body, kind = "\n\n".join(html_to_text(m) for m in markup), "html"
+    if not body.strip() and not message.is_multipart() and isinstance(message.get_payload(), str):
+        # Broken structure (e.g. a multipart whose boundary never appears): the body as it is.
+        body, kind = _part_text(message), "raw body"
     subject = _decoded_subject(message)
-    return f"{subject}\n\n{body}" if subject else body
+    has_body = bool(body.strip())
+    origin = "+".join([*(["subject"] if subject else []), *([kind] if has_body else [])])
+    origin = {"subject": "subject only", "": "nothing"}.get(origin, origin)
+    return EmailText(f"{subject}\n\n{body}" if subject else body, origin, tuple(defects))
 
 
 def looks_like_email(head: bytes) -> bool:

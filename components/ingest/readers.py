@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from components.common.errors import InputError, StoreError
 from components.common.storage import Store, locate
 from components.ingest.config import SourceSettings
-from components.ingest.mime import UndecodableText, email_to_text, looks_like_email
+from components.ingest.mime import UndecodableText, looks_like_email, parse_email
 
 RAW_SCHEMA = pa.schema([
     ("text", pa.large_binary()),
@@ -37,6 +37,9 @@ RAW_SCHEMA = pa.schema([
     ("source_row", pa.int64()),
     ("error", pa.string()),
     ("error_detail", pa.string()),
+    # Emails: which parts the text came from, and the parser's defects (comma-separated).
+    ("text_from", pa.string()),
+    ("defects", pa.string()),
 ])
 
 TABULAR = ("csv", "jsonl", "parquet")
@@ -138,8 +141,10 @@ class _Batcher:
         self.size = size
         self.cols: dict[str, list] = {f.name: [] for f in RAW_SCHEMA}
 
-    def add(self, text, label, source, uri, row, error=None, detail=None):
+    def add(self, text, label, source, uri, row, error=None, detail=None, text_from=None, defects=None):
         c = self.cols
+        c["text_from"].append(text_from)
+        c["defects"].append(defects)
         c["text"].append(text)
         c["label"].append(label)
         c["source"].append(source)
@@ -249,14 +254,22 @@ class SourceReader:
             return
         if fmt == "email":
             try:
-                text = email_to_text(raw)
+                parsed = parse_email(raw)
             except UndecodableText as exc:
                 out.add(raw, label, sf.group, sf.uri, 0, "undecodable", str(exc))
                 return
             except Exception as exc:  # the email package raises many types on hostile input
                 out.add(raw, label, sf.group, sf.uri, 0, "broken_mime", f"{type(exc).__name__}: {exc}")
                 return
-            out.add(text.encode("utf-8", errors="surrogatepass"), label, sf.group, sf.uri, 0)
+            broken = parsed.structure_defects
+            if broken and self.settings.mime_defects == "quarantine":
+                out.add(raw, label, sf.group, sf.uri, 0, "broken_mime",
+                        f"{', '.join(broken)}: the declared MIME structure is not in the message, so its text "
+                        "would be the raw multipart body (set source.mime_defects: accept to keep it)",
+                        text_from=parsed.origin, defects=",".join(parsed.defects))
+                return
+            out.add(parsed.text.encode("utf-8", errors="surrogatepass"), label, sf.group, sf.uri, 0,
+                    text_from=parsed.origin, defects=",".join(parsed.defects) or None)
             return
         data = self._transcode(raw)
         if data is None:
@@ -317,6 +330,8 @@ class SourceReader:
             pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
             errors if errors is not None else pa.nulls(n, pa.string()),
             details if details is not None else pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.string()),
         ], schema=RAW_SCHEMA)
 
     def _require_columns(self, sf: SourceFile, names: list[str]) -> None:
