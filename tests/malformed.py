@@ -11,6 +11,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -175,3 +176,16 @@ def write_tabular_folder(root: Path) -> dict[str, int]:
         "unreadable_file": 1,         # corrupt.parquet
         "empty_text": 1,
     }
+
+
+def repeating_corpus(path, n: int, seed: int) -> None:
+    """CSV rows drawn from a small pool of texts, so repeats land in every window; some differ from
+    their first occurrence only in whitespace, so the quarantine must keep their own raw bytes."""
+    rng = np.random.default_rng(seed)
+    pool = [f"message number {i} about {['cats', 'dogs', 'boats'][i % 3]}" for i in range(n // 3)]
+    lines = ["text,label"]
+    for _ in range(n):
+        i = int(rng.integers(0, len(pool)))
+        pad = " " * int(rng.integers(0, 2))
+        lines.append(f'"{pad}{pool[i]}{pad}",{"ham" if i % 2 else "spam"}')
+    path.write_text("\n".join(lines) + "\n")

@@ -19,7 +19,8 @@ from components.ingest.dedup import KeyIndex
 from components.ingest.executor import ingest
 from components.ingest.mime import email_to_text, html_to_text, looks_like_email
 from components.ingest.readers import sniff_format
-from tests.malformed import write_mail_folder, write_tabular_folder
+from tests.malformed import repeating_corpus, write_mail_folder, write_tabular_folder
+from tests.version_outcome import outcome
 
 
 def _quarantine(store, result) -> list[dict]:
@@ -315,48 +316,23 @@ def test_a_parquet_file_of_many_row_groups_is_read_whole_with_its_row_numbers(tm
 # --- bounded-memory dedup: any budget gives the in-RAM answer --------------------------------------
 
 
-def _outcome(store, result) -> dict:
-    """Everything a version means, independent of how rows fell into parts and in which order the
-    quarantine holds them."""
-    ref = v.resolve(store, result.dataset, result.version)
-    accepted = sorted(v.read_table(store, ref).to_pylist(), key=lambda r: r["doc_id"])
-    quarantine = sorted((tuple(r.values()) for r in _quarantine(store, result)), key=repr)
-    return {"version": result.version, "read": result.rows_read, "accepted": result.rows_accepted,
-            "quarantined": result.rows_quarantined, "reasons": result.quarantine_reasons,
-            "by_label": ref.manifest["rows"]["by_label"], "total": result.rows_total,
-            "rows": accepted, "quarantine": quarantine}
-
-
-def _repeating_corpus(path, n: int, seed: int) -> None:
-    """CSV rows drawn from a small pool of texts, so repeats land in every window; some differ from
-    their first occurrence only in whitespace, so the quarantine must keep their own raw bytes."""
-    rng = np.random.default_rng(seed)
-    pool = [f"message number {i} about {['cats', 'dogs', 'boats'][i % 3]}" for i in range(n // 3)]
-    lines = ["text,label"]
-    for _ in range(n):
-        i = int(rng.integers(0, len(pool)))
-        pad = " " * int(rng.integers(0, 2))
-        lines.append(f'"{pad}{pool[i]}{pad}",{"ham" if i % 2 else "spam"}')
-    path.write_text("\n".join(lines) + "\n")
-
-
 @pytest.mark.parametrize("budget", [7, 64])
 def test_any_dedup_budget_gives_the_in_memory_version(tmp_path, cleaning, budget):
     """Windows of `budget` keys spill to disk; duplicates spanning windows, and repeats of a parent
     that itself spilled, are found after the last batch. Same id, counts, rows and quarantine."""
     src = tmp_path / "src"
     src.mkdir()
-    _repeating_corpus(src / "first.csv", 300, seed=1)
+    repeating_corpus(src / "first.csv", 300, seed=1)
     outcomes = {}
     for name, keys in (("ram", 10**9), ("spill", budget)):
         store = FileStore(str(tmp_path / name))
         first = ingest([str(src / "first.csv")], "d", store, SourceSettings(), cleaning, batch_rows=50,
                        part_rows=40, dedup_budget_keys=keys)
-        _repeating_corpus(src / "second.csv", 300, seed=2)  # overlaps the first: parent duplicates
+        repeating_corpus(src / "second.csv", 300, seed=2)  # overlaps the first: parent duplicates
         second = ingest([str(src / "second.csv")], "d", store, SourceSettings(), cleaning, batch_rows=50,
                         part_rows=40, dedup_budget_keys=keys)
         (src / "second.csv").unlink()
-        outcomes[name] = (_outcome(store, first), _outcome(store, second))
+        outcomes[name] = (outcome(store, first), outcome(store, second))
     ram, spill = outcomes["ram"], outcomes["spill"]
     assert ram[1]["reasons"]["duplicate_of_parent"] > 0 and ram[0]["reasons"]["duplicate"] > 0
     assert spill == ram
@@ -369,8 +345,8 @@ def test_dedup_budget_identity_on_the_malformed_set(tmp_path, cleaning, folder):
     (write_mail_folder if folder == "mail" else write_tabular_folder)(tmp_path / folder)
     runs = [ingest([str(tmp_path / folder)], "m", FileStore(str(tmp_path / f"s{keys}")), SourceSettings(),
                    cleaning, batch_rows=3, dedup_budget_keys=keys) for keys in (10**9, 2)]
-    assert _outcome(FileStore(str(tmp_path / "s1000000000")), runs[0]) == \
-        _outcome(FileStore(str(tmp_path / "s2")), runs[1])
+    assert outcome(FileStore(str(tmp_path / "s1000000000")), runs[0]) == \
+        outcome(FileStore(str(tmp_path / "s2")), runs[1])
 
 
 def test_dedup_budget_identity_on_the_bundled_corpus(tmp_path):
@@ -382,6 +358,6 @@ def test_dedup_budget_identity_on_the_bundled_corpus(tmp_path):
         pytest.skip("bundled corpus not fetched (make data)")
     results = {keys: ingest(sources, "sa", FileStore(str(tmp_path / str(keys))), cfg.data.source, cfg.cleaning,
                             dedup_budget_keys=keys) for keys in (10**9, 500)}
-    ram, spill = (_outcome(FileStore(str(tmp_path / str(k))), results[k]) for k in (10**9, 500))
+    ram, spill = (outcome(FileStore(str(tmp_path / str(k))), results[k]) for k in (10**9, 500))
     assert ram["reasons"].get("duplicate", 0) > 0  # the corpus has real repeats
     assert spill == ram

@@ -42,6 +42,9 @@ class Cleaned(NamedTuple):
     # Accepted rows with raw bytes other than their cleaned text, or email notes: what the
     # quarantine keeps (and the counts give back) if dedup's phase 2 finds the row a duplicate.
     raw_changes: pa.Table
+    # Row positions in the raw batch of the accepted and the quarantined rows (source order).
+    accepted_rows: np.ndarray
+    quarantined_rows: np.ndarray
 
 
 @dataclass
@@ -60,12 +63,14 @@ class Cleaner:
     """Stateful across batches: remembers accepted keys (in `seen`) for duplicate detection."""
 
     def __init__(self, config: CleaningConfig, parent: ParentKeys | np.ndarray | None = None, select=None,
-                 seen: WindowIndex | None = None):
+                 seen: WindowIndex | None = None, dedup: bool = True):
         """parent: the parent version's keys (ParentKeys, or an array held in RAM).
         seen: where accepted keys go; by default all in RAM (exact on its own). A WindowIndex with a
         budget keeps RAM flat, and then `dedup.resolve` finishes the job after the last batch.
         select: optional (text, source) -> (keep mask, describe(i)) applied before hashing; rows it
-        drops are quarantined as `not_selected` (e.g. a collection defined by topic)."""
+        drops are quarantined as `not_selected` (e.g. a collection defined by topic).
+        dedup=False: no duplicate checks at all (an engine that dedups globally, like Spark)."""
+        self.dedup = dedup
         self.config = config
         self.select = select
         if not config.dedup_against_parent or parent is None or isinstance(parent, np.ndarray):
@@ -131,7 +136,7 @@ class Cleaner:
         dup_reason = np.full(len(ok_idx), None, dtype=object)
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
-        if len(keys):
+        if len(keys) and self.dedup:
             in_parent = self.parent.contains(sorted_keys)
             in_seen = self.seen.contains(sorted_keys)
             # Stable order: the first occurrence within this batch keeps the row, later ones repeat.
@@ -154,7 +159,8 @@ class Cleaner:
         keep = np.asarray(dup_reason == None, dtype=bool)  # noqa: E711 (object array)
         accepted_idx = ok_idx[keep]
         accepted_keys = keys[keep]
-        self.seen.add(accepted_keys, sorted_keys[keep[order]])
+        if self.dedup:
+            self.seen.add(accepted_keys, sorted_keys[keep[order]])
 
         accepted = pa.table({
             "doc_id": doc_ids_from_digests(digests[keep]),
@@ -175,10 +181,10 @@ class Cleaner:
             "source_row": raw.column("source_row").filter(rejected_mask),
         }, schema=QUARANTINE_SCHEMA)
 
+        rejected_rows = np.flatnonzero(rejected_mask.to_numpy(zero_copy_only=False))
         if self.parent.spilled and len(keys):
             # In-window repeats say `duplicate`; phase 2 relabels those whose key the parent has.
             repeat_pos = np.flatnonzero(dup_reason == "duplicate")
-            rejected_rows = np.flatnonzero(rejected_mask.to_numpy(zero_copy_only=False))
             self.seen.note_repeats(keys[repeat_pos],
                                    quarantined_before + np.searchsorted(rejected_rows, ok_idx[repeat_pos]))
         raw_changes = _raw_changes(raw_bytes.take(accepted_idx), text.take(accepted_idx),
@@ -191,7 +197,7 @@ class Cleaner:
         if self.stats.rows_read != self.stats.rows_accepted + self.stats.rows_quarantined:
             raise AssertionError(f"row accounting broke: read {self.stats.rows_read} != accepted "
                                  f"{self.stats.rows_accepted} + quarantined {self.stats.rows_quarantined}")
-        return Cleaned(accepted, quarantined, raw_changes)
+        return Cleaned(accepted, quarantined, raw_changes, accepted_idx, rejected_rows)
 
     def _count_email_notes(self, text_from: pa.Array, defects: pa.Array) -> None:
         _add_counts(self.stats.text_from, text_from)

@@ -35,7 +35,7 @@ from components.dataset.schema import (
     keys_from_doc_ids,
 )
 from components.ingest import dedup
-from components.ingest.clean import RAW_CHANGES_SCHEMA, Cleaner
+from components.ingest.clean import RAW_CHANGES_SCHEMA, Cleaner, CleanStats
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.readers import SourceReader, discover
 
@@ -265,41 +265,51 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
 
         own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": rows, "sha256": sha, "bytes": size}
                      for i, (_p, rows, sha, size) in enumerate(new_parts)]
-        inherited = [dict(p, inherited_from=p.get("inherited_from") or parent_ref.version)
-                     for p in (parent_ref.parts if parent_ref else [])]
-        by_label = dict(parent_ref.manifest["rows"]["by_label"]) if parent_ref else {}
-        for label, count in stats.by_label.items():
-            by_label[label] = by_label.get(label, 0) + count
-        manifest = {
-            "format": v.MANIFEST_FORMAT,
-            "dataset": dataset,
-            "version": version,
-            "parent": parent_ref.version if parent_ref else None,
-            "created_at": v.now_iso(),
-            "code_version": code_version,
-            "content_digest": digest,
-            "rows": {"read": stats.rows_read, "accepted": stats.rows_accepted,
-                     "quarantined": stats.rows_quarantined, "total": rows_total,
-                     "by_reason": dict(sorted(stats.by_reason.items())),
-                     "by_label": dict(sorted(by_label.items())),
-                     **({"email_text_from": dict(sorted(stats.text_from.items()))} if stats.text_from else {}),
-                     **({"accepted_mime_defects": dict(sorted(stats.accepted_defects.items()))}
-                        if stats.accepted_defects else {})},
-            "schema": v.schema_fingerprint(ACCEPTED_SCHEMA),
-            "cleaning": cleaning_dict,
-            "source_settings": settings.model_dump(mode="json"),
-            "sources": list(sources),
-            "formats": reader.formats_seen,
-            "parts": inherited + own_parts,
-            "quarantine": None if quarantine is None else {
-                "path": f"{version}/quarantine.parquet", "rows": quarantine[1], "sha256": quarantine[2],
-                "bytes": quarantine[3]},
-        }
+        quarantine_entry = None if quarantine is None else {
+            "path": f"{version}/quarantine.parquet", "rows": quarantine[1], "sha256": quarantine[2],
+            "bytes": quarantine[3]}
+        manifest = build_manifest(dataset, version, parent_ref, stats, digest_state, cleaning, settings, sources,
+                                  reader.formats_seen, own_parts, quarantine_entry, code_version)
         v.commit(store, dataset, version, new_parts, quarantine, manifest)
         phase("commit", mark)
         return IngestResult(**base, parent=manifest["parent"], new=True,
                             quarantine_uri=_quarantine_uri(store, dataset, manifest), rows_total=rows_total,
                             seconds=time.perf_counter() - started, phase_seconds=phases)
+
+
+def build_manifest(dataset: str, version: str, parent_ref: v.VersionRef | None, stats: CleanStats,
+                   digest: ContentDigest, cleaning: CleaningConfig, settings: SourceSettings, sources: list[str],
+                   formats: dict[str, int], own_parts: list[dict], quarantine: dict | None,
+                   code_version: str) -> dict[str, Any]:
+    """The manifest of a new version (any engine): `digest` covers the parent's rows and these."""
+    inherited = [dict(p, inherited_from=p.get("inherited_from") or parent_ref.version)
+                 for p in (parent_ref.parts if parent_ref else [])]
+    by_label = dict(parent_ref.manifest["rows"]["by_label"]) if parent_ref else {}
+    for label, count in stats.by_label.items():
+        by_label[label] = by_label.get(label, 0) + count
+    return {
+        "format": v.MANIFEST_FORMAT,
+        "dataset": dataset,
+        "version": version,
+        "parent": parent_ref.version if parent_ref else None,
+        "created_at": v.now_iso(),
+        "code_version": code_version,
+        "content_digest": digest.hexdigest(),
+        "rows": {"read": stats.rows_read, "accepted": stats.rows_accepted,
+                 "quarantined": stats.rows_quarantined, "total": digest.count,
+                 "by_reason": dict(sorted(stats.by_reason.items())),
+                 "by_label": dict(sorted(by_label.items())),
+                 **({"email_text_from": dict(sorted(stats.text_from.items()))} if stats.text_from else {}),
+                 **({"accepted_mime_defects": dict(sorted(stats.accepted_defects.items()))}
+                    if stats.accepted_defects else {})},
+        "schema": v.schema_fingerprint(ACCEPTED_SCHEMA),
+        "cleaning": cleaning.model_dump(mode="json"),
+        "source_settings": settings.model_dump(mode="json"),
+        "sources": list(sources),
+        "formats": dict(sorted(formats.items())),
+        "parts": inherited + own_parts,
+        "quarantine": quarantine,
+    }
 
 
 def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine: tuple | None,
@@ -420,9 +430,9 @@ def read_clean(sources: list[str], settings: SourceSettings, cleaning: CleaningC
     cleaner = Cleaner(cleaning, None, select=source_selector(settings))
     accepted, quarantined = [], 0
     for raw in reader.read(discover(sources, settings)):
-        ok, bad, _ = cleaner.clean(raw)
-        accepted.append(_assign_sources(ok, settings))
-        quarantined += bad.num_rows
+        cleaned = cleaner.clean(raw)
+        accepted.append(_assign_sources(cleaned.accepted, settings))
+        quarantined += cleaned.quarantined.num_rows
     table = pa.concat_tables(accepted) if accepted else ACCEPTED_SCHEMA.empty_table()
     return table, quarantined
 

@@ -1,0 +1,424 @@
+"""Ingest on Apache Spark: the in-process executor's per-batch functions run in Spark tasks, with
+one global dedup, and the same version comes out.
+
+1. The driver discovers the files (as in-process) and hands Spark one unit per file.
+2. `mapInArrow(_read_and_validate)`: each task reads its files with `SourceReader` and checks them
+   with `Cleaner(dedup=False)` (decode, MIME, normalize, lengths, labels, doc_id), emitting
+   candidate rows with their dedup key and source order (file index, row index) and quarantined
+   rows with their reasons.
+3. Dedup in Spark: a candidate whose key the parent has is `duplicate_of_parent`; otherwise the
+   first of its key in source order keeps it and later ones are `duplicate` (a window over the
+   key, ordered by file and row index: deterministic, like the in-process order).
+4. Counts and the content digest come from Spark aggregates (the digest's lanes are sums, so each
+   task's partial state adds up). With the version id known, an existing version writes nothing.
+5. Parts and the quarantine are written with pyarrow to the store by a Python data source writer
+   (no Hadoop S3 connector: the store abstraction stays the only way to S3); its `commit()` on
+   the driver writes the manifest last, the same commit point as in-process.
+
+Spark's session is started here in `local[N]` for tests and the CLI, or given by the caller (a
+SparkApplication's driver on the cluster, see `spark_launcher.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components.common.hashing import sha256_of_file
+from components.common.layout import check_name
+from components.common.storage import Store, locate, open_store
+from components.dataset import versioning as v
+from components.dataset.schema import (
+    ACCEPTED_SCHEMA,
+    QUARANTINE_SCHEMA,
+    ContentDigest,
+    content_keys,
+    keys_from_doc_ids,
+)
+from components.ingest.clean import Cleaner, CleanStats
+from components.ingest.config import CleaningConfig, SourceSettings
+from components.ingest.executor import (
+    PART_ROWS,
+    ROW_GROUP_ROWS,
+    IngestResult,
+    _assign_sources,
+    _parquet_writer,
+    _quarantine_uri,
+    build_manifest,
+    source_selector,
+)
+from components.ingest.readers import SourceFile, SourceReader, discover
+
+# One row per raw record (kind "a": accepted candidate, "q": quarantined) plus one "f" row per file
+# naming its format. `key` is the uint64 dedup key viewed as int64: only compared for equality.
+ROW_DDL = ("kind string, file_index int, row_index long, key long, doc_id string, text string, "
+           "label string, source string, source_uri string, source_row long, reason string, "
+           "detail string, raw binary, text_from string, defects string")
+_ROW_SCHEMA = pa.schema([
+    ("kind", pa.string()), ("file_index", pa.int32()), ("row_index", pa.int64()), ("key", pa.int64()),
+    ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("source", pa.string()),
+    ("source_uri", pa.string()), ("source_row", pa.int64()), ("reason", pa.string()), ("detail", pa.string()),
+    ("raw", pa.binary()), ("text_from", pa.string()), ("defects", pa.string()),
+])
+DATA_SOURCE = "conveyor_version"
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str = "local[2]"
+    shuffle_partitions: int = 8
+    batch_rows: int = 65_536
+
+
+def session(settings: SparkSettings | None = None, app_name: str = "conveyor-ingest"):
+    """A SparkSession for this process (local mode unless the caller's environment says otherwise)."""
+    from pyspark.sql import SparkSession  # lazy: pyspark starts a JVM; only this engine needs it
+
+    settings = settings or SparkSettings()
+    # Executors must run this interpreter (it has pyarrow and the components), not the PATH's python.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (SparkSession.builder.appName(app_name)
+               .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+               # AQE would merge shuffle partitions by size: keep the plan the same for any input.
+               .config("spark.sql.adaptive.coalescePartitions.enabled", "false")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.batch_rows)))
+    if "SPARK_MASTER" not in os.environ and not os.environ.get("SPARK_APPLICATION_ID"):
+        builder = builder.master(settings.master)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+
+def _file_meta(sf: SourceFile) -> tuple:
+    return (sf.uri, sf.key, sf.group, sf.named, sf.at_root)
+
+
+def _source_file(meta: tuple) -> SourceFile:
+    uri, key, group, named, at_root = meta
+    store, _ = locate(uri)
+    return SourceFile(store, key, uri, group, named=named, at_root=at_root)
+
+
+def _read_and_validate(files: list[tuple], settings_json: dict, cleaning_json: dict, batch_rows: int):
+    """mapInArrow body: units (file indexes) in, raw records out, each checked but not deduped.
+
+    A task reads all its files through one reader, so small documents share batches as they do
+    in-process; each row's source order is (file index, its position among that file's rows)."""
+
+    def run(units: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        settings = SourceSettings.model_validate(settings_json)
+        cleaning = CleaningConfig.model_validate(cleaning_json)
+        cleaner = Cleaner(cleaning, None, select=source_selector(settings), dedup=False)
+        indexes = sorted(i for unit in units for i in unit.column("file_index").to_pylist())
+        index_of = {files[i][0]: i for i in reversed(indexes)}  # a file listed twice: its first place
+        next_row: dict[str, int] = {}
+        reader = SourceReader(settings, batch_rows=batch_rows)
+        for raw in reader.read([_source_file(files[i]) for i in indexes]):
+            uris = raw.column("source_uri").to_pylist()
+            file_index = np.fromiter((index_of[u] for u in uris), np.int32, len(uris))
+            row_index = np.empty(len(uris), np.int64)
+            for r, uri in enumerate(uris):
+                row_index[r] = next_row.get(uri, 0)
+                next_row[uri] = row_index[r] + 1
+            before = cleaner.stats.rows_accepted
+            cleaned = cleaner.clean(raw)
+            yield _rows(file_index, row_index, raw, cleaned, before, settings)
+        for fmt, count in reader.formats_seen.items():
+            yield _format_row(fmt, count)
+
+    return run
+
+
+def _rows(file_index: np.ndarray, row_index: np.ndarray, raw: pa.RecordBatch, cleaned, accepted_before: int,
+          settings: SourceSettings) -> pa.RecordBatch:
+    acc = _assign_sources(cleaned.accepted, settings).combine_chunks()
+    quar = cleaned.quarantined.combine_chunks()
+    n_a, n_q = acc.num_rows, quar.num_rows
+    raw_changed = pa.nulls(n_a, pa.binary())
+    changes = cleaned.raw_changes
+    if changes.num_rows:  # raw bytes where they differ from the text: what a moved duplicate keeps
+        values: list = [None] * n_a
+        for seq, value in zip(changes.column("seq").to_pylist(), changes.column("raw").to_pylist(), strict=True):
+            values[seq - accepted_before] = value
+        raw_changed = pa.array(values, pa.binary())
+    keys = keys_from_doc_ids(acc.column("doc_id").combine_chunks()).view(np.int64)
+    accepted_at = pa.array(cleaned.accepted_rows, pa.int64())
+    accepted = pa.table({
+        "kind": pa.repeat(pa.scalar("a"), n_a),
+        "file_index": pa.array(file_index[cleaned.accepted_rows], pa.int32()),
+        "row_index": pa.array(row_index[cleaned.accepted_rows], pa.int64()),
+        "key": pa.array(keys, pa.int64()),
+        "doc_id": acc.column("doc_id"),
+        "text": acc.column("text").cast(pa.string()),
+        "label": acc.column("label"), "source": acc.column("source"),
+        "source_uri": acc.column("source_uri"), "source_row": acc.column("source_row"),
+        "reason": pa.nulls(n_a, pa.string()), "detail": pa.nulls(n_a, pa.string()),
+        "raw": raw_changed,
+        "text_from": raw.column("text_from").take(accepted_at),
+        "defects": raw.column("defects").take(accepted_at),
+    }, schema=_ROW_SCHEMA)
+    quarantined = pa.table({
+        "kind": pa.repeat(pa.scalar("q"), n_q),
+        "file_index": pa.array(file_index[cleaned.quarantined_rows], pa.int32()),
+        "row_index": pa.array(row_index[cleaned.quarantined_rows], pa.int64()),
+        "key": pa.nulls(n_q, pa.int64()), "doc_id": pa.nulls(n_q, pa.string()), "text": pa.nulls(n_q, pa.string()),
+        "label": quar.column("label"), "source": quar.column("source"),
+        "source_uri": quar.column("source_uri"), "source_row": quar.column("source_row"),
+        "reason": quar.column("reason"), "detail": quar.column("detail"),
+        "raw": quar.column("raw").cast(pa.binary()),
+        "text_from": pa.nulls(n_q, pa.string()), "defects": pa.nulls(n_q, pa.string()),
+    }, schema=_ROW_SCHEMA)
+    return pa.concat_tables([accepted, quarantined]).combine_chunks().to_batches(max_chunksize=1 << 62)[0] \
+        if n_a + n_q else pa.RecordBatch.from_pylist([], schema=_ROW_SCHEMA)
+
+
+def _format_row(fmt: str, count: int) -> pa.RecordBatch:
+    """How many files of a format a task read (kind "f": not a record; label = format, row_index = count)."""
+    row = {name: [None] for name in _ROW_SCHEMA.names}
+    row.update(kind=["f"], label=[fmt], row_index=[count])
+    return pa.RecordBatch.from_pydict(row, schema=_ROW_SCHEMA)
+
+
+def _parent_keys(store_uri: str, dataset: str):
+    """mapInArrow body: parent part paths in, their dedup keys out."""
+
+    def run(parts: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        store = open_store(store_uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            for batch in parts:
+                for path in batch.column("path").to_pylist():
+                    local = store.local_copy(f"{v.dataset_prefix(dataset)}/{path}", tmp)
+                    doc_ids = pq.read_table(local, columns=["doc_id"]).column("doc_id").combine_chunks()
+                    keys = keys_from_doc_ids(doc_ids).view(np.int64)
+                    yield pa.RecordBatch.from_arrays(
+                        [pa.array(keys, pa.int64()), pa.repeat(pa.scalar(True), len(keys))], names=["key", "in_parent"])
+
+    return run
+
+
+def _digest_lanes(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: a partition's (key, label) rows in, its partial content digest out."""
+    digest = ContentDigest()
+    for batch in batches:
+        keys = batch.column("key").to_numpy(zero_copy_only=False).view(np.uint64)
+        digest.add(content_keys(keys, batch.column("label")))
+    yield pa.RecordBatch.from_pylist([{"lanes": digest.lanes.tobytes(), "n": digest.count}],
+                                     schema=pa.schema([("lanes", pa.binary()), ("n", pa.int64())]))
+
+
+# --- writing: a Python data source whose driver-side commit writes the manifest last ------------
+
+def _data_source_classes():
+    from pyspark.sql.datasource import (  # lazy: pyspark is this engine's dependency only
+        DataSource,
+        DataSourceArrowWriter,
+        WriterCommitMessage,
+    )
+
+    @dataclass
+    class Written(WriterCommitMessage):
+        key: str
+        rows: int
+        sha256: str
+        bytes: int
+        partition: int
+
+    class VersionWriter(DataSourceArrowWriter):
+        """Options: store, key (a template with {partition}), role (parts | quarantine), and for
+        parts the manifest JSON (everything but its own parts) that commit() completes."""
+
+        def __init__(self, options: dict):
+            self.options = dict(options)
+
+        def write(self, iterator):
+            from pyspark import TaskContext  # lazy: as above
+
+            partition = TaskContext.get().partitionId()
+            schema = QUARANTINE_SCHEMA if self.options["role"] == "quarantine" else ACCEPTED_SCHEMA
+            rows = 0
+            with tempfile.TemporaryDirectory() as tmp:
+                local = os.path.join(tmp, "out.parquet")
+                out = None
+                for batch in iterator:
+                    if not batch.num_rows:
+                        continue
+                    table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+                    out = out or _parquet_writer(local, schema)
+                    out.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                    rows += table.num_rows
+                if out is None:
+                    return Written("", 0, "", 0, partition)
+                out.close()
+                key = self.options["key"].format(partition=partition)
+                open_store(self.options["store"]).upload(local, key)
+                return Written(key, rows, sha256_of_file(local), os.path.getsize(local), partition)
+
+        def commit(self, messages):
+            written = sorted((m for m in messages if m is not None and m.rows), key=lambda m: m.partition)
+            store = open_store(self.options["store"])
+            if self.options["role"] == "quarantine":
+                if len(written) > 1:
+                    raise RuntimeError(f"the quarantine came out as {len(written)} files; expected one")
+                entry = None if not written else {"rows": written[0].rows, "sha256": written[0].sha256,
+                                                  "bytes": written[0].bytes}
+                store.write_json(self.options["key"].rsplit("/", 1)[0] + "/_quarantine.json", entry)
+                return
+            manifest = json.loads(self.options["manifest"])
+            version_key = v.version_prefix(manifest["dataset"], manifest["version"])
+            manifest["parts"] += [{"path": m.key[len(v.dataset_prefix(manifest["dataset"])) + 1:], "rows": m.rows,
+                                   "sha256": m.sha256, "bytes": m.bytes} for m in written]
+            staged = store.read_json(f"{version_key}/_quarantine.json")
+            if staged:
+                manifest["quarantine"] = dict(staged, path=f"{manifest['version']}/quarantine.parquet")
+            if sum(p["rows"] for p in manifest["parts"] if "inherited_from" not in p) != manifest["rows"]["accepted"]:
+                raise RuntimeError("the written parts do not hold the accepted rows; version not committed")
+            store.write_json(v.manifest_key(manifest["dataset"], manifest["version"]), manifest)  # the commit point
+            store.write_json(v.latest_key(manifest["dataset"]),
+                             {"version": manifest["version"], "updated_at": manifest["created_at"]})
+            store.delete(f"{version_key}/_quarantine.json")
+
+        def abort(self, messages):
+            store = open_store(self.options["store"])
+            for m in messages:
+                if m is not None and m.key:
+                    store.delete(m.key)
+
+    class VersionDataSource(DataSource):
+        @classmethod
+        def name(cls):
+            return DATA_SOURCE
+
+        def writer(self, schema, overwrite):
+            return VersionWriter(self.options)
+
+    return VersionDataSource
+
+
+# --- driver ---------------------------------------------------------------------------------------
+
+def ingest_spark(sources: list[str], dataset: str, store: Store, settings: SourceSettings,
+                 cleaning: CleaningConfig, parent: str | None = "latest", part_rows: int = PART_ROWS,
+                 spark=None, spark_settings: SparkSettings | None = None,
+                 code_version: str = "unknown") -> IngestResult:
+    """`executor.ingest` on Spark: same arguments, same version, same result."""
+    from pyspark import StorageLevel  # lazy: as above
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    started = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def phase(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(now - since, 3)
+        return now
+
+    check_name(dataset)
+    store.check()
+    files = discover(sources, settings)
+    parent_ref = v.resolve_parent(store, dataset, parent) if parent else None
+    spark_settings = spark_settings or SparkSettings()
+    spark = spark or session(spark_settings)
+    spark.dataSource.register(_data_source_classes())
+    mark = phase("prepare", started)
+
+    metas = [_file_meta(sf) for sf in files]
+    slices = max(1, min(len(metas), spark.sparkContext.defaultParallelism * 4))
+    units = spark.createDataFrame(spark.sparkContext.parallelize([(i,) for i in range(len(metas))], slices),
+                                  "file_index int")
+    rows = units.mapInArrow(_read_and_validate(metas, settings.model_dump(mode="json"),
+                                               cleaning.model_dump(mode="json"), spark_settings.batch_rows),
+                            ROW_DDL).persist(StorageLevel.DISK_ONLY)
+    records = rows.filter("kind != 'f'")
+    formats = {r["label"]: int(r["n"]) for r in
+               rows.filter("kind = 'f'").groupBy("label").agg(F.sum("row_index").alias("n")).collect()}
+
+    candidates = records.filter("kind = 'a'")
+    first = Window.partitionBy("key").orderBy("file_index", "row_index")
+    ranked = candidates.withColumn("rank", F.row_number().over(first))
+    if cleaning.dedup_against_parent and parent_ref and parent_ref.parts:
+        parts = spark.createDataFrame([(p["path"],) for p in parent_ref.parts], "path string")
+        parent_keys = parts.repartition(max(1, min(len(parent_ref.parts), slices))).mapInArrow(
+            _parent_keys(store.uri, dataset), "key long, in_parent boolean")
+        ranked = ranked.join(parent_keys, "key", "left")
+    else:
+        ranked = ranked.withColumn("in_parent", F.lit(None).cast("boolean"))
+    verdict = F.when(F.col("in_parent"), F.lit("duplicate_of_parent")).when(F.col("rank") > 1, F.lit("duplicate"))
+    decided = ranked.withColumn("verdict", verdict).persist(StorageLevel.DISK_ONLY)
+    accepted = decided.filter(F.col("verdict").isNull())
+    quarantine_cols = ["reason", "detail", "raw", "label", "source", "source_uri", "source_row", "file_index",
+                       "row_index"]
+    moved = decided.filter(F.col("verdict").isNotNull()).select(
+        F.col("verdict").alias("reason"), F.concat(F.lit("doc_id "), F.col("doc_id")).alias("detail"),
+        F.coalesce(F.col("raw"), F.encode(F.col("text"), "UTF-8")).alias("raw"),
+        "label", "source", "source_uri", "source_row", "file_index", "row_index")
+    quarantine = records.filter("kind = 'q'").select(*quarantine_cols).unionByName(moved)
+
+    stats = CleanStats()
+    stats.rows_read = records.count()
+    stats.by_reason = {r["reason"]: int(r["count"]) for r in quarantine.groupBy("reason").count().collect()}
+    stats.by_label = {r["label"]: int(r["count"]) for r in accepted.groupBy("label").count().collect()}
+    stats.text_from = {r["text_from"]: int(r["count"]) for r in
+                       accepted.filter(F.col("text_from").isNotNull()).groupBy("text_from").count().collect()}
+    stats.accepted_defects = {r["d"]: int(r["count"]) for r in accepted.filter(F.col("defects").isNotNull())
+                              .select(F.explode(F.split("defects", ",")).alias("d")).groupBy("d").count().collect()}
+    stats.rows_accepted = sum(stats.by_label.values())
+    stats.rows_quarantined = sum(stats.by_reason.values())
+    if stats.rows_read != stats.rows_accepted + stats.rows_quarantined:
+        raise AssertionError(f"row accounting broke: read {stats.rows_read} != accepted {stats.rows_accepted} "
+                             f"+ quarantined {stats.rows_quarantined}")
+    digest = ContentDigest()
+    for _ in v.parent_keys(store, parent_ref, digest):  # the parent's rows count in the child's digest
+        pass
+    for r in accepted.select("key", "label").mapInArrow(_digest_lanes, "lanes binary, n long").collect():
+        digest.merge(ContentDigest([int(x) for x in np.frombuffer(r["lanes"], np.uint64)], int(r["n"])))
+    version = v.version_id(digest.hexdigest(), ACCEPTED_SCHEMA, cleaning.model_dump(mode="json"))
+    mark = phase("read_clean_dedup", mark)
+
+    base = dict(dataset=dataset, version=version, rows_read=stats.rows_read, rows_accepted=stats.rows_accepted,
+                rows_quarantined=stats.rows_quarantined, quarantine_reasons=dict(sorted(stats.by_reason.items())),
+                manifest_uri=store.url(v.manifest_key(dataset, version)))
+    try:
+        if store.exists(v.manifest_key(dataset, version)):
+            existing = v.read_manifest(store, dataset, version)
+            return IngestResult(**base, parent=existing.get("parent"), new=False,
+                                quarantine_uri=_quarantine_uri(store, dataset, existing),
+                                rows_total=existing["rows"]["total"],
+                                seconds=time.perf_counter() - started, phase_seconds=phases)
+        prefix = v.version_prefix(dataset, version)
+        (quarantine.repartition(1).sortWithinPartitions("file_index", "row_index").drop("file_index", "row_index")
+         .write.format(DATA_SOURCE).mode("append")
+         .option("store", store.uri).option("role", "quarantine").option("key", f"{prefix}/quarantine.parquet")
+         .save())
+        manifest = build_manifest(dataset, version, parent_ref, stats, digest, cleaning, settings, sources, formats,
+                                  [], None, code_version)
+        n_parts = max(1, math.ceil(stats.rows_accepted / part_rows))
+        (accepted.repartitionByRange(n_parts, "file_index", "row_index")
+         .sortWithinPartitions("file_index", "row_index").select(*ACCEPTED_SCHEMA.names)
+         .write.format(DATA_SOURCE).mode("append")
+         .option("store", store.uri).option("role", "parts").option("key", prefix + "/part-{partition:05d}.parquet")
+         .option("manifest", json.dumps(manifest)).save())
+        phase("write_commit", mark)
+        manifest = v.read_manifest(store, dataset, version)
+        return IngestResult(**base, parent=manifest["parent"], new=True,
+                            quarantine_uri=_quarantine_uri(store, dataset, manifest),
+                            rows_total=manifest["rows"]["total"],
+                            seconds=time.perf_counter() - started, phase_seconds=phases)
+    finally:
+        decided.unpersist()
+        rows.unpersist()

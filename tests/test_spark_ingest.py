@@ -1,0 +1,89 @@
+"""The Spark engine (`local[2]`) and the in-process engine give the same version: id, row
+accounting, per-reason counts, accepted rows and quarantined rows."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from components.common.config import PROJECT_ROOT
+from components.common.storage import FileStore
+from components.ingest.config import CleaningConfig, SourceSettings
+from components.ingest.executor import ingest
+from tests.malformed import repeating_corpus, write_mail_folder, write_tabular_folder
+from tests.version_outcome import outcome
+
+pytest.importorskip("pyspark")
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from components.ingest.spark_engine import session
+
+    spark = session()
+    yield spark
+    spark.stop()
+
+
+def _both(tmp_path, spark, sources, settings, cleaning, dataset="d", **kw):
+    from components.ingest.spark_engine import ingest_spark
+
+    local, distributed = FileStore(str(tmp_path / "local")), FileStore(str(tmp_path / "spark"))
+    a = ingest(sources, dataset, local, settings, cleaning, **kw)
+    b = ingest_spark(sources, dataset, distributed, settings, cleaning, spark=spark, **kw)
+    return (local, a), (distributed, b)
+
+
+@pytest.mark.parametrize("folder", ["mail", "tab"])
+def test_spark_gives_the_in_process_version_on_the_malformed_set(tmp_path, spark, cleaning, folder):
+    (write_mail_folder if folder == "mail" else write_tabular_folder)(tmp_path / folder)
+    (ls, a), (ss, b) = _both(tmp_path, spark, [str(tmp_path / folder)], SourceSettings(), cleaning)
+    assert b.new and sum(b.quarantine_reasons.values()) == b.rows_quarantined > 0
+    assert outcome(ss, b) == outcome(ls, a)
+
+
+def test_spark_dedups_first_occurrence_and_against_the_parent(tmp_path, spark, cleaning):
+    """Repeats in every file and across files, rows that differ only in whitespace (the
+    quarantine keeps each one's own bytes), then a child version overlapping its parent."""
+    from components.ingest.spark_engine import ingest_spark
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        repeating_corpus(src / f"f{i}.csv", 120, seed=i)
+    (ls, a), (ss, b) = _both(tmp_path, spark, [str(src)], SourceSettings(), cleaning, part_rows=50)
+    assert a.quarantine_reasons["duplicate"] > 0
+    assert outcome(ss, b) == outcome(ls, a)
+
+    repeating_corpus(tmp_path / "next.csv", 200, seed=9)
+    a2 = ingest([str(tmp_path / "next.csv")], "d", ls, SourceSettings(), cleaning)
+    b2 = ingest_spark([str(tmp_path / "next.csv")], "d", ss, SourceSettings(), cleaning, spark=spark)
+    assert a2.quarantine_reasons["duplicate_of_parent"] > 0
+    assert outcome(ss, b2) == outcome(ls, a2)
+
+    # The same input again is the same version, and Spark writes nothing.
+    before = ss.list("")
+    again = ingest_spark([str(tmp_path / "next.csv")], "d", ss, SourceSettings(), cleaning, spark=spark)
+    assert not again.new and again.version == b2.version and ss.list("") == before
+
+
+def test_spark_gives_the_in_process_version_on_the_bundled_corpus(tmp_path, spark):
+    from components.config import load_config
+
+    cfg = load_config()
+    sources = [str(PROJECT_ROOT / p) for p in cfg.data.reference]
+    if not all(os.path.isdir(p) for p in sources):
+        pytest.skip("bundled corpus not fetched (make data)")
+    (ls, a), (ss, b) = _both(tmp_path, spark, sources, cfg.data.source, cfg.cleaning, dataset="sa")
+    assert a.rows_read == 3000
+    assert outcome(ss, b) == outcome(ls, a)
+
+
+def test_spark_names_a_bad_source_like_the_in_process_engine(tmp_path, spark):
+    from components.common.errors import InputError
+    from components.ingest.spark_engine import ingest_spark
+
+    with pytest.raises(InputError, match="no such file or folder"):
+        ingest_spark([str(tmp_path / "missing")], "d", FileStore(str(tmp_path / "s")), SourceSettings(),
+                     CleaningConfig(), spark=spark)
