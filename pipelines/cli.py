@@ -35,9 +35,8 @@ def _print_json(value) -> None:
 
 def cmd_data_ingest(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
-    from components.common.storage import open_store
     from components.common.version import code_version
-    from components.ingest.executor import ingest
+    from components.ingest.engines import run_ingest
 
     cfg = _load(args)
     settings = cfg.data.source
@@ -47,8 +46,10 @@ def cmd_data_ingest(args) -> int:
     if args.include:
         overrides["include"] = args.include
     settings = settings.model_copy(update=overrides)
-    result = ingest(args.source, args.dataset, open_store(args.store), settings, cfg.cleaning,
-                    parent=None if args.parent == "none" else args.parent, code_version=code_version())
+    dump = cfg.model_dump(mode="json")
+    result = run_ingest(args.engine or cfg.data.engine, args.source, args.dataset, args.store, settings, cfg.cleaning,
+                        parent=None if args.parent == "none" else args.parent, code_version=code_version(),
+                        engine_config={"spark": dump["data"]["spark"]}, on_cluster=False)
     _print_json(result.to_json())
     return 0
 
@@ -291,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", help="encoding of CSV/JSONL/text files (default: utf-8)")
     p.add_argument("--include", action="append", help="glob on file names in folders (repeatable)")
     p.add_argument("--parent", default="latest", help="parent version id, 'latest' (default) or 'none'")
+    p.add_argument("--engine", choices=["local", "spark"],
+                   help="local: this process (flat memory); spark: Spark local[N] here (default: data.engine)")
     store_opt(p)
     config_opt(p)
     p.set_defaults(func=cmd_data_ingest)

@@ -23,10 +23,11 @@ class DataSteps(NamedTuple):
 
 
 def data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config, report_config,
-               reference_version="", parent="latest") -> DataSteps:
+               reference_version="", parent="latest", engine="local", engine_config=None) -> DataSteps:
     """Ingest -> report, split -> featurize inside the current pipeline."""
     ingested = ingest_op(sources=sources, dataset=dataset, store=store, source_settings=source_settings,
-                         cleaning=cleaning, parent=parent)
+                         cleaning=cleaning, parent=parent, engine=engine, engine_config=engine_config or {},
+                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     ingested.set_display_name("ingest, clean, version")
     version = ingested.outputs["version"]
     report_op(store=store, dataset=dataset, version=version, report_config=report_config,
@@ -43,7 +44,8 @@ def section_defaults(cfg: ConveyorConfig, collection: str = "reference") -> dict
     dump = cfg.model_dump(mode="json", exclude_none=True)
     settings = cfg.data.settings_for(collection).model_dump(mode="json", exclude_none=True)
     return {"source_settings": settings, "cleaning": dump["cleaning"], "split_config": dump["split"],
-            "features_config": dump["features"], "report_config": dump["report"]}
+            "features_config": dump["features"], "report_config": dump["report"],
+            "engine": cfg.data.engine, "engine_config": {"spark": dump["data"]["spark"], "cluster": dump["cluster"]}}
 
 
 def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
@@ -63,8 +65,11 @@ def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
         split_config: dict = sections["split_config"],
         features_config: dict = sections["features_config"],
         report_config: dict = sections["report_config"],
+        engine: str = sections["engine"],  # local | spark (a SparkApplication: Spark Operator >= 2.x)
+        engine_config: dict = sections["engine_config"],
     ) -> str:
         return data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
-                          report_config, reference_version=reference_version, parent=parent).version
+                          report_config, reference_version=reference_version, parent=parent, engine=engine,
+                          engine_config=engine_config).version
 
     return data_pipeline

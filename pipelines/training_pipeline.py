@@ -55,9 +55,12 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         deploy_target: str = "kserve" if backend == "katib" else "local",
         deploy_config: dict = config["deploy"],
         reference_version: str = "",  # the data report's drift baseline ("": statistics only)
+        engine: str = sections["engine"],  # ingest: local | spark (a SparkApplication on the cluster)
+        engine_config: dict = sections["engine_config"],
     ) -> str:
         data = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
-                          report_config, reference_version=reference_version)
+                          report_config, reference_version=reference_version, engine=engine,
+                          engine_config=engine_config)
         features = {name: data.features.outputs[name]
                     for name in ("featurizer", "train_features", "validation_features", "test_features")}
         test_split = data.splits.outputs["test"]

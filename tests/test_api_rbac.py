@@ -15,7 +15,7 @@ import pytest
 
 from components.common.errors import ClusterError
 from components.config import load_config
-from tests.apiserver import FakeApiServer, katib_controller, kserve_controller
+from tests.apiserver import FakeApiServer, katib_controller, kserve_controller, spark_operator
 
 NAMESPACE = "kubeflow-user"
 
@@ -45,8 +45,8 @@ def _render_in(namespace: str) -> list[dict]:
 
 @pytest.fixture
 def api_server(chart_rbac):
-    server = FakeApiServer(chart_rbac, {"InferenceService": kserve_controller, "Experiment": katib_controller},
-                           max_watch_s=1.0).start()
+    server = FakeApiServer(chart_rbac, {"InferenceService": kserve_controller, "Experiment": katib_controller,
+                                        "SparkApplication": spark_operator}, max_watch_s=1.0).start()
     yield server
     server.stop()
 
@@ -88,6 +88,39 @@ def test_katib_launcher_calls_are_allowed_by_the_pipeline_role(api_server, as_ac
     seen = _assert_all_allowed(api_server, "conveyor-pipeline")
     assert {("get", "kubeflow.org", "experiments", ""), ("create", "kubeflow.org", "experiments", ""),
             ("watch", "kubeflow.org", "experiments", ""), ("list", "kubeflow.org", "trials", "")} <= seen
+
+
+def test_spark_ingest_launcher_calls_are_allowed_and_its_driver_gives_the_local_version(api_server, as_account,
+                                                                                        tmp_path):
+    """engine=spark on a cluster: the pipeline's ServiceAccount creates and watches the
+    SparkApplication; the stand-in operator runs the driver program with the manifest's
+    arguments; the version equals the in-process engine's."""
+    from components.common.storage import FileStore
+    from components.ingest.engines import run_ingest
+    from components.ingest.executor import ingest
+    from tests.malformed import write_mail_folder
+
+    as_account("conveyor-pipeline")
+    write_mail_folder(tmp_path / "mail")
+    cfg = load_config()
+    dump = cfg.model_dump(mode="json")
+    engine_config = {"spark": dump["data"]["spark"], "cluster": {**dump["cluster"], "namespace": NAMESPACE}}
+    store = f"file://{tmp_path / 'store'}"
+    result = run_ingest("spark", [str(tmp_path / "mail")], "mail", store, cfg.data.source, cfg.cleaning,
+                        engine_config=engine_config, run_id="rbac-run", on_cluster=True, log=lambda _m: None)
+    local = ingest([str(tmp_path / "mail")], "mail", FileStore(str(tmp_path / "local")), cfg.data.source,
+                   cfg.cleaning)
+    assert result.new and result.version == local.version and result.quarantine_reasons == local.quarantine_reasons
+    seen = _assert_all_allowed(api_server, "conveyor-pipeline")
+    assert {("get", "sparkoperator.k8s.io", "sparkapplications", ""),
+            ("create", "sparkoperator.k8s.io", "sparkapplications", ""),
+            ("watch", "sparkoperator.k8s.io", "sparkapplications", "")} <= seen
+    # What the driver's ServiceAccount may do: create and clean up its executor pods.
+    from tests.apiserver import rbac_allows
+
+    for verb in ("create", "delete", "watch", "list"):
+        assert rbac_allows(api_server.rbac, f"system:serviceaccount:{NAMESPACE}:conveyor-spark", verb, "", "pods", "",
+                           NAMESPACE, "x")
 
 
 def _deploy_cfg():

@@ -120,3 +120,8 @@ def decisions_prefix(model: str) -> str:
 
 def decision_key(model: str, stamp: str, action: str) -> str:
     return f"{decisions_prefix(model)}{stamp}-{action}.json"
+
+
+def ingest_job_result_key(job: str) -> str:
+    """Where a cluster ingest job (a SparkApplication's driver) leaves its result for its launcher."""
+    return f"jobs/ingest/{check_name(job, 'job')}/result.json"

@@ -9,8 +9,11 @@ the offending key, without a cluster. Enum values are not checked by the SDKs an
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Callable
 from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 _LIST = re.compile(r"^list\[(.+)\]$")
 _DICT = re.compile(r"^dict\((\w+), (.+)\)$")
@@ -72,3 +75,43 @@ def validate(data: Any, type_name: str, lookup: Callable[[str], type | None], pa
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ManifestError(f"{path}: unknown field {key!r} in {type_name}{hint}")
         validate(value, klass.openapi_types[by_json[key]], lookup, f"{path}.{key}", object_hook)
+
+
+def validate_pydantic(data: Any, model: type, path: str = "$") -> None:
+    """The same walk for SDKs generated as pydantic v2 models (kubeflow-spark-api, kubeflow-trainer-
+    api): every key must be a field's JSON name, nested models are walked, and then pydantic checks
+    types and required fields. Their own `from_dict` silently drops unknown keys; this does not."""
+    def models_in(annotation) -> list[type]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
+
+    def walk(value: Any, annotation, where: str) -> None:
+        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if origin is typing.Union and len(args) == 1:
+            return walk(value, args[0], where)
+        if origin in (list, typing.List) and isinstance(value, list):  # noqa: UP006
+            for i, item in enumerate(value):
+                walk(item, args[0], f"{where}[{i}]")
+        elif origin in (dict, typing.Dict) and isinstance(value, dict):  # noqa: UP006
+            for k, item in value.items():
+                walk(item, args[1], f"{where}.{k}")
+        elif isinstance(value, dict) and (found := models_in(annotation)):
+            klass = found[0]
+            by_json = {(f.alias or name): f for name, f in klass.model_fields.items()}
+            for key, item in value.items():
+                if key not in by_json:
+                    close = [k for k in by_json if k.lower() == key.lower()]
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ManifestError(f"{where}: unknown field {key!r} in {klass.__name__}{hint}")
+                walk(item, by_json[key].annotation, f"{where}.{key}")
+        return None
+
+    walk(data, model, path)
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ManifestError(f"{path}.{where}: {first['msg']}") from exc

@@ -1,4 +1,5 @@
-"""KFP component: ingest + clean + version. Binds parameters to `components.ingest.executor.ingest`."""
+"""KFP component: ingest + clean + version. Binds parameters to `components.ingest.engines.run_ingest`
+(engine "local": this pod; "spark": a SparkApplication on the cluster, Spark local[N] under kfp.local)."""
 
 from typing import NamedTuple
 
@@ -18,18 +19,20 @@ def ingest_op(
     result: Output[Artifact],
     counts: Output[Metrics],
     parent: str = "latest",
+    engine: str = "local",
+    engine_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
+    run_id: str = "",
 ) -> NamedTuple("IngestOutputs", version=str, manifest_uri=str, quarantine_uri=str):
     import json
     from collections import namedtuple
 
-    from components.common.storage import open_store
     from components.common.version import code_version
     from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.executor import ingest
+    from components.ingest.engines import run_ingest
 
-    outcome = ingest(list(sources), dataset, open_store(store), SourceSettings.model_validate(source_settings),
-                     CleaningConfig.model_validate(cleaning), parent=None if parent == "none" else parent,
-                     code_version=code_version())
+    outcome = run_ingest(engine, list(sources), dataset, store, SourceSettings.model_validate(source_settings),
+                         CleaningConfig.model_validate(cleaning), parent=None if parent == "none" else parent,
+                         code_version=code_version(), engine_config=engine_config, run_id=run_id)
     with open(result.path, "w") as handle:
         json.dump(outcome.to_json(), handle, indent=2)
     result.metadata.update({"version": outcome.version, "new": outcome.new})
