@@ -20,8 +20,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) 2>/dev/null
-	$(BIN)/uv pip install --python $(BIN)/python $(FIND_LINKS) -e '.[dev]'
-	@$(BIN)/python -c "import torch, kfp, kserve, kubeflow.katib, evidently; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	$(BIN)/uv pip install --python $(BIN)/python $(FIND_LINKS) -e '.[dev,spark]'
+	@$(BIN)/python -c "import torch, kfp, kserve, kubeflow.katib, evidently, pyspark, kubeflow_spark_api; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	@touch $@
 
 data: $(SPAM) $(TWEETS)

@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".conveyor" / "containers"
 ROOTFS = "localhost/conveyor-rootfs:bookworm"
 BASE = "localhost/conveyor-base:bookworm"
-CONTEXT = ("pyproject.toml", "README.md", "components", "pipelines", "configs")  # what the Dockerfiles COPY
+CONTEXT = ("pyproject.toml", "README.md", "components", "pipelines", "configs",
+           "images/spark-entrypoint.sh")  # what the Dockerfiles COPY
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 NAMES = ("component", "training", "predictor")
 

@@ -18,7 +18,7 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 RUN uv venv /opt/conveyor && \
     uv pip install --python /opt/conveyor/bin/python \
       ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} torch==2.13.0 && \
-    uv pip install --python /opt/conveyor/bin/python -r pyproject.toml
+    uv pip install --python /opt/conveyor/bin/python -r pyproject.toml --extra spark
 # The dependencies above are a layer of their own (pinned by pyproject.toml, with its [tool.uv]
 # overrides): a change to the code below rebuilds in seconds.
 COPY README.md ./
@@ -33,9 +33,15 @@ ARG SOURCE=https://github.com/conveyor-mlops/conveyor
 LABEL org.opencontainers.image.title="conveyor-component" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.source="${SOURCE}"
+# Java for the Spark ingest engine (engine=spark: a SparkApplication's driver and executors run
+# this image; images/spark-entrypoint.sh starts them the way Spark on Kubernetes asks).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless procps && \
+    rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/conveyor /opt/conveyor
+COPY images/spark-entrypoint.sh /opt/conveyor/bin/spark-entrypoint
 RUN useradd --uid 10001 --create-home conveyor
 USER 10001
-ENV PATH=/opt/conveyor/bin:$PATH CONVEYOR_CODE_VERSION=${VERSION} PYTHONUNBUFFERED=1
+ENV PATH=/opt/conveyor/bin:$PATH CONVEYOR_CODE_VERSION=${VERSION} PYTHONUNBUFFERED=1 \
+    SPARK_HOME=/opt/conveyor/lib/python3.11/site-packages/pyspark PYSPARK_PYTHON=/opt/conveyor/bin/python
 WORKDIR /home/conveyor
-ENTRYPOINT []
+ENTRYPOINT ["/opt/conveyor/bin/spark-entrypoint"]

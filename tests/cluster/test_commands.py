@@ -195,3 +195,38 @@ def test_monitoring_cronjob_runs_in_its_image(images, s3_prefix, s3_secret, tmp_
                             timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     print(out.stdout[-1500:])
+
+
+def test_spark_application_driver_runs_in_the_component_image_and_gives_the_local_version(images, s3_prefix,
+                                                                                          s3_secret, tmp_path):
+    """The SparkApplication's driver as Spark on Kubernetes starts it (the image's entrypoint with
+    `driver`, spark-submit in client mode, the manifest's main file and arguments, the S3 secret
+    from envFrom), with `--master local[2]` because no Kubernetes master runs here: Java, pyspark,
+    the Python data source writer and the store's S3 client all run inside the image."""
+    from components.common.storage import FileStore
+    from components.ingest.config import CleaningConfig, SourceSettings, SparkConfig
+    from components.ingest.executor import ingest
+    from components.ingest.spark_launcher import IngestJob, spark_application
+    from tests.malformed import write_mail_folder
+
+    write_mail_folder(tmp_path / "mail")
+    for path in sorted((tmp_path / "mail").rglob("*")):
+        if path.is_file():
+            s3_prefix.upload(str(path), f"raw/mail/{path.relative_to(tmp_path / 'mail')}")
+    cleaning = CleaningConfig(min_chars=5, max_chars=20_000, labels=["ham", "spam"])
+    job = IngestJob([f"{s3_prefix.uri}/raw/mail"], "mail", s3_prefix.uri, SourceSettings().model_dump(mode="json"),
+                    cleaning.model_dump(mode="json"))
+    app = spark_application("cluster-test", job, SparkConfig(), ClusterConfig(), images["component"]["image"])
+    spec = app["spec"]
+    main = spec["mainApplicationFile"].removeprefix("local://")
+    container = {"name": "spark-kubernetes-driver", "image": spec["image"], "envFrom": spec["driver"]["envFrom"],
+                 "args": ["driver", "--master", "local[2]",
+                          *[a for k, v in spec["sparkConf"].items() for a in ("--conf", f"{k}={v}")],
+                          main, *spec["arguments"]],
+                 "securityContext": {"runAsUser": 10001, "runAsNonRoot": True, "allowPrivilegeEscalation": False}}
+    out = run_pod_container({}, container, PodEnv(secrets={SECRET: s3_secret}), timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = s3_prefix.read_json(spec["arguments"][-1])
+    local = ingest([str(tmp_path / "mail")], "mail", FileStore(str(tmp_path / "local")), SourceSettings(), cleaning)
+    assert result["new"] and result["version"] == local.version
+    assert result["quarantine_reasons"] == local.quarantine_reasons and result["rows_read"] == local.rows_read
