@@ -14,7 +14,7 @@ ADAPTERS = {"components/search/katib.py", "components/search/katib_launcher.py",
             "components/serve/predictor.py", "components/serve/kserve_sdk.py", "components/serve/server.py",
             "components/deploy/isvc.py",
             "components/deploy/cluster.py",
-            "components/monitor/submit.py", "components/ingest/spark_launcher.py"}
+            "components/monitor/submit.py", "components/ingest/spark_launcher.py", "components/kube.py"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 from components.common.errors import ClusterError
 from components.deploy.isvc import validate_inference_service
+from components.kube import call_api, load_config
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
@@ -110,45 +110,14 @@ def apply_inference_service(api: InferenceServiceApi, manifest: dict[str, Any], 
     return wait_reconciled(api, name, namespace, timeout_s)
 
 
-def call_api(what: str, fn, *args, **kwargs):
-    """One Kubernetes client call; its failures as a ClusterError naming the call and the status
-    (with the API server's message, e.g. which RBAC permission is missing) - never a traceback."""
-    # lazy: cluster SDK, only on the cluster path
-    from kubernetes.client.exceptions import ApiException
-
-    # lazy: urllib3 comes with the kubernetes client; only the cluster path needs it
-    from urllib3.exceptions import HTTPError
-
-    try:
-        return fn(*args, **kwargs)
-    except ApiException as exc:
-        try:
-            detail = json.loads(exc.body or "{}").get("message", "")
-        except (TypeError, ValueError):
-            detail = ""
-        error = ClusterError(f"{what}: Kubernetes API answered {exc.status} {exc.reason}"
-                             + (" (changed meanwhile: re-run)" if exc.status == 409 else "")
-                             + (f": {detail}" if detail else ""))
-        error.status = exc.status
-        raise error from exc
-    except HTTPError as exc:
-        raise ClusterError(f"{what}: Kubernetes API unreachable ({exc})") from exc
-
-
 class KubernetesInferenceServiceApi:
     """InferenceServiceApi over the Kubernetes API (in-cluster config, else the current kubeconfig)."""
 
     def __init__(self, context: str | None = None):
         # lazy: cluster SDK, only on the cluster path
-        from kubernetes import client, config
+        from kubernetes import client
 
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            try:
-                config.load_kube_config(context=context)
-            except (config.ConfigException, FileNotFoundError, TypeError) as exc:
-                raise ClusterError(f"no Kubernetes configuration: {exc} (set KUBECONFIG or run in a pod)") from exc
+        load_config(context)
         self.custom = client.CustomObjectsApi()
         self.core = client.CoreV1Api()
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -29,8 +28,8 @@ from components.common.hashing import sha256_of_value
 from components.common.layout import check_run_id, ingest_job_result_key
 from components.common.sdkvalidate import ManifestError, validate_pydantic
 from components.common.storage import Store
-from components.deploy.cluster import call_api
 from components.ingest.config import SparkConfig
+from components.kube import CustomObjects
 
 GROUP, VERSION, PLURAL = "sparkoperator.k8s.io", "v1beta2", "sparkapplications"
 SPEC_HASH_ANNOTATION = "conveyor.dev/spec-sha256"
@@ -63,52 +62,11 @@ class SparkApplicationApi(Protocol):
     def watch(self, name: str, namespace: str, timeout_s: float) -> Iterator[dict[str, Any]]: ...
 
 
-class KubernetesSparkApplicationApi:
+class KubernetesSparkApplicationApi(CustomObjects):
     """SparkApplicationApi over the Kubernetes API (in-cluster config, else the current kubeconfig)."""
 
     def __init__(self):
-        # lazy: cluster SDK, only on the cluster path
-        from kubernetes import client, config
-
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        self.api = client.CustomObjectsApi()
-
-    def get(self, name, namespace):
-        try:
-            return call_api(f"get SparkApplication {namespace}/{name}", self.api.get_namespaced_custom_object,
-                            GROUP, VERSION, namespace, PLURAL, name)
-        except ClusterError as exc:
-            if getattr(exc, "status", None) == 404:
-                return None
-            raise
-
-    def create(self, manifest):
-        ns = manifest["metadata"]["namespace"]
-        return call_api(f"create SparkApplication {ns}/{manifest['metadata']['name']}",
-                        self.api.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, manifest)
-
-    def delete(self, name, namespace):
-        try:
-            call_api(f"delete SparkApplication {namespace}/{name}", self.api.delete_namespaced_custom_object,
-                     GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
-        except ClusterError as exc:
-            if getattr(exc, "status", None) != 404:
-                raise
-
-    def watch(self, name, namespace, timeout_s):
-        # lazy: cluster SDK, only on the cluster path
-        from kubernetes import watch
-
-        deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            seconds = max(1, int(min(left, 300)))  # 0 would mean no timeout at all
-            stream = watch.Watch().stream(self.api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-                                          field_selector=f"metadata.name={name}", timeout_seconds=seconds)
-            for event in stream:
-                yield event["object"]
+        super().__init__("SparkApplication", GROUP, VERSION, PLURAL)
 
 
 def application_name(run_id: str, job: IngestJob) -> str:

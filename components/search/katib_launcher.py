@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from components.common.config import ClusterConfig
-from components.common.errors import ClusterError, SearchFailed, SpecError
-from components.deploy.cluster import call_api
+from components.common.errors import SearchFailed, SpecError
+from components.kube import CustomObjects
 from components.search.katib import SPEC_HASH_ANNOTATION, katib_parameter_name
 from components.search.spec import SearchSpec
 
@@ -36,57 +35,14 @@ class ExperimentApi(Protocol):
     def list_trials(self, name: str, namespace: str) -> list[dict[str, Any]]: ...
 
 
-class KubernetesExperimentApi:
+class KubernetesExperimentApi(CustomObjects):
     """ExperimentApi over the Kubernetes API (in-cluster config, else the current kubeconfig)."""
 
     def __init__(self):
-        # lazy: cluster SDK, only on the cluster path
-        from kubernetes import client, config
-
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        self.api = client.CustomObjectsApi()
-
-    def get(self, name, namespace):
-        try:
-            return call_api(f"get Experiment {namespace}/{name}", self.api.get_namespaced_custom_object, GROUP,
-                            VERSION, namespace, PLURAL, name)
-        except ClusterError as exc:
-            if getattr(exc, "status", None) == 404:
-                return None
-            raise
-
-    def create(self, manifest):
-        ns = manifest["metadata"]["namespace"]
-        return call_api(f"create Experiment {ns}/{manifest['metadata']['name']}",
-                        self.api.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, manifest)
-
-    def delete(self, name, namespace):
-        try:
-            call_api(f"delete Experiment {namespace}/{name}", self.api.delete_namespaced_custom_object, GROUP,
-                     VERSION, namespace, PLURAL, name, propagation_policy="Foreground")
-        except ClusterError as exc:
-            if getattr(exc, "status", None) != 404:
-                raise
-
-    def watch(self, name, namespace, timeout_s):
-        # lazy: cluster SDK, only on the cluster path
-        from kubernetes import watch
-
-        deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            seconds = max(1, int(min(left, 300)))  # 0 would mean no timeout at all
-            stream = watch.Watch().stream(self.api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-                                          field_selector=f"metadata.name={name}", timeout_seconds=seconds)
-            for event in stream:
-                yield event["object"]
+        super().__init__("Experiment", GROUP, VERSION, PLURAL)
 
     def list_trials(self, name, namespace):
-        found = call_api(f"list Trials of {namespace}/{name}", self.api.list_namespaced_custom_object, GROUP,
-                         VERSION, namespace, "trials", label_selector=f"katib.kubeflow.org/experiment={name}")
-        return found.get("items", [])
+        return self.list(namespace, "trials", label_selector=f"katib.kubeflow.org/experiment={name}")
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""The Kubernetes client, used one way by every launcher and the deploy step: configuration (in a
+pod, else the kubeconfig), each call's failure as one ClusterError line, and the few custom-object
+calls a launcher needs (get, create, delete, a resumed watch on one object, list)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from components.common.errors import ClusterError
+
+
+def load_config(context: str | None = None) -> None:
+    # lazy: cluster SDK, only on the cluster path
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config(context=context)
+        except (config.ConfigException, FileNotFoundError, TypeError) as exc:
+            raise ClusterError(f"no Kubernetes configuration: {exc} (set KUBECONFIG or run in a pod)") from exc
+
+
+def call_api(what: str, fn, *args, **kwargs):
+    """One Kubernetes client call; its failures as a ClusterError naming the call and the status
+    (with the API server's message, e.g. which RBAC permission is missing) - never a traceback."""
+    # lazy: cluster SDK, only on the cluster path
+    from kubernetes.client.exceptions import ApiException
+
+    # lazy: urllib3 comes with the kubernetes client; only the cluster path needs it
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return fn(*args, **kwargs)
+    except ApiException as exc:
+        try:
+            detail = json.loads(exc.body or "{}").get("message", "")
+        except (TypeError, ValueError):
+            detail = ""
+        error = ClusterError(f"{what}: Kubernetes API answered {exc.status} {exc.reason}"
+                             + (" (changed meanwhile: re-run)" if exc.status == 409 else "")
+                             + (f": {detail}" if detail else ""))
+        error.status = exc.status
+        raise error from exc
+    except HTTPError as exc:
+        raise ClusterError(f"{what}: Kubernetes API unreachable ({exc})") from exc
+
+
+class CustomObjects:
+    """One kind of namespaced custom object (e.g. Katib's Experiment, the Spark Operator's
+    SparkApplication) through the Kubernetes API."""
+
+    def __init__(self, kind: str, group: str, version: str, plural: str):
+        # lazy: cluster SDK, only on the cluster path
+        from kubernetes import client
+
+        load_config()
+        self.kind, self.group, self.version, self.plural = kind, group, version, plural
+        self.api = client.CustomObjectsApi()
+
+    def _args(self, namespace: str, plural: str | None = None) -> tuple:
+        return self.group, self.version, namespace, plural or self.plural
+
+    def get(self, name, namespace):
+        try:
+            return call_api(f"get {self.kind} {namespace}/{name}", self.api.get_namespaced_custom_object,
+                            *self._args(namespace), name)
+        except ClusterError as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+
+    def create(self, manifest):
+        ns = manifest["metadata"]["namespace"]
+        return call_api(f"create {self.kind} {ns}/{manifest['metadata']['name']}",
+                        self.api.create_namespaced_custom_object, *self._args(ns), manifest)
+
+    def delete(self, name, namespace):
+        try:
+            call_api(f"delete {self.kind} {namespace}/{name}", self.api.delete_namespaced_custom_object,
+                     *self._args(namespace), name, propagation_policy="Foreground")
+        except ClusterError as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+
+    def watch(self, name, namespace, timeout_s) -> Iterator[dict[str, Any]]:
+        """The object's states until `timeout_s`, resuming when the API server ends a watch."""
+        # lazy: cluster SDK, only on the cluster path
+        from kubernetes import watch
+
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            seconds = max(1, int(min(left, 300)))  # 0 would mean no timeout at all
+            stream = watch.Watch().stream(self.api.list_namespaced_custom_object, *self._args(namespace),
+                                          field_selector=f"metadata.name={name}", timeout_seconds=seconds)
+            for event in stream:
+                yield event["object"]
+
+    def list(self, namespace, plural: str | None = None, label_selector: str = "") -> list[dict[str, Any]]:
+        found = call_api(f"list {plural or self.plural} in {namespace}", self.api.list_namespaced_custom_object,
+                         *self._args(namespace, plural), label_selector=label_selector)
+        return found.get("items", [])
