@@ -9,6 +9,7 @@ import pytest
 
 from components.common.config import PROJECT_ROOT
 from components.common.storage import FileStore
+from components.dataset import versioning as v
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.executor import ingest
 from tests.malformed import repeating_corpus, write_mail_folder, write_tabular_folder
@@ -87,3 +88,22 @@ def test_spark_names_a_bad_source_like_the_in_process_engine(tmp_path, spark):
     with pytest.raises(InputError, match="no such file or folder"):
         ingest_spark([str(tmp_path / "missing")], "d", FileStore(str(tmp_path / "s")), SourceSettings(),
                      CleaningConfig(), spark=spark)
+
+
+def test_a_big_parquet_file_is_split_across_tasks_and_still_keeps_the_first_occurrence(tmp_path, spark, cleaning):
+    """One file of many row groups becomes several Spark units; repeats across row groups (so
+    across tasks) keep the row that comes first in the file."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from components.ingest.readers import discover
+    from components.ingest.spark_engine import _units
+
+    repeating_corpus(tmp_path / "rows.csv", 400, seed=3)
+    pq.write_table(pacsv.read_csv(tmp_path / "rows.csv"), tmp_path / "rows.parquet", row_group_size=25)
+    units = _units(discover([str(tmp_path / "rows.parquet")], SourceSettings()), SourceSettings(), 2)
+    assert len(units) > 1 and all(a >= 0 for _, a, _ in units)
+    (ls, a), (ss, b) = _both(tmp_path, spark, [str(tmp_path / "rows.parquet")], SourceSettings(), cleaning)
+    assert a.quarantine_reasons["duplicate"] > 50
+    assert outcome(ss, b) == outcome(ls, a)
+    assert v.resolve(ss, "d").manifest["formats"] == {"parquet": 1}

@@ -21,6 +21,7 @@ SparkApplication's driver on the cluster, see `spark_launcher.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.common.hashing import sha256_of_file
@@ -115,33 +117,85 @@ def _source_file(meta: tuple) -> SourceFile:
 
 
 def _read_and_validate(files: list[tuple], settings_json: dict, cleaning_json: dict, batch_rows: int):
-    """mapInArrow body: units (file indexes) in, raw records out, each checked but not deduped.
+    """mapInArrow body: units in, raw records out, each checked but not deduped.
 
-    A task reads all its files through one reader, so small documents share batches as they do
-    in-process; each row's source order is (file index, its position among that file's rows)."""
+    A unit is a whole file (rg_start -1) or a range of a Parquet file's row groups. A task reads its
+    consecutive whole files through one reader, so small documents share batches as they do
+    in-process. Each row's source order is (file index, its position among that file's rows)."""
 
     def run(units: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         settings = SourceSettings.model_validate(settings_json)
         cleaning = CleaningConfig.model_validate(cleaning_json)
         cleaner = Cleaner(cleaning, None, select=source_selector(settings), dedup=False)
-        indexes = sorted(i for unit in units for i in unit.column("file_index").to_pylist())
-        index_of = {files[i][0]: i for i in reversed(indexes)}  # a file listed twice: its first place
-        next_row: dict[str, int] = {}
-        reader = SourceReader(settings, batch_rows=batch_rows)
-        for raw in reader.read([_source_file(files[i]) for i in indexes]):
-            uris = raw.column("source_uri").to_pylist()
-            file_index = np.fromiter((index_of[u] for u in uris), np.int32, len(uris))
-            row_index = np.empty(len(uris), np.int64)
-            for r, uri in enumerate(uris):
-                row_index[r] = next_row.get(uri, 0)
-                next_row[uri] = row_index[r] + 1
-            before = cleaner.stats.rows_accepted
-            cleaned = cleaner.clean(raw)
-            yield _rows(file_index, row_index, raw, cleaned, before, settings)
-        for fmt, count in reader.formats_seen.items():
+        mine = sorted((f, a, b) for unit in units for f, a, b in zip(
+            unit.column("file_index").to_pylist(), unit.column("rg_start").to_pylist(),
+            unit.column("rg_stop").to_pylist(), strict=True))
+        formats: dict[str, int] = {}
+        whole = [f for f, a, _ in mine if a < 0]
+        parts = [(f, a, b) for f, a, b in mine if a >= 0]
+        for raw, file_index, row_index, reader in _whole_files(files, whole, settings, batch_rows):
+            yield _checked(cleaner, raw, file_index, row_index, settings)
+            formats = reader.formats_seen
+        for f, a, b in parts:  # rows keep their numbers in the file: source_row counts from 1
+            reader = SourceReader(settings, batch_rows=batch_rows)
+            sf = dataclasses.replace(_source_file(files[f]), row_groups=(a, b))
+            for raw in reader.read([sf]):
+                row_index = raw.column("source_row").to_numpy(zero_copy_only=False) - 1
+                yield _checked(cleaner, raw, np.full(raw.num_rows, f, np.int32), row_index, settings)
+            if a == 0:  # a file split across units counts once
+                for fmt, n in reader.formats_seen.items():
+                    formats[fmt] = formats.get(fmt, 0) + n
+        for fmt, count in formats.items():
             yield _format_row(fmt, count)
 
     return run
+
+
+def _whole_files(files: list[tuple], indexes: list[int], settings: SourceSettings, batch_rows: int):
+    index_of = {files[i][0]: i for i in reversed(indexes)}  # a file listed twice: its first place
+    next_row: dict[str, int] = {}
+    reader = SourceReader(settings, batch_rows=batch_rows)
+    for raw in reader.read([_source_file(files[i]) for i in indexes]):
+        uris = raw.column("source_uri").to_pylist()
+        file_index = np.fromiter((index_of[u] for u in uris), np.int32, len(uris))
+        row_index = np.empty(len(uris), np.int64)
+        for r, uri in enumerate(uris):
+            row_index[r] = next_row.get(uri, 0)
+            next_row[uri] = row_index[r] + 1
+        yield raw, file_index, row_index, reader
+
+
+def _checked(cleaner: Cleaner, raw: pa.RecordBatch, file_index, row_index, settings) -> pa.RecordBatch:
+    before = cleaner.stats.rows_accepted
+    return _rows(file_index, row_index, raw, cleaner.clean(raw), before, settings)
+
+
+def _units(files: list[SourceFile], settings: SourceSettings, parallelism: int) -> list[tuple[int, int, int]]:
+    """(file index, first row group, stop row group) per unit; -1, -1 for a whole file. A plain
+    local Parquet file is split into row-group ranges so that one big file still gives every
+    worker work (an S3 object stays whole: each task would download all of it)."""
+    units = []
+    for i, sf in enumerate(files):
+        groups = _row_groups(sf, settings)
+        if groups > 1:
+            step = max(1, math.ceil(groups / (2 * parallelism)))
+            units += [(i, a, min(groups, a + step)) for a in range(0, groups, step)]
+        else:
+            units.append((i, -1, -1))
+    return units
+
+
+def _row_groups(sf: SourceFile, settings: SourceSettings) -> int:
+    local = sf.store.local_path(sf.key)
+    if local is None or settings.format not in ("auto", "parquet"):
+        return 0
+    try:
+        with open(local, "rb") as handle:
+            if handle.read(4) != b"PAR1":
+                return 0
+        return pq.ParquetFile(local).num_row_groups
+    except (OSError, pa.ArrowException):
+        return 0  # the task reports it, as in-process
 
 
 def _rows(file_index: np.ndarray, row_index: np.ndarray, raw: pa.RecordBatch, cleaned, accepted_before: int,
@@ -211,14 +265,26 @@ def _parent_keys(store_uri: str, dataset: str):
     return run
 
 
-def _digest_lanes(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: a partition's (key, label) rows in, its partial content digest out."""
-    digest = ContentDigest()
+def _accepted_stats(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: a partition's accepted rows in; out, in one pass, its partial content digest
+    and its counts by label, by email text origin and by accepted MIME defect (JSON)."""
+    digest, stats = ContentDigest(), CleanStats()
     for batch in batches:
         keys = batch.column("key").to_numpy(zero_copy_only=False).view(np.uint64)
         digest.add(content_keys(keys, batch.column("label")))
-    yield pa.RecordBatch.from_pylist([{"lanes": digest.lanes.tobytes(), "n": digest.count}],
-                                     schema=pa.schema([("lanes", pa.binary()), ("n", pa.int64())]))
+        for counter, column in ((stats.by_label, "label"), (stats.text_from, "text_from")):
+            values = batch.column(column).drop_null()
+            for item in pc.value_counts(values).to_pylist() if len(values) else []:
+                counter[item["values"]] = counter.get(item["values"], 0) + item["counts"]
+        for defects in batch.column("defects").drop_null().to_pylist():
+            for d in defects.split(","):
+                stats.accepted_defects[d] = stats.accepted_defects.get(d, 0) + 1
+    counts = {"by_label": stats.by_label, "text_from": stats.text_from, "defects": stats.accepted_defects}
+    yield pa.RecordBatch.from_pylist([{"lanes": digest.lanes.tobytes(), "n": digest.count,
+                                       "counts": json.dumps(counts)}], schema=_STATS_SCHEMA)
+
+
+_STATS_SCHEMA = pa.schema([("lanes", pa.binary()), ("n", pa.int64()), ("counts", pa.string())])
 
 
 # --- writing: a Python data source whose driver-side commit writes the manifest last ------------
@@ -338,9 +404,10 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
     mark = phase("prepare", started)
 
     metas = [_file_meta(sf) for sf in files]
-    slices = max(1, min(len(metas), spark.sparkContext.defaultParallelism * 4))
-    units = spark.createDataFrame(spark.sparkContext.parallelize([(i,) for i in range(len(metas))], slices),
-                                  "file_index int")
+    unit_list = _units(files, settings, spark.sparkContext.defaultParallelism)
+    slices = max(1, min(len(unit_list), spark.sparkContext.defaultParallelism * 4))
+    units = spark.createDataFrame(spark.sparkContext.parallelize(unit_list, slices),
+                                  "file_index int, rg_start int, rg_stop int")
     rows = units.mapInArrow(_read_and_validate(metas, settings.model_dump(mode="json"),
                                                cleaning.model_dump(mode="json"), spark_settings.batch_rows),
                             ROW_DDL).persist(StorageLevel.DISK_ONLY)
@@ -372,21 +439,22 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
     stats = CleanStats()
     stats.rows_read = records.count()
     stats.by_reason = {r["reason"]: int(r["count"]) for r in quarantine.groupBy("reason").count().collect()}
-    stats.by_label = {r["label"]: int(r["count"]) for r in accepted.groupBy("label").count().collect()}
-    stats.text_from = {r["text_from"]: int(r["count"]) for r in
-                       accepted.filter(F.col("text_from").isNotNull()).groupBy("text_from").count().collect()}
-    stats.accepted_defects = {r["d"]: int(r["count"]) for r in accepted.filter(F.col("defects").isNotNull())
-                              .select(F.explode(F.split("defects", ",")).alias("d")).groupBy("d").count().collect()}
+    digest = ContentDigest()
+    for _ in v.parent_keys(store, parent_ref, digest):  # the parent's rows count in the child's digest
+        pass
+    for r in accepted.select("key", "label", "text_from", "defects").mapInArrow(
+            _accepted_stats, "lanes binary, n long, counts string").collect():
+        digest.merge(ContentDigest([int(x) for x in np.frombuffer(r["lanes"], np.uint64)], int(r["n"])))
+        counts = json.loads(r["counts"])
+        for counter, name in ((stats.by_label, "by_label"), (stats.text_from, "text_from"),
+                              (stats.accepted_defects, "defects")):
+            for key, n in counts[name].items():
+                counter[key] = counter.get(key, 0) + n
     stats.rows_accepted = sum(stats.by_label.values())
     stats.rows_quarantined = sum(stats.by_reason.values())
     if stats.rows_read != stats.rows_accepted + stats.rows_quarantined:
         raise AssertionError(f"row accounting broke: read {stats.rows_read} != accepted {stats.rows_accepted} "
                              f"+ quarantined {stats.rows_quarantined}")
-    digest = ContentDigest()
-    for _ in v.parent_keys(store, parent_ref, digest):  # the parent's rows count in the child's digest
-        pass
-    for r in accepted.select("key", "label").mapInArrow(_digest_lanes, "lanes binary, n long").collect():
-        digest.merge(ContentDigest([int(x) for x in np.frombuffer(r["lanes"], np.uint64)], int(r["n"])))
     version = v.version_id(digest.hexdigest(), ACCEPTED_SCHEMA, cleaning.model_dump(mode="json"))
     mark = phase("read_clean_dedup", mark)
 
