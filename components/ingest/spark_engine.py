@@ -475,7 +475,9 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
          .save())
         manifest = build_manifest(dataset, version, parent_ref, stats, digest, cleaning, settings, sources, formats,
                                   [], None, code_version)
-        n_parts = max(1, math.ceil(stats.rows_accepted / part_rows))
+        # At least one part per worker so that writing is parallel too (parts may hold < part_rows).
+        n_parts = max(1, math.ceil(stats.rows_accepted / part_rows),
+                      min(spark.sparkContext.defaultParallelism, stats.rows_accepted // 10_000))
         (accepted.repartitionByRange(n_parts, "file_index", "row_index")
          .sortWithinPartitions("file_index", "row_index").select(*ACCEPTED_SCHEMA.names)
          .write.format(DATA_SOURCE).mode("append")
