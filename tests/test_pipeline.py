@@ -70,7 +70,7 @@ def test_local_run_through_kfp_local_against_s3(tmp_path, s3_env, monkeypatch):
     summary = run_local(config_path=str(config_path), store="s3://conveyor/pipeline-test",
                         workdir=str(tmp_path / "runs"), progress=lambda _m: None)
     step = summary["steps"][0]
-    assert step["ingest"]["rows_read"] == len(expected) == 15
+    assert step["ingest"]["rows_read"] == len(expected) == 17
     assert step["ingest"]["rows_accepted"] == sum(reason is None for reason in expected.values()) == 7
     assert step["ingest"]["manifest_uri"].startswith("s3://conveyor/pipeline-test/datasets/mini/")
     assert sum(step["split"].values()) == 7
