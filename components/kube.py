@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from components.common.errors import ClusterError
+from components.common.errors import ClusterError, SpecError
 
 
 def load_config(context: str | None = None) -> None:
@@ -104,3 +104,21 @@ class CustomObjects:
         found = call_api(f"list {plural or self.plural} in {namespace}", self.api.list_namespaced_custom_object,
                          *self._args(namespace, plural), label_selector=label_selector)
         return found.get("items", [])
+
+
+def adopt_or_create(api, manifest: dict[str, Any], spec_annotation: str, kind: str, log=print) -> dict | None:
+    """A launcher's first step, safe to retry: the object of this (deterministic) name when it has
+    the same spec hash, adopted and returned; another spec is a SpecError; none: create it, None."""
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    wanted = manifest["metadata"]["annotations"][spec_annotation]
+    existing = api.get(name, namespace)
+    if existing is None:
+        api.create(manifest)
+        log(f"created {kind} {namespace}/{name}")
+        return None
+    found = (existing.get("metadata", {}).get("annotations") or {}).get(spec_annotation)
+    if found != wanted:
+        raise SpecError(f"{kind} {namespace}/{name} exists with another spec ({(found or 'none')[:12]} != "
+                        f"{wanted[:12]}); delete it or use a new run id")
+    log(f"adopting existing {kind} {namespace}/{name}")
+    return existing

@@ -43,6 +43,22 @@ PART_ROWS = 1_000_000
 ROW_GROUP_ROWS = 128 * 1024
 
 
+class PhaseClock:
+    """Seconds per phase of one ingest (IngestResult.phase_seconds), and in all."""
+
+    def __init__(self):
+        self.started = self.mark = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def done(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self.mark, 3)
+        self.mark = now
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
 @dataclass
 class IngestResult:
     dataset: str
@@ -182,14 +198,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
 
     dedup_budget_keys: how many dedup keys RAM holds (8 bytes each, ~3x while merging); the
     result is the same for any budget, only the parts' row boundaries can differ."""
-    started = time.perf_counter()
-    phases: dict[str, float] = {}
-
-    def phase(name: str, since: float) -> float:
-        now = time.perf_counter()
-        phases[name] = round(now - since, 3)
-        return now
-
+    clock = PhaseClock()
     check_name(dataset)
     store.check()  # fail fast (store down, bad credentials) before reading anything
     files = discover(sources, settings)
@@ -206,7 +215,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
                 pass
             parent_index = None
         seen = dedup.WindowIndex(tmp, dedup_budget_keys)
-        mark = phase("prepare", started)
+        clock.done("prepare")
         cleaner = Cleaner(cleaning, parent_index, select=source_selector(settings), seen=seen)
         reader = SourceReader(settings, batch_rows=batch_rows, workdir=workdir)
         accepted_out = _PartWriter(tmp, ACCEPTED_SCHEMA, "part", part_rows)
@@ -232,14 +241,14 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
         new_parts = accepted_out.close()
         quarantine = (quarantine_out.close() or [None])[0]
         raw_changes = (raw_changes_out.close() or [None])[0]
-        mark = phase("read_clean_write", mark)
+        clock.done("read_clean_write")
 
         verdicts = dedup.resolve(tmp, seen, cleaner.parent, cleaner.stats.rows_quarantined)
         if verdicts.moved or verdicts.relabelled:
             new_parts, quarantine = _apply_verdicts(tmp, new_parts, quarantine, raw_changes, verdicts, cleaner,
                                                     part_rows)
         del seen, parent_index
-        mark = phase("dedup_across_windows", mark)
+        clock.done("dedup_across_windows")
 
         stats = cleaner.stats
         if stats.rows_read != stats.rows_accepted + stats.rows_quarantined:
@@ -247,21 +256,13 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
 
         digest_state.merge(cleaner.digest)
         digest = digest_state.hexdigest()
-        rows_total = digest_state.count
         cleaning_dict = cleaning.model_dump(mode="json")
         version = v.version_id(digest, ACCEPTED_SCHEMA, cleaning_dict)
-        mark = phase("digest", mark)
-        base = dict(dataset=dataset, version=version, rows_read=stats.rows_read,
-                    rows_accepted=stats.rows_accepted, rows_quarantined=stats.rows_quarantined,
-                    quarantine_reasons=dict(sorted(stats.by_reason.items())),
-                    manifest_uri=store.url(v.manifest_key(dataset, version)))
+        clock.done("digest")
 
         if store.exists(v.manifest_key(dataset, version)):
             existing = v.read_manifest(store, dataset, version)
-            return IngestResult(**base, parent=existing.get("parent"), new=False,
-                                quarantine_uri=_quarantine_uri(store, dataset, existing),
-                                rows_total=existing["rows"]["total"],
-                                seconds=time.perf_counter() - started, phase_seconds=phases)
+            return version_result(store, dataset, stats, existing, False, clock)
 
         own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": rows, "sha256": sha, "bytes": size}
                      for i, (_p, rows, sha, size) in enumerate(new_parts)]
@@ -271,10 +272,22 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
         manifest = build_manifest(dataset, version, parent_ref, stats, digest_state, cleaning, settings, sources,
                                   reader.formats_seen, own_parts, quarantine_entry, code_version)
         v.commit(store, dataset, version, new_parts, quarantine, manifest)
-        phase("commit", mark)
-        return IngestResult(**base, parent=manifest["parent"], new=True,
-                            quarantine_uri=_quarantine_uri(store, dataset, manifest), rows_total=rows_total,
-                            seconds=time.perf_counter() - started, phase_seconds=phases)
+        clock.done("commit")
+        return version_result(store, dataset, stats, manifest, True, clock)
+
+
+def version_result(store: Store, dataset: str, stats: CleanStats, manifest: dict[str, Any], new: bool,
+                   clock: PhaseClock) -> IngestResult:
+    """What one ingest did (`stats`) and the version it made or found (`manifest`)."""
+    version = manifest["version"]
+    return IngestResult(dataset=dataset, version=version, parent=manifest.get("parent"), new=new,
+                        rows_read=stats.rows_read, rows_accepted=stats.rows_accepted,
+                        rows_quarantined=stats.rows_quarantined,
+                        quarantine_uri=_quarantine_uri(store, dataset, manifest),
+                        manifest_uri=store.url(v.manifest_key(dataset, version)),
+                        rows_total=manifest["rows"]["total"],
+                        quarantine_reasons=dict(sorted(stats.by_reason.items())),
+                        seconds=clock.elapsed(), phase_seconds=clock.seconds)
 
 
 def build_manifest(dataset: str, version: str, parent_ref: v.VersionRef | None, stats: CleanStats,

@@ -27,7 +27,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -53,11 +52,12 @@ from components.ingest.executor import (
     PART_ROWS,
     ROW_GROUP_ROWS,
     IngestResult,
+    PhaseClock,
     _assign_sources,
     _parquet_writer,
-    _quarantine_uri,
     build_manifest,
     source_selector,
+    version_result,
 )
 from components.ingest.readers import SourceFile, SourceReader, discover
 
@@ -386,14 +386,7 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    started = time.perf_counter()
-    phases: dict[str, float] = {}
-
-    def phase(name: str, since: float) -> float:
-        now = time.perf_counter()
-        phases[name] = round(now - since, 3)
-        return now
-
+    clock = PhaseClock()
     check_name(dataset)
     store.check()
     files = discover(sources, settings)
@@ -401,7 +394,7 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
     spark_settings = spark_settings or SparkSettings()
     spark = spark or session(spark_settings)
     spark.dataSource.register(_data_source_classes())
-    mark = phase("prepare", started)
+    clock.done("prepare")
 
     metas = [_file_meta(sf) for sf in files]
     unit_list = _units(files, settings, spark.sparkContext.defaultParallelism)
@@ -456,18 +449,12 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
         raise AssertionError(f"row accounting broke: read {stats.rows_read} != accepted {stats.rows_accepted} "
                              f"+ quarantined {stats.rows_quarantined}")
     version = v.version_id(digest.hexdigest(), ACCEPTED_SCHEMA, cleaning.model_dump(mode="json"))
-    mark = phase("read_clean_dedup", mark)
+    clock.done("read_clean_dedup")
 
-    base = dict(dataset=dataset, version=version, rows_read=stats.rows_read, rows_accepted=stats.rows_accepted,
-                rows_quarantined=stats.rows_quarantined, quarantine_reasons=dict(sorted(stats.by_reason.items())),
-                manifest_uri=store.url(v.manifest_key(dataset, version)))
     try:
         if store.exists(v.manifest_key(dataset, version)):
             existing = v.read_manifest(store, dataset, version)
-            return IngestResult(**base, parent=existing.get("parent"), new=False,
-                                quarantine_uri=_quarantine_uri(store, dataset, existing),
-                                rows_total=existing["rows"]["total"],
-                                seconds=time.perf_counter() - started, phase_seconds=phases)
+            return version_result(store, dataset, stats, existing, False, clock)
         prefix = v.version_prefix(dataset, version)
         (quarantine.repartition(1).sortWithinPartitions("file_index", "row_index").drop("file_index", "row_index")
          .write.format(DATA_SOURCE).mode("append")
@@ -483,12 +470,9 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
          .write.format(DATA_SOURCE).mode("append")
          .option("store", store.uri).option("role", "parts").option("key", prefix + "/part-{partition:05d}.parquet")
          .option("manifest", json.dumps(manifest)).save())
-        phase("write_commit", mark)
+        clock.done("write_commit")
         manifest = v.read_manifest(store, dataset, version)
-        return IngestResult(**base, parent=manifest["parent"], new=True,
-                            quarantine_uri=_quarantine_uri(store, dataset, manifest),
-                            rows_total=manifest["rows"]["total"],
-                            seconds=time.perf_counter() - started, phase_seconds=phases)
+        return version_result(store, dataset, stats, manifest, True, clock)
     finally:
         decided.unpersist()
         rows.unpersist()

@@ -29,7 +29,7 @@ from components.common.layout import check_run_id, ingest_job_result_key
 from components.common.sdkvalidate import ManifestError, validate_pydantic
 from components.common.storage import Store
 from components.ingest.config import SparkConfig
-from components.kube import CustomObjects
+from components.kube import CustomObjects, adopt_or_create
 
 GROUP, VERSION, PLURAL = "sparkoperator.k8s.io", "v1beta2", "sparkapplications"
 SPEC_HASH_ANNOTATION = "conveyor.dev/spec-sha256"
@@ -147,17 +147,7 @@ def launch(api: SparkApplicationApi, store: Store, manifest: dict[str, Any], tim
            log=print) -> dict[str, Any]:
     """Create (or adopt) the application, wait for it, return the driver's IngestResult JSON."""
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    wanted = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
-    existing = api.get(name, namespace)
-    if existing is not None:
-        found = (existing.get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
-        if found != wanted:
-            raise SpecError(f"SparkApplication {namespace}/{name} exists with another spec ({(found or 'none')[:12]}"
-                            f" != {wanted[:12]}); delete it or use a new run id")
-        log(f"adopting existing SparkApplication {namespace}/{name}")
-    else:
-        api.create(manifest)
-        log(f"created SparkApplication {namespace}/{name}")
+    existing = adopt_or_create(api, manifest, SPEC_HASH_ANNOTATION, "SparkApplication", log)
 
     finished = False
 

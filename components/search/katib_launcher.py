@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from components.common.config import ClusterConfig
 from components.common.errors import SearchFailed, SpecError
-from components.kube import CustomObjects
+from components.kube import CustomObjects, adopt_or_create
 from components.search.katib import SPEC_HASH_ANNOTATION, katib_parameter_name
 from components.search.spec import SearchSpec
 
@@ -84,18 +84,8 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
            timeout_s: float | None = None, log=print) -> KatibOutcome:
     check_quota(spec, cluster)
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    wanted = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
-    existing = api.get(name, namespace)
+    existing = adopt_or_create(api, manifest, SPEC_HASH_ANNOTATION, "experiment", log)
     adopted = existing is not None
-    if existing is not None:
-        found = existing.get("metadata", {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
-        if found != wanted:
-            raise SpecError(f"experiment {namespace}/{name} exists with another spec ({(found or 'none')[:12]} != "
-                            f"{wanted[:12]}); delete it or use a new run id")
-        log(f"adopting existing experiment {namespace}/{name}")
-    else:
-        api.create(manifest)
-        log(f"created experiment {namespace}/{name}")
 
     finished = False
     budget = spec.timeout_s if timeout_s is None else timeout_s
