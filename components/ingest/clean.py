@@ -200,21 +200,20 @@ class Cleaner:
         return Cleaned(accepted, quarantined, raw_changes, accepted_idx, rejected_rows)
 
     def _count_email_notes(self, text_from: pa.Array, defects: pa.Array) -> None:
-        _add_counts(self.stats.text_from, text_from)
+        add_counts(self.stats.text_from, text_from)
         if defects.null_count < len(defects):
-            _add_counts(self.stats.accepted_defects, pc.list_flatten(pc.split_pattern(defects.drop_null(), ",")))
+            add_counts(self.stats.accepted_defects, pc.list_flatten(pc.split_pattern(defects.drop_null(), ",")))
 
     def _count(self, accepted: pa.Table, quarantined: pa.Table) -> None:
         s = self.stats
         s.rows_accepted += accepted.num_rows
         s.rows_quarantined += quarantined.num_rows
-        for table, counter, col in ((quarantined, s.by_reason, "reason"), (accepted, s.by_label, "label")):
-            if table.num_rows:
-                for item in pc.value_counts(table.column(col)).to_pylist():
-                    counter[item["values"]] = counter.get(item["values"], 0) + item["counts"]
+        add_counts(s.by_reason, quarantined.column("reason").combine_chunks())
+        add_counts(s.by_label, accepted.column("label").combine_chunks())
 
 
-def _add_counts(counter: dict[str, int], values: pa.Array) -> None:
+def add_counts(counter: dict[str, int], values: pa.Array) -> None:
+    """Add how often each non-null value occurs in `values` to `counter`."""
     if values.null_count == len(values):
         return
     for item in pc.value_counts(values.drop_null()).to_pylist():

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.common.hashing import sha256_of_file
@@ -46,7 +45,7 @@ from components.dataset.schema import (
     content_keys,
     keys_from_doc_ids,
 )
-from components.ingest.clean import Cleaner, CleanStats
+from components.ingest.clean import Cleaner, CleanStats, add_counts
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.executor import (
     PART_ROWS,
@@ -272,10 +271,8 @@ def _accepted_stats(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatc
     for batch in batches:
         keys = batch.column("key").to_numpy(zero_copy_only=False).view(np.uint64)
         digest.add(content_keys(keys, batch.column("label")))
-        for counter, column in ((stats.by_label, "label"), (stats.text_from, "text_from")):
-            values = batch.column(column).drop_null()
-            for item in pc.value_counts(values).to_pylist() if len(values) else []:
-                counter[item["values"]] = counter.get(item["values"], 0) + item["counts"]
+        add_counts(stats.by_label, batch.column("label"))
+        add_counts(stats.text_from, batch.column("text_from"))
         for defects in batch.column("defects").drop_null().to_pylist():
             for d in defects.split(","):
                 stats.accepted_defects[d] = stats.accepted_defects.get(d, 0) + 1
