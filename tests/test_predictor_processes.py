@@ -131,3 +131,46 @@ def test_the_model_repository_needs_its_token_and_drains_then_reloads(own_two_ve
         assert _call(server, "GET", "/v2/health/ready")[0] == 200
         code, answer = _predict(server)
         assert code == 200 and answer["model_version"] == candidate != stable, answer
+
+
+def _pool(tmp_path, mode: str) -> subprocess.Popen:
+    code = ("import sys; from components.serve.server import run_workers; from tests.worker_targets import worker; "
+            f"sys.exit(run_workers(worker, {{'dir': {str(tmp_path)!r}, 'mode': {mode!r}}}, 1, '127.0.0.1', 0))")
+    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).parent.parent)
+
+
+def _starts(tmp_path, at_least: int, pool: subprocess.Popen) -> list[int]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        exited = pool.poll() is not None  # read before the file: a start just before exit still counts
+        path = tmp_path / "starts"
+        pids = [int(line) for line in path.read_text().split()] if path.exists() else []
+        if len(pids) >= at_least:
+            return pids
+        if exited:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {at_least} worker starts; pool exited with {pool.poll()}")
+
+
+def test_a_worker_that_errors_before_ready_stops_the_pool_with_its_code(tmp_path):
+    pool = _pool(tmp_path, "fail")
+    _, err = pool.communicate(timeout=120)
+    assert pool.returncode == 3 and "before its model was ready: stopping" in err, err[-2000:]
+    assert len(_starts(tmp_path, 1, pool)) == 1  # not retried: it would fail the same way again
+
+
+def test_a_worker_killed_before_ready_is_replaced_a_bounded_number_of_times(tmp_path):
+    from components.serve.server import MAX_KILLED_BEFORE_READY
+
+    pool = _pool(tmp_path, "hang")
+    try:
+        for n in range(1, MAX_KILLED_BEFORE_READY + 2):
+            os.kill(_starts(tmp_path, n, pool)[-1], signal.SIGKILL)  # as the OOM killer would, mid-load
+        _, err = pool.communicate(timeout=120)
+    finally:
+        pool.kill()
+    assert len(_starts(tmp_path, 1, pool)) == MAX_KILLED_BEFORE_READY + 1
+    assert pool.returncode == 128 + signal.SIGKILL, err[-2000:]
+    assert err.count("replacing it") == MAX_KILLED_BEFORE_READY, err[-2000:]

@@ -307,6 +307,17 @@ def start(server, model, host: str, sockets: list[socket.socket] | None = None,
     asyncio.run(server._serve())
 
 
+MAX_KILLED_BEFORE_READY = 3  # per worker slot, in a row: then the parent stops rather than loop
+
+
+def _exit_status(exitcode: int | None) -> int:
+    """The parent's exit status for a worker that ended before it was ready: its own error code, or
+    128 + signal as a shell reports a kill; never 0 (that worker never served)."""
+    if exitcode is None or exitcode == 0:
+        return 1
+    return exitcode if exitcode > 0 else 128 - exitcode
+
+
 class _Worker:
     """One spawned worker process and the event it sets once its model is loaded."""
 
@@ -321,7 +332,9 @@ def run_workers(target: Callable, options: dict, workers: int, host: str, port: 
     """Serve with `workers` processes accepting on one socket bound here. `target(options, sock,
     ready)` runs in each (spawned: torch and its thread pools are not fork-safe) and sets `ready`
     once its model is loaded. A worker that dies after that is replaced; one that dies before it
-    was ever ready stops them all (a model that cannot load would fail the same way again).
+    was ever ready stops them all when it exited with an error (a model that cannot load would fail
+    the same way again); one killed by a signal before it was ready is replaced, up to
+    MAX_KILLED_BEFORE_READY times in a row.
     Counters and histograms go to a fresh multiprocess directory, removed on exit."""
     metrics_dir = tempfile.mkdtemp(prefix="conveyor-metrics-")
     os.environ[MULTIPROCESS_DIR] = metrics_dir  # inherited by the spawned workers before they import
@@ -338,6 +351,7 @@ def run_workers(target: Callable, options: dict, workers: int, host: str, port: 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
     pool = [_Worker(context, target, options, sock) for _ in range(workers)]
+    killed_before_ready = [0] * workers
     log.info("serving on %s:%d with %d workers (metrics from every worker: %s)", host, port, workers, metrics_dir)
     code = 0
     try:
@@ -347,12 +361,18 @@ def run_workers(target: Callable, options: dict, workers: int, host: str, port: 
                 if worker.process.is_alive():
                     continue
                 multiprocess.mark_process_dead(worker.process.pid)
+                exitcode = worker.process.exitcode
                 if not worker.ready.is_set():
-                    log.error("worker %d exited with %s before its model was ready: stopping", i,
-                              worker.process.exitcode)
-                    code = worker.process.exitcode or 1
-                    stopping.append(None)
-                    break
+                    # An error while loading would fail the same way again; a kill (the OOM killer, an
+                    # operator) says nothing about the model, so that worker is replaced, a few times.
+                    killed_before_ready[i] += 1
+                    if exitcode is None or exitcode >= 0 or killed_before_ready[i] > MAX_KILLED_BEFORE_READY:
+                        log.error("worker %d exited with %s before its model was ready: stopping", i, exitcode)
+                        code = _exit_status(exitcode)
+                        stopping.append(None)
+                        break
+                else:
+                    killed_before_ready[i] = 0
                 log.warning("worker %d (pid %s) exited with %s: replacing it", i, worker.process.pid,
                             worker.process.exitcode)
                 pool[i] = _Worker(context, target, options, sock)
