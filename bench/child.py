@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
+from pathlib import Path
 
 
 def peak_rss_mib() -> float:
@@ -67,9 +69,10 @@ def ingest(paths: list[str], store_dir: str) -> int:
 def spark_ingest(paths: list[str], store_dir: str, master: str) -> tuple[int, float]:
     """The Spark engine on the same files; returns (rows, session start seconds), the session's
     start-up (JVM, ~6-15 s) not counted in the measured time."""
+    from components.common.spark import SparkSettings, session
     from components.common.storage import FileStore
     from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.spark_engine import SparkSettings, ingest_spark, session
+    from components.ingest.spark_engine import ingest_spark
 
     shutil.rmtree(store_dir, ignore_errors=True)
     started = time.perf_counter()
@@ -84,16 +87,39 @@ def spark_ingest(paths: list[str], store_dir: str, master: str) -> tuple[int, fl
     return result.rows_read, startup
 
 
+def features(store_dir: str, workdir: str) -> int:
+    """Split and featurize (hashing, the default) the latest version in `store_dir`, streamed
+    through local files as the pipeline's split and featurize steps do."""
+    from components.common.storage import FileStore
+    from components.dataset import versioning as v
+    from components.featurize.config import FeaturesConfig
+    from components.featurize.core import SPLITS
+    from components.featurize.executor import featurize_files
+    from components.split.config import SplitConfig
+    from components.split.executor import split_to_files
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    store = FileStore(store_dir)
+    ref = v.resolve(store, "bench")
+    rows = {n: f"{workdir}/{n}-rows.parquet" for n in SPLITS}
+    split_to_files(store, ref, SplitConfig(), rows, workdir=workdir)
+    _featurizer, sizes = featurize_files(rows, FeaturesConfig(), {"dataset": "bench", "version": ref.version},
+                                         {n: f"{workdir}/{n}.parquet" for n in SPLITS})
+    shutil.rmtree(workdir, ignore_errors=True)
+    return sum(n for n, _ids in sizes.values())
+
+
 _CLOCK: float | None = None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["scan", "hash", "ingest", "spark"])
+    parser.add_argument("mode", choices=["scan", "hash", "ingest", "spark", "features"])
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--format", default="parquet")
     parser.add_argument("--store", default="bench/work/store")
-    parser.add_argument("paths", nargs="+")
+    parser.add_argument("paths", nargs="*")
     args = parser.parse_args()
     # Import everything before the clock starts: start-up is not throughput.
     import pyarrow.csv
@@ -110,6 +136,8 @@ def main() -> None:
         json.dump({"rows": rows, "seconds": time.perf_counter() - _CLOCK, "startup_seconds": startup,
                    "peak_rss_mib": peak_rss_mib()}, sys.stdout)
         return
+    elif args.mode == "features":
+        rows = features(args.store, str(Path(args.store).parent / "features"))
     else:
         rows = ingest(args.paths, args.store)
     seconds = time.perf_counter() - started

@@ -5,8 +5,10 @@ calls a launcher needs (get, create, delete, a resumed watch on one object, list
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from components.common.errors import ClusterError, SpecError
@@ -122,3 +124,40 @@ def adopt_or_create(api, manifest: dict[str, Any], spec_annotation: str, kind: s
                         f"{wanted[:12]}); delete it or use a new run id")
     log(f"adopting existing {kind} {namespace}/{name}")
     return existing
+
+
+def run_to_completion(api, manifest: dict[str, Any], spec_annotation: str, kind: str,
+                      outcome: Callable[[dict[str, Any]], tuple[bool, str] | None], timeout_s: float,
+                      log=print) -> dict[str, Any]:
+    """Adopt or create the object, wait on its watch until `outcome(obj)` says it finished, and
+    return it when it succeeded. `outcome`: None while running, (succeeded, message) once done.
+    A failure, a timeout or a termination (SIGTERM, as KFP sends when a run is terminated) deletes
+    the object, so no pod of it is left running; a failure raises ClusterError with the message."""
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    existing = adopt_or_create(api, manifest, spec_annotation, kind, log)
+    succeeded = False
+
+    def on_terminate(signum, _frame):
+        api.delete(name, namespace)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_terminate) if threading.current_thread() is \
+        threading.main_thread() else None
+    try:
+        final = existing if existing is not None and outcome(existing) is not None else None
+        if final is None:
+            for obj in api.watch(name, namespace, timeout_s):
+                if outcome(obj) is not None:
+                    final = obj
+                    break
+        if final is None:
+            raise ClusterError(f"{kind} {namespace}/{name} did not finish within {timeout_s:.0f}s; deleted it")
+        succeeded, message = outcome(final)
+        if not succeeded:
+            raise ClusterError(f"{kind} {namespace}/{name} {message}")
+        return final
+    finally:
+        if not succeeded:
+            api.delete(name, namespace)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

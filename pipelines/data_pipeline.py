@@ -35,7 +35,8 @@ def data_steps(sources, dataset, store, source_settings, cleaning, split_config,
     splits = split_op(store=store, dataset=dataset, version=version, split_config=split_config)
     splits.set_display_name("split (train / validation / test)")
     features = featurize_op(store=store, train=splits.outputs["train"], validation=splits.outputs["validation"],
-                            test=splits.outputs["test"], features_config=features_config)
+                            test=splits.outputs["test"], features_config=features_config, engine=engine,
+                            engine_config=engine_config or {})
     features.set_display_name("featurize (fit on train)")
     return DataSteps(version, splits, features)
 

@@ -79,3 +79,14 @@ def own_two_versions(two_versions, tmp_path):
         store.write_bytes(key, src.read_bytes(key))
     set_alias(store, "toy-model", "champion", stable)
     return (store, stable, *rest)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One Spark local[2] session for every test that needs one (a JVM takes seconds to start)."""
+    pytest.importorskip("pyspark")
+    from components.common.spark import session
+
+    spark = session()
+    yield spark
+    spark.stop()

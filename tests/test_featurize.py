@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from components.common.errors import InputError
@@ -44,8 +47,6 @@ def test_the_featurize_step_publishes_the_encoding_that_training_then_reads(tmp_
     """What the featurize step writes is what the search trials and the train step train on: the
     same featurizer bytes and feature rows from its files, from the store's cache, and as the
     train step takes them; other feature settings are not mistaken for it."""
-    import pyarrow.parquet as pq
-
     from components.featurize.executor import featurize_split_files, prepare_features, step_features
     from components.split.executor import split_version
     from tests.training_data import ingest_corpus
@@ -66,6 +67,11 @@ def test_the_featurize_step_publishes_the_encoding_that_training_then_reads(tmp_
     assert cached.dumps() == (tmp_path / "featurizer.json").read_bytes()
     for name, path in outs.items():
         assert tables[name].equals(pq.read_table(path))
+    # Two training ranks: each reads its own share of train, and all of validation and test.
+    shards = [prepare_features(file_store, "toy", version, {}, feats, shard=(rank, 2))[1] for rank in (0, 1)]
+    assert pa.concat_tables([s["train"] for s in shards]).equals(tables["train"])
+    assert abs(shards[0]["train"].num_rows - shards[1]["train"].num_rows) <= 1
+    assert all(s[n].equals(tables[n]) for s in shards for n in ("validation", "test"))
 
     same = step_features(meta, SplitConfig(), FeaturesConfig(num_buckets=4096), str(tmp_path / "featurizer.json"),
                          outs)
@@ -74,3 +80,77 @@ def test_the_featurize_step_publishes_the_encoding_that_training_then_reads(tmp_
                          str(tmp_path / "featurizer.json"), outs) is None
     assert step_features(meta, SplitConfig(test=0.2), FeaturesConfig(num_buckets=4096),
                          str(tmp_path / "featurizer.json"), outs) is None
+
+
+@pytest.mark.parametrize("kind", ["hashing", "vocabulary"])
+def test_streamed_split_and_featurize_give_what_the_in_memory_functions_give(tmp_path, file_store, kind):
+    """The split and featurize steps stream 37-row batches through files (so the vocabulary's
+    counts add up across batches); their rows, featurizer and features equal the in-memory
+    functions' on the whole version, and the files are written in fixed row groups."""
+    from components.dataset import versioning as v
+    from components.featurize.core import SPLITS, fit_and_encode
+    from components.featurize.executor import featurize_files
+    from components.split.core import split_table
+    from components.split.executor import split_to_files
+    from tests.training_data import ingest_corpus
+
+    version = ingest_corpus(tmp_path, file_store)
+    ref = v.resolve(file_store, "toy", version)
+    rows = {n: str(tmp_path / f"{n}-rows.parquet") for n in SPLITS}
+    counts = split_to_files(file_store, ref, SplitConfig(), rows, batch_rows=37)
+    whole = split_table(v.read_table(file_store, ref), SplitConfig())
+    for name in SPLITS:
+        assert pq.read_table(rows[name]).equals(whole[name]) and counts[name] == whole[name].num_rows > 0
+        groups = pq.ParquetFile(rows[name]).metadata
+        assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups - 1)] == \
+            [37] * (groups.num_row_groups - 1)
+
+    cfg = FeaturesConfig(kind=kind, min_freq=2, num_buckets=4096)
+    fitted_on = {"dataset": "toy", "version": version}
+    feats = {n: str(tmp_path / f"{n}.parquet") for n in SPLITS}
+    featurizer, sizes = featurize_files(rows, cfg, fitted_on, feats, batch_rows=37)
+    expected, tables = fit_and_encode(whole, cfg, fitted_on)
+    assert featurizer.dumps() == expected.dumps()
+    assert kind == "hashing" or len(featurizer.vocabulary) > 20
+    for name in SPLITS:
+        assert pq.read_table(feats[name]).equals(tables[name])
+        assert sizes[name] == (tables[name].num_rows, sum(len(x) for x in tables[name].column("ids").to_pylist()))
+
+
+def test_an_unknown_engine_and_an_empty_train_split_are_named(tmp_path):
+    from components.common.errors import ConfigError
+    from components.dataset.schema import ACCEPTED_SCHEMA
+    from components.featurize.executor import fit_file
+
+    path = str(tmp_path / "train.parquet")
+    pq.write_table(ACCEPTED_SCHEMA.empty_table(), path)
+    with pytest.raises(ConfigError, match=r"data\.engine: 'dask' is not one of"):
+        fit_file(path, FeaturesConfig(), {}, engine="dask")
+    with pytest.raises(InputError, match="dataset toy@v1: the training split is empty"):
+        fit_file(path, FeaturesConfig(), {"dataset": "toy", "version": "v1"})
+
+
+def test_shards_are_contiguous_balanced_and_cover_the_rows_whatever_the_row_groups(tmp_path):
+    from components.common.shards import FixedRowGroupWriter, read_rows, shard_range
+
+    table = pa.table({"i": pa.array(range(1000), pa.int64())})
+    files = []
+    for arrival in (100, 333, 1000):  # the same rows handed over in different batches
+        path = str(tmp_path / f"rows-{arrival}.parquet")
+        with FixedRowGroupWriter(path, table.schema, rows_per_group=64) as writer:
+            for start in range(0, 1000, arrival):
+                writer.write(table.slice(start, arrival).to_batches()[0])
+            assert writer.close() == 1000
+        files.append(Path(path).read_bytes())
+    assert files[0] == files[1] == files[2]  # same rows, same bytes
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [64] * 15 + [40]
+    for world_size in (1, 2, 3, 7, 1001):
+        pieces = [read_rows(path, *shard_range(1000, rank, world_size)) for rank in range(world_size)]
+        sizes = [p.num_rows for p in pieces]
+        assert max(sizes) - min(sizes) <= 1
+        assert pa.concat_tables(pieces).column("i").to_pylist() == list(range(1000))
+    assert read_rows(path, 130, 131).column("i").to_pylist() == [130]
+    with pytest.raises(ValueError, match="rank 2 is outside world size 2"):
+        shard_range(10, 2, 2)
+

@@ -8,11 +8,10 @@ import copy
 
 import pytest
 
-from components.common.config import ClusterConfig
+from components.common.config import ClusterConfig, SparkConfig
 from components.common.errors import ClusterError, SpecError
 from components.common.layout import ingest_job_result_key
 from components.common.storage import FileStore
-from components.ingest.config import SparkConfig
 from components.ingest.spark_launcher import (
     SPEC_HASH_ANNOTATION,
     IngestJob,

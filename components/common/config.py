@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from components.common.errors import ConfigError
+from components.common.spark import SparkSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "spamassassin.yaml"
@@ -40,6 +41,29 @@ class ClusterConfig(Section):
     cpu: str = "2"
     memory: str = "8Gi"
     experiment_timeout_s: int = Field(6 * 3600, ge=60)
+
+
+class SparkConfig(Section):
+    """The Spark engine: `local[N]` in the step's own process (kfp.local, the CLI), or on a cluster a
+    SparkApplication run by the Kubeflow Spark Operator (>= 2.x) in the component image. Shared by
+    the ingest engine and the featurize step's vocabulary fit (which runs `local[N]` in its pod)."""
+
+    master: str = "local[2]"  # local runs only; the operator sets the cluster's
+    executors: int = Field(2, ge=1)
+    executor_cores: int = Field(2, ge=1)
+    executor_memory: str = "4g"
+    driver_cores: int = Field(1, ge=1)
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(64, ge=1)
+    spark_version: str = "4.3.0"  # the image's pyspark
+    image: str | None = None  # default: the component image (components/images.py), Spark inside
+    service_account: str = "conveyor-spark"  # the chart's; a driver creates its executor pods
+    timeout_s: int = Field(4 * 3600, ge=60)
+    ttl_s: int = Field(3600, ge=0)  # the operator removes a finished application after this
+
+    def local_settings(self) -> SparkSettings:
+        """The session settings of a run in the step's own process (`master`, e.g. local[N])."""
+        return SparkSettings(master=self.master, shuffle_partitions=self.shuffle_partitions)
 
 
 def describe_validation_error(exc: ValidationError, origin: str) -> str:

@@ -14,6 +14,7 @@ parent (parts are immutable and checksummed, so sharing them is safe and copies 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 from components.common.errors import IntegrityError, NotFoundError
 from components.common.hashing import sha256_of_file, sha256_of_value
 from components.common.layout import dataset_prefix, latest_key, manifest_key, version_prefix
+from components.common.shards import ROW_GROUP_ROWS
 from components.common.storage import Store
 from components.dataset.schema import ACCEPTED_SCHEMA, ContentDigest, content_keys, keys_from_doc_ids
 
@@ -88,21 +90,35 @@ def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda m: (m["created_at"], m["version"]))
 
 
-def read_parts(store: Store, ref: VersionRef, columns: list[str] | None = None, verify: bool = True,
-               workdir: str | None = None):
-    """Yield each part of a version as an Arrow table (checksums verified by default)."""
-
+def _local_parts(store: Store, ref: VersionRef, verify: bool, workdir: str | None) -> Iterator[str]:
+    """Each part of a version copied to a local file (checksum verified by default), one at a time."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for part in ref.parts:
             key = f"{dataset_prefix(ref.dataset)}/{part['path']}"
             local = store.local_copy(key, tmp)
             if verify:
-
                 actual = sha256_of_file(local)
                 if actual != part["sha256"]:
                     raise IntegrityError(f"{store.url(key)}: sha256 {actual[:12]}… does not match the "
                                          f"manifest's {part['sha256'][:12]}…; the part was modified")
-            yield pq.read_table(local, columns=columns)
+            yield local
+            if os.path.dirname(os.path.abspath(local)) == os.path.abspath(tmp):  # a copy, not a file store's own
+                os.remove(local)
+
+
+def read_parts(store: Store, ref: VersionRef, columns: list[str] | None = None, verify: bool = True,
+               workdir: str | None = None):
+    """Yield each part of a version as an Arrow table (checksums verified by default)."""
+    for local in _local_parts(store, ref, verify, workdir):
+        yield pq.read_table(local, columns=columns)
+
+
+def read_batches(store: Store, ref: VersionRef, columns: list[str] | None = None, batch_rows: int = ROW_GROUP_ROWS,
+                 verify: bool = True, workdir: str | None = None) -> Iterator[pa.RecordBatch]:
+    """A version's rows in order, `batch_rows` at a time: memory bounded by one batch and one part's
+    local copy on disk, whatever the version's size."""
+    for local in _local_parts(store, ref, verify, workdir):
+        yield from pq.ParquetFile(local).iter_batches(batch_size=batch_rows, columns=columns)
 
 
 def read_table(store: Store, ref: VersionRef, columns: list[str] | None = None) -> pa.Table:

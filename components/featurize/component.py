@@ -19,6 +19,8 @@ def featurize_op(
     validation_features: Output[Dataset],
     test_features: Output[Dataset],
     stats: Output[Metrics],
+    engine: str = "local",  # spark: the vocabulary fit is a Spark aggregation (local[N] in this pod)
+    engine_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
 ):
     from components.featurize.executor import featurize_split_files
 
@@ -26,6 +28,7 @@ def featurize_op(
         store, {"train": train.path, "validation": validation.path, "test": test.path}, train.metadata,
         features_config, featurizer.path,
         {"train": train_features.path, "validation": validation_features.path, "test": test_features.path},
+        engine=engine, engine_config=engine_config,
     )
     for key, value in result.pop("stats").items():
         stats.log_metric(key, value)

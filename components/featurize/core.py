@@ -193,27 +193,47 @@ class Featurizer:
                    raw.get("fitted_on", {}))
 
 
+def token_counts(featurizer: Featurizer, texts: pa.Array) -> Counter[str]:
+    """How often each vocabulary candidate ("w:<n-gram>", "c:<char n-gram>") occurs in `texts`.
+    Counts of batches add up to the counts of their concatenation (documents are tokenized
+    independently), so a fit can stream batches or run as a distributed aggregation."""
+    counts: Counter[str] = Counter()
+    for kind, tokens, _parents in featurizer._token_streams(texts):
+        if not len(tokens):
+            continue
+        if kind == "w":
+            for item in pc.value_counts(tokens).to_pylist():
+                counts["w:" + item["values"]] += item["counts"]
+        else:
+            lo, hi = featurizer.config.char_ngrams
+            for item in pc.value_counts(tokens).to_pylist():
+                for g in _char_ngrams(item["values"], lo, hi):
+                    counts["c:" + g] += item["counts"]
+    return counts
+
+
+def vocabulary_from_counts(counts: dict[str, int], config: FeaturesConfig) -> dict[str, int]:
+    """Tokens seen at least min_freq times, most frequent first (ties by token), capped to the id space."""
+    kept = [t for t, c in counts.items() if c >= config.min_freq]
+    kept.sort(key=lambda t: (-counts[t], t))
+    return {t: i + 1 for i, t in enumerate(kept[: config.num_buckets - 1])}
+
+
+def featurizer_for(labels: set[str] | list[str], config: FeaturesConfig,
+                   fitted_on: dict[str, Any] | None = None) -> Featurizer:
+    """The featurizer for the training split's labels; vocabulary mode still needs its vocabulary."""
+    ordered = sorted(set(labels), key=str)
+    if len(ordered) < 2:
+        raise InputError(f"the training split has {len(ordered)} label(s) {ordered}; a classifier needs two")
+    return Featurizer(config, ordered, {}, fitted_on or {})
+
+
 def fit(train_texts: pa.Array, train_labels: pa.Array, config: FeaturesConfig,
         fitted_on: dict[str, Any] | None = None) -> Featurizer:
     """Learn labels (and the vocabulary in vocabulary mode) from the training split only."""
-    labels = sorted(set(train_labels.to_pylist()), key=str)
-    if len(labels) < 2:
-        raise InputError(f"the training split has {len(labels)} label(s) {labels}; a classifier needs two")
-    featurizer = Featurizer(config, labels, {}, fitted_on or {})
+    featurizer = featurizer_for(set(train_labels.to_pylist()), config, fitted_on)
     if config.kind == "vocabulary":
-        counts: Counter[str] = Counter()
-        for kind, tokens, _parents in featurizer._token_streams(train_texts):
-            if kind == "w":
-                for item in pc.value_counts(tokens).to_pylist():
-                    counts["w:" + item["values"]] += item["counts"]
-            else:
-                lo, hi = config.char_ngrams
-                for item in pc.value_counts(tokens).to_pylist():
-                    for g in _char_ngrams(item["values"], lo, hi):
-                        counts["c:" + g] += item["counts"]
-        kept = [t for t, c in counts.items() if c >= config.min_freq]
-        kept.sort(key=lambda t: (-counts[t], t))
-        featurizer.vocabulary = {t: i + 1 for i, t in enumerate(kept[: config.num_buckets - 1])}
+        featurizer.vocabulary = vocabulary_from_counts(token_counts(featurizer, train_texts), config)
     return featurizer
 
 
@@ -239,20 +259,28 @@ SPLITS = ("train", "validation", "test")
 
 def fit_and_encode(parts: dict[str, pa.Table], config: FeaturesConfig, fitted_on: dict[str, Any],
                    ) -> tuple[Featurizer, dict[str, pa.Table]]:
-    """Fit on the train split only, then encode every split with that one featurizer."""
+    """Fit on the train split only, then encode every split with that one featurizer (in memory:
+    the executor streams the same functions over files)."""
     train = parts["train"]
     if train.num_rows == 0:
-        where = f"dataset {fitted_on.get('dataset')}@{fitted_on.get('version')}: " if fitted_on else ""
-        raise InputError(f"{where}the training split is empty: nothing to fit the featurizer on")
+        raise empty_train_error(fitted_on)
     featurizer = fit(train.column("text").combine_chunks(), train.column("label").combine_chunks(), config,
                      fitted_on)
     return featurizer, {name: featurize_table(featurizer, parts[name]) for name in SPLITS}
 
 
-def feature_stats(featurizer: Featurizer, tables: dict[str, pa.Table]) -> dict[str, float]:
+def _where(fitted_on: dict[str, Any] | None) -> str:
+    return f"dataset {fitted_on.get('dataset')}@{fitted_on.get('version')}: " if fitted_on else ""
+
+
+def empty_train_error(fitted_on: dict[str, Any] | None) -> InputError:
+    return InputError(f"{_where(fitted_on)}the training split is empty: nothing to fit the featurizer on")
+
+
+def feature_stats(featurizer: Featurizer, sizes: dict[str, tuple[int, int]]) -> dict[str, float]:
+    """sizes: split -> (rows, ids summed over its rows)."""
     stats: dict[str, float] = {"num_ids": float(featurizer.num_ids), "num_labels": float(len(featurizer.labels))}
-    for name, features in tables.items():
-        lengths = pc.list_value_length(features.column("ids"))
-        stats[f"{name}_rows"] = float(features.num_rows)
-        stats[f"{name}_mean_ids"] = float(pc.mean(lengths).as_py() or 0.0)
+    for name, (rows, ids) in sizes.items():
+        stats[f"{name}_rows"] = float(rows)
+        stats[f"{name}_mean_ids"] = ids / rows if rows else 0.0
     return stats

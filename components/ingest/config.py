@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components.common.config import Section
+from components.common.config import Section, SparkConfig
 
 FORMATS = ("auto", "email", "csv", "jsonl", "parquet", "text")
 
@@ -61,24 +61,6 @@ class CleaningConfig(Section):
         if self.labels is not None and not self.labels:
             raise ValueError("labels: give at least one label, or leave it out to accept any")
         return self
-
-
-class SparkConfig(Section):
-    """The Spark engine: `local[N]` in the step's own process (kfp.local, the CLI), or on a cluster a
-    SparkApplication run by the Kubeflow Spark Operator (>= 2.x) in the component image."""
-
-    master: str = "local[2]"  # local runs only; the operator sets the cluster's
-    executors: int = Field(2, ge=1)
-    executor_cores: int = Field(2, ge=1)
-    executor_memory: str = "4g"
-    driver_cores: int = Field(1, ge=1)
-    driver_memory: str = "2g"
-    shuffle_partitions: int = Field(64, ge=1)
-    spark_version: str = "4.3.0"  # the image's pyspark
-    image: str | None = None  # default: the component image (components/images.py), Spark inside
-    service_account: str = "conveyor-spark"  # the chart's; a driver creates its executor pods
-    timeout_s: int = Field(4 * 3600, ge=60)
-    ttl_s: int = Field(3600, ge=0)  # the operator removes a finished application after this
 
 
 class DataConfig(Section):

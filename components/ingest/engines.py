@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from components.common.config import ClusterConfig, validate_section
+from components.common.config import ClusterConfig, SparkConfig, validate_section
 from components.common.errors import ConfigError
 from components.common.storage import open_store
 from components.images import COMPONENT_IMAGE
-from components.ingest.config import CleaningConfig, SourceSettings, SparkConfig
+from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.executor import IngestResult, ingest
-from components.ingest.spark_engine import SparkSettings, ingest_spark
+from components.ingest.spark_engine import ingest_spark
 from components.ingest.spark_launcher import IngestJob, KubernetesSparkApplicationApi, launch, spark_application
 
 ENGINES = ("local", "spark")
@@ -40,8 +40,7 @@ def run_ingest(engine: str, sources: list[str], dataset: str, store_uri: str, se
         on_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))  # set in every pod
     if not on_cluster:
         return ingest_spark(sources, dataset, store, settings, cleaning, parent=parent, code_version=code_version,
-                            spark_settings=SparkSettings(master=spark.master,
-                                                         shuffle_partitions=spark.shuffle_partitions))
+                            spark_settings=spark.local_settings())
     cluster = validate_section(ClusterConfig, engine_config.get("cluster", {}), "cluster")
     if not run_id:
         raise ConfigError("engine=spark on a cluster needs the run id (the SparkApplication's name comes from it)")

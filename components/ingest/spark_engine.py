@@ -25,7 +25,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import pyarrow.parquet as pq
 
 from components.common.hashing import sha256_of_file
 from components.common.layout import check_name
+from components.common.spark import SparkSettings, session
 from components.common.storage import Store, locate, open_store
 from components.dataset import versioning as v
 from components.dataset.schema import (
@@ -72,35 +72,6 @@ _ROW_SCHEMA = pa.schema([
     ("raw", pa.binary()), ("text_from", pa.string()), ("defects", pa.string()),
 ])
 DATA_SOURCE = "conveyor_version"
-
-
-@dataclass(frozen=True)
-class SparkSettings:
-    master: str = "local[2]"
-    shuffle_partitions: int = 8
-    batch_rows: int = 65_536
-
-
-def session(settings: SparkSettings | None = None, app_name: str = "conveyor-ingest"):
-    """A SparkSession for this process (local mode unless the caller's environment says otherwise)."""
-    from pyspark.sql import SparkSession  # lazy: pyspark starts a JVM; only this engine needs it
-
-    settings = settings or SparkSettings()
-    # Executors must run this interpreter (it has pyarrow and the components), not the PATH's python.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (SparkSession.builder.appName(app_name)
-               .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
-               # AQE would merge shuffle partitions by size: keep the plan the same for any input.
-               .config("spark.sql.adaptive.coalescePartitions.enabled", "false")
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.batch_rows)))
-    if "SPARK_MASTER" not in os.environ and not os.environ.get("SPARK_APPLICATION_ID"):
-        builder = builder.master(settings.master)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
 
 
 # --- tasks ----------------------------------------------------------------------------------------

@@ -16,20 +16,17 @@ checked against them strictly before it is sent.
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from components.common.config import ClusterConfig
-from components.common.errors import ClusterError, SpecError
+from components.common.config import ClusterConfig, SparkConfig
+from components.common.errors import SpecError
 from components.common.hashing import sha256_of_value
 from components.common.layout import check_run_id, ingest_job_result_key
 from components.common.sdkvalidate import ManifestError, validate_pydantic
 from components.common.storage import Store
-from components.ingest.config import SparkConfig
-from components.kube import CustomObjects, adopt_or_create
+from components.kube import CustomObjects, run_to_completion
 
 GROUP, VERSION, PLURAL = "sparkoperator.k8s.io", "v1beta2", "sparkapplications"
 SPEC_HASH_ANNOTATION = "conveyor.dev/spec-sha256"
@@ -143,42 +140,21 @@ def state_of(obj: dict[str, Any] | None) -> tuple[str, str]:
     return state.get("state", ""), state.get("errorMessage", "")
 
 
+def _outcome(obj: dict[str, Any]) -> tuple[bool, str] | None:
+    state, message = state_of(obj)
+    if state in SUCCEEDED:
+        return True, state
+    if state in FAILED:
+        name, namespace = obj["metadata"]["name"], obj["metadata"].get("namespace", "")
+        return False, (f"{state}: {message or 'no message'} "
+                       f"(driver log: kubectl logs -n {namespace} {name}-driver)")
+    return None
+
+
 def launch(api: SparkApplicationApi, store: Store, manifest: dict[str, Any], timeout_s: float,
            log=print) -> dict[str, Any]:
-    """Create (or adopt) the application, wait for it, return the driver's IngestResult JSON."""
-    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    existing = adopt_or_create(api, manifest, SPEC_HASH_ANNOTATION, "SparkApplication", log)
-
-    finished = False
-
-    def on_terminate(signum, _frame):
-        api.delete(name, namespace)  # no driver or executor survives a terminated pipeline run
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, on_terminate) if _main_thread() else None
-    try:
-        final = existing if state_of(existing)[0] in SUCCEEDED | FAILED else None
-        if final is None:
-            for obj in api.watch(name, namespace, timeout_s):
-                if state_of(obj)[0] in SUCCEEDED | FAILED:
-                    final = obj
-                    break
-        if final is None:
-            raise ClusterError(f"SparkApplication {namespace}/{name} did not finish within {timeout_s:.0f}s; "
-                               "deleted it")
-        state, message = state_of(final)
-        if state in FAILED:
-            raise ClusterError(f"SparkApplication {namespace}/{name} {state}: {message or 'no message'} "
-                               f"(driver log: kubectl logs -n {namespace} {name}-driver)")
-        result = store.read_json(ingest_job_result_key(name))
-        finished = True
-        return result
-    finally:
-        if not finished:
-            api.delete(name, namespace)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+    """Create (or adopt) the application, wait for it, return the driver's IngestResult JSON. No
+    driver or executor survives a failure, a timeout or a terminated pipeline run."""
+    name = manifest["metadata"]["name"]
+    run_to_completion(api, manifest, SPEC_HASH_ANNOTATION, "SparkApplication", _outcome, timeout_s, log)
+    return store.read_json(ingest_job_result_key(name))

@@ -14,9 +14,10 @@ import json
 import sys
 
 from components.common.entry import run_main
+from components.common.spark import SparkSettings, session
 from components.common.storage import open_store
 from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.spark_engine import SparkSettings, ingest_spark, session
+from components.ingest.spark_engine import ingest_spark
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,8 @@ def assign(doc_ids: pa.Array, config: SplitConfig) -> np.ndarray:
     return codes
 
 
-def split_table(table: pa.Table, config: SplitConfig) -> dict[str, pa.Table]:
-    codes = assign(table.column("doc_id").combine_chunks(), config)
+def split_table(table: pa.Table | pa.RecordBatch, config: SplitConfig) -> dict[str, pa.Table | pa.RecordBatch]:
+    """The rows of each split (a batch at a time gives the same rows, in the same order, as the whole)."""
+    doc_ids = table.column("doc_id")
+    codes = assign(doc_ids.combine_chunks() if isinstance(doc_ids, pa.ChunkedArray) else doc_ids, config)
     return {name: table.filter(pa.array(codes == i)) for i, name in enumerate(SPLITS)}

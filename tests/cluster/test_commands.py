@@ -203,8 +203,9 @@ def test_spark_application_driver_runs_in_the_component_image_and_gives_the_loca
     `driver`, spark-submit in client mode, the manifest's main file and arguments, the S3 secret
     from envFrom), with `--master local[2]` because no Kubernetes master runs here: Java, pyspark,
     the Python data source writer and the store's S3 client all run inside the image."""
+    from components.common.config import SparkConfig
     from components.common.storage import FileStore
-    from components.ingest.config import CleaningConfig, SourceSettings, SparkConfig
+    from components.ingest.config import CleaningConfig, SourceSettings
     from components.ingest.executor import ingest
     from components.ingest.spark_launcher import IngestJob, spark_application
     from tests.malformed import write_mail_folder
