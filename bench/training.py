@@ -117,6 +117,38 @@ def bench_throughput(work: Path, n: int = 100_000, epochs: int = 3, repeats: int
             "test_accuracy": round(record["metrics"]["test"]["accuracy"], 4)}
 
 
+def bench_world_sizes(work: Path, n: int = 20_000, epochs: int = 2, repeats: int = 2) -> dict:
+    """docs/s per epoch at world size 1 vs 2 (torch DDP under torchrun, gloo on CPU, one thread per
+    process), both launched the same way (`train_processes`), alternating, best of `repeats` each.
+    Two models: a CNN, where compute dominates a step, and the default EmbeddingBag, where it does
+    not (a step is a few microseconds of arithmetic; the all-reduce and Python overhead are the rest)."""
+    from components.train.config import apply_params
+    from components.train.launch import train_processes
+
+    store, version, cfg = _prepare(work, n)
+    models = {"cnn": {"family": "cnn", "embed_dim": 64, "channels": 128, "batch_size": 256},
+              "embedding_bag": {"family": "embedding_bag", "embed_dim": 64, "batch_size": 64}}
+    rows = []
+    for model, params in models.items():
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        devices = {}
+        for i in range(repeats):
+            for world_size in (1, 2):
+                run_cfg = apply_params(cfg, {**params, "epochs": epochs, "patience": epochs, "threads": 1,
+                                             "train.world_size": world_size})
+                run_id = f"ws{world_size}-{model}-{time.time_ns()}-{i}"
+                record = train_processes(store, "bench", version, run_cfg, run_id, emit=lambda _l: None)
+                rates[world_size].append(record["train_docs_per_s"])
+                devices[world_size] = record["distributed"]
+                print(f"  {model} world size {world_size}: {record['train_docs_per_s']:,.0f} docs/s", file=sys.stderr,
+                      flush=True)
+        best = {ws: max(r) for ws, r in rates.items()}
+        rows.append({"model": model, "docs": n, "epochs": epochs, "ws1_docs_per_s": round(best[1]),
+                     "ws2_docs_per_s": round(best[2]), "speedup": round(best[2] / best[1], 2),
+                     "backend": devices[2]["backend"], "device": "cuda" if devices[2]["device_count"] else "cpu"})
+    return {"bench": "distributed", "targets": {"speedup_cnn_cpu": ">= 1.6"}, "results": rows}
+
+
 def bench_search(work: Path, n: int = 8000, budget: int = 24, seeds: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict:
     """Trials until 99% of the best validation accuracy is reached, TPE vs random, same budget and seeds.
 

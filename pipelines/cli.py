@@ -251,7 +251,7 @@ def cmd_run(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
     from pipelines.local_run import run_local
 
-    summary = run_local(config_path=args.config, store=args.store, workdir=args.workdir)
+    summary = run_local(config_path=args.config, store=args.store, workdir=args.workdir, world_size=args.world_size)
     if args.json:
         _print_json(summary)
     else:
@@ -400,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="use this store instead of starting the embedded S3 server")
     p.add_argument("--workdir", default=".conveyor/runs", help="where local runs keep their files")
     p.add_argument("--json", action="store_true", help="print the whole summary as JSON")
+    p.add_argument("--world-size", type=int, metavar="N",
+                   help="train the final model with N processes under torchrun (DDP, gloo on CPU); default: "
+                        "train.world_size")
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -21,7 +21,7 @@ from kfp import local
 
 from components.canary.component import canary_op
 from components.common import errors
-from components.common.config import PROJECT_ROOT
+from components.common.config import PROJECT_ROOT, validate_section
 from components.common.entry import read_failure
 from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import open_store
@@ -201,12 +201,16 @@ def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, 
 
 
 def run_local(config_path: str | None = None, store: str | None = None, workdir: str = ".conveyor/runs",
-              progress=None) -> dict[str, Any]:
+              progress=None, world_size: int | None = None) -> dict[str, Any]:
 
 
 
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg: ConveyorConfig = load_config(config_path)
+    if world_size is not None:  # the train step's processes (torchrun); trials stay one process each
+        train = validate_section(type(cfg.train), {**cfg.train.model_dump(), "world_size": world_size},
+                                 "--world-size")
+        cfg = cfg.model_copy(update={"train": train})
     reference = resolve_sources(cfg.data.reference)
     production = resolve_sources(cfg.data.production)
     if not reference:

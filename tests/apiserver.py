@@ -38,7 +38,8 @@ from components.deploy.cluster import merge_patch
 
 KINDS = {("serving.kserve.io", "inferenceservices"): "InferenceService",
          ("kubeflow.org", "experiments"): "Experiment", ("kubeflow.org", "trials"): "Trial",
-         ("sparkoperator.k8s.io", "sparkapplications"): "SparkApplication", ("", "events"): "Event"}
+         ("sparkoperator.k8s.io", "sparkapplications"): "SparkApplication",
+         ("trainer.kubeflow.org", "trainjobs"): "TrainJob", ("", "events"): "Event"}
 PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
                   r"/namespaces/(?P<ns>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$")
 
@@ -144,7 +145,8 @@ class FakeApiServer:
         self.cond = threading.Condition()
         self.tokens: dict[str, str] = {}
         self.revisions: dict[tuple[str, str], list[str]] = {}  # KServe controller: revision templates
-        self.spark_env: dict[str, str] = {}  # the Spark Operator's pods' environment (the S3 secret's keys)
+        self.spark_env: dict[str, str] = {}  # operator-run pods' environment (the S3 secret's keys)
+        self.trainjob_logs: dict[str, list[str]] = {}  # each TrainJob node's output
         self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -339,6 +341,23 @@ class FakeApiServer:
             except ManifestError as exc:
                 raise ApiError(400 if "unknown field" in str(exc) else 422, "Invalid", str(exc)) from exc
             return
+        if kind == "TrainJob":
+            # No TrainJob CRD is vendored either: the Trainer's generated models (kubeflow-trainer-api)
+            # and its webhook's rules (the port in components/common/admission.py).
+            from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
+
+            from components.common.admission import validate_trainjob
+            from components.common.errors import AdmissionError
+            from components.common.sdkvalidate import ManifestError, validate_pydantic
+
+            try:
+                validate_pydantic({k: v for k, v in obj.items() if k != "status"}, TrainerV1alpha1TrainJob)
+                validate_trainjob(obj)
+            except ManifestError as exc:
+                raise ApiError(400 if "unknown field" in str(exc) else 422, "Invalid", str(exc)) from exc
+            except AdmissionError as exc:
+                raise ApiError(400, "BadRequest", str(exc)) from exc
+            return
         from components.common.errors import SpecError
         from tests.crd_schema import SchemaError, validate_resource
 
@@ -512,3 +531,45 @@ def spark_operator(server: FakeApiServer, obj: dict) -> None:
     done = subprocess.run([sys.executable, "-m", module, *obj["spec"]["arguments"]], env=env, capture_output=True,
                           text=True, timeout=600)
     set_state("COMPLETED") if done.returncode == 0 else set_state("FAILED", done.stderr.strip()[-500:])
+
+
+def trainer_controller(server: FakeApiServer, obj: dict) -> None:
+    """Kubeflow Trainer's torch runtime in brief: numNodes "node" pods, each running the manifest's
+    trainer command with the environment the torch plugin gives it (PET_NNODES, PET_NPROC_PER_NODE,
+    PET_NODE_RANK, PET_MASTER_ADDR/PORT) plus the manifest's env; all nodes here, on loopback. The
+    TrainJob gets a true Complete condition when every node exits 0, else Failed with the output."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    if obj.get("status"):
+        return
+    name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    trainer = obj["spec"]["trainer"]
+    command = list(trainer["command"])
+    if command[0] == "torchrun":  # the image's console script: this interpreter's module here
+        command[:1] = [sys.executable, "-m", "torch.distributed.run"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, **{e["name"]: e["value"] for e in trainer.get("env") or [] if "value" in e},
+           **{e["name"]: server.spark_env[e["name"]] for e in trainer.get("env") or []
+              if "valueFrom" in e and e["name"] in server.spark_env}}
+    nodes = trainer.get("numNodes", 1)
+    procs = [subprocess.Popen(command, env={**env, "PET_NNODES": str(nodes),
+                                            "PET_NPROC_PER_NODE": str(trainer.get("numProcPerNode", 1)),
+                                            "PET_NODE_RANK": str(rank), "PET_MASTER_ADDR": "127.0.0.1",
+                                            "PET_MASTER_PORT": str(port)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in range(nodes)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    server.trainjob_logs[name] = outputs
+    current = server.find("trainer.kubeflow.org", "trainjobs", ns, name)
+    if current is None:
+        return
+    if all(p.returncode == 0 for p in procs):
+        current["status"] = {"conditions": [{"type": "Complete", "status": "True", "reason": "JobsCompleted"}]}
+    else:
+        current["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "TrainingFailed",
+                                             "message": outputs[0][-500:]}]}
+    server.put("trainer.kubeflow.org", "trainjobs", current)

@@ -87,10 +87,31 @@ def trial_run_spec(experiment: dict[str, Any], assignments: dict[str, str], tria
     return json.loads(text)
 
 
+def trainjob_node_pod(run_spec: dict[str, Any], node_rank: int = 0, master_addr: str = "127.0.0.1",
+                      master_port: int = 29500) -> dict[str, Any]:
+    """A TrainJob node's pod template as the torch ClusterTrainingRuntime renders it: the runtime's
+    "node" container with the TrainJob's trainer image, command, env and resources, the torch
+    plugin's PET_* topology, and the TrainJob's runtime patch (node selector, security contexts)."""
+    trainer = run_spec["spec"]["trainer"]
+    patch = run_spec["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    pod_spec = dict(patch["template"]["spec"]["template"]["spec"])
+    (container_patch,) = pod_spec.pop("containers")
+    topology = {"PET_NNODES": trainer["numNodes"], "PET_NPROC_PER_NODE": trainer["numProcPerNode"],
+                "PET_NODE_RANK": node_rank, "PET_MASTER_ADDR": master_addr, "PET_MASTER_PORT": master_port}
+    container = {"name": "node", "image": trainer["image"], "command": trainer["command"],
+                 "env": [*trainer.get("env", []), *({"name": k, "value": str(v)} for k, v in topology.items())],
+                 "resources": trainer.get("resourcesPerNode", {}),
+                 "securityContext": container_patch.get("securityContext", {})}
+    return {"metadata": patch["template"]["spec"]["template"].get("metadata", {}),
+            "spec": {**pod_spec, "containers": [container], "restartPolicy": "Never"}}
+
+
 def primary_container(experiment: dict[str, Any], run_spec: dict[str, Any]) -> dict[str, Any]:
     name = experiment["spec"]["trialTemplate"]["primaryContainerName"]
     if run_spec["kind"] == "Job":
         pods = [run_spec["spec"]["template"]]
+    elif run_spec["kind"] == "TrainJob":
+        pods = [trainjob_node_pod(run_spec)]
     else:
         pods = [r["template"] for r in run_spec["spec"]["pytorchReplicaSpecs"].values()]
     for pod in pods:

@@ -15,7 +15,7 @@ import pytest
 
 from components.common.errors import ClusterError
 from components.config import load_config
-from tests.apiserver import FakeApiServer, katib_controller, kserve_controller, spark_operator
+from tests.apiserver import FakeApiServer, katib_controller, kserve_controller, spark_operator, trainer_controller
 
 NAMESPACE = "kubeflow-user"
 
@@ -46,7 +46,8 @@ def _render_in(namespace: str) -> list[dict]:
 @pytest.fixture
 def api_server(chart_rbac):
     server = FakeApiServer(chart_rbac, {"InferenceService": kserve_controller, "Experiment": katib_controller,
-                                        "SparkApplication": spark_operator}, max_watch_s=1.0).start()
+                                        "SparkApplication": spark_operator, "TrainJob": trainer_controller},
+                           max_watch_s=1.0).start()
     yield server
     server.stop()
 
@@ -121,6 +122,31 @@ def test_spark_ingest_launcher_calls_are_allowed_and_its_driver_gives_the_local_
     for verb in ("create", "delete", "watch", "list"):
         assert rbac_allows(api_server.rbac, f"system:serviceaccount:{NAMESPACE}:conveyor-spark", verb, "", "pods", "",
                            NAMESPACE, "x")
+
+
+def test_trainjob_train_step_calls_are_allowed_and_its_nodes_train_one_model(api_server, as_account, tmp_path):
+    """cluster.train_kind=TrainJob: the train step's ServiceAccount creates and watches the TrainJob;
+    the stand-in Trainer runs its 2 nodes' torchrun (1 process each, gloo over loopback) with the
+    manifest's command and the torch plugin's PET_* environment; rank 0's run record comes back."""
+    from components.common.config import ClusterConfig
+    from components.common.storage import FileStore
+    from components.train.launch import train_step
+    from tests.training_data import ingest_corpus, small_config
+
+    as_account("conveyor-pipeline")
+    store = FileStore(str(tmp_path / "store"))
+    version = ingest_corpus(tmp_path, store)
+    cluster = ClusterConfig(namespace=NAMESPACE, train_kind="TrainJob", nodes=2, procs_per_node=1, gpus_per_trial=0)
+    record = train_step(store, "toy", version, small_config(epochs=2), "rbac-train", "img:1", cluster,
+                        on_cluster=True, emit=lambda _m: None)
+    assert record["status"] == "completed" and record["metrics"]["test"]["accuracy"] > 0.8
+    assert record["distributed"] == {"world_size": 2, "backend": "gloo", "device_count": 0}
+    assert record["params"]["train"]["world_size"] == 2  # the world that ran, not the config's 1
+    seen = _assert_all_allowed(api_server, "conveyor-pipeline")
+    assert {("get", "trainer.kubeflow.org", "trainjobs", ""), ("create", "trainer.kubeflow.org", "trainjobs", ""),
+            ("watch", "trainer.kubeflow.org", "trainjobs", "")} <= seen
+    logs = next(iter(api_server.trainjob_logs.values()))
+    assert "epoch=2" in logs[0] and "epoch=" not in logs[1]  # metric lines from rank 0 only
 
 
 def _deploy_cfg():

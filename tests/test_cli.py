@@ -55,6 +55,7 @@ def test_ingest_prints_exactly_one_json_object_and_is_idempotent(tmp_path):
      {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
      "object store unreachable at http://127.0.0.1:9", 4),
     (("data", "show", "nothing-here"), {}, "dataset 'nothing-here' has no versions", 5),  # NotFoundError
+    (("run", "--world-size", "0"), {}, "--world-size: world_size: Input should be greater than or equal to 1", 3),
 ])
 def test_unusable_input_gives_one_clear_line(tmp_path, args, env, message, code):
     (tmp_path / "ok.csv").write_text("text,label\nhello,a\n")

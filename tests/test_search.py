@@ -213,8 +213,13 @@ def test_katib_budget_takes_the_best_finished_trial_and_stops_the_rest():
 def test_quota_is_checked_before_anything_is_created():
     manifest, spec = _experiment(parallel_trials=3)
     api = FakeExperiments()
-    with pytest.raises(SpecError, match=r"3\) x cluster.gpus_per_trial \(2\) = 6 GPUs exceeds cluster.gpu_quota \(4\)"):
+    with pytest.raises(SpecError, match=r"3\) x cluster.nodes \(1\) x cluster.gpus_per_trial \(2\) = 6 GPUs exceeds "
+                                        r"cluster.gpu_quota \(4\)"):
         launch(api, manifest, spec, ClusterConfig(gpus_per_trial=2, gpu_quota=4), log=lambda _m: None)
+    # A TrainJob trial takes a GPU on each of its nodes: 3 trials x 2 nodes x 1 GPU > 4.
+    with pytest.raises(SpecError, match=r"= 6 GPUs exceeds cluster.gpu_quota \(4\)"):
+        launch(api, manifest, spec, ClusterConfig(trial_kind="TrainJob", nodes=2, gpus_per_trial=1, gpu_quota=4),
+               log=lambda _m: None)
     assert api.created == []
 
 

@@ -161,14 +161,42 @@ def _experiment(kind="Job"):
                             config=cfg.model_dump(mode="json", exclude_none=True))
 
 
-@pytest.mark.parametrize("kind", ["Job", "PyTorchJob"])
-def test_both_trial_kinds_pass_katibs_webhook_and_the_trial_operators(kind):
+@pytest.mark.parametrize("kind", ["Job", "TrainJob", "PyTorchJob"])
+def test_every_trial_kind_passes_katibs_webhook_and_the_trial_operators(kind):
     experiment = _experiment(kind)
     validate_custom(experiment)
     run_spec = trial_run_spec(experiment, feasible_point(experiment), "run-1-abc")
-    assert primary_container(experiment, run_spec)["name"] == ("pytorch" if kind == "PyTorchJob" else "training")
+    assert primary_container(experiment, run_spec)["name"] == {"Job": "training", "PyTorchJob": "pytorch",
+                                                               "TrainJob": "node"}[kind]
+    template = experiment["spec"]["trialTemplate"]
     if kind == "PyTorchJob":
         validate_pytorchjob({**run_spec, "metadata": {"name": "run-1-abc"}})
+        assert template["primaryPodLabels"] == {"training.kubeflow.org/job-role": "master"}
+    if kind == "TrainJob":  # Katib 0.19's TrainJob trials: the node pod of completion index 0
+        from components.train.trainjob import check_manifest
+
+        check_manifest({**run_spec, "metadata": {"name": "run-1-abc", "namespace": "kubeflow-user",
+                                                 "annotations": {}}})
+        assert template["primaryPodLabels"] == {"jobset.sigs.k8s.io/replicatedjob-name": "node",
+                                                "batch.kubernetes.io/job-completion-index": "0"}
+        assert template["successCondition"] == 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+    if kind != "Job":  # torchrun with the operator's topology; no PET_* set by us
+        command = primary_container(experiment, run_spec)["command"] if kind == "PyTorchJob" else \
+            run_spec["spec"]["trainer"]["command"]
+        assert command[:3] == ["torchrun", "-m", "components.train.entrypoint"]
+
+
+def test_a_pytorchjob_trial_has_a_master_and_its_workers():
+    cfg = load_config()
+    experiment = build_experiment(parse_spec(cfg.search), run_id="run-1", dataset="spamassassin", version="v1",
+                                  store="s3://conveyor",
+                                  cluster=cfg.cluster.model_copy(update={"trial_kind": "PyTorchJob", "nodes": 3,
+                                                                         "procs_per_node": 2}),
+                                  config=cfg.model_dump(mode="json", exclude_none=True))
+    validate_custom(experiment)
+    spec = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]
+    assert spec["nprocPerNode"] == "2"
+    assert {role: r["replicas"] for role, r in spec["pytorchReplicaSpecs"].items()} == {"Master": 1, "Worker": 2}
 
 
 def test_a_pytorchjob_trial_without_a_pytorch_container_is_refused():

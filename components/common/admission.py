@@ -247,9 +247,10 @@ def _trial_template_errors(spec: dict[str, Any], experiment_params: set[str]) ->
     if primary and containers and primary not in containers:
         errors.append(f"spec.trialTemplate.primaryContainerName: {primary!r} is not a container of the trial spec "
                       f"(containers: {containers}); Katib cannot find the primary container to collect metrics from")
-    if run_spec.get("kind") == "PyTorchJob":
-        try:
-            validate_pytorchjob({**run_spec, "metadata": {"name": "trial-name"}})
+    checks = {"PyTorchJob": validate_pytorchjob, "TrainJob": validate_trainjob}
+    if run_spec.get("kind") in checks:
+        try:  # as the trial's own webhook will see it, named as Katib names trials
+            checks[run_spec["kind"]]({**run_spec, "metadata": {"name": "trial-name"}})
         except AdmissionError as exc:
             errors.append(f"spec.trialTemplate.trialSpec: {exc}")
     return errors
@@ -262,6 +263,11 @@ def _pod_templates(run_spec: dict[str, Any]) -> list[list[dict[str, Any]]]:
     if run_spec.get("kind") == "PyTorchJob":
         return [((r.get("template") or {}).get("spec") or {}).get("containers")
                 for r in (spec.get("pytorchReplicaSpecs") or {}).values()]
+    if run_spec.get("kind") == "TrainJob":  # the runtime's containers, as far as the patches name them
+        return [((((job.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec") or {})
+                .get("containers") for patch in spec.get("runtimePatches") or []
+                for job in ((((patch.get("trainingRuntimeSpec") or {}).get("template") or {}).get("spec") or {})
+                            .get("replicatedJobs") or [])]
     return []
 
 
@@ -298,3 +304,26 @@ def validate_pytorchjob(obj: dict[str, Any]) -> None:
         elif role == "Worker" and replicas is not None and replicas < 1:
             errors.append(f"{where}.replicas: Forbidden: must be at least 1")
     _fail("validator.pytorchjob.training-operator.kubeflow.org", errors)
+
+
+# -- Kubeflow Trainer v2.3: pkg/webhooks/trainjob_webhook.go (the name becomes a JobSet's, whose
+#    pods and headless service take it: a DNS-1035 label) and the torch plugin's Validate
+#    (pkg/runtime/framework/plugins/torch: the environment variables it sets are reserved).
+#    Only these two rules; the rest (the referenced runtime exists, its ML policy) needs the
+#    cluster. --
+TORCH_RESERVED_ENV = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
+
+
+def validate_trainjob(obj: dict[str, Any]) -> None:
+    errors: list[str] = []
+    name = (obj.get("metadata") or {}).get("name", "")
+    if len(name) > 63 or not DNS1035.match(name):
+        errors.append(f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1035 label must consist of lower "
+                      "case alphanumeric characters or '-', start with an alphabetic character, and end with an "
+                      "alphanumeric character")
+    trainer = (obj.get("spec") or {}).get("trainer") or {}
+    for i, env in enumerate(trainer.get("env") or []):
+        if env.get("name") in TORCH_RESERVED_ENV:
+            errors.append(f"spec.trainer.env[{i}]: Invalid value: {env.get('name')!r}: must not have reserved "
+                          f"envs, invalid envs configured: {list(TORCH_RESERVED_ENV)}")
+    _fail("validator.trainjob.trainer.kubeflow.org", errors)

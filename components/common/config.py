@@ -26,13 +26,22 @@ class Section(BaseModel):
 
 
 class ClusterConfig(Section):
-    """Where and how cluster work runs (Katib trials); ignored by the local backends."""
+    """Where and how cluster work runs (Katib trials, the train step); ignored by the local backends."""
 
     namespace: str = "kubeflow-user"
     image: str | None = None  # default: the training image (components/images.py)
-    trial_kind: Literal["Job", "PyTorchJob"] = "Job"
-    gpus_per_trial: int = Field(1, ge=0)
-    gpu_quota: int = Field(4, ge=0)  # parallel trials x GPUs per trial may not exceed this
+    # What a Katib trial is: a batch Job (one process), a Kubeflow Trainer v2 TrainJob (torchrun on
+    # `nodes` x `procs_per_node` processes), or the legacy training-operator PyTorchJob (the same).
+    trial_kind: Literal["Job", "TrainJob", "PyTorchJob"] = "Job"
+    # Where the pipeline's train step trains: in its own pod (train.world_size processes under
+    # torchrun when above 1), or as a TrainJob of `nodes` x `procs_per_node` processes.
+    train_kind: Literal["Pod", "TrainJob"] = "Pod"
+    nodes: int = Field(1, ge=1)  # training nodes (pods) of a TrainJob or PyTorchJob
+    procs_per_node: int = Field(1, ge=1)  # set explicitly: Trainer's "auto" on a CPU node is one per CPU
+    trainer_runtime: str = "torch-distributed"  # the ClusterTrainingRuntime (Trainer >= 2.2: runtimePatches)
+    train_timeout_s: int = Field(6 * 3600, ge=60)
+    gpus_per_trial: int = Field(1, ge=0)  # per trial pod, and per node of a TrainJob/PyTorchJob
+    gpu_quota: int = Field(4, ge=0)  # parallel trials x nodes x GPUs per node may not exceed this
     gpu_resource: str = "nvidia.com/gpu"
     node_selector: dict[str, str] = Field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
     tolerations: list[dict[str, str]] = Field(default_factory=lambda: [

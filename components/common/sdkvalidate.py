@@ -80,23 +80,35 @@ def validate(data: Any, type_name: str, lookup: Callable[[str], type | None], pa
 def validate_pydantic(data: Any, model: type, path: str = "$") -> None:
     """The same walk for SDKs generated as pydantic v2 models (kubeflow-spark-api, kubeflow-trainer-
     api): every key must be a field's JSON name, nested models are walked, and then pydantic checks
-    types and required fields. Their own `from_dict` silently drops unknown keys; this does not."""
+    types and required fields. Their own `from_dict` silently drops unknown keys; this does not.
+    A oneOf wrapper model (a Quantity: string or number) is checked by constructing it from the
+    manifest's scalar, since pydantic would want the wrapper object itself there."""
     def models_in(annotation) -> list[type]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             return [annotation]
         return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
 
-    def walk(value: Any, annotation, where: str) -> None:
+    wrapped: set[tuple] = set()  # the locations of oneOf scalars, checked here instead of by pydantic
+
+    def walk(value: Any, annotation, where: str, loc: tuple = ()) -> None:
         origin = typing.get_origin(annotation)
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if origin is typing.Union and len(args) == 1:
-            return walk(value, args[0], where)
+            return walk(value, args[0], where, loc)
         if origin in (list, typing.List) and isinstance(value, list):  # noqa: UP006
             for i, item in enumerate(value):
-                walk(item, args[0], f"{where}[{i}]")
+                walk(item, args[0], f"{where}[{i}]", (*loc, i))
         elif origin in (dict, typing.Dict) and isinstance(value, dict):  # noqa: UP006
             for k, item in value.items():
-                walk(item, args[1], f"{where}.{k}")
+                walk(item, args[1], f"{where}.{k}", (*loc, k))
+        elif not isinstance(value, dict) and (found := models_in(annotation)) and \
+                "actual_instance" in found[0].model_fields:
+            try:
+                found[0](actual_instance=value)
+            except (ValidationError, ValueError) as exc:
+                kinds = sorted(found[0].model_fields["one_of_schemas"].default)
+                raise ManifestError(f"{where}: {value!r} is none of {kinds}") from exc
+            wrapped.add(loc)
         elif isinstance(value, dict) and (found := models_in(annotation)):
             klass = found[0]
             by_json = {(f.alias or name): f for name, f in klass.model_fields.items()}
@@ -105,13 +117,15 @@ def validate_pydantic(data: Any, model: type, path: str = "$") -> None:
                     close = [k for k in by_json if k.lower() == key.lower()]
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
                     raise ManifestError(f"{where}: unknown field {key!r} in {klass.__name__}{hint}")
-                walk(item, by_json[key].annotation, f"{where}.{key}")
+                walk(item, by_json[key].annotation, f"{where}.{key}", (*loc, key))
         return None
 
     walk(data, model, path)
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ManifestError(f"{path}.{where}: {first['msg']}") from exc
+        errors = [e for e in exc.errors() if not any(tuple(e["loc"][:len(w)]) == w for w in wrapped)]
+        if errors:
+            first = errors[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ManifestError(f"{path}.{where}: {first['msg']}") from exc

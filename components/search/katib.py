@@ -15,20 +15,27 @@ from components.common.admission import validate_experiment as katib_webhook
 from components.common.config import ClusterConfig
 from components.common.errors import SpecError
 from components.common.hashing import sha256_of_value
-from components.common.sdkvalidate import ManifestError, model_lookup, validate
+from components.common.sdkvalidate import ManifestError, model_lookup, validate, validate_pydantic
 from components.images import TRAINING_IMAGE
 from components.search.spec import SearchSpec
+from components.train import trainjob
 from components.train.config import TrainingConfig
+from components.train.launch import ENTRYPOINT
 
 API_VERSION = "kubeflow.org/v1beta1"
 TRIAL_SECTIONS = ("split", "features", "train")  # what components.train.entrypoint reads
 # The container Katib's metrics collector watches. The training operator's PyTorchJob webhook
-# requires each replica's container to be named "pytorch" (PyTorchJobDefaultContainerName).
-PRIMARY_CONTAINER = {"Job": "training", "PyTorchJob": "pytorch"}
+# requires each replica's container to be named "pytorch" (PyTorchJobDefaultContainerName); the
+# Trainer's torch runtime names its container "node".
+PRIMARY_CONTAINER = {"Job": "training", "PyTorchJob": "pytorch", "TrainJob": trainjob.NODE}
+# Of a multi-pod trial, the pod whose container prints rank 0's metric lines.
+PRIMARY_POD_LABELS = {"TrainJob": trainjob.PRIMARY_POD_LABELS,
+                      "PyTorchJob": {"training.kubeflow.org/job-role": "master"}}
 SPEC_HASH_ANNOTATION = "conveyor.dev/spec-sha256"
 JOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
 JOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 PYTORCHJOB_SUCCESS = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
+SUCCESS = {"Job": JOB_SUCCESS, "PyTorchJob": PYTORCHJOB_SUCCESS, "TrainJob": trainjob.TRIAL_SUCCESS}
 
 
 def katib_parameter_name(name: str) -> str:
@@ -37,9 +44,10 @@ def katib_parameter_name(name: str) -> str:
 
 
 def experiment_name(run_id: str, spec_hash: str) -> str:
-    """Deterministic and short: a retried launch finds the same experiment instead of a conflict."""
+    """Deterministic and short: a retried launch finds the same experiment instead of a conflict.
+    Starts with a letter: trials take the name, and a TrainJob's must be a DNS-1035 label."""
     base = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")[:28].strip("-") or "run"
-    return f"{base}-{spec_hash[:8]}"
+    return f"{base if base[0].isalpha() else 'r' + base[:27]}-{spec_hash[:8]}"
 
 
 def spec_hash(spec: SearchSpec, dataset: str, version: str, image: str,
@@ -107,11 +115,11 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
                                               description=f"config field {p.name}") for p in spec.parameters]
     trial_params.append(V1beta1TrialParameterSpec(name="trialName", reference="${trialSpec.Name}",
                                                   description="run id of the trial (resumes its checkpoint)"))
-    command = ["python", "-m", "components.train.entrypoint", "--store", store, "--dataset", dataset,
-               "--version", version, "--run-id", "${trialParameters.trialName}", "--image", image,
-               "--config-json", json.dumps(fixed, sort_keys=True, separators=(",", ":"))]
+    entry_args = ["--store", store, "--dataset", dataset,
+                  "--version", version, "--run-id", "${trialParameters.trialName}", "--image", image,
+                  "--config-json", json.dumps(fixed, sort_keys=True, separators=(",", ":"))]
     for p in spec.parameters:
-        command += ["--set", f"{p.name}=${{trialParameters.{katib_parameter_name(p.name)}}}"]
+        entry_args += ["--set", f"{p.name}=${{trialParameters.{katib_parameter_name(p.name)}}}"]
 
     algorithm_settings = [] if spec.algorithm == "grid" else [
         V1beta1AlgorithmSetting(name="random_state", value=str(spec.seed))]
@@ -143,9 +151,10 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
             parameters=params,
             resume_policy="Never",
             trial_template=V1beta1TrialTemplate(
-                primary_container_name=PRIMARY_CONTAINER[kind], trial_parameters=trial_params,
-                trial_spec=_trial_spec(kind, image, command, cluster),
-                success_condition=JOB_SUCCESS if kind == "Job" else PYTORCHJOB_SUCCESS,
+                primary_container_name=PRIMARY_CONTAINER[kind], primary_pod_labels=PRIMARY_POD_LABELS.get(kind),
+                trial_parameters=trial_params,
+                trial_spec=_trial_spec(kind, image, entry_args, cluster),
+                success_condition=SUCCESS[kind],
                 failure_condition=JOB_FAILURE,
                 retain=False),
         ),
@@ -192,20 +201,29 @@ def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restar
     return template
 
 
-def _trial_spec(kind: str, image: str, command: list[str], cluster: ClusterConfig) -> dict[str, Any]:
+def _trial_spec(kind: str, image: str, entry_args: list[str], cluster: ClusterConfig) -> dict[str, Any]:
     # lazy: cluster SDK, only on the cluster path
     from kubernetes.client import ApiClient, V1Job, V1JobSpec
 
     if kind == "Job":
         # backoffLimit 0: a failed trial is a failed trial (Katib counts it), not a silent retry.
+        command = ["python", "-m", ENTRYPOINT, *entry_args]
         job = V1Job(api_version="batch/v1", kind="Job",
                     spec=V1JobSpec(backoff_limit=0, template=_pod_template(image, command, cluster, "Never",
                                                                            PRIMARY_CONTAINER[kind])))
         return ApiClient().sanitize_for_serialization(job)
+    if kind == "TrainJob":
+        return {"apiVersion": f"{trainjob.GROUP}/{trainjob.VERSION}", "kind": "TrainJob",
+                "spec": trainjob.train_job_spec(trainjob.torchrun_entry(entry_args), cluster, image)}
+    # The legacy training operator: one Master and nodes - 1 Workers, each running torchrun with
+    # `nprocPerNode` processes (the operator gives torchrun its PET_* topology, as Trainer does).
     template = ApiClient().sanitize_for_serialization(
-        _pod_template(image, command, cluster, "OnFailure", PRIMARY_CONTAINER[kind]))
-    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {"pytorchReplicaSpecs": {
-        "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}}}
+        _pod_template(image, trainjob.torchrun_entry(entry_args), cluster, "Never", PRIMARY_CONTAINER[kind]))
+    replicas = {"Master": {"replicas": 1, "restartPolicy": "Never", "template": template}}
+    if cluster.nodes > 1:
+        replicas["Worker"] = {"replicas": cluster.nodes - 1, "restartPolicy": "Never", "template": template}
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+            "spec": {"nprocPerNode": str(cluster.procs_per_node), "pytorchReplicaSpecs": replicas}}
 
 
 def validate_experiment(manifest: dict[str, Any]) -> None:
@@ -232,8 +250,13 @@ def validate_experiment(manifest: dict[str, Any]) -> None:
             for role, replica in value.get("spec", {}).get("pytorchReplicaSpecs", {}).items():
                 validate(replica.get("template"), "V1PodTemplateSpec", lookup,
                          f"{path}.spec.pytorchReplicaSpecs.{role}.template")
+        elif kind == "TrainJob":
+            # lazy: the Trainer's models, only for this trial kind
+            from kubeflow_trainer_api.models import TrainerV1alpha1TrainJobSpec
+
+            validate_pydantic(value.get("spec"), TrainerV1alpha1TrainJobSpec, f"{path}.spec")
         else:
-            raise ManifestError(f"{path}.kind: expected Job or PyTorchJob, got {kind!r}")
+            raise ManifestError(f"{path}.kind: expected Job, TrainJob or PyTorchJob, got {kind!r}")
 
     try:
         validate(manifest, "V1beta1Experiment", lookup, object_hook=trial_spec)

@@ -57,10 +57,14 @@ class KatibOutcome:
 
 
 def check_quota(spec: SearchSpec, cluster: ClusterConfig) -> None:
-    need = spec.parallel_trials * cluster.gpus_per_trial
+    """Parallel trials x nodes per trial (a TrainJob's or PyTorchJob's; a Job is one pod) x GPUs
+    per pod, against the quota, before anything is created."""
+    nodes = 1 if cluster.trial_kind == "Job" else cluster.nodes
+    need = spec.parallel_trials * nodes * cluster.gpus_per_trial
     if need > cluster.gpu_quota:
-        raise SpecError(f"search.parallel_trials ({spec.parallel_trials}) x cluster.gpus_per_trial "
-                        f"({cluster.gpus_per_trial}) = {need} GPUs exceeds cluster.gpu_quota ({cluster.gpu_quota})")
+        raise SpecError(f"search.parallel_trials ({spec.parallel_trials}) x cluster.nodes ({nodes}) x "
+                        f"cluster.gpus_per_trial ({cluster.gpus_per_trial}) = {need} GPUs exceeds "
+                        f"cluster.gpu_quota ({cluster.gpu_quota})")
 
 
 def _condition(obj: dict[str, Any]) -> tuple[str | None, str, str]:

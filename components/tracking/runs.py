@@ -16,10 +16,12 @@ def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dt%H%M%S')}-{secrets.token_hex(3)}"
 
 
-def run_key(dataset_version: str, params: dict[str, Any], code_version: str, image: str | None) -> str:
-    """Sealed identity of what a run computes: same key, same inputs (so results should match)."""
+def run_key(dataset_version: str, params: dict[str, Any], code_version: str, image: str | None,
+            distributed: dict[str, Any] | None = None) -> str:
+    """Sealed identity of what a run computes: same key, same inputs (so results should match).
+    `distributed`: world size, backend and device count (another world size is another result)."""
     return sha256_of_value({"dataset_version": dataset_version, "params": params, "code_version": code_version,
-                            "image": image or ""})
+                            "image": image or "", "distributed": distributed or {"world_size": 1}})
 
 
 def write_run(store: Store, record: dict[str, Any]) -> str:

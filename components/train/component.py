@@ -1,5 +1,7 @@
 """KFP component: one training run through the shared entrypoint (the same code as every trial),
-on the featurize step's artifacts when the chosen configuration kept their feature settings."""
+on the featurize step's artifacts when the chosen configuration kept their feature settings; as
+torchrun processes in this pod when `train.world_size` is above 1, or as a Trainer TrainJob on the
+cluster with `cluster.train_kind: TrainJob` (`components/train/launch.py:train_step`)."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
@@ -30,7 +32,7 @@ def train_op(
     from components.images import TRAINING_IMAGE as image
     from components.tracking.runs import read_run
     from components.train.config import TrainingConfig, apply_params
-    from components.train.entrypoint import run_training
+    from components.train.launch import train_step
     from components.train.plots import training_curve_html
 
     run_config = config_from_dict(config)
@@ -39,11 +41,16 @@ def train_op(
     if run_config.best_trial == "keep" and best_run_id:  # a retrain without a search has no trial to keep
         record = read_run(open_store(store), best_run_id)  # the best trial's own model, as trained
     else:
-        features = step_features(featurizer.metadata, cfg.split, cfg.features, featurizer.path, {
-            "train": train_features.path, "validation": validation_features.path, "test": test_features.path})
-        print("training on the featurize step's artifacts" if features else
-              "the chosen feature settings differ from the featurize step's: encoding them here")
-        record = run_training(open_store(store), dataset, version, cfg, run_id, image=image, features=features)
+        def features():
+            found = step_features(featurizer.metadata, cfg.split, cfg.features, featurizer.path, {
+                "train": train_features.path, "validation": validation_features.path, "test": test_features.path})
+            print("training on the featurize step's artifacts" if found else
+                  "the chosen feature settings differ from the featurize step's: encoding them here")
+            return found
+
+        # Several processes (torchrun here, or a TrainJob) read the same encoding from the feature cache.
+        record = train_step(open_store(store), dataset, version, cfg, run_id, image, run_config.cluster,
+                            features=features)
     with open(run_record.path, "w") as handle:
         json.dump(record, handle, indent=2)
     run_record.metadata.update({"run_id": record["run_id"], "run_key": record["run_key"]})

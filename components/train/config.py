@@ -28,7 +28,10 @@ class TrainParams(Section):
     epochs: int = Field(8, ge=1)
     patience: int = Field(2, ge=1)  # epochs without improvement before stopping
     seed: int = 13
-    threads: int = Field(1, ge=1)  # CPU threads; results are reproducible for a fixed count
+    threads: int = Field(1, ge=1)  # CPU threads per process; results are reproducible for a fixed count
+    # Training processes (torch DDP under torchrun; 1: one plain process). A local run starts this
+    # many; under a launcher (a TrainJob, a trial) the world torchrun reports is recorded instead.
+    world_size: int = Field(1, ge=1, le=256)
     # cnn only
     channels: int = Field(64, ge=1)
     kernel_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4])

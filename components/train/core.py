@@ -3,6 +3,15 @@
 Deterministic on CPU: seeded, deterministic algorithms, per-epoch shuffling from (seed, epoch), and
 the dropout RNG saved in checkpoints, so an interrupted run resumed from its checkpoint ends with
 the same bytes as an uninterrupted one. Uses CUDA when present with the same code.
+
+Under torchrun (`distributed.World`) the model is wrapped in DistributedDataParallel: each rank
+trains on its shard of the training split (padded to the longest shard, as torch's
+DistributedSampler pads, so every rank takes the same number of steps), gradients are averaged
+across ranks, every rank evaluates the same weights on the whole validation split (so early
+stopping decides the same everywhere without a message), and only rank 0 prints metric lines and
+writes checkpoints. The same world size gives the same bytes on CPU (gloo sums in rank order);
+another world size is another optimization (another global batch and data order), so its model
+differs.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.train import distributed as d
 from components.train.config import TrainParams
 from components.train.data import Bags
 from components.train.models import build_from_params
@@ -66,10 +76,12 @@ def predict_logits(model: nn.Module, bags: Bags, device: torch.device, batch_siz
 class _Optimizer:
     """SparseAdam for the embedding table (sparse gradients), AdamW for every other weight."""
 
-    def __init__(self, model: nn.Module, params: TrainParams):
+    def __init__(self, model: nn.Module, params: TrainParams, sparse_gradients: bool = True):
         sparse = [p for n, p in model.named_parameters() if n.startswith("embedding.")]
         dense = [p for n, p in model.named_parameters() if not n.startswith("embedding.")]
-        self.sparse = torch.optim.SparseAdam(sparse, lr=params.lr)
+        # Dense embedding gradients (nccl): plain Adam on the table, as SparseAdam is Adam on the rows used.
+        self.sparse = torch.optim.SparseAdam(sparse, lr=params.lr) if sparse_gradients else \
+            torch.optim.Adam(sparse, lr=params.lr)
         self.dense = torch.optim.AdamW(dense, lr=params.lr, weight_decay=params.weight_decay)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -126,19 +138,32 @@ def _progress(epoch: int, epochs: int, done: int, total: int) -> None:
 
 def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: TrainParams,
         checkpointer: Checkpointer | None = None, emit: Callable[[str], None] = print,
-        progress: bool | None = None, stop_after_epoch: int | None = None) -> FitResult:
+        progress: bool | None = None, stop_after_epoch: int | None = None,
+        world: d.World | None = None) -> FitResult:
     """Train with early stopping on validation accuracy; return the best epoch's weights.
 
     `stop_after_epoch` ends the loop after that epoch as if the process had been killed (tests).
+    `world`: this process's place in a torchrun world (`train` is then this rank's shard).
     """
-    device = pick_device()
+    world = world or d.World()
+    device = world.device() if world.distributed else pick_device()
     torch.manual_seed(params.seed)
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     torch.set_num_threads(params.threads)
-    progress = sys.stderr.isatty() if progress is None else progress
+    progress = (sys.stderr.isatty() if progress is None else progress) and world.is_main
+    if not world.is_main:
+        emit = _silent
 
-    model = build_from_params(params.model_dump(), num_ids, num_classes).to(device)
-    optimizer = _Optimizer(model, params)
+    model = build_from_params(params.model_dump(), num_ids, num_classes,
+                              sparse_gradients=world.sparse_gradients).to(device)
+    optimizer = _Optimizer(model, params, world.sparse_gradients)
+    net: nn.Module = model
+    if world.distributed:
+        # Same initial weights on every rank (same seed; DDP also broadcasts rank 0's), then each
+        # rank its own dropout stream.
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        torch.manual_seed(params.seed + 7919 * world.rank)
+        train = train.padded_to(d.max_int(world, len(train)))
     history: list[dict[str, float]] = []
     best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf, "state": None}
     bad_epochs = 0
@@ -147,11 +172,15 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
 
     state = checkpointer.load() if checkpointer else None
     if state is not None:
+        if state.get("world_size", 1) != world.world_size:
+            raise ValueError(f"the checkpoint was written at world size {state.get('world_size', 1)}; resume it "
+                             f"at that world size (this run has {world.world_size}) or use a new run id")
         if state.get("format") != CHECKPOINT_FORMAT or state.get("params") != params.model_dump(mode="json"):
             raise ValueError("the checkpoint belongs to a run with other parameters; use a new run id")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
+        rng = state["rng"]
+        torch.set_rng_state(rng[world.rank] if isinstance(rng, list) else rng)
         history = state["history"]
         best = state["best"]
         bad_epochs = state["bad_epochs"]
@@ -171,7 +200,7 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         train_loss, batches, done = torch.zeros((), device=device), 0, 0
         for ids, offsets, labels in train.batches(params.batch_size, generator):
             ids, offsets, labels = ids.to(device), offsets.to(device), labels.to(device)
-            loss = nn.functional.cross_entropy(model(ids, offsets), labels)
+            loss = nn.functional.cross_entropy(net(ids, offsets), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -181,14 +210,14 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
             if progress and batches % 20 == 0:
                 _progress(epoch, params.epochs, done, len(train))
         seconds += time.perf_counter() - started
-        seen += done
+        seen += done * world.world_size  # every rank took as many rows (padded shards)
         if progress:
             _progress(epoch, params.epochs, done, len(train))
             sys.stderr.write("\n")
 
         val = classification_metrics(predict_logits(model, validation, device), validation.labels, num_classes)
         metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "macro_f1": val["macro_f1"],
-                   "train_loss": train_loss.item() / max(batches, 1)}
+                   "train_loss": d.mean_scalar(world, train_loss).item() / max(batches, 1)}
         history.append({"epoch": epoch, **metrics})
         improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
         if improved:
@@ -198,10 +227,11 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         else:
             bad_epochs += 1
         stopped_early = bad_epochs >= params.patience and epoch < params.epochs
-        if checkpointer:
+        rng = d.gather_objects(world, torch.get_rng_state()) if world.distributed else torch.get_rng_state()
+        if checkpointer and world.is_main:
             checkpointer.save({"format": CHECKPOINT_FORMAT, "params": params.model_dump(mode="json"),
                                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "rng": torch.get_rng_state(), "history": history, "best": best,
+                               "rng": rng, "world_size": world.world_size, "history": history, "best": best,
                                "bad_epochs": bad_epochs})
         # After the checkpoint: an epoch whose metrics anyone has seen is never lost.
         emit(metric_line(epoch, metrics))
@@ -211,6 +241,10 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
     return FitResult(state_dict=best["state"], history=history, best_epoch=best["epoch"],
                      stopped_early=stopped_early, resumed_from_epoch=resumed, device=str(device),
                      train_docs_per_s=seen / seconds if seconds else 0.0)
+
+
+def _silent(_line: str) -> None:
+    pass
 
 
 def state_dict_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:

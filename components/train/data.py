@@ -43,6 +43,20 @@ class Bags:
         gather = torch.arange(total) + torch.repeat_interleave(starts - new_offsets, lengths, output_size=total)
         return self.ids[gather], new_offsets, self.labels[index]
 
+    def padded_to(self, rows: int) -> Bags:
+        """These documents followed by their first `rows - len(self)` again: a rank's shard made as
+        long as the longest one (what torch's DistributedSampler does), so ranks step in lockstep."""
+        missing = rows - len(self)
+        if missing <= 0:
+            return self
+        if len(self) < missing:
+            raise ValueError(f"a shard of {len(self)} rows cannot be padded to {rows}: the training split has "
+                             "fewer rows than processes")
+        ids, offsets, labels = self.batch(torch.arange(missing))
+        return Bags(torch.cat([self.ids, ids]), torch.cat([self.offsets, offsets[1:] + self.offsets[-1],
+                                                           offsets.new_tensor([self.ids.numel() + ids.numel()])]),
+                    torch.cat([self.labels, labels]))
+
     def batches(self, batch_size: int, generator: torch.Generator | None = None):
         """Mini-batches in a random order (one gather for the whole epoch, then contiguous slices)."""
         bags = self

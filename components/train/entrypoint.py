@@ -6,6 +6,11 @@
 Reads a dataset version, splits and featurizes it (cached), trains with early stopping and a
 checkpoint per epoch (a restarted run with the same run id resumes), prints Katib metric lines,
 evaluates on the test split and writes the run record and model artifacts to the store.
+
+The same command runs under torchrun for DDP (each rank reads its shard; rank 0 prints, writes
+and records; see `core.py` and `distributed.py`):
+
+    python -m torch.distributed.run --standalone --nproc_per_node=2 -m components.train.entrypoint ...
 Parameters are typed: `--set` values are validated against the config models, so a typo or a
 wrong type fails before any work, naming the parameter.
 """
@@ -32,6 +37,7 @@ from components.common.version import code_version
 from components.dataset import versioning as v
 from components.featurize.executor import prepare_features
 from components.tracking.runs import new_run_id, run_key, write_run
+from components.train import distributed as d
 from components.train.config import TrainingConfig, apply_params
 from components.train.core import Checkpointer, classification_metrics, fit, predict_logits, state_dict_bytes
 from components.train.data import Bags
@@ -53,19 +59,23 @@ def parse_set(values: list[str]) -> dict[str, Any]:
 
 def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, run_id: str,
                  image: str | None = None, emit=print, progress: bool | None = None,
-                 stop_after_epoch: int | None = None, features=None) -> dict[str, Any]:
-    """Train one model and record it; returns the run record (also at runs/<run_id>.json).
+                 stop_after_epoch: int | None = None, features=None,
+                 world: d.World | None = None) -> dict[str, Any] | None:
+    """Train one model and record it; returns the run record (also at runs/<run_id>.json), or None
+    on a rank other than 0 (rank 0 records the run).
 
     `features`: the (featurizer, split tables) the pipeline's featurize step made for exactly these
     settings; without it the version is split and encoded here (or read from the feature cache)."""
 
     check_run_id(run_id)
+    world = world or d.World()
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     started = time.perf_counter()
     ref = v.resolve(store, dataset, version)
+    if cfg.train.world_size != world.world_size:  # the world that runs is the one recorded
+        cfg = apply_params(cfg, {"train.world_size": world.world_size})
     params = cfg.params()
-    featurizer, tables = features or prepare_features(store, dataset, ref.version, params["split"],
-                                                      params["features"])
+    featurizer, tables = features or _features(store, dataset, ref.version, params, world)
     bags = {name: Bags.from_table(t) for name, t in tables.items()}
     if len(bags["validation"]) == 0:
         raise ConveyorError(f"dataset {dataset}@{ref.version}: the validation split is empty; early stopping "
@@ -73,7 +83,9 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
 
     result = fit(bags["train"], bags["validation"], featurizer.num_ids, len(featurizer.labels), cfg.train,
                  checkpointer=Checkpointer(store, run_file_key(run_id, "checkpoint.pt")), emit=emit, progress=progress,
-                 stop_after_epoch=stop_after_epoch)
+                 stop_after_epoch=stop_after_epoch, world=world)
+    if not world.is_main:
+        return None
     status = "completed"
     if stop_after_epoch is not None and not result.stopped_early and len(result.history) < cfg.train.epochs:
         status = "interrupted"
@@ -96,7 +108,8 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     code = code_version()
     record = {
         "run_id": run_id, "status": status,
-        "run_key": run_key(ref.version, params, code, image),
+        "run_key": run_key(ref.version, params, code, image, world.describe()),
+        "distributed": world.describe(),
         "dataset": {"name": dataset, "version": ref.version},
         "params": params, "code_version": code, "image": image,
         "device": result.device, "started_at": started_at,
@@ -114,6 +127,18 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     }
     write_run(store, record)
     return record
+
+
+def _features(store: Store, dataset: str, version: str, params: dict[str, Any], world: d.World):
+    """The split's features, this rank's shard of train. Rank 0 encodes (and publishes to the feature
+    cache) first, so the other ranks read the cache instead of encoding the same thing at once."""
+    def prepare():
+        return prepare_features(store, dataset, version, params["split"], params["features"], shard=world.shard)
+    if not world.distributed:
+        return prepare()
+    made = prepare() if world.is_main else None
+    d.barrier(world)
+    return made or prepare()
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:
@@ -148,8 +173,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.config_json is not None else read_config_file(args.config)
         base = TrainingConfig.of(run_config, origin)
         cfg = apply_params(base, params)
-        record = run_training(open_store(args.store), args.dataset, args.version, cfg,
-                              args.run_id or new_run_id(), image=args.image)
+        world = d.world_from_env()
+        if world.distributed and not args.run_id:
+            raise ConfigError("--run-id is required under torchrun: every rank must name the same run")
+        with d.joined(world):
+            record = run_training(open_store(args.store), args.dataset, args.version, cfg,
+                                  args.run_id or new_run_id(), image=args.image, world=world)
+        if record is None:
+            return 0
         test = record["metrics"].get("test", {})
         sys.stdout.write(f"run {record['run_id']} done: best epoch {record['best_epoch']}, test accuracy "
                          f"{test.get('accuracy', float('nan')):.4f}\n")

@@ -16,7 +16,14 @@ from components.common.config import ClusterConfig
 from components.search.katib import build_experiment
 from components.search.spec import parse_spec
 from tests.custom_resources import validate_custom
-from tests.katib_trial import feasible_point, metric_names, parse_stdout, primary_container, trial_run_spec
+from tests.katib_trial import (
+    feasible_point,
+    metric_names,
+    parse_stdout,
+    primary_container,
+    trainjob_node_pod,
+    trial_run_spec,
+)
 from tests.pod_runner import PodEnv, run_pod_container, start_pod_container, stop_container
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,9 +36,12 @@ def _toy_version(tmp_path, store) -> str:
     return ingest_corpus(tmp_path, store, n=400)
 
 
-@pytest.mark.parametrize("kind", ["Job", "PyTorchJob"])
+@pytest.mark.parametrize("kind", ["Job", "TrainJob", "PyTorchJob"])
 def test_katib_trial_runs_in_the_training_image_and_reports_every_epoch(kind, images, s3_prefix, s3_secret,
                                                                         tmp_path):
+    """Job: one process. TrainJob: the node pod as the torch runtime renders it (PET_* topology:
+    1 node x 2 processes), so torchrun runs DDP with gloo inside the image. PyTorchJob: the Master,
+    torchrun with the defaults of a one-node job."""
     from tests.training_data import small_config
 
     store = s3_prefix
@@ -40,7 +50,8 @@ def test_katib_trial_runs_in_the_training_image_and_reports_every_epoch(kind, im
     run_cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 1,
                          "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.05},
                                         {"name": "embed_dim", "type": "discrete", "values": [8, 16]}]}
-    cluster = ClusterConfig(trial_kind=kind, s3_secret=SECRET, gpus_per_trial=0)
+    cluster = ClusterConfig(trial_kind=kind, s3_secret=SECRET, gpus_per_trial=0,
+                            procs_per_node=2 if kind == "TrainJob" else 1)
     experiment = build_experiment(parse_spec(run_cfg["search"]), run_id="ct", dataset="toy", version=version,
                                   store=store.uri, cluster=cluster, config=run_cfg)
     validate_custom(experiment)  # the upstream CRD, Katib's webhook and (PyTorchJob) the training operator's
@@ -49,7 +60,8 @@ def test_katib_trial_runs_in_the_training_image_and_reports_every_epoch(kind, im
     container = primary_container(experiment, run_spec)
     assert container["image"] == images["training"]["image"]
     spec = run_spec["spec"]
-    pod = (spec["template"] if kind == "Job" else spec["pytorchReplicaSpecs"]["Master"]["template"])["spec"]
+    pod = {"Job": lambda: spec["template"], "TrainJob": lambda: trainjob_node_pod(run_spec, master_port=_free_port()),
+           "PyTorchJob": lambda: spec["pytorchReplicaSpecs"]["Master"]["template"]}[kind]()["spec"]
     out = run_pod_container(pod, container, PodEnv(secrets={SECRET: s3_secret}), timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     logs = parse_stdout(out.stdout, metric_names(experiment))
@@ -61,6 +73,7 @@ def test_katib_trial_runs_in_the_training_image_and_reports_every_epoch(kind, im
     assert record["params"]["train"]["lr"] == 0.05 and record["params"]["train"]["embed_dim"] == 16
     assert record["params"]["features"]["num_buckets"] == 4096  # the run's config, not a default file
     assert record["image"] == images["training"]["image"]
+    assert record["distributed"]["world_size"] == (2 if kind == "TrainJob" else 1)
     print(f"{kind} trial: {len(logs)} observations parsed, objective {[log.value for log in objective]}")
 
 
