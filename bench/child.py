@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--format", default="parquet")
     parser.add_argument("--store", default="bench/work/store")
     parser.add_argument("paths", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     # Import everything before the clock starts: start-up is not throughput.
     import pyarrow.csv
     import pyarrow.parquet  # noqa: F401

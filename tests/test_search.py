@@ -16,6 +16,7 @@ from components.config import ConveyorConfig
 from components.search.katib import build_experiment, validate_experiment
 from components.search.katib_launcher import SPEC_HASH_ANNOTATION, launch
 from components.search.spec import parse_spec
+from tests.fake_objects import FakeObjects
 
 BASE = {"algorithm": "tpe", "max_trials": 4, "parallel_trials": 2,
         "parameters": [{"name": "lr", "type": "double", "min": 0.001, "max": 0.1, "log": True},
@@ -100,29 +101,12 @@ def test_unknown_fields_in_a_manifest_are_rejected_with_their_path():
         validate_experiment(bad)
 
 
-class FakeExperiments:
-    """An in-memory stand-in for the Kubernetes API (no API server runs on these machines). It
-    models only what the launcher relies on: objects by name, and a status that changes."""
+class FakeExperiments(FakeObjects):
+    """The Experiment API in memory: a status that changes, and the trials."""
 
     def __init__(self, outcome: str = "Succeeded", existing: dict | None = None):
-        self.objects: dict[str, dict] = {}
-        self.created: list[str] = []
-        self.deleted: list[str] = []
+        super().__init__(existing)
         self.outcome = outcome
-        if existing:
-            self.objects[existing["metadata"]["name"]] = existing
-
-    def get(self, name, namespace):
-        return self.objects.get(name)
-
-    def create(self, manifest):
-        self.objects[manifest["metadata"]["name"]] = copy.deepcopy(manifest)
-        self.created.append(manifest["metadata"]["name"])
-        return manifest
-
-    def delete(self, name, namespace):
-        self.objects.pop(name, None)
-        self.deleted.append(name)
 
     def watch(self, name, namespace, timeout_s):
         self.waited = timeout_s

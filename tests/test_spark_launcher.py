@@ -20,6 +20,7 @@ from components.ingest.spark_launcher import (
     launch,
     spark_application,
 )
+from tests.fake_objects import FakeObjects
 
 JOB = IngestJob(["s3://raw/mail"], "mail", "s3://conveyor", {"format": "auto"}, {"min_chars": 5})
 
@@ -67,27 +68,13 @@ def test_a_manifest_the_operator_models_do_not_describe_is_refused_naming_the_fi
         check_manifest(m)
 
 
-class FakeSparkApplications:
-    """In-memory stand-in for the SparkApplication API: objects by name and a state that moves;
-    on COMPLETED the "driver" has written its result to the store, as spark_main.py does."""
+class FakeSparkApplications(FakeObjects):
+    """The SparkApplication API in memory: a state that moves; on COMPLETED the "driver" has
+    written its result to the store, as spark_main.py does."""
 
     def __init__(self, store, outcome="COMPLETED", existing=None):
+        super().__init__(existing)
         self.store, self.outcome = store, outcome
-        self.objects, self.created, self.deleted = {}, [], []
-        if existing:
-            self.objects[existing["metadata"]["name"]] = existing
-
-    def get(self, name, namespace):
-        return self.objects.get(name)
-
-    def create(self, manifest):
-        self.objects[manifest["metadata"]["name"]] = copy.deepcopy(manifest)
-        self.created.append(manifest["metadata"]["name"])
-        return manifest
-
-    def delete(self, name, namespace):
-        self.objects.pop(name, None)
-        self.deleted.append(name)
 
     def watch(self, name, namespace, timeout_s):
         obj = self.objects[name]

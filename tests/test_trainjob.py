@@ -13,6 +13,7 @@ from components.common.errors import AdmissionError, ClusterError, SpecError
 from components.common.storage import FileStore
 from components.train.launch import entry_args
 from components.train.trainjob import SPEC_HASH_ANNOTATION, check_manifest, launch, outcome, train_job
+from tests.fake_objects import FakeObjects
 from tests.training_data import small_config
 
 CLUSTER = ClusterConfig(namespace="team-a", nodes=2, procs_per_node=4, gpus_per_trial=1)
@@ -71,27 +72,13 @@ def test_what_the_trainer_would_refuse_is_refused_naming_the_field(mutate, error
         check_manifest(m)
 
 
-class FakeTrainJobs:
-    """In-memory stand-in for the TrainJob API: conditions that move; on Complete, rank 0 has
-    written the run record to the store, as the entrypoint does."""
+class FakeTrainJobs(FakeObjects):
+    """The TrainJob API in memory: conditions that move; on Complete, rank 0 has written the run
+    record to the store, as the entrypoint does."""
 
     def __init__(self, store, result="Complete", existing=None):
+        super().__init__(existing)
         self.store, self.result = store, result
-        self.objects, self.created, self.deleted = {}, [], []
-        if existing:
-            self.objects[existing["metadata"]["name"]] = existing
-
-    def get(self, name, namespace):
-        return self.objects.get(name)
-
-    def create(self, manifest):
-        self.objects[manifest["metadata"]["name"]] = copy.deepcopy(manifest)
-        self.created.append(manifest["metadata"]["name"])
-        return manifest
-
-    def delete(self, name, namespace):
-        self.objects.pop(name, None)
-        self.deleted.append(name)
 
     def watch(self, name, namespace, timeout_s):
         obj = self.objects[name]
