@@ -31,6 +31,7 @@ def spark_vocabulary(train_path: str, config: FeaturesConfig, settings: SparkSet
                      spark=None) -> dict[str, int]:
     """The vocabulary of the train split's rows at `train_path` (a Parquet file or folder that every
     executor can read)."""
+    # lazy: pyspark starts a JVM; only engine=spark needs it
     from pyspark.sql import functions as F
 
     spark = spark or session(settings, app_name="conveyor-vocabulary")
