@@ -87,7 +87,7 @@ container-tools:
 images: install container-tools
 	$(BIN)/python images/build.py
 
-# Every cluster command in its own image: Katib trials (Job and PyTorchJob), the predictor, the
+# Every cluster command in its own image: Katib trials (Job, TrainJob and PyTorchJob), the predictor, the
 # monitoring CronJob, the helm test hook, and the compiled pipelines' KFP tasks (kfp.local's
 # DockerRunner on podman's Docker API). Builds the images first (cached).
 test-cluster: install data container-tools
