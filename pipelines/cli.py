@@ -401,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=".conveyor/runs", help="where local runs keep their files")
     p.add_argument("--json", action="store_true", help="print the whole summary as JSON")
     p.add_argument("--world-size", type=int, metavar="N",
-                   help="train the final model with N processes under torchrun (DDP, gloo on CPU); default: "
-                        "train.world_size")
+                   help="the train step trains with N processes under torchrun (DDP, gloo on CPU): with "
+                        "best_trial: retrain, and in the continuous-training retrain; default: train.world_size")
     p.set_defaults(func=cmd_run)
     return parser
 
