@@ -5,6 +5,7 @@ calls a launcher needs (get, create, delete, a resumed watch on one object, list
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -12,6 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from components.common.errors import ClusterError, SpecError
+
+
+def in_a_pod() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))  # set in every pod
 
 
 def load_config(context: str | None = None) -> None:

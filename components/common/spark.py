@@ -7,6 +7,15 @@ import os
 import sys
 from dataclasses import dataclass
 
+from components.common.errors import ConfigError
+
+ENGINES = ("local", "spark")  # data.engine: who runs ingest (and the vocabulary fit)
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ConfigError(f"data.engine: {engine!r} is not one of {list(ENGINES)}")
+
 
 @dataclass(frozen=True)
 class SparkSettings:

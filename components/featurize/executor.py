@@ -23,11 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.common.config import SparkConfig, validate_section
-from components.common.errors import ConfigError
 from components.common.hashing import sha256_of_value
 from components.common.layout import feature_cache_prefix
 from components.common.shards import ROW_GROUP_ROWS, FixedRowGroupWriter, iter_batches, read_rows, shard_range
-from components.common.spark import SparkSettings
+from components.common.spark import SparkSettings, check_engine
 from components.common.storage import Store, open_store
 from components.dataset import versioning as v
 from components.featurize.config import FeaturesConfig
@@ -46,7 +45,6 @@ from components.featurize.core import (
 from components.split.config import SplitConfig
 from components.split.executor import split_to_files
 
-ENGINES = ("local", "spark")
 Shard = tuple[int, int]  # (rank, world size): which contiguous share of the train split to read
 
 
@@ -62,8 +60,7 @@ def fit_file(train_path: str, config: FeaturesConfig, fitted_on: dict[str, Any],
     """Learn the labels (and the vocabulary) from the train split's file, a batch at a time; with
     engine="spark" the vocabulary's token counts are a Spark aggregation (`spark_fit`). The hashing
     featurizer has nothing to aggregate: it is fitted and applied per batch by either engine."""
-    if engine not in ENGINES:
-        raise ConfigError(f"data.engine: {engine!r} is not one of {list(ENGINES)}")
+    check_engine(engine)
     if not pq.ParquetFile(train_path).metadata.num_rows:
         raise empty_train_error(fitted_on)
     labels: set[str] = set()

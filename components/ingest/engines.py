@@ -9,19 +9,18 @@ All three give the same version for the same input and cleaning config.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from components.common.config import ClusterConfig, SparkConfig, validate_section
 from components.common.errors import ConfigError
+from components.common.spark import check_engine
 from components.common.storage import open_store
 from components.images import COMPONENT_IMAGE
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.executor import IngestResult, ingest
 from components.ingest.spark_engine import ingest_spark
 from components.ingest.spark_launcher import IngestJob, KubernetesSparkApplicationApi, launch, spark_application
-
-ENGINES = ("local", "spark")
+from components.kube import in_a_pod
 
 
 def run_ingest(engine: str, sources: list[str], dataset: str, store_uri: str, settings: SourceSettings,
@@ -29,15 +28,14 @@ def run_ingest(engine: str, sources: list[str], dataset: str, store_uri: str, se
                engine_config: dict[str, Any] | None = None, run_id: str = "", on_cluster: bool | None = None,
                api=None, log=print) -> IngestResult:
     """engine_config: {"spark": data.spark, "cluster": cluster} sections (for engine=spark)."""
-    if engine not in ENGINES:
-        raise ConfigError(f"data.engine: {engine!r} is not one of {list(ENGINES)}")
+    check_engine(engine)
     store = open_store(store_uri)
     if engine == "local":
         return ingest(sources, dataset, store, settings, cleaning, parent=parent, code_version=code_version)
     engine_config = engine_config or {}
     spark = validate_section(SparkConfig, engine_config.get("spark", {}), "data.spark")
     if on_cluster is None:
-        on_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))  # set in every pod
+        on_cluster = in_a_pod()
     if not on_cluster:
         return ingest_spark(sources, dataset, store, settings, cleaning, parent=parent, code_version=code_version,
                             spark_settings=spark.local_settings())

@@ -16,6 +16,7 @@ from typing import Any
 from components.common.config import ClusterConfig
 from components.common.errors import ConveyorError
 from components.images import TRAINING_IMAGE
+from components.kube import in_a_pod
 from components.tracking.runs import read_run
 from components.train.config import TrainingConfig
 
@@ -58,10 +59,6 @@ def train_processes(store, dataset: str, version: str, cfg: TrainingConfig, run_
     return read_run(store, run_id)
 
 
-def on_a_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))  # set in every pod
-
-
 def train_step(store, dataset: str, version: str, cfg: TrainingConfig, run_id: str, image: str | None,
                cluster: ClusterConfig, features=None, api=None, on_cluster: bool | None = None,
                emit=print) -> dict[str, Any]:
@@ -69,7 +66,7 @@ def train_step(store, dataset: str, version: str, cfg: TrainingConfig, run_id: s
     - on a cluster with `cluster.train_kind: TrainJob`: a TrainJob of nodes x procs_per_node processes;
     - `train.world_size` above 1: that many processes under torchrun in this pod (or machine);
     - else this process, on the featurize step's `features()` when they fit these settings."""
-    on_cluster = on_a_cluster() if on_cluster is None else on_cluster
+    on_cluster = in_a_pod() if on_cluster is None else on_cluster
     if on_cluster and cluster.train_kind == "TrainJob":
         from components.train import trainjob  # lazy: the cluster path only
 
