@@ -144,13 +144,18 @@ class CanaryState:
     successes: int = 0         # consecutive passing intervals at this weight
     phase: str = "Initialized"  # Progressing | Promoted | RolledBack | Paused
     history: list[dict[str, Any]] = field(default_factory=list)
+    strategy: str = "canary"    # canary | bluegreen | ab | shadow (components.canary.strategies)
+    stage: str = ""             # bluegreen: preview | post_promotion; shadow: shadow; ab: experiment
+    experiment: dict[str, Any] | None = None  # ab: ExperimentState.to_json()
+    result: dict[str, Any] | None = None      # ab: verdict, winner, effect, interval, p-value
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> CanaryState:
-        return cls(**raw)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
 
 def start(cfg: CanaryConfig) -> CanaryState:

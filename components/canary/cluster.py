@@ -58,8 +58,11 @@ def read_state(obj: dict[str, Any]) -> CanaryState | None:
         return None
     try:
         data = json.loads(raw)
-        return CanaryState(**{k: data[k] for k in ("weight", "step", "failed", "successes", "phase", "history")})
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        missing = {"weight", "step", "failed", "successes", "phase", "history"} - set(data)
+        if missing:
+            raise KeyError(", ".join(sorted(missing)))
+        return CanaryState.from_json(data)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         name = obj["metadata"]["name"]
         raise ClusterError(f"InferenceService {name}: annotation {STATE} is not a canary state ({exc})") from exc
 

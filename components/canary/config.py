@@ -66,3 +66,48 @@ class CanaryConfig(Section):
         if any(not 0 < w <= 100 for w in self.step_weights) or self.step_weights[-1] > self.max_weight:
             raise ValueError(f"step_weights must lie in 1..max_weight ({self.max_weight})")
         return self
+
+
+class BlueGreenConfig(Section):
+    """Argo Rollouts' blue-green: the candidate is previewed at 0%, analysed, switched to 100% in
+    one step, analysed again, and the previous version is kept for an instant rollback."""
+
+    auto_promote: bool = True            # false: pause after pre-promotion analysis for `rollout promote`
+    pre_promotion_intervals: int = Field(2, ge=1)   # passing intervals on the preview before the switch
+    post_promotion_intervals: int = Field(2, ge=1)  # passing intervals at 100% before the old one goes
+    scale_down_delay_s: float = Field(30.0, ge=0)   # the previous version stays up this long after the switch
+
+
+class ABConfig(Section):
+    """A fixed-split experiment decided by statistics (components.canary.experiment)."""
+
+    split: float = Field(0.5, gt=0, lt=1)           # share of traffic (of keys) sent to the candidate
+    # Sticky assignment: requests carrying this field (v1 JSON) or header are hashed into an arm;
+    # requests without it are assigned at random. None: every request at random.
+    key: str | None = "user_id"
+    metric: Literal["accuracy"] = "accuracy"         # the outcome: labelled answers that were right
+    mde: float = Field(0.05, gt=0, lt=1)             # minimum detectable effect (absolute)
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    power: float = Field(0.8, gt=0.5, lt=1)
+    mixture_scale: float | None = Field(None, gt=0, lt=1)  # mSPRT prior scale tau (default: mde)
+    baseline: float | None = Field(None, gt=0, lt=1)  # planning rate (default: the stable's test accuracy)
+    on_no_difference: Literal["keep_stable", "promote"] = "keep_stable"
+
+
+class ShadowConfig(Section):
+    """The candidate answers a mirrored copy of every request; its answers are never returned."""
+
+    intervals: int = Field(2, ge=1)                  # passing intervals before `then`
+    min_agreement: float = Field(0.9, ge=0, le=1)    # share of mirrored requests where it agrees with stable
+    then: Literal["canary", "promote"] = "canary"    # what a passing shadow turns into
+
+
+class RolloutConfig(Section):
+    """Which release strategy the deploy step runs. Every strategy uses the canary section's
+    checks (success rate, latency, prediction divergence, labelled accuracy), interval and
+    threshold; these sections add what is particular to each."""
+
+    strategy: Literal["canary", "bluegreen", "ab", "shadow"] = "canary"
+    bluegreen: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
+    ab: ABConfig = Field(default_factory=ABConfig)
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import random
+import time
 import urllib.error
 import urllib.request
 import zlib
 from typing import Any
 
-from components.canary.analysis import CanaryState, RoleMetrics, start
-from components.canary.config import CanaryConfig
-from components.canary.rollout import run_rollout
+from components.canary.analysis import CanaryState, RoleMetrics
+from components.canary.config import CanaryConfig, RolloutConfig
+from components.canary.experiment import assign_arm, report_markdown
+from components.canary.rollout import ReplayTally, run_rollout
+from components.canary.strategies import Plan, begin
 from components.common.errors import NotFoundError
 from components.common.layout import deployment_record_key
-from components.registry.store import resolve_version, set_alias
+from components.registry.store import load_card, resolve_version, set_alias
 from components.serve.infra import ServerProcess, http_json
 
 
@@ -70,41 +74,87 @@ class LocalMetricsSource:
 
 
 class Replayer:
-    """Sends labelled rows one request at a time: row i goes to the canary when its hash bucket is
-    below the current weight (a stable, reproducible traffic split). Each interval sends enough
-    that the canary's share can reach min_requests and min_labelled (x1.5 margin)."""
+    """Sends labelled rows one request at a time, routed as the rollout's state says:
+      canary     row goes to the candidate when its hash bucket is below the weight (a stable,
+                 reproducible split);
+      bluegreen  every row to both: the active version answers it, the other (the preview before
+                 the switch, the previous version after it) gets the same labelled request;
+      shadow     every row to stable (its answer is the one returned) and a mirrored copy to the
+                 candidate, whose answer is compared and discarded;
+      ab         one arm per row, sticky by the row's key (`ab.key` in the request body), and each
+                 row at most once: an experiment's units must be independent, so replaying the
+                 split twice would fake its sample size.
+    Each interval sends enough that the candidate's share can reach min_requests and min_labelled
+    (x1.5 margin)."""
 
     def __init__(self, texts: list[str], labels: list[str], urls: dict[str, str], stable: str, candidate: str,
-                 cfg: CanaryConfig, per_interval: int = 60):
+                 cfg: CanaryConfig, per_interval: int = 60, rollout: RolloutConfig | None = None):
         self.texts, self.labels, self.urls = texts, labels, urls  # urls: version -> predict URL
         self.stable, self.candidate, self.cfg, self.per_interval = stable, candidate, cfg, per_interval
+        self.rollout = rollout or RolloutConfig()
         self.cursor = 0
         self.stable_failures = 0
+        self.rng = random.Random(f"{stable}:{candidate}")
 
-    def round(self, weight: int) -> dict[str, tuple[int, int]]:
-        needed = math.ceil(max(self.cfg.min_requests, self.cfg.min_labelled) * 100 / max(weight, 1) * 1.5)
+    def _send(self, version: str, i: int, extra: dict | None = None) -> str | None:
+        try:
+            code, body = http_json(self.urls[version], {"instances": [self.texts[i]], **(extra or {})}, timeout=10)
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            code, body = 599, {}
+        if code == 200:
+            return body["predictions"][0]["label"]
+        if version == self.stable:
+            self.stable_failures += 1
+        return None
+
+    def _count(self, seen: dict[str, list[int]], version: str, i: int, label: str | None) -> None:
+        if label is not None:
+            seen[version][0] += 1
+            seen[version][1] += label == self.labels[i]
+
+    def round(self, state: CanaryState) -> ReplayTally:
+        ab = state.strategy == "ab"
+        share = state.weight if state.strategy in ("canary", "ab") else 100
+        needed = math.ceil(max(self.cfg.min_requests, self.cfg.min_labelled) * 100 / max(share, 1) * 1.5)
         seen = {self.stable: [0, 0], self.candidate: [0, 0]}
+        tally = ReplayTally()
         for _ in range(max(self.per_interval, needed)):
+            if ab and self.cursor >= len(self.texts):
+                tally.exhausted = True
+                break
             i = self.cursor % len(self.texts)
             self.cursor += 1
-            version = self.candidate if zlib.crc32(str(self.cursor).encode()) % 100 < weight else self.stable
-            try:
-                code, body = http_json(self.urls[version], {"instances": [self.texts[i]]}, timeout=10)
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                code, body = 599, {}
-            if code == 200:
-                seen[version][0] += 1
-                seen[version][1] += body["predictions"][0]["label"] == self.labels[i]
-            elif version == self.stable:
-                self.stable_failures += 1
-        return {v: (n, c) for v, (n, c) in seen.items()}
+            if state.strategy in ("bluegreen", "shadow"):
+                first, second = ((self.candidate, self.stable) if state.stage == "post_promotion"
+                                 else (self.stable, self.candidate))
+                answers = {first: self._send(first, i), second: self._send(second, i)}
+                for version, label in answers.items():
+                    self._count(seen, version, i, label)
+                if None not in answers.values():
+                    tally.compared += 1
+                    tally.agreed += answers[self.stable] == answers[self.candidate]
+                continue
+            if ab:
+                key = f"row-{i}" if self.rollout.ab.key else None
+                arm = assign_arm(key, self.rollout.ab.split, salt=f"{self.stable}:{self.candidate}", rng=self.rng)
+                extra = {self.rollout.ab.key: key} if key else None
+            else:
+                arm = "candidate" if zlib.crc32(str(self.cursor).encode()) % 100 < state.weight else "stable"
+                extra = None
+            version = self.candidate if arm == "candidate" else self.stable
+            self._count(seen, version, i, self._send(version, i, extra))
+        if ab and self.cursor >= len(self.texts):
+            tally.exhausted = True
+        tally.labelled = {v: (n, c) for v, (n, c) in seen.items()}
+        return tally
 
 
 class LocalRouter:
-    """The traffic split is the replayer's weight; the state lives here, in memory."""
+    """The traffic split is the replayer's routing; the state lives here, in memory."""
 
-    def __init__(self, stable: str, candidate: str, cfg: CanaryConfig, log=print):
-        self._state, self._versions, self.log = start(cfg), (stable, candidate), log
+    def __init__(self, stable: str, candidate: str, plan: Plan, log=print):
+        self._state, self._versions, self.log = begin(plan), (stable, candidate), log
+        self.switched_at: float | None = None  # blue-green: when all traffic moved to the candidate
 
     def state(self) -> CanaryState:
         return self._state
@@ -114,17 +164,24 @@ class LocalRouter:
 
     def apply(self, state: CanaryState, action: str, evidence: str) -> None:
         self._state = state
+        if action == "switch":
+            self.switched_at = time.monotonic()
         failed = [c["name"] for c in state.history[-1]["checks"] if c["passed"] is not True] if state.history else []
-        self.log(f"  weight {state.weight}%: {action}" + (f" (failed: {', '.join(failed)})" if failed else ""))
+        stage = f" [{state.history[-1]['stage']}]" if state.history and "stage" in state.history[-1] else ""
+        self.log(f"  weight {state.weight}%{stage}: {action}" + (f" (failed: {', '.join(failed)})" if failed else ""))
 
 
 def run_local_canary(store, model_name: str, candidate: str, texts: list[str], labels: list[str],
                      cfg: CanaryConfig, requests_per_interval: int = 60, canary_chaos: list[str] | None = None,
-                     canary_metrics_url: str | None = None, log=print) -> dict[str, Any]:
-    """Stable = current champion, canary = candidate. Returns the deployment record (also stored)."""
+                     canary_metrics_url: str | None = None, log=print,
+                     rollout: RolloutConfig | None = None) -> dict[str, Any]:
+    """Stable = current champion, candidate released by `rollout.strategy` (default canary).
+    Returns the deployment record (also stored)."""
+    rollout = rollout or RolloutConfig()
     started = dt.datetime.now(dt.UTC)
     record: dict[str, Any] = {"model": model_name, "candidate": candidate, "started_at": started.isoformat(),
-                              "config": cfg.model_dump(mode="json")}
+                              "strategy": rollout.strategy, "config": cfg.model_dump(mode="json"),
+                              "rollout": rollout.model_dump(mode="json")}
     try:
         stable_version = resolve_version(store, model_name, "champion")
     except NotFoundError:
@@ -137,6 +194,7 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
         return _save(store, record, log)
 
     record["stable"] = stable_version
+    plan = Plan(cfg, rollout, baseline=_test_accuracy(store, model_name, stable_version))
     with ServerProcess(f"{model_name}@{stable_version}", store.uri, name="stable", role="stable",
                        wait=False) as stable, \
             ServerProcess(f"{model_name}@{candidate}", store.uri, name="canary", role="canary",
@@ -152,23 +210,53 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
                 http_json(url, {"instances": [text]}, timeout=10)
         metrics.snapshot(stable_version)
         metrics.snapshot(candidate)
-        replay = Replayer(texts, labels, urls, stable_version, candidate, cfg, requests_per_interval)
-        router = LocalRouter(stable_version, candidate, cfg, log)
-        log(f"canary {candidate} vs stable {stable_version}: starting at {router.state().weight}%")
+        replay = Replayer(texts, labels, urls, stable_version, candidate, cfg, requests_per_interval, rollout)
+        router = LocalRouter(stable_version, candidate, plan, log)
+        log(f"{rollout.strategy} {candidate} vs stable {stable_version}: starting at {router.state().weight}%"
+            + (f" ({router.state().stage})" if router.state().stage else ""))
         # No wait between intervals: the replayed traffic is the interval.
-        state = run_rollout(router, metrics, replay, cfg, wait=lambda _s: None, log=log)
+        state = run_rollout(router, metrics, replay, plan, wait=lambda _s: None, log=log)
         record["stable_failed_requests"] = replay.stable_failures
+        if state.phase == "Promoted" and router.switched_at is not None:
+            # blue-green: the previous version stays up (instant rollback) until the delay has passed
+            kept = rollout.bluegreen.scale_down_delay_s - (time.monotonic() - router.switched_at)
+            if kept > 0:
+                log(f"  keeping {stable_version} up {kept:.0f} s more (scale_down_delay_s)")
+                time.sleep(kept)
+            record["previous_scaled_down_after_s"] = round(time.monotonic() - router.switched_at, 1)
     record["state"] = state.to_json()
     record["outcome"] = state.phase
     if state.phase == "Promoted":
         set_alias(store, model_name, "champion", candidate)
+    if state.strategy == "ab" or rollout.strategy == "ab":
+        record["experiment"] = experiment_result(record, state, rollout)
     return _save(store, record, log)
+
+
+def _test_accuracy(store, model_name: str, version: str) -> float | None:
+    try:
+        return load_card(store, model_name, version)["metrics"]["test"]["accuracy"]
+    except (NotFoundError, KeyError, TypeError):
+        return None
+
+
+def experiment_result(record: dict[str, Any], state: CanaryState, rollout: RolloutConfig) -> dict[str, Any]:
+    ab = rollout.ab
+    result = dict(state.result or {})
+    winner = result.get("winner")
+    return {**result, "winner": {"candidate": record["candidate"], "stable": record["stable"]}.get(winner),
+            "candidate": record["candidate"], "stable": record["stable"], "metric": ab.metric, "split": ab.split,
+            "key": ab.key, "mde": ab.mde, "alpha": ab.alpha, "power": ab.power, "experiment": state.experiment}
 
 
 def _save(store, record: dict[str, Any], log) -> dict[str, Any]:
     record["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
     key = deployment_record_key(record["model"], record["finished_at"], record["candidate"])
+    if record.get("experiment"):  # the A/B report sits next to the record
+        report_key = key.removesuffix(".json") + "-experiment.md"
+        store.write_bytes(report_key, report_markdown(record["experiment"]).encode())
+        record["experiment_report_uri"] = store.url(report_key)
     store.write_json(key, record)
     record["record_uri"] = store.url(key)
-    log(f"canary outcome: {record['outcome']} (record {record['record_uri']})")
+    log(f"{record.get('strategy', 'canary')} outcome: {record['outcome']} (record {record['record_uri']})")
     return record

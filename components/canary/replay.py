@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import urllib.error
 
+from components.canary.rollout import ReplayTally
 from components.serve.infra import http_json
 
 
@@ -19,9 +20,9 @@ class LabelledReplay:
         self.cursor = 0
         self.failures = 0
 
-    def round(self, weight: int | None = None) -> dict[str, tuple[int, int]]:
-        """Send one interval's rows; returns version -> (answered, correct). `weight` is unused: the
-        InferenceService splits the traffic itself."""
+    def round(self, state=None) -> ReplayTally:
+        """Send one interval's rows; the tally says which version answered each and how many were
+        right. `state` is unused: the InferenceService splits the traffic itself."""
         tally: dict[str, list[int]] = {}
         for _ in range(self.per_interval):
             i = self.cursor % len(self.texts)
@@ -37,4 +38,4 @@ class LabelledReplay:
             seen = tally.setdefault(version, [0, 0])
             seen[0] += 1
             seen[1] += body["predictions"][0]["label"] == self.labels[i]
-        return {v: (n, c) for v, (n, c) in tally.items()}
+        return ReplayTally(labelled={v: (n, c) for v, (n, c) in tally.items()})

@@ -7,8 +7,9 @@ Two small interfaces keep it backend-free:
                  `kubectl conveyor canary ...` can pause, promote or roll back meanwhile);
   MetricsSource  what one model version served since the last interval: each local server's
                  /metrics, or Prometheus.
-A Replay (optional) sends labelled rows and says who answered them, for the accuracy check.
-The checks and the state machine are `analysis.py`, shared unchanged.
+A Replay (optional) sends labelled rows and says who answered them, for the accuracy check
+(and, when each row went to both, whether they agreed: the shadow's agreement check).
+The checks are `analysis.py`; each strategy's state machine is `strategies.py`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from components.canary.analysis import CanaryState, RoleMetrics, advance, describe, run_checks
-from components.canary.config import CanaryConfig
+from components.canary.analysis import CanaryState, RoleMetrics, describe
+from components.canary.config import CanaryConfig, RolloutConfig
+from components.canary.strategies import Plan, advance_rollout, interval_checks
 
 
 class Router(Protocol):
@@ -38,38 +41,56 @@ class MetricsSource(Protocol):
         """What `version` served since the previous snapshot (reachable=False when unknown)."""
 
 
+@dataclass
+class ReplayTally:
+    """One interval of labelled replay."""
+
+    labelled: dict[str, tuple[int, int]] = field(default_factory=dict)  # version -> (answered, correct)
+    compared: int = 0      # rows both versions answered (shadow, blue-green)
+    agreed: int = 0        # ... with the same label
+    exhausted: bool = False  # no labelled rows left to send (an experiment must not reuse units)
+
+
 class Replay(Protocol):
-    def round(self, weight: int) -> dict[str, tuple[int, int]]:
-        """Send one interval's labelled rows; returns version -> (answered, correct)."""
+    def round(self, state: CanaryState) -> ReplayTally:
+        """Send one interval's labelled rows, routed as `state` says."""
 
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def run_rollout(router: Router, metrics: MetricsSource, replay: Replay | None, cfg: CanaryConfig, *,
+def as_plan(cfg: CanaryConfig | Plan) -> Plan:
+    return cfg if isinstance(cfg, Plan) else Plan(cfg, RolloutConfig())
+
+
+def run_rollout(router: Router, metrics: MetricsSource, replay: Replay | None, cfg: CanaryConfig | Plan, *,
                 wait: Callable[[float], None] = time.sleep, once: bool = False,
                 log: Callable[[str], None] = print) -> CanaryState:
     """Intervals until the rollout is promoted, rolled back or paused (or one interval, with once)."""
+    plan = as_plan(cfg)
     while True:
         state = router.state()
         if state is None or state.phase != "Progressing":
             log(f"{state.phase if state else 'no rollout'}; nothing to analyse")
             return state or CanaryState(phase="None")
         stable, candidate = router.versions()
-        wait(cfg.interval_s)
+        wait(plan.canary.interval_s)
         state = router.state()  # a human may have paused or rolled back while we waited
         if state is None or state.phase != "Progressing":
             continue
         started = time.monotonic()
-        labelled = replay.round(state.weight) if replay is not None else {}
+        tally = replay.round(state) if replay is not None else ReplayTally()
         stable_m, canary_m = metrics.snapshot(stable), metrics.snapshot(candidate)
         for version, seen in ((stable, stable_m), (candidate, canary_m)):
-            seen.labelled, seen.correct = labelled.get(version, (0, 0))
-        checks = run_checks(stable_m, canary_m, cfg)
-        state, action = advance(state, checks, cfg, at=now())
+            seen.labelled, seen.correct = tally.labelled.get(version, (0, 0))
+        checks = interval_checks(state, stable_m, canary_m, plan, tally.compared, tally.agreed)
+        state, action = advance_rollout(state, checks, plan, stable=stable_m, candidate=canary_m,
+                                        exhausted=tally.exhausted, at=now())
         state.history[-1]["seconds"] = round(time.monotonic() - started, 2)
         evidence = describe(checks)
+        if state.result and state.strategy == "ab":
+            evidence += f"; experiment: {state.result.get('reason') or 'running'}"
         problems = getattr(metrics, "errors", None)
         if problems:  # the reason behind "no data" goes into the Event and the log
             evidence += f"; metrics source: {problems[-1]}"
