@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from components.canary.config import CanaryConfig
+from components.canary.config import CanaryConfig, RolloutConfig
 from components.common.config import ClusterConfig, Section, read_config_file, validate_section
 from components.deploy.config import DeployConfig
 from components.featurize.config import FeaturesConfig
@@ -40,7 +40,8 @@ class ConveyorConfig(Section):
     best_trial: Literal["retrain", "keep"] = "retrain"
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
-    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)  # checks, interval, threshold (every strategy)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)  # canary | bluegreen | ab | shadow
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 

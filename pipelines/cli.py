@@ -251,7 +251,8 @@ def cmd_run(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
     from pipelines.local_run import run_local
 
-    summary = run_local(config_path=args.config, store=args.store, workdir=args.workdir, world_size=args.world_size)
+    summary = run_local(config_path=args.config, store=args.store, workdir=args.workdir, world_size=args.world_size,
+                        strategy=args.strategy)
     if args.json:
         _print_json(summary)
     else:
@@ -350,9 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
     from pipelines.kubectl_plugin import add_canary_verbs
 
-    canary = sub.add_parser("canary", help="canary rollout on a KServe InferenceService (same as kubectl conveyor "
-                            "canary): status, promote, rollback, pause, resume, analyze")
-    add_canary_verbs(canary)
+    for group in ("canary", "rollout"):
+        verbs = sub.add_parser(group, help=f"{group} on a KServe InferenceService (same as kubectl conveyor "
+                               f"{group}): status, promote, rollback, pause, resume, analyze")
+        add_canary_verbs(verbs)
 
     p = sub.add_parser("serve", help="serve a registered model with a KServe model server on loopback")
     p.add_argument("model", help="NAME (alias champion), NAME@ALIAS, NAME@VERSION, s3://bucket/models/NAME/VERSION, "
@@ -403,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world-size", type=int, metavar="N",
                    help="the train step trains with N processes under torchrun (DDP, gloo on CPU): with "
                         "best_trial: retrain, and in the continuous-training retrain; default: train.world_size")
+    p.add_argument("--strategy", choices=("canary", "bluegreen", "ab", "shadow"),
+                   help="how a blessed candidate is released against the champion; default: rollout.strategy")
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -8,7 +8,9 @@ commands for Conveyor's KServe InferenceServices, using the current kubeconfig c
     kubectl conveyor canary resume   NAME [-n NS]
     kubectl conveyor canary analyze  NAME [-n NS] [--prometheus URL] [--once]
 
-The same verbs are `conveyor canary ...`.
+`kubectl conveyor rollout VERB` is the same group under the strategy-neutral name (blue-green:
+`rollout promote` switches a previewed candidate to 100%, `--full` also skips post-promotion
+analysis). The same verbs are `conveyor canary ...` and `conveyor rollout ...`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from components.deploy.cluster import KubernetesInferenceServiceApi
 
 VERB_HELP = {
     "status": "show the traffic split, revisions, rollout phase and the last analysis",
-    "promote": "send all traffic to the candidate now and make it the stable version",
+    "promote": "send all traffic to the candidate now and make it the stable version (blue-green preview: "
+               "switch to it, post-promotion analysis to follow)",
     "rollback": "send all traffic back to the stable version and drop the candidate",
     "pause": "stop the automated analysis; the current weight is held",
     "resume": "continue the automated analysis of a paused canary",
@@ -43,6 +46,9 @@ def add_canary_verbs(canary: argparse.ArgumentParser) -> None:
         p.add_argument("--context", help="kubeconfig context (default: the current one)")
         if verb == "status":
             p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+        if verb == "promote":
+            p.add_argument("--full", action="store_true",
+                           help="blue-green: promote for good now, skipping post-promotion analysis")
         if verb == "analyze":
             p.add_argument("--prometheus", metavar="URL", help="Prometheus base URL (default: the rollout's config)")
             p.add_argument("--once", action="store_true", help="run a single interval, then exit")
@@ -86,7 +92,7 @@ def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None)
         sys.stdout.write(json.dumps({"phase": state.phase, "weight": state.weight, "failed_checks": state.failed})
                          + "\n")
         return 0 if state.phase != "RolledBack" else 1
-    state = getattr(ctl, args.verb)()
+    state = ctl.promote(full=args.full) if args.verb == "promote" else getattr(ctl, args.verb)()
     sys.stdout.write(f"{args.name}: {state.phase} at {state.weight}%\n")
     return 0
 
@@ -95,10 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubectl conveyor", description="Conveyor canary commands for KServe "
                                      "InferenceServices (uses your current kubeconfig context).")
     groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
-    canary = groups.add_parser("canary", help="canary rollout: " + ", ".join(VERB_HELP),
-                               description="Inspect and steer a canary rollout. Verbs: "
-                               + "; ".join(f"{k}: {v}" for k, v in VERB_HELP.items()))
-    add_canary_verbs(canary)
+    for group in ("canary", "rollout"):
+        verbs = groups.add_parser(group, help=f"{group}: " + ", ".join(VERB_HELP),
+                                  description="Inspect and steer a rollout (canary or blue-green). Verbs: "
+                                  + "; ".join(f"{k}: {v}" for k, v in VERB_HELP.items()))
+        add_canary_verbs(verbs)
     return parser
 
 

@@ -178,6 +178,11 @@ def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "referen
                      "infra_validation": (decision.get("infra_validation") or {}).get("detail")},
             "canary": None if deployment is None else {
                 "outcome": deployment["outcome"], "stable": deployment.get("stable"),
+                "strategy": deployment.get("strategy", "canary"),
+                "experiment": None if not deployment.get("experiment") else {
+                    k: deployment["experiment"].get(k) for k in ("verdict", "winner", "reason", "effect", "low",
+                                                                 "high", "p_value", "n")},
+                "experiment_report": deployment.get("experiment_report_uri"),
                 "reason": deployment.get("reason"), "record": deployment.get("record_uri"),
                 "actions": [h["action"] for h in (deployment.get("state") or {}).get("history", [])]}}
 
@@ -201,12 +206,13 @@ def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, 
 
 
 def run_local(config_path: str | None = None, store: str | None = None, workdir: str = ".conveyor/runs",
-              progress=None, world_size: int | None = None) -> dict[str, Any]:
-
-
-
+              progress=None, world_size: int | None = None, strategy: str | None = None) -> dict[str, Any]:
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg: ConveyorConfig = load_config(config_path)
+    if strategy is not None:  # the release strategy of every blessed candidate in this run
+        rollout = validate_section(type(cfg.rollout), {**cfg.rollout.model_dump(), "strategy": strategy},
+                                   "--strategy")
+        cfg = cfg.model_copy(update={"rollout": rollout})
     if world_size is not None:  # the train step's processes (torchrun); trials stay one process each
         train = validate_section(type(cfg.train), {**cfg.train.model_dump(), "world_size": world_size},
                                  "--world-size")
@@ -386,10 +392,17 @@ def _describe(step: dict[str, Any]) -> str:
                      + f"; infra validation: {gate['infra_validation']}; report: {gate['report']}")
         canary = step["canary"]
         if canary is None:
-            lines.append("    canary: not run (candidate not blessed)")
+            lines.append("    release: not run (candidate not blessed)")
         else:
-            lines.append(f"    canary: {canary['outcome']} vs stable {canary['stable'] or 'none'}"
-                         f" ({canary['reason'] or ' -> '.join(canary['actions'])}); record: {canary['record']}")
+            lines.append(f"    release ({canary.get('strategy', 'canary')}): {canary['outcome']} vs stable "
+                         f"{canary['stable'] or 'none'} ({canary['reason'] or ' -> '.join(canary['actions'])}); "
+                         f"record: {canary['record']}")
+            exp = canary.get("experiment")
+            if exp:
+                effect = "n/a" if exp["effect"] is None else f"{exp['effect']:+.4f}"
+                lines.append(f"    experiment: {exp['verdict']}" + (f" ({exp['winner']})" if exp["winner"] else "")
+                             + f", effect {effect} in [{exp['low']:+.4f}, {exp['high']:+.4f}], p {exp['p_value']:.3g},"
+                             f" n {exp['n']}; {exp['reason']}; report: {canary['experiment_report']}")
     s = step["split"]
     if s:
         lines.append(f"    split: train {s.get('train_rows')}, validation {s.get('validation_rows')}, "

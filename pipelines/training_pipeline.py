@@ -52,6 +52,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         report_config: dict = sections["report_config"],
         gate_config: dict = config["gate"],
         canary_config: dict = config["canary"],
+        rollout_config: dict = config["rollout"],  # strategy: canary | bluegreen | ab | shadow
         deploy_target: str = "kserve" if backend == "katib" else "local",
         deploy_config: dict = config["deploy"],
         reference_version: str = "",  # the data report's drift baseline ("": statistics only)
@@ -104,8 +105,9 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
             rollout = canary_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
                                 blessing=gated.outputs["blessing"], test=test_split,
-                                canary_config=canary_config, target=deploy_target, deploy_config=deploy_config)
-            rollout.set_display_name("canary: analysis, promote or roll back")
+                                canary_config=canary_config, target=deploy_target, deploy_config=deploy_config,
+                                rollout_config=rollout_config)
+            rollout.set_display_name(f"release ({cfg.rollout.strategy}): analysis, promote or roll back")
             rollout.set_caching_options(False)
         return registered.outputs["version"]
 

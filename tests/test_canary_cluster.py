@@ -315,3 +315,79 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
     # labelled rows the canary answered with a 500 are counted in the record, not dropped silently
     assert (record["replay_failed_requests"] > 0) == (failing == "success_rate")
     set_alias(store, "toy-model", "champion", stable)
+
+
+# -- blue-green on KServe ---------------------------------------------------------------------------
+
+def _bluegreen(mode: str, **bluegreen):
+    from components.canary.config import RolloutConfig
+    from tests.crd_schema import validate_resource
+
+    api = StandInApi()
+    ctl = CanaryController(api, NAME, NS, ready_timeout_s=5, log=lambda _m: None)
+    rollout = RolloutConfig(strategy="bluegreen", bluegreen=bluegreen)
+    ctl.deploy(_deploy_cfg(mode), CFG, "toy-model", "v1", rollout)
+    obj = ctl.deploy(_deploy_cfg(mode), CFG, "toy-model", "v2", rollout)
+    validate_resource(obj)  # the upstream InferenceService CRD
+    return api, ctl
+
+
+@pytest.mark.parametrize("mode", ["knative", "standard"])
+def test_bluegreen_previews_at_zero_then_switches_and_promotes(mode):
+    from tests.crd_schema import validate_resource
+
+    api, ctl = _bluegreen(mode)
+    obj = ctl.get()
+    state = read_state(obj)
+    assert (state.strategy, state.stage, state.weight) == ("bluegreen", "preview", 0)
+    assert api.events[-1]["reason"] == "BlueGreenPreview"
+    if mode == "knative":
+        assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 0
+        assert obj["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
+    else:
+        assert obj["spec"]["canary"][0]["trafficPercent"] == 0
+
+    from components.canary.strategies import switch
+
+    obj = ctl.act(obj, switch(state), "switch", "pre-promotion analysis passed")
+    validate_resource(obj)
+    assert api.events[-1]["reason"] == "BlueGreenSwitched"
+    if mode == "knative":
+        assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 100
+    else:  # the stable predictor keeps running behind the canary entry: rollback is one patch
+        assert obj["spec"]["canary"][0]["trafficPercent"] == 100
+        assert obj["spec"]["predictor"]["model"]["storageUri"].endswith("/v1")
+    assert ctl.rollback().phase == "RolledBack"
+    obj = ctl.get()
+    assert obj["spec"]["predictor"]["model"]["storageUri"].endswith("/v1") and "canary" not in obj["spec"]
+
+
+def test_bluegreen_promote_by_user_switches_first_and_full_promotes():
+    _, ctl = _bluegreen("standard", auto_promote=False)
+    state = ctl.promote()
+    assert (state.phase, state.stage, state.weight) == ("Progressing", "post_promotion", 100)
+    assert ctl.get()["spec"]["canary"][0]["trafficPercent"] == 100
+    assert ctl.promote(full=True).phase == "Promoted"
+    obj = ctl.get()
+    assert "canary" not in obj["spec"] and obj["spec"]["predictor"]["model"]["storageUri"].endswith("/v2")
+    report = status_report(obj)
+    assert report["strategy"] == "bluegreen" and report["phase"] == "Promoted"
+
+
+def test_ab_and_shadow_are_refused_on_kserve_with_the_reason():
+    from components.canary.config import RolloutConfig
+    from components.common.errors import ConfigError
+
+    ctl = CanaryController(StandInApi(), NAME, NS, ready_timeout_s=5, log=lambda _m: None)
+    for strategy in ("ab", "shadow"):
+        with pytest.raises(ConfigError, match=f"{strategy}' runs with the local backend only"):
+            ctl.deploy(_deploy_cfg("knative"), CFG, "toy-model", "v1", RolloutConfig(strategy=strategy))
+
+
+def test_kubectl_conveyor_rollout_group_promotes_a_bluegreen_preview(capsys):
+    api, _ = _bluegreen("knative", auto_promote=False)
+    assert kubectl_conveyor(["rollout", "promote", NAME, "-n", NS], api=api) == 0
+    assert "Progressing at 100%" in capsys.readouterr().out
+    assert kubectl_conveyor(["rollout", "status", NAME, "-n", NS], api=api) == 0
+    out = capsys.readouterr().out
+    assert "bluegreen: Progressing  weight 100%" in out and "stage post_promotion" in out

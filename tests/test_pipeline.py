@@ -92,6 +92,19 @@ def test_a_failing_step_surfaces_the_components_own_message(tmp_path, s3_env):
                   progress=lambda _m: None)
 
 
+def test_the_compiled_pipeline_carries_the_configured_release_strategy(tmp_path):
+    config = tmp_path / "bluegreen.yaml"
+    bundled = yaml.safe_load((Path(__file__).parents[1] / "configs" / "spamassassin.yaml").read_text())
+    config.write_text(yaml.safe_dump({**bundled, "rollout": {"strategy": "bluegreen",
+                                                             "bluegreen": {"auto_promote": False}}}))
+    written = compile_all(str(tmp_path / "out"), config_path=str(config))["compiled"]
+    spec, _platform = yaml.safe_load_all(Path(written["conveyor-training"]).read_text())
+    rollout = spec["root"]["inputDefinitions"]["parameters"]["rollout_config"]["defaultValue"]
+    assert rollout["strategy"] == "bluegreen" and rollout["bluegreen"]["auto_promote"] is False
+    names = {t["taskInfo"]["name"] for t in spec["components"]["comp-condition-1"]["dag"]["tasks"].values()}
+    assert names == {"release (bluegreen): analysis, promote or roll back"}
+
+
 def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     written = compile_all(str(tmp_path))["compiled"]
     spec, platform = yaml.safe_load_all(Path(written["conveyor-training"]).read_text())
@@ -111,6 +124,9 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["deploy_target"]["defaultValue"] == "kserve"  # the cluster pipeline rolls out on KServe
     assert inputs["deploy_config"]["defaultValue"]["mode"] == "knative"
+    assert inputs["rollout_config"]["defaultValue"]["strategy"] == "canary"  # the bundled config's strategy
+    release = spec["components"]["comp-condition-1"]["dag"]["tasks"]["canary-op"]["inputs"]["parameters"]
+    assert release["rollout_config"]["componentInputParameter"] == "pipelinechannel--rollout_config"
 
     experiment = yaml.safe_load(Path(written["katib-experiment"]).read_text())
     assert experiment["spec"]["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"

@@ -25,9 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 from components.canary.analysis import CanaryState
-from components.canary.config import CanaryConfig
+from components.canary.config import CanaryConfig, RolloutConfig
 from components.canary.prometheus import PrometheusMetricsSource
 from components.canary.rollout import now, run_rollout
+from components.canary.strategies import Plan, begin, switch
 from components.common.errors import ClusterError, ConfigError
 from components.common.layout import deployment_record_key
 from components.deploy.cluster import (
@@ -42,6 +43,10 @@ from components.deploy.isvc import MODE_ANNOTATION, build_inference_service, sto
 
 STATE = "conveyor.dev/canary"
 CONFIG = "conveyor.dev/canary-config"
+ROLLOUT = "conveyor.dev/rollout-config"  # the RolloutConfig (strategy) the rollout started with
+# Strategies the KServe backend carries out; A/B and shadow need a router in front of the
+# InferenceService (an InferenceGraph or an HTTPRoute with mirroring), which is not built yet.
+CLUSTER_STRATEGIES = ("canary", "bluegreen")
 STABLE = "conveyor.dev/stable-version"
 CANDIDATE = "conveyor.dev/candidate-version"
 MODEL_LABEL = "conveyor.dev/model"
@@ -73,6 +78,22 @@ def read_config(obj: dict[str, Any]) -> CanaryConfig:
         return CanaryConfig.model_validate_json(raw) if raw else CanaryConfig()
     except ValueError as exc:
         raise ConfigError(f"annotation {CONFIG}: {exc}") from exc
+
+
+def read_plan(obj: dict[str, Any], cfg: CanaryConfig | None = None) -> Plan:
+    raw = obj["metadata"].get("annotations", {}).get(ROLLOUT)
+    try:
+        rollout = RolloutConfig.model_validate_json(raw) if raw else RolloutConfig()
+    except ValueError as exc:
+        raise ConfigError(f"annotation {ROLLOUT}: {exc}") from exc
+    return Plan(cfg or read_config(obj), rollout)
+
+
+def check_cluster_strategy(rollout: RolloutConfig) -> None:
+    if rollout.strategy not in CLUSTER_STRATEGIES:
+        raise ConfigError(f"rollout.strategy {rollout.strategy!r} runs with the local backend only; on KServe "
+                          f"use one of {', '.join(CLUSTER_STRATEGIES)} (A/B and shadow need a router in front of "
+                          "the InferenceService, see docs/rollout.md)")
 
 
 def state_annotation(state: CanaryState) -> str:
@@ -159,8 +180,13 @@ class CanaryController:
         return obj
 
     # -- starting a rollout -------------------------------------------------------------------
-    def deploy(self, deploy_cfg: DeployConfig, cfg: CanaryConfig, model: str, candidate: str) -> dict[str, Any]:
-        """First deployment: the candidate takes 100%. Otherwise a canary at the first step."""
+    def deploy(self, deploy_cfg: DeployConfig, cfg: CanaryConfig, model: str, candidate: str,
+               rollout: RolloutConfig | None = None) -> dict[str, Any]:
+        """First deployment: the candidate takes 100%. Otherwise a canary at the first step, or a
+        blue-green preview at 0% (the `latest-` tag URL in Knative mode, a dark canary entry in
+        Standard mode)."""
+        rollout = rollout or RolloutConfig()
+        check_cluster_strategy(rollout)
         obj = self.api.get(self.name, self.namespace)
         stable = obj and obj["metadata"].get("annotations", {}).get(STABLE)
         if obj is None or not stable:
@@ -180,27 +206,34 @@ class CanaryController:
         if stable == candidate:
             self.log(f"{candidate} is already the stable version; nothing to roll out")
             return obj
-        manifest = build_inference_service(deploy_cfg, model, stable, candidate, canary_percent=cfg.step_weights[0])
-        state = CanaryState(weight=cfg.step_weights[0], step=0, phase="Progressing")
+        state = begin(Plan(cfg, rollout))
+        manifest = build_inference_service(deploy_cfg, model, stable, candidate, canary_percent=state.weight)
         manifest["metadata"]["annotations"][STATE] = state_annotation(state)
         manifest["metadata"]["annotations"][CONFIG] = cfg.model_dump_json()
+        manifest["metadata"]["annotations"][ROLLOUT] = rollout.model_dump_json()
 
         obj = apply_inference_service(self.api, manifest, self.ready_timeout_s, log=self.log)
-        self.api.event(obj, "CanaryStarted", f"canary {candidate} vs stable {stable} at {state.weight}%")
+        if rollout.strategy == "bluegreen":
+            self.api.event(obj, "BlueGreenPreview", f"preview {candidate} at 0% beside stable {stable}")
+        else:
+            self.api.event(obj, "CanaryStarted", f"canary {candidate} vs stable {stable} at {state.weight}%")
         return obj
 
     # -- the analysis loop -------------------------------------------------------------------
     def analyze(self, source, cfg: CanaryConfig | None = None, once: bool = False,
                 wait: Callable[[float], None] = time.sleep, replay=None) -> CanaryState:
         """Run intervals until the rollout is promoted, rolled back or paused (or one, with once)."""
-        cfg = cfg or read_config(self.get())
-        return run_rollout(InferenceServiceRouter(self), source, replay, cfg, wait=wait, once=once,
+        plan = read_plan(self.get(), cfg)
+        return run_rollout(InferenceServiceRouter(self), source, replay, plan, wait=wait, once=once,
                            log=lambda m: self.log(f"{self.namespace}/{self.name}: {m}"))
 
     def act(self, obj: dict[str, Any], state: CanaryState, action: str, evidence: str) -> dict[str, Any]:
         if action == "step_up":
             return self._apply(obj, [weight_patch(obj, state.weight)], state, "CanaryStepUp",
                                f"weight {state.weight}%: {evidence}")
+        if action == "switch":  # blue-green: the stable keeps running behind it until the final promote
+            return self._apply(obj, [weight_patch(obj, 100)], state, "BlueGreenSwitched",
+                               f"all traffic to the candidate; post-promotion analysis follows: {evidence}")
         if action == "promote":
             return self._apply(obj, promote_patches(obj), state, "CanaryPromoted", evidence)
         if action == "rollback":
@@ -230,7 +263,17 @@ class CanaryController:
         self._apply(obj, patches(obj), state, f"Canary{phase}", message)
         return state
 
-    def promote(self) -> CanaryState:
+    def promote(self, full: bool = False) -> CanaryState:
+        """Canary: all traffic to the candidate now. Blue-green before the switch: the switch (as
+        Argo Rollouts' promote), post-promotion analysis still to run; `full` skips that too."""
+        obj, state = self._manual(("Progressing", "Paused"), "promote")
+        if state.strategy == "bluegreen" and state.stage == "preview" and not full:
+            switch(state)
+            state.history.append({"at": now(), "action": "switch", "weight": 100, "failed": 0, "checks": [],
+                                  "stage": "preview", "by": "user"})
+            self._apply(obj, [weight_patch(obj, 100)], state, "BlueGreenSwitched",
+                        "switched by user; run `kubectl conveyor rollout analyze` for post-promotion analysis")
+            return state
         return self._end_by_user("promote", "promote", "Promoted", 100, promote_patches, "promoted by user")
 
     def rollback(self) -> CanaryState:
@@ -275,7 +318,8 @@ class InferenceServiceRouter:
 
 def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, model: str, candidate: str,
                         api: InferenceServiceApi | None = None, source=None, log=print,
-                        replay_rows: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:
+                        replay_rows: tuple[list[str], list[str]] | None = None,
+                        rollout: RolloutConfig | None = None) -> dict[str, Any]:
     """The pipeline's cluster deploy step: start (or adopt) the rollout, analyse it to the end,
     move the registry's champion alias on promotion, and store a deployment record.
     With `cfg.cluster_replay_requests` and `replay_rows` (texts, labels), labelled rows are sent
@@ -289,7 +333,8 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     started = now()
     api = api or KubernetesInferenceServiceApi()
     ctl = CanaryController(api, deploy_cfg.name, deploy_cfg.namespace, cfg.ready_timeout_s, log=log)
-    obj = ctl.deploy(deploy_cfg, cfg, model, candidate)
+    rollout = rollout or RolloutConfig()
+    obj = ctl.deploy(deploy_cfg, cfg, model, candidate, rollout)
     state = read_state(obj)
     replay = None
     if state and state.phase == "Progressing":
@@ -302,6 +347,10 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
             if not url:
                 raise ClusterError(f"InferenceService {deploy_cfg.namespace}/{deploy_cfg.name} has no status.url "
                                    "to replay labelled rows through")
+            if rollout.strategy == "bluegreen" and deploy_cfg.mode == "knative":
+                # at 0% the InferenceService URL reaches only the stable: the preview is the
+                # `latest-` tag's URL (tag routing is on), which serves the newest revision
+                url = preview_url(obj) or url
             replay = LabelledReplay(f"{url.rstrip('/')}/v1/models/{deploy_cfg.name}:predict", *replay_rows,
                                     per_interval=cfg.cluster_replay_requests)
         state = ctl.analyze(source, cfg, replay=replay)
@@ -309,7 +358,8 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     stable = obj["metadata"].get("annotations", {}).get(STABLE)
     if stable == candidate:
         set_alias(store, model, "champion", candidate)
-    record = {"model": model, "candidate": candidate, "backend": "kserve", "started_at": started,
+    record = {"model": model, "candidate": candidate, "backend": "kserve", "strategy": rollout.strategy,
+              "started_at": started,
               "finished_at": now(), "inference_service": f"{deploy_cfg.namespace}/{deploy_cfg.name}",
               "outcome": state.phase if state else "None", "stable": stable,
               "replay_failed_requests": replay.failures if replay is not None else None,
@@ -318,6 +368,15 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     store.write_json(key, record)
     record["record_uri"] = store.url(key)
     return record
+
+
+def preview_url(obj: dict[str, Any]) -> str | None:
+    """Knative mode with tag routing: the URL of the traffic target tagged `latest`."""
+    predictor = ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
+    for target in predictor.get("traffic") or []:
+        if target.get("tag") == "latest" and target.get("url"):
+            return target["url"]
+    return None
 
 
 def status_report(obj: dict[str, Any]) -> dict[str, Any]:
@@ -340,6 +399,8 @@ def status_report(obj: dict[str, Any]) -> dict[str, Any]:
         "name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"], "mode": mode,
         "stable": ann.get(STABLE), "candidate": ann.get(CANDIDATE),
         "phase": state.phase if state else None, "weight": state.weight if state else None,
+        "strategy": state.strategy if state else None, "stage": (state.stage or None) if state else None,
+        "preview_url": preview_url(obj),
         "failed_checks": state.failed if state else None, "traffic": traffic,
         "revisions": {k: predictor.get(k) for k in ("latestCreatedRevision", "latestReadyRevision",
                                                      "latestRolledoutRevision", "previousRolledoutRevision")
@@ -352,11 +413,13 @@ def status_report(obj: dict[str, Any]) -> dict[str, Any]:
 def format_status(report: dict[str, Any]) -> str:
     lines = [f"InferenceService {report['namespace']}/{report['name']} ({report['mode']} mode)",
              f"  stable {report['stable']}  candidate {report['candidate'] or '-'}",
-             f"  canary: {report['phase'] or 'none'}  weight {report['weight']}%  failed checks "
-             f"{report['failed_checks']}",
+             f"  {report.get('strategy') or 'canary'}: {report['phase'] or 'none'}  weight {report['weight']}%  "
+             f"failed checks {report['failed_checks']}" + (f"  stage {report['stage']}" if report.get("stage") else ""),
              "  traffic:"]
     lines += [f"    {t['percent']:>3}%  {t['revision']}" + (f"  (tag {t['tag']})" if t.get("tag") else "")
               for t in report["traffic"]] or ["    (no traffic status yet)"]
+    if report.get("preview_url"):
+        lines.append(f"  preview: {report['preview_url']}")
     if report["revisions"]:
         lines.append("  revisions: " + ", ".join(f"{k}={v}" for k, v in report["revisions"].items()))
     if report["conditions"]:

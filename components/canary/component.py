@@ -1,5 +1,6 @@
-"""KFP component: canary rollout of a blessed candidate against the champion, with automated
-analysis and rollback, on one of two backends:
+"""KFP component: release of a blessed candidate against the champion by the configured strategy
+(`rollout.strategy`: canary, bluegreen, ab or shadow), with automated analysis and rollback, on
+one of two backends:
   local   both versions as model servers inside the step, the test split replayed as labelled
           traffic, each server's /metrics read directly (what `conveyor run` uses);
   kserve  the InferenceService is created or patched through the Kubernetes API, real traffic is
@@ -28,11 +29,12 @@ def canary_op(
     deployment: Output[Artifact],
     target: str = "local",
     deploy_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
+    rollout_config: dict = {},  # noqa: B006 ({}: canary)
 ) -> NamedTuple("CanaryOutputs", outcome=str, champion=str):
     import json
     from collections import namedtuple
 
-    from components.canary.config import CanaryConfig
+    from components.canary.config import CanaryConfig, RolloutConfig
     from components.common.errors import InputError
     from components.common.storage import open_store
     from components.evaluate.executor import read_test_split
@@ -45,6 +47,7 @@ def canary_op(
         verify_blessing(json.load(handle), model_name, candidate)
     st = open_store(store)
     cfg = CanaryConfig.model_validate(canary_config)
+    rollout = RolloutConfig.model_validate(rollout_config)
 
     def test_rows() -> tuple[list, list]:
         rows = read_test_split(test.path)
@@ -58,13 +61,14 @@ def canary_op(
         if store.startswith("s3://"):  # the predictor reads models from the same registry
             deploy = deploy.model_copy(update={"store": store})
         record = run_cluster_rollout(st, deploy, cfg, model_name, candidate,
-                                     replay_rows=test_rows() if cfg.cluster_replay_requests else None)
+                                     replay_rows=test_rows() if cfg.cluster_replay_requests else None,
+                                     rollout=rollout)
     else:
         from components.canary.local import run_local_canary
 
-        record = run_local_canary(st, model_name, candidate, *test_rows(), cfg)
+        record = run_local_canary(st, model_name, candidate, *test_rows(), cfg, rollout=rollout)
     with open(deployment.path, "w") as handle:
         json.dump(record, handle, indent=2)
-    deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate})
+    deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate, "strategy": rollout.strategy})
     outputs = namedtuple("CanaryOutputs", ["outcome", "champion"])
     return outputs(record["outcome"], resolve_version(st, model_name, "champion"))
