@@ -20,6 +20,7 @@ from components.featurize.config import FeaturesConfig
 from components.gate.config import GateConfig
 from components.ingest.config import CleaningConfig, DataConfig
 from components.monitor.config import MonitorConfig
+from components.notify.config import NotifyConfig
 from components.report.config import ReportConfig
 from components.split.config import SplitConfig
 from components.train.config import TrainParams
@@ -44,6 +45,7 @@ class ConveyorConfig(Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)  # canary | bluegreen | ab | shadow
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)  # Alert & Stop webhook
 
 
 def load_config(path: str | os.PathLike | None = None) -> ConveyorConfig:

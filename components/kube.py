@@ -4,6 +4,7 @@ calls a launcher needs (get, create, delete, a resumed watch on one object, list
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -166,3 +167,25 @@ def run_to_completion(api, manifest: dict[str, Any], spec_annotation: str, kind:
             api.delete(name, namespace)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def record_pod_event(reason: str, message: str, component: str, type_: str = "Warning") -> str:
+    """An Event on this process's own pod (HOSTNAME, the service account's namespace). Best
+    effort: returns "recorded" or why not, never raises (callers carry the message elsewhere too)."""
+    # lazy: cluster SDK, only on the cluster path
+    from kubernetes import client
+
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
+            namespace = handle.read().strip()
+        pod = os.environ["HOSTNAME"]
+        load_config()
+        now = dt.datetime.now(dt.UTC)
+        client.CoreV1Api().create_namespaced_event(namespace, client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{pod}.", namespace=namespace),
+            involved_object=client.V1ObjectReference(api_version="v1", kind="Pod", name=pod, namespace=namespace),
+            reason=reason, message=message[:1024], type=type_, first_timestamp=now, last_timestamp=now, count=1,
+            source=client.V1EventSource(component=component)))
+        return "recorded"
+    except Exception as exc:
+        return f"not recorded: {exc}"

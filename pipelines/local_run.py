@@ -31,6 +31,7 @@ from components.gate.component import gate_op
 from components.ingest.component import ingest_op
 from components.monitor.component import monitor_op
 from components.monitor.submit import retrain_config
+from components.notify.component import notify_op
 from components.registry.component import register_op
 from components.registry.store import resolve_version
 from components.report.component import report_op
@@ -167,7 +168,10 @@ def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "referen
     shutil.copyfile(output_path(run_dir, gate_op, "report"), gate_md)
     deployed = output_path(run_dir, canary_op, "deployment")  # None: the gate did not bless it
     deployment = json.loads(deployed.read_text()) if deployed else None
+    # Alert & Stop: the notify tasks' outputs (notify-op, notify-op-2: one per condition)
+    alerts = [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"**/{notify_op.name}*/notification"))]
     return {**data, **({"search": search} if search else {}),
+            "notifications": [{k: a.get(k) for k in ("event", "severity", "summary", "delivery")} for a in alerts],
             "train": {"run_id": record["run_id"], "best_epoch": record["best_epoch"],
                       "validation": record["metrics"]["validation"], "test": record["metrics"]["test"],
                       "train_docs_per_s": record["train_docs_per_s"], "device": record["device"],
@@ -390,6 +394,10 @@ def _describe(step: dict[str, Any]) -> str:
         lines.append(f"    gate: {gate['decision']} vs champion {gate['champion'] or 'none'}"
                      + (f"; reasons: {'; '.join(gate['reasons'])}" if gate["reasons"] else "")
                      + f"; infra validation: {gate['infra_validation']}; report: {gate['report']}")
+        for alert in step.get("notifications") or []:
+            delivery = alert["delivery"] or {}
+            sent = "sent" if delivery.get("delivered") else (delivery.get("skipped") or delivery.get("error"))
+            lines.append(f"    ALERT {alert['event']} ({alert['severity']}): {alert['summary']} [{sent}]")
         canary = step["canary"]
         if canary is None:
             lines.append("    release: not run (candidate not blessed)")

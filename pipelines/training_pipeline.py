@@ -11,10 +11,22 @@ from components.canary.component import canary_op
 from components.config import ConveyorConfig
 from components.evaluate.component import evaluate_op
 from components.gate.component import gate_op
+from components.notify.component import exit_notify_op, notify_op
 from components.registry.component import register_op
 from components.search.component import tune_op
 from components.train.component import train_op
 from pipelines.data_pipeline import CLUSTER_STORE, data_steps, section_defaults
+
+
+def _alerting(cfg: ConveyorConfig):
+    def alert(task, name: str):
+        task.set_display_name(name)
+        task.set_caching_options(False)  # a notification is a side effect
+        # the webhook URL lives in a Secret, never in the compiled pipeline; optional: no Secret, no webhook
+        kubernetes.use_secret_as_env(task, secret_name=cfg.notify.secret,
+                                     secret_key_to_env={"url": "CONVEYOR_NOTIFY_URL"}, optional=True)
+        return task
+    return alert
 
 
 def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, backend: str = "katib",
@@ -26,6 +38,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
     if not search:
         cfg = cfg.model_copy(update={"best_trial": "retrain"})
     config = cfg.model_dump(mode="json", exclude_none=True)
+    alert = _alerting(cfg)
     sections = section_defaults(cfg, "production" if continuous else "reference")
     cluster = cfg.cluster
     name, description = "conveyor-training", ("Ingest and version the data, search hyperparameters (Katib on GPU "
@@ -58,57 +71,70 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         reference_version: str = "",  # the data report's drift baseline ("": statistics only)
         engine: str = sections["engine"],  # ingest: local | spark (a SparkApplication on the cluster)
         engine_config: dict = sections["engine_config"],
-    ) -> str:
-        data = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
-                          report_config, reference_version=reference_version, engine=engine,
-                          engine_config=engine_config)
-        features = {name: data.features.outputs[name]
-                    for name in ("featurizer", "train_features", "validation_features", "test_features")}
-        test_split = data.splits.outputs["test"]
+        notify_config: dict = config["notify"],  # Alert & Stop webhook (the URL from the Secret on a cluster)
+    ):
+        # No pipeline output: KFP allows none from inside an ExitHandler; the registered version is
+        # the register task's output (and the registry's `candidate` alias).
         run_id = f"{dsl.PIPELINE_JOB_ID_PLACEHOLDER}"
-        tasks = []
-        if search:
-            tuned = tune_op(backend=search_backend, store=store, featurizer=features["featurizer"], config=config,
-                            run_id=run_id)
-            tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
-            tuned.set_display_name("search (Katib / Optuna)")
-            tasks.append(tuned)
-            trained = train_op(store=store, **features, config=config,
-                               best_params=tuned.outputs["best_params"], best_run_id=tuned.outputs["best_run_id"],
-                               run_id=f"{run_id}-best")
-            trained.set_display_name("train best configuration")
-        else:
-            trained = train_op(store=store, **features, config=config, best_params={},
-                               best_run_id="", run_id=f"{run_id}-retrain")
-            trained.set_display_name("retrain the champion's configuration")
-        tasks.append(trained)
-        if cluster.gpus_per_trial:
-            trained.set_accelerator_type(cluster.gpu_resource).set_accelerator_limit(cluster.gpus_per_trial)
-            for key, value in cluster.node_selector.items():
-                kubernetes.add_node_selector(trained, label_key=key, label_value=value)
-            for tol in cluster.tolerations:
-                kubernetes.add_toleration(trained, key=tol.get("key"), operator=tol.get("operator"),
-                                          value=tol.get("value"), effect=tol.get("effect"))
-        for task in tasks:
-            kubernetes.use_secret_as_env(task, secret_name=cluster.s3_secret, secret_key_to_env={
-                "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
-        registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
-        registered.set_display_name("register model (alias: candidate)")
-        evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
-                                test=test_split)
-        evaluated.set_display_name("evaluate candidate vs champion")
-        gated = gate_op(store=store, model_name=model_name, evaluation=evaluated.outputs["evaluation"],
-                        test=test_split, gate_config=gate_config)
-        gated.set_display_name("gate (thresholds, regressions, infra validation)")
-        gated.set_caching_options(False)
-        with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
-            rollout = canary_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
-                                blessing=gated.outputs["blessing"], test=test_split,
-                                canary_config=canary_config, target=deploy_target, deploy_config=deploy_config,
-                                rollout_config=rollout_config)
-            rollout.set_display_name(f"release ({cfg.rollout.strategy}): analysis, promote or roll back")
-            rollout.set_caching_options(False)
-        return registered.outputs["version"]
+        failed = exit_notify_op(run_id=run_id, model_name=model_name, notify_config=notify_config)
+        alert(failed, "alert on failure")
+        with dsl.ExitHandler(failed, name="steps"):
+            data = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
+                              report_config, reference_version=reference_version, engine=engine,
+                              engine_config=engine_config)
+            features = {name: data.features.outputs[name]
+                        for name in ("featurizer", "train_features", "validation_features", "test_features")}
+            test_split = data.splits.outputs["test"]
+            tasks = []
+            if search:
+                tuned = tune_op(backend=search_backend, store=store, featurizer=features["featurizer"], config=config,
+                                run_id=run_id)
+                tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
+                tuned.set_display_name("search (Katib / Optuna)")
+                tasks.append(tuned)
+                trained = train_op(store=store, **features, config=config,
+                                   best_params=tuned.outputs["best_params"], best_run_id=tuned.outputs["best_run_id"],
+                                   run_id=f"{run_id}-best")
+                trained.set_display_name("train best configuration")
+            else:
+                trained = train_op(store=store, **features, config=config, best_params={},
+                                   best_run_id="", run_id=f"{run_id}-retrain")
+                trained.set_display_name("retrain the champion's configuration")
+            tasks.append(trained)
+            if cluster.gpus_per_trial:
+                trained.set_accelerator_type(cluster.gpu_resource).set_accelerator_limit(cluster.gpus_per_trial)
+                for key, value in cluster.node_selector.items():
+                    kubernetes.add_node_selector(trained, label_key=key, label_value=value)
+                for tol in cluster.tolerations:
+                    kubernetes.add_toleration(trained, key=tol.get("key"), operator=tol.get("operator"),
+                                              value=tol.get("value"), effect=tol.get("effect"))
+            for task in tasks:
+                kubernetes.use_secret_as_env(task, secret_name=cluster.s3_secret, secret_key_to_env={
+                    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
+            registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
+            registered.set_display_name("register model (alias: candidate)")
+            evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
+                                    test=test_split)
+            evaluated.set_display_name("evaluate candidate vs champion")
+            gated = gate_op(store=store, model_name=model_name, evaluation=evaluated.outputs["evaluation"],
+                            test=test_split, gate_config=gate_config)
+            gated.set_display_name("gate (thresholds, regressions, infra validation)")
+            gated.set_caching_options(False)
+            with dsl.If(gated.outputs["Output"] == False, name="not-blessed"):  # noqa: E712 (a KFP condition)
+                alert(notify_op(event="not_blessed", run_id=run_id, model_name=model_name,
+                                notify_config=notify_config, record=gated.outputs["blessing"]),
+                      "alert & stop: candidate not blessed")
+            with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
+                rollout = canary_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
+                                    blessing=gated.outputs["blessing"], test=test_split,
+                                    canary_config=canary_config, target=deploy_target, deploy_config=deploy_config,
+                                    rollout_config=rollout_config)
+                rollout.set_display_name(f"release ({cfg.rollout.strategy}): analysis, promote or roll back")
+                rollout.set_caching_options(False)
+                with dsl.If(rollout.outputs["outcome"] != "Promoted", name="not-promoted"):
+                    alert(notify_op(event="rolled_back", run_id=run_id, model_name=model_name,
+                                    notify_config=notify_config, record=rollout.outputs["deployment"]),
+                          "alert: release not promoted")
 
     return training_pipeline

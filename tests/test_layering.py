@@ -52,6 +52,7 @@ SHAPE = {
     "gate": ("config.py", "core.py", "executor.py"),
     "canary": ("config.py", "analysis.py", "rollout.py"),
     "monitor": ("config.py", "drift.py", "executor.py"),
+    "notify": ("config.py", "core.py", "executor.py"),
 }
 
 

@@ -44,8 +44,9 @@ def test_monitoring_and_continuous_training_pipelines_compile(tmp_path):
     outputs = monitoring["components"]["comp-monitor-op"]["outputDefinitions"]["artifacts"]
     assert outputs["report"]["artifactType"]["schemaTitle"] == "system.HTML"
     ct = next(yaml.safe_load_all(Path(written["conveyor-continuous-training"]).read_text()))
-    ct_tasks = set(ct["root"]["dag"]["tasks"])
-    assert "tune-op" not in ct_tasks and {"ingest-op", "train-op", "gate-op", "condition-1"} <= ct_tasks
+    assert set(ct["root"]["dag"]["tasks"]) == {"exit-handler-1", "exit-notify-op"}
+    ct_tasks = set(ct["components"]["comp-exit-handler-1"]["dag"]["tasks"])
+    assert "tune-op" not in ct_tasks and {"ingest-op", "train-op", "gate-op", "condition-3"} <= ct_tasks
     assert ct["root"]["inputDefinitions"]["parameters"]["sources"]["defaultValue"][0].endswith("easy-ham-2")
     for name in ("conveyor-monitoring", "conveyor-continuous-training"):
         kfp_components.load_component_from_file(written[name])  # the SDK reloads it
@@ -101,19 +102,35 @@ def test_the_compiled_pipeline_carries_the_configured_release_strategy(tmp_path)
     spec, _platform = yaml.safe_load_all(Path(written["conveyor-training"]).read_text())
     rollout = spec["root"]["inputDefinitions"]["parameters"]["rollout_config"]["defaultValue"]
     assert rollout["strategy"] == "bluegreen" and rollout["bluegreen"]["auto_promote"] is False
-    names = {t["taskInfo"]["name"] for t in spec["components"]["comp-condition-1"]["dag"]["tasks"].values()}
-    assert names == {"release (bluegreen): analysis, promote or roll back"}
+    blessed = spec["components"]["comp-condition-3"]["dag"]["tasks"]
+    assert blessed["canary-op"]["taskInfo"]["name"] == "release (bluegreen): analysis, promote or roll back"
 
 
 def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     written = compile_all(str(tmp_path))["compiled"]
     spec, platform = yaml.safe_load_all(Path(written["conveyor-training"]).read_text())
-    tasks = spec["root"]["dag"]["tasks"]
+    root = spec["root"]["dag"]["tasks"]
+    # Alert & Stop: every step inside an exit handler whose exit task reports a failed run
+    assert set(root) == {"exit-handler-1", "exit-notify-op"}
+    assert root["exit-notify-op"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    tasks = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
     assert {"ingest-op", "report-op", "split-op", "featurize-op", "tune-op", "train-op", "register-op",
-            "evaluate-op", "gate-op", "condition-1"} == set(tasks)
-    blessed = tasks["condition-1"]
+            "evaluate-op", "gate-op", "condition-2", "condition-3"} == set(tasks)
+    not_blessed, blessed = tasks["condition-2"], tasks["condition-3"]
+    assert not_blessed["triggerPolicy"]["condition"] == \
+        "inputs.parameter_values['pipelinechannel--gate-op-Output'] == false"
+    assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"notify-op"}
     assert blessed["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-op-Output'] == true"
-    assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"canary-op"}
+    assert set(spec["components"]["comp-condition-3"]["dag"]["tasks"]) == {"canary-op", "condition-4"}
+    assert spec["components"]["comp-condition-4"]["dag"]["tasks"]["notify-op-2"]["inputs"]["artifacts"][
+        "record"] == {"componentInputArtifact": "pipelinechannel--canary-op-deployment"}
+    assert tasks["condition-3"]["triggerPolicy"]["condition"].endswith("== true")
+    assert spec["components"]["comp-condition-3"]["dag"]["tasks"]["condition-4"]["triggerPolicy"]["condition"] \
+        == "inputs.parameter_values['pipelinechannel--canary-op-outcome'] != 'Promoted'"
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for alert in ("exec-notify-op", "exec-notify-op-2", "exec-exit-notify-op"):  # the URL only from the Secret
+        assert executors[alert]["secretAsEnv"][0]["keyToEnv"] == [{"envVar": "CONVEYOR_NOTIFY_URL", "secretKey": "url"}]
+        assert executors[alert]["secretAsEnv"][0]["optional"] is True
     assert tasks["tune-op"]["cachingOptions"] == {} or not tasks["tune-op"]["cachingOptions"].get("enableCache")
     train = spec["deploymentSpec"]["executors"]["exec-train-op"]["container"]["resources"]
     assert train["accelerator"]["resourceType"] == "nvidia.com/gpu" and train["accelerator"]["resourceCount"] == "1"
@@ -125,7 +142,7 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     assert inputs["deploy_target"]["defaultValue"] == "kserve"  # the cluster pipeline rolls out on KServe
     assert inputs["deploy_config"]["defaultValue"]["mode"] == "knative"
     assert inputs["rollout_config"]["defaultValue"]["strategy"] == "canary"  # the bundled config's strategy
-    release = spec["components"]["comp-condition-1"]["dag"]["tasks"]["canary-op"]["inputs"]["parameters"]
+    release = spec["components"]["comp-condition-3"]["dag"]["tasks"]["canary-op"]["inputs"]["parameters"]
     assert release["rollout_config"]["componentInputParameter"] == "pipelinechannel--rollout_config"
 
     experiment = yaml.safe_load(Path(written["katib-experiment"]).read_text())
