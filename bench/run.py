@@ -274,6 +274,9 @@ def write_readme(results: dict[str, dict]) -> None:
     serving = results.get("serving")
     if serving:
         lines += serving_section(serving)
+    explain = results.get("explain")
+    if explain:
+        lines += explain_section(explain)
     drift = results.get("drift")
     if drift:
         lines += ["## Drift verdict (1M-row windows, monitor vs Evidently DataDriftPreset)", "",
@@ -330,18 +333,38 @@ def serving_section(serving: dict) -> list[str]:
     return lines
 
 
+def explain_section(explain: dict) -> list[str]:
+    rows = explain["results"]
+    lines = ["## Explanations (`:explain`, exact occlusion, one client, one text per request, loopback)", "",
+             f"Run {explain['environment']['when']} on {explain['environment']['cpus']} CPUs, one server worker, "
+             f"`--max-explain-tokens {explain['max_explain_tokens']}`; `:predict` on the same text and server in the "
+             "same run. An explanation scores the text once per occluded token plus once whole, so explain / "
+             "predict is bounded by explained tokens + 1. Targets: that bound; long-text p99 <= 250 ms.", "",
+             "| text | distinct tokens | explained | predict p50 ms | explain p50 ms | explain p99 ms | "
+             "explain / predict | bound |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['text']} | {r['distinct_tokens']} | {r['explained_tokens']} | {r['predict_p50_ms']} | "
+                     f"{r['explain_p50_ms']} | {r['explain_p99_ms']} | {r['explain_over_predict']} | {r['bound']} |")
+    within = all(r["explain_over_predict"] <= r["bound"] for r in rows)
+    long_p99 = rows[-1]["explain_p99_ms"]
+    lines += ["", f"Within the occlusion bound at every length: {_verdict(within)}; long-text p99 {long_p99} ms "
+              f"({_verdict(long_p99 <= 250)}).", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000000,10000000,30000000", help="ingest corpus sizes")
     parser.add_argument("--spark-sizes", default="1000000,10000000", help="Spark engine corpus sizes")
     parser.add_argument("--features-sizes", default="1000000,3000000", help="split + featurize corpus sizes")
     parser.add_argument("--only", help="comma-separated subset of: ingest, features, spark, training, distributed, "
-                        "search, serving, drift")
+                        "search, serving, explain, drift")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
     results = {}
     from bench.drift import bench_drift
+    from bench.explain import bench_explain
     from bench.serving import bench_serving
     from bench.training import bench_search, bench_throughput, bench_world_sizes
 
@@ -353,6 +376,7 @@ def main() -> None:
                            "results": [bench_search(WORK)]},
         "serving": lambda: {"bench": "serving", "results": [bench_serving(WORK)]},
         "drift": bench_drift,
+        "explain": lambda: bench_explain(WORK),
         "spark": lambda: bench_spark([int(s) for s in args.spark_sizes.split(",")]),
         "distributed": lambda: bench_world_sizes(WORK),
         "features": lambda: bench_features([int(s) for s in args.features_sizes.split(",")]),
@@ -365,7 +389,7 @@ def main() -> None:
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         results[name] = result
     # keep the results of the benches not rerun
-    for name in ("ingest", "features", "spark", "training", "distributed", "search", "serving", "drift"):
+    for name in ("ingest", "features", "spark", "training", "distributed", "search", "serving", "explain", "drift"):
         path = RESULTS / f"{name}.json"
         if name not in results and path.exists():
             results[name] = json.loads(path.read_text())

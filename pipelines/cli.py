@@ -161,10 +161,14 @@ def cmd_models_list(args) -> int:
 def cmd_models_show(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
     from components.common.storage import open_store
-    from components.registry.store import load
+    from components.registry.store import load, read_explanations
 
-    loaded = load(open_store(args.store), args.name, args.ref)  # verifies every file's sha256
-    sys.stdout.write(json.dumps(loaded.card, indent=2) + "\n")
+    store = open_store(args.store)
+    loaded = load(store, args.name, args.ref)  # verifies every file's sha256
+    card = dict(loaded.card)
+    if (explanations := read_explanations(store, args.name, card["version"])) is not None:
+        card["explanations"] = explanations  # global token importance, from the evaluate step
+    sys.stdout.write(json.dumps(card, indent=2) + "\n")
     return 0
 
 
@@ -203,7 +207,8 @@ def cmd_serve(args) -> int:
                              f"(got {len(token)}); it is read from the environment so that ps does not show it")
     return serve(store, name, ref, args.port, role=args.role, name=args.name, log_sample_rate=args.log_sample_rate,
                  max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log,
-                 model_dir=model_dir, host=args.host, workers=args.workers, repository_token=token)
+                 model_dir=model_dir, host=args.host, workers=args.workers, repository_token=token,
+                 max_explain_batch=args.max_explain_batch, max_explain_tokens=args.max_explain_tokens)
 
 
 def cmd_monitor(args) -> int:
@@ -372,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-sample-rate", type=float, default=0.0, help="share of requests logged to the store")
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--max-chars", type=int, default=100_000)
+    p.add_argument("--max-explain-batch", type=int, default=16, help="texts per :explain request")
+    p.add_argument("--max-explain-tokens", type=int, default=64,
+                   help="distinct tokens occluded per text in :explain (the most frequent; cost is this + 1 "
+                        "forward rows per text)")
     chaos = p.add_argument_group("chaos (rehearse a bad rollout; off by default)")
     chaos.add_argument("--chaos-error-rate", type=float, default=0.0,
                        help="share of requests answered 500, spread evenly (0.3: 3 in every 10)")

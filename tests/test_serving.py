@@ -59,6 +59,37 @@ def test_bad_input_is_a_400_with_a_message(served, path, body, message):
     assert message in answer.get("error", "")
 
 
+def test_explain_gives_exact_occlusion_effects_and_top_tokens_per_class(served):
+    server, _store, card = served
+    text = "Free cash prize for the team meeting"
+    code, body = http_json(f"{server.url}/v1/models/toy:explain", {"instances": [text]})
+    assert code == 200 and body["model_version"] == card["version"]
+    [answer] = body["explanations"]
+    assert answer["label"] == "spam" and answer["complete"] and answer["explained_tokens"] == 7
+    assert {t["token"] for t in answer["top_tokens"]["spam"][:3]} <= {"free", "cash", "prize"}
+    assert {t["token"] for t in answer["top_tokens"]["ham"][:2]} <= {"team", "meeting", "for", "the"}
+    # exact: the effect of a token is the drop in probability when the server predicts without it
+    _code, full = http_json(f"{server.url}/v1/models/toy:predict", {"instances": [text]})
+    _code, without = http_json(f"{server.url}/v1/models/toy:predict",
+                               {"instances": ["free cash for the team meeting"]})
+    prize = next(t for t in answer["tokens"] if t["token"] == "prize")
+    expected = full["predictions"][0]["probabilities"]["spam"] - without["predictions"][0]["probabilities"]["spam"]
+    assert prize["effect"]["spam"] == pytest.approx(expected, abs=1e-5)
+    assert answer["probabilities"]["spam"] == pytest.approx(full["predictions"][0]["probabilities"]["spam"], abs=1e-6)
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"instances": ["x"] * 17}, "batch of 17 texts exceeds the limit of 16"),
+    ({"instances": [3]}, "instances[0]: expected a string"),
+    ({"instances": ["   "]}, "empty text"),
+])
+def test_explain_bad_input_is_a_400_with_a_message(served, body, message):
+    server, _store, _card = served
+    code, answer = http_json(f"{server.url}/v1/models/toy:explain", body)
+    assert code == 400, answer
+    assert message in answer.get("error", "")
+
+
 def test_metrics_carry_status_codes_version_and_role(served):
     server, _store, card = served
     http_json(f"{server.url}/v1/models/toy:predict", {"instances": ["free prize"]})
@@ -70,6 +101,10 @@ def test_metrics_carry_status_codes_version_and_role(served):
     assert re.search(r'conveyor_request_errors_total\{code="400",' + re.escape(labels) + r"\} [1-9]", text)
     assert re.search(r'conveyor_predictions_total\{label="spam",' + re.escape(labels) + r"\} [1-9]", text)
     assert "conveyor_request_latency_seconds_bucket" in text
+    http_json(f"{server.url}/v1/models/toy:explain", {"instances": ["free prize"]})
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert re.search(r'conveyor_explain_latency_seconds_count\{' + re.escape(labels) + r"\} [1-9]", text)
 
 
 def test_requests_are_logged_to_the_store_in_batches(served):

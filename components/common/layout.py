@@ -7,6 +7,7 @@ predictor's logs) names it the same way the writer did.
     cache/features/<dataset>/<key>/                    split + featurizer + encoded splits
     runs/<run_id>.json, runs/<run_id>/model/<file>     a training run's record and model
     models/<model>/<version>/model_card.json           a registered model version
+    models/<model>/<version>/explanations.json         its global token importance (evaluate step)
     models/<model>/aliases/<alias>.json                champion, candidate, ...
     deployments/<model>/<finished>-<candidate>.json    a rollout's record
     inference-logs/<model>/<version>/<day>/<id>.parquet  what the predictor answered
@@ -82,6 +83,10 @@ def model_version_prefix(name: str, version: str) -> str:
 
 def model_card_key(name: str, version: str) -> str:
     return f"{model_version_prefix(name, version)}/model_card.json"
+
+
+def model_explanations_key(name: str, version: str) -> str:
+    return f"{model_version_prefix(name, version)}/explanations.json"
 
 
 def alias_prefix(name: str) -> str:

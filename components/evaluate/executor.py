@@ -11,9 +11,12 @@ import pyarrow.parquet as pq
 from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import Store
 from components.evaluate.core import evaluate
-from components.registry.store import load, resolve_version
+from components.evaluate.explain import ExplainLimits, global_importance
+from components.registry.store import load, resolve_version, write_explanations
 
 COLUMNS = ["doc_id", "text", "label", "source"]
+IMPORTANCE_ROWS = 200  # held-out documents whose occlusion effects are averaged for the model card
+EXAMPLES = 4  # explained test documents in the gate report
 
 
 def read_test_split(path: str) -> pa.Table:
@@ -31,6 +34,10 @@ def evaluate_candidate(store: Store, model_name: str, candidate: str, test: pa.T
     result = {"dataset": {"name": data["dataset"], "version": data["version"]}, "rows": test.num_rows,
               "split": data.get("split") or {},
               "candidate": {"version": cand.card["version"], **evaluate(cand, test)}, "champion": None}
+    explanations = explain_candidate(cand, test)
+    write_explanations(store, model_name, cand.card["version"], {
+        **explanations["importance"], "dataset": result["dataset"], "split": "test"})
+    result["candidate"]["explanations"] = explanations
     try:
         champ = load(store, model_name, "champion")
     except NotFoundError:
@@ -42,3 +49,27 @@ def evaluate_candidate(store: Store, model_name: str, candidate: str, test: pa.T
     if champ.card["version"] != cand.card["version"]:
         result["champion"] = {"version": champ.card["version"], **evaluate(champ, test)}
     return result
+
+
+def explain_candidate(loaded, test: pa.Table, importance_rows: int = IMPORTANCE_ROWS,
+                      examples: int = EXAMPLES) -> dict[str, Any]:
+    """Global token importance over the first `importance_rows` test documents, and a few explained
+    examples: the first correctly predicted document of each class, then the first mistakes."""
+    head = test.slice(0, importance_rows)
+    docs = [loaded.featurizer.tokenize(t) for t in head.column("text").to_pylist()]
+    labels = loaded.featurizer.labels
+    importance = global_importance(docs, loaded.predict_proba_tokenized, labels)
+    truth = head.column("label").to_pylist()
+    predicted = [labels[i] for i in loaded.predict_proba_tokenized(docs).argmax(axis=1)] if docs else []
+    first_correct: dict[str, int] = {}
+    for i, (t, p) in enumerate(zip(truth, predicted, strict=True)):
+        if t == p:
+            first_correct.setdefault(t, i)
+    mistakes = [i for i, (t, p) in enumerate(zip(truth, predicted, strict=True)) if t != p]
+    chosen = ([first_correct[label] for label in labels if label in first_correct] + mistakes)[:examples]
+    explained = loaded.explain([head.column("text")[i].as_py() for i in chosen], ExplainLimits(top_k=5))
+    return {"importance": importance, "examples": [
+        {"doc_id": head.column("doc_id")[i].as_py(), "label": truth[i], "predicted": e["label"],
+         "probability": round(e["probabilities"][e["label"]], 4), "top_tokens": e["top_tokens"][e["label"]],
+         "complete": e["complete"]}
+        for i, e in zip(chosen, explained, strict=True)]}

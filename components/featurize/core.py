@@ -82,9 +82,8 @@ class Featurizer:
         tokenize = self.tokenize
         return pa.array([tokenize(t or "") for t in texts.to_pylist()], pa.list_(pa.large_string()))
 
-    def _token_streams(self, texts: pa.Array):
-        """Yield (flat token strings, parent document index) per feature kind."""
-        words = self._words(texts)
+    def _token_streams(self, words: pa.ListArray):
+        """Yield (flat token strings, parent document index) per feature kind, from tokenized documents."""
         flat = pc.list_flatten(words)
         parents = pc.list_parent_indices(words).to_numpy()
         lo, hi = self.config.word_ngrams or (1, 0)  # None: no word features (characters only)
@@ -121,9 +120,16 @@ class Featurizer:
         return out
 
     def encode(self, texts: pa.Array) -> Encoded:
-        n_docs = len(texts)
+        return self.encode_tokenized(self._words(texts))
+
+    def encode_tokenized(self, words: list[list[str]] | pa.ListArray) -> Encoded:
+        """Encode documents given as their token lists (what `tokenize` returns): the ids `encode`
+        gives for the text, so an explanation can drop a token and re-encode exactly."""
+        if not isinstance(words, pa.Array):
+            words = pa.array(words, pa.list_(pa.large_string()))
+        n_docs = len(words)
         all_ids, all_parents = [], []
-        for kind, tokens, parents in self._token_streams(texts):
+        for kind, tokens, parents in self._token_streams(words):
             if not len(tokens):
                 continue
             encoded = pc.dictionary_encode(tokens)
@@ -198,7 +204,7 @@ def token_counts(featurizer: Featurizer, texts: pa.Array) -> Counter[str]:
     Counts of batches add up to the counts of their concatenation (documents are tokenized
     independently), so a fit can stream batches or run as a distributed aggregation."""
     counts: Counter[str] = Counter()
-    for kind, tokens, _parents in featurizer._token_streams(texts):
+    for kind, tokens, _parents in featurizer._token_streams(featurizer._words(texts)):
         if not len(tokens):
             continue
         if kind == "w":

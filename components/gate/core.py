@@ -83,4 +83,28 @@ def gate_markdown(decision: dict[str, Any]) -> str:
                      f"{'pass' if c['passed'] else '**FAIL**'} |")
     if decision["reasons"]:
         lines += ["", "Refused because: " + "; ".join(decision["reasons"])]
+    lines += explanations_markdown(decision.get("explanations"))
     return "\n".join(lines) + "\n"
+
+
+def _tokens(items: list[dict[str, Any]], key: str) -> str:
+    return ", ".join(f"`{t['token']}` {t[key]:+.3f}" for t in items) or "(none raises it)"
+
+
+def explanations_markdown(explanations: dict[str, Any] | None) -> list[str]:
+    """The candidate's explanations (components.evaluate.explain): what drives each class over the
+    held-out rows, and a few test documents with the tokens behind their prediction."""
+    if not explanations:
+        return []
+    importance = explanations["importance"]
+    lines = ["", f"### What the candidate relies on ({importance['method']} over {importance['documents']} "
+             "test documents; the change in the class probability when a token is removed)", "",
+             "| class | top tokens |", "|---|---|"]
+    lines += [f"| {label} | {_tokens(items, 'mean_effect')} |" for label, items in importance["per_class"].items()]
+    if explanations["examples"]:
+        lines += ["", "| test document | label | predicted (p) | tokens behind the prediction |", "|---|---|---|---|"]
+        for e in explanations["examples"]:
+            mark = "" if e["label"] == e["predicted"] else " **wrong**"
+            lines.append(f"| {e['doc_id'][:12]} | {e['label']} | {e['predicted']} ({e['probability']:.3f}){mark} | "
+                         f"{_tokens(e['top_tokens'], 'effect')} |")
+    return lines

@@ -27,7 +27,7 @@ def gate_candidate(store: Store, model_name: str, evaluation: dict[str, Any], te
                       evaluation.get("champion_unusable"))
     return {**decision, "model": model_name, "candidate": evaluation["candidate"]["version"],
             "champion": (evaluation["champion"] or {}).get("version"), "dataset": evaluation["dataset"],
-            "infra_validation": infra}
+            "infra_validation": infra, "explanations": evaluation["candidate"].get("explanations")}
 
 
 def infra_validate(store: Store, model_name: str, version: str, texts: list[str]) -> dict[str, Any]:

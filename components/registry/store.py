@@ -25,11 +25,13 @@ from components.common.layout import (
     alias_key,
     alias_prefix,
     model_card_key,
+    model_explanations_key,
     model_prefix,
     model_version_prefix,
     run_file_key,
 )
 from components.common.storage import Store
+from components.evaluate.explain import ExplainLimits, explain_many
 from components.featurize.core import Featurizer
 
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
@@ -87,17 +89,43 @@ class LoadedModel:
     def predict_proba(self, texts):
         """Class probabilities (n, classes) for a pyarrow array or list of texts: featurize, forward,
         softmax. The one scoring path for evaluation, infra validation and serving."""
-        # lazy: torch loads in ~1 s; only this path needs it
-        import torch
-
         if not isinstance(texts, pa.Array):
             texts = pa.array(texts, pa.large_string())
         if not len(texts):
             return np.empty((0, len(self.featurizer.labels)), dtype=np.float32)
-        enc = self.featurizer.encode(texts)
+        return self._forward(self.featurizer.encode(texts))
+
+    def predict_proba_tokenized(self, docs: list[list[str]]) -> np.ndarray:
+        """The same for documents given as token lists (featurizer.tokenize), as explanations need."""
+        if not docs:
+            return np.empty((0, len(self.featurizer.labels)), dtype=np.float32)
+        return self._forward(self.featurizer.encode_tokenized(docs))
+
+    def explain(self, texts: list[str], limits: ExplainLimits | None = None) -> list[dict[str, Any]]:
+        """Occlusion explanations (components.evaluate.explain) of each text, scored by this model."""
+        docs = [self.featurizer.tokenize(t) for t in texts]
+        return explain_many(docs, self.predict_proba_tokenized, self.featurizer.labels, limits or ExplainLimits())
+
+    def _forward(self, enc) -> np.ndarray:
+        # lazy: torch loads in ~1 s; only this path needs it
+        import torch
+
         with torch.no_grad():
             logits = self.model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1]))
         return torch.softmax(logits.float(), dim=1).numpy()
+
+
+def write_explanations(store: Store, name: str, version: str, explanations: dict[str, Any]) -> None:
+    """Attach global explanations to a version. Beside the card, not in it: the card is written
+    once with the version, and explanations come later, from the evaluate step's held-out rows."""
+    if not store.exists(model_card_key(name, version)):
+        raise NotFoundError(f"model {name!r} has no version {version!r}")
+    store.write_json(model_explanations_key(name, version), explanations)
+
+
+def read_explanations(store: Store, name: str, version: str) -> dict[str, Any] | None:
+    key = model_explanations_key(name, version)
+    return store.read_json(key) if store.exists(key) else None
 
 
 def load_card(store: Store, name: str, ref: str = "champion") -> dict[str, Any]:

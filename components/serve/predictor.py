@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from components.common.errors import InputError
 from components.common.storage import open_store
+from components.evaluate.explain import ExplainLimits
 from components.registry.store import load, load_dir
 from components.serve import kserve_sdk
 from components.serve.logging_sink import InferenceLogger
@@ -43,13 +44,17 @@ ERRORS = Counter("conveyor_request_errors_total", "Prediction requests that fail
 LATENCY = Histogram("conveyor_request_latency_seconds", "Predict latency (validation, featurize, forward)",
                     ["model", "version", "role"],
                     buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0))
+EXPLAIN_LATENCY = Histogram("conveyor_explain_latency_seconds", "Explain latency (occlusion over the request's texts)",
+                            ["model", "version", "role"],
+                            buckets=(0.001, 0.004, 0.016, 0.064, 0.256, 1.0, 4.0, 16.0))
 PREDICTIONS = Counter("conveyor_predictions_total", "Predicted classes", ["model", "version", "role", "label"])
 
 
 class ConveyorModel(Model):
     def __init__(self, name: str, store_uri: str | None, model_name: str, ref: str = "champion",
                  role: str = "stable", max_batch: int = 256, max_chars: int = 100_000,
-                 log_sample_rate: float = 0.0, chaos: dict | None = None, model_dir: str | None = None):
+                 log_sample_rate: float = 0.0, chaos: dict | None = None, model_dir: str | None = None,
+                 max_explain_batch: int = 16, max_explain_tokens: int = 64):
         super().__init__(name)
         # Chaos options rehearse a bad rollout (error share, added delay, wrong labels); off by default.
         self.chaos = {"error_rate": 0.0, "delay_ms": 0.0, "flip_labels": False, **(chaos or {})}
@@ -58,6 +63,9 @@ class ConveyorModel(Model):
         self._chaos_seen = 0
         self.store_uri, self.model_name, self.ref, self.role = store_uri, model_name, ref, role
         self.max_batch, self.max_chars, self.log_sample_rate = max_batch, max_chars, log_sample_rate
+        # An explanation costs up to max_explain_tokens + 1 forward rows per text: both bounds hold it.
+        self.max_explain_batch = max_explain_batch
+        self.explain_limits = ExplainLimits(max_tokens=max_explain_tokens)
         self.version = "unloaded"
         self.model_dir = model_dir
         self.loaded = None
@@ -138,11 +146,12 @@ class ConveyorModel(Model):
                 raise InvalidInput(f"outputs: unknown output {name!r} (this model has {', '.join(OUTPUT_NAMES)})")
         return list(tensor.data)
 
-    def _check(self, texts: list[str]) -> None:
+    def _check(self, texts: list[str], max_batch: int | None = None) -> None:
+        max_batch = max_batch or self.max_batch
         if not texts:
             raise InvalidInput("no instances: send at least one text")
-        if len(texts) > self.max_batch:
-            raise InvalidInput(f"batch of {len(texts)} texts exceeds the limit of {self.max_batch}")
+        if len(texts) > max_batch:
+            raise InvalidInput(f"batch of {len(texts)} texts exceeds the limit of {max_batch}")
         for i, t in enumerate(texts):
             if len(t) > self.max_chars:
                 raise InvalidInput(f"instance {i}: {len(t)} characters exceeds the limit of {self.max_chars}")
@@ -193,6 +202,17 @@ class ConveyorModel(Model):
             {"label": label, "probabilities": {c: float(p) for c, p in zip(classes, row, strict=True)}}
             for label, row in zip(labels, probs, strict=True)]}
 
+    async def explain(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
+        """v1 `:explain` (KServe's route calls this): per text, the prediction, each token's effect
+        on every class by exact occlusion (components.evaluate.explain) and the top tokens per class."""
+        texts = self._v1_texts(payload)
+        self._check(texts, self.max_explain_batch)
+        started = time.perf_counter()
+        # off the event loop: health and predict keep answering while a long text is explained
+        explanations = await asyncio.to_thread(self.loaded.explain, texts, self.explain_limits)
+        EXPLAIN_LATENCY.labels(self.model_name, self.version, self.role).observe(time.perf_counter() - started)
+        return {"model_version": self.version, "explanations": explanations}
+
     async def infer_v2(self, request: oip.Request) -> dict:
         """v2 infer (components.serve.server's route calls this with the parsed request)."""
         request_id = request.id or str(uuid.uuid4())  # the response id must be a string
@@ -224,7 +244,7 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
           name: str | None = None, log_sample_rate: float = 0.0, max_batch: int = 256,
           max_chars: int = 100_000, chaos: dict | None = None, access_log: bool = False,
           model_dir: str | None = None, host: str = "127.0.0.1", workers: int = 1,
-          repository_token: str | None = None) -> int:
+          repository_token: str | None = None, max_explain_batch: int = 16, max_explain_tokens: int = 64) -> int:
     """Run a KServe model server for one model version (blocks until stopped): from the registry
     (store, model_name, ref) or from a version folder (model_dir, e.g. KServe's /mnt/models), in
     this process or in `workers` processes sharing the port. Returns the exit code."""
@@ -235,7 +255,8 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
         raise InputError("--model-repository with --workers > 1: a load or unload would reach one worker only")
     options = {"model": {"name": name or model_name, "store_uri": store_uri, "model_name": model_name, "ref": ref,
                          "role": role, "max_batch": max_batch, "max_chars": max_chars,
-                         "log_sample_rate": log_sample_rate, "chaos": chaos, "model_dir": model_dir},
+                         "log_sample_rate": log_sample_rate, "chaos": chaos, "model_dir": model_dir,
+                         "max_explain_batch": max_explain_batch, "max_explain_tokens": max_explain_tokens},
                "port": port, "host": host, "access_log": access_log, "repository_token": repository_token}
     if workers == 1:
         _serve_process(options)
