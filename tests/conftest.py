@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -90,3 +93,28 @@ def spark():
     spark = session()
     yield spark
     spark.stop()
+
+
+@pytest.fixture
+def receiver():
+    """An HTTP server that keeps every JSON body posted to it and answers `answer`."""
+    got: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        answer = 204
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append({"body": json.loads(body), "content_type": self.headers["Content-Type"], "path": self.path})
+            self.send_response(self.server.answer)
+            self.end_headers()
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.answer = 204
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_port}/hook", got
+    server.shutdown()

@@ -1,8 +1,9 @@
-"""Alerting rules checked and unit-tested by Prometheus' own promtool, and the monitor's verdict
-pushed to a real Pushgateway."""
+"""Alerting rules checked and unit-tested by Prometheus' own promtool, the monitor's verdict pushed
+to a real Pushgateway, and the chart's alerts routed by a real Alertmanager to webhooks on loopback."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -16,7 +17,8 @@ from components.canary.config import CanaryConfig
 from components.monitor.alerts import prometheus_rule, push, rule_groups
 from components.monitor.config import MonitorConfig
 
-BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / ".venv" / "bin"
 PROMTOOL = str(BIN / "promtool") if (BIN / "promtool").exists() else shutil.which("promtool")
 PUSHGATEWAY = str(BIN / "prometheus-pushgateway") if (BIN / "prometheus-pushgateway").exists() else None
 needs = pytest.mark.skipif(PROMTOOL is None, reason="run `make prometheus` first")
@@ -91,3 +93,65 @@ def test_verdict_is_pushed_to_a_real_pushgateway():
     assert 'conveyor_drift_detected{instance="",job="conveyor-monitor",model="spam",version="v1"} 1' in text
     assert 'conveyor_live_accuracy_drop{instance="",job="conveyor-monitor",model="spam",version="v1"} 0.08' in text
     assert 'conveyor_monitor_window_rows{instance="",job="conveyor-monitor",model="spam",version="v1"} 1234' in text
+
+
+def _chart_alerting(tmp_path, hook: str, page: str) -> tuple[str, str]:
+    """The chart's rendered Alertmanager config and PrometheusRule groups, as files."""
+    import helm_python
+
+    chart = helm_python.Chart.load(str(ROOT / "charts" / "conveyor"))
+    values = {"alerting": {"alertmanager": {"enabled": True, "webhookUrl": hook, "criticalWebhookUrl": page,
+                                            "groupWait": "1s", "groupInterval": "1s"}}}
+    rendered = {}
+    for template, text in chart.render(values, name="conveyor", namespace="team-a", is_install=True).items():
+        for obj in yaml.safe_load_all(text) if template.endswith(".yaml") else ():
+            if obj:
+                rendered[obj["kind"], obj["metadata"]["name"]] = obj
+    config = tmp_path / "alertmanager.yaml"
+    config.write_text(rendered["Secret", "conveyor-alertmanager"]["stringData"]["alertmanager.yaml"])
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": rendered["PrometheusRule", "conveyor-spam-classifier"]["spec"]["groups"]}))
+    return str(config), str(rules)
+
+
+def _until(what: str, predicate, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout:g} s")
+
+
+@pytest.mark.skipif(PUSHGATEWAY is None or not (BIN / "prometheus-alertmanager").exists(),
+                    reason="run `make prometheus` first")
+def test_chart_alerts_reach_the_webhooks_through_a_real_alertmanager(tmp_path, receiver):
+    from tests.prometheus_proc import PrometheusProcess, alertmanager, pushgateway
+
+    _server, url, got = receiver
+    config, rules = _chart_alerting(tmp_path, url, url.replace("/hook", "/page"))
+    check = subprocess.run([str(BIN / "amtool"), "check-config", config], capture_output=True, text=True)
+    assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
+    verdict = {"model": "spam-classifier", "version": "v1", "window": {"rows": 900},
+               "signals": {"input_drift": True}, "input": {"drifted_share": 0.6}}
+    with pushgateway() as gateway, alertmanager(config) as manager, \
+            PrometheusProcess([gateway.url.split("://")[1]], rule_files=[rules], alertmanager_url=manager.url):
+        push(gateway.url, verdict, {"action": "retrain"})  # drift only: a warning, to the model's webhook
+        drift = _until("the drift alert posted to the webhook", lambda: [
+            g for g in got if g["path"] == "/hook" and g["body"]["status"] == "firing"])[0]["body"]
+        assert drift["version"] == "4" and drift["receiver"] == "conveyor-webhook"
+        assert [(a["labels"]["alertname"], a["labels"]["model"], a["labels"]["severity"]) for a in drift["alerts"]] \
+            == [("ConveyorDriftDetected", "spam-classifier", "warning")]
+        push(gateway.url, {**verdict, "accuracy": {"drop": 0.08}}, {"action": "retrain"})  # critical: the page
+        page = _until("the accuracy alert posted to the critical webhook", lambda: [
+            g for g in got if g["path"] == "/page"])[0]["body"]
+        assert page["receiver"] == "conveyor-critical"
+        assert [a["labels"]["alertname"] for a in page["alerts"]] == ["ConveyorLiveAccuracyDrop"]
+
+        def inhibited():
+            with urllib.request.urlopen(f"{manager.url}/api/v2/alerts?inhibited=true", timeout=5) as resp:
+                return [a for a in json.loads(resp.read()) if a["status"]["inhibitedBy"]]
+
+        # while the model pages, its warnings are held back (the chart's inhibit rule)
+        muted = _until("the drift warning inhibited by the critical alert", inhibited)
+        assert [a["labels"]["alertname"] for a in muted] == ["ConveyorDriftDetected"]

@@ -1,41 +1,10 @@
 """Alert & Stop: notifications posted to a real HTTP receiver on loopback, and the exit handler
 under kfp.local reporting a failed run."""
 
-
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from components.notify.core import SCHEMA
 from components.notify.executor import deliver, deliver_failure
-
-
-@pytest.fixture
-def receiver():
-    """An HTTP server that keeps every JSON body posted to it and answers `answer`."""
-    got: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        answer = 204
-
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.append({"body": json.loads(body), "content_type": self.headers["Content-Type"]})
-            self.send_response(self.server.answer)
-            self.end_headers()
-
-        def log_message(self, *_args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.answer = 204
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server, f"http://127.0.0.1:{server.server_port}/hook", got
-    server.shutdown()
-
 
 BLESSING = {"decision": "NOT_BLESSED", "candidate": "c2", "champion": "c1",
             "reasons": ["accuracy 0.81 < 0.9", "slice spam: f1 dropped 0.12 > 0.05"]}
