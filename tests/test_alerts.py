@@ -110,7 +110,8 @@ def _chart_alerting(tmp_path, hook: str, page: str) -> tuple[str, str]:
     config = tmp_path / "alertmanager.yaml"
     config.write_text(rendered["Secret", "conveyor-alertmanager"]["stringData"]["alertmanager.yaml"])
     rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump({"groups": rendered["PrometheusRule", "conveyor-spam-classifier"]["spec"]["groups"]}))
+    groups = rendered["PrometheusRule", "conveyor-spam-classifier"]["spec"]["groups"]
+    rules.write_text(yaml.safe_dump({"groups": groups}))
     return str(config), str(rules)
 
 
