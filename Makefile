@@ -110,6 +110,7 @@ compile: install
 	$(BIN)/python -c "import re, sys; [open(f'pipelines/compiled/{n}', 'w').write(re.sub(r'\A(#[^\n]*\n)+', '', open(f'dist/{n}').read())) for n in sys.argv[1:]]" \
 	  conveyor-data.yaml conveyor-training.yaml conveyor-continuous-training.yaml conveyor-monitoring.yaml
 	cp dist/conveyor-*.k8s.yaml charts/conveyor/files/pipelines/
+	$(BIN)/python -m pipelines.dashboard
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -54,15 +54,6 @@ class ServiceProcess:
             self.stop()
             raise RuntimeError(f"{exc}; its log ends:\n{tail}") from None
 
-    def query(self, expr: str) -> list[dict]:
-        """An instant query's result vector (raises on a query Prometheus rejects)."""
-        with urllib.request.urlopen(f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}",
-                                    timeout=10) as resp:
-            answer = json.loads(resp.read())
-        if answer["status"] != "success":
-            raise ValueError(f"{expr}: {answer}")
-        return answer["data"]["result"]
-
     def stop(self):
         self.process.terminate()
         try:
@@ -126,6 +117,15 @@ class PrometheusProcess:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError("prometheus did not scrape its targets within 30 s")
+
+    def query(self, expr: str) -> list[dict]:
+        """An instant query's result vector (raises on a query Prometheus rejects)."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}",
+                                    timeout=10) as resp:
+            answer = json.loads(resp.read())
+        if answer["status"] != "success":
+            raise ValueError(f"{expr}: {answer}")
+        return answer["data"]["result"]
 
     def stop(self):
         self.process.terminate()

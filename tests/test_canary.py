@@ -67,18 +67,36 @@ def test_flagger_semantics_step_promote_rollback_pause():
     assert (action, state.phase) == ("pause", "Paused")
 
 
-def _run(two_versions, chaos=None, metrics_url=None, cfg=FAST):
+def _run(two_versions, chaos=None, metrics_url=None, cfg=FAST, rollout=None):
     from components.canary.local import run_local_canary
 
     store, stable, cand, texts, labels = two_versions
     registry.set_alias(store, "toy-model", "champion", stable)  # every test starts from the same champion
     return run_local_canary(store, "toy-model", cand, texts, labels, cfg, requests_per_interval=80,
-                            canary_chaos=chaos, canary_metrics_url=metrics_url, log=lambda _m: None)
+                            canary_chaos=chaos, canary_metrics_url=metrics_url, log=lambda _m: None,
+                            rollout=rollout)
 
 
-def test_healthy_canary_is_promoted(two_versions):
-    store, _stable, cand, *_ = two_versions
-    record = _run(two_versions)
+def test_healthy_canary_is_promoted_and_its_state_is_published(two_versions):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from components.canary.config import RolloutConfig
+    from tests.prometheus_proc import pushgateway
+
+    store, stable, cand, *_ = two_versions
+    with pushgateway() as gateway:
+        record = _run(two_versions, rollout=RolloutConfig(pushgateway_url=gateway.url))
+        with urllib.request.urlopen(f"{gateway.url}/metrics", timeout=5) as resp:
+            families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+    phases = {s.labels["phase"]: s.value for s in families["conveyor_rollout_phase"].samples}
+    assert phases == {"Progressing": 0, "Paused": 0, "Promoted": 1, "RolledBack": 0}  # the last push wins
+    [weight] = families["conveyor_rollout_weight_percent"].samples
+    assert (weight.labels["model"], weight.labels["stable"], weight.labels["candidate"], weight.labels["strategy"]) \
+        == ("toy-model", stable, cand, "canary")
+    [intervals] = families["conveyor_rollout_intervals"].samples
+    assert intervals.value == len(record["state"]["history"])
     assert record["outcome"] == "Promoted", record["state"]["history"]
     assert registry.resolve_version(store, "toy-model", "champion") == cand
     actions = [h["action"] for h in record["state"]["history"]]

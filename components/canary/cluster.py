@@ -26,6 +26,7 @@ from typing import Any
 
 from components.canary.analysis import CanaryState
 from components.canary.config import CanaryConfig, RolloutConfig
+from components.canary.gauges import publisher
 from components.canary.prometheus import PrometheusMetricsSource
 from components.canary.rollout import now, run_rollout
 from components.canary.strategies import Plan, begin, switch
@@ -223,9 +224,13 @@ class CanaryController:
     def analyze(self, source, cfg: CanaryConfig | None = None, once: bool = False,
                 wait: Callable[[float], None] = time.sleep, replay=None) -> CanaryState:
         """Run intervals until the rollout is promoted, rolled back or paused (or one, with once)."""
-        plan = read_plan(self.get(), cfg)
-        return run_rollout(InferenceServiceRouter(self), source, replay, plan, wait=wait, once=once,
-                           log=lambda m: self.log(f"{self.namespace}/{self.name}: {m}"))
+        obj = self.get()
+        plan = read_plan(obj, cfg)
+        router = InferenceServiceRouter(self)
+        model = obj["metadata"].get("labels", {}).get(MODEL_LABEL, self.name)
+        return run_rollout(router, source, replay, plan, wait=wait, once=once,
+                           log=lambda m: self.log(f"{self.namespace}/{self.name}: {m}"),
+                           observe=publisher(plan.rollout.pushgateway_url, model, router.versions, self.log))
 
     def act(self, obj: dict[str, Any], state: CanaryState, action: str, evidence: str) -> dict[str, Any]:
         if action == "step_up":

@@ -108,6 +108,8 @@ class RolloutConfig(Section):
     threshold; these sections add what is particular to each."""
 
     strategy: Literal["canary", "bluegreen", "ab", "shadow"] = "canary"
+    # after every analysis interval, the state as gauges (conveyor_rollout_*) for the dashboard
+    pushgateway_url: str | None = Field(None, pattern=r"^https?://.+")
     bluegreen: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)

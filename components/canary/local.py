@@ -18,6 +18,7 @@ from typing import Any
 from components.canary.analysis import CanaryState, RoleMetrics
 from components.canary.config import CanaryConfig, RolloutConfig
 from components.canary.experiment import assign_arm, report_markdown
+from components.canary.gauges import publisher
 from components.canary.rollout import ReplayTally, run_rollout
 from components.canary.strategies import Plan, begin
 from components.common.errors import NotFoundError
@@ -215,7 +216,8 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
         log(f"{rollout.strategy} {candidate} vs stable {stable_version}: starting at {router.state().weight}%"
             + (f" ({router.state().stage})" if router.state().stage else ""))
         # No wait between intervals: the replayed traffic is the interval.
-        state = run_rollout(router, metrics, replay, plan, wait=lambda _s: None, log=log)
+        state = run_rollout(router, metrics, replay, plan, wait=lambda _s: None, log=log,
+                            observe=publisher(rollout.pushgateway_url, model_name, router.versions, log))
         record["stable_failed_requests"] = replay.stable_failures
         if state.phase == "Promoted" and router.switched_at is not None:
             # blue-green: the previous version stays up (instant rollback) until the delay has passed

@@ -66,8 +66,10 @@ def as_plan(cfg: CanaryConfig | Plan) -> Plan:
 
 def run_rollout(router: Router, metrics: MetricsSource, replay: Replay | None, cfg: CanaryConfig | Plan, *,
                 wait: Callable[[float], None] = time.sleep, once: bool = False,
-                log: Callable[[str], None] = print) -> CanaryState:
-    """Intervals until the rollout is promoted, rolled back or paused (or one interval, with once)."""
+                log: Callable[[str], None] = print,
+                observe: Callable[[CanaryState], None] | None = None) -> CanaryState:
+    """Intervals until the rollout is promoted, rolled back or paused (or one interval, with once).
+    `observe` sees the state after every interval (components.canary.gauges publishes it)."""
     plan = as_plan(cfg)
     while True:
         state = router.state()
@@ -96,5 +98,7 @@ def run_rollout(router: Router, metrics: MetricsSource, replay: Replay | None, c
             evidence += f"; metrics source: {problems[-1]}"
             problems.clear()
         router.apply(state, action, evidence)
+        if observe is not None:
+            observe(state)
         if once or state.phase != "Progressing":
             return state

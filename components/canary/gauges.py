@@ -1,0 +1,58 @@
+"""A release's state as Prometheus gauges, pushed to a Pushgateway after every analysis interval
+(`rollout.pushgateway_url`): what the Grafana dashboard's release row and any alert on a stuck
+rollout read. One group per model (job conveyor-rollout), so each push replaces the last."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+from components.canary.analysis import CanaryState
+
+PHASES = ("Progressing", "Paused", "Promoted", "RolledBack")
+JOB = "conveyor-rollout"
+
+
+def rollout_metrics(model: str, stable: str, candidate: str, state: CanaryState) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    labels = {"model": model, "stable": stable, "candidate": candidate, "strategy": state.strategy}
+
+    def gauge(name: str, doc: str, value: float, **extra: str) -> None:
+        g = Gauge(name, doc, [*labels, *extra], registry=registry)
+        g.labels(**labels, **extra).set(value)
+
+    gauge("conveyor_rollout_weight_percent", "Share of traffic the candidate receives", state.weight)
+    # one series per phase, 1 for the current one: a state timeline in Grafana
+    phase_gauge = Gauge("conveyor_rollout_phase", "1 for the rollout's current phase", [*labels, "phase"],
+                        registry=registry)
+    for phase in PHASES:
+        phase_gauge.labels(**labels, phase=phase).set(float(state.phase == phase))
+    gauge("conveyor_rollout_failed_checks", "Failed analysis intervals so far (rollback at the threshold)",
+          state.failed)
+    gauge("conveyor_rollout_intervals", "Analysis intervals run so far", len(state.history))
+    last = state.history[-1] if state.history else {}
+    passed = all(c.get("passed") is True for c in last.get("checks", [])) if last else False
+    gauge("conveyor_rollout_last_interval_passed", "1 when every check of the last interval passed", float(passed))
+    gauge("conveyor_rollout_last_update_timestamp_seconds", "When the rollout last reported", time.time())
+    return registry
+
+
+def publisher(url: str | None, model: str, versions: Callable[[], tuple[str, str]],
+              log: Callable[[str], None] = print) -> Callable[[CanaryState], None] | None:
+    """The observer run_rollout calls after each interval, or None without a Pushgateway; `versions`
+    gives (stable, candidate) at that moment. A push that fails is logged and skipped: metrics must
+    never stop a release."""
+    if not url:
+        return None
+
+    def observe(state: CanaryState) -> None:
+        stable, candidate = versions()
+        try:
+            push_to_gateway(url, job=JOB, grouping_key={"model": model}, timeout=5,
+                            registry=rollout_metrics(model, stable, candidate, state))
+        except OSError as exc:
+            log(f"  rollout metrics not pushed to {url}: {exc}")
+
+    return observe
