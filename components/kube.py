@@ -169,6 +169,11 @@ def run_to_completion(api, manifest: dict[str, Any], spec_annotation: str, kind:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _own_namespace() -> str:
+    with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
+        return handle.read().strip()
+
+
 def record_pod_event(reason: str, message: str, component: str, type_: str = "Warning") -> str:
     """An Event on this process's own pod (HOSTNAME, the service account's namespace). Best
     effort: returns "recorded" or why not, never raises (callers carry the message elsewhere too)."""
@@ -176,9 +181,9 @@ def record_pod_event(reason: str, message: str, component: str, type_: str = "Wa
     from kubernetes import client
 
     try:
-        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
-            namespace = handle.read().strip()
-        pod = os.environ["HOSTNAME"]
+        # KFP's launcher sets KFP_POD_NAME/KFP_POD_NAMESPACE (downward API) in every task pod
+        namespace = os.environ.get("KFP_POD_NAMESPACE") or _own_namespace()
+        pod = os.environ.get("KFP_POD_NAME") or os.environ["HOSTNAME"]
         load_config()
         now = dt.datetime.now(dt.UTC)
         client.CoreV1Api().create_namespaced_event(namespace, client.CoreV1Event(

@@ -271,3 +271,25 @@ def test_a_search_without_the_rights_fails_with_one_clear_line(api_server, as_ac
     with pytest.raises(ClusterError, match=r"get Experiment kubeflow-user/.*403 Forbidden.*cannot get resource "
                                            r"\"experiments\" in API group \"kubeflow.org\""):
         run_search("katib", "s3://conveyor", "spamassassin", "v1", cfg, "rbac-run", log=lambda _m: None)
+
+
+def test_alert_and_stop_records_its_event_with_the_pipeline_role(api_server, as_account, monkeypatch):
+    """What notify_op does in its pod after posting the webhook: an Event on its own pod (named by
+    KFP's KFP_POD_NAME/KFP_POD_NAMESPACE), allowed by the pipeline Role."""
+    from components.kube import record_pod_event
+    from components.notify.executor import EVENT_REASONS, deliver
+
+    as_account("conveyor-pipeline")
+    monkeypatch.setenv("KFP_POD_NAME", "conveyor-training-x7k2p-notify-op")
+    monkeypatch.setenv("KFP_POD_NAMESPACE", NAMESPACE)
+    monkeypatch.delenv("CONVEYOR_NOTIFY_URL", raising=False)
+    result = deliver("not_blessed", "run-9", "spam-classifier",
+                     {"decision": "NOT_BLESSED", "candidate": "c2", "reasons": ["accuracy 0.81 < 0.9"]}, {})
+    assert record_pod_event(EVENT_REASONS["not_blessed"], result["summary"], "conveyor-notify") == "recorded"
+    assert _assert_all_allowed(api_server, "conveyor-pipeline") == {("create", "core", "events", "")}
+    [event] = [o for (group, resource, ns, _name), o in api_server.objects.items() if resource == "events"]
+    assert event["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "name": "conveyor-training-x7k2p-notify-op",
+                                       "namespace": NAMESPACE}
+    assert (event["reason"], event["source"]["component"], event["type"]) == (
+        EVENT_REASONS["not_blessed"], "conveyor-notify", "Warning")
+    assert "accuracy 0.81 < 0.9" in event["message"]
