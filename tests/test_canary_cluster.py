@@ -239,8 +239,10 @@ class Traffic(threading.Thread):
 @pytest.mark.parametrize("chaos, prometheus_up, failing", [
     (None, True, None),
     (["--chaos-error-rate", "0.3"], True, "success_rate"),
-    (["--chaos-flip-labels"], True, "labelled_accuracy_drop_vs_stable"),  # from the labelled replay
-    (None, False, "canary_metrics"),  # no metrics is a failed check, not a pass
+    # make test-slow: the local canary tests give these two faults in a third of the time
+    pytest.param(["--chaos-flip-labels"], True, "labelled_accuracy_drop_vs_stable",  # from the labelled replay
+                 marks=pytest.mark.slow),
+    pytest.param(None, False, "canary_metrics", marks=pytest.mark.slow),  # no metrics is a failed check
 ])
 def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_up, failing):
     """The cluster rollout step end to end: deploy, analyse with Prometheus and labelled replay
