@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.serving import TEXT
+from bench.serving import TEXT, bench_model
 
 MAX_EXPLAIN_TOKENS = 64  # the predictor's default (conveyor serve --max-explain-tokens)
 
@@ -37,17 +37,9 @@ def _timed(client, path: str, text: str, n: int) -> list[float]:
 
 
 def bench_explain(work: Path, requests: int = 200) -> dict:
-    from bench.training import _prepare
-    from components.registry import store as registry
     from components.serve.infra import KeepAliveClient, ServerProcess
-    from components.train.config import apply_params
-    from components.train.entrypoint import run_training
 
-    store, version, cfg = _prepare(work, 20_000)
-    cfg = apply_params(cfg, {"epochs": 2, "embed_dim": 64})
-    record = run_training(store, "bench", version, cfg, f"explain-bench-{int(time.time())}", emit=lambda _l: None,
-                          progress=False)
-    card = registry.register_run(store, "bench-model", record, alias="champion")
+    store, card = bench_model(work, "explain-bench")
     rows = []
     with ServerProcess(f"bench-model@{card['version']}", store.uri, name="bench",
                        extra=["--max-explain-tokens", str(MAX_EXPLAIN_TOKENS)]) as server:

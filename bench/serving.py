@@ -49,18 +49,26 @@ def _wait(port: int, path: str, timeout: float = 60) -> None:
     raise RuntimeError(f"server on port {port} not ready")
 
 
-def bench_serving(work: Path, requests_per_level: int = 2000) -> dict:
+def bench_model(work: Path, run_prefix: str):
+    """The model the serving benches serve: 20k synthetic documents, 2 epochs, registered as
+    bench-model@champion. Returns (store, model card)."""
     from bench.training import _prepare
     from components.registry import store as registry
-    from components.serve.infra import ServerProcess, free_port
     from components.train.config import apply_params
     from components.train.entrypoint import run_training
 
     store, version, cfg = _prepare(work, 20_000)
     cfg = apply_params(cfg, {"epochs": 2, "embed_dim": 64})
-    record = run_training(store, "bench", version, cfg, f"serve-bench-{int(time.time())}", emit=lambda _l: None,
+    record = run_training(store, "bench", version, cfg, f"{run_prefix}-{int(time.time())}", emit=lambda _l: None,
                           progress=False)
-    card = registry.register_run(store, "bench-model", record, alias="champion")
+    return store, registry.register_run(store, "bench-model", record, alias="champion")
+
+
+def bench_serving(work: Path, requests_per_level: int = 2000) -> dict:
+    from components.registry import store as registry
+    from components.serve.infra import ServerProcess, free_port
+
+    store, card = bench_model(work, "serve-bench")
 
     # Raw forward: featurize + model on one text, in process (what the predictor adds HTTP to).
     import pyarrow as pa

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -37,22 +38,29 @@ def _wait_ready(url: str, what: str, timeout: float = 30) -> None:
 
 
 class ServiceProcess:
-    """A Debian-packaged Prometheus-family daemon (`make prometheus`) on a free loopback port."""
+    """A Debian-packaged Prometheus-family daemon (`make prometheus`) on a free loopback port.
+    `args` may name {dir} (a private temporary folder) and {port}; `files` are written into {dir}
+    before it starts."""
 
-    def __init__(self, binary: str, args: list[str], what: str):
+    def __init__(self, binary: str, args: list[str], what: str, files: dict[str, str] | None = None):
         self.dir = tempfile.TemporaryDirectory()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        for name, text in (files or {}).items():
+            (Path(self.dir.name) / name).write_text(text)
         self.log = open(Path(self.dir.name) / "log.txt", "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen([binary, *[a.format(dir=self.dir.name, port=self.port) for a in args]],
                                         stdout=self.log, stderr=subprocess.STDOUT)
         try:
             _wait_ready(self.url, what)
         except RuntimeError as exc:
-            self.log.flush()
-            tail = (Path(self.dir.name) / "log.txt").read_text(errors="replace")[-2000:]
-            self.stop()
-            raise RuntimeError(f"{exc}; its log ends:\n{tail}") from None
+            self.fail(str(exc))
+
+    def fail(self, why: str):
+        self.log.flush()
+        tail = (Path(self.dir.name) / "log.txt").read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"{why}; its log ends:\n{tail}") from None
 
     def stop(self):
         self.process.terminate()
@@ -80,15 +88,11 @@ def alertmanager(config_file: str) -> ServiceProcess:
         "--cluster.listen-address="], "alertmanager")  # no gossip: a single instance on loopback
 
 
-class PrometheusProcess:
+class PrometheusProcess(ServiceProcess):
     def __init__(self, targets: list[str], scrape_interval: str = "500ms", rule_files: list[str] = (),
                  alertmanager_url: str | None = None):
         """Scrapes `targets` (honouring their labels, as a Pushgateway scrape must), evaluates
         `rule_files` and sends alerts to `alertmanager_url`."""
-        self.dir = tempfile.TemporaryDirectory()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = Path(self.dir.name) / "prometheus.yml"
         text = (f"global: {{scrape_interval: {scrape_interval}, evaluation_interval: {scrape_interval}}}\n"
                 "scrape_configs:\n  - job_name: conveyor\n    honor_labels: true\n    static_configs:\n"
                 f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
@@ -97,26 +101,19 @@ class PrometheusProcess:
         if alertmanager_url:
             text += ("alerting:\n  alertmanagers:\n    - static_configs:\n"
                      f"        - targets: [{alertmanager_url.split('://', 1)[1]!r}]\n")
-        config.write_text(text)
-        self.log = open(Path(self.dir.name) / "log.txt", "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [prometheus_binary(), f"--config.file={config}", f"--storage.tsdb.path={self.dir.name}/data",
-             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
-        # Ready, and every target scraped once: Prometheus hands discovered targets to the scraper
-        # at most every 5 s, so the first scrape comes a few seconds after start.
+        super().__init__(prometheus_binary(), ["--config.file={dir}/prometheus.yml", "--storage.tsdb.path={dir}/data",
+                                               "--web.listen-address=127.0.0.1:{port}"], "prometheus",
+                         files={"prometheus.yml": text})
+        # Every target scraped once: Prometheus hands discovered targets to the scraper at most
+        # every 5 s, so the first scrape comes a few seconds after start.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            try:
-                query = urllib.parse.urlencode({"query": "sum(up)"})
-                with urllib.request.urlopen(f"{self.url}/api/v1/query?{query}", timeout=1) as resp:
-                    result = json.loads(resp.read())["data"]["result"]
-                    if result and float(result[0]["value"][1]) >= len(targets):
-                        return
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                result = self.query("sum(up)")
+                if result and float(result[0]["value"][1]) >= len(targets):
+                    return
             time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("prometheus did not scrape its targets within 30 s")
+        self.fail("prometheus did not scrape its targets within 30 s")
 
     def query(self, expr: str) -> list[dict]:
         """An instant query's result vector (raises on a query Prometheus rejects)."""
@@ -126,18 +123,3 @@ class PrometheusProcess:
         if answer["status"] != "success":
             raise ValueError(f"{expr}: {answer}")
         return answer["data"]["result"]
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-        self.dir.cleanup()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
