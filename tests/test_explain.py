@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from components.evaluate.executor import evaluate_candidate
-from components.evaluate.explain import ExplainLimits, explain_tokens, global_importance, occluded_tokens
+from components.evaluate.explain import ExplainLimits, explain_tokens, global_importance, log_odds, occluded_tokens
 from components.gate.config import GateConfig
 from components.gate.core import gate_markdown
 from components.gate.executor import gate_candidate
@@ -24,30 +24,31 @@ WEIGHTS = {"free": 2.0, "cash": 1.0, "meeting": -1.5}
 
 
 def logistic_score(docs: list[list[str]]) -> np.ndarray:
-    """p(spam) = sigmoid(sum of the weights of the distinct tokens present): answers known by hand."""
+    """log p: p(spam) = sigmoid(z), z the sum of the weights of the distinct tokens present, so the
+    log-odds of spam are z and every effect is known by hand."""
     rows = []
     for tokens in docs:
         z = sum(WEIGHTS.get(t, 0.0) for t in set(tokens))
-        p = 1 / (1 + math.exp(-z))
-        rows.append([1 - p, p])
+        rows.append([-math.log1p(math.exp(z)), -math.log1p(math.exp(-z))])
     return np.array(rows)
 
 
-def sigmoid(z: float) -> float:
-    return 1 / (1 + math.exp(-z))
-
-
-def test_an_effect_is_the_probability_drop_when_every_occurrence_of_the_token_is_removed():
+def test_an_effect_is_the_log_odds_change_when_every_occurrence_of_the_token_is_removed():
     result = explain_tokens(["free", "cash", "free", "meeting", "the"], logistic_score, LABELS)
     effects = {t["token"]: t["effect"]["spam"] for t in result["tokens"]}
-    full = sigmoid(2.0 + 1.0 - 1.5)
-    assert effects["free"] == pytest.approx(full - sigmoid(1.0 - 1.5), abs=1e-6)  # both occurrences gone
-    assert effects["meeting"] == pytest.approx(full - sigmoid(3.0), abs=1e-6)  # negative: it argues for ham
-    assert effects["the"] == 0
+    assert effects == pytest.approx({"free": 2.0, "cash": 1.0, "meeting": -1.5, "the": 0.0}, abs=1e-6)
+    assert {t["token"]: t["effect"]["ham"] for t in result["tokens"]}["free"] == pytest.approx(-2.0, abs=1e-6)
+    assert result["probabilities"]["spam"] == pytest.approx(1 / (1 + math.exp(-1.5)), abs=1e-9)
     assert result["label"] == "spam" and result["complete"] and result["distinct_tokens"] == 4
     assert [t["token"] for t in result["top_tokens"]["spam"]] == ["free", "cash"]  # only tokens that raise it
     assert [t["token"] for t in result["top_tokens"]["ham"]] == ["meeting"]
     assert {t["token"]: t["count"] for t in result["tokens"]}["free"] == 2
+
+
+def test_log_odds_keep_their_resolution_where_probabilities_saturate():
+    # p(spam) = 1 - 1e-12: as a probability it is 1.0 in float32; its log-odds are still ~27.6
+    odds = log_odds(np.array([[math.log(1e-12), math.log1p(-1e-12)]]))
+    assert odds[0] == pytest.approx([-27.631, 27.631], abs=1e-3)
 
 
 def test_cost_is_bounded_by_occluding_only_the_most_frequent_tokens():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -53,23 +54,25 @@ def evaluate_candidate(store: Store, model_name: str, candidate: str, test: pa.T
 
 def explain_candidate(loaded, test: pa.Table, importance_rows: int = IMPORTANCE_ROWS,
                       examples: int = EXAMPLES) -> dict[str, Any]:
-    """Global token importance over the first `importance_rows` test documents, and a few explained
-    examples: the first correctly predicted document of each class, then the first mistakes."""
-    head = test.slice(0, importance_rows)
-    docs = [loaded.featurizer.tokenize(t) for t in head.column("text").to_pylist()]
+    """Global token importance over `importance_rows` test documents spread evenly over the split
+    (its order follows the sources, so a head would hold one folder), and a few explained examples
+    among them: the first correctly predicted document of each class, then the first mistakes."""
+    rows = np.unique(np.linspace(0, test.num_rows - 1, min(importance_rows, test.num_rows)).astype(np.int64))
+    sample = test.take(pa.array(rows))
+    docs = [loaded.featurizer.tokenize(t) for t in sample.column("text").to_pylist()]
     labels = loaded.featurizer.labels
-    importance = global_importance(docs, loaded.predict_proba_tokenized, labels)
-    truth = head.column("label").to_pylist()
-    predicted = [labels[i] for i in loaded.predict_proba_tokenized(docs).argmax(axis=1)] if docs else []
+    importance = global_importance(docs, loaded.predict_log_proba_tokenized, labels)
+    truth = sample.column("label").to_pylist()
+    predicted = [labels[i] for i in loaded.predict_log_proba_tokenized(docs).argmax(axis=1)] if docs else []
     first_correct: dict[str, int] = {}
     for i, (t, p) in enumerate(zip(truth, predicted, strict=True)):
         if t == p:
             first_correct.setdefault(t, i)
     mistakes = [i for i, (t, p) in enumerate(zip(truth, predicted, strict=True)) if t != p]
     chosen = ([first_correct[label] for label in labels if label in first_correct] + mistakes)[:examples]
-    explained = loaded.explain([head.column("text")[i].as_py() for i in chosen], ExplainLimits(top_k=5))
+    explained = loaded.explain([sample.column("text")[i].as_py() for i in chosen], ExplainLimits(top_k=5))
     return {"importance": importance, "examples": [
-        {"doc_id": head.column("doc_id")[i].as_py(), "label": truth[i], "predicted": e["label"],
+        {"doc_id": sample.column("doc_id")[i].as_py(), "label": truth[i], "predicted": e["label"],
          "probability": round(e["probabilities"][e["label"]], 4), "top_tokens": e["top_tokens"][e["label"]],
          "complete": e["complete"]}
         for i, e in zip(chosen, explained, strict=True)]}

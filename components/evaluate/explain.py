@@ -1,14 +1,18 @@
-"""Explanations by exact occlusion: how much each token of a text moves the model's probabilities.
+"""Explanations by exact occlusion: how much each token of a text moves the model's answer.
 
 The unit is a token as the featurizer tokenizes (a word after NFC and lower-casing). Removing a
 token removes every feature it takes part in (its word n-grams and character n-grams), so the
 effect of token t on class c is
 
-    effect[t, c] = p(c | text) - p(c | text with every occurrence of t removed)
+    effect[t, c] = logodds(c | text) - logodds(c | text with every occurrence of t removed)
+    logodds(c) = log p(c) - log(1 - p(c))
 
 computed by re-encoding the token list without t and running the same forward pass the predictor
 runs: no sampling, no gradients, the same for every model family. Positive means the token pushes
-the text towards c. Cost is bounded: at most `max_tokens` distinct tokens are occluded per text
+the text towards c. Log-odds, not probabilities: a confident model (p = 0.9999) moves its
+probability by almost nothing when one token goes, while its log-odds still say by how much the
+evidence changed (for a linear model over token presence, the effect is exactly that token's
+weight). Cost is bounded: at most `max_tokens` distinct tokens are occluded per text
 (the most frequent ones, ties by first position), so one text costs at most max_tokens + 1
 forward rows; `complete` says whether every distinct token was explained.
 
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-# score(token lists) -> probabilities (n, classes), rows in the order given
+# score(token lists) -> log-probabilities (n, classes), rows in the order given
 Score = Callable[[list[list[str]]], np.ndarray]
 CHUNK_ROWS = 2048  # forward rows per call: bounds the memory of one encode
 
@@ -54,6 +58,15 @@ def occluded_tokens(tokens: Sequence[str], max_tokens: int) -> list[str]:
     return sorted(chosen, key=first.__getitem__)
 
 
+def log_odds(log_probs: np.ndarray) -> np.ndarray:
+    """log p(c) - log(1 - p(c)) for every class, from log-probabilities (stable near p = 1)."""
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    out = np.empty_like(log_probs)
+    for c in range(log_probs.shape[1]):
+        out[:, c] = log_probs[:, c] - np.logaddexp.reduce(np.delete(log_probs, c, axis=1), axis=1)
+    return out
+
+
 def _scores(rows: list[list[str]], score: Score) -> np.ndarray:
     parts = [score(rows[i:i + CHUNK_ROWS]) for i in range(0, len(rows), CHUNK_ROWS)]
     return np.concatenate(parts) if parts else np.empty((0, 0))
@@ -61,7 +74,7 @@ def _scores(rows: list[list[str]], score: Score) -> np.ndarray:
 
 def occlusion_effects(docs: Sequence[Sequence[str]], score: Score, max_tokens: int
                       ) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
-    """Per document: (probabilities, occluded tokens, effects (tokens, classes)), all documents
+    """Per document: (log-probabilities, occluded tokens, effects (tokens, classes)), all documents
     scored in shared batches."""
     rows: list[list[str]] = []
     plan = []
@@ -71,11 +84,11 @@ def occlusion_effects(docs: Sequence[Sequence[str]], score: Score, max_tokens: i
         plan.append((len(rows), units))
         rows.append(tokens)
         rows.extend([t for t in tokens if t != unit] for unit in units)
-    probs = _scores(rows, score)
+    scores = _scores(rows, score)
+    odds = log_odds(scores) if len(rows) else scores
     out = []
     for start, units in plan:
-        base = probs[start]
-        out.append((base, units, base[None, :] - probs[start + 1:start + 1 + len(units)]))
+        out.append((scores[start], units, odds[start][None, :] - odds[start + 1:start + 1 + len(units)]))
     return out
 
 
@@ -92,6 +105,7 @@ def explain_many(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[s
                                               strict=True):
         counts = Counter(tokens)
         predicted = int(np.argmax(base))
+        probabilities = np.exp(base)
         per_token = [{"token": unit, "count": counts[unit],
                       "effect": {label: round(float(effects[j, c]), 6) for c, label in enumerate(labels)}}
                      for j, unit in enumerate(units)]
@@ -102,8 +116,8 @@ def explain_many(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[s
                           for j in order[:limits.top_k] if effects[j, c] > 0]
         results.append({
             "label": labels[predicted],
-            "probabilities": {label: float(base[c]) for c, label in enumerate(labels)},
-            "method": "occlusion", "tokens": per_token, "top_tokens": top,
+            "probabilities": {label: float(probabilities[c]) for c, label in enumerate(labels)},
+            "method": "occlusion", "effect": "change in the class log-odds when the token is removed", "tokens": per_token, "top_tokens": top,
             "distinct_tokens": len(counts), "explained_tokens": len(units),
             "complete": len(units) == len(counts)})
     return results
@@ -111,8 +125,8 @@ def explain_many(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[s
 
 def global_importance(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[str],
                       max_tokens: int = 32, top_k: int = 15, min_documents: int = 3) -> dict[str, Any]:
-    """Mean occlusion effect of each token over `docs`, the top_k per class among tokens explained
-    in at least min_documents of them."""
+    """Mean occlusion effect (log-odds) of each token over `docs`, the top_k per class among tokens
+    explained in at least min_documents of them."""
     if not docs:
         return {"method": "mean occlusion effect", "documents": 0, "per_class": {label: [] for label in labels}}
     sums: dict[str, np.ndarray] = {}

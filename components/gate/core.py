@@ -88,7 +88,7 @@ def gate_markdown(decision: dict[str, Any]) -> str:
 
 
 def _tokens(items: list[dict[str, Any]], key: str) -> str:
-    return ", ".join(f"`{t['token']}` {t[key]:+.3f}" for t in items) or "(none raises it)"
+    return ", ".join(f"`{t['token']}` {t[key]:+.2f}" for t in items) or "(none raises it)"
 
 
 def explanations_markdown(explanations: dict[str, Any] | None) -> list[str]:
@@ -98,7 +98,7 @@ def explanations_markdown(explanations: dict[str, Any] | None) -> list[str]:
         return []
     importance = explanations["importance"]
     lines = ["", f"### What the candidate relies on ({importance['method']} over {importance['documents']} "
-             "test documents; the change in the class probability when a token is removed)", "",
+             "test documents: the change in the class log-odds when a token is removed)", "",
              "| class | top tokens |", "|---|---|"]
     lines += [f"| {label} | {_tokens(items, 'mean_effect')} |" for label, items in importance["per_class"].items()]
     if explanations["examples"]:

@@ -95,24 +95,25 @@ class LoadedModel:
             return np.empty((0, len(self.featurizer.labels)), dtype=np.float32)
         return self._forward(self.featurizer.encode(texts))
 
-    def predict_proba_tokenized(self, docs: list[list[str]]) -> np.ndarray:
-        """The same for documents given as token lists (featurizer.tokenize), as explanations need."""
+    def predict_log_proba_tokenized(self, docs: list[list[str]]) -> np.ndarray:
+        """Log-probabilities for documents given as token lists (featurizer.tokenize): what
+        explanations score, in log space so that a confident answer keeps its resolution."""
         if not docs:
             return np.empty((0, len(self.featurizer.labels)), dtype=np.float32)
-        return self._forward(self.featurizer.encode_tokenized(docs))
+        return self._forward(self.featurizer.encode_tokenized(docs), log=True)
 
     def explain(self, texts: list[str], limits: ExplainLimits | None = None) -> list[dict[str, Any]]:
         """Occlusion explanations (components.evaluate.explain) of each text, scored by this model."""
         docs = [self.featurizer.tokenize(t) for t in texts]
-        return explain_many(docs, self.predict_proba_tokenized, self.featurizer.labels, limits or ExplainLimits())
+        return explain_many(docs, self.predict_log_proba_tokenized, self.featurizer.labels, limits or ExplainLimits())
 
-    def _forward(self, enc) -> np.ndarray:
+    def _forward(self, enc, log: bool = False) -> np.ndarray:
         # lazy: torch loads in ~1 s; only this path needs it
         import torch
 
         with torch.no_grad():
-            logits = self.model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1]))
-        return torch.softmax(logits.float(), dim=1).numpy()
+            logits = self.model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1])).float()
+        return (torch.log_softmax(logits, dim=1) if log else torch.softmax(logits, dim=1)).numpy()
 
 
 def write_explanations(store: Store, name: str, version: str, explanations: dict[str, Any]) -> None:
