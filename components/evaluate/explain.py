@@ -117,7 +117,8 @@ def explain_many(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[s
         results.append({
             "label": labels[predicted],
             "probabilities": {label: float(probabilities[c]) for c, label in enumerate(labels)},
-            "method": "occlusion", "effect": "change in the class log-odds when the token is removed", "tokens": per_token, "top_tokens": top,
+            "method": "occlusion", "effect": "change in the class log-odds when the token is removed",
+            "tokens": per_token, "top_tokens": top,
             "distinct_tokens": len(counts), "explained_tokens": len(units),
             "complete": len(units) == len(counts)})
     return results
