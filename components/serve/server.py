@@ -166,6 +166,7 @@ async def metrics(request: Request) -> Response:
 # Where the OpenAPI document gains a request body (the routes read raw bodies, so FastAPI cannot
 # infer one) and the error answers every route can give.
 REQUEST_BODIES = {"/v1/models/{model_name}:predict": oip.V1_REQUEST_SCHEMA,
+                  "/v1/models/{model_name}:explain": oip.V1_REQUEST_SCHEMA,
                   "/v2/models/{model_name}/infer": oip.INFER_REQUEST_SCHEMA}
 ERROR_ANSWERS = {"400": "bad request (the message names the field)", "404": "no such model or version",
                  "503": "model not ready"}
