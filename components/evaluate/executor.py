@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import Store
 from components.evaluate.core import evaluate
-from components.evaluate.explain import ExplainLimits, global_importance
+from components.evaluate.explain import ExplainLimits, explain_texts, global_importance
 from components.registry.store import load, resolve_version, write_explanations
 
 COLUMNS = ["doc_id", "text", "label", "source"]
@@ -70,7 +70,7 @@ def explain_candidate(loaded, test: pa.Table, importance_rows: int = IMPORTANCE_
             first_correct.setdefault(t, i)
     mistakes = [i for i, (t, p) in enumerate(zip(truth, predicted, strict=True)) if t != p]
     chosen = ([first_correct[label] for label in labels if label in first_correct] + mistakes)[:examples]
-    explained = loaded.explain([sample.column("text")[i].as_py() for i in chosen], ExplainLimits(top_k=5))
+    explained = explain_texts(loaded, [sample.column("text")[i].as_py() for i in chosen], ExplainLimits(top_k=5))
     return {"importance": importance, "examples": [
         {"doc_id": sample.column("doc_id")[i].as_py(), "label": truth[i], "predicted": e["label"],
          "probability": round(e["probabilities"][e["label"]], 4), "top_tokens": e["top_tokens"][e["label"]],

@@ -98,6 +98,13 @@ def explain_tokens(tokens: Sequence[str], score: Score, labels: Sequence[str],
     return explain_many([tokens], score, labels, limits)[0]
 
 
+def explain_texts(loaded, texts: Sequence[str], limits: ExplainLimits | None = None) -> list[dict[str, Any]]:
+    """Explanations of each text by a registry model (components.registry.store.LoadedModel: its
+    featurizer's tokenize and its log-probabilities)."""
+    docs = [loaded.featurizer.tokenize(t) for t in texts]
+    return explain_many(docs, loaded.predict_log_proba_tokenized, loaded.featurizer.labels, limits or ExplainLimits())
+
+
 def explain_many(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[str],
                  limits: ExplainLimits = ExplainLimits()) -> list[dict[str, Any]]:
     results = []

@@ -31,7 +31,6 @@ from components.common.layout import (
     run_file_key,
 )
 from components.common.storage import Store
-from components.evaluate.explain import ExplainLimits, explain_many
 from components.featurize.core import Featurizer
 
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
@@ -101,11 +100,6 @@ class LoadedModel:
         if not docs:
             return np.empty((0, len(self.featurizer.labels)), dtype=np.float32)
         return self._forward(self.featurizer.encode_tokenized(docs), log=True)
-
-    def explain(self, texts: list[str], limits: ExplainLimits | None = None) -> list[dict[str, Any]]:
-        """Occlusion explanations (components.evaluate.explain) of each text, scored by this model."""
-        docs = [self.featurizer.tokenize(t) for t in texts]
-        return explain_many(docs, self.predict_log_proba_tokenized, self.featurizer.labels, limits or ExplainLimits())
 
     def _forward(self, enc, log: bool = False) -> np.ndarray:
         # lazy: torch loads in ~1 s; only this path needs it

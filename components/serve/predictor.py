@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from components.common.errors import InputError
 from components.common.storage import open_store
-from components.evaluate.explain import ExplainLimits
+from components.evaluate.explain import ExplainLimits, explain_texts
 from components.registry.store import load, load_dir
 from components.serve import kserve_sdk
 from components.serve.logging_sink import InferenceLogger
@@ -209,7 +209,7 @@ class ConveyorModel(Model):
         self._check(texts, self.max_explain_batch)
         started = time.perf_counter()
         # off the event loop: health and predict keep answering while a long text is explained
-        explanations = await asyncio.to_thread(self.loaded.explain, texts, self.explain_limits)
+        explanations = await asyncio.to_thread(explain_texts, self.loaded, texts, self.explain_limits)
         EXPLAIN_LATENCY.labels(self.model_name, self.version, self.role).observe(time.perf_counter() - started)
         return {"model_version": self.version, "explanations": explanations}
 
