@@ -147,6 +147,9 @@ def test_predictor_image_serves_v1_and_v2_read_only_as_non_root(images, model_fo
         assert code == 200 and len(v2["outputs"][0]["data"]) == 2, v2
         code, bad = _post(f"{base}/v1/models/{card['name']}:predict", {"instances": [42]})
         assert code == 400, bad
+        code, explained = _post(f"{base}/v1/models/{card['name']}:explain", {"instances": ["free cash prize now"]})
+        assert code == 200 and explained["explanations"][0]["label"] == v1["predictions"][0]["label"], explained
+        assert explained["explanations"][0]["complete"] and explained["explanations"][0]["tokens"], explained
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
             metrics = response.read().decode()
         assert f'version="{card["version"]}"' in metrics
