@@ -77,6 +77,16 @@ def build() -> dashboard.Dashboard:
                  "{{candidate}} last interval passed")),
         stat.Panel().title("Analysis intervals").datasource(DATASOURCE).height(8).span(12)
         .with_target(_query(f"max by (candidate) (conveyor_rollout_intervals{{{SEL}}})", "{{candidate}}")),
+        _series("A/B experiment: samples per arm", "short",
+                "Labelled answers per arm against the sample size planned up front (strategy ab).",
+                (f"max by (arm) (conveyor_experiment_samples{{{SEL}}})", "{{arm}}"),
+                (f"max(conveyor_experiment_required_samples{{{SEL}}})", "planned per arm")),
+        _series("A/B experiment: effect and p-value", "short",
+                "Candidate minus stable outcome rate with its always-valid interval, and the mSPRT p-value.",
+                (f"max(conveyor_experiment_effect{{{SEL}}})", "effect"),
+                (f"max(conveyor_experiment_effect_low{{{SEL}}})", "interval low"),
+                (f"max(conveyor_experiment_effect_high{{{SEL}}})", "interval high"),
+                (f"max(conveyor_experiment_p_value{{{SEL}}})", "p-value")),
     ]
     monitoring = [
         _series("Input drift", "percentunit", "Share of input features that drifted, and the window's verdict.",

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from components.canary.analysis import CanaryState
+from components.canary.experiment import ArmCounts, ExperimentState
 from components.canary.gauges import publisher
 from components.monitor.alerts import push
 from components.serve.infra import KeepAliveClient, ServerProcess
@@ -47,8 +48,11 @@ def test_every_dashboard_query_returns_data_from_what_conveyor_exports(tmp_path)
         push(gateway.url, {"model": model, "version": card["version"], "window": {"rows": 640},
                            "signals": {"input_drift": True}, "input": {"drifted_share": 0.4},
                            "accuracy": {"drop": 0.02}}, {"action": "retrain"})
-        state = CanaryState(weight=25, step=1, failed=1, phase="Progressing", history=[
-            {"action": "step_up", "checks": [{"name": "success_rate", "passed": True}]}])
+        state = CanaryState(weight=50, step=0, failed=1, phase="Progressing", strategy="ab", stage="experiment",
+                            history=[{"action": "hold", "checks": [{"name": "success_rate", "passed": True}]}],
+                            experiment=ExperimentState(required_per_arm=1039, stable=ArmCounts(120, 110),
+                                                       candidate=ArmCounts(118, 112), p_value=0.6, low=-0.08,
+                                                       high=0.1, effect=0.0325, looks=3).to_json())
         publisher(gateway.url, model, lambda: (card["version"], "c0ffee000000"))(state)
         targets = [server.url.split("://")[1], gateway.url.split("://")[1]]
         with PrometheusProcess(targets) as prom:

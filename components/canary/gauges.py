@@ -36,6 +36,23 @@ def rollout_metrics(model: str, stable: str, candidate: str, state: CanaryState)
     passed = all(c.get("passed") is True for c in last.get("checks", [])) if last else False
     gauge("conveyor_rollout_last_interval_passed", "1 when every check of the last interval passed", float(passed))
     gauge("conveyor_rollout_last_update_timestamp_seconds", "When the rollout last reported", time.time())
+    if state.experiment:  # A/B: the sequential test's running state
+        exp = state.experiment
+        arms = Gauge("conveyor_experiment_samples", "Labelled answers per arm so far", [*labels, "arm"],
+                     registry=registry)
+        rates = Gauge("conveyor_experiment_outcome_rate", "Outcome rate (e.g. accuracy) per arm", [*labels, "arm"],
+                      registry=registry)
+        for arm in ("stable", "candidate"):
+            n, successes = exp[arm]["n"], exp[arm]["successes"]
+            arms.labels(**labels, arm=arm).set(n)
+            if n:
+                rates.labels(**labels, arm=arm).set(successes / n)
+        gauge("conveyor_experiment_required_samples", "Planned labelled answers per arm", exp["required_per_arm"])
+        gauge("conveyor_experiment_p_value", "Always-valid p-value of the mSPRT (running minimum)", exp["p_value"])
+        if exp.get("effect") is not None:
+            gauge("conveyor_experiment_effect", "Candidate minus stable outcome rate", exp["effect"])
+            gauge("conveyor_experiment_effect_low", "Lower end of the always-valid confidence interval", exp["low"])
+            gauge("conveyor_experiment_effect_high", "Upper end of the always-valid confidence interval", exp["high"])
     return registry
 
 
