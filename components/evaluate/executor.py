@@ -12,11 +12,12 @@ import pyarrow.parquet as pq
 from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import Store
 from components.evaluate.core import evaluate
-from components.evaluate.explain import ExplainLimits, explain_texts, global_importance
+from components.evaluate.explain import ExplainLimits, explain_texts, global_importance, occlusion_effects
 from components.registry.store import load, resolve_version, write_explanations
 
 COLUMNS = ["doc_id", "text", "label", "source"]
 IMPORTANCE_ROWS = 200  # held-out documents whose occlusion effects are averaged for the model card
+IMPORTANCE_TOKENS = 32  # distinct tokens occluded per document for the importance
 EXAMPLES = 4  # explained test documents in the gate report
 
 
@@ -61,9 +62,11 @@ def explain_candidate(loaded, test: pa.Table, importance_rows: int = IMPORTANCE_
     sample = test.take(pa.array(rows))
     docs = [loaded.featurizer.tokenize(t) for t in sample.column("text").to_pylist()]
     labels = loaded.featurizer.labels
-    importance = global_importance(docs, loaded.predict_log_proba_tokenized, labels)
+    effects = occlusion_effects(docs, loaded.predict_log_proba_tokenized, IMPORTANCE_TOKENS)
+    importance = global_importance(docs, loaded.predict_log_proba_tokenized, labels, IMPORTANCE_TOKENS,
+                                   effects=effects)
     truth = sample.column("label").to_pylist()
-    predicted = [labels[i] for i in loaded.predict_log_proba_tokenized(docs).argmax(axis=1)] if docs else []
+    predicted = [labels[int(np.argmax(base))] for base, _units, _effects in effects]  # each document's own row
     first_correct: dict[str, int] = {}
     for i, (t, p) in enumerate(zip(truth, predicted, strict=True)):
         if t == p:

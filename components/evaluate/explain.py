@@ -132,16 +132,20 @@ def explain_many(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[s
 
 
 def global_importance(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[str],
-                      max_tokens: int = 32, top_k: int = 15, min_documents: int = 3) -> dict[str, Any]:
+                      max_tokens: int = 32, top_k: int = 15, min_documents: int = 3,
+                      effects: list[tuple[np.ndarray, list[str], np.ndarray]] | None = None) -> dict[str, Any]:
     """Mean occlusion effect (log-odds) of each token over `docs`, the top_k per class among tokens
-    explained in at least min_documents of them."""
+    explained in at least min_documents of them. `effects`: occlusion_effects(docs, score,
+    max_tokens) when the caller already has them (their base rows are the documents' own scores)."""
     if not docs:
         return {"method": "mean occlusion effect", "documents": 0, "per_class": {label: [] for label in labels}}
     sums: dict[str, np.ndarray] = {}
     seen: Counter[str] = Counter()
-    for _base, units, effects in occlusion_effects(docs, score, max_tokens):
+    if effects is None:
+        effects = occlusion_effects(docs, score, max_tokens)
+    for _base, units, doc_effects in effects:
         for j, unit in enumerate(units):
-            sums[unit] = sums.get(unit, 0.0) + effects[j]
+            sums[unit] = sums.get(unit, 0.0) + doc_effects[j]
             seen[unit] += 1
     tokens = sorted(t for t in sums if seen[t] >= min_documents)
     per_class = {}
