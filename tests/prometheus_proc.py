@@ -17,13 +17,14 @@ from components.serve.infra import free_port
 BINARY = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "prometheus"
 
 
-def prometheus_binary() -> str | None:
-    return str(BINARY) if BINARY.exists() else shutil.which("prometheus")
-
-
-def _binary(name: str) -> str | None:
+def binary(name: str) -> str | None:
+    """A daemon `make prometheus` unpacked into the venv, else one on PATH, else None."""
     path = BINARY.parent / name
     return str(path) if path.exists() else shutil.which(name)
+
+
+def prometheus_binary() -> str | None:
+    return binary("prometheus")
 
 
 def _wait_ready(url: str, what: str, timeout: float = 30) -> None:
@@ -79,11 +80,11 @@ class ServiceProcess:
 
 
 def pushgateway() -> ServiceProcess:
-    return ServiceProcess(_binary("prometheus-pushgateway"), ["--web.listen-address=127.0.0.1:{port}"], "pushgateway")
+    return ServiceProcess(binary("prometheus-pushgateway"), ["--web.listen-address=127.0.0.1:{port}"], "pushgateway")
 
 
 def alertmanager(config_file: str) -> ServiceProcess:
-    return ServiceProcess(_binary("prometheus-alertmanager"), [
+    return ServiceProcess(binary("prometheus-alertmanager"), [
         f"--config.file={config_file}", "--storage.path={dir}/data", "--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address="], "alertmanager")  # no gossip: a single instance on loopback
 

@@ -4,7 +4,6 @@ to a real Pushgateway, and the chart's alerts routed by a real Alertmanager to w
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -16,11 +15,12 @@ import yaml
 from components.canary.config import CanaryConfig
 from components.monitor.alerts import prometheus_rule, push, rule_groups
 from components.monitor.config import MonitorConfig
+from tests.prometheus_proc import binary
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = ROOT / ".venv" / "bin"
-PROMTOOL = str(BIN / "promtool") if (BIN / "promtool").exists() else shutil.which("promtool")
-PUSHGATEWAY = str(BIN / "prometheus-pushgateway") if (BIN / "prometheus-pushgateway").exists() else None
+PROMTOOL = binary("promtool")
+PUSHGATEWAY = binary("prometheus-pushgateway")
+ALERTMANAGER = binary("prometheus-alertmanager")
 needs = pytest.mark.skipif(PROMTOOL is None, reason="run `make prometheus` first")
 
 
@@ -69,27 +69,14 @@ def test_prometheus_rule_resource_wraps_the_same_groups():
 
 @pytest.mark.skipif(PUSHGATEWAY is None, reason="run `make prometheus` first")
 def test_verdict_is_pushed_to_a_real_pushgateway():
-    from components.serve.infra import free_port
+    from tests.prometheus_proc import pushgateway
 
-    port = free_port()
-    gateway = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/-/ready", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        verdict = {"model": "spam", "version": "v1", "window": {"rows": 1234},
-                   "signals": {"input_drift": True, "prediction_drift": False},
-                   "input": {"drifted_share": 0.7}, "accuracy": {"drop": 0.08}}
-        push(url, verdict, {"action": "retrain"})
-        text = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
-    finally:
-        gateway.terminate()
-        gateway.wait(10)
+    verdict = {"model": "spam", "version": "v1", "window": {"rows": 1234},
+               "signals": {"input_drift": True, "prediction_drift": False},
+               "input": {"drifted_share": 0.7}, "accuracy": {"drop": 0.08}}
+    with pushgateway() as gateway:
+        push(gateway.url, verdict, {"action": "retrain"})
+        text = urllib.request.urlopen(f"{gateway.url}/metrics", timeout=5).read().decode()
     assert 'conveyor_drift_detected{instance="",job="conveyor-monitor",model="spam",version="v1"} 1' in text
     assert 'conveyor_live_accuracy_drop{instance="",job="conveyor-monitor",model="spam",version="v1"} 0.08' in text
     assert 'conveyor_monitor_window_rows{instance="",job="conveyor-monitor",model="spam",version="v1"} 1234' in text
@@ -124,14 +111,14 @@ def _until(what: str, predicate, timeout: float = 60):
     raise AssertionError(f"{what} within {timeout:g} s")
 
 
-@pytest.mark.skipif(PUSHGATEWAY is None or not (BIN / "prometheus-alertmanager").exists(),
+@pytest.mark.skipif(PUSHGATEWAY is None or ALERTMANAGER is None,
                     reason="run `make prometheus` first")
 def test_chart_alerts_reach_the_webhooks_through_a_real_alertmanager(tmp_path, receiver):
     from tests.prometheus_proc import PrometheusProcess, alertmanager, pushgateway
 
     _server, url, got = receiver
     config, rules = _chart_alerting(tmp_path, url, url.replace("/hook", "/page"))
-    check = subprocess.run([str(BIN / "amtool"), "check-config", config], capture_output=True, text=True)
+    check = subprocess.run([binary("amtool"), "check-config", config], capture_output=True, text=True)
     assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
     verdict = {"model": "spam-classifier", "version": "v1", "window": {"rows": 900},
                "signals": {"input_drift": True}, "input": {"drifted_share": 0.6}}

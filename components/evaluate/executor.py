@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import Store
 from components.evaluate.core import evaluate
-from components.evaluate.explain import ExplainLimits, explain_texts, global_importance, occlusion_effects
+from components.evaluate.explain import ExplainLimits, explain_many, importance_of, occlusion_effects
 from components.registry.store import load, resolve_version, write_explanations
 
 COLUMNS = ["doc_id", "text", "label", "source"]
@@ -62,9 +62,9 @@ def explain_candidate(loaded, test: pa.Table, importance_rows: int = IMPORTANCE_
     sample = test.take(pa.array(rows))
     docs = [loaded.featurizer.tokenize(t) for t in sample.column("text").to_pylist()]
     labels = loaded.featurizer.labels
-    effects = occlusion_effects(docs, loaded.predict_log_proba_tokenized, IMPORTANCE_TOKENS)
-    importance = global_importance(docs, loaded.predict_log_proba_tokenized, labels, IMPORTANCE_TOKENS,
-                                   effects=effects)
+    score = loaded.predict_log_proba_tokenized
+    effects = occlusion_effects(docs, score, IMPORTANCE_TOKENS)
+    importance = importance_of(effects, labels, IMPORTANCE_TOKENS)
     truth = sample.column("label").to_pylist()
     predicted = [labels[int(np.argmax(base))] for base, _units, _effects in effects]  # each document's own row
     first_correct: dict[str, int] = {}
@@ -73,7 +73,7 @@ def explain_candidate(loaded, test: pa.Table, importance_rows: int = IMPORTANCE_
             first_correct.setdefault(t, i)
     mistakes = [i for i, (t, p) in enumerate(zip(truth, predicted, strict=True)) if t != p]
     chosen = ([first_correct[label] for label in labels if label in first_correct] + mistakes)[:examples]
-    explained = explain_texts(loaded, [sample.column("text")[i].as_py() for i in chosen], ExplainLimits(top_k=5))
+    explained = explain_many([docs[i] for i in chosen], score, labels, ExplainLimits(top_k=5))
     return {"importance": importance, "examples": [
         {"doc_id": sample.column("doc_id")[i].as_py(), "label": truth[i], "predicted": e["label"],
          "probability": round(e["probabilities"][e["label"]], 4), "top_tokens": e["top_tokens"][e["label"]],

@@ -132,17 +132,17 @@ def explain_many(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[s
 
 
 def global_importance(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[str],
-                      max_tokens: int = 32, top_k: int = 15, min_documents: int = 3,
-                      effects: list[tuple[np.ndarray, list[str], np.ndarray]] | None = None) -> dict[str, Any]:
+                      max_tokens: int = 32, top_k: int = 15, min_documents: int = 3) -> dict[str, Any]:
     """Mean occlusion effect (log-odds) of each token over `docs`, the top_k per class among tokens
-    explained in at least min_documents of them. `effects`: occlusion_effects(docs, score,
-    max_tokens) when the caller already has them (their base rows are the documents' own scores)."""
-    if not docs:
-        return {"method": "mean occlusion effect", "documents": 0, "per_class": {label: [] for label in labels}}
+    explained in at least min_documents of them."""
+    return importance_of(occlusion_effects(docs, score, max_tokens), labels, max_tokens, top_k, min_documents)
+
+
+def importance_of(effects: list[tuple[np.ndarray, list[str], np.ndarray]], labels: Sequence[str],
+                  max_tokens: int, top_k: int = 15, min_documents: int = 3) -> dict[str, Any]:
+    """global_importance from occlusion_effects(docs, score, max_tokens) the caller already has."""
     sums: dict[str, np.ndarray] = {}
     seen: Counter[str] = Counter()
-    if effects is None:
-        effects = occlusion_effects(docs, score, max_tokens)
     for _base, units, doc_effects in effects:
         for j, unit in enumerate(units):
             sums[unit] = sums.get(unit, 0.0) + doc_effects[j]
@@ -151,7 +151,7 @@ def global_importance(docs: Sequence[Sequence[str]], score: Score, labels: Seque
     per_class = {}
     for c, label in enumerate(labels):
         ranked = sorted(tokens, key=lambda t: (-sums[t][c], t))[:top_k]
-        per_class[label] = [{"token": t, "mean_effect": round(float(sums[t][c] / len(docs)), 6),
+        per_class[label] = [{"token": t, "mean_effect": round(float(sums[t][c] / len(effects)), 6),
                              "documents": seen[t]} for t in ranked if sums[t][c] > 0]
-    return {"method": "mean occlusion effect", "documents": len(docs), "max_tokens_per_document": max_tokens,
+    return {"method": "mean occlusion effect", "documents": len(effects), "max_tokens_per_document": max_tokens,
             "min_documents": min_documents, "per_class": per_class}
