@@ -5,9 +5,10 @@ runs on these machines; this one keeps the rules the code depends on, the way ku
 - authentication by bearer token (one per ServiceAccount) and authorization by the RBAC Roles and
   RoleBindings the chart renders: a call the Role does not allow is answered 403 Forbidden;
   every call is recorded (verb, group, resource, subresource, namespace, name, who, status);
-- custom resources: create/update/patch validated against the upstream CRD schema (strict field
-  validation: unknown fields are 400 BadRequest, other schema errors 422 Invalid) and then by the
-  ported admission webhooks (KServe, Katib, training operator): 400 with the webhook's message;
+- custom resources: create/update/patch validated against the upstream CRD schema and its CEL rules
+  (strict field validation: unknown fields are 400 BadRequest, other schema errors 422 Invalid) and
+  then by the ported admission webhooks (KServe, Katib, training operator, Trainer, Spark
+  Operator): 400 with the webhook's message;
 - PATCH: application/merge-patch+json (RFC 7386) and application/json-patch+json (RFC 6902);
   strategic merge patch is 415 UnsupportedMediaType for custom resources, as on a real cluster;
 - optimistic concurrency: a resourceVersion in the body that is not the current one is 409;
@@ -37,9 +38,13 @@ from urllib.parse import parse_qs, urlparse
 from components.deploy.cluster import merge_patch
 
 KINDS = {("serving.kserve.io", "inferenceservices"): "InferenceService",
+         ("serving.kserve.io", "inferencegraphs"): "InferenceGraph",
          ("kubeflow.org", "experiments"): "Experiment", ("kubeflow.org", "trials"): "Trial",
+         ("kubeflow.org", "pytorchjobs"): "PyTorchJob",
          ("sparkoperator.k8s.io", "sparkapplications"): "SparkApplication",
-         ("trainer.kubeflow.org", "trainjobs"): "TrainJob", ("", "events"): "Event"}
+         ("trainer.kubeflow.org", "trainjobs"): "TrainJob",
+         ("trainer.kubeflow.org", "trainingruntimes"): "TrainingRuntime",
+         ("gateway.networking.k8s.io", "httproutes"): "HTTPRoute", ("", "events"): "Event"}
 PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
                   r"/namespaces/(?P<ns>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$")
 
@@ -323,60 +328,30 @@ class FakeApiServer:
         raise ApiError(405, "MethodNotAllowed", verb)
 
     def _admit(self, kind: str, obj: dict, old: dict | None) -> None:
+        """The API server's schema validation (the upstream CRD, CEL rules included) and the
+        upstream admission webhooks (ported), as tests/custom_resources.py applies them."""
         if kind == "Event":
             if not obj.get("involvedObject", {}).get("name") or not obj.get("reason"):
                 raise ApiError(422, "Invalid", "Event: involvedObject.name and reason are required")
             return
-        if kind == "Trial":
-            return
-        if kind == "SparkApplication":
-            # No SparkApplication CRD is vendored (../shared/crds has none): the operator's generated
-            # API models (kubeflow-spark-api) stand in for its schema, strictly (unknown fields refused).
-            from kubeflow_spark_api.models import SparkV1beta2SparkApplication
-
-            from components.common.sdkvalidate import ManifestError, validate_pydantic
-
-            try:
-                validate_pydantic({k: v for k, v in obj.items() if k != "status"}, SparkV1beta2SparkApplication)
-            except ManifestError as exc:
-                raise ApiError(400 if "unknown field" in str(exc) else 422, "Invalid", str(exc)) from exc
-            return
-        if kind == "TrainJob":
-            # No TrainJob CRD is vendored either: the Trainer's generated models (kubeflow-trainer-api)
-            # and its webhook's rules (the port in components/common/admission.py).
-            from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
-
-            from components.common.admission import validate_trainjob
-            from components.common.errors import AdmissionError
-            from components.common.sdkvalidate import ManifestError, validate_pydantic
-
-            try:
-                validate_pydantic({k: v for k, v in obj.items() if k != "status"}, TrainerV1alpha1TrainJob)
-                validate_trainjob(obj)
-            except ManifestError as exc:
-                raise ApiError(400 if "unknown field" in str(exc) else 422, "Invalid", str(exc)) from exc
-            except AdmissionError as exc:
-                raise ApiError(400, "BadRequest", str(exc)) from exc
-            return
         from components.common.errors import SpecError
-        from tests.crd_schema import SchemaError, validate_resource
+        from tests.crd_schema import SchemaError
+        from tests.custom_resources import validate_custom
 
+        runtime = None
+        if kind == "TrainJob":  # the TrainJob webhook reads the runtime it references, when it is here
+            ref = (obj.get("spec") or {}).get("runtimeRef") or {}
+            if ref.get("kind") == "TrainingRuntime":
+                runtime = self.find("trainer.kubeflow.org", "trainingruntimes", obj["metadata"]["namespace"],
+                                    ref.get("name", ""))
         try:
-            validate_resource({k: v for k, v in obj.items() if k != "status"})
+            validate_custom({k: v for k, v in obj.items() if k != "status"},
+                            {k: v for k, v in old.items() if k != "status"} if old else None, runtime=runtime)
         except SchemaError as exc:
             unknown = "unknown field" in str(exc)
             raise ApiError(400 if unknown else 422, "BadRequest" if unknown else "Invalid",
                            ("strict decoding error: " if unknown else "") + str(exc)) from exc
-        try:
-            if kind == "InferenceService":
-                from components.common.admission import validate_inference_service
-
-                validate_inference_service(obj, old)
-            elif kind == "Experiment":
-                from components.common.admission import validate_experiment
-
-                validate_experiment(obj)
-        except SpecError as exc:
+        except SpecError as exc:  # an admission webhook's denial (AdmissionError), or an SDK model's refusal
             raise ApiError(400, "BadRequest", str(exc)) from exc
 
     def _reconcile(self, kind: str, obj: dict) -> None:
@@ -474,9 +449,35 @@ def kserve_controller(server: FakeApiServer, obj: dict) -> None:
     server.put("serving.kserve.io", "inferenceservices", current)
 
 
+def katib_trial(experiment: dict, name: str, assignments: list[dict]) -> dict:
+    """A Trial as Katib's experiment controller builds it from the Experiment (TrialSpec in
+    pkg/apis/controller/trials/v1beta1/trial_types.go): objective, assignments, the run spec with
+    the parameters substituted, the collector, primary pod and container, conditions."""
+    from tests.katib_trial import trial_run_spec
+
+    spec, template = experiment["spec"], experiment["spec"]["trialTemplate"]
+    ns = experiment["metadata"]["namespace"]
+    run_spec = trial_run_spec(experiment, {a["name"]: a["value"] for a in assignments}, name)
+    run_spec["metadata"] = {**(run_spec.get("metadata") or {}), "name": name, "namespace": ns}
+    trial_spec = {"objective": spec["objective"], "parameterAssignments": assignments, "runSpec": run_spec,
+                  "metricsCollector": spec.get("metricsCollectorSpec") or {"collector": {"kind": "StdOut"}},
+                  "primaryContainerName": template["primaryContainerName"],
+                  "successCondition": template["successCondition"], "failureCondition": template["failureCondition"],
+                  "retainRun": template.get("retain", False)}
+    if template.get("primaryPodLabels"):
+        trial_spec["primaryPodLabels"] = template["primaryPodLabels"]
+    return {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
+            "metadata": {"name": name, "namespace": ns, "labels": {"katib.kubeflow.org/experiment":
+                                                                   experiment["metadata"]["name"]}},
+            "spec": trial_spec}
+
+
 def katib_controller(server: FakeApiServer, obj: dict) -> None:
     """Katib in brief: each new Experiment gets two succeeded Trials (labelled with the experiment,
-    at the feasible space's min and max) and ends Succeeded with the better as currentOptimalTrial."""
+    at the feasible space's min and max, each checked as the API server checks a Trial) and ends
+    Succeeded with the better as currentOptimalTrial."""
+    from tests.custom_resources import validate_custom
+
     if obj.get("status"):
         return
     name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
@@ -487,12 +488,10 @@ def katib_controller(server: FakeApiServer, obj: dict) -> None:
                                                      if "list" in p["feasibleSpace"] else p["feasibleSpace"][pick])}
                        for p in obj["spec"]["parameters"]]
         value = 0.9 + 0.05 * i
-        trial = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
-                 "metadata": {"name": f"{name}-t{i}", "namespace": ns,
-                              "labels": {"katib.kubeflow.org/experiment": name}},
-                 "spec": {"parameterAssignments": assignments},
-                 "status": {"conditions": [{"type": "Succeeded", "status": "True"}],
-                            "observation": {"metrics": [{"name": metric, "latest": str(value), "max": str(value)}]}}}
+        trial = katib_trial(obj, f"{name}-t{i}", assignments)
+        validate_custom(trial)
+        trial["status"] = {"conditions": [{"type": "Succeeded", "status": "True"}],
+                           "observation": {"metrics": [{"name": metric, "latest": str(value), "max": str(value)}]}}
         server.put("kubeflow.org", "trials", trial)
         best = {"bestTrialName": f"{name}-t{i}", "parameterAssignments": assignments,
                 "observation": {"metrics": [{"name": metric, "latest": str(value), "max": str(value)}]}}

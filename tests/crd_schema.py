@@ -13,19 +13,25 @@ What the API server applies to a structural schema, and so what this checks:
   (each key present, or defaulted, and the key tuple unique);
 - value validation `anyOf` / `allOf` / `oneOf` / `not`;
 - metadata as ObjectMeta: name a DNS-1123 subdomain, label keys and values, annotation size;
-- apiVersion must be a served version of the CRD's group, and kind the CRD's kind.
-CEL rules (`x-kubernetes-validations`) are not evaluated: none of the vendored CRDs has any
-(asserted by `test_vendored_crds_have_no_cel_rules`).
+- apiVersion must be a served version of the CRD's group, and kind the CRD's kind;
+- `default` values are applied first (the API server defaults a request when it decodes it), and
+  the formats the API server checks (date-time, ipv4, ipv6; int32/int64 ranges);
+- the CEL rules (`x-kubernetes-validations`) with a real CEL engine (tests/crd_cel.py), transition
+  rules (`oldSelf`) on an update given the old object.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.crd_cel import CelReport, apply_defaults, evaluate
 
 CRDS = Path(__file__).resolve().parent / "upstream_crds"
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -42,7 +48,7 @@ def crds() -> dict[tuple[str, str], dict[str, Any]]:
     """(group, kind) -> CRD, for every vendored CRD file."""
     out = {}
     for path in sorted(CRDS.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
+        crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         out[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = crd
     return out
 
@@ -58,19 +64,42 @@ def schema_for(api_version: str, kind: str) -> dict[str, Any]:
     return served[version]["schema"]["openAPIV3Schema"]
 
 
-def validate_resource(obj: dict[str, Any]) -> None:
-    """Raise SchemaError (with the field path) where the API server would refuse `obj`."""
+def validate_resource(obj: dict[str, Any], old: dict[str, Any] | None = None,
+                      report: CelReport | None = None) -> None:
+    """Raise SchemaError (with the field path) where the API server would refuse `obj` (an update
+    of `old` when given: transition rules apply). `report` collects every CEL rule evaluated."""
     if not isinstance(obj, dict) or "apiVersion" not in obj or "kind" not in obj:
         raise SchemaError("a resource needs apiVersion and kind")
     schema = schema_for(obj["apiVersion"], obj["kind"])
     _metadata(obj.get("metadata"), obj["kind"])
     errors: list[str] = []
+    obj = apply_defaults(obj, schema)
     # ObjectMeta is the API server's own type; the CRD declares only `metadata: {type: object}`.
     body = {k: v for k, v in obj.items() if k != "metadata"}
-    root = {**schema, "properties": {k: v for k, v in schema.get("properties", {}).items() if k != "metadata"}}
+    root = {**schema, "properties": {k: v for k, v in schema.get("properties", {}).items() if k != "metadata"},
+            "required": [k for k in schema.get("required", []) if k != "metadata"]}  # checked by _metadata
     _check(body, root, obj["kind"], errors)
+    if not errors:  # as the API server: CEL runs on an object that passed the structural schema
+        before = apply_defaults(old, schema) if old is not None else None
+        errors += evaluate(_pruned(obj, schema), schema, obj["kind"], _pruned(before, schema), report)
     if errors:
         raise SchemaError(f"{obj['kind']} {obj.get('metadata', {}).get('name', '?')}: " + "; ".join(errors[:10]))
+
+
+def _pruned(value: Any, schema: dict[str, Any]) -> Any:
+    """Null values of fields that are not nullable dropped (the API server prunes them)."""
+    if isinstance(value, dict):
+        props, extra = schema.get("properties") or {}, schema.get("additionalProperties")
+        out = {}
+        for key, item in value.items():
+            sub = props.get(key) or (extra if isinstance(extra, dict) else {})
+            if item is None and not sub.get("nullable"):
+                continue
+            out[key] = _pruned(item, sub)
+        return out
+    if isinstance(value, list):
+        return [_pruned(item, schema.get("items") or {}) for item in value]
+    return value
 
 
 def _metadata(meta: Any, where: str) -> None:
@@ -151,6 +180,25 @@ def _string(value: str, schema: dict[str, Any], path: str, errors: list[str]) ->
     if "pattern" in schema and not re.search(schema["pattern"], value):
         errors.append(f"{path}: {value!r} does not match {schema['pattern']!r}")
     _count_bounds(len(value), schema, "Length", "characters", path, errors)
+    check = FORMATS.get(schema.get("format", ""))
+    if check is not None and not schema.get("x-kubernetes-int-or-string") and not check(value):
+        errors.append(f"{path}: {value!r} is not a valid {schema['format']}")
+
+
+def _parses(parse, value: str) -> bool:
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+# The string formats these CRDs declare, as kube-openapi's strfmt checks them.
+FORMATS = {
+    "date-time": lambda v: _parses(lambda x: dt.datetime.fromisoformat(x.replace("Z", "+00:00")), v),
+    "ipv4": lambda v: _parses(ipaddress.IPv4Address, v),
+    "ipv6": lambda v: _parses(ipaddress.IPv6Address, v),
+}
 
 
 def _count_bounds(count: int, schema: dict[str, Any], suffix: str, what: str, path: str, errors: list[str]) -> None:

@@ -1,16 +1,23 @@
 """What Katib does with a trial, done here without Katib: take the trial template from an Experiment,
-fill `${trialParameters.*}` from a point of the feasible space (and `${trialSpec.Name}`), and read the
-primary container's stdout with the StdOut metrics collector's rules.
+fill `${trialParameters.*}` from a point of the feasible space (and `${trialSpec.Name}`), rewrite the
+primary container as the metrics-collector webhook does, and read the metrics file with the StdOut
+collector's rules.
 
-The parsing is a port of Katib v0.19's pkg/metricscollector/v1beta1/file-metricscollector/
-file-metricscollector.go (parseLogsInTextFormat, newObservationLog), with the default filter of
-pkg/metricscollector/v1beta1/common/const.go.
+Ported from Katib v0.19:
+- the rewrite: pkg/webhook/v1beta1/pod/utils.go (`wrapWorkerContainer`, `getContainerCommand`,
+  `getEarlyStoppingCommand`, `getMarkCompletedCommand`, `mutateMetricsCollectorVolume`) and
+  inject_webhook.go (only the pod matching `primaryPodLabels` is mutated; the StdOut collector's
+  file is common.DefaultFilePath);
+- the parsing: pkg/metricscollector/v1beta1/file-metricscollector/file-metricscollector.go
+  (parseLogsInTextFormat, newObservationLog), with the default filter of
+  pkg/metricscollector/v1beta1/common/const.go.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +25,10 @@ from typing import Any
 # common.DefaultFilter
 DEFAULT_FILTER = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
 UNAVAILABLE = "unavailable"  # consts.UnavailableMetricValue
+METRICS_FILE = "/var/log/katib/metrics.log"  # common.DefaultFilePath (StdOut collector)
+METRICS_VOLUME = "metrics-volume"  # common.MetricsVolume
+TRAINING_COMPLETED = "completed"  # mccommon.TrainingCompleted
+TRAINING_EARLY_STOPPED = "early-stopped"  # mccommon.TrainingEarlyStopped
 ZERO_TIME = "0001-01-01T00:00:00Z"  # time.Time{}.UTC().Format(time.RFC3339)
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
 
@@ -102,8 +113,22 @@ def trainjob_node_pod(run_spec: dict[str, Any], node_rank: int = 0, master_addr:
                  "env": [*trainer.get("env", []), *({"name": k, "value": str(v)} for k, v in topology.items())],
                  "resources": trainer.get("resourcesPerNode", {}),
                  "securityContext": container_patch.get("securityContext", {})}
-    return {"metadata": patch["template"]["spec"]["template"].get("metadata", {}),
-            "spec": {**pod_spec, "containers": [container], "restartPolicy": "Never"}}
+    metadata = dict(patch["template"]["spec"]["template"].get("metadata", {}))
+    # JobSet and the Job controller label every node pod; Katib finds rank 0 by these labels
+    metadata["labels"] = {**metadata.get("labels", {}), "jobset.sigs.k8s.io/replicatedjob-name": "node",
+                          "batch.kubernetes.io/job-completion-index": str(node_rank)}
+    return {"metadata": metadata, "spec": {**pod_spec, "containers": [container], "restartPolicy": "Never"}}
+
+
+def pytorchjob_pod(run_spec: dict[str, Any], role: str = "Master") -> dict[str, Any]:
+    """A PyTorchJob replica's pod with the labels the training operator gives it (Katib's primary
+    pod labels select the master by `training.kubeflow.org/job-role`)."""
+    template = run_spec["spec"]["pytorchReplicaSpecs"][role]["template"]
+    metadata = dict(template.get("metadata") or {})
+    labels = {**(metadata.get("labels") or {}), "training.kubeflow.org/replica-type": role.lower()}
+    if role == "Master":
+        labels["training.kubeflow.org/job-role"] = "master"
+    return {**template, "metadata": {**metadata, "labels": labels}}
 
 
 def primary_container(experiment: dict[str, Any], run_spec: dict[str, Any]) -> dict[str, Any]:
@@ -124,3 +149,54 @@ def primary_container(experiment: dict[str, Any], run_spec: dict[str, Any]) -> d
 def metric_names(experiment: dict[str, Any]) -> list[str]:
     objective = experiment["spec"]["objective"]
     return [objective["objectiveMetricName"], *(objective.get("additionalMetricNames") or [])]
+
+
+def wrap_worker_container(container: dict[str, Any], *, collector: str = "StdOut", metrics_file: str = METRICS_FILE,
+                          early_stopping: bool = False) -> dict[str, Any]:
+    """The primary container as Katib's pod webhook leaves it (wrapWorkerContainer): its command and
+    args joined with spaces into one `sh -c` script that redirects the output to the metrics file
+    (StdOut collector) and marks completion with `echo completed > DIR/$$$$.pid` (the kubelet turns
+    `$$` into `$`, so the shell writes its own pid); the metrics volume mounted at DIR."""
+    # getContainerCommand: the container's command, else the image's ENTRYPOINT read from the
+    # registry (not reproduced: every Conveyor trial sets command); then args, else the image's CMD.
+    if not container.get("command"):
+        raise AssertionError(f"container {container.get('name')}: no command; Katib would read the image's "
+                             "ENTRYPOINT from the registry, which this port does not reproduce")
+    args = [*container["command"], *(container.get("args") or [])]
+    command = ["sh", "-c"]
+    if args[0] in ("sh", "bash") and len(args) > 1 and args[1] == "-c":  # already a shell: not injected
+        command, args = args[:2], args[2:]
+    if collector == "StdOut":
+        args.append(f"1>{metrics_file} 2>&1")
+    metrics_dir = posixpath.dirname(metrics_file)  # pathKind FileKind
+    if early_stopping:
+        pid_file, pid_condition = posixpath.join(metrics_dir, "$$$$.pid"), posixpath.join(metrics_dir, "$$.pid")
+        args += ["||", f"if test -f {pid_file} && [ $(head -n 1 {pid_condition}) = {TRAINING_EARLY_STOPPED} ]; "
+                       "then echo Training Container was Early Stopped; "
+                       "else echo Training Container was Failed; exit 1; fi"]
+    args += ["&&", f"echo {TRAINING_COMPLETED} > {posixpath.join(metrics_dir, '$$$$.pid')}"]
+    mounts = [*(container.get("volumeMounts") or []), {"name": METRICS_VOLUME, "mountPath": metrics_dir}]
+    return {**container, "command": command, "args": [" ".join(args)], "volumeMounts": mounts}
+
+
+def wrap_primary_pod(experiment: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
+    """inject_webhook.go for one pod of the trial: a pod whose labels match `primaryPodLabels` (every
+    pod when none are set) gets the metrics volume and its primary container wrapped; others pass."""
+    template = experiment["spec"]["trialTemplate"]
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    if any(labels.get(k) != v for k, v in (template.get("primaryPodLabels") or {}).items()):
+        return pod
+    spec = dict(pod["spec"])
+    early = experiment["spec"].get("earlyStopping") is not None
+    collector = ((experiment["spec"].get("metricsCollectorSpec") or {}).get("collector") or {}).get("kind", "StdOut")
+    spec["containers"] = [wrap_worker_container(c, collector=collector, early_stopping=early)
+                          if c["name"] == template["primaryContainerName"] else c for c in spec["containers"]]
+    spec["volumes"] = [*(spec.get("volumes") or []), {"name": METRICS_VOLUME, "emptyDir": {}}]
+    return {**pod, "spec": spec}
+
+
+def completion_marks(metrics_dir) -> list[str]:
+    """What the wrapped command left in its `<pid>.pid` files (the collector waits for them)."""
+    from pathlib import Path
+
+    return [p.read_text().strip() for p in sorted(Path(metrics_dir).glob("*.pid"))]

@@ -61,9 +61,39 @@ def container_env(container: dict[str, Any], pod_env: PodEnv) -> dict[str, str]:
     return env
 
 
+def kubelet_expand(text: str, env: dict[str, str]) -> str:
+    """The kubelet's expansion of `$(VAR)` in command and args (a port of Kubernetes'
+    third_party/forked/golang/expansion/expand.go, `Expand` with `MappingFuncFor`): a defined
+    variable is replaced, an undefined reference stays as written, and `$$` becomes `$`."""
+    out, checkpoint, cursor = [], 0, 0
+    while cursor < len(text):
+        if text[cursor] == "$" and cursor + 1 < len(text):
+            out.append(text[checkpoint:cursor])
+            rest = text[cursor + 1:]
+            if rest[0] == "$":  # escaped operator
+                read, advance = "$", 1
+            elif rest[0] == "(":
+                close = rest.find(")", 1)
+                if close == -1:  # incomplete reference: the opener stays literal
+                    read, advance = "$(", 1
+                else:
+                    name = rest[1:close]
+                    read, advance = env.get(name, f"$({name})"), close + 1
+            else:
+                read, advance = "$" + rest[0], 1
+            out.append(read)
+            cursor += advance
+            checkpoint = cursor + 1
+        cursor += 1
+    return "".join(out) + text[checkpoint:]
+
+
 def podman_args(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv, workdir: Path,
-                extra_mounts: list[str] = (), ports: dict[int, int] | None = None) -> list[str]:
-    """The `run` arguments (after `podman run`) that reproduce the container's spec."""
+                extra_mounts: list[str] = (), ports: dict[int, int] | None = None,
+                empty_dirs: dict[str, Path] | None = None) -> list[str]:
+    """The `run` arguments (after `podman run`) that reproduce the container's spec. `empty_dirs`
+    backs the named emptyDir volumes with host folders (the kubelet keeps an emptyDir on the node's
+    disk), so a test can read what the container left there."""
     pod_sc, sc = pod.get("securityContext") or {}, container.get("securityContext") or {}
     args = ["--rm"]
     if ports:
@@ -87,6 +117,12 @@ def podman_args(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv,
     volumes = {v["name"]: v for v in pod.get("volumes") or []}
     for mount in container.get("volumeMounts") or []:
         volume = volumes[mount["name"]]
+        if "emptyDir" in volume and mount["name"] in (empty_dirs or {}):
+            folder = Path(empty_dirs[mount["name"]])
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o777)
+            args.append(f"--volume={folder}:{mount['mountPath']}:rw")
+            continue
         if "emptyDir" in volume:
             args.append(f"--tmpfs={mount['mountPath']}:rw,mode=1777")
             continue
@@ -103,20 +139,22 @@ def podman_args(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv,
         folder.chmod(0o755)
         args.append(f"--volume={folder}:{mount['mountPath']}:ro")
     args += [f"--volume={m}" for m in extra_mounts]
-    for key, value in container_env(container, pod_env).items():
+    env = container_env(container, pod_env)
+    for key, value in env.items():
         args.append(f"--env={key}={value}")
     if container.get("command"):
-        args.append(f"--entrypoint={json.dumps(container['command'])}")
+        args.append(f"--entrypoint={json.dumps([kubelet_expand(c, env) for c in container['command']])}")
     args.append(container["image"])
-    args += container.get("args") or []
+    args += [kubelet_expand(a, env) for a in container.get("args") or []]
     return args
 
 
 def run_pod_container(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv | None = None,
-                      extra_mounts: list[str] = (), timeout: float = 600) -> subprocess.CompletedProcess:
+                      extra_mounts: list[str] = (), timeout: float = 600,
+                      empty_dirs: dict[str, Path] | None = None) -> subprocess.CompletedProcess:
     """Run to completion (a Job's or a test hook's container); stdout and stderr captured."""
     with tempfile.TemporaryDirectory(prefix="conveyor-pod-") as tmp:
-        args = podman_args(pod, container, pod_env or PodEnv(), Path(tmp), extra_mounts)
+        args = podman_args(pod, container, pod_env or PodEnv(), Path(tmp), extra_mounts, empty_dirs=empty_dirs)
         return subprocess.run([build.engine(), "run", *args], capture_output=True, text=True, timeout=timeout,
                               env={**__import__("os").environ, **build.engine_env()})
 

@@ -97,7 +97,9 @@ def test_compile_with_config_writes_everything_and_exits_0(tmp_path):
 
     experiment = yaml.safe_load((tmp_path / "katib-experiment.yaml").read_text())
     command = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
-    trial_cfg = json.loads(command[command.index("--config-json") + 1])
+    from components.common.argcodec import decode_object
+
+    trial_cfg = decode_object(command[command.index("--config-b64") + 1], "--config-b64")
     tweets = yaml.safe_load((PROJECT_ROOT / "configs/tweets.yaml").read_text())
     for section in ("train", "features"):  # the trials train what the config says, not the defaults
         assert {k: trial_cfg[section][k] for k in tweets[section]} == tweets[section]

@@ -29,7 +29,8 @@ def test_kustomization_lists_every_file():
     assert listed == {p.name for p in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
 
 
-CUSTOM_GROUPS = ("serving.kserve.io/", "monitoring.coreos.com/")
+CUSTOM_GROUPS = ("serving.kserve.io/", "monitoring.coreos.com/", "trainer.kubeflow.org/", "gateway.networking.k8s.io/",
+                 "kubeflow.org/", "sparkoperator.k8s.io/", "pipelines.kubeflow.org/")
 
 
 @pytest.mark.parametrize("version", KUBE_VERSIONS)

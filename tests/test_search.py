@@ -248,11 +248,15 @@ def test_automl_grid_over_feature_groups_and_families_shows_each_choice(tmp_path
     board = result["leaderboard"]
     assert "Effect of `features.word_ngrams`" in board and "Effect of `family`" in board
     assert "| [] | 2 |" in board and "| cnn | 2 |" in board
-    # the same space on Katib: list values travel as JSON strings the trial's --set parses back
+    # the same space on Katib: list values travel as shell-safe (percent-encoded) JSON that the
+    # trial's --set decodes back
     experiment = build_experiment(parse_spec(cfg["search"]), run_id="r", dataset="toy", version=version,
                                   store="s3://x", cluster=ClusterConfig())
     spaces = {p["name"]: p["feasibleSpace"] for p in experiment["spec"]["parameters"]}
-    assert spaces["features-word_ngrams"]["list"] == ["[1, 2]", "[]"]
+    assert spaces["features-word_ngrams"]["list"] == ["%5B1,2%5D", "%5B%5D"]
+    from components.search.katib_launcher import decode_value
+
+    assert [decode_value(v) for v in spaces["features-word_ngrams"]["list"]] == [[1, 2], []]
 
 
 def test_local_budget_stops_starting_trials_and_keeps_the_best_finished(tmp_path, file_store):

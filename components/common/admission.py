@@ -1,10 +1,19 @@
 """The upstream admission rules that Conveyor's custom resources must pass, ported.
 
 A CRD schema says nothing about these (see tests/upstream_crds/README.md): on a cluster the
-validating webhooks of KServe, Katib and the training operator refuse what breaks them. Each rule
-names the upstream file it comes from; messages keep the upstream wording where a user would
-search for it. Pure functions over manifest dicts: the deploy step and the Katib launcher check
-before they send, and the tests' API stand-in applies them as the webhooks would.
+validating webhooks of KServe (InferenceService, InferenceGraph), Katib (Experiment), the training
+operator (PyTorchJob), Kubeflow Trainer (TrainJob, TrainingRuntime, ClusterTrainingRuntime) and the
+Spark Operator (SparkApplication) refuse what breaks them. Each rule names the upstream file it
+comes from; messages keep the upstream wording where a user would search for it. Pure functions
+over manifest dicts: the deploy step and every launcher check before they send, and the tests'
+API stand-in applies them as the webhooks would. Gateway API has no webhook since v1.1: the
+HTTPRoute's rules are all in its CRD (CEL), which the tests evaluate.
+
+What needs the cluster's state is applied only when the caller has it: the TrainJob rules that
+read the referenced runtime (`runtime=`), and the update rules (`old=`). Not ported: the Spark
+Operator's ResourceQuota check (off unless `webhook.resourceQuotaEnforcement.enable`), the
+Trainer's torchtune (`tune run`) model checks, and the MPI/XGBoost runtimes' reserved envs
+(Conveyor's runtimes are torch).
 """
 
 from __future__ import annotations
@@ -271,10 +280,12 @@ def _pod_templates(run_spec: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return []
 
 
-# -- Training operator: pkg/webhooks/pytorch/pytorchjob_webhook.go and pkg/webhooks/utils
-#    (ValidateReplicaSpecs), v1.8/v1.9 --
+# -- Training operator v1.9.4: pkg/webhooks/pytorch/pytorchjob_webhook.go and
+#    pkg/common/util/webhooks.go (ValidateRunPolicy). Its update check passes the new object as the
+#    old one, so the managedBy immutability it means to check never fires; not ported either. --
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 PYTORCH_CONTAINER = "pytorch"  # PyTorchJobDefaultContainerName
+PYTORCH_MANAGERS = ("kubeflow.org/training-operator", "kueue.x-k8s.io/multikueue")
 
 
 def validate_pytorchjob(obj: dict[str, Any]) -> None:
@@ -282,7 +293,18 @@ def validate_pytorchjob(obj: dict[str, Any]) -> None:
     name = (obj.get("metadata") or {}).get("name", "")
     if len(name) > 63 or not DNS1035.match(name):
         errors.append(f"metadata.name: Invalid value: {name!r}: should match a DNS-1035 label")
-    specs = (obj.get("spec") or {}).get("pytorchReplicaSpecs") or {}
+    spec = obj.get("spec") or {}
+    manager = (spec.get("runPolicy") or {}).get("managedBy")
+    if manager is not None and manager not in PYTORCH_MANAGERS:
+        errors.append(f"spec.runPolicy.managedBy: Unsupported value: {manager!r}: supported values: "
+                      + ", ".join(f'"{m}"' for m in PYTORCH_MANAGERS))
+    specs = spec.get("pytorchReplicaSpecs") or {}
+    if spec.get("elasticPolicy") is not None:
+        if "Worker" not in specs:
+            errors.append("spec.pytorchReplicaSpecs[Worker]: Required value: must be configured if elastic policy "
+                          "is used")
+        if spec["elasticPolicy"].get("nProcPerNode") is not None and spec.get("nprocPerNode") is not None:
+            errors.append("spec.elasticPolicy.nProcPerNode: Forbidden: must not be used with spec.nprocPerNode")
     if not specs:
         errors.append("spec.pytorchReplicaSpecs: Required value: must be specified")
     for role, replica in specs.items():
@@ -306,24 +328,237 @@ def validate_pytorchjob(obj: dict[str, Any]) -> None:
     _fail("validator.pytorchjob.training-operator.kubeflow.org", errors)
 
 
-# -- Kubeflow Trainer v2.3: pkg/webhooks/trainjob_webhook.go (the name becomes a JobSet's, whose
-#    pods and headless service take it: a DNS-1035 label) and the torch plugin's Validate
-#    (pkg/runtime/framework/plugins/torch: the environment variables it sets are reserved).
-#    Only these two rules; the rest (the referenced runtime exists, its ML policy) needs the
-#    cluster. --
+# -- Kubeflow Trainer v2.3.0: pkg/webhooks/trainjob_webhook.go hands a TrainJob to its runtime
+#    (pkg/runtime/core/trainingruntime.go, clustertrainingruntime.go: RuntimeRefToRuntimeRegistryKey),
+#    whose plugins validate it: pkg/runtime/framework/plugins/torch (the PET_* variables the torch
+#    plugin sets are reserved) and .../plugins/jobset (initializers need their jobs; runtime patches:
+#    a domain-prefixed manager, only jobs and containers the runtime has, no env on the reserved
+#    containers, changes only while suspended). The name becomes a JobSet's, whose pods and headless
+#    service take it: a DNS-1035 label (also a CEL rule of the CRD). --
+TRAINER_GROUP = "trainer.kubeflow.org"
+RUNTIME_KINDS = ("TrainingRuntime", "ClusterTrainingRuntime")
 TORCH_RESERVED_ENV = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
+NODE, DATASET_INITIALIZER, MODEL_INITIALIZER = "node", "dataset-initializer", "model-initializer"
+ANCESTOR_LABEL = "trainer.kubeflow.org/trainjob-ancestor-step"   # constants.LabelTrainJobAncestor
+ANCESTOR_CONTAINERS = {"trainer": NODE, DATASET_INITIALIZER: DATASET_INITIALIZER, MODEL_INITIALIZER: MODEL_INITIALIZER}
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+HTTP_PATH = re.compile(r"^[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$")    # k8s.io/apimachinery validation httpPathFmt
 
 
-def validate_trainjob(obj: dict[str, Any]) -> None:
+def domain_prefixed_path_errors(where: str, value: str) -> list[str]:
+    """k8s.io/apimachinery/pkg/util/validation IsDomainPrefixedPath."""
+    if not value:
+        return [f"{where}: Required value"]
+    host, sep, path = value.partition("/")
+    if not sep or not host or not path:
+        return [f"{where}: Invalid value: {value!r}: must be a domain-prefixed path (such as \"acme.io/foo\")"]
+    errors = []
+    if len(host) > 253 or not DNS1123_SUBDOMAIN.match(host):
+        errors.append(f"{where}: Invalid value: {host!r}: a lowercase RFC 1123 subdomain must consist of lower case "
+                      "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")
+    if not HTTP_PATH.match(path):
+        errors.append(f"{where}: Invalid value: {path!r}: Invalid path")
+    return errors
+
+
+def _runtime_jobs(runtime: dict[str, Any]) -> dict[str, set[str]]:
+    """Replicated job name -> its init container and container names."""
+    jobs = (((runtime.get("spec") or {}).get("template") or {}).get("spec") or {}).get("replicatedJobs") or []
+    out = {}
+    for job in jobs:
+        pod = ((((job.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec") or {})
+        out[job.get("name", "")] = {c.get("name") for c in (pod.get("initContainers") or []) + (pod.get("containers")
+                                                                                                or [])}
+    return out
+
+
+def validate_trainjob(obj: dict[str, Any], old: dict[str, Any] | None = None,
+                      runtime: dict[str, Any] | None = None) -> None:
+    """The TrainJob webhook with the runtime's plugins. `runtime`: the (Cluster)TrainingRuntime it
+    references, when the caller has it (the runtime's own job and container names); `old`: the
+    object an update replaces."""
     errors: list[str] = []
     name = (obj.get("metadata") or {}).get("name", "")
     if len(name) > 63 or not DNS1035.match(name):
         errors.append(f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1035 label must consist of lower "
                       "case alphanumeric characters or '-', start with an alphabetic character, and end with an "
                       "alphanumeric character")
-    trainer = (obj.get("spec") or {}).get("trainer") or {}
+    spec = obj.get("spec") or {}
+    ref = spec.get("runtimeRef") or {}
+    group, kind = ref.get("apiGroup", TRAINER_GROUP), ref.get("kind", "ClusterTrainingRuntime")
+    if group != TRAINER_GROUP or kind not in RUNTIME_KINDS:
+        _fail("validator.trainjob.trainer.kubeflow.org", [f"unsupported runtime: {kind}.{group}"])
+    torch = runtime is None or "torch" in (((runtime.get("spec") or {}).get("mlPolicy")) or {})
+    trainer = spec.get("trainer") or {}
     for i, env in enumerate(trainer.get("env") or []):
-        if env.get("name") in TORCH_RESERVED_ENV:
+        if torch and env.get("name") in TORCH_RESERVED_ENV:
             errors.append(f"spec.trainer.env[{i}]: Invalid value: {env.get('name')!r}: must not have reserved "
                           f"envs, invalid envs configured: {list(TORCH_RESERVED_ENV)}")
+    patches = spec.get("runtimePatches") or []
+    for i, patch in enumerate(patches):
+        errors += domain_prefixed_path_errors(f"spec.runtimePatches[{i}].manager", patch.get("manager", ""))
+    if runtime is not None:
+        errors += _runtime_patch_errors(spec, _runtime_jobs(runtime))
+    if old is not None:
+        before = (old.get("spec") or {})
+        if _without_times(before.get("runtimePatches")) != _without_times(patches) and not (
+                before.get("suspend") is True or spec.get("suspend") is True):
+            errors.append("spec.runtimePatches: Forbidden: RuntimePatches can only be modified when the TrainJob "
+                          "is suspended")
     _fail("validator.trainjob.trainer.kubeflow.org", errors)
+
+
+def _without_times(patches: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [{k: v for k, v in p.items() if k != "time"} for p in patches or []]
+
+
+def _runtime_patch_errors(spec: dict[str, Any], jobs: dict[str, set[str]]) -> list[str]:
+    errors = []
+    initializer = spec.get("initializer") or {}
+    for part, job in (("dataset", DATASET_INITIALIZER), ("model", MODEL_INITIALIZER)):
+        if initializer.get(part) is None:
+            continue
+        if job not in jobs:
+            errors.append(f"spec.runtimeRef: Invalid value: must have {job} job when trainJob is configured with "
+                          f"input {part}Config")
+        elif job not in jobs[job]:
+            errors.append(f"spec.runtimeRef: Invalid value: must have container with name - {job} in the {job} job")
+    for i, patch in enumerate(spec.get("runtimePatches") or []):
+        where = f"spec.runtimePatches[{i}]"
+        runtime_spec = (patch.get("trainingRuntimeSpec") or {})
+        replicated = (((runtime_spec.get("template") or {}).get("spec") or {}).get("replicatedJobs")) or []
+        for job in replicated:
+            job_name = job.get("name", "")
+            if job_name not in jobs:
+                errors.append(f"{where}: Invalid value: must not have replicatedJob {job_name!r} that doesn't exist "
+                              "in the runtime job template")
+                continue
+            pod = ((((job.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec") or {})
+            for c in pod.get("initContainers") or []:
+                if c.get("name") not in jobs[job_name]:
+                    errors.append(f"{where}: Invalid value: must not have initContainer that doesn't exist in the "
+                                  f"runtime job {job_name}")
+            for c in pod.get("containers") or []:
+                if c.get("name") not in jobs[job_name]:
+                    errors.append(f"{where}: Invalid value: must not have container that doesn't exist in the "
+                                  f"runtime job {job_name}")
+                elif c.get("env") and c.get("name") in (DATASET_INITIALIZER, MODEL_INITIALIZER, NODE):
+                    errors.append(f"{where}: Invalid value: must not have envs for the {DATASET_INITIALIZER}, "
+                                  f"{MODEL_INITIALIZER}, {NODE} containers")
+    return errors
+
+
+# -- Kubeflow Trainer v2.3.0: pkg/webhooks/trainingruntime_webhook.go (on create) and
+#    clustertrainingruntime_webhook.go (create and update): a replicated job labelled as an ancestor
+#    step runs one replica and has that step's container. --
+def validate_training_runtime(obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+    if obj.get("kind") == "TrainingRuntime" and old is not None:
+        return  # TrainingRuntime: its validator checks creates only
+    errors = []
+    jobs = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("replicatedJobs") or []
+    for i, job in enumerate(jobs):
+        where = f"spec.template.spec.replicatedJobs[{i}]"
+        ancestor = (((job.get("template") or {}).get("metadata") or {}).get("labels") or {}).get(ANCESTOR_LABEL)
+        if ancestor not in ANCESTOR_CONTAINERS:
+            continue
+        if job.get("replicas", 1) != 1:
+            errors.append(f"{where}.replicas: Invalid value: {job.get('replicas')}: always must be 1")
+        pod = ((((job.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec") or {})
+        if not any(c.get("name") == ANCESTOR_CONTAINERS[ancestor] for c in pod.get("containers") or []):
+            errors.append(f"{where}.template.spec.template.spec.containers: Invalid value: must contain the required "
+                          f"container for the ancestor: {ancestor}")
+    webhook = "validator.clustertrainingruntime" if obj.get("kind") == "ClusterTrainingRuntime" else \
+        "validator.trainingruntime"
+    _fail(f"{webhook}.trainer.kubeflow.org", errors)
+
+
+# -- Spark Operator v2.4.0: internal/webhook/sparkapplication_validator.go (create; update when
+#    spec changed). The ResourceQuota check runs only with webhook.resourceQuotaEnforcement.enable
+#    (chart default false) and is not ported. --
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text.lstrip("v").split("-")[0])[:3])
+
+
+def validate_sparkapplication(obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+    errors: list[str] = []
+    name = (obj.get("metadata") or {}).get("name", "")
+    if len(name) > 63 or not DNS1035.match(name):
+        _fail("validate-sparkapplication.sparkoperator.k8s.io",
+              [f"invalid SparkApplication name {name!r}: a DNS-1035 label must consist of lower case alphanumeric "
+               "characters or '-', start with an alphabetic character, and end with an alphanumeric character"])
+    spec = obj.get("spec") or {}
+    if old is not None and (old.get("spec") or {}) == spec:
+        return
+    driver, executor = spec.get("driver") or {}, spec.get("executor") or {}
+    if (driver.get("template") is not None or executor.get("template") is not None) and \
+            _version_tuple(spec.get("sparkVersion", "0")) < (3, 0, 0):
+        errors.append("pod template feature requires Spark version 3.0.0 or higher")
+    if spec.get("nodeSelector") is not None and (driver.get("nodeSelector") is not None
+                                                 or executor.get("nodeSelector") is not None):
+        errors.append("node selector cannot be defined at both SparkApplication and Driver/Executor")
+    ports, formats = set(), set()
+    for option in spec.get("driverIngressOptions") or []:
+        port, url_format = option.get("servicePort"), option.get("ingressURLFormat", "")
+        if port is None:
+            errors.append("DriverIngressOptions has nill ServicePort")
+            break
+        if port in ports:
+            errors.append(f"DriverIngressOptions has duplicate ServicePort: {port}")
+            break
+        ports.add(port)
+        if not url_format:
+            errors.append("DriverIngressOptions has empty IngressURLFormat")
+            break
+        if url_format in formats:
+            errors.append(f"DriverIngressOptions has duplicate IngressURLFormat: {url_format}")
+            break
+        formats.add(url_format)
+    _fail("validate-sparkapplication.sparkoperator.k8s.io", errors[:1])  # the validator stops at the first
+
+
+# -- KServe: pkg/apis/serving/v1alpha1/inference_graph_validation.go (create and update) --
+GRAPH_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # GraphNameFmt
+
+
+def validate_inference_graph(obj: dict[str, Any]) -> None:
+    name = (obj.get("metadata") or {}).get("name", "")
+    nodes = (obj.get("spec") or {}).get("nodes") or {}
+
+    def fail(message: str) -> None:
+        _fail("inferencegraph.kserve-webhook-server.validator", [message])
+
+    if not GRAPH_NAME.match(name):
+        fail(f"The InferenceGraph \"{name}\" is invalid: a InferenceGraph name must consist of lower case "
+             "alphanumeric characters or '-', and must start with alphabetical character. (e.g. \"my-name\" or "
+             f"\"abc-123\", regex used for validation is '{GRAPH_NAME.pattern[1:-1]}')")
+    if "root" not in nodes:
+        fail("root node not found, InferenceGraph needs a node with name 'root' as the root node of the graph")
+    for node_name, node in nodes.items():
+        seen: set[str] = set()
+        for step in node.get("steps") or []:
+            step_name = step.get("name", "")
+            if step_name and step_name in seen:
+                fail(f"Node \"{node_name}\" of InferenceGraph \"{name}\" contains more than one step with name "
+                     f"\"{step_name}\"")
+            seen.add(step_name)
+    for node_name, node in nodes.items():
+        for i, step in enumerate(node.get("steps") or []):
+            targets = sum(1 for k in ("nodeName", "serviceName", "serviceUrl") if step.get(k))
+            if targets == 0:
+                fail(f"Step {i} (\"{step.get('name', '')}\") in node \"{node_name}\" of InferenceGraph \"{name}\" "
+                     "does not specify an inference target")
+            if targets != 1:
+                fail(f"Step {i} (\"{step.get('name', '')}\") in node \"{node_name}\" of InferenceGraph \"{name}\" "
+                     "specifies more than one of nodeName, serviceName, serviceUrl")
+    for node_name, node in nodes.items():
+        if node.get("routerType") != "Splitter":
+            continue
+        total = 0
+        for step in node.get("steps") or []:
+            if step.get("weight") is None:
+                fail(f"InferenceGraph[{name}] Node[{node_name}] Route[{step.get('serviceName', '')}] missing the "
+                     "'Weight'")
+            total += step["weight"]
+        if total != 100:
+            fail(f"InferenceGraph[{name}] Node[{node_name}] splitter node: the sum of traffic weights for all routing "
+                 "targets should be 100")

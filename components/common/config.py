@@ -38,7 +38,9 @@ class ClusterConfig(Section):
     train_kind: Literal["Pod", "TrainJob"] = "Pod"
     nodes: int = Field(1, ge=1)  # training nodes (pods) of a TrainJob or PyTorchJob
     procs_per_node: int = Field(1, ge=1)  # set explicitly: Trainer's "auto" on a CPU node is one per CPU
-    trainer_runtime: str = "torch-distributed"  # the ClusterTrainingRuntime (Trainer >= 2.2: runtimePatches)
+    trainer_runtime: str = "torch-distributed"  # the torch runtime TrainJobs reference (Trainer >= 2.2: runtimePatches)
+    # Trainer's own runtimes are cluster-wide; the chart can ship a namespaced one (trainer.runtime.enabled)
+    trainer_runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
     train_timeout_s: int = Field(6 * 3600, ge=60)
     gpus_per_trial: int = Field(1, ge=0)  # per trial pod, and per node of a TrainJob/PyTorchJob
     gpu_quota: int = Field(4, ge=0)  # parallel trials x nodes x GPUs per node may not exceed this

@@ -7,11 +7,11 @@ and serialized with `ApiClient.sanitize_for_serialization` into a camelCase mani
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from components.common.admission import validate_experiment as katib_webhook
+from components.common.argcodec import encode_object, encode_value, is_shell_safe
 from components.common.config import ClusterConfig
 from components.common.errors import SpecError
 from components.common.hashing import sha256_of_value
@@ -66,8 +66,32 @@ def _feasible_space(p):
                                     step=None if p.step is None else fmt(p.step),
                                     distribution="logUniform" if p.log else "uniform")
     # Build the list directly: katib.search.categorical() puts it in `distribution` (SDK bug).
-    # Katib values are strings; the trial's `--set name=value` parses JSON back ([1, 2], null, 64).
-    return V1beta1FeasibleSpace(list=[v if isinstance(v, str) else json.dumps(v) for v in p.values])
+    # Katib values are strings and land in the trial's argv: shell-safe words that the trial's
+    # `--set name=value` decodes back ([1, 2] travels as %5B1,2%5D; 64, cnn and null as they are).
+    return V1beta1FeasibleSpace(list=[encode_value(v) for v in p.values])
+
+
+def _sample_values(p) -> list[str]:
+    """Values Katib may substitute for a parameter: every list entry; the bounds and step of a range
+    (a suggestion's number is formatted like them: digits, sign, point, exponent)."""
+    space = _feasible_space(p)
+    return list(space.list) if space.list else [v for v in (space.min, space.max, space.step) if v is not None]
+
+
+def check_shell_safe(args: list[str], values: dict[str, list[str]]) -> None:
+    """Refuse a trial command with an argument that a shell would change (see argcodec), with every
+    `${trialParameters.x}` replaced by each value Katib may give it, and the trial's name."""
+    for arg in args:
+        candidates = [arg]
+        for name, options in {**values, "trialName": ["trial-name-abc12345"]}.items():
+            placeholder = f"${{trialParameters.{name}}}"
+            candidates = [c.replace(placeholder, v) for c in candidates for v in options] \
+                if placeholder in arg else candidates
+        for candidate in candidates:
+            if not is_shell_safe(candidate):
+                raise SpecError(f"trial argument {candidate!r} would not survive Katib's metrics collector "
+                                "(it joins the command with spaces and runs `sh -c`): use letters, digits and "
+                                "_ . / : = , + @ % - only")
 
 
 def trial_config(config: dict[str, Any] | None) -> dict[str, Any]:
@@ -82,7 +106,9 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
     """The Experiment manifest (a dict ready for the Kubernetes API or `kubectl apply`).
 
     `config` is the run's config (a dict as the pipeline passes it); each trial gets its training
-    sections inline (`--config-json`) and the sampled parameters on top (`--set`)."""
+    sections inline (`--config-b64`) and the sampled parameters on top (`--set`). Every argument
+    is a shell-safe word (components/common/argcodec.py): Katib's metrics collector joins the
+    command with spaces and runs it with `sh -c`."""
     # lazy: cluster SDK, only on the cluster path
     from kubeflow.katib import (
         V1beta1AlgorithmSetting,
@@ -117,9 +143,10 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
                                                   description="run id of the trial (resumes its checkpoint)"))
     entry_args = ["--store", store, "--dataset", dataset,
                   "--version", version, "--run-id", "${trialParameters.trialName}", "--image", image,
-                  "--config-json", json.dumps(fixed, sort_keys=True, separators=(",", ":"))]
+                  "--config-b64", encode_object(fixed)]
     for p in spec.parameters:
         entry_args += ["--set", f"{p.name}=${{trialParameters.{katib_parameter_name(p.name)}}}"]
+    check_shell_safe(entry_args, {katib_parameter_name(p.name): _sample_values(p) for p in spec.parameters})
 
     algorithm_settings = [] if spec.algorithm == "grid" else [
         V1beta1AlgorithmSetting(name="random_state", value=str(spec.seed))]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from components.common.argcodec import decode_value
 from components.common.config import ClusterConfig
 from components.common.errors import SearchFailed, SpecError
 from components.kube import CustomObjects, adopt_or_create
@@ -75,15 +76,6 @@ def _condition(obj: dict[str, Any]) -> tuple[str | None, str, str]:
     return None, "", ""
 
 
-def _typed(value: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            continue
-    return value
-
-
 def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, cluster: ClusterConfig,
            timeout_s: float | None = None, log=print) -> KatibOutcome:
     check_quota(spec, cluster)
@@ -125,7 +117,7 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
         if state == "Failed":
             raise SearchFailed(f"experiment {namespace}/{name} failed: {reason}: {message}")
         optimal = final.get("status", {}).get("currentOptimalTrial", {}) or {}
-        assignments = {a["name"]: _typed(a["value"]) for a in optimal.get("parameterAssignments", []) or []}
+        assignments = {a["name"]: decode_value(a["value"]) for a in optimal.get("parameterAssignments", []) or []}
 
         by_katib = {katib_parameter_name(p.name): p.name for p in spec.parameters}
         best_params = {by_katib.get(k, k): v for k, v in assignments.items()}
@@ -134,7 +126,7 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
             if metric.get("name") == spec.objective.metric:
                 value = float(metric.get("max" if spec.objective.goal == "maximize" else "min", metric.get("latest")))
         trials = [{"name": t["metadata"]["name"],
-                   "params": {by_katib.get(a["name"], a["name"]): _typed(a["value"])
+                   "params": {by_katib.get(a["name"], a["name"]): decode_value(a["value"])
                               for a in t.get("spec", {}).get("parameterAssignments", [])},
                    "condition": _trial_state(t),
                    "metrics": {m["name"]: m.get("latest") for m in

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from components.common.argcodec import decode_object, decode_value
 from components.common.config import read_config_file
 from components.common.entry import run_main
 from components.common.errors import ConfigError, ConveyorError
@@ -45,15 +46,15 @@ from components.train.models import build_from_params
 
 
 def parse_set(values: list[str]) -> dict[str, Any]:
+    """`name=value` pairs; a value is percent-decoded, then read as JSON (numbers, lists, booleans)
+    where it parses, else kept as a string: `lr=0.02`, `features.word_ngrams=[1,3]` and Katib's
+    shell-safe `features.word_ngrams=%5B1,3%5D` (components/common/argcodec.py) all work."""
     out: dict[str, Any] = {}
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise ConfigError(f"--set {item!r}: expected name=value")
-        try:
-            out[name] = json.loads(value)  # numbers, lists, booleans; anything else stays a string
-        except json.JSONDecodeError:
-            out[name] = value
+        out[name] = decode_value(value)
     return out
 
 
@@ -160,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", help="run id (a restarted run with the same id resumes its checkpoint)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", help="config YAML (default $CONVEYOR_CONFIG, else configs/spamassassin.yaml)")
-    source.add_argument("--config-json", metavar="JSON",
-                        help="the run's config as a JSON object (what a Katib trial is given: no file needed)")
+    source.add_argument("--config-json", metavar="JSON", help="the run's config as a JSON object")
+    source.add_argument("--config-b64", metavar="BASE64URL",
+                        help="the run's config as base64url of a JSON object: what Katib trials and TrainJobs are "
+                             "given (no file needed, and no character a shell would change)")
     parser.add_argument("--params", default="{}", help="JSON object of parameters")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="one parameter")
     parser.add_argument("--image", help="image reference, recorded in the run key")
@@ -169,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         params = {**_json_object(args.params, "--params"), **parse_set(args.set)}
-        run_config, origin = (_json_object(args.config_json, "--config-json"), "--config-json") \
-            if args.config_json is not None else read_config_file(args.config)
+        if args.config_b64 is not None:
+            run_config, origin = decode_object(args.config_b64, "--config-b64"), "--config-b64"
+        elif args.config_json is not None:
+            run_config, origin = _json_object(args.config_json, "--config-json"), "--config-json"
+        else:
+            run_config, origin = read_config_file(args.config)
         base = TrainingConfig.of(run_config, origin)
         cfg = apply_params(base, params)
         world = d.world_from_env()

@@ -7,12 +7,12 @@ command is what a TrainJob's nodes run (`components/train/trainjob.py`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from typing import Any
 
+from components.common.argcodec import encode_object
 from components.common.config import ClusterConfig
 from components.common.errors import ConveyorError
 from components.images import TRAINING_IMAGE
@@ -34,8 +34,9 @@ def torchrun_command(procs_per_node: int, entry_args: list[str], nodes: int | No
 
 def entry_args(store_uri: str, dataset: str, version: str, cfg: TrainingConfig, run_id: str,
                image: str | None = None) -> list[str]:
+    # base64url: a TrainJob's command must read the same whoever runs it through a shell
     args = ["--store", store_uri, "--dataset", dataset, "--version", version, "--run-id", run_id,
-            "--config-json", json.dumps(cfg.model_dump(mode="json"), sort_keys=True)]
+            "--config-b64", encode_object(cfg.model_dump(mode="json"))]
     return [*args, "--image", image] if image else args
 
 

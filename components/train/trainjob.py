@@ -1,6 +1,7 @@
 """Distributed training on the cluster: a Kubeflow Trainer v2 TrainJob (`trainer.kubeflow.org/v1alpha1`).
 
-The TrainJob references a torch ClusterTrainingRuntime (`cluster.trainer_runtime`, Trainer >= 2.2:
+The TrainJob references a torch runtime (`cluster.trainer_runtime`, a ClusterTrainingRuntime or the
+chart's namespaced TrainingRuntime by `cluster.trainer_runtime_kind`; Trainer >= 2.2:
 the manifest uses `runtimePatches`, which replaced `podTemplateOverrides`) and runs the shared
 entrypoint under `torchrun` on `cluster.nodes` nodes x `cluster.procs_per_node` processes. The
 torch plugin gives each node PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK and PET_MASTER_ADDR/PORT,
@@ -68,7 +69,7 @@ def train_job_spec(command: list[str], cluster: ClusterConfig, image: str) -> di
             "seccompProfile": {"type": "RuntimeDefault"}}}],
     }
     spec = TrainerV1alpha1TrainJobSpec.from_dict({
-        "runtimeRef": {"name": cluster.trainer_runtime, "apiGroup": GROUP, "kind": "ClusterTrainingRuntime"},
+        "runtimeRef": {"name": cluster.trainer_runtime, "apiGroup": GROUP, "kind": cluster.trainer_runtime_kind},
         "trainer": {"image": image, "command": command, "env": env, "numNodes": cluster.nodes,
                     "numProcPerNode": cluster.procs_per_node,
                     "resourcesPerNode": {"requests": {"cpu": cluster.cpu, "memory": cluster.memory},

@@ -39,17 +39,25 @@ def _toy_version(tmp_path, store) -> str:
 @pytest.mark.parametrize("kind", ["Job", "TrainJob", "PyTorchJob"])
 def test_katib_trial_runs_in_the_training_image_and_reports_every_epoch(kind, images, s3_prefix, s3_secret,
                                                                         tmp_path):
-    """Job: one process. TrainJob: the node pod as the torch runtime renders it (PET_* topology:
-    1 node x 2 processes), so torchrun runs DDP with gloo inside the image. PyTorchJob: the Master,
-    torchrun with the defaults of a one-node job."""
+    """The trial's primary pod as Katib's metrics-collector webhook leaves it (tests/katib_trial.py:
+    the command joined into one `sh -c` script with its output redirected to
+    /var/log/katib/metrics.log, the metrics emptyDir mounted, the completion mark), the kubelet's
+    `$(VAR)`/`$$` expansion, run in the training image. Job: one process. TrainJob: the node pod as
+    the torch runtime renders it (PET_* topology: 1 node x 2 processes), so torchrun runs DDP with
+    gloo inside the image. PyTorchJob: the Master, torchrun with the defaults of a one-node job.
+    Categorical values with brackets and commas and the whole run config go through the shell."""
+    from tests.katib_trial import METRICS_VOLUME, completion_marks, pytorchjob_pod, wrap_primary_pod
     from tests.training_data import small_config
 
     store = s3_prefix
     version = _toy_version(tmp_path, store)
     run_cfg = small_config(epochs=3, patience=3).model_dump(mode="json", exclude_none=True)
     run_cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 1,
+                         "early_stopping": {"algorithm": "medianstop"},
                          "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.05},
-                                        {"name": "embed_dim", "type": "discrete", "values": [8, 16]}]}
+                                        {"name": "embed_dim", "type": "discrete", "values": [8, 16]},
+                                        {"name": "features.word_ngrams", "type": "categorical",
+                                         "values": [[1, 1], [1, 2]]}]}
     cluster = ClusterConfig(trial_kind=kind, s3_secret=SECRET, gpus_per_trial=0,
                             procs_per_node=2 if kind == "TrainJob" else 1)
     experiment = build_experiment(parse_spec(run_cfg["search"]), run_id="ct", dataset="toy", version=version,
@@ -57,24 +65,32 @@ def test_katib_trial_runs_in_the_training_image_and_reports_every_epoch(kind, im
     validate_custom(experiment)  # the upstream CRD, Katib's webhook and (PyTorchJob) the training operator's
     trial = f"ct-{kind.lower()}-1"
     run_spec = trial_run_spec(experiment, feasible_point(experiment, "max"), trial)
-    container = primary_container(experiment, run_spec)
-    assert container["image"] == images["training"]["image"]
-    spec = run_spec["spec"]
-    pod = {"Job": lambda: spec["template"], "TrainJob": lambda: trainjob_node_pod(run_spec, master_port=_free_port()),
-           "PyTorchJob": lambda: spec["pytorchReplicaSpecs"]["Master"]["template"]}[kind]()["spec"]
-    out = run_pod_container(pod, container, PodEnv(secrets={SECRET: s3_secret}), timeout=600)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    logs = parse_stdout(out.stdout, metric_names(experiment))
-    objective = [log for log in logs if log.name == experiment["spec"]["objective"]["objectiveMetricName"]]
-    assert len(objective) == 3 and "unavailable" not in {log.value for log in objective}, out.stdout
-    stamps = [log.timestamp for log in objective]
+    assert primary_container(experiment, run_spec)["image"] == images["training"]["image"]
+    pod = {"Job": lambda: run_spec["spec"]["template"],
+           "TrainJob": lambda: trainjob_node_pod(run_spec, master_port=_free_port()),
+           "PyTorchJob": lambda: pytorchjob_pod(run_spec, "Master")}[kind]()
+    pod = wrap_primary_pod(experiment, pod)
+    container = next(c for c in pod["spec"]["containers"]
+                     if c["name"] == experiment["spec"]["trialTemplate"]["primaryContainerName"])
+    assert container["command"] == ["sh", "-c"], "Katib's webhook did not select this pod"
+    metrics_dir = tmp_path / "katib"
+    out = run_pod_container(pod["spec"], container, PodEnv(secrets={SECRET: s3_secret}), timeout=600,
+                            empty_dirs={METRICS_VOLUME: metrics_dir})
+    log = (metrics_dir / "metrics.log").read_text()
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:] + log[-3000:]
+    assert completion_marks(metrics_dir) == ["completed"]
+    logs = parse_stdout(log, metric_names(experiment))
+    objective = [entry for entry in logs if entry.name == experiment["spec"]["objective"]["objectiveMetricName"]]
+    assert len(objective) == 3 and "unavailable" not in {entry.value for entry in objective}, log
+    stamps = [entry.timestamp for entry in objective]
     assert "0001-01-01T00:00:00Z" not in stamps and stamps == sorted(set(stamps)), stamps
     record = json.loads(store.read_bytes(f"runs/{trial}.json"))
     assert record["params"]["train"]["lr"] == 0.05 and record["params"]["train"]["embed_dim"] == 16
+    assert record["params"]["features"]["word_ngrams"] == [1, 2]
     assert record["params"]["features"]["num_buckets"] == 4096  # the run's config, not a default file
     assert record["image"] == images["training"]["image"]
     assert record["distributed"]["world_size"] == (2 if kind == "TrainJob" else 1)
-    print(f"{kind} trial: {len(logs)} observations parsed, objective {[log.value for log in objective]}")
+    print(f"{kind} trial: {len(logs)} observations parsed, objective {[entry.value for entry in objective]}")
 
 
 def _free_port() -> int:
