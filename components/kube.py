@@ -1,6 +1,6 @@
 """The Kubernetes client, used one way by every launcher and the deploy step: configuration (in a
 pod, else the kubeconfig), each call's failure as one ClusterError line, and the few custom-object
-calls a launcher needs (get, create, delete, a resumed watch on one object, list)."""
+calls a launcher needs (get, create, merge patch, delete, a resumed watch on one object, list)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,11 @@ class CustomObjects:
         ns = manifest["metadata"]["namespace"]
         return call_api(f"create {self.kind} {ns}/{manifest['metadata']['name']}",
                         self.api.create_namespaced_custom_object, *self._args(ns), manifest)
+
+    def patch(self, name, namespace, patch):
+        """A JSON merge patch (the client sends application/merge-patch+json for a dict body)."""
+        return call_api(f"patch {self.kind} {namespace}/{name}", self.api.patch_namespaced_custom_object,
+                        *self._args(namespace), name, patch)
 
     def delete(self, name, namespace):
         try:

@@ -197,6 +197,8 @@ def cmd_serve(args) -> int:
         store, name, ref, model_dir = args.store or os.environ.get("CONVEYOR_STORE"), model_name, "", args.model
     else:
         store, name, ref = parse_model_ref(args.model, args.store)
+    if args.role not in ("stable", "canary"):  # a default from $CONVEYOR_ROLE is not checked by argparse
+        raise InputError(f"--role / $CONVEYOR_ROLE {args.role!r}: expected stable or canary")
     chaos = {"error_rate": args.chaos_error_rate, "delay_ms": args.chaos_delay_ms,
              "flip_labels": args.chaos_flip_labels}
     token = None
@@ -372,8 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-repository", action="store_true",
                    help=f"serve the OIP model-repository extension (load/unload) behind the bearer token in "
                         f"${REPOSITORY_TOKEN_ENV}; off by default (anyone reaching it could unload the model)")
-    p.add_argument("--name", help="name in the URL paths (default: the model name)")
-    p.add_argument("--role", default="stable", choices=["stable", "canary"], help="label on /metrics")
+    # KServe's runtime template can name the InferenceService only inside one container definition,
+    # shared by every InferenceService of the runtime; an A/B or shadow candidate's own
+    # InferenceService sets these two through its env (merged by name) to answer under the stable's
+    # name and label its metrics as the canary (components/canary/route.py).
+    p.add_argument("--name", default=os.environ.get("CONVEYOR_SERVED_NAME") or None,
+                   help="name in the URL paths (default: $CONVEYOR_SERVED_NAME, else the model name)")
+    p.add_argument("--role", default=os.environ.get("CONVEYOR_ROLE") or "stable", choices=["stable", "canary"],
+                   help="label on /metrics (default: $CONVEYOR_ROLE, else stable)")
     p.add_argument("--log-sample-rate", type=float, default=0.0, help="share of requests logged to the store")
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--max-chars", type=int, default=100_000)

@@ -7,6 +7,7 @@ commands for Conveyor's KServe InferenceServices, using the current kubeconfig c
     kubectl conveyor canary pause    NAME [-n NS]
     kubectl conveyor canary resume   NAME [-n NS]
     kubectl conveyor canary analyze  NAME [-n NS] [--prometheus URL] [--once]
+    kubectl conveyor rollout assign  NAME KEY [-n NS]   # A/B: the arm header for a sticky key
 
 `kubectl conveyor rollout VERB` is the same group under the strategy-neutral name (blue-green:
 `rollout promote` switches a previewed candidate to 100%, `--full` also skips post-promotion
@@ -34,6 +35,7 @@ VERB_HELP = {
     "pause": "stop the automated analysis; the current weight is held",
     "resume": "continue the automated analysis of a paused canary",
     "analyze": "run the analysis loop (Prometheus metrics) until promoted, rolled back or paused",
+    "assign": "A/B on KServe: the arm a sticky key belongs to, as the header a client sends to the release route",
 }
 
 
@@ -49,6 +51,8 @@ def add_canary_verbs(canary: argparse.ArgumentParser) -> None:
         if verb == "promote":
             p.add_argument("--full", action="store_true",
                            help="blue-green: promote for good now, skipping post-promotion analysis")
+        if verb == "assign":
+            p.add_argument("key", metavar="KEY", help="the request's sticky key (e.g. a user id)")
         if verb == "analyze":
             p.add_argument("--prometheus", metavar="URL", help="Prometheus base URL (default: the rollout's config)")
             p.add_argument("--once", action="store_true", help="run a single interval, then exit")
@@ -69,12 +73,16 @@ def _namespace(args) -> str:
         return "default"
 
 
-def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None) -> int:
+def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None, routes=None) -> int:
     api = api or KubernetesInferenceServiceApi(context=args.context)
-    ctl = CanaryController(api, args.name, _namespace(args), log=lambda m: sys.stderr.write(m + "\n"))
+    ctl = CanaryController(api, args.name, _namespace(args), log=lambda m: sys.stderr.write(m + "\n"), routes=routes)
     if args.verb == "status":
-        report = status_report(ctl.get())
+        obj = ctl.get()
+        report = status_report(obj, ctl.route(obj))
         sys.stdout.write((json.dumps(report, indent=2) if args.output == "json" else format_status(report)) + "\n")
+        return 0
+    if args.verb == "assign":
+        sys.stdout.write(assign_header(ctl, args.key) + "\n")
         return 0
     if args.verb == "analyze":
 
@@ -97,6 +105,26 @@ def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None)
     return 0
 
 
+def assign_header(ctl: CanaryController, key: str) -> str:
+    """`HEADER: ARM` for `key` in the A/B release running on the InferenceService's route: the same
+    sha256 assignment the release step's replay uses, with the salt and split the route records."""
+    # lazy: only this verb needs them
+    from components.canary.config import RolloutConfig
+    from components.canary.experiment import assign_arm
+    from components.canary.route import declared_split, route_state
+    from components.common.errors import ClusterError
+
+    obj = ctl.get()
+    route = ctl.route(obj)
+    state = route_state(route) if route is not None else {}
+    if state.get("mode") != "split":
+        raise ClusterError(f"InferenceService {ctl.namespace}/{ctl.name} has no A/B release running on a route")
+    share = declared_split(route, ctl.name)["candidate"]
+    header = RolloutConfig.model_validate_json(obj["metadata"]["annotations"]["conveyor.dev/rollout-config"]) \
+        .route.arm_header
+    return f"{header}: {assign_arm(key, share, salt=state['salt'])}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubectl conveyor", description="Conveyor canary commands for KServe "
                                      "InferenceServices (uses your current kubeconfig context).")
@@ -109,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, api=None) -> int:
+def main(argv: list[str] | None = None, api=None, routes=None) -> int:
     args = build_parser().parse_args(argv)
-    return run_main("kubectl conveyor", lambda: run_canary_verb(args, api=api))
+    return run_main("kubectl conveyor", lambda: run_canary_verb(args, api=api, routes=routes))
 
 
 if __name__ == "__main__":

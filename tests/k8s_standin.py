@@ -23,7 +23,8 @@ def _admit(obj: dict, old: dict | None) -> None:
     from tests.custom_resources import validate_custom
 
     try:
-        validate_custom({k: v for k, v in obj.items() if k != "status"}, old)
+        validate_custom({k: v for k, v in obj.items() if k != "status"},
+                        {k: v for k, v in old.items() if k != "status"} if old else None)
     except (SchemaError, SpecError) as exc:
         error = ClusterError(f"{obj['metadata']['name']}: {'422 Invalid' if isinstance(exc, SchemaError) else '400'}"
                              f": {exc}")
@@ -41,6 +42,7 @@ class StandInApi:
         self.reconcile_delay_s, self.controller = reconcile_delay_s, controller
         self.revisions: dict[tuple[str, str], list[str]] = {}  # revision template keys, in creation order
         self.service_url: str | None = None  # status.url; default http://NAME.NAMESPACE.example.com
+        self.deleted: list[tuple[str, str]] = []
 
     # -- API --------------------------------------------------------------------------------------
     def get(self, name, namespace):
@@ -99,6 +101,13 @@ class StandInApi:
     def event(self, obj, reason, message, type_="Normal"):
         self.events.append({"object": obj["metadata"]["name"], "reason": reason, "message": message, "type": type_})
 
+    def delete(self, name, namespace):
+        with self.cond:
+            if self.objects.pop((namespace, name), None) is not None:
+                self.deleted.append((namespace, name))
+                self.version += 1
+                self.cond.notify_all()
+
     # -- simulated controller ---------------------------------------------------------------------
     def _store(self, key, obj):
         self.version += 1
@@ -141,3 +150,57 @@ class StandInApi:
                 conditions.append({"type": "CanaryPredictorReady", "status": "True"})
             status["conditions"] = conditions
             self._store(key, obj)
+
+
+class StandInObjects:
+    """One other kind of namespaced custom object (an HTTPRoute): get, create (409 when it exists),
+    JSON merge patch with resourceVersion conflicts, delete; every write checked as the API server
+    checks it (the upstream CRD with its CEL rules, transition rules on updates, the webhooks)."""
+
+    def __init__(self):
+        self.objects: dict[tuple[str, str], dict] = {}
+        self.writes: list[tuple[str, dict]] = []  # (verb, object after the write)
+        self.version = 0
+
+    def get(self, name, namespace):
+        obj = self.objects.get((namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    def create(self, manifest):
+        key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        if key in self.objects:
+            error = ClusterError(f"create {key}: 409 AlreadyExists")
+            error.status = 409
+            raise error
+        obj = copy.deepcopy(manifest)
+        _admit(obj, None)
+        obj["metadata"]["generation"] = 1
+        return self._store(key, obj, "create")
+
+    def patch(self, name, namespace, patch):
+        key = (namespace, name)
+        current = self.objects.get(key)
+        if current is None:
+            raise ClusterError(f"patch {key}: 404 NotFound")
+        patch = copy.deepcopy(patch)
+        want = patch.get("metadata", {}).pop("resourceVersion", None)
+        if want is not None and want != current["metadata"]["resourceVersion"]:
+            error = ClusterError(f"patch {key}: 409 Conflict")
+            error.status = 409
+            raise error
+        obj = merge_patch(current, patch)
+        _admit(obj, current)
+        if obj.get("spec") != current.get("spec"):
+            obj["metadata"]["generation"] = current["metadata"]["generation"] + 1
+        return self._store(key, obj, "patch")
+
+    def delete(self, name, namespace):
+        if self.objects.pop((namespace, name), None) is not None:
+            self.writes.append(("delete", {"metadata": {"name": name, "namespace": namespace}}))
+
+    def _store(self, key, obj, verb):
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[key] = obj
+        self.writes.append((verb, copy.deepcopy(obj)))
+        return copy.deepcopy(obj)

@@ -203,6 +203,48 @@ def test_kubectl_plugin_calls_are_allowed_by_the_canary_role(api_server, as_acco
     assert ("patch", "serving.kserve.io", "inferenceservices", "") in seen
 
 
+@pytest.mark.parametrize("strategy", ["ab", "shadow"])
+def test_routed_release_calls_are_allowed_by_the_pipeline_and_canary_roles(strategy, api_server, as_account):
+    """An A/B or shadow release through the real client: the pipeline step creates the candidate's
+    InferenceService and the release HTTPRoute (checked by the stand-in against the upstream CRDs,
+    CEL rules included); `kubectl conveyor rollout rollback`, as the canary account, restores the
+    route and deletes the candidate's InferenceService."""
+    from components.canary.cluster import CanaryController, KubernetesRouteApi
+    from components.canary.config import RolloutConfig
+    from components.deploy.cluster import KubernetesInferenceServiceApi
+
+    as_account("conveyor-pipeline")
+    cfg, deploy = _deploy_cfg()
+    deploy = deploy.model_copy(update={"mode": "standard"})
+    rollout = RolloutConfig(strategy=strategy, ab={"baseline": 0.9})
+    ctl = CanaryController(KubernetesInferenceServiceApi(), deploy.name, NAMESPACE, ready_timeout_s=20,
+                           log=lambda _m: None, routes=KubernetesRouteApi())
+    ctl.deploy(deploy, cfg.canary, cfg.model_name, "aaa111", rollout)
+    ctl.deploy(deploy, cfg.canary, cfg.model_name, "bbb222", rollout)
+    route = api_server.find("gateway.networking.k8s.io", "httproutes", NAMESPACE, f"{deploy.name}-release")
+    assert route is not None
+    assert api_server.find("serving.kserve.io", "inferenceservices", NAMESPACE, f"{deploy.name}-candidate")
+    seen = _assert_all_allowed(api_server, "conveyor-pipeline")
+    assert {("create", "gateway.networking.k8s.io", "httproutes", ""),
+            ("create", "serving.kserve.io", "inferenceservices", "")} <= seen
+    kubeconfig = as_account("conveyor-canary")
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    for verb in ("status", "rollback"):
+        out = subprocess.run([sys.executable, "-m", "pipelines.kubectl_plugin", "rollout", verb, deploy.name,
+                              "-n", NAMESPACE], capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, (verb, out.stderr)
+    assert "route: HTTPRoute" in subprocess.run(
+        [sys.executable, "-m", "pipelines.kubectl_plugin", "rollout", "status", deploy.name, "-n", NAMESPACE],
+        capture_output=True, text=True, env=env, timeout=60).stdout
+    assert api_server.find("serving.kserve.io", "inferenceservices", NAMESPACE, f"{deploy.name}-candidate") is None
+    restored = api_server.find("gateway.networking.k8s.io", "httproutes", NAMESPACE, f"{deploy.name}-release")
+    assert [r["name"] for r in restored["spec"]["rules"]] == ["split"]
+    seen = _assert_all_allowed(api_server, "conveyor-canary")
+    assert {("patch", "gateway.networking.k8s.io", "httproutes", ""),
+            ("delete", "serving.kserve.io", "inferenceservices", "")} <= seen
+
+
 def test_a_call_outside_the_role_is_forbidden_with_a_clear_error(api_server, as_account):
     from components.deploy.cluster import KubernetesInferenceServiceApi, apply_inference_service
     from components.deploy.isvc import build_inference_service

@@ -376,16 +376,6 @@ def test_bluegreen_promote_by_user_switches_first_and_full_promotes():
     assert report["strategy"] == "bluegreen" and report["phase"] == "Promoted"
 
 
-def test_ab_and_shadow_are_refused_on_kserve_with_the_reason():
-    from components.canary.config import RolloutConfig
-    from components.common.errors import ConfigError
-
-    ctl = CanaryController(StandInApi(), NAME, NS, ready_timeout_s=5, log=lambda _m: None)
-    for strategy in ("ab", "shadow"):
-        with pytest.raises(ConfigError, match=f"{strategy}' runs with the local backend only"):
-            ctl.deploy(_deploy_cfg("knative"), CFG, "toy-model", "v1", RolloutConfig(strategy=strategy))
-
-
 def test_kubectl_conveyor_rollout_group_promotes_a_bluegreen_preview(capsys):
     api, _ = _bluegreen("knative", auto_promote=False)
     assert kubectl_conveyor(["rollout", "promote", NAME, "-n", NS], api=api) == 0

@@ -65,9 +65,23 @@ def test_chart_installs_the_pipeline_resources_when_asked():
             assert obj["spec"]["pipelineSpec"]["pipelineInfo"]["name"] == obj["spec"]["pipelineName"]
 
 
+CUSTOM_RESOURCE_FILES = ("katib-experiment", "katib-experiment-job", "katib-experiment-trainjob",
+                         "katib-experiment-pytorchjob", "inferenceservice-knative", "inferenceservice-standard",
+                         "trainjob", "sparkapplication-ingest", "release-ab", "release-shadow", "prometheusrule")
+
+
 def test_compiled_custom_resources_validate(compiled):
+    """Every custom resource `conveyor compile` writes passes its upstream CRD (CEL rules evaluated)
+    and the ported webhooks; each Katib trial template also as the TrainJob / PyTorchJob it becomes."""
+    from tests.crd_cel import CelReport
     from tests.custom_resources import validate_custom
 
-    for name in ("katib-experiment", "inferenceservice-knative", "inferenceservice-standard", "prometheusrule"):
+    report = CelReport()
+    kinds = set()
+    for name in CUSTOM_RESOURCE_FILES:
         for obj in _docs(compiled / f"{name}.yaml"):
-            validate_custom(obj)
+            validate_custom(obj, report=report)
+            kinds.add(obj["kind"])
+    assert kinds == {"Experiment", "InferenceService", "TrainJob", "SparkApplication", "HTTPRoute", "PrometheusRule"}
+    assert {r.crd for r in report.results} >= {"TrainJob", "HTTPRoute"}
+    assert not report.by_status("failed") and not report.by_status("error")

@@ -107,7 +107,8 @@ def test_rbac_grants_are_listed_and_minimal():
     assert granted["conveyor-canary"] == {
         "serving.kserve.io/inferenceservices:get", "serving.kserve.io/inferenceservices:list",
         "serving.kserve.io/inferenceservices:watch", "serving.kserve.io/inferenceservices:patch",
-        "core/events:create"}
+        "serving.kserve.io/inferenceservices:delete", "gateway.networking.k8s.io/httproutes:get",
+        "gateway.networking.k8s.io/httproutes:patch", "core/events:create"}
     pipeline = granted["conveyor-pipeline"]
     assert {"kubeflow.org/experiments:create", "kubeflow.org/experiments:delete",
             "serving.kserve.io/inferenceservices:patch", "core/pods/log:get"} <= pipeline

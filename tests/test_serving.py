@@ -144,8 +144,8 @@ def test_infra_validation_matches_offline_predictions(served):
 
 
 def test_serves_a_version_folder_as_kserve_storage_initializer_leaves_it(two_versions, tmp_path):
-    """The ServingRuntime runs `conveyor serve /mnt/models --name {{.Name}}`: the folder holds the
-    version's files; they are verified against the card before serving."""
+    """The ServingRuntime runs `conveyor serve /mnt/models` with CONVEYOR_SERVED_NAME={{.Name}}: the
+    folder holds the version's files; they are verified against the card before serving."""
     from components.serve.infra import ServerProcess, http_json
 
     store, stable, *_ = two_versions

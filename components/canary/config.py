@@ -102,6 +102,24 @@ class ShadowConfig(Section):
     then: Literal["canary", "promote"] = "canary"    # what a passing shadow turns into
 
 
+class RouteConfig(Section):
+    """A/B and shadow on KServe (Standard mode, Gateway API): the HTTPRoute of Conveyor's own
+    (components/canary/route.py) and how the release step reaches it for labelled replay."""
+
+    gateway: str = "kserve-ingress-gateway"        # the Gateway the route attaches to (KServe's default)
+    gateway_namespace: str = "kserve"
+    section_name: str | None = None                # one listener of that Gateway, if needed
+    # Hostnames the route serves ({name} and {namespace}: the InferenceService's); clients of the
+    # experiment use these, KServe's own hostnames keep going to the stable.
+    hostnames: list[str] = Field(default_factory=lambda: ["{name}-release.{namespace}.example.com"], min_length=1)
+    # The Gateway's address as the release step reaches it (e.g. its Service's cluster DNS name); the
+    # labelled replay sends there with the route's first hostname as Host. Needed by ab and shadow.
+    url: str | None = Field(None, pattern=r"^https?://.+")
+    port: int = Field(80, ge=1, le=65535)          # the predictor Services' port
+    arm_header: str = Field("x-conveyor-arm", pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$")
+    mirror_percent: int = Field(100, ge=1, le=100)  # shadow: share of requests copied to the candidate
+
+
 class RolloutConfig(Section):
     """Which release strategy the deploy step runs. Every strategy uses the canary section's
     checks (success rate, latency, prediction divergence, labelled accuracy), interval and
@@ -113,3 +131,4 @@ class RolloutConfig(Section):
     bluegreen: BlueGreenConfig = Field(default_factory=BlueGreenConfig)
     ab: ABConfig = Field(default_factory=ABConfig)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    route: RouteConfig = Field(default_factory=RouteConfig)  # ab and shadow on KServe

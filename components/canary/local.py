@@ -77,39 +77,57 @@ class LocalMetricsSource:
 class Replayer:
     """Sends labelled rows one request at a time, routed as the rollout's state says:
       canary     row goes to the candidate when its hash bucket is below the weight (a stable,
-                 reproducible split);
+                 reproducible split); with a `split_url` (a route that splits by its own weights,
+                 on a cluster) the row goes there unpinned and the route decides;
       bluegreen  every row to both: the active version answers it, the other (the preview before
                  the switch, the previous version after it) gets the same labelled request;
-      shadow     every row to stable (its answer is the one returned) and a mirrored copy to the
+      shadow     every row to stable (its answer is the one returned) and a copy to the
                  candidate, whose answer is compared and discarded;
-      ab         one arm per row, sticky by the row's key (`ab.key` in the request body), and each
-                 row at most once: an experiment's units must be independent, so replaying the
-                 split twice would fake its sample size.
+      ab         one arm per row, sticky by the row's key (`ab.key` in the request body, hashed
+                 with the experiment's salt and `share()`, the split the route declares), and
+                 each row at most once: an experiment's units must be independent, so replaying
+                 the split twice would fake its sample size. Without a key, rows go unpinned to
+                 `split_url` when there is one, else to an arm drawn at random here.
+    `urls` and `headers` say how to reach each version: locally its own server; on a cluster the
+    release route with the arm header that pins it. Every answer is counted under the version
+    the predictor says answered it (`model_version`), not the one the request was meant for.
     Each interval sends enough that the candidate's share can reach min_requests and min_labelled
     (x1.5 margin)."""
 
     def __init__(self, texts: list[str], labels: list[str], urls: dict[str, str], stable: str, candidate: str,
-                 cfg: CanaryConfig, per_interval: int = 60, rollout: RolloutConfig | None = None):
+                 cfg: CanaryConfig, per_interval: int = 60, rollout: RolloutConfig | None = None,
+                 headers: dict[str, dict[str, str]] | None = None, split_url: str | None = None,
+                 split_headers: dict[str, str] | None = None, share=None, timeout_s: float = 10):
         self.texts, self.labels, self.urls = texts, labels, urls  # urls: version -> predict URL
         self.stable, self.candidate, self.cfg, self.per_interval = stable, candidate, cfg, per_interval
         self.rollout = rollout or RolloutConfig()
+        self.headers = headers or {}
+        self.split_url, self.split_headers = split_url, split_headers or {}
+        self.share = share or (lambda: self.rollout.ab.split)
+        self.timeout_s = timeout_s
         self.cursor = 0
         self.stable_failures = 0
+        self.failures = 0  # requests not answered 200 (errors are the success-rate check's business)
         self.rng = random.Random(f"{stable}:{candidate}")
 
-    def _send(self, version: str, i: int, extra: dict | None = None) -> str | None:
+    def _send(self, version: str | None, i: int, extra: dict | None = None) -> tuple[str | None, str | None]:
+        """(the version that answered, its label); version None: unpinned, through split_url."""
+        url = self.urls[version] if version is not None else self.split_url
+        headers = self.headers.get(version, {}) if version is not None else self.split_headers
         try:
-            code, body = http_json(self.urls[version], {"instances": [self.texts[i]], **(extra or {})}, timeout=10)
+            code, body = http_json(url, {"instances": [self.texts[i]], **(extra or {})}, timeout=self.timeout_s,
+                                   headers=headers)
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             code, body = 599, {}
         if code == 200:
-            return body["predictions"][0]["label"]
+            return body.get("model_version", version), body["predictions"][0]["label"]
+        self.failures += 1
         if version == self.stable:
             self.stable_failures += 1
-        return None
+        return None, None
 
-    def _count(self, seen: dict[str, list[int]], version: str, i: int, label: str | None) -> None:
-        if label is not None:
+    def _count(self, seen: dict[str, list[int]], version: str | None, i: int, label: str | None) -> None:
+        if label is not None and version in seen:
             seen[version][0] += 1
             seen[version][1] += label == self.labels[i]
 
@@ -128,22 +146,30 @@ class Replayer:
             if state.strategy in ("bluegreen", "shadow"):
                 first, second = ((self.candidate, self.stable) if state.stage == "post_promotion"
                                  else (self.stable, self.candidate))
-                answers = {first: self._send(first, i), second: self._send(second, i)}
-                for version, label in answers.items():
-                    self._count(seen, version, i, label)
+                answers = {}
+                for version in (first, second):
+                    answered, label = self._send(version, i)
+                    self._count(seen, answered, i, label)
+                    answers[version] = label
                 if None not in answers.values():
                     tally.compared += 1
                     tally.agreed += answers[self.stable] == answers[self.candidate]
                 continue
-            if ab:
-                key = f"row-{i}" if self.rollout.ab.key else None
-                arm = assign_arm(key, self.rollout.ab.split, salt=f"{self.stable}:{self.candidate}", rng=self.rng)
-                extra = {self.rollout.ab.key: key} if key else None
+            extra = None
+            if ab and self.rollout.ab.key:
+                key = f"row-{i}"
+                arm = assign_arm(key, self.share(), salt=f"{self.stable}:{self.candidate}", rng=self.rng)
+                extra = {self.rollout.ab.key: key}
+                target = self.candidate if arm == "candidate" else self.stable
+            elif self.split_url is not None:
+                target = None  # the route's weights decide
+            elif ab:
+                target = self.candidate if assign_arm(None, self.share(), salt="", rng=self.rng) == "candidate" \
+                    else self.stable
             else:
-                arm = "candidate" if zlib.crc32(str(self.cursor).encode()) % 100 < state.weight else "stable"
-                extra = None
-            version = self.candidate if arm == "candidate" else self.stable
-            self._count(seen, version, i, self._send(version, i, extra))
+                target = self.candidate if zlib.crc32(str(self.cursor).encode()) % 100 < state.weight else self.stable
+            answered, label = self._send(target, i, extra)
+            self._count(seen, answered, i, label)
         if ab and self.cursor >= len(self.texts):
             tally.exhausted = True
         tally.labelled = {v: (n, c) for v, (n, c) in seen.items()}

@@ -27,6 +27,7 @@ class InferenceServiceApi(Protocol):
     def patch(self, name: str, namespace: str, patch: dict[str, Any]) -> dict[str, Any]: ...  # JSON merge patch
     def watch(self, name: str, namespace: str, timeout_s: float) -> Iterator[dict[str, Any]]: ...
     def event(self, obj: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None: ...
+    def delete(self, name: str, namespace: str) -> None: ...  # absent already: no error
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -142,6 +143,14 @@ class KubernetesInferenceServiceApi:
         # The client sends application/merge-patch+json for a dict body on custom objects.
         return self._call(f"patch InferenceService {namespace}/{name}", self.custom.patch_namespaced_custom_object,
                           GROUP, VERSION, namespace, PLURAL, name, patch)
+
+    def delete(self, name, namespace):
+        try:
+            self._call(f"delete InferenceService {namespace}/{name}", self.custom.delete_namespaced_custom_object,
+                       GROUP, VERSION, namespace, PLURAL, name)
+        except ClusterError as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
 
     def watch(self, name, namespace, timeout_s):
         # lazy: cluster SDK, only on the cluster path

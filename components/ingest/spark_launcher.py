@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from components.common.admission import validate_sparkapplication
 from components.common.config import ClusterConfig, SparkConfig
 from components.common.errors import SpecError
 from components.common.hashing import sha256_of_value
@@ -121,7 +122,7 @@ def spark_application(run_id: str, job: IngestJob, spark: SparkConfig, cluster: 
 
 def check_manifest(manifest: dict[str, Any]) -> None:
     """Refuse a SparkApplication the operator's API models do not describe (unknown field, wrong
-    type, missing required field), naming the field."""
+    type, missing required field), naming the field, or its validating webhook would deny."""
     # lazy: as above
     from kubeflow_spark_api.models import SparkV1beta2SparkApplication
 
@@ -129,6 +130,7 @@ def check_manifest(manifest: dict[str, Any]) -> None:
         validate_pydantic(manifest, SparkV1beta2SparkApplication)
     except ManifestError as exc:
         raise SpecError(f"SparkApplication {manifest.get('metadata', {}).get('name')}: {exc}") from exc
+    validate_sparkapplication(manifest)
 
 
 def _json(value: Any) -> str:

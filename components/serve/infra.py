@@ -33,9 +33,10 @@ def _answer(data: bytes) -> dict:
         return {"error": data.decode("utf-8", errors="replace")[:2000]}
 
 
-def http_json(url: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict]:
+def http_json(url: str, body: dict | None = None, timeout: float = 10.0,
+              headers: dict[str, str] | None = None) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})},
                                  method="POST" if body is not None else "GET")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
