@@ -36,7 +36,7 @@ def data_steps(sources, dataset, store, source_settings, cleaning, split_config,
     splits.set_display_name("split (train / validation / test)")
     features = featurize_op(store=store, train=splits.outputs["train"], validation=splits.outputs["validation"],
                             test=splits.outputs["test"], features_config=features_config, engine=engine,
-                            engine_config=engine_config or {})
+                            engine_config=engine_config or {}, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     features.set_display_name("featurize (fit on train)")
     return DataSteps(version, splits, features)
 

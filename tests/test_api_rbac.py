@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -122,6 +123,132 @@ def test_spark_ingest_launcher_calls_are_allowed_and_its_driver_gives_the_local_
     for verb in ("create", "delete", "watch", "list"):
         assert rbac_allows(api_server.rbac, f"system:serviceaccount:{NAMESPACE}:conveyor-spark", verb, "", "pods", "",
                            NAMESPACE, "x")
+
+
+def _spark_engine_config(cfg) -> dict:
+    dump = cfg.model_dump(mode="json")
+    return {"spark": dump["data"]["spark"], "cluster": {**dump["cluster"], "namespace": NAMESPACE}}
+
+
+def test_spark_featurize_is_a_sparkapplication_whose_driver_gives_the_in_process_features(api_server, as_account,
+                                                                                          tmp_path):
+    """engine=spark on a cluster, featurize: the step stages its split files in the store and creates
+    a SparkApplication; the stand-in operator runs the driver program (Spark local[2]): the labels,
+    the vocabulary as a Spark aggregation and the encoding as tasks over row-group ranges read by
+    ranged reads; the step fetches the feature cache entry. Same featurizer bytes, same feature rows
+    and the same stats as the in-process step; a second run finds the cache and launches nothing."""
+    import pyarrow.parquet as pq
+
+    from components.common.storage import FileStore
+    from components.dataset import versioning as v
+    from components.featurize.engines import run_featurize
+    from components.featurize.executor import featurize_split_files
+    from components.split.config import SplitConfig
+    from components.split.executor import split_to_files
+    from tests.training_data import ingest_corpus
+
+    as_account("conveyor-pipeline")
+    cfg = load_config()
+    features = {**cfg.features.model_dump(mode="json"), "kind": "vocabulary", "min_freq": 2, "num_buckets": 3000}
+    out = {}
+    for engine, name in (("local", "local"), ("spark", "cluster")):
+        (tmp_path / name).mkdir()
+        store = FileStore(str(tmp_path / name / "store"))
+        version = ingest_corpus(tmp_path / name, store, n=500)
+        rows = {split: str(tmp_path / name / f"{split}-rows.parquet") for split in ("train", "validation", "test")}
+        split_to_files(store, v.resolve(store, "toy", version), SplitConfig(), rows, batch_rows=40)  # many row groups
+        meta = {"dataset": "toy", "version": version, "split": SplitConfig().model_dump(mode="json")}
+        paths = {split: str(tmp_path / name / f"{split}.parquet") for split in rows}
+        featurizer = str(tmp_path / name / "featurizer.json")
+        run = (lambda: featurize_split_files(store.uri, rows, meta, features, featurizer, paths)) if engine == "local" \
+            else (lambda: run_featurize(store.uri, rows, meta, features, featurizer, paths, engine="spark",  # noqa: B023
+                                        engine_config=_spark_engine_config(cfg), run_id="feat-run", on_cluster=True,
+                                        log=lambda _m: None))
+        result = run()
+        out[name] = (store, result, Path(featurizer).read_bytes(), {s: pq.read_table(p) for s, p in paths.items()})
+    (_, local, local_bytes, local_tables) = out["local"]
+    (store, cluster, cluster_bytes, cluster_tables) = out["cluster"]
+    assert pq.ParquetFile(str(tmp_path / "cluster" / "train-rows.parquet")).num_row_groups > 4
+    assert cluster_bytes == local_bytes and len(json_loads(cluster_bytes)["vocabulary"]) > 100
+    for split in local_tables:
+        assert cluster_tables[split].equals(local_tables[split]), split
+    assert cluster["stats"] == local["stats"] and cluster["features"] == local["features"]
+    assert not [k for k in store.list("jobs/featurize") if "/parts/" in k]  # the driver's parts are cleaned up
+    seen = _assert_all_allowed(api_server, "conveyor-pipeline")
+    assert ("create", "sparkoperator.k8s.io", "sparkapplications", "") in seen
+    created = [c for c in api_server.calls if c.verb == "create" and c.resource == "sparkapplications"]
+    run_featurize(store.uri, {s: str(tmp_path / "cluster" / f"{s}-rows.parquet") for s in local_tables},
+                  {"dataset": "toy", "version": cluster["version"], "split": cluster["split"]}, features,
+                  str(tmp_path / "again.json"), {s: str(tmp_path / f"again-{s}.parquet") for s in local_tables},
+                  engine="spark", engine_config=_spark_engine_config(cfg), run_id="feat-run-2", on_cluster=True,
+                  log=lambda _m: None)
+    assert [c for c in api_server.calls if c.verb == "create" and c.resource == "sparkapplications"] == created
+    assert (tmp_path / "again.json").read_bytes() == local_bytes
+
+
+def json_loads(data: bytes):
+    return json.loads(data)
+
+
+def test_spark_ingest_splits_an_s3_parquet_source_by_row_group(api_server, as_account, s3_env, tmp_path):
+    """An S3 Parquet source of many row groups becomes several Spark units, each read by ranged
+    reads of its own row groups (not the object); through the stand-in operator the driver gives the
+    in-process version."""
+    import pyarrow.parquet as pq
+
+    from components.common.storage import FileStore, open_store
+    from components.ingest.engines import run_ingest
+    from components.ingest.executor import ingest
+    from components.ingest.readers import SourceReader, discover
+    from components.ingest.spark_engine import _units
+
+    as_account("conveyor-pipeline")
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(5)
+    words = [f"w{i}" for i in range(5000)]
+    table = pa.table({"text": [" ".join(rng.choices(words, k=25)) for _ in range(12_000)],
+                      "label": [rng.choice(["ham", "spam"]) for _ in range(12_000)]})
+    pq.write_table(table, tmp_path / "rows.parquet", row_group_size=600)  # 20 row groups, ~1 MB
+    sources = open_store(f"s3://sources/rowgroups-{os.getpid()}")
+    sources.upload(str(tmp_path / "rows.parquet"), "rows.parquet")
+    uri = sources.url("rows.parquet")
+    cfg = load_config()
+    settings = cfg.data.source
+    units = _units(discover([uri], settings), settings, 2)
+    assert len(units) > 1 and all(a >= 0 for _, a, _ in units)
+    # a task's reader fetches the footer and its own row groups, a fraction of the object
+    from components.common.storage import RangedObject
+
+    file, start, stop = units[1]
+    fetched = []
+    original = RangedObject.readinto
+
+    def counting(self, buffer):
+        n = original(self, buffer)
+        fetched.append(n)
+        return n
+
+    import dataclasses
+
+    RangedObject.readinto = counting
+    try:
+        rows = sum(b.num_rows for b in SourceReader(settings).read(
+            [dataclasses.replace(discover([uri], settings)[file], row_groups=(start, stop))]))
+    finally:
+        RangedObject.readinto = original
+    assert rows == 600 * (stop - start) and sum(fetched) < sources.size("rows.parquet") / 2
+    store = f"s3://conveyor/rowgroups-{os.getpid()}"
+    open_store(store).delete("")
+    result = run_ingest("spark", [uri], "rg", store, settings, cfg.cleaning, engine_config=_spark_engine_config(cfg),
+                        run_id="rg-run", on_cluster=True, log=lambda _m: None)
+    local = ingest([str(tmp_path / "rows.parquet")], "rg", FileStore(str(tmp_path / "local")), settings,
+                   cfg.cleaning)
+    assert result.rows_read == local.rows_read == 12_000
+    assert result.rows_accepted == local.rows_accepted and result.quarantine_reasons == local.quarantine_reasons
+    sources.delete("")
 
 
 def test_trainjob_train_step_calls_are_allowed_and_its_nodes_train_one_model(api_server, as_account, tmp_path):

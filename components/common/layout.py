@@ -130,3 +130,13 @@ def decision_key(model: str, stamp: str, action: str) -> str:
 def ingest_job_result_key(job: str) -> str:
     """Where a cluster ingest job (a SparkApplication's driver) leaves its result for its launcher."""
     return f"jobs/ingest/{check_name(job, 'job')}/result.json"
+
+
+def featurize_job_result_key(job: str) -> str:
+    """Where a cluster featurize job leaves its result (its encoded parts sit beside it until joined)."""
+    return f"jobs/featurize/{check_name(job, 'job')}/result.json"
+
+
+def featurize_staged_key(digest: str, split: str) -> str:
+    """A split step's file staged for a cluster featurize job, named by what determines its rows."""
+    return f"jobs/featurize/staged/{check_name(digest, 'digest')}/{check_name(split, 'split')}.parquet"

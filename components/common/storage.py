@@ -87,6 +87,54 @@ class Store(ABC):
         self.download(key, target)
         return target
 
+    @abstractmethod
+    def size(self, key: str) -> int: ...
+
+    @abstractmethod
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset` (fewer at the end of the object)."""
+
+    def open_ranged(self, key: str, buffer_size: int = 1 << 16) -> io.BufferedReader:
+        """The object as a seekable read-only file that fetches only the ranges it is asked for
+        (a Parquet reader reads the footer, then the column chunks of the row groups it wants, each
+        in one read: a task that reads two row groups of a remote file fetches those, not the
+        object). Reads smaller than `buffer_size` are served from one read-ahead of that size."""
+        return io.BufferedReader(RangedObject(self, key), buffer_size=buffer_size)
+
+
+class RangedObject(io.RawIOBase):
+    """A stored object read by ranges (Store.read_range); `fetched` counts the bytes read."""
+
+    def __init__(self, store: Store, key: str):
+        self.store, self.key = store, key
+        self.length = store.size(key)
+        self.position = 0
+        self.fetched = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.length}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        want = min(len(buffer), self.length - self.position)
+        if want <= 0:
+            return 0
+        data = self.store.read_range(self.key, self.position, want)
+        buffer[:len(data)] = data
+        self.position += len(data)
+        self.fetched += len(data)
+        return len(data)
+
 
 class FileStore(Store):
     def __init__(self, root: str):
@@ -171,6 +219,20 @@ class FileStore(Store):
         if not path.is_file():
             raise NotFoundError(f"{self.url(key)}: no such object")
         return str(path)
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.url(key)}: no such object") from exc
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as handle:
+                handle.seek(offset)
+                return handle.read(length)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"{self.url(key)}: no such object") from exc
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -302,6 +364,20 @@ class S3Store(Store):
             return sorted(obj.object_name[strip:] for obj in listing if not obj.is_dir)
 
         return self._call(prefix, run)
+
+    def size(self, key: str) -> int:
+        return self._call(key, self.client.stat_object, self.bucket, self._key(key)).size
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        def get():
+            response = self.client.get_object(self.bucket, self._key(key), offset=offset, length=length)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return self._call(key, get)
 
     def upload(self, local_path: str, key: str) -> None:
         self._call(key, self.client.fput_object, self.bucket, self._key(key), local_path)

@@ -1,5 +1,6 @@
 """KFP component: fit the featurizer on train, encode all splits; the encoding is also published to
-the store's feature cache, where the search trials and the train step read it."""
+the store's feature cache, where the search trials and the train step read it. Binds parameters to
+`components.featurize.engines.run_featurize` (engine "spark" on a cluster: a SparkApplication)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
@@ -19,16 +20,17 @@ def featurize_op(
     validation_features: Output[Dataset],
     test_features: Output[Dataset],
     stats: Output[Metrics],
-    engine: str = "local",  # spark: the vocabulary fit is a Spark aggregation (local[N] in this pod)
+    engine: str = "local",  # spark: a SparkApplication on a cluster, the vocabulary fit in local[N] under kfp.local
     engine_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
+    run_id: str = "",
 ):
-    from components.featurize.executor import featurize_split_files
+    from components.featurize.engines import run_featurize
 
-    result = featurize_split_files(
+    result = run_featurize(
         store, {"train": train.path, "validation": validation.path, "test": test.path}, train.metadata,
         features_config, featurizer.path,
         {"train": train_features.path, "validation": validation_features.path, "test": test_features.path},
-        engine=engine, engine_config=engine_config,
+        engine=engine, engine_config=engine_config, run_id=run_id,
     )
     for key, value in result.pop("stats").items():
         stats.log_metric(key, value)

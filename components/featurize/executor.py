@@ -175,6 +175,75 @@ def featurize_split_files(store_uri: str, split_paths: dict[str, str], split_met
             "version": version, "split": split_meta["split"], "features": cfg.model_dump(mode="json")}
 
 
+def featurize_stored(job: dict[str, Any], spark, parts_prefix: str) -> dict[str, Any]:
+    """The featurize step on the cluster engine (a SparkApplication's driver): the split files were
+    staged in the store (`job["staged"]`: split -> key); the labels are read by the driver, the
+    vocabulary is a Spark aggregation and the encoding Spark tasks, each over a range of a file's
+    row groups read by ranged reads; the parts are joined in order into one feature file per split
+    with fixed row groups, and published to the feature cache, exactly as the in-process step
+    leaves them. Returns what `featurize_split_files` returns."""
+    # lazy: pyspark starts a JVM; only engine=spark needs it
+    from components.featurize.spark_fit import stored_encode, stored_vocabulary
+
+    store = open_store(job["store"])
+    cfg = FeaturesConfig.model_validate(job["features"])
+    keys = job["staged"]
+    dataset, version = job["dataset"], job["version"]
+    fitted_on = {"dataset": dataset, "version": version}
+    parallelism = int(job.get("parallelism", 2))
+    labels: set[str] = set()
+    with store.open_ranged(keys["train"]) as handle:
+        train = pq.ParquetFile(handle)
+        if not train.metadata.num_rows:
+            raise empty_train_error(fitted_on)
+        for batch in train.iter_batches(batch_size=ROW_GROUP_ROWS, columns=["label"]):
+            labels.update(pc.unique(batch.column("label")).to_pylist())
+    featurizer = featurizer_for(labels, cfg, fitted_on)
+    if cfg.kind == "vocabulary":
+        featurizer.vocabulary = stored_vocabulary(spark, job["store"], keys["train"], cfg, parallelism)
+    parts = stored_encode(spark, job["store"], keys, featurizer, parts_prefix, parallelism)
+    prefix = cache_prefix(dataset, version, SplitConfig.model_validate(job["split"]), cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, sizes = {}, {}
+        for name in SPLITS:
+            paths[name] = f"{tmp}/{name}.parquet"
+            ids = 0
+            with FixedRowGroupWriter(paths[name], FEATURE_SCHEMA) as writer:
+                for part in (p for p in parts if p["split"] == name):
+                    with store.open_ranged(part["key"]) as handle:
+                        for batch in pq.ParquetFile(handle).iter_batches(batch_size=ROW_GROUP_ROWS):
+                            writer.write(batch)
+                    ids += part["ids"]
+                sizes[name] = (writer.close(), ids)
+        if not store.exists(f"{prefix}/done.json"):
+            _publish(store, prefix, featurizer, sizes, paths)
+    store.delete(parts_prefix)
+    return {"stats": feature_stats(featurizer, sizes), "cache": store.url(prefix), "dataset": dataset,
+            "version": version, "split": job["split"], "features": cfg.model_dump(mode="json")}
+
+
+def fetch_cached(store: Store, cache: str, featurizer_path: str, out_paths: dict[str, str]) -> None:
+    """The feature cache entry at `cache` (a store URL) copied into a step's output files."""
+    prefix = cache[len(store.uri.rstrip("/")) + 1:]
+    store.download(f"{prefix}/featurizer.json", featurizer_path)
+    for name, path in out_paths.items():
+        store.download(f"{prefix}/{name}.parquet", path)
+
+
+def stats_of_files(featurizer_path: str, paths: dict[str, str]) -> dict[str, float]:
+    """The step's stats from its output files (what a cluster run fetched from the cache)."""
+    with open(featurizer_path, "rb") as handle:
+        featurizer = Featurizer.loads(handle.read())
+    sizes = {}
+    for name, path in paths.items():
+        rows = ids = 0
+        for batch in iter_batches(path, columns=["ids"]):
+            rows += batch.num_rows
+            ids += int(pc.sum(pc.list_value_length(batch.column("ids"))).as_py() or 0)
+        sizes[name] = (rows, ids)
+    return feature_stats(featurizer, sizes)
+
+
 def load_feature_files(featurizer_path: str, paths: dict[str, str],
                        shard: Shard | None = None) -> tuple[Featurizer, dict[str, pa.Table]]:
     """What the featurize step wrote, read back by the step that consumes its artifacts."""

@@ -181,6 +181,18 @@ class SourceReader:
     def read(self, files: list[SourceFile]) -> Iterator[pa.RecordBatch]:
         docs = _Batcher()
         for sf in files:
+            if sf.row_groups is not None and sf.store.local_path(sf.key) is None:
+                # a range of a remote Parquet file's row groups (an engine's task): ranged reads of
+                # the footer and those groups, never the whole object
+                if (batch := docs.flush()) is not None:
+                    yield batch
+                self.formats_seen["parquet"] = self.formats_seen.get("parquet", 0) + 1
+                try:
+                    with sf.store.open_ranged(sf.key) as remote:
+                        yield from self._read_parquet(sf, remote, gz=False)
+                except StoreError as exc:
+                    raise InputError(str(exc)) from exc
+                continue
             try:
                 fmt, local, cleanup = self._fetch(sf)
             except StoreError as exc:

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.common.errors import StoreError
 from components.common.hashing import sha256_of_file
 from components.common.layout import check_name
 from components.common.spark import SparkSettings, session
@@ -141,9 +142,9 @@ def _checked(cleaner: Cleaner, raw: pa.RecordBatch, file_index, row_index, setti
 
 
 def _units(files: list[SourceFile], settings: SourceSettings, parallelism: int) -> list[tuple[int, int, int]]:
-    """(file index, first row group, stop row group) per unit; -1, -1 for a whole file. A plain
-    local Parquet file is split into row-group ranges so that one big file still gives every
-    worker work (an S3 object stays whole: each task would download all of it)."""
+    """(file index, first row group, stop row group) per unit; -1, -1 for a whole file. A Parquet
+    file is split into row-group ranges so that one big file still gives every worker work; a task
+    reads its range of a remote (S3) file by ranged reads of those row groups, not the object."""
     units = []
     for i, sf in enumerate(files):
         groups = _row_groups(sf, settings)
@@ -156,16 +157,20 @@ def _units(files: list[SourceFile], settings: SourceSettings, parallelism: int) 
 
 
 def _row_groups(sf: SourceFile, settings: SourceSettings) -> int:
-    local = sf.store.local_path(sf.key)
-    if local is None or settings.format not in ("auto", "parquet"):
+    """A Parquet file's row groups (0 for any other file, or one that cannot be read: the task
+    then reads it whole and reports it, as in-process). The driver reads only the footer."""
+    if settings.format not in ("auto", "parquet") or sf.key.endswith(".gz"):
         return 0
+    local = sf.store.local_path(sf.key)
     try:
-        with open(local, "rb") as handle:
+        with (open(local, "rb") if local is not None else sf.store.open_ranged(sf.key, buffer_size=1 << 16)) \
+                as handle:
             if handle.read(4) != b"PAR1":
                 return 0
-        return pq.ParquetFile(local).num_row_groups
-    except (OSError, pa.ArrowException):
-        return 0  # the task reports it, as in-process
+            handle.seek(0)
+            return pq.ParquetFile(handle).num_row_groups
+    except (OSError, pa.ArrowException, StoreError):
+        return 0
 
 
 def _rows(file_index: np.ndarray, row_index: np.ndarray, raw: pa.RecordBatch, cleaned, accepted_before: int,

@@ -1,6 +1,8 @@
 """The Spark driver program of a cluster ingest: what a SparkApplication's driver runs.
 
-    spark-submit .../components/ingest/spark_main.py --job '{"sources": [...], ...}' --result-key KEY
+    spark-submit .../components/ingest/spark_main.py --job-b64 BASE64URL --result-key KEY
+
+(the job is spark_launcher.IngestJob as base64url of its JSON, components/common/argcodec.py)
 
 It runs `spark_engine.ingest_spark` in the session the Spark Operator's spark-submit configured
 (cluster master, executors) and writes the result to KEY in the store, where the launcher reads
@@ -13,6 +15,7 @@ import argparse
 import json
 import sys
 
+from components.common.argcodec import decode_object
 from components.common.entry import run_main
 from components.common.spark import SparkSettings, session
 from components.common.storage import open_store
@@ -22,10 +25,10 @@ from components.ingest.spark_engine import ingest_spark
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--job", required=True, help="the ingest job as JSON (spark_launcher.IngestJob)")
+    parser.add_argument("--job-b64", required=True, help="the ingest job (spark_launcher.IngestJob) as base64url JSON")
     parser.add_argument("--result-key", required=True, help="store key for the result JSON")
     args = parser.parse_args(argv)
-    job = json.loads(args.job)
+    job = decode_object(args.job_b64, "--job-b64")
     store = open_store(job["store"])
     spark = session(SparkSettings(shuffle_partitions=int(job.get("shuffle_partitions", 64))),
                     app_name=f"conveyor-ingest-{job['dataset']}")

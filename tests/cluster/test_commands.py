@@ -263,3 +263,89 @@ def test_spark_application_driver_runs_in_the_component_image_and_gives_the_loca
     local = ingest([str(tmp_path / "mail")], "mail", FileStore(str(tmp_path / "local")), SourceSettings(), cleaning)
     assert result["new"] and result["version"] == local.version
     assert result["quarantine_reasons"] == local.quarantine_reasons and result["rows_read"] == local.rows_read
+
+
+def _driver_container(app: dict) -> dict:
+    """A SparkApplication's driver as Spark on Kubernetes starts it, `--master local[2]` (no
+    Kubernetes master runs here)."""
+    spec = app["spec"]
+    return {"name": "spark-kubernetes-driver", "image": spec["image"], "envFrom": spec["driver"]["envFrom"],
+            "args": ["driver", "--master", "local[2]",
+                     *[a for k, v in spec["sparkConf"].items() for a in ("--conf", f"{k}={v}")],
+                     spec["mainApplicationFile"].removeprefix("local://"), *spec["arguments"]],
+            "securityContext": {"runAsUser": 10001, "runAsNonRoot": True, "allowPrivilegeEscalation": False}}
+
+
+def test_featurize_spark_application_driver_runs_in_the_component_image(images, s3_prefix, s3_secret, tmp_path):
+    """The featurize step's SparkApplication driver in the component image: it reads the staged split
+    files from S3 by row-group ranges, fits (vocabulary as a Spark aggregation) and encodes with Spark
+    tasks, and publishes the feature cache entry, equal to the in-process step's."""
+    from components.common.config import SparkConfig
+    from components.common.storage import FileStore
+    from components.dataset import versioning as v
+    from components.featurize.engines import FeaturizeJob, spark_application
+    from components.featurize.executor import featurize_split_files
+    from components.split.config import SplitConfig
+    from components.split.executor import split_to_files
+    from tests.training_data import ingest_corpus
+
+    local_store = FileStore(str(tmp_path / "local"))
+    version = ingest_corpus(tmp_path, local_store, n=400)
+    rows = {s: str(tmp_path / f"{s}-rows.parquet") for s in ("train", "validation", "test")}
+    split_to_files(local_store, v.resolve(local_store, "toy", version), SplitConfig(), rows, batch_rows=40)
+    features = {"kind": "vocabulary", "min_freq": 2, "num_buckets": 3000}
+    meta = {"dataset": "toy", "version": version, "split": SplitConfig().model_dump(mode="json")}
+    paths = {s: str(tmp_path / f"{s}.parquet") for s in rows}
+    local = featurize_split_files(local_store.uri, rows, meta, features, str(tmp_path / "featurizer.json"), paths)
+    staged = {}
+    for split, path in rows.items():
+        staged[split] = f"staged/{split}.parquet"
+        s3_prefix.upload(path, staged[split])
+    job = FeaturizeJob(s3_prefix.uri, "toy", version, meta["split"], local["features"], staged)
+    app = spark_application("cluster-test", job, SparkConfig(), ClusterConfig(), images["component"]["image"])
+    out = run_pod_container({}, _driver_container(app), PodEnv(secrets={SECRET: s3_secret}), timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = s3_prefix.read_json(app["spec"]["arguments"][-1])
+    prefix = result["cache"][len(s3_prefix.uri) + 1:]
+    assert s3_prefix.read_bytes(f"{prefix}/featurizer.json") == (tmp_path / "featurizer.json").read_bytes()
+    assert result["stats"] == local["stats"]
+
+
+def test_a_candidate_predictor_serves_under_the_stables_name_as_kserve_merges_its_env(images, model_folder):
+    """An A/B or shadow candidate's own InferenceService sets CONVEYOR_SERVED_NAME and CONVEYOR_ROLE
+    in its model env; KServe merges a predictor's env into the runtime container by name
+    (MergeRuntimeContainers: a strategic merge, `env` keyed by name), so the candidate answers under
+    the stable's name and labels its metrics role="canary"."""
+    from components.canary.cluster import CanaryController
+    from components.canary.config import CanaryConfig, RolloutConfig
+    from components.deploy.config import DeployConfig
+    from tests.k8s_standin import StandInApi, StandInObjects
+
+    card, folder = model_folder
+    api = StandInApi()
+    ctl = CanaryController(api, "spam", "team-a", ready_timeout_s=5, log=lambda _m: None, routes=StandInObjects())
+    deploy = DeployConfig(name="spam", namespace="team-a", mode="standard", store="s3://models")
+    rollout = RolloutConfig(strategy="shadow")
+    ctl.deploy(deploy, CanaryConfig(), card["name"], "v0", rollout)
+    ctl.deploy(deploy, CanaryConfig(), card["name"], card["version"], rollout)
+    isvc_env = api.get("spam-candidate", "team-a")["spec"]["predictor"]["model"]["env"]
+    pod, container = _runtime_container("spam-candidate")  # KServe fills {{.Name}} with the candidate's name
+    by_name = {e["name"]: e for e in container["env"]}
+    by_name.update({e["name"]: e for e in isvc_env})  # the strategic merge by name: the InferenceService's wins
+    container = {**container, "env": list(by_name.values())}
+    port = _free_port()
+    inner = container["ports"][0]["containerPort"]
+    proc, name = start_pod_container(pod, container, extra_mounts=[f"{folder}:/mnt/models:ro"],
+                                     ports={inner: port}, name=f"conveyor-candidate-{port}")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(f"{base}/v2/health/ready", proc)
+        code, v1 = _post(f"{base}/v1/models/spam:predict", {"instances": ["free cash prize now"]})
+        assert code == 200 and v1["model_version"] == card["version"], v1
+        assert _post(f"{base}/v1/models/spam-candidate:predict", {"instances": ["x"]})[0] == 404
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert 'role="canary"' in metrics and 'role="stable"' not in metrics
+    finally:
+        stop_container(name)
+        proc.wait(timeout=30)
