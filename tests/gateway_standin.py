@@ -20,6 +20,29 @@ import urllib.request
 from collections import Counter
 
 
+def forwarding_server(forward) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """A loopback HTTP server answering each POST with `forward(path, headers, body)` -> (status,
+    JSON bytes); header names lower-cased. Returns the server (shut it down) and its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            code, data = forward(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 class GatewayStandIn:
     def __init__(self, routes, namespace: str, name: str, services: dict[str, str], seed: int = 7):
         self.routes, self.namespace, self.name, self.services = routes, namespace, name, services
@@ -27,25 +50,7 @@ class GatewayStandIn:
         self.lock = threading.Lock()
         self.served: Counter = Counter()     # backend Service -> requests answered through it
         self.mirrored: Counter = Counter()   # backend Service -> mirrored copies sent
-        gateway = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                code, data = gateway.forward(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = forwarding_server(self.forward)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -32,6 +32,24 @@ def _admit(obj: dict, old: dict | None) -> None:
         raise error from exc
 
 
+def _patched(current: dict | None, patch: dict, key: tuple[str, str]) -> dict:
+    """A JSON merge patch as the API server applies it: 404 for a missing object, 409 when the
+    patch names a resourceVersion that is not the current one (the key is consumed), admission,
+    the generation bumped on a spec change."""
+    if current is None:
+        raise ClusterError(f"patch {key}: 404 NotFound")
+    want = patch.get("metadata", {}).pop("resourceVersion", None)
+    if want is not None and want != current["metadata"]["resourceVersion"]:
+        error = ClusterError(f"patch {key}: 409 Conflict")
+        error.status = 409
+        raise error
+    obj = merge_patch(current, patch)
+    _admit(obj, current)
+    if obj.get("spec") != current.get("spec"):
+        obj["metadata"]["generation"] = current["metadata"]["generation"] + 1
+    return obj
+
+
 class StandInApi:
     def __init__(self, reconcile_delay_s: float = 0.05, controller: bool = True):
         self.objects: dict[tuple[str, str], dict] = {}
@@ -65,20 +83,9 @@ class StandInApi:
     def patch(self, name, namespace, patch):
         key = (namespace, name)
         with self.cond:
-            current = self.objects.get(key)
-            if current is None:
-                raise ClusterError(f"patch {key}: 404 NotFound")
             patch = copy.deepcopy(patch)
-            want = patch.get("metadata", {}).pop("resourceVersion", None)
-            if want is not None and want != current["metadata"]["resourceVersion"]:
-                error = ClusterError(f"patch {key}: 409 Conflict")
-                error.status = 409
-                raise error
+            obj = _patched(self.objects.get(key), patch, key)
             self.patches.append(patch)
-            obj = merge_patch(current, patch)
-            _admit(obj, current)
-            if obj.get("spec") != current.get("spec"):
-                obj["metadata"]["generation"] = current["metadata"]["generation"] + 1
             self._store(key, obj)
         self._schedule(key)
         return copy.deepcopy(obj)
@@ -179,20 +186,7 @@ class StandInObjects:
 
     def patch(self, name, namespace, patch):
         key = (namespace, name)
-        current = self.objects.get(key)
-        if current is None:
-            raise ClusterError(f"patch {key}: 404 NotFound")
-        patch = copy.deepcopy(patch)
-        want = patch.get("metadata", {}).pop("resourceVersion", None)
-        if want is not None and want != current["metadata"]["resourceVersion"]:
-            error = ClusterError(f"patch {key}: 409 Conflict")
-            error.status = 409
-            raise error
-        obj = merge_patch(current, patch)
-        _admit(obj, current)
-        if obj.get("spec") != current.get("spec"):
-            obj["metadata"]["generation"] = current["metadata"]["generation"] + 1
-        return self._store(key, obj, "patch")
+        return self._store(key, _patched(self.objects.get(key), copy.deepcopy(patch), key), "patch")
 
     def delete(self, name, namespace):
         if self.objects.pop((namespace, name), None) is not None:

@@ -171,30 +171,13 @@ class Router:
     goes to the canary with the weight in the rollout state, else to stable."""
 
     def __init__(self, api, urls):
-        import http.server
-
-        router = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                code, data = router.forward(body)
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
+        from tests.gateway_standin import forwarding_server
 
         self.api, self.urls = api, urls
         self.count = 0
         self.lock = threading.Lock()
         self.stable_failures = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = forwarding_server(lambda _path, _headers, body: self.forward(body))
 
     def forward(self, body: bytes) -> tuple[int, bytes]:
         import urllib.request

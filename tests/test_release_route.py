@@ -124,6 +124,11 @@ def test_promote_moves_the_model_without_a_gap_and_leaves_nothing_behind(strateg
     assert [r["name"] for r in idle["spec"]["rules"]] == ["split"]  # no pins, no mirror: the stable only
     assert route_state(idle) == {"mode": "idle", "stable": "v2", "candidate": None, "salt": "", "share": 0.0}
     assert api.events[-1]["reason"] == "CanaryPromoted"
+    assert ROUTE not in stable["metadata"]["annotations"]  # the next release starts from a plain object
+    ctl.deploy(_deploy_cfg(), CFG, "toy-model", "v3", RolloutConfig(strategy="canary"))
+    nxt = ctl.get()
+    assert nxt["spec"]["canary"][0]["trafficPercent"] == CFG.step_weights[0]  # a canary the usual way
+    assert ctl.promote().phase == "Promoted" and ctl.get()["metadata"]["annotations"][STABLE] == "v3"
 
 
 @pytest.mark.parametrize("strategy", ["ab", "shadow"])

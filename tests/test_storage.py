@@ -34,6 +34,36 @@ def test_round_trip_list_exists_delete(store, tmp_path):
 def test_missing_object_is_not_found(store):
     with pytest.raises(NotFoundError, match="no such object"):
         store.read_bytes("nope/none.json")
+    with pytest.raises(NotFoundError, match="no such object"):
+        store.size("nope/none.parquet")
+
+
+def test_ranged_reads_fetch_what_a_parquet_reader_asks_for(store, tmp_path):
+    """size, read_range and open_ranged: a seekable file over ranged GETs that pyarrow reads a
+    Parquet file's footer and one row group from, fetching a fraction of the object."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from components.common.storage import RangedObject
+
+    data = bytes(range(256)) * 1000
+    store.write_bytes("r/blob.bin", data)
+    assert store.size("r/blob.bin") == len(data)
+    assert store.read_range("r/blob.bin", 1000, 300) == data[1000:1300]
+    assert store.read_range("r/blob.bin", len(data) - 10, 100) == data[-10:]  # short at the end
+    with store.open_ranged("r/blob.bin") as handle:
+        handle.seek(-20, 2)
+        assert handle.read() == data[-20:]
+    rng = random.Random(1)
+    table = pa.table({"text": [" ".join(f"w{rng.randrange(9000)}" for _ in range(30)) for _ in range(8000)]})
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=1000)
+    store.upload(str(tmp_path / "t.parquet"), "r/t.parquet")
+    raw = RangedObject(store, "r/t.parquet")
+    pf = pq.ParquetFile(raw)
+    assert pf.num_row_groups == 8 and pf.read_row_group(5).equals(table.slice(5000, 1000))
+    assert raw.fetched < store.size("r/t.parquet") / 2
 
 
 def test_file_store_refuses_keys_outside_its_root(tmp_path):

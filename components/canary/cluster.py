@@ -328,7 +328,8 @@ class CanaryController:
         nothing of the candidate is left behind."""
         ann = obj["metadata"].get("annotations") or {}
         candidate = ann.get(CANDIDATE)
-        done: dict[str, Any] = {"metadata": {"annotations": {CANDIDATE: None}}}
+        # the release is over: the route stays (idle, the stable alone) but no longer steers this object
+        done: dict[str, Any] = {"metadata": {"annotations": {CANDIDATE: None, ROUTE: None}}}
         if promote:
             own = self.api.get(candidate_isvc(self.name), self.namespace)
             if own is None:
@@ -338,7 +339,7 @@ class CanaryController:
             predictor = copy.deepcopy(own["spec"]["predictor"])
             predictor["model"].pop("env", None)  # the stable serves under its own name, as stable
             obj = self._apply(obj, [{"spec": {"predictor": predictor}}], None, "PromotionStarted",
-                              f"all traffic to {candidate} while {self.name} takes its model", )
+                              f"all traffic to {candidate} while {self.name} takes its model")
             done["metadata"]["annotations"][STABLE] = candidate
             ann = {**ann, STABLE: candidate}
         self._put_route(build_route(self.name, self.namespace, read_plan(obj).rollout.route, mode="idle",

@@ -325,8 +325,11 @@ class S3Store(Store):
             raise self._error(exc, key) from exc
 
     def read_bytes(self, key: str) -> bytes:
+        return self._get(key)
+
+    def _get(self, key: str, **byte_range) -> bytes:
         def get():
-            response = self.client.get_object(self.bucket, self._key(key))
+            response = self.client.get_object(self.bucket, self._key(key), **byte_range)
             try:
                 return response.read()
             finally:
@@ -369,15 +372,7 @@ class S3Store(Store):
         return self._call(key, self.client.stat_object, self.bucket, self._key(key)).size
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
-        def get():
-            response = self.client.get_object(self.bucket, self._key(key), offset=offset, length=length)
-            try:
-                return response.read()
-            finally:
-                response.close()
-                response.release_conn()
-
-        return self._call(key, get)
+        return self._get(key, offset=offset, length=length)
 
     def upload(self, local_path: str, key: str) -> None:
         self._call(key, self.client.fput_object, self.bucket, self._key(key), local_path)

@@ -3,6 +3,7 @@ manifest in its own image (tests/pod_runner.py), never in the host venv."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -145,17 +146,28 @@ def _runtime_container(model_name: str) -> tuple[dict, dict]:
     return pod, container
 
 
+@contextlib.contextmanager
+def _serving(pod: dict, container: dict, folder, name: str):
+    """The predictor container serving the version folder (as KServe's storage initializer leaves
+    it at /mnt/models) on a free loopback port, ready; yields its base URL."""
+    port = _free_port()
+    inner = container["ports"][0]["containerPort"]
+    proc, running = start_pod_container(pod, container, extra_mounts=[f"{folder}:/mnt/models:ro"],
+                                        ports={inner: port}, name=f"{name}-{port}")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(f"{base}/v2/health/ready", proc)
+        yield base
+    finally:
+        stop_container(running)
+        proc.wait(timeout=30)
+
+
 def test_predictor_image_serves_v1_and_v2_read_only_as_non_root(images, model_folder):
     card, folder = model_folder
     pod, container = _runtime_container(card["name"])
     assert container["image"] == images["predictor"]["image"]
-    port = _free_port()
-    inner = container["ports"][0]["containerPort"]
-    proc, name = start_pod_container(pod, container, extra_mounts=[f"{folder}:/mnt/models:ro"],
-                                     ports={inner: port}, name=f"conveyor-predictor-{port}")
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base}/v2/health/ready", proc)
+    with _serving(pod, container, folder, "conveyor-predictor") as base:
         code, v1 = _post(f"{base}/v1/models/{card['name']}:predict", {"instances": ["free cash prize now"]})
         assert code == 200 and v1["model_version"] == card["version"], v1
         code, v2 = _post(f"{base}/v2/models/{card['name']}/infer", {"inputs": [
@@ -169,9 +181,6 @@ def test_predictor_image_serves_v1_and_v2_read_only_as_non_root(images, model_fo
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
             metrics = response.read().decode()
         assert f'version="{card["version"]}"' in metrics
-    finally:
-        stop_container(name)
-        proc.wait(timeout=30)
 
 
 def _chart(values: dict) -> list[dict]:
@@ -333,19 +342,10 @@ def test_a_candidate_predictor_serves_under_the_stables_name_as_kserve_merges_it
     by_name = {e["name"]: e for e in container["env"]}
     by_name.update({e["name"]: e for e in isvc_env})  # the strategic merge by name: the InferenceService's wins
     container = {**container, "env": list(by_name.values())}
-    port = _free_port()
-    inner = container["ports"][0]["containerPort"]
-    proc, name = start_pod_container(pod, container, extra_mounts=[f"{folder}:/mnt/models:ro"],
-                                     ports={inner: port}, name=f"conveyor-candidate-{port}")
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base}/v2/health/ready", proc)
+    with _serving(pod, container, folder, "conveyor-candidate") as base:
         code, v1 = _post(f"{base}/v1/models/spam:predict", {"instances": ["free cash prize now"]})
         assert code == 200 and v1["model_version"] == card["version"], v1
         assert _post(f"{base}/v1/models/spam-candidate:predict", {"instances": ["x"]})[0] == 404
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
             metrics = response.read().decode()
         assert 'role="canary"' in metrics and 'role="stable"' not in metrics
-    finally:
-        stop_container(name)
-        proc.wait(timeout=30)
