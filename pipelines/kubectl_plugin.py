@@ -21,6 +21,9 @@ import json
 import sys
 from collections.abc import Callable
 
+import yaml
+
+from components import kube
 from components.canary.cluster import CanaryController, format_status, read_config, status_report
 from components.canary.prometheus import PrometheusMetricsSource
 from components.common.entry import run_main
@@ -45,9 +48,11 @@ def add_canary_verbs(canary: argparse.ArgumentParser) -> None:
         p = verbs.add_parser(verb, help=text, description=text)
         p.add_argument("name", metavar="NAME", help="the InferenceService")
         p.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's, else 'default')")
+        p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
         p.add_argument("--context", help="kubeconfig context (default: the current one)")
         if verb == "status":
-            p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+            p.add_argument("-o", "--output", choices=("text", "wide", "json", "yaml"), default="text",
+                           help="text (default), wide (every recorded interval with each check), json or yaml")
         if verb == "promote":
             p.add_argument("--full", action="store_true",
                            help="blue-green: promote for good now, skipping post-promotion analysis")
@@ -60,26 +65,21 @@ def add_canary_verbs(canary: argparse.ArgumentParser) -> None:
         p.set_defaults(func=run_canary_verb)
 
 
-def _namespace(args) -> str:
-    if args.namespace:
-        return args.namespace
-    try:
-        # lazy: cluster SDK, only on the cluster path
-        from kubernetes import config
-
-        _, active = config.list_kube_config_contexts()
-        return (active or {}).get("context", {}).get("namespace") or "default"
-    except Exception:  # no kubeconfig: in-cluster or an error reported when the API is built
-        return "default"
-
-
 def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None, routes=None) -> int:
-    api = api or KubernetesInferenceServiceApi(context=args.context)
-    ctl = CanaryController(api, args.name, _namespace(args), log=lambda m: sys.stderr.write(m + "\n"), routes=routes)
+    kube.select(args.kubeconfig, args.context)
+    api = api or KubernetesInferenceServiceApi()
+    ctl = CanaryController(api, args.name, args.namespace or kube.default_namespace(),
+                           log=lambda m: sys.stderr.write(m + "\n"), routes=routes)
     if args.verb == "status":
         obj = ctl.get()
         report = status_report(obj, ctl.route(obj))
-        sys.stdout.write((json.dumps(report, indent=2) if args.output == "json" else format_status(report)) + "\n")
+        if args.output == "json":
+            text = json.dumps(report, indent=2)
+        elif args.output == "yaml":
+            text = yaml.safe_dump(report, sort_keys=False).rstrip("\n")
+        else:
+            text = format_status(report, wide=args.output == "wide")
+        sys.stdout.write(text + "\n")
         return 0
     if args.verb == "assign":
         sys.stdout.write(assign_header(ctl, args.key) + "\n")

@@ -3,6 +3,12 @@
 `conveyor run` and the test suite start it, create the buckets, point the standard AWS_*
 variables at it, and stop it afterwards. On a cluster MinIO (or any S3) takes its place and
 nothing else changes.
+
+`conveyor run` keeps its server's data in `.conveyor/s3` of the working directory. The other
+commands find what it made there: with no `--store` and no `CONVEYOR_STORE`, a command run in that
+directory uses the same store, through the loop's server while it runs (`server.json` in the data
+folder says where), else through a server it starts for itself and stops when it is done
+(`LoopStore`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pathlib import Path
 from components.common.errors import StoreError
 
 DEFAULT_BUCKET = "conveyor"
+LOOP_DATA_DIR = ".conveyor/s3"   # where `conveyor run` keeps the embedded server's data
+SERVER_FILE = "server.json"      # a running server's address and keys (0600), beside its data
 
 
 def _weed_binary() -> str:
@@ -81,7 +89,7 @@ class EmbeddedS3:
         self.port = base
         os.makedirs(self.data_dir, exist_ok=True)
         config = Path(self.data_dir, "s3.json")
-        config.write_text(json.dumps({"identities": [{
+        _private_write(config, json.dumps({"identities": [{
             "name": "conveyor",
             "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
@@ -96,6 +104,10 @@ class EmbeddedS3:
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         self._wait_ready()
+        # Where other commands in this folder find the running server (keys: loopback only, 0600).
+        _private_write(Path(self.data_dir, SERVER_FILE), json.dumps({
+            "pid": self.process.pid, "port": self.port, "access_key": self.access_key,
+            "secret_key": self.secret_key, "buckets": list(self.buckets)}))
         return self
 
     def _wait_ready(self) -> None:
@@ -122,6 +134,8 @@ class EmbeddedS3:
         raise StoreError(f"embedded S3 server did not answer within {self.startup_timeout:.0f}s ({last})")
 
     def stop(self) -> None:
+        if self.process is not None:
+            Path(self.data_dir, SERVER_FILE).unlink(missing_ok=True)
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -157,3 +171,74 @@ class EmbeddedS3:
     def __exit__(self, *exc) -> None:
         self.restore_env()
         self.stop()
+
+
+def _private_write(path: Path, text: str) -> None:
+    """Written readable by this user only (the file holds the server's keys)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+class RunningS3:
+    """The server another process (a `conveyor run` in progress) started on a data folder."""
+
+    def __init__(self, info: dict):
+        self.port, self.access_key, self.secret_key = info["port"], info["access_key"], info["secret_key"]
+        self.buckets = tuple(info.get("buckets") or (DEFAULT_BUCKET,))
+        self._saved_env: dict[str, str | None] = {}
+
+    endpoint = EmbeddedS3.endpoint
+    env = EmbeddedS3.env
+    export_env = EmbeddedS3.export_env
+    restore_env = EmbeddedS3.restore_env
+
+
+def running_server(data_dir: str | os.PathLike) -> RunningS3 | None:
+    """The server that is running on `data_dir` now, if one is and answers."""
+    path = Path(data_dir, SERVER_FILE)
+    try:
+        info = json.loads(path.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    from minio import Minio  # lazy: only the S3 backend needs it
+
+    server = RunningS3(info)
+    try:
+        Minio(f"127.0.0.1:{server.port}", access_key=server.access_key, secret_key=server.secret_key,
+              secure=False, region="us-east-1").bucket_exists(server.buckets[0])
+    except Exception:  # a stale file: the process id was reused, or the server is going down
+        return None
+    return server
+
+
+def loop_data_dir(cwd: str | os.PathLike = ".") -> Path | None:
+    """`.conveyor/s3` of `cwd` when `conveyor run` has kept a store there."""
+    path = Path(cwd, LOOP_DATA_DIR)
+    return path if Path(path, "data").is_dir() else None
+
+
+class LoopStore:
+    """The store `conveyor run` left in `data_dir`, reachable for the length of a command: the
+    loop's own server while it runs, else one started now and stopped at the end. AWS_* and
+    CONVEYOR_STORE point at it meanwhile."""
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.data_dir = str(data_dir)
+        self.server: EmbeddedS3 | RunningS3 | None = None
+        self.started = False
+
+    def __enter__(self):
+        self.server = running_server(self.data_dir)
+        if self.server is None:
+            self.server = EmbeddedS3(data_dir=self.data_dir).start()
+            self.started = True
+        self.server.export_env()
+        return self.server
+
+    def __exit__(self, *exc) -> None:
+        self.server.restore_env()
+        if self.started:
+            self.server.stop()

@@ -373,6 +373,40 @@ def test_routed_release_calls_are_allowed_by_the_pipeline_and_canary_roles(strat
             ("delete", "serving.kserve.io", "inferenceservices", "")} <= seen
 
 
+def test_the_plugin_takes_kubectls_kubeconfig_and_context_flags(api_server, as_account, tmp_path):
+    """--kubeconfig and --context as kubectl takes them, with no $KUBECONFIG and no ~/.kube: the
+    namespace comes from that context, and a context the file lacks is one clear line."""
+    import yaml
+
+    from components.canary.cluster import CanaryController
+    from components.deploy.cluster import KubernetesInferenceServiceApi
+
+    as_account("conveyor-pipeline")
+    cfg, deploy = _deploy_cfg()
+    CanaryController(KubernetesInferenceServiceApi(), deploy.name, NAMESPACE, ready_timeout_s=20,
+                     log=lambda _m: None).deploy(deploy, cfg.canary, cfg.model_name, "aaa111")
+    path = as_account("conveyor-canary")
+    config = yaml.safe_load(Path(path).read_text())
+    config["contexts"].append({"name": "elsewhere", "context": {"cluster": "standin", "user": "conveyor-canary",
+                                                                "namespace": "nowhere"}})
+    config["current-context"] = "elsewhere"
+    (tmp_path / "team.kubeconfig").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"HOME": str(tmp_path)}
+
+    def plugin(*args):
+        return subprocess.run([sys.executable, "-m", "pipelines.kubectl_plugin", "rollout", "status", deploy.name,
+                               "--kubeconfig", str(tmp_path / "team.kubeconfig"), *args],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    assert plugin("--context", "standin", "-o", "json").returncode == 0  # namespace: the context's
+    assert json.loads(plugin("--context", "standin", "-o", "json").stdout)["namespace"] == NAMESPACE
+    wrong_ns = plugin()  # the file's current context points at another namespace
+    assert wrong_ns.returncode == 9 and f"InferenceService nowhere/{deploy.name}" in wrong_ns.stderr
+    missing = plugin("--context", "no-such-context")
+    assert missing.returncode == 9 and "no Kubernetes configuration" in missing.stderr and \
+        missing.stderr.count("\n") == 1
+
+
 def test_a_call_outside_the_role_is_forbidden_with_a_clear_error(api_server, as_account):
     from components.deploy.cluster import KubernetesInferenceServiceApi, apply_inference_service
     from components.deploy.isvc import build_inference_service

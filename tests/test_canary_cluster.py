@@ -151,7 +151,24 @@ def test_kubectl_plugin_verbs(capsys):
     out = capsys.readouterr().out
     assert "canary: Progressing  weight 20%" in out and " 20%  spam-predictor-00002  (tag latest)" in out
     assert kubectl_conveyor(["canary", "status", NAME, "-n", NS, "-o", "json"], api=api) == 0
-    assert json.loads(capsys.readouterr().out)["traffic"][1]["percent"] == 80
+    as_json = json.loads(capsys.readouterr().out)
+    assert as_json["traffic"][1]["percent"] == 80
+    assert kubectl_conveyor(["canary", "status", NAME, "-n", NS, "-o", "yaml"], api=api) == 0
+    import yaml
+
+    assert yaml.safe_load(capsys.readouterr().out) == as_json  # the same report, as kubectl users read it
+    ctl = CanaryController(api, NAME, NS, ready_timeout_s=5, log=lambda _m: None)
+    for step in ("first look", "second look"):
+        obj = ctl.get()
+        state = read_state(obj)
+        state.history.append({"at": step, "action": "hold", "weight": 20, "failed": 0, "checks": [
+            {"name": "success_rate", "value": 1.0, "threshold": 0.99, "passed": True, "detail": step}]})
+        ctl.act(obj, state, "hold", step)
+    assert kubectl_conveyor(["canary", "status", NAME, "-n", NS, "-o", "wide"], api=api) == 0
+    wide = capsys.readouterr().out
+    assert "1 interval before first look: hold at 20%" in wide and "last analysis second look" in wide
+    assert kubectl_conveyor(["canary", "status", NAME, "-n", NS], api=api) == 0
+    assert "first look" not in capsys.readouterr().out  # text: the last analysis only
     assert kubectl_conveyor(["canary", "pause", NAME, "-n", NS], api=api) == 0
     assert kubectl_conveyor(["canary", "rollback", NAME, "-n", NS], api=api) == 0
     assert "RolledBack at 0%" in capsys.readouterr().out

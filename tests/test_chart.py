@@ -22,9 +22,9 @@ def _values(name: str | None) -> dict:
     return yaml.safe_load((CHART / name).read_text()) if name else {}
 
 
-def _render(values: dict) -> list[dict]:
+def _render(values: dict, name: str = "conveyor") -> list[dict]:
     chart = helm_python.Chart.load(str(CHART))
-    out = chart.render(values, name="conveyor", namespace="team-a", is_install=True)
+    out = chart.render(values, name=name, namespace="team-a", is_install=True)
     objects = []
     for template, text in out.items():
         if template.endswith("NOTES.txt"):
@@ -67,7 +67,9 @@ def test_values_files_change_what_they_say():
     predictor = gpu["InferenceService"]["spec"]["predictor"]
     assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert predictor["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and predictor["tolerations"]
-    assert gpu["Pod"]["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    hooks = {o["metadata"]["name"]: o for o in _render(_values("ci/gpu-values.yaml")) if o["kind"] == "Pod"}
+    assert {h["metadata"]["annotations"]["helm.sh/hook"] for h in hooks.values()} == {"test"}
+    assert set(hooks) == {"conveyor-test-store", "conveyor-test-predictor"}
     default = {o["kind"] for o in _render({})}
     assert "Secret" not in default and "InferenceService" not in default  # existing secret; pipeline deploys
     created = next(o for o in _render(_values("ci/created-secret-values.yaml")) if o["kind"] == "Secret")
@@ -147,3 +149,63 @@ def test_the_readme_values_example_renders():
     values = yaml.safe_load(example[:example.index("```")])
     kinds = {o["kind"]: o for o in _render(values)}
     assert kinds["InferenceService"]["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+EVERYTHING = {"model": {"version": "0123456789ab"}, "trainer": {"runtime": {"enabled": True}},
+              "pipelines": {"install": True}, "s3": {"existingSecret": "", "accessKeyId": "k", "secretAccessKey": "s"},
+              "alerting": {"alertmanager": {"enabled": True, "webhookUrl": "https://hooks.example.com/x"}}}
+
+
+def test_two_releases_in_one_namespace_share_no_object_name():
+    """Names come from the release (<release>-conveyor-...), so two installs in one namespace never
+    collide. What is not per release: the InferenceService is the model's (one per model name, as
+    KServe requires), and the KFP pipeline registrations live in KFP's namespace under the
+    pipelines' names (one registration per KFP namespace)."""
+    shared_by_design = {"InferenceService", "Pipeline", "PipelineVersion"}
+    a = {(o["kind"], o["metadata"]["name"]) for o in _render(EVERYTHING, name="a") if o["kind"] not in shared_by_design}
+    b = {(o["kind"], o["metadata"]["name"]) for o in _render(EVERYTHING, name="b") if o["kind"] not in shared_by_design}
+    assert len(a) > 15 and a.isdisjoint(b), a & b
+    assert all(name.startswith("a-conveyor-") for _, name in a)
+    names = {o["metadata"]["name"] for o in _render({"fullnameOverride": "spam-ml"})}
+    assert "spam-ml-pipeline" in names and "spam-ml-monitor" in names
+    rb = next(o for o in _render({}, name="team-b") if o["kind"] == "RoleBinding")
+    assert rb["roleRef"]["name"] == rb["subjects"][0]["name"] and rb["roleRef"]["name"].startswith("team-b-conveyor-")
+
+
+def test_every_rendered_object_carries_the_standard_labels():
+    for values in (EVERYTHING, *(_values(f) for f in VALUES_FILES)):
+        for obj in _render(values, name="team-a"):
+            labels = obj["metadata"].get("labels") or {}
+            assert labels.get("app.kubernetes.io/name") == "conveyor", obj["metadata"]["name"]
+            assert labels.get("app.kubernetes.io/instance") == "team-a"
+            assert labels.get("app.kubernetes.io/version") == "0.1.0"
+            assert labels.get("app.kubernetes.io/managed-by") == "Helm"
+            assert labels.get("helm.sh/chart") == "conveyor-0.1.0"
+            assert labels.get("app.kubernetes.io/part-of") == "conveyor"
+            if obj["kind"] == "CronJob":  # its pods carry the selector labels too
+                pod = obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+                assert {k: pod[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")} == {
+                    "app.kubernetes.io/name": "conveyor", "app.kubernetes.io/instance": "team-a"}
+
+
+def test_helm_test_checks_the_store_with_or_without_a_model():
+    chart = helm_python.Chart.load(str(CHART))
+    for values, predictor_test in (({}, False), ({"model": {"version": "0123456789ab"}}, True)):
+        hooks = {o["metadata"]["name"] for o in _render(values) if o["kind"] == "Pod"}
+        assert "conveyor-test-store" in hooks and ("conveyor-test-predictor" in hooks) == predictor_test
+        notes = chart.render(values, name="conveyor", namespace="team-a",
+                             is_install=True)["conveyor/templates/NOTES.txt"]
+        assert "helm test conveyor" in notes and ("the predictor test needs model.version" in " ".join(notes.split())) \
+            != predictor_test
+    store = next(o for o in _render({}) if o["metadata"]["name"] == "conveyor-test-store")
+    assert store["spec"]["containers"][0]["command"] == ["python", "-m", "components.common.storage", "check",
+                                                           "s3://conveyor"]
+
+
+def test_notes_give_another_releases_names_for_the_config():
+    chart = helm_python.Chart.load(str(CHART))
+    notes = chart.render({}, name="team-b", namespace="ml", is_install=True)["conveyor/templates/NOTES.txt"]
+    assert "deploy: {runtime: team-b-conveyor-predictor, service_account: team-b-conveyor-predictor}" in notes
+    assert "data: {spark: {service_account: team-b-conveyor-spark}}" in notes
+    assert "deploy:" not in chart.render({}, name="conveyor", namespace="ml", is_install=True)[
+        "conveyor/templates/NOTES.txt"]  # the default release's names are the config's defaults

@@ -122,3 +122,21 @@ def test_parallel_writers_of_one_key_never_leave_a_mixed_file(store, tmp_path):
         data = store.read_bytes(key)
         assert len(data) == size and len(set(data)) == 1  # one writer's copy, whole
     assert store.list("cache") == ["cache/featurizer.json", "cache/train.parquet"]  # no temporary left
+
+
+def test_s3_without_an_endpoint_is_aws_s3_in_the_configured_region(monkeypatch, tmp_path):
+    """No AWS_ENDPOINT_URL: AWS S3 itself, over https, in AWS_REGION, else the AWS config file's
+    region for AWS_PROFILE (as the AWS tools read it), else us-east-1; no request is made here."""
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    assert open_store("s3://bucket").endpoint == "https://s3.amazonaws.com"
+    monkeypatch.setenv("AWS_REGION", "eu-west-2")
+    store = open_store("s3://bucket/prefix")
+    assert (store.endpoint, store.region, store.uri) == ("https://s3.eu-west-2.amazonaws.com", "eu-west-2",
+                                                         "s3://bucket/prefix")
+    monkeypatch.delenv("AWS_REGION")
+    (tmp_path / "config").write_text("[default]\nregion = ap-south-1\n[profile ml]\nregion = ca-central-1\n")
+    assert open_store("s3://bucket").region == "ap-south-1"
+    monkeypatch.setenv("AWS_PROFILE", "ml")
+    assert open_store("s3://bucket").endpoint == "https://s3.ca-central-1.amazonaws.com"

@@ -633,10 +633,13 @@ def status_report(obj: dict[str, Any], route: dict[str, Any] | None = None) -> d
                       if predictor.get(k)},
         "conditions": ready,
         "last_analysis": state.history[-1] if state and state.history else None,
+        "history": state.history if state else [],
     }
 
 
-def format_status(report: dict[str, Any]) -> str:
+def format_status(report: dict[str, Any], wide: bool = False) -> str:
+    """kubectl-style text: the last analysis with its checks; `wide`: every interval the object
+    keeps (the last HISTORY_KEPT; the Events have them all), each with its checks."""
     lines = [f"InferenceService {report['namespace']}/{report['name']} ({report['mode']} mode)",
              f"  stable {report['stable']}  candidate {report['candidate'] or '-'}",
              f"  {report.get('strategy') or 'canary'}: {report['phase'] or 'none'}  weight {report['weight']}%  "
@@ -652,11 +655,15 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append("  revisions: " + ", ".join(f"{k}={v}" for k, v in report["revisions"].items()))
     if report["conditions"]:
         lines.append("  conditions: " + ", ".join(f"{k}={v}" for k, v in report["conditions"].items()))
-    last = report["last_analysis"]
-    if last:
-        lines.append(f"  last analysis {last.get('at')}: {last['action']} at {last['weight']}%"
-                     + (" (by user)" if last.get("by") else ""))
-        for c in last["checks"]:
+    last = [report["last_analysis"]] if report["last_analysis"] else []
+    intervals = (report.get("history") or []) if wide else last
+    for i, entry in enumerate(intervals):
+        back = len(intervals) - 1 - i
+        title = "last analysis" if back == 0 else f"{back} interval{'s' if back > 1 else ''} before"
+        lines.append(f"  {title} {entry.get('at')}: {entry['action']} at {entry['weight']}%"
+                     + (f" [{entry['stage']}]" if wide and entry.get("stage") else "")
+                     + (" (by user)" if entry.get("by") else ""))
+        for c in entry["checks"]:
             verdict = {True: "ok", False: "FAILED", None: "no data"}[c["passed"]]
             value = "-" if c["value"] is None else f"{c['value']:.4g}"
             lines.append(f"    {c['name']:<34} {value:>10}  limit {c['threshold']:<8g} {verdict}"

@@ -4,8 +4,9 @@ Every stage reads and writes through a `Store`; nothing else talks to S3 directl
 '/'-separated paths relative to the store root. `write_bytes` is atomic (a reader sees the old
 object or the new one, never a torn one), which is what "commit last" manifests rely on.
 
-S3 settings come from the standard variables `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
-`AWS_SECRET_ACCESS_KEY` (and `AWS_REGION`); the default store URI from `CONVEYOR_STORE`.
+S3 settings come from the standard variables `AWS_ENDPOINT_URL` (none: AWS S3 itself),
+`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (none: ~/.aws/credentials or the role) and
+`AWS_REGION` (none: the AWS config file's region); the default store URI from `CONVEYOR_STORE`.
 """
 
 from __future__ import annotations
@@ -250,15 +251,35 @@ class FileStore(Store):
             raise StoreError(f"store {self.uri}: folder is not writable")
 
 
+def _aws_config_region() -> str | None:
+    """The region of the AWS CLI config's profile ($AWS_PROFILE, else default), as the AWS tools read it."""
+    import configparser
+
+    path = Path(os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config")
+    profile = os.environ.get("AWS_PROFILE") or "default"
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error:
+        return None
+    section = profile if profile == "default" else f"profile {profile}"
+    return parser.get(section, "region", fallback=None)
+
+
 def _s3_settings() -> tuple[str, bool, str | None, str | None, str]:
+    """(host, https, access key, secret key, region). With no AWS_ENDPOINT_URL the store is AWS S3
+    itself: https://s3.<region>.amazonaws.com, the region from AWS_REGION / AWS_DEFAULT_REGION, else
+    the AWS config file's profile, else us-east-1. Keys from AWS_ACCESS_KEY_ID/SECRET, else (None)
+    the standard chain: ~/.aws/credentials, then the instance's or pod's role."""
+    region = (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or _aws_config_region()
+              or "us-east-1")
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if not endpoint:
-        raise StoreError("s3:// store needs AWS_ENDPOINT_URL (e.g. http://127.0.0.1:18333 or your MinIO URL)")
+        endpoint = "https://s3.amazonaws.com" if region == "us-east-1" else f"https://s3.{region}.amazonaws.com"
     parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
     if not parsed.hostname:
         raise StoreError(f"AWS_ENDPOINT_URL={endpoint!r} is not a URL like http://host:port")
     host = parsed.hostname + (f":{parsed.port}" if parsed.port else "")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     return (host, parsed.scheme == "https", os.environ.get("AWS_ACCESS_KEY_ID"),
             os.environ.get("AWS_SECRET_ACCESS_KEY"), region)
 
@@ -287,8 +308,16 @@ class S3Store(Store):
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
             maxsize=8,
         )
+        credentials = None
+        if not access_key:  # AWS's own chain: the credentials file, then the instance's or pod's role
+            # lazy: only the S3 backend needs it
+            from minio.credentials import AWSConfigProvider, ChainedProvider, IamAwsProvider
+
+            credentials = ChainedProvider([AWSConfigProvider(profile=os.environ.get("AWS_PROFILE")),
+                                           IamAwsProvider()])
+        self.region = region
         self.client = Minio(host, access_key=access_key, secret_key=secret_key, secure=secure,
-                            region=region, http_client=http)
+                            region=region, http_client=http, credentials=credentials)
 
     def _key(self, key: str) -> str:
         key = key.lstrip("/")
@@ -429,3 +458,26 @@ def locate(uri: str) -> tuple[Store, str]:
         path = Path(parsed.path if parsed.scheme == "file" else uri).resolve()
         return FileStore("/"), path.as_posix().lstrip("/")
     raise StoreError(f"{uri}: unsupported scheme {parsed.scheme!r} (expected a path, file:// or s3://)")
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m components.common.storage check URI`: the store answers with this environment's
+    credentials (the chart's `helm test` runs it with the S3 Secret); one line either way."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m components.common.storage")
+    parser.add_argument("action", choices=["check"], help="check: the store answers (bucket exists, credentials work)")
+    parser.add_argument("uri", help="store URI, s3://bucket[/prefix] or a folder")
+    args = parser.parse_args(argv)
+    store = open_store(args.uri)
+    store.check()
+    print(f"store {store.uri} answers" + (f" at {store.endpoint}" if isinstance(store, S3Store) else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from components.common.entry import run_main
+
+    sys.exit(run_main("store", lambda: _main(sys.argv[1:])))

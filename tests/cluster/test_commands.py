@@ -193,7 +193,8 @@ def test_helm_test_hook_runs_in_its_image_against_the_predictor_image(images, mo
     card, folder = model_folder
     objects = _chart({"model": {"name": card["name"], "version": card["version"]},
                       "s3": {"accessKeyId": "k", "secretAccessKey": "s"}})
-    hook = next(o for o in objects if o["kind"] == "Pod" and "helm.sh/hook" in o["metadata"].get("annotations", {}))
+    hook = next(o for o in objects if o["kind"] == "Pod" and o["metadata"]["name"] == "conveyor-test-predictor")
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "test"
     check = hook["spec"]["containers"][0]
     assert check["image"] == images["component"]["image"]
     url = next(e["value"] for e in check["env"] if e["name"] == "URL")
@@ -211,6 +212,21 @@ def test_helm_test_hook_runs_in_its_image_against_the_predictor_image(images, mo
     finally:
         stop_container(name)
         proc.wait(timeout=30)
+
+
+def test_helm_test_store_hook_runs_in_its_image_against_the_store(images, s3_prefix, s3_secret):
+    """The hook `helm test` runs with or without a model: the store answers with the S3 Secret."""
+    objects = _chart({"s3": {"bucket": "conveyor"}})
+    hook = next(o for o in objects if o["kind"] == "Pod" and o["metadata"]["name"] == "conveyor-test-store")
+    check = hook["spec"]["containers"][0]
+    assert check["image"] == images["component"]["image"]
+    secret = check["envFrom"][0]["secretRef"]["name"]
+    out = run_pod_container(hook["spec"], check, PodEnv(secrets={secret: s3_secret}), timeout=120)
+    assert out.returncode == 0 and "store s3://conveyor answers at http://127.0.0.1:" in out.stdout, out.stderr
+    wrong = run_pod_container(hook["spec"], check, PodEnv(secrets={secret: {**s3_secret,
+                                                                            "AWS_SECRET_ACCESS_KEY": "wrong"}}),
+                              timeout=120)
+    assert wrong.returncode == 4 and "credentials refused" in wrong.stderr, wrong.stderr
 
 
 def test_monitoring_cronjob_runs_in_its_image(images, s3_prefix, s3_secret, tmp_path):

@@ -1,0 +1,111 @@
+"""What `conveyor run` made is reachable from the same folder with no flags: the loop keeps its
+store in the embedded S3 server's data under `.conveyor/s3`, and every command that reads or writes
+the store, given none, uses it (through the loop's server while it runs, else one started for the
+command and stopped after it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from components.common.config import PROJECT_ROOT
+
+STORE_ENV = ("CONVEYOR_STORE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CONVEYOR_CONFIG")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in STORE_ENV}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    return env
+
+
+def conveyor(cwd, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
+                          env=_env(), cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def loop_folder(tmp_path_factory):
+    """A folder as `conveyor run` leaves it: the embedded server's data in .conveyor/s3 holding a
+    dataset version, training runs and a registered champion; the server stopped."""
+    from components.common.storage import open_store
+    from pipelines.s3server import EmbeddedS3, loop_data_dir
+    from tests.training_data import ingest_corpus, train_and_register
+
+    folder = tmp_path_factory.mktemp("loop")
+    with EmbeddedS3(data_dir=str(folder / ".conveyor" / "s3")) as server:
+        store = open_store(server.env()["CONVEYOR_STORE"])
+        version = ingest_corpus(folder, store, n=300)
+        card = train_and_register(store, version, "loop-run", alias="champion")
+    assert loop_data_dir(folder) is not None and not (folder / ".conveyor" / "s3" / "server.json").exists()
+    return folder, version, card
+
+
+def test_read_commands_find_what_the_loop_made_without_flags(loop_folder):
+    folder, version, card = loop_folder
+    versions = conveyor(folder, "data", "versions", "toy", "--json")
+    assert versions.returncode == 0, versions.stderr
+    assert [v["version"] for v in json.loads(versions.stdout)] == [version]
+    shown = conveyor(folder, "data", "show", "toy")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["version"] == version
+    models = conveyor(folder, "models", "list", "toy-model")
+    assert models.returncode == 0 and card["version"] in models.stdout and "champion" in models.stdout
+    runs = conveyor(folder, "runs", "list", "--json")
+    assert runs.returncode == 0 and "loop-run" in {r["run_id"] for r in json.loads(runs.stdout)}
+    # every command stopped the server it started: nothing runs on the folder afterwards
+    assert not (folder / ".conveyor" / "s3" / "server.json").exists()
+
+
+def test_serve_finds_the_champion_the_loop_registered(loop_folder):
+    folder, _version, card = loop_folder
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "toy-model@champion", "--port", str(port)],
+                            env=_env(), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/toy-model:predict",
+                                                 data=json.dumps({"instances": ["free cash now"]}).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    answer = json.load(response)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()[-3000:]
+                assert time.monotonic() < deadline, "the server did not answer"
+                time.sleep(0.5)
+        assert answer["model_version"] == card["version"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert not (folder / ".conveyor" / "s3" / "server.json").exists()  # its store server went with it
+
+
+def test_a_running_loops_server_is_used_and_left_running(loop_folder):
+    from pipelines.s3server import EmbeddedS3
+
+    folder, version, _card = loop_folder
+    with EmbeddedS3(data_dir=str(folder / ".conveyor" / "s3")) as server:  # as while `conveyor run` runs
+        info = json.loads((folder / ".conveyor" / "s3" / "server.json").read_text())
+        versions = conveyor(folder, "data", "versions", "toy", "--json")
+        assert versions.returncode == 0 and json.loads(versions.stdout)[0]["version"] == version
+        assert server.process.poll() is None  # still up: the command used it and did not stop it
+        assert json.loads((folder / ".conveyor" / "s3" / "server.json").read_text()) == info
+
+
+def test_an_explicit_store_wins_and_no_server_starts(loop_folder, tmp_path):
+    folder, *_ = loop_folder
+    out = conveyor(folder, "data", "versions", "toy", "--json", "--store", str(tmp_path / "other"))
+    assert out.returncode == 5 and out.stdout == ""
+    assert out.stderr.strip() == f"conveyor: error: dataset 'toy' has no versions in {(tmp_path / 'other').as_uri()}"
+    assert not (folder / ".conveyor" / "s3" / "server.json").exists()
