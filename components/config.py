@@ -55,3 +55,18 @@ def load_config(path: str | os.PathLike | None = None) -> ConveyorConfig:
 
 def config_from_dict(raw: dict, origin: str = "config") -> ConveyorConfig:
     return validate_section(ConveyorConfig, raw, origin)
+
+
+# Config sections that are pipeline parameters of their own; the pipelines' `config` parameter
+# carries the rest (search, train, best_trial, monitor), so every setting has one place on the
+# KFP form (components.common.config.merged_config refuses a run whose copies disagree).
+OWN_PARAMETERS = {"data": "sources / dataset / source_settings / engine / spark_config", "cleaning": "cleaning",
+                  "cluster": "cluster_config", "split": "split_config",
+                  "features": "features_config", "report": "report_config", "gate": "gate_config",
+                  "canary": "canary_config", "rollout": "rollout_config", "deploy": "deploy_config",
+                  "notify": "notify_config", "model_name": "model_name"}
+
+
+def run_config(dump: dict) -> dict:
+    """The pipelines' `config` parameter: the config's sections that have no parameter of their own."""
+    return {k: v for k, v in dump.items() if k not in OWN_PARAMETERS}

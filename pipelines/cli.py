@@ -31,10 +31,48 @@ def _print_json(value) -> None:
     sys.stdout.write(json.dumps(value, indent=None, sort_keys=False, default=str) + "\n")
 
 
+def _print_record(value, as_json: bool) -> None:
+    """A record (a manifest, a run, a model card): YAML to read, JSON (`--json`) to parse."""
+    if as_json:
+        sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+        return
+    import yaml  # lazy: only the record commands print YAML
+
+    sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(value, default=str)), sort_keys=False,
+                                    allow_unicode=True, width=110))
+
+
+def _output_file(path: str | None, option: str) -> str | None:
+    """A file the user asked to be written: its folder must exist and be writable (exit 2 naming
+    the path, not an internal error halfway through the work)."""
+    if path is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError(f"{option} {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"{option} {path}: is a folder; give a file name")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{option} {path}: the folder {folder} is not writable")
+    return path
+
+
+def _output_folder(path: str, option: str) -> str:
+    """A folder the user asked to be written (created when missing): exit 2 naming the path."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{option} {path}: cannot create the folder ({exc.strerror})") from exc
+    if not os.access(path, os.W_OK):
+        raise InputError(f"{option} {path}: the folder is not writable")
+    return path
+
+
 # -- data -----------------------------------------------------------------------------------------
 
 def cmd_data_ingest(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
+    from components.common.logs import StepLog
     from components.common.version import code_version
     from components.ingest.engines import run_ingest
 
@@ -49,7 +87,8 @@ def cmd_data_ingest(args) -> int:
     dump = cfg.model_dump(mode="json")
     result = run_ingest(args.engine or cfg.data.engine, args.source, args.dataset, args.store, settings, cfg.cleaning,
                         parent=None if args.parent == "none" else args.parent, code_version=code_version(),
-                        engine_config={"spark": dump["data"]["spark"]}, on_cluster=False)
+                        engine_config={"spark": dump["data"]["spark"]}, on_cluster=False,
+                        log=StepLog("ingest", stream=sys.stderr))  # stdout is the one JSON result
     _print_json(result.to_json())
     return 0
 
@@ -80,7 +119,45 @@ def cmd_data_show(args) -> int:
     from components.dataset.versioning import resolve
 
     ref = resolve(open_store(args.store), args.name, args.version)
-    sys.stdout.write(json.dumps(ref.manifest, indent=2, sort_keys=True) + "\n")
+    _print_record(ref.manifest, args.json)
+    return 0
+
+
+def cmd_data_quarantine(args) -> int:
+    # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
+    from components.common.storage import open_store
+    from components.dataset.quarantine import quarantined_rows
+    from components.dataset.versioning import resolve
+
+    store = open_store(args.store)
+    ref = resolve(store, args.name, args.version)
+    counts = ref.manifest["rows"].get("by_reason", {})
+    if args.reason is not None and args.reason not in counts:
+        known = ", ".join(f"{k} ({v})" for k, v in counts.items()) or "none: nothing was quarantined"
+        raise InputError(f"--reason {args.reason}: version {ref.version} of {args.name!r} quarantined no row for "
+                         f"this reason; its reasons: {known}")
+    rows = quarantined_rows(store, ref, args.reason, with_raw=args.raw)
+    if args.json:
+        _print_json(rows)
+        return 0
+    shown = rows if args.limit == 0 else rows[:args.limit]
+
+    def where(uri: str, row: int) -> str:
+        return f"{uri}:{row}" if row else uri
+
+    table = []
+    for r in shown:
+        detail = r["detail"] or ""
+        if "duplicate_of" in r:
+            kept = r["duplicate_of"]
+            detail = (f"same text as {where(kept['source_uri'], kept['source_row'])}" if "source_uri" in kept
+                      else f"same text as {kept['doc_id']}")
+        line = (where(r["source_uri"], r["source_row"]), r["reason"], " ".join(detail.split())[:160])
+        table.append(line + ((" ".join((r["raw"] or "").split())[:80],) if args.raw else ()))
+    _print_table(("SOURCE", "REASON", "DETAIL") + (("RAW",) if args.raw else ()), table)
+    sys.stderr.write(f"{len(shown)} of {len(rows)} quarantined rows of {args.name}@{ref.version}"
+                     + (f" (reason {args.reason})" if args.reason else "")
+                     + ("; --limit 0 shows all" if len(shown) < len(rows) else "") + "\n")
     return 0
 
 
@@ -91,7 +168,7 @@ def cmd_data_report(args) -> int:
 
     cfg = _load(args)
     verdict = report_for_versions(open_store(args.store), args.name, args.version, args.reference,
-                                  cfg.report, html_path=args.html)
+                                  cfg.report, html_path=_output_file(args.html, "--html"))
     _print_json(verdict)
     return 0
 
@@ -119,7 +196,7 @@ def cmd_runs_show(args) -> int:
     from components.common.storage import open_store
     from components.tracking.runs import read_run
 
-    sys.stdout.write(json.dumps(read_run(open_store(args.store), args.run_id), indent=2) + "\n")
+    _print_record(read_run(open_store(args.store), args.run_id), args.json)
     return 0
 
 
@@ -155,6 +232,12 @@ def cmd_models_list(args) -> int:
     by_version: dict[str, list[str]] = {}
     for alias, version in aliases(store, args.name).items():
         by_version.setdefault(version, []).append(alias)
+    if args.json:
+        _print_json([{"version": c["version"], "aliases": sorted(by_version.get(c["version"], [])),
+                      "created_at": c["created_at"], "run_id": c["run_id"],
+                      "test_accuracy": c["metrics"]["test"].get("accuracy"),
+                      "dataset": f"{c['dataset']['name']}@{c['dataset']['version']}"} for c in versions])
+        return 0
     rows = [(c["version"], ",".join(sorted(by_version.get(c["version"], []))) or "-", c["created_at"], c["run_id"],
              f"{c['metrics']['test'].get('accuracy', float('nan')):.4f}",
              f"{c['dataset']['name']}@{c['dataset']['version']}") for c in versions]
@@ -172,7 +255,7 @@ def cmd_models_show(args) -> int:
     card = dict(loaded.card)
     if (explanations := read_explanations(store, args.name, card["version"])) is not None:
         card["explanations"] = explanations  # global token importance, from the evaluate step
-    sys.stdout.write(json.dumps(card, indent=2) + "\n")
+    _print_record(card, args.json)
     return 0
 
 
@@ -228,6 +311,7 @@ def cmd_monitor(args) -> int:
     from components.monitor import trigger
     from components.monitor.executor import monitor_window
 
+    html = _output_file(args.html, "--html")  # before the decision is recorded
     cfg = load_config(args.config)
     model = args.model or cfg.model_name
     store = open_store(args.store)
@@ -240,8 +324,8 @@ def cmd_monitor(args) -> int:
         from components.monitor.alerts import push
 
         push(cfg.monitor.pushgateway_url, verdict, decision)
-    if args.html:
-        with open(args.html, "w", encoding="utf-8") as handle:
+    if html:
+        with open(html, "w", encoding="utf-8") as handle:
             handle.write(page)
     _print_json({"status": verdict["status"], "signals": verdict.get("signals"), "window": verdict["window"],
                  "action": decision["action"], "reasons": decision["reasons"], "record": decision["record"]})
@@ -252,18 +336,38 @@ def cmd_monitor(args) -> int:
 
 def cmd_compile(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
+    out = _output_folder(args.out, "--out")
+    for option, variable, value in (("--image-registry", "CONVEYOR_REGISTRY", args.image_registry),
+                                    ("--image-tag", "CONVEYOR_IMAGE_TAG", args.image_tag)):
+        if value is not None:
+            if not value or any(c.isspace() for c in value):
+                raise InputError(f"{option} {value!r}: expected a registry path like registry.example.com/ml "
+                                 "(or a tag like 0.1.0), with no spaces")
+            os.environ[variable] = value  # read once, when components.images loads (below)
+    # lazy: the components (and their images) load only now, after the image settings are in place
     from pipelines.compile import compile_all
 
-    _print_json(compile_all(args.out, k8s=args.k8s, config_path=args.config))
+    _check_images(args.image_registry, args.image_tag)
+    _print_json(compile_all(out, k8s=args.k8s, config_path=args.config))
     return 0
+
+
+def _check_images(registry: str | None, tag: str | None) -> None:
+    """Components name their image when their module loads: a registry or tag given after that
+    (in a process that had already compiled) would be silently ignored, so it is refused."""
+    from components import images  # lazy: loaded by the compile step just before
+
+    if (registry is not None and registry != images.REGISTRY) or (tag is not None and tag != images.TAG):
+        raise InputError(f"--image-registry/--image-tag: this process already loaded the components with "
+                         f"{images.COMPONENT_IMAGE}; run `conveyor compile` in a new process")
 
 
 def cmd_run(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
     from pipelines.local_run import run_local
 
-    summary = run_local(config_path=args.config, store=args.store, workdir=args.workdir, world_size=args.world_size,
-                        strategy=args.strategy)
+    summary = run_local(config_path=args.config, store=args.store, workdir=_output_folder(args.workdir, "--workdir"),
+                        world_size=args.world_size, strategy=args.strategy)
     if args.json:
         _print_json(summary)
     else:
@@ -278,23 +382,49 @@ def _print_table(header: tuple, rows: list[tuple]) -> None:
         sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if "default" in help_text or action.default in (None, False, argparse.SUPPRESS) \
+                or (action.option_strings == [] and action.nargs in ("+", None)):
+            return help_text
+        return help_text + " (default: %(default)s)"
+
+
+STORE_HELP = ("store URI: file://PATH, a path, or s3://BUCKET[/PREFIX]; default $CONVEYOR_STORE, else the "
+              "store `conveyor run` kept in this folder (.conveyor/s3, its S3 server started for the command "
+              "when not running), else the file store .conveyor/store")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="conveyor", description="Conveyor: raw text to a monitored model "
-                                     "on Kubeflow. Runs locally with no cluster by default.")
+    parser = argparse.ArgumentParser(prog="conveyor", formatter_class=HelpFormatter,
+                                     description="Conveyor: raw text to a monitored model on Kubeflow. Runs "
+                                     "locally with no cluster by default.",
+                                     epilog="Exit codes: 0 ok, 2 bad input, 3 bad config, 4 store unreachable, "
+                                     "5 not found, 6 integrity, 7 gate failed, 8 search failed, 9 cluster, "
+                                     "70 internal error (README: Exit codes).")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def command(group, name: str, help_text: str) -> argparse.ArgumentParser:
+        return group.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+
     def store_opt(p):
-        p.add_argument("--store", help="store URI (file://… or s3://bucket); default $CONVEYOR_STORE")
+        p.add_argument("--store", help=STORE_HELP)
 
     def config_opt(p):
         p.add_argument("--config", help="config YAML (default $CONVEYOR_CONFIG; `run` uses "
                        "configs/spamassassin.yaml)")
 
-    data = sub.add_parser("data", help="ingest, list and inspect dataset versions")
+    def json_opt(p, what: str = "JSON instead of a table"):
+        p.add_argument("--json", action="store_true", help=f"print {what}")
+
+    data = command(sub, "data", "ingest, list and inspect dataset versions")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
-    p = dsub.add_parser("ingest", help="read, clean and version a source (prints one JSON object)")
+    p = command(dsub, "ingest", "read, clean and version a source (prints one JSON object)")
     p.add_argument("source", nargs="+", help="file or folder: path, file://… or s3://bucket/prefix")
     p.add_argument("--dataset", required=True, help="dataset name")
     p.add_argument("--format", choices=FORMATS, help="source format (default: auto-detect)")
@@ -303,59 +433,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-col", help="column naming each row's group (default: file name)")
     p.add_argument("--encoding", help="encoding of CSV/JSONL/text files (default: utf-8)")
     p.add_argument("--include", action="append", help="glob on file names in folders (repeatable)")
-    p.add_argument("--parent", default="latest", help="parent version id, 'latest' (default) or 'none'")
+    p.add_argument("--parent", default="latest", help="parent version id, 'latest' or 'none'")
     p.add_argument("--engine", choices=["local", "spark"],
                    help="local: this process (flat memory); spark: Spark local[N] here (default: data.engine)")
     store_opt(p)
     config_opt(p)
     p.set_defaults(func=cmd_data_ingest)
 
-    p = dsub.add_parser("versions", help="list the versions of a dataset")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = command(dsub, "versions", "list the versions of a dataset")
+    p.add_argument("name", help="dataset name")
+    json_opt(p)
     store_opt(p)
     p.set_defaults(func=cmd_data_versions)
 
-    p = dsub.add_parser("show", help="print a version's manifest")
-    p.add_argument("name")
-    p.add_argument("version", nargs="?", default="latest")
+    p = command(dsub, "show", "print a version's manifest (YAML; JSON with --json)")
+    p.add_argument("name", help="dataset name")
+    p.add_argument("version", nargs="?", default="latest", help="version id or 'latest'")
+    json_opt(p, "JSON instead of YAML")
     store_opt(p)
     p.set_defaults(func=cmd_data_show)
 
-    p = dsub.add_parser("report", help="data-quality report (HTML) and drift verdict (JSON)")
-    p.add_argument("name")
-    p.add_argument("version", nargs="?", default="latest")
-    p.add_argument("--reference", help="reference version for drift (default: none)")
-    p.add_argument("--html", help="write the self-contained HTML report here")
+    p = command(dsub, "quarantine", "the rows a version quarantined: source file, row, reason, detail")
+    p.add_argument("name", help="dataset name")
+    p.add_argument("version", nargs="?", default="latest", help="version id or 'latest'")
+    p.add_argument("--reason", help="only rows quarantined for this reason (e.g. duplicate, empty_text, "
+                   "binary_content; `data show` counts them by reason)")
+    p.add_argument("--limit", type=int, default=50, help="rows printed (0: all)")
+    p.add_argument("--raw", action="store_true", help="also print each row's raw content (the data itself: "
+                   "personal data in production, so off by default)")
+    json_opt(p, "every row as JSON (no limit)")
+    store_opt(p)
+    p.set_defaults(func=cmd_data_quarantine)
+
+    p = command(dsub, "report", "data-quality report (HTML) and drift verdict (JSON)")
+    p.add_argument("name", help="dataset name")
+    p.add_argument("version", nargs="?", default="latest", help="version id or 'latest'")
+    p.add_argument("--reference", help="reference version for drift (default: none, statistics only)")
+    p.add_argument("--html", help="write the self-contained HTML report to this file")
     store_opt(p)
     config_opt(p)
     p.set_defaults(func=cmd_data_report)
 
-    runs = sub.add_parser("runs", help="training runs recorded in the store")
+    runs = command(sub, "runs", "training runs recorded in the store")
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
-    p = rsub.add_parser("list", help="every run, oldest first")
-    p.add_argument("--json", action="store_true")
+    p = command(rsub, "list", "every run, oldest first")
+    json_opt(p)
     store_opt(p)
     p.set_defaults(func=cmd_runs_list)
-    p = rsub.add_parser("show", help="one run record")
-    p.add_argument("run_id")
+    p = command(rsub, "show", "one run record (YAML; JSON with --json)")
+    p.add_argument("run_id", help="run id (`conveyor runs list`)")
+    json_opt(p, "JSON instead of YAML")
     store_opt(p)
     p.set_defaults(func=cmd_runs_show)
-    p = rsub.add_parser("compare", help="differing parameters and metrics of several runs")
-    p.add_argument("run_ids", nargs="+")
-    p.add_argument("--json", action="store_true")
+    p = command(rsub, "compare", "differing parameters and metrics of several runs")
+    p.add_argument("run_ids", nargs="+", help="run ids (`conveyor runs list`)")
+    json_opt(p)
     store_opt(p)
     p.set_defaults(func=cmd_runs_compare)
 
-    models = sub.add_parser("models", help="the model registry")
+    models = command(sub, "models", "the model registry")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    p = msub.add_parser("list", help="versions of a model with their aliases")
-    p.add_argument("name")
+    p = command(msub, "list", "versions of a model with their aliases")
+    p.add_argument("name", help="model name (the config's model_name, e.g. spam-classifier)")
+    json_opt(p)
     store_opt(p)
     p.set_defaults(func=cmd_models_list)
-    p = msub.add_parser("show", help="a version's model card (files verified)")
-    p.add_argument("name")
-    p.add_argument("ref", nargs="?", default="candidate", help="version or alias (default candidate)")
+    p = command(msub, "show", "a version's model card, files verified (YAML; JSON with --json)")
+    p.add_argument("name", help="model name")
+    p.add_argument("ref", nargs="?", default="candidate", help="version or alias (candidate, champion)")
+    json_opt(p, "JSON instead of YAML")
     store_opt(p)
     p.set_defaults(func=cmd_models_show)
 
@@ -363,14 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.kubectl_plugin import add_canary_verbs
 
     for group in ("canary", "rollout"):
-        verbs = sub.add_parser(group, help=f"{group} on a KServe InferenceService (same as kubectl conveyor "
-                               f"{group}): status, promote, rollback, pause, resume, analyze")
+        verbs = command(sub, group, f"{group} on a KServe InferenceService (same as kubectl conveyor "
+                        f"{group}): status, promote, rollback, pause, resume, analyze")
         add_canary_verbs(verbs)
 
-    p = sub.add_parser("serve", help="serve a registered model with a KServe model server on loopback")
+    p = command(sub, "serve", "serve a registered model with a KServe model server on loopback")
     p.add_argument("model", help="NAME (alias champion), NAME@ALIAS, NAME@VERSION, s3://bucket/models/NAME/VERSION, "
                    "or a version folder (KServe's /mnt/models)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="port to listen on")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default loopback; the image's ServingRuntime passes 0.0.0.0)")
     p.add_argument("--workers", type=int, default=1,
@@ -386,9 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name in the URL paths (default: $CONVEYOR_SERVED_NAME, else the model name)")
     p.add_argument("--role", default=os.environ.get("CONVEYOR_ROLE") or "stable", choices=["stable", "canary"],
                    help="label on /metrics (default: $CONVEYOR_ROLE, else stable)")
-    p.add_argument("--log-sample-rate", type=float, default=0.0, help="share of requests logged to the store")
-    p.add_argument("--max-batch", type=int, default=256)
-    p.add_argument("--max-chars", type=int, default=100_000)
+    p.add_argument("--log-sample-rate", type=float, default=0.0,
+                   help="share of requests logged to the store (the monitor's input)")
+    p.add_argument("--max-batch", type=int, default=256, help="instances per request; more is refused (400)")
+    p.add_argument("--max-chars", type=int, default=100_000, help="characters per text; more is refused (400)")
     p.add_argument("--max-explain-batch", type=int, default=16, help="texts per :explain request")
     p.add_argument("--max-explain-tokens", type=int, default=64,
                    help="distinct tokens occluded per text in :explain (the most frequent; cost is this + 1 "
@@ -404,21 +551,25 @@ def build_parser() -> argparse.ArgumentParser:
     store_opt(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("monitor", help="judge the served model's logged window now and record the retraining "
-                       "decision (prints one JSON object)")
+    p = command(sub, "monitor", "judge the served model's logged window now and record the retraining "
+                "decision (prints one JSON object)")
     p.add_argument("--model", help="model name (default: the config's model_name)")
     p.add_argument("--html", help="also write the monitoring report (HTML) to this file")
     store_opt(p)
     config_opt(p)
     p.set_defaults(func=cmd_monitor)
 
-    p = sub.add_parser("compile", help="compile the pipelines to YAML (default folder: dist/)")
-    p.add_argument("--out", default="dist")
+    p = command(sub, "compile", "compile the pipelines to KFP YAML, and the custom resources they create")
+    p.add_argument("--out", default="dist", help="folder to write to (created when missing)")
     p.add_argument("--k8s", action="store_true", help="also write KFP Pipeline/PipelineVersion resources")
+    p.add_argument("--image-registry", help="registry the component images are pulled from, e.g. "
+                   "registry.example.com/ml (default: $CONVEYOR_REGISTRY, else ghcr.io/conveyor-mlops; "
+                   "`make images` builds them, push them there)")
+    p.add_argument("--image-tag", help="tag of the component images (default: $CONVEYOR_IMAGE_TAG, else 0.1.0)")
     config_opt(p)
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("run", help="run the pipeline locally (kfp.local + embedded S3) on the bundled data")
+    p = command(sub, "run", "run the pipeline locally (kfp.local + embedded S3) on the bundled data")
     config_opt(p)
     p.add_argument("--store", help="use this store instead of starting the embedded S3 server")
     p.add_argument("--workdir", default=".conveyor/runs", help="where local runs keep their files")

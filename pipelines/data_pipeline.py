@@ -11,6 +11,7 @@ from kfp import dsl
 from components.config import ConveyorConfig
 from components.featurize.component import featurize_op
 from components.ingest.component import ingest_op
+from components.parameters import documented
 from components.report.component import report_op
 from components.split.component import split_op
 
@@ -23,10 +24,12 @@ class DataSteps(NamedTuple):
 
 
 def data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config, report_config,
-               reference_version="", parent="latest", engine="local", engine_config=None) -> DataSteps:
+               reference_version="", parent="latest", engine="local", spark_config=None,
+               cluster_config=None) -> DataSteps:
     """Ingest -> report, split -> featurize inside the current pipeline."""
     ingested = ingest_op(sources=sources, dataset=dataset, store=store, source_settings=source_settings,
-                         cleaning=cleaning, parent=parent, engine=engine, engine_config=engine_config or {},
+                         cleaning=cleaning, parent=parent, engine=engine, spark_config=spark_config or {},
+                         cluster_config=cluster_config or {},
                          run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     ingested.set_display_name("ingest, clean, version")
     version = ingested.outputs["version"]
@@ -36,7 +39,8 @@ def data_steps(sources, dataset, store, source_settings, cleaning, split_config,
     splits.set_display_name("split (train / validation / test)")
     features = featurize_op(store=store, train=splits.outputs["train"], validation=splits.outputs["validation"],
                             test=splits.outputs["test"], features_config=features_config, engine=engine,
-                            engine_config=engine_config or {}, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                            spark_config=spark_config or {}, cluster_config=cluster_config or {},
+                            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     features.set_display_name("featurize (fit on train)")
     return DataSteps(version, splits, features)
 
@@ -46,7 +50,7 @@ def section_defaults(cfg: ConveyorConfig, collection: str = "reference") -> dict
     settings = cfg.data.settings_for(collection).model_dump(mode="json", exclude_none=True)
     return {"source_settings": settings, "cleaning": dump["cleaning"], "split_config": dump["split"],
             "features_config": dump["features"], "report_config": dump["report"],
-            "engine": cfg.data.engine, "engine_config": {"spark": dump["data"]["spark"], "cluster": dump["cluster"]}}
+            "engine": cfg.data.engine, "spark_config": dump["data"]["spark"], "cluster_config": dump["cluster"]}
 
 
 def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
@@ -55,6 +59,7 @@ def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
     @dsl.pipeline(name="conveyor-data",
                   description="Ingest raw text, quarantine bad rows, version the data, report on it, split "
                               "and featurize it.")
+    @documented("The data pipeline", ("Output",), Output="The dataset version id")
     def data_pipeline(
         sources: list = list(cfg.data.reference),  # noqa: B006 (KFP reads defaults from the signature)
         dataset: str = cfg.data.dataset,
@@ -67,10 +72,11 @@ def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
         features_config: dict = sections["features_config"],
         report_config: dict = sections["report_config"],
         engine: str = sections["engine"],  # local | spark (a SparkApplication: Spark Operator >= 2.x)
-        engine_config: dict = sections["engine_config"],
+        spark_config: dict = sections["spark_config"],
+        cluster_config: dict = sections["cluster_config"],
     ) -> str:
         return data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
                           report_config, reference_version=reference_version, parent=parent, engine=engine,
-                          engine_config=engine_config).version
+                          spark_config=spark_config, cluster_config=cluster_config).version
 
     return data_pipeline

@@ -45,7 +45,7 @@ VERB_HELP = {
 def add_canary_verbs(canary: argparse.ArgumentParser) -> None:
     verbs = canary.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb, text in VERB_HELP.items():
-        p = verbs.add_parser(verb, help=text, description=text)
+        p = verbs.add_parser(verb, help=text, description=text, formatter_class=canary.formatter_class)
         p.add_argument("name", metavar="NAME", help="the InferenceService")
         p.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's, else 'default')")
         p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")

@@ -25,12 +25,12 @@ from components.common.config import PROJECT_ROOT, validate_section
 from components.common.entry import read_failure
 from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import open_store
-from components.config import ConveyorConfig, load_config
+from components.config import ConveyorConfig, load_config, run_config
 from components.featurize.component import featurize_op
 from components.gate.component import gate_op
 from components.ingest.component import ingest_op
 from components.monitor.component import monitor_op
-from components.monitor.submit import retrain_config
+from components.monitor.submit import retrain_parameters
 from components.notify.component import notify_op
 from components.registry.component import register_op
 from components.registry.store import resolve_version
@@ -42,6 +42,7 @@ from components.train.component import train_op
 from pipelines.closed_loop import replay_production
 from pipelines.data_pipeline import build_data_pipeline
 from pipelines.monitoring_pipeline import build_monitoring_pipeline
+from pipelines.progress_display import ProgressDisplay
 from pipelines.s3server import EmbeddedS3
 from pipelines.task_outputs import output_json, output_metadata, output_path
 from pipelines.training_pipeline import build_training_pipeline
@@ -103,8 +104,9 @@ def _newest_run_dir(root: Path, before: set[str]) -> Path:
 class LocalPipelineRun:
     """Runs a pipeline function under kfp.local and collects what its tasks produced."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, after_step=lambda: None):
         self.workdir = workdir
+        self.after_step = after_step
         self.pipeline_root = workdir / "kfp"
         self.pipeline_root.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "tasks.log"
@@ -119,6 +121,7 @@ class LocalPipelineRun:
                 failed = None
             except Exception as exc:  # kfp.local raises RuntimeError naming the failed task
                 failed = exc
+        self.after_step()
         if failed is not None:
             error = _failure_from_log(self.log, step)
             if error.message.endswith(f"see the task log {self.log}"):  # no component error: say what kfp said
@@ -211,7 +214,6 @@ def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, 
 
 def run_local(config_path: str | None = None, store: str | None = None, workdir: str = ".conveyor/runs",
               progress=None, world_size: int | None = None, strategy: str | None = None) -> dict[str, Any]:
-    progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cfg: ConveyorConfig = load_config(config_path)
     if strategy is not None:  # the release strategy of every blessed candidate in this run
         rollout = validate_section(type(cfg.rollout), {**cfg.rollout.model_dump(), "strategy": strategy},
@@ -231,6 +233,14 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(workdir).resolve() / run_id
     (run_dir / "reports").mkdir(parents=True, exist_ok=True)
+    with ProgressDisplay(run_dir / "progress.jsonl") as display:
+        return _run(cfg, config_path, store, workdir, run_id, run_dir, reference, production, train_too,
+                    progress or display.say, display)
+
+
+def _run(cfg: ConveyorConfig, config_path: str | None, store: str | None, workdir: str, run_id: str, run_dir: Path,
+         reference: list[str], production: list[str], train_too: bool, progress, display: ProgressDisplay
+         ) -> dict[str, Any]:
     started = time.monotonic()
 
     server = None
@@ -244,7 +254,7 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
     try:
         open_store(store).check()
         pipeline = build_data_pipeline(cfg, store=store)
-        runner = LocalPipelineRun(run_dir)
+        runner = LocalPipelineRun(run_dir, after_step=display.clear)
         summary: dict[str, Any] = {"run_id": run_id, "config": str(config_path or "configs/spamassassin.yaml"),
                                    "store": store, "steps": []}
 
@@ -332,12 +342,13 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
         progress("[4] continuous-training pipeline: the production batch as a new version, "
                  + ("search and train" if cfg.monitor.retrain == "search" else "retrain the champion's configuration")
                  + ", gate vs the champion, canary")
-        config = cfg.model_dump(mode="json", exclude_none=True)
+        dump = cfg.model_dump(mode="json", exclude_none=True)
+        params = {"config": run_config(dump), "features_config": dump["features"]}
         if cfg.monitor.retrain == "champion_params":
-            config = retrain_config(open_store(store), cfg.model_name, config)
+            params = retrain_parameters(open_store(store), cfg.model_name, params["config"], params["features_config"])
         retrained = runner.run("continuous-training pipeline",
                                build_training_pipeline(cfg, store=store, backend="local", continuous=True),
-                               sources=production, dataset=cfg.data.dataset, store=store, config=config,
+                               sources=production, dataset=cfg.data.dataset, store=store, **params,
                                reference_version=ref_version)
         step = _training_step_summary(retrained, reports, tag="retrain")
         steps.append({"name": "continuous training", **step})

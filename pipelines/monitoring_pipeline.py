@@ -8,8 +8,9 @@ itself through kfp.local (with_submit=False), since no KFP API server runs local
 
 from kfp import dsl
 
-from components.config import ConveyorConfig
+from components.config import ConveyorConfig, run_config
 from components.monitor.component import monitor_op, submit_retraining_op
+from components.parameters import documented
 from pipelines.data_pipeline import CLUSTER_STORE
 
 KFP_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
@@ -17,11 +18,14 @@ KFP_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 
 def build_monitoring_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, with_submit: bool = True):
     dump = cfg.model_dump(mode="json", exclude_none=True)
+    training_config = run_config(dump)
 
     @dsl.pipeline(name="conveyor-monitoring",
                   description="Compare the served model's logged requests and predictions with its training "
                               "data (Evidently), decide retrain / wait / insufficient data with the trigger's "
                               "guardrails, and submit the continuous-training pipeline on retrain.")
+    @documented("The monitoring pipeline", ("Output",),
+                Output="The trigger's action: retrain | wait | insufficient_data")
     def monitoring_pipeline(
         store: str = store,
         model_name: str = cfg.model_name,
@@ -31,7 +35,8 @@ def build_monitoring_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, w
         kfp_host: str = KFP_HOST,
         retrain_pipeline: str = "conveyor-continuous-training",
         experiment: str = "conveyor",
-        config: dict = dump,
+        training_config: dict = training_config,  # the continuous-training run's `config` (search, train, ...)
+        features_config: dict = dump["features"],
     ) -> str:
         monitored = monitor_op(store=store, model_name=model_name, monitor_config=monitor_config,
                                split_config=split_config)
@@ -41,7 +46,8 @@ def build_monitoring_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, w
             with dsl.If(monitored.outputs["action"] == "retrain", name="retrain"):
                 submitted = submit_retraining_op(store=store, model_name=model_name, sources=new_data_sources,
                                                  kfp_host=kfp_host, pipeline_name=retrain_pipeline,
-                                                 experiment=experiment, config=config)
+                                                 experiment=experiment, config=training_config,
+                                                 features_config=features_config)
                 submitted.set_display_name("submit continuous training (KFP)")
                 submitted.set_caching_options(False)
         return monitored.outputs["action"]

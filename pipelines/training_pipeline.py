@@ -8,10 +8,11 @@ the accelerator settings, so the same pipeline runs on a laptop.
 from kfp import dsl, kubernetes
 
 from components.canary.component import canary_op
-from components.config import ConveyorConfig
+from components.config import ConveyorConfig, run_config
 from components.evaluate.component import evaluate_op
 from components.gate.component import gate_op
 from components.notify.component import exit_notify_op, notify_op
+from components.parameters import documented
 from components.registry.component import register_op
 from components.search.component import tune_op
 from components.train.component import train_op
@@ -38,6 +39,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
     if not search:
         cfg = cfg.model_copy(update={"best_trial": "retrain"})
     config = cfg.model_dump(mode="json", exclude_none=True)
+    own_config = run_config(config)
     alert = _alerting(cfg)
     sections = section_defaults(cfg, "production" if continuous else "reference")
     cluster = cfg.cluster
@@ -51,13 +53,14 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
             + ", register, evaluate vs the champion, gate, canary.")
 
     @dsl.pipeline(name=name, description=description)
+    @documented(description)
     def training_pipeline(
         sources: list = list(cfg.data.production if continuous else cfg.data.reference),  # noqa: B006
         dataset: str = cfg.data.dataset,
         store: str = store,
         search_backend: str = backend,
         model_name: str = cfg.model_name,
-        config: dict = config,
+        config: dict = own_config,
         source_settings: dict = sections["source_settings"],
         cleaning: dict = sections["cleaning"],
         split_config: dict = sections["split_config"],
@@ -70,7 +73,8 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         deploy_config: dict = config["deploy"],
         reference_version: str = "",  # the data report's drift baseline ("": statistics only)
         engine: str = sections["engine"],  # ingest: local | spark (a SparkApplication on the cluster)
-        engine_config: dict = sections["engine_config"],
+        spark_config: dict = sections["spark_config"],
+        cluster_config: dict = sections["cluster_config"],  # where trials and training run (GPUs, nodes)
         notify_config: dict = config["notify"],  # Alert & Stop webhook (the URL from the Secret on a cluster)
     ):
         # No pipeline output: KFP allows none from inside an ExitHandler; the registered version is
@@ -81,23 +85,26 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         with dsl.ExitHandler(failed, name="steps"):
             data = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
                               report_config, reference_version=reference_version, engine=engine,
-                              engine_config=engine_config)
+                              spark_config=spark_config, cluster_config=cluster_config)
             features = {name: data.features.outputs[name]
                         for name in ("featurizer", "train_features", "validation_features", "test_features")}
             test_split = data.splits.outputs["test"]
             tasks = []
             if search:
                 tuned = tune_op(backend=search_backend, store=store, featurizer=features["featurizer"], config=config,
-                                run_id=run_id)
+                                split_config=split_config, features_config=features_config,
+                                cluster_config=cluster_config, run_id=run_id)
                 tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
                 tuned.set_display_name("search (Katib / Optuna)")
                 tasks.append(tuned)
-                trained = train_op(store=store, **features, config=config,
-                                   best_params=tuned.outputs["best_params"], best_run_id=tuned.outputs["best_run_id"],
-                                   run_id=f"{run_id}-best")
+                trained = train_op(store=store, **features, config=config, split_config=split_config,
+                                   features_config=features_config, cluster_config=cluster_config,
+                                   best_params=tuned.outputs["best_params"],
+                                   best_run_id=tuned.outputs["best_run_id"], run_id=f"{run_id}-best")
                 trained.set_display_name("train best configuration")
             else:
-                trained = train_op(store=store, **features, config=config, best_params={},
+                trained = train_op(store=store, **features, config=config, split_config=split_config,
+                                   features_config=features_config, cluster_config=cluster_config, best_params={},
                                    best_run_id="", run_id=f"{run_id}-retrain")
                 trained.set_display_name("retrain the champion's configuration")
             tasks.append(trained)

@@ -41,7 +41,7 @@ def test_ingest_prints_exactly_one_json_object_and_is_idempotent(tmp_path):
 
     versions = conveyor("data", "versions", "cli", "--store", store)
     assert versions.returncode == 0 and out["version"] in versions.stdout
-    shown = json.loads(conveyor("data", "show", "cli", out["version"], "--store", store).stdout)
+    shown = json.loads(conveyor("data", "show", "cli", out["version"], "--store", store, "--json").stdout)
     assert shown["version"] == out["version"] and shown["rows"]["quarantined"] == 1
     assert len(shown["parts"][0]["sha256"]) == 64 and shown["cleaning"]["min_chars"] == 1
 

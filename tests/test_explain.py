@@ -97,6 +97,6 @@ def test_evaluate_attaches_importance_to_the_version_and_the_gate_report_shows_e
     assert "What the candidate relies on" in report and f"`{spam_top[0]}`" in report
     assert report.count("| ham |") + report.count("| spam |") >= 2 + len(explanations["examples"])
 
-    shown = conveyor("models", "show", "toy-model", cand, "--store", store.uri)
+    shown = conveyor("models", "show", "toy-model", cand, "--store", store.uri, "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["explanations"]["per_class"] == attached["per_class"]

@@ -4,6 +4,7 @@ this AST check keeps the rule enforced by the test suite itself)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,9 @@ def test_every_stage_has_its_config_core_executor_and_a_thin_component():
         component = (ROOT / "components" / stage / "component.py").read_text()
         assert "@dsl.component(base_image=COMPONENT_IMAGE" in component or (
             stage == "train" and "@dsl.component(base_image=TRAINING_IMAGE" in component)
-        assert len(component.splitlines()) < 80, f"{stage}/component.py should stay a thin wrapper"
+        # the @documented(...) block is the form's text, not logic
+        logic = re.sub(r"^@documented\(\n(?:    .*\n)+\)\n", "", component, flags=re.M)
+        assert len(logic.splitlines()) < 80, f"{stage}/component.py should stay a thin wrapper"
     stages = {p.parent.name for p in (ROOT / "components").glob("*/component.py")}
     assert stages == set(SHAPE), f"stages without a described shape: {sorted(stages - set(SHAPE))}"
 

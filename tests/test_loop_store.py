@@ -53,7 +53,7 @@ def test_read_commands_find_what_the_loop_made_without_flags(loop_folder):
     versions = conveyor(folder, "data", "versions", "toy", "--json")
     assert versions.returncode == 0, versions.stderr
     assert [v["version"] for v in json.loads(versions.stdout)] == [version]
-    shown = conveyor(folder, "data", "show", "toy")
+    shown = conveyor(folder, "data", "show", "toy", "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["version"] == version
     models = conveyor(folder, "models", "list", "toy-model")
     assert models.returncode == 0 and card["version"] in models.stdout and "champion" in models.stdout

@@ -176,7 +176,7 @@ def test_submit_retraining_passes_new_data_and_champion_params_once(two_versions
     store, *_ = two_versions
     client = _KfpStandIn()
     args = ("toy-model", ["s3://raw/new-batch/"], "http://kfp", "conveyor-continuous-training", "conveyor",
-            {"train": {"lr": 0.5, "epochs": 1}, "best_trial": "keep"})
+            {"train": {"lr": 0.5, "epochs": 1}, "best_trial": "keep"}, {"word_ngrams": 1})
     with pytest.raises(ClusterError, match="no retrain decision recorded"):
         submit_retraining(store, *args, client=client)
     decision = decide(TriggerPolicy(), _verdict(True), [], NOW)
@@ -187,11 +187,18 @@ def test_submit_retraining_passes_new_data_and_champion_params_once(two_versions
         assert first == again == "run-0" and len(client.runs) == 1
         run = client.runs[0]
         assert run["ids"] == ("eid-1", "pid-1", "vid-3") and run["params"]["sources"] == ["s3://raw/new-batch/"]
-        champion = load_card(store, "toy-model", "champion")["params"]["train"]
-        assert run["params"]["config"]["train"]["lr"] == champion["lr"]  # the champion's configuration
+        champion = load_card(store, "toy-model", "champion")["params"]
+        assert run["params"]["config"]["train"]["lr"] == champion["train"]["lr"]  # the champion's configuration
         assert run["params"]["config"]["best_trial"] == "retrain"  # no search, so no trial to keep
+        # each setting in one place: the features are the run's features_config, not a copy in config
+        assert "features" not in run["params"]["config"]
+        from components.featurize.config import FeaturesConfig
+
+        assert FeaturesConfig.model_validate(run["params"]["features_config"]) == \
+            FeaturesConfig.model_validate(champion["features"])
         with pytest.raises(ClusterError, match="pipeline 'nope' is not registered"):
-            submit_retraining(store, "toy-model", [], "http://kfp", "nope", "conveyor", {}, client=_KfpStandIn())
+            submit_retraining(store, "toy-model", [], "http://kfp", "nope", "conveyor", {}, {},
+                              client=_KfpStandIn())
     finally:
         store.delete(key[len(store.uri) + 1:])
 

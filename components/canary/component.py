@@ -16,9 +16,15 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 
 from components.images import COMPONENT_IMAGE
+from components.parameters import documented
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@documented(
+    "Release a blessed candidate against the champion (canary, blue-green, A/B or shadow) with automated analysis; "
+    "promote or roll back",
+    ("outcome", "champion"),
+)
 def canary_op(
     store: str,
     model_name: str,
@@ -36,6 +42,7 @@ def canary_op(
 
     from components.canary.config import CanaryConfig, RolloutConfig
     from components.common.errors import InputError
+    from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.evaluate.executor import read_test_split
     from components.gate.core import verify_blessing
@@ -46,6 +53,7 @@ def canary_op(
     with open(blessing.path) as handle:
         verify_blessing(json.load(handle), model_name, candidate)
     st = open_store(store)
+    log = StepLog("release")
     cfg = CanaryConfig.model_validate(canary_config)
     rollout = RolloutConfig.model_validate(rollout_config)
 
@@ -62,13 +70,15 @@ def canary_op(
             deploy = deploy.model_copy(update={"store": store})
         record = run_cluster_rollout(st, deploy, cfg, model_name, candidate,
                                      replay_rows=test_rows() if cfg.cluster_replay_requests else None,
-                                     rollout=rollout)
+                                     rollout=rollout, log=log)
     else:
         from components.canary.local import run_local_canary
 
-        record = run_local_canary(st, model_name, candidate, *test_rows(), cfg, rollout=rollout)
+        record = run_local_canary(st, model_name, candidate, *test_rows(), cfg, rollout=rollout, log=log)
     with open(deployment.path, "w") as handle:
         json.dump(record, handle, indent=2)
     deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate, "strategy": rollout.strategy})
+    log(f"release of {model_name} {candidate} ({rollout.strategy}): {record['outcome']}", model=model_name,
+        candidate=candidate, strategy=rollout.strategy, outcome=record["outcome"])
     outputs = namedtuple("CanaryOutputs", ["outcome", "champion"])
     return outputs(record["outcome"], resolve_version(st, model_name, "champion"))

@@ -77,6 +77,34 @@ class SparkConfig(Section):
         return SparkSettings(master=self.master, shuffle_partitions=self.shuffle_partitions)
 
 
+def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{path}.{key}", a.get(key, "(unset)"), b.get(key, "(unset)")
+            found = _first_difference(a[key], b[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)  # 8 == 8.0: KFP hands every number over as a double
+
+
+def merged_config(config: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+    """A step's whole config from the pipeline's `config` parameter and the sections that are
+    parameters of their own (`split=split_config`, ...): each setting has one place. A section that
+    is in both must say the same, else the run is refused naming the first field that differs."""
+    merged = dict(config)
+    for name, section in sections.items():
+        if name in config:
+            found = _first_difference(config[name], section, name)
+            if found:
+                where, in_config, own = found
+                raise ConfigError(f"config.{where} is {in_config!r} but {name}_config{where[len(name):]} is {own!r}: "
+                                  f"set it in one place, {name}_config (the run's `config` need not repeat it)")
+        merged[name] = section
+    return merged
+
+
 def describe_validation_error(exc: ValidationError, origin: str) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"

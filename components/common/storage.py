@@ -253,7 +253,7 @@ class FileStore(Store):
 
 def _aws_config_region() -> str | None:
     """The region of the AWS CLI config's profile ($AWS_PROFILE, else default), as the AWS tools read it."""
-    import configparser
+    import configparser  # lazy: only an S3 store without an endpoint or AWS_REGION reads it
 
     path = Path(os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config")
     profile = os.environ.get("AWS_PROFILE") or "default"
@@ -463,7 +463,7 @@ def locate(uri: str) -> tuple[Store, str]:
 def _main(argv: list[str]) -> int:
     """`python -m components.common.storage check URI`: the store answers with this environment's
     credentials (the chart's `helm test` runs it with the S3 Secret); one line either way."""
-    import argparse
+    import argparse  # lazy: only the `check` entry point parses arguments
 
     parser = argparse.ArgumentParser(prog="python -m components.common.storage")
     parser.add_argument("action", choices=["check"], help="check: the store answers (bucket exists, credentials work)")

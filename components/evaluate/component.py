@@ -5,9 +5,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Output
 
 from components.images import COMPONENT_IMAGE
+from components.parameters import documented
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@documented("Evaluate the candidate and the champion on the same held-out test split")
 def evaluate_op(
     store: str,
     model_name: str,
@@ -19,6 +21,7 @@ def evaluate_op(
 ):
     import json
 
+    from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.evaluate.executor import evaluate_candidate, read_test_split
 
@@ -26,6 +29,11 @@ def evaluate_op(
     with open(evaluation.path, "w") as handle:
         json.dump(result, handle, indent=2)
     cand = result["candidate"]
+    champion = result["champion"]
+    StepLog("evaluate")(f"candidate {candidate}: accuracy {cand['accuracy']:.4f}, macro F1 {cand['macro_f1']:.4f}"
+                        + (f"; champion accuracy {champion['accuracy']:.4f}" if champion else "; no champion yet"),
+                        model=model_name, candidate=candidate, accuracy=cand["accuracy"], macro_f1=cand["macro_f1"],
+                        champion_accuracy=champion["accuracy"] if champion else None)
     confusion.log_confusion_matrix(cand["labels"], cand["confusion_matrix"])
     for key in ("accuracy", "macro_f1", "ece", "batch64_latency_ms"):
         scalars.log_metric(f"candidate_{key}", cand[key])

@@ -6,9 +6,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
 
 from components.images import COMPONENT_IMAGE
+from components.parameters import documented
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@documented("Fit the featurizer on the training split and encode every split as token ids")
 def featurize_op(
     store: str,
     train: Input[Dataset],
@@ -21,16 +23,19 @@ def featurize_op(
     test_features: Output[Dataset],
     stats: Output[Metrics],
     engine: str = "local",  # spark: a SparkApplication on a cluster, the vocabulary fit in local[N] under kfp.local
-    engine_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
+    spark_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
+    cluster_config: dict = {},  # noqa: B006
     run_id: str = "",
 ):
+    from components.common.logs import StepLog
     from components.featurize.engines import run_featurize
 
     result = run_featurize(
         store, {"train": train.path, "validation": validation.path, "test": test.path}, train.metadata,
         features_config, featurizer.path,
         {"train": train_features.path, "validation": validation_features.path, "test": test_features.path},
-        engine=engine, engine_config=engine_config, run_id=run_id,
+        engine=engine, engine_config={"spark": spark_config, "cluster": cluster_config}, run_id=run_id,
+        log=StepLog("featurize", run_id),
     )
     for key, value in result.pop("stats").items():
         stats.log_metric(key, value)

@@ -5,9 +5,17 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from components.images import COMPONENT_IMAGE
+from components.parameters import documented
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@documented(
+    "Gate the candidate: thresholds, regressions vs the champion, infra validation on a real model server; writes "
+    "BLESSED or NOT_BLESSED with its reasons",
+    ("Output",),
+    report="The gate's checks and reasons (Markdown)",
+    Output="True when the candidate is BLESSED",
+)
 def gate_op(
     store: str,
     model_name: str,
@@ -19,6 +27,7 @@ def gate_op(
 ) -> bool:
     import json
 
+    from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.evaluate.executor import read_test_split
     from components.gate.config import GateConfig
@@ -35,6 +44,7 @@ def gate_op(
                               "candidate": result["candidate"]})
     with open(report.path, "w") as handle:
         handle.write(gate_markdown(result))
-    if not result["blessed"]:
-        print("NOT BLESSED: " + "; ".join(result["reasons"]))
+    StepLog("gate")(("BLESSED" if result["blessed"] else "NOT BLESSED: " + "; ".join(result["reasons"])),
+                    level="info" if result["blessed"] else "warning", model=model_name,
+                    candidate=result["candidate"], decision=result["decision"])
     return result["blessed"]

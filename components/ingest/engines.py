@@ -31,7 +31,8 @@ def run_ingest(engine: str, sources: list[str], dataset: str, store_uri: str, se
     check_engine(engine)
     store = open_store(store_uri)
     if engine == "local":
-        return ingest(sources, dataset, store, settings, cleaning, parent=parent, code_version=code_version)
+        return ingest(sources, dataset, store, settings, cleaning, parent=parent, code_version=code_version,
+                      log=log)
     engine_config = engine_config or {}
     spark = validate_section(SparkConfig, engine_config.get("spark", {}), "data.spark")
     if on_cluster is None:

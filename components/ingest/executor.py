@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from components.common.hashing import sha256_of_file
 from components.common.layout import check_name
+from components.common.logs import emit
 from components.common.storage import Store
 from components.dataset import versioning as v
 from components.dataset.schema import (
@@ -37,7 +38,7 @@ from components.dataset.schema import (
 from components.ingest import dedup
 from components.ingest.clean import RAW_CHANGES_SCHEMA, Cleaner, CleanStats
 from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.readers import SourceReader, discover
+from components.ingest.readers import SourceFile, SourceReader, discover
 
 PART_ROWS = 1_000_000
 ROW_GROUP_ROWS = 128 * 1024
@@ -190,10 +191,36 @@ def _prefetch(iterator, depth: int = 2):
                 thread.join(0.05)
 
 
+class IngestProgress:
+    """Rows per second and bytes read of the total, at most every `interval_s` and only once the
+    ingest has run that long: a small input prints nothing, a large one a line every few seconds."""
+
+    def __init__(self, log, files: list[SourceFile], interval_s: float = 5.0, clock=time.monotonic):
+        self.log, self.files, self.interval_s, self.clock = log, len(files), interval_s, clock
+        self.started = self.last = clock()
+        # Known without a request only for local files; S3 sources show bytes read so far.
+        sizes = [f.store.local_path(f.key) for f in files]
+        self.total = sum(os.path.getsize(p) for p in sizes) if all(sizes) else None
+
+    def update(self, rows: int, bytes_read: int, files_done: int) -> None:
+        now = self.clock()
+        if self.log is None or now - self.last < self.interval_s:
+            return
+        self.last = now
+        seconds = now - self.started
+        rate = rows / seconds if seconds else 0.0
+        of_total = f" of {self.total / 1e6:,.1f}" if self.total else ""
+        emit(self.log, f"ingest: {rows:,} rows read ({rate:,.0f} rows/s), {bytes_read / 1e6:,.1f}{of_total} MB, "
+                       f"{files_done}/{self.files} files", event="ingest_progress", rows=rows,
+             rows_per_s=round(rate, 1), bytes_read=bytes_read, bytes_total=self.total, files_done=files_done,
+             files=self.files)
+
+
 def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSettings,
            cleaning: CleaningConfig, parent: str | None = "latest", part_rows: int = PART_ROWS,
            batch_rows: int = 65_536, workdir: str | None = None,
-           code_version: str = "unknown", dedup_budget_keys: int = dedup.DEFAULT_BUDGET_KEYS) -> IngestResult:
+           code_version: str = "unknown", dedup_budget_keys: int = dedup.DEFAULT_BUDGET_KEYS,
+           log=None) -> IngestResult:
     """Read, clean and version `sources` as a child of `parent` ('latest', an id, or None).
 
     dedup_budget_keys: how many dedup keys RAM holds (8 bytes each, ~3x while merging); the
@@ -233,9 +260,11 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
                 raw_changes_out.write(cleaned.raw_changes)
 
         writer = _Background(write)
+        progress = IngestProgress(log, files)
         try:
             for raw in _prefetch(reader.read(files)):
                 writer.put(cleaner.clean(raw))
+                progress.update(cleaner.stats.rows_read, reader.bytes_read, reader.files_done)
         finally:
             writer.close()
         new_parts = accepted_out.close()

@@ -7,6 +7,7 @@ cleaning can quarantine it: nothing read is ever dropped.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import gzip
@@ -14,8 +15,9 @@ import io
 import json
 import os
 import posixpath
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +118,23 @@ def _strip_gz(name: str) -> tuple[str, bool]:
     return (name[:-3], True) if name.endswith(".gz") else (name, False)
 
 
+# Formats read as text: a NUL byte in the first 8 KiB (after gunzip) means the file is binary,
+# unless its encoding is a UTF-16/32 one, where NULs are ordinary.
+TEXT_FORMATS = ("csv", "jsonl", "text")
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+
+def binary_content(head: bytes, encoding: str) -> bool:
+    if head.startswith(GZIP_MAGIC):
+        try:
+            head = gzip.GzipFile(fileobj=io.BytesIO(head)).read(8192)
+        except (OSError, EOFError):
+            return False  # a truncated gzip stream: its reader reports the file as unreadable
+    if head.startswith(_WIDE_BOMS) or encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
+        return False
+    return b"\x00" in head
+
+
 def sniff_format(name: str, head: bytes) -> str:
     """Format of one file from its name and first bytes ('unknown' when it is none of ours)."""
     base, _ = _strip_gz(name.lower())
@@ -176,6 +195,22 @@ class SourceReader:
         self.batch_rows = batch_rows
         self.workdir = workdir or tempfile.gettempdir()
         self.formats_seen: dict[str, int] = {}
+        # Progress, read from another thread: whole files done, and how far into the current one.
+        self.files_done = 0
+        self.bytes_done = 0
+        self._position: Callable[[], int] = lambda: 0
+
+    @property
+    def bytes_read(self) -> int:
+        try:
+            return self.bytes_done + self._position()
+        except (OSError, ValueError):  # the file closed between the two reads
+            return self.bytes_done
+
+    def _file_done(self, size: int) -> None:
+        self._position = lambda: 0
+        self.bytes_done += size
+        self.files_done += 1
 
     # -- entry point ---------------------------------------------------------------------------
     def read(self, files: list[SourceFile]) -> Iterator[pa.RecordBatch]:
@@ -192,11 +227,13 @@ class SourceReader:
                         yield from self._read_parquet(sf, remote, gz=False)
                 except StoreError as exc:
                     raise InputError(str(exc)) from exc
+                self._file_done(0)
                 continue
             try:
                 fmt, local, cleanup = self._fetch(sf)
             except StoreError as exc:
                 raise InputError(str(exc)) from exc
+            size = os.path.getsize(local)
             try:
                 self.formats_seen[fmt] = self.formats_seen.get(fmt, 0) + 1
                 if fmt in TABULAR:
@@ -210,6 +247,7 @@ class SourceReader:
             finally:
                 if cleanup:
                     os.unlink(local)
+            self._file_done(size)
         if (batch := docs.flush()) is not None:
             yield batch
 
@@ -224,15 +262,22 @@ class SourceReader:
             sf.store.download(sf.key, local)
             cleanup = True
         fmt = self.settings.format
+        with open(local, "rb") as handle:
+            head = handle.read(8192)
         if fmt == "auto":
-            with open(local, "rb") as handle:
-                head = handle.read(8192)
             fmt = sniff_format(posixpath.basename(sf.key), head)
             if fmt == "unknown":
                 if sf.named:
                     raise InputError(f"{sf.uri}: unknown format (binary content); expected CSV, JSON Lines, "
                                      "Parquet, an email or a text file (gzip'd or not)")
                 fmt = "binary"  # a binary file in a document folder: quarantined as binary content
+        if fmt in TEXT_FORMATS and binary_content(head, self.settings.encoding):
+            # whatever the name says: an ELF file named data.csv is no CSV
+            if sf.named:
+                raise InputError(f"{sf.uri}: binary content (NUL bytes in the first 8 KiB), not {fmt} as "
+                                 f"{'its name says' if self.settings.format == 'auto' else 'source.format says'}; "
+                                 "expected CSV, JSON Lines, Parquet, an email or a text file (gzip'd or not)")
+            fmt = "binary"
         return fmt, local, cleanup
 
     # -- documents (one file = one row) ----------------------------------------------------------
@@ -243,6 +288,12 @@ class SourceReader:
 
     def _read_document(self, fmt: str, sf: SourceFile, local: str, out: _Batcher) -> None:
         label = self._label_for(sf)
+        if fmt == "binary":  # whatever its folder: binary content is the reason a user needs to see
+            with open(local, "rb") as handle:
+                raw = handle.read()
+            out.add(raw, label, sf.group, sf.uri, 0, "binary_content",
+                    "binary file (NUL bytes in the first 8 KiB); expected CSV, JSON Lines, Parquet, an email or text")
+            return
         if label is None:
             try:
                 with open(local, "rb") as handle:
@@ -253,12 +304,6 @@ class SourceReader:
             out.add(raw, None, sf.group, sf.uri, 0, "missing_label",
                     f"a file directly in the source folder {sf.group!r}, not in a label folder: map "
                     f"{sf.group!r} in source.label_map to label the folder's own files")
-            return
-        if fmt == "binary":
-            with open(local, "rb") as handle:
-                raw = handle.read()
-            out.add(raw, label, sf.group, sf.uri, 0, "binary_content",
-                    "binary file (NUL bytes in the first 8 KiB); expected email or text")
             return
         try:
             with open(local, "rb") as handle:
@@ -374,6 +419,9 @@ class SourceReader:
             cols = [s.text_col, s.label_col] + ([s.source_col] if s.source_col else [])
             groups = range(*sf.row_groups) if sf.row_groups else range(pf.num_row_groups)
             row = 1 + sum(pf.metadata.row_group(g).num_rows for g in range(groups.start))
+            if isinstance(path, str):  # a whole local file: its share of rows read stands for its bytes
+                size, rows = os.path.getsize(path), max(1, pf.metadata.num_rows)
+                self._position = lambda: int(size * min(1.0, (row - 1) / rows))
             for batch in _parquet_batches(pf, self.batch_rows, cols, groups):
                 text, text_err = _as_binary(batch.column(s.text_col), s.text_col)
                 label, label_err = _as_label(batch.column(s.label_col), s.label_col)
@@ -387,15 +435,21 @@ class SourceReader:
 
     def _read_csv(self, sf: SourceFile, local: str, gz: bool) -> Iterator[pa.RecordBatch]:
         """Arrow's parser for clean files; at the first malformed row, the exact reader below."""
-        s = self.settings
         malformed: list[bool] = []
 
         def on_invalid(_row) -> str:
             malformed.append(True)
             return "skip"
 
+        with _unraisable_from(on_invalid, malformed), pa.OSFile(local) as raw_file:
+            self._position = raw_file.tell
+            yield from self._arrow_csv(sf, local, gz, raw_file, on_invalid, malformed)
+
+    def _arrow_csv(self, sf: SourceFile, local: str, gz: bool, raw_file, on_invalid, malformed: list[bool]
+                   ) -> Iterator[pa.RecordBatch]:
+        s = self.settings
         enc = s.encoding.lower().replace("_", "-")
-        stream = pa.input_stream(local, compression="gzip" if gz else None)
+        stream = pa.CompressedInputStream(raw_file, "gzip") if gz else raw_file
         try:
             reader = pacsv.open_csv(
                 stream,
@@ -412,7 +466,10 @@ class SourceReader:
             if "Empty CSV file" in str(exc):
                 yield _error_batch(sf, "empty_file", "csv: file has no header and no rows")
                 return
-            raise
+            # Arrow parses the first block when it opens the file: a record there it cannot read
+            # (or hand to the handler) is the exact reader's to locate, from the first record on.
+            yield from self._csv_exact(sf, local, gz, skip=1)
+            return
         self._require_columns(sf, reader.schema.names)
         consumed = 1  # records already yielded, header included
         try:
@@ -436,10 +493,13 @@ class SourceReader:
         """Python's csv module from record `skip` on: slower, but knows each record's line and raw
         text, so malformed rows are quarantined with their exact location and bytes."""
         s = self.settings
-        opener = gzip.open if gz else open
         out = _Batcher(self.batch_rows)
         source_default = self._source_value(sf)
-        with opener(local, "rt", encoding=s.encoding, errors="surrogateescape", newline="") as handle:
+        # A leading UTF-8 byte-order mark (spreadsheet exports) belongs to the encoding, not to the
+        # first column's name; Arrow's reader above drops it too.
+        enc = "utf-8-sig" if s.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else s.encoding
+        with open(local, "rb") as raw_file, _text(raw_file, gz, enc) as handle:
+            self._position = raw_file.tell
             pending: list[str] = []  # physical lines of the record being parsed
 
             def lines():
@@ -458,21 +518,24 @@ class SourceReader:
                 except StopIteration:
                     break
                 except csv.Error as exc:  # e.g. a NUL byte or an over-long field
-                    out.add("".join(pending).encode("utf-8", "surrogateescape"), None, source_default, sf.uri,
-                            first_line, "schema_mismatch", f"line {first_line}: {exc}")
+                    index += 1  # still a record: the rows after it keep their numbers
+                    if index > skip:
+                        out.add("".join(pending).encode("utf-8", "surrogateescape"), None, source_default,
+                                sf.uri, index - 1, "schema_mismatch", f"line {first_line}: {exc}")
                     continue
                 index += 1
                 if index == 1:
                     header = record
+                    self._require_columns(sf, header)
                     continue
                 if index <= skip:
                     continue
                 raw = "".join(pending).rstrip("\r\n").encode("utf-8", errors="surrogateescape")
                 if raw.count(b'"') % 2:
-                    out.add(raw, None, source_default, sf.uri, first_line, "truncated_record",
+                    out.add(raw, None, source_default, sf.uri, index - 1, "truncated_record",
                             f"line {first_line}: unterminated quoted field (file truncated?)")
                 elif len(record) != len(header):
-                    out.add(raw, None, source_default, sf.uri, first_line, "schema_mismatch",
+                    out.add(raw, None, source_default, sf.uri, index - 1, "schema_mismatch",
                             f"line {first_line}: expected {len(header)} columns, got {len(record)}")
                 else:
                     values = dict(zip(header, record, strict=True))
@@ -488,10 +551,10 @@ class SourceReader:
             yield batch
 
     def _read_jsonl(self, sf: SourceFile, local: str, gz: bool) -> Iterator[pa.RecordBatch]:
-        opener = gzip.open if gz else open
         out = _Batcher(self.batch_rows)
         source_default = self._source_value(sf)
-        with opener(local, "rb") as handle:
+        with open(local, "rb") as raw_file, (gzip.GzipFile(fileobj=raw_file) if gz else raw_file) as handle:
+            self._position = raw_file.tell
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue  # blank lines separate nothing in JSON Lines
@@ -539,6 +602,32 @@ class SourceReader:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+def _text(raw_file, gz: bool, encoding: str) -> io.TextIOWrapper:
+    """Text lines of an open binary file (gunzipped when `gz`), for Python's csv module."""
+    binary = gzip.GzipFile(fileobj=raw_file) if gz else raw_file
+    return io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline="")
+
+
+@contextlib.contextmanager
+def _unraisable_from(handler, malformed: list[bool]):
+    """Arrow hands an invalid row to its handler as text; a row that is not even valid UTF-8 makes
+    that conversion fail inside Arrow, which prints the error ("Exception ignored in ...") and
+    stops. Such a row is malformed like any other: noted, and read by the exact reader, silently."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if unraisable.object is handler:
+            malformed.append(True)
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
 
 def _one_line(exc) -> str:
     return " ".join(str(exc).split())[:300]

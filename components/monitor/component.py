@@ -7,9 +7,17 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Output
 
 from components.images import COMPONENT_IMAGE
+from components.parameters import documented
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@documented(
+    "Judge the served model's logged window (input and prediction drift, live accuracy) and decide whether to retrain",
+    ("action", "status"),
+    verdict="The monitoring verdict (drift signals, live accuracy) as JSON",
+    report="The Evidently drift report (HTML)",
+    status="ok | drift | insufficient_data",
+)
 def monitor_op(
     store: str,
     model_name: str,
@@ -23,6 +31,7 @@ def monitor_op(
     import json
     from collections import namedtuple
 
+    from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.monitor import trigger
     from components.monitor.config import MonitorConfig
@@ -45,18 +54,29 @@ def monitor_op(
         handle.write(page)
     verdict.metadata.update({"status": result["status"], **{k: str(v) for k, v in result.get("signals", {}).items()}})
     decision.metadata.update({"action": chosen["action"]})
-    print(f"monitor: {result['status']}; decision {chosen['action']}: {'; '.join(chosen['reasons'])}")
+    StepLog("monitor")(f"monitor: {result['status']}; decision {chosen['action']}: {'; '.join(chosen['reasons'])}",
+                       model=model_name, status=result["status"], action=chosen["action"])
     return namedtuple("MonitorOutputs", ["action", "status"])(chosen["action"], result["status"])
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@documented(
+    "Submit the continuous-training pipeline through the KFP API (once per retrain decision)",
+    ("Output",),
+    sources="New data: the continuous-training run's sources",
+    config="The continuous-training run's `config` parameter (search, train, best_trial, monitor)",
+    Output="The submitted (or adopted) KFP run id",
+)
 def submit_retraining_op(store: str, model_name: str, sources: list, kfp_host: str, pipeline_name: str,
-                         experiment: str, config: dict) -> str:
+                         experiment: str, config: dict, features_config: dict) -> str:
+    from components.common.config import merged_config
     from components.common.storage import open_store
-    from components.config import config_from_dict
+    from components.config import config_from_dict, run_config
     from components.monitor.submit import submit_retraining
 
-    # The whole config is checked here, at the entry point; retrain_config re-checks the training
-    # sections it replaces with the champion's.
-    config = config_from_dict(config, origin="config").model_dump(mode="json", exclude_none=True)
-    return submit_retraining(open_store(store), model_name, sources, kfp_host, pipeline_name, experiment, config)
+    # Checked here, at the entry point; retrain_parameters re-checks the training sections it
+    # replaces with the champion's.
+    checked = config_from_dict(merged_config(config, features=features_config), origin="config")
+    dump = checked.model_dump(mode="json", exclude_none=True)
+    return submit_retraining(open_store(store), model_name, sources, kfp_host, pipeline_name, experiment,
+                             run_config(dump), dump["features"])

@@ -14,22 +14,27 @@ from components.registry.store import load_card
 from components.train.config import TrainingConfig
 
 
-def retrain_config(store, model: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The pipeline config with the champion's own training parameters (a retrain, not a search)."""
+def retrain_parameters(store, model: str, config: dict[str, Any], features: dict[str, Any]) -> dict[str, Any]:
+    """The continuous-training run's `config` and `features_config` parameters with the champion's
+    own training and feature parameters (a retrain, not a search)."""
 
     card = load_card(store, model, "champion")
     merged = json.loads(json.dumps(config))
     merged["train"] = {**merged.get("train", {}), **card["params"]["train"]}
-    merged["features"] = {**merged.get("features", {}), **card["params"].get("features", {})}
+    merged["features"] = {**features, **card["params"].get("features", {})}
     merged["best_trial"] = "retrain"  # no search runs, so there is no trial to keep
     # The sections changed here are validated; the rest came from the run's own (validated) config.
     # Dumped the way pipeline parameters need it (no nulls).
-    merged.update(TrainingConfig.of(merged, origin="retrain config").model_dump(mode="json", exclude_none=True))
-    return merged
+    checked = TrainingConfig.of(merged, origin="retrain config").model_dump(mode="json", exclude_none=True)
+    merged["train"] = checked["train"]
+    del merged["features"]  # a parameter of its own: one place per setting
+    return {"config": merged, "features_config": checked["features"]}
 
 
 def submit_retraining(store, model: str, sources: list[str], kfp_host: str, pipeline_name: str, experiment: str,
-                      config: dict[str, Any], client=None) -> str:
+                      config: dict[str, Any], features: dict[str, Any], client=None) -> str:
+    """`config` is the continuous-training pipeline's `config` parameter, `features` its
+    `features_config` (the champion's values replace both's training parameters)."""
 
     decisions = [d for d in history(store, model) if d.get("action") == "retrain"]
     if not decisions:
@@ -55,7 +60,7 @@ def submit_retraining(store, model: str, sources: list[str], kfp_host: str, pipe
             experiment_id = client.get_experiment(experiment_name=experiment).experiment_id
         except Exception:  # kfp raises a plain ValueError/ApiException when it does not exist
             experiment_id = client.create_experiment(experiment).experiment_id
-        params = {"sources": sources, "config": retrain_config(store, model, config)}
+        params = {"sources": sources, **retrain_parameters(store, model, config, features)}
         run = client.run_pipeline(experiment_id=experiment_id, job_name=run_name, pipeline_id=pipeline_id,
                                   version_id=version_id, params=params)
         return run.run_id

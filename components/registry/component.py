@@ -6,9 +6,15 @@ from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
 from components.images import COMPONENT_IMAGE
+from components.parameters import documented
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@documented(
+    "Register the trained model as a new version under model_name with an alias",
+    ("version", "model_uri"),
+    version="The registered model version",
+)
 def register_op(
     store: str,
     model_name: str,
@@ -19,6 +25,7 @@ def register_op(
     import json
     from collections import namedtuple
 
+    from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.registry.store import register_run
 
@@ -28,4 +35,6 @@ def register_op(
     with open(model.path, "w") as handle:
         json.dump(card, handle, indent=2)
     model.metadata.update({"name": model_name, "version": card["version"], "alias": alias})
+    StepLog("register", record.get("run_id", ""))(f"registered {model_name} version {card['version']} as {alias}",
+                                                  model=model_name, version=card["version"], alias=alias)
     return namedtuple("RegisterOutputs", ["version", "model_uri"])(card["version"], card["uri"])

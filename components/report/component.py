@@ -4,9 +4,17 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Metrics, Output
 
 from components.images import COMPONENT_IMAGE
+from components.parameters import documented
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@documented(
+    "Data-quality report (Evidently HTML) and drift verdict of a dataset version",
+    ("Output",),
+    report="The data report (Evidently HTML)",
+    verdict="Statistics and the drift verdict (JSON)",
+    Output="True when the report flags dataset drift vs reference_version",
+)
 def report_op(
     store: str,
     dataset: str,
@@ -19,6 +27,7 @@ def report_op(
 ) -> bool:
     import json
 
+    from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.report.config import ReportConfig
     from components.report.executor import report_for_versions
@@ -32,4 +41,7 @@ def report_op(
     if result["drift"]:
         summary.log_metric("drifted_share", result["drift"]["drifted_share"])
         summary.log_metric("dataset_drift", int(drifted))
+    StepLog("report")(f"report {dataset}@{version}: {result['statistics']['rows']} rows"
+                      + (f"; drift {'YES' if drifted else 'no'} vs {reference_version}" if result["drift"] else ""),
+                      dataset=dataset, version=version, rows=result["statistics"]["rows"], drift=drifted)
     return drifted

@@ -10,14 +10,24 @@ from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
 
 from components.images import COMPONENT_IMAGE
+from components.parameters import documented
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@documented(
+    "Search hyperparameters: a Katib Experiment on the cluster (trials on GPU nodes) or Optuna locally, the same spec"
+    " either way",
+    ("best_params", "best_value", "best_run_id"),
+    summary="Trials, best value, seconds",
+)
 def tune_op(
     backend: str,
     store: str,
     featurizer: Input[Artifact],
     config: dict,
+    split_config: dict,
+    features_config: dict,
+    cluster_config: dict,
     run_id: str,
     trials: Output[Artifact],
     leaderboard: Output[Markdown],
@@ -26,10 +36,14 @@ def tune_op(
     import json
     from collections import namedtuple
 
+    from components.common.config import merged_config
+    from components.common.logs import StepLog
     from components.search.backends import run_search
 
     dataset, version = featurizer.metadata["dataset"], featurizer.metadata["version"]
-    result = run_search(backend, store, dataset, version, config, run_id)
+    config = merged_config(config, split=split_config, features=features_config,
+                                    cluster=cluster_config)
+    result = run_search(backend, store, dataset, version, config, run_id, log=StepLog("search", run_id))
     with open(trials.path, "w") as handle:
         json.dump(result["trials"], handle, indent=2)
     with open(leaderboard.path, "w") as handle:

@@ -21,6 +21,7 @@ from components.common.config import ClusterConfig
 from components.common.errors import SearchFailed, SpecError
 from components.kube import CustomObjects, adopt_or_create
 from components.search.katib import SPEC_HASH_ANNOTATION, katib_parameter_name
+from components.search.progress import SearchProgress
 from components.search.spec import SearchSpec
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
@@ -97,7 +98,10 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
         final = existing if existing is not None and _condition(existing)[0] else None
         out_of_time = False
         if final is None:
+            progress = SearchProgress(spec, log)
+            progress.start()
             for obj in api.watch(name, namespace, wait_s):
+                _report_counts(progress, obj, spec)
                 if _condition(obj)[0]:
                     final = obj
                     break
@@ -139,6 +143,20 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
             api.delete(name, namespace)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _report_counts(progress: SearchProgress, obj: dict[str, Any], spec: SearchSpec) -> None:
+    status = obj.get("status", {}) or {}
+    optimal = status.get("currentOptimalTrial", {}) or {}
+    best = None
+    for metric in (optimal.get("observation", {}) or {}).get("metrics", []) or []:
+        if metric.get("name") == spec.objective.metric:
+            found = metric.get("max" if spec.objective.goal == "maximize" else "min", metric.get("latest"))
+            best = float(found) if found not in (None, "") else None
+    progress.counts(int(status.get("trialsRunning", 0) or 0), int(status.get("trialsSucceeded", 0) or 0),
+                    int(status.get("trialsEarlyStopped", 0) or 0),
+                    int(status.get("trialsFailed", 0) or 0) + int(status.get("trialsKilled", 0) or 0),
+                    best, optimal.get("bestTrialName") or None)
 
 
 def _age_s(obj: dict[str, Any] | None) -> float:

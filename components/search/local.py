@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.common.errors import SearchFailed
+from components.search.progress import SearchProgress
 from components.search.spec import SearchSpec
 
 METRIC_RE = re.compile(r"(?P<name>[A-Za-z_][\w-]*)=(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
@@ -112,6 +113,7 @@ class LocalSearch:
         self._failed = 0
         self._stop = threading.Event()
         self._deadline = float("inf")  # set when the search starts: spec.timeout_s from then
+        self.progress = SearchProgress(spec, log)
 
     def _command(self, run_id: str, params: dict[str, Any]) -> list[str]:
         cmd = [sys.executable, "-m", "components.train.entrypoint", "--store", self.store, "--dataset",
@@ -129,6 +131,7 @@ class LocalSearch:
             if self._stop.is_set() or time.monotonic() >= self._deadline:
                 return None  # a target reached, too many failures, or the budget spent: start no more
             trial = study.ask(dists)
+        self.progress.trial_started(trial.number, trial.params)
         run_id = f"{self.run_prefix}-t{trial.number:03d}"
         started = time.monotonic()
         best: float | None = None
@@ -193,7 +196,7 @@ class LocalSearch:
                 self._failed += 1
                 if self._failed > self.spec.max_failed_trials:
                     self._stop.set()
-        self.log(f"trial {trial.number} {row.state}: {self.spec.objective.metric}={best} params={trial.params}")
+        self.progress.trial_finished(trial.number, row.state, best, epochs, seconds, trial.params, row.error)
         return row
 
     def run(self) -> SearchResult:
@@ -214,6 +217,8 @@ class LocalSearch:
             for point in points[:total]:
                 study.enqueue_trial(point)
             total = min(total, len(points))
+        self.progress = SearchProgress(self.spec, self.log, total)
+        self.progress.start()
         rows: list[TrialRow] = []
         with ThreadPoolExecutor(max_workers=self.spec.parallel_trials) as pool:
             futures = [pool.submit(self._run_trial, study, dists) for _ in range(total)]
@@ -234,8 +239,9 @@ class LocalSearch:
             raise SearchFailed(f"search finished with no successful trial ({len(rows)} trials: "
                                f"{', '.join(sorted({r.state for r in rows}))})")
         best = max(done, key=lambda r: r.value) if direction == "maximize" else min(done, key=lambda r: r.value)
-        return SearchResult(best.params, best.value, best.run_id, rows, self.spec.algorithm,
-                            round(time.monotonic() - started, 2))
+        seconds = round(time.monotonic() - started, 2)
+        self.progress.finish(best.value, best.number, seconds)
+        return SearchResult(best.params, best.value, best.run_id, rows, self.spec.algorithm, seconds)
 
 
 def _product(grid: dict[str, list[Any]]):

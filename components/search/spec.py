@@ -6,7 +6,7 @@ checked here and a bad spec is refused with a message naming the field.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -135,6 +135,39 @@ def parse_spec(raw: dict[str, Any], origin: str = "search") -> SearchSpec:
         sample[p.name] = p.values[0] if p.values else (int(p.min) if p.type == "int" else p.min)
     try:
         apply_params(TrainingConfig(), sample)
+        for p in spec.parameters:
+            if p.values:
+                p.values = [_as_field_type(p.name, v) for v in p.values]
     except Exception as exc:
         raise SpecError(f"{origin}.parameters: {getattr(exc, 'message', exc)}") from exc
     return spec
+
+
+def _as_field_type(name: str, value: Any) -> Any:
+    """`value` as the config field `name` holds it. A KFP dict parameter is a protobuf Struct whose
+    numbers are all doubles, so `embed_dim: [32, 64, 128]` arrives as 32.0, ...; the trial, the
+    leaderboard and the run record must see the int the training config declares (whole numbers
+    of a field whose type has ints and no floats: `int`, `tuple[int, int] | None`)."""
+    section, _, field = name.rpartition(".")
+    info = type(getattr(TrainingConfig(), section or "train")).model_fields.get(field)
+    if info is None:
+        return value
+    kinds = _scalar_types(info.annotation)
+    if int not in kinds or float in kinds:
+        return value
+    return _whole_to_int(value)
+
+
+def _scalar_types(annotation: Any) -> set[Any]:
+    args = get_args(annotation)
+    if not args:
+        return {annotation}
+    return set().union(*(_scalar_types(a) for a in args if a is not Ellipsis))
+
+
+def _whole_to_int(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_whole_to_int(v) for v in value]
+    return value

@@ -258,6 +258,7 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
                          "log_sample_rate": log_sample_rate, "chaos": chaos, "model_dir": model_dir,
                          "max_explain_batch": max_explain_batch, "max_explain_tokens": max_explain_tokens},
                "port": port, "host": host, "access_log": access_log, "repository_token": repository_token}
+    configure_server_logging()  # before the first line: the format is checked here, once
     if workers == 1:
         _serve_process(options)
         return 0
@@ -273,6 +274,17 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
     return run_workers(_serve_process, options, workers, host, port)
 
 
+def configure_server_logging() -> None:
+    """KServe's, uvicorn's and our own loggers, as text or (CONVEYOR_LOG_FORMAT=json) one JSON
+    object per line; configured before ModelServer, which then keeps it."""
+    # lazy: kserve loads in seconds; only serving needs it
+    from kserve import logging as kserve_logging
+
+    from components.common.logs import server_log_config  # lazy: with kserve's
+
+    kserve_logging.configure_logging(server_log_config(kserve_logging.KSERVE_LOG_CONFIG))
+
+
 def _model(options: dict) -> ConveyorModel:
     model_options = dict(options["model"])
     return ConveyorModel(model_options.pop("name"), **model_options)
@@ -286,6 +298,7 @@ def _serve_process(options: dict, sock=None, ready=None) -> None:
     # lazy: imports fastapi, kserve, kubernetes, pandas at load
     from components.serve.server import start
 
+    configure_server_logging()  # a spawned worker starts with Python's defaults
     model = _model(options)
     model.load()
     if ready is not None:

@@ -7,9 +7,14 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
 from components.images import TRAINING_IMAGE
+from components.parameters import documented
 
 
 @dsl.component(base_image=TRAINING_IMAGE, install_kfp_package=False)
+@documented(
+    "Train the best configuration (or keep the best trial's own model) and write its run record",
+    run_id="Run id of this training run",
+)
 def train_op(
     store: str,
     featurizer: Input[Artifact],
@@ -17,6 +22,9 @@ def train_op(
     validation_features: Input[Dataset],
     test_features: Input[Dataset],
     config: dict,
+    split_config: dict,
+    features_config: dict,
+    cluster_config: dict,
     best_params: dict,
     best_run_id: str,
     run_id: str,
@@ -26,6 +34,8 @@ def train_op(
 ):
     import json
 
+    from components.common.config import merged_config
+    from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.config import config_from_dict
     from components.featurize.executor import step_features
@@ -35,8 +45,10 @@ def train_op(
     from components.train.launch import train_step
     from components.train.plots import training_curve_html
 
-    run_config = config_from_dict(config)
+    run_config = config_from_dict(merged_config(config, split=split_config, features=features_config,
+                                    cluster=cluster_config))
     cfg = apply_params(TrainingConfig.of(run_config), best_params)
+    log = StepLog("train", run_id)
     dataset, version = featurizer.metadata["dataset"], featurizer.metadata["version"]
     if run_config.best_trial == "keep" and best_run_id:  # a retrain without a search has no trial to keep
         record = read_run(open_store(store), best_run_id)  # the best trial's own model, as trained
@@ -44,8 +56,8 @@ def train_op(
         def features():
             found = step_features(featurizer.metadata, cfg.split, cfg.features, featurizer.path, {
                 "train": train_features.path, "validation": validation_features.path, "test": test_features.path})
-            print("training on the featurize step's artifacts" if found else
-                  "the chosen feature settings differ from the featurize step's: encoding them here")
+            log("training on the featurize step's artifacts" if found else
+                "the chosen feature settings differ from the featurize step's: encoding them here")
             return found
 
         # Several processes (torchrun here, or a TrainJob) read the same encoding from the feature cache.
@@ -60,4 +72,7 @@ def train_op(
         for name, value in record["metrics"].get(split, {}).items():
             scalars.log_metric(f"{split}_{name}", value)
     scalars.log_metric("best_epoch", record["best_epoch"])
+    test = record["metrics"].get("test", {})
+    log(f"run {record['run_id']}: test accuracy {test.get('accuracy', float('nan')):.4f}, best epoch "
+        f"{record['best_epoch']}", trained_run=record["run_id"], metrics=record["metrics"])
     scalars.log_metric("train_docs_per_s", record["train_docs_per_s"])
