@@ -348,7 +348,7 @@ def cmd_compile(args) -> int:
     from pipelines.compile import compile_all
 
     _check_images(args.image_registry, args.image_tag)
-    _print_json(compile_all(out, k8s=args.k8s, config_path=args.config))
+    _print_json(compile_all(out, k8s=args.k8s, config_path=args.config, log_format=args.log_format))
     return 0
 
 
@@ -566,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "registry.example.com/ml (default: $CONVEYOR_REGISTRY, else ghcr.io/conveyor-mlops; "
                    "`make images` builds them, push them there)")
     p.add_argument("--image-tag", help="tag of the component images (default: $CONVEYOR_IMAGE_TAG, else 0.1.0)")
+    p.add_argument("--log-format", choices=("text", "json"),
+                   help="set CONVEYOR_LOG_FORMAT in every task's container: json makes each step log one JSON "
+                        "object per line for the cluster's log stack (default: unset, the steps' text)")
     config_opt(p)
     p.set_defaults(func=cmd_compile)
 

@@ -7,6 +7,7 @@ import os
 import yaml
 from kfp import compiler
 
+from components.common.logs import LOG_FORMAT_ENV
 from components.config import load_config
 from components.deploy.isvc import build_inference_service
 from components.monitor.alerts import prometheus_rule, rule_groups
@@ -137,10 +138,24 @@ def write_cluster_resources(out_dir: str, config_path: str | None = None) -> dic
     return written
 
 
-def compile_all(out_dir: str = "dist", k8s: bool = False, config_path: str | None = None) -> dict:
+def with_log_format(pipeline, log_format: str):
+    """Every task of `pipeline` logs in `log_format` (CONVEYOR_LOG_FORMAT in each executor's
+    container env: KFP has no pipeline-wide env)."""
+    for executor in pipeline.pipeline_spec.deployment_spec["executors"].values():
+        container = executor["container"]
+        # a protobuf Struct: no .get()
+        env = [e for e in (container["env"] if "env" in container else []) if e["name"] != LOG_FORMAT_ENV]  # noqa: SIM401
+        container["env"] = [*env, {"name": LOG_FORMAT_ENV, "value": log_format}]
+    return pipeline
+
+
+def compile_all(out_dir: str = "dist", k8s: bool = False, config_path: str | None = None,
+                log_format: str | None = None) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     written = {}
     for name, pipeline in pipelines_for(config_path).items():
+        if log_format is not None:
+            with_log_format(pipeline, log_format)
         path = os.path.join(out_dir, f"{name}.yaml")
         compiler.Compiler().compile(pipeline, path)
         written[name] = path

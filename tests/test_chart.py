@@ -84,6 +84,11 @@ def test_values_files_change_what_they_say():
     container = runtime["spec"]["containers"][0]
     assert container["image"] == "registry.example.com/ml/conveyor-predictor:1.2.3"
     assert container["args"][container["args"].index("--workers") + 1] == "2"  # the CLI parses it as an int
+    assert {"name": "CONVEYOR_LOG_FORMAT", "value": "text"} in container["env"]
+    as_json = {o["kind"]: o for o in _render({"logFormat": "json"})}
+    cron = as_json["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    for env in (as_json["ServingRuntime"]["spec"]["containers"][0]["env"], cron["env"]):
+        assert {"name": "CONVEYOR_LOG_FORMAT", "value": "json"} in env
 
 
 def test_rendered_pods_are_restricted_and_rbac_has_no_wildcards():

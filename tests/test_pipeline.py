@@ -68,8 +68,17 @@ def test_local_run_through_kfp_local_against_s3(tmp_path, s3_env, monkeypatch):
     config_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
     from pipelines.local_run import run_local
 
+    monkeypatch.setenv("CONVEYOR_LOG_FORMAT", "json")  # inherited by every kfp.local task
     summary = run_local(config_path=str(config_path), store="s3://conveyor/pipeline-test",
                         workdir=str(tmp_path / "runs"), progress=lambda _m: None)
+    # every step's own lines are JSON objects a log stack can parse (kfp's executor adds its own)
+    records = {}
+    for line in Path(summary["task_log"]).read_text().splitlines():
+        if line.strip().startswith('{"time"'):  # kfp.local indents a task's output
+            record = json.loads(line)
+            records[record["step"]] = record
+    assert {"split", "report"} <= set(records), sorted(records)
+    assert records["split"]["fields"]["dataset"] == "mini" and records["split"]["level"] == "info"
     step = summary["steps"][0]
     assert step["ingest"]["rows_read"] == len(expected) == 17
     assert step["ingest"]["rows_accepted"] == sum(reason is None for reason in expected.values()) == 7
@@ -167,13 +176,22 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
     cfg["gate"] = {"min_accuracy": 0.8, "min_macro_f1": 0.8, "max_ece": 0.5}  # a 2-epoch toy is underconfident
     cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 2,
                      "early_stopping": {"algorithm": "none"},
-                     "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.1, "log": True}]}
+                     "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.1, "log": True},
+                                    {"name": "embed_dim", "type": "discrete", "values": [16, 24]}]}
     config_path = tmp_path / "toy.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
     summary = run_local(config_path=str(config_path), store="s3://conveyor/train-test",
                         workdir=str(tmp_path / "runs"), progress=lambda _m: None)
     step = summary["steps"][0]
-    assert step["search"]["trials"] == 2 and set(step["search"]["best_params"]) == {"lr"}
+    assert step["search"]["trials"] == 2 and set(step["search"]["best_params"]) == {"lr", "embed_dim"}
+    # KFP passed the search spec as a protobuf Struct (all numbers doubles): the int stays an int
+    # in what the run prints, records and registers
+    assert type(step["search"]["best_params"]["embed_dim"]) is int
+    from components.common.storage import open_store
+    from components.registry.store import load_card
+
+    card = load_card(open_store("s3://conveyor/train-test"), "toy-model", "champion")
+    assert type(card["params"]["train"]["embed_dim"]) is int
     assert step["train"]["run_id"].endswith(("-t000", "-t001"))  # kept, not retrained
     assert step["train"]["test"]["accuracy"] > 0.8
     assert step["model"]["uri"].startswith("s3://conveyor/train-test/models/toy-model/")

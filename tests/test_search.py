@@ -4,6 +4,8 @@ semantics; the local Optuna backend running real trial processes."""
 from __future__ import annotations
 
 import copy
+import io
+import json
 import math
 from typing import Any
 
@@ -12,6 +14,7 @@ import yaml
 
 from components.common.config import ClusterConfig
 from components.common.errors import SearchFailed, SpecError
+from components.common.logs import StepLog
 from components.config import ConveyorConfig
 from components.search.katib import build_experiment, validate_experiment
 from components.search.katib_launcher import SPEC_HASH_ANNOTATION, launch
@@ -215,7 +218,18 @@ def test_local_search_runs_parallel_trial_processes(tmp_path, file_store):
     cfg = small_config(epochs=3).model_dump(mode="json", exclude_none=True)
     cfg["search"] = with_(algorithm="random", max_trials=4, parallel_trials=2,
                           early_stopping={"algorithm": "none"})
-    result = run_search("local", file_store.uri, "toy", version, cfg, "search-1", log=lambda _m: None)
+    lines = io.StringIO()
+    result = run_search("local", file_store.uri, "toy", version, cfg, "search-1",
+                        log=StepLog("search", "search-1", stream=lines, fmt="json"))
+    events = [json.loads(line) for line in lines.getvalue().splitlines()]
+    kinds = [e["fields"]["event"] for e in events]
+    # per-trial progress: the start, each trial started and finished (with the best so far), the end
+    assert kinds[0] == "search_started" and kinds[-1] == "search_finished"
+    assert kinds.count("trial_started") == 4 and kinds.count("trial_finished") == 4
+    finished = [e["fields"] for e in events if e["fields"]["event"] == "trial_finished"]
+    assert [f["done"] for f in finished] == [1, 2, 3, 4] and finished[-1]["eta_s"] == 0
+    assert finished[-1]["best_value"] == result["best_value"]
+    assert all(e["step"] == "search" and e["run_id"] == "search-1" for e in events)
     assert len(result["trials"]) == 4 and all(t["state"] == "succeeded" for t in result["trials"]), \
         [(t["run_id"], t["state"], t["error"]) for t in result["trials"]]
     assert result["best_value"] == max(t["value"] for t in result["trials"])

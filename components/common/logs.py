@@ -101,7 +101,10 @@ def server_log_config(base: dict[str, Any], fmt: str | None = None) -> dict[str,
     every formatter replaced by JsonFormatter: one JSON object per line from every logger."""
     config = json.loads(json.dumps(base))
     config["loggers"]["conveyor"] = {"handlers": ["kserve"], "level": "INFO", "propagate": False}
+    # Everything else (a library's logger, Python warnings once captured) through the same handler.
+    config["root"] = {"handlers": ["kserve"], "level": "WARNING"}
     if (fmt or log_format()) == "json":
         for name in config["formatters"]:
             config["formatters"][name] = {"()": f"{__name__}.JsonFormatter", "step": "serve"}
+        logging.captureWarnings(True)  # a DeprecationWarning is a log line too, not free text on stderr
     return config

@@ -472,10 +472,18 @@ class SourceReader:
             return
         self._require_columns(sf, reader.schema.names)
         consumed = 1  # records already yielded, header included
+        # Arrow reads far ahead of the batches it hands out, so the file position alone would jump
+        # to the end at once: count the bytes of the rows handed out (values, separators, newlines).
+        parsed = [len(",".join(reader.schema.names)) + 1]
+        if not gz:  # a gzip'd file's position is in compressed bytes: its position alone says it
+            self._position = lambda: min(raw_file.tell(), parsed[0])
         try:
             for batch in reader:
                 if malformed:
                     break  # this block holds a malformed row: hand the rest of the file over
+                parsed[0] += batch.num_rows * batch.num_columns + sum(
+                    pc.sum(pc.binary_length(c)).as_py() or 0 for c in batch.columns
+                    if pa.types.is_binary(c.type) or pa.types.is_string(c.type))
                 label, label_err = _as_label(batch.column(s.label_col), s.label_col)
                 source = batch.column(s.source_col) if s.source_col else None
                 errors, details = _merge_errors(None, label_err, len(batch))
