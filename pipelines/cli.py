@@ -421,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     def json_opt(p, what: str = "JSON instead of a table"):
         p.add_argument("--json", action="store_true", help=f"print {what}")
 
+    def dataset_version_args(p):
+        p.add_argument("name", help="dataset name")
+        p.add_argument("version", nargs="?", default="latest", help="version id or 'latest'")
+
     data = command(sub, "data", "ingest, list and inspect dataset versions")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
@@ -447,15 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_versions)
 
     p = command(dsub, "show", "print a version's manifest (YAML; JSON with --json)")
-    p.add_argument("name", help="dataset name")
-    p.add_argument("version", nargs="?", default="latest", help="version id or 'latest'")
+    dataset_version_args(p)
     json_opt(p, "JSON instead of YAML")
     store_opt(p)
     p.set_defaults(func=cmd_data_show)
 
     p = command(dsub, "quarantine", "the rows a version quarantined: source file, row, reason, detail")
-    p.add_argument("name", help="dataset name")
-    p.add_argument("version", nargs="?", default="latest", help="version id or 'latest'")
+    dataset_version_args(p)
     p.add_argument("--reason", help="only rows quarantined for this reason (e.g. duplicate, empty_text, "
                    "binary_content; `data show` counts them by reason)")
     p.add_argument("--limit", type=int, default=50, help="rows printed (0: all)")
@@ -466,8 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_quarantine)
 
     p = command(dsub, "report", "data-quality report (HTML) and drift verdict (JSON)")
-    p.add_argument("name", help="dataset name")
-    p.add_argument("version", nargs="?", default="latest", help="version id or 'latest'")
+    dataset_version_args(p)
     p.add_argument("--reference", help="reference version for drift (default: none, statistics only)")
     p.add_argument("--html", help="write the self-contained HTML report to this file")
     store_opt(p)
