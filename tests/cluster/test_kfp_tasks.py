@@ -132,7 +132,7 @@ def test_training_pipeline_tasks_run_in_their_images(images, docker_runner, s3_p
     server inside its container) and the first deployment, on a small subset."""
     from kfp import components
 
-    from components.config import load_config
+    from components.config import load_config, run_config
     from components.registry.store import aliases
 
     compiled = COMPILED / "conveyor-training.yaml"
@@ -146,8 +146,10 @@ def test_training_pipeline_tasks_run_in_their_images(images, docker_runner, s3_p
     # a 240-mail subset trained for 2 epochs: absolute floors lowered; infra validation (a KServe
     # server in the gate's container answering like offline) stays required
     gate = {**cfg["gate"], "min_accuracy": 0.6, "min_macro_f1": 0.5, "max_ece": 0.5, "require_infra_validation": True}
+    # each section goes in its own parameter, as on the KFP form (a copy in `config` that
+    # disagreed with features_config would be refused)
     pipeline(sources=sources, store=s3_prefix.uri, search_backend="local", deploy_target="local",
-             config=cfg, gate_config=gate)
+             config=run_config(cfg), features_config=cfg["features"], gate_config=gate)
     # the pipeline body sits inside its exit handler, so the run has no single output: the
     # registry says what it registered and deployed
     named = aliases(s3_prefix, cfg["model_name"])
