@@ -130,6 +130,7 @@ def _spark_engine_config(cfg) -> dict:
     return {"spark": dump["data"]["spark"], "cluster": {**dump["cluster"], "namespace": NAMESPACE}}
 
 
+@pytest.mark.slow  # make test-slow: ~25 s; test_spark_ingest compares the Spark vocabulary fit in make test
 def test_spark_featurize_is_a_sparkapplication_whose_driver_gives_the_in_process_features(api_server, as_account,
                                                                                           tmp_path):
     """engine=spark on a cluster, featurize: the step stages its split files in the store and creates
@@ -190,6 +191,7 @@ def json_loads(data: bytes):
     return json.loads(data)
 
 
+@pytest.mark.slow  # make test-slow: ~45 s; the launcher test keeps Spark ingest in make test
 def test_spark_ingest_splits_an_s3_parquet_source_by_row_group(api_server, as_account, s3_env, tmp_path):
     """An S3 Parquet source of many row groups becomes several Spark units, each read by ranged
     reads of its own row groups (not the object); through the stand-in operator the driver gives the

@@ -110,7 +110,9 @@ def test_healthy_canary_is_promoted_and_its_state_is_published(two_versions):
     (["--chaos-error-rate", "0.3"], None, {"success_rate"}),
     # 50 ms added to a ~1-3 ms model: well over 10x slower, past both latency limits.
     (["--chaos-delay-ms", "50"], None, {"p99_latency_ms", "p99_latency_vs_stable"}),
-    (["--chaos-flip-labels"], None, {"labelled_accuracy_drop_vs_stable", "prediction_js_vs_stable"}),
+    # make test-slow (~12 s): the shadow and A/B "wrong answers" runs check the labelled replay
+    pytest.param(["--chaos-flip-labels"], None, {"labelled_accuracy_drop_vs_stable", "prediction_js_vs_stable"},
+                 marks=pytest.mark.slow),
     (None, "http://127.0.0.1:9/metrics", {"canary_metrics"}),
 ])
 def test_faulty_canary_is_rolled_back_within_threshold(two_versions, chaos, metrics_url, failing):

@@ -226,7 +226,7 @@ class Users(threading.Thread):
 
 
 @needs_prometheus
-@pytest.mark.parametrize("strategy, fault", _cases("ab", "wrong answers") + _cases("shadow", "5xx"))
+@pytest.mark.parametrize("strategy, fault", _cases("ab") + _cases("shadow", "5xx"))
 def test_routed_release_with_real_prometheus(two_versions, strategy, fault):
     """The cluster release step end to end: the candidate's InferenceService and the route written,
     Prometheus scraping both predictors (role and version labels), users and the labelled replay

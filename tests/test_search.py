@@ -210,6 +210,7 @@ def test_quota_is_checked_before_anything_is_created():
     assert api.created == []
 
 
+@pytest.mark.slow  # make test-slow: ~30 s; make run's search runs two trials at a time
 def test_local_search_runs_parallel_trial_processes(tmp_path, file_store):
     from components.search.backends import run_search
     from tests.training_data import ingest_corpus, small_config
