@@ -54,7 +54,8 @@ def _metric_epochs(lines: list[str]) -> list[int]:
     return [int(m) for line in lines for m in re.findall(r" epoch=(\d+) ", line)]
 
 
-@pytest.mark.slow  # make test-slow: ~50 s; the TrainJob RBAC test trains over gloo and test_training resumes in make test
+# make test-slow: ~50 s; in make test the TrainJob RBAC test trains over gloo and test_training resumes
+@pytest.mark.slow
 def test_two_gloo_processes_give_the_same_bytes_after_a_kill_and_resume_and_pass_the_gate(tmp_path, file_store):
     from components.evaluate.executor import evaluate_candidate
     from components.gate.executor import gate_candidate
