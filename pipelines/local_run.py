@@ -388,6 +388,11 @@ def _describe(step: dict[str, Any]) -> str:
         lines.append(f"    drift: {'YES' if drift['dataset_drift'] else 'no'} ({drift['drifted_share']:.0%} of "
                      f"columns; drifted: {cols})")
     lines.append(f"    report: {step['report']['html']}")
+    s = step["split"]
+    if s:
+        lines.append(f"    split: train {s.get('train_rows')}, validation {s.get('validation_rows')}, "
+                     f"test {s.get('test_rows')}; features: {int(step['features'].get('num_ids', 0))} ids, "
+                     f"{step['features'].get('train_mean_ids', 0):.0f} per train doc")
     if "train" in step:
         tr, md = step["train"], step["model"]
         if "search" in step:
@@ -422,11 +427,6 @@ def _describe(step: dict[str, Any]) -> str:
                 lines.append(f"    experiment: {exp['verdict']}" + (f" ({exp['winner']})" if exp["winner"] else "")
                              + f", effect {effect} in [{exp['low']:+.4f}, {exp['high']:+.4f}], p {exp['p_value']:.3g},"
                              f" n {exp['n']}; {exp['reason']}; report: {canary['experiment_report']}")
-    s = step["split"]
-    if s:
-        lines.append(f"    split: train {s.get('train_rows')}, validation {s.get('validation_rows')}, "
-                     f"test {s.get('test_rows')}; features: {int(step['features'].get('num_ids', 0))} ids, "
-                     f"{step['features'].get('train_mean_ids', 0):.0f} per train doc")
     return "\n".join(lines)
 
 

@@ -163,14 +163,23 @@ EVERYTHING = {"model": {"version": "0123456789ab"}, "trainer": {"runtime": {"ena
 
 def test_two_releases_in_one_namespace_share_no_object_name():
     """Names come from the release (<release>-conveyor-...), so two installs in one namespace never
-    collide. What is not per release: the InferenceService is the model's (one per model name, as
-    KServe requires), and the KFP pipeline registrations live in KFP's namespace under the
-    pipelines' names (one registration per KFP namespace)."""
-    shared_by_design = {"InferenceService", "Pipeline", "PipelineVersion"}
-    a = {(o["kind"], o["metadata"]["name"]) for o in _render(EVERYTHING, name="a") if o["kind"] not in shared_by_design}
-    b = {(o["kind"], o["metadata"]["name"]) for o in _render(EVERYTHING, name="b") if o["kind"] not in shared_by_design}
-    assert len(a) > 15 and a.isdisjoint(b), a & b
-    assert all(name.startswith("a-conveyor-") for _, name in a)
+    collide, the KFP pipeline registrations included. The one name that is not the release's is the
+    InferenceService: it is the model's endpoint (`deploy.name`, the model name), rendered only with
+    model.version, so two releases that each serve a model in one namespace serve different models."""
+    a = {(o["kind"], o["metadata"]["name"]) for o in _render(EVERYTHING, name="a")}
+    b = {(o["kind"], o["metadata"]["name"]) for o in _render(EVERYTHING, name="b")}
+    assert a & b == {("InferenceService", "spam-classifier")}, a & b  # the chart's default model.name
+    assert all(name.startswith("a-conveyor-") for kind, name in a if kind != "InferenceService")
+    other_model = {**EVERYTHING, "model": {**EVERYTHING["model"], "name": "ticket-router"}}
+    assert a.isdisjoint((o["kind"], o["metadata"]["name"]) for o in _render(other_model, name="b"))
+    assert not {(o["kind"], o["metadata"]["name"]) for o in _render({}, name="a")} & {
+        (o["kind"], o["metadata"]["name"]) for o in _render({}, name="b")}  # the defaults: nothing shared
+    # KFP's webhook: a PipelineVersion's spec.pipelineName names an existing Pipeline
+    objects = _render(EVERYTHING, name="a")
+    pipelines = {o["metadata"]["name"] for o in objects if o["kind"] == "Pipeline"}
+    versions = [o for o in objects if o["kind"] == "PipelineVersion"]
+    assert len(pipelines) == len(versions) == 4 and {v["spec"]["pipelineName"] for v in versions} == pipelines
+    assert "a-conveyor-training" in pipelines
     names = {o["metadata"]["name"] for o in _render({"fullnameOverride": "spam-ml"})}
     assert "spam-ml-pipeline" in names and "spam-ml-monitor" in names
     rb = next(o for o in _render({}, name="team-b") if o["kind"] == "RoleBinding")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import shutil
+import subprocess
 import time
 import urllib.request
 
@@ -58,6 +61,23 @@ def test_bad_input_is_a_400_with_a_message(served, path, body, message):
     code, answer = http_json(f"{server.url}/{path}", body)
     assert code == 400, answer
     assert message in answer.get("error", "")
+
+
+def test_the_readmes_plain_curl_is_answered_and_a_non_json_body_names_the_content_type(served):
+    """`curl -d '{...}'` sends Content-Type application/x-www-form-urlencoded, and KServe then hands
+    the raw body over: it is still read as JSON. A body that is not JSON is a 400 saying what to send."""
+    server, _store, card = served
+    curl = shutil.which("curl")
+    assert curl, "curl is needed: the README's first request is a plain curl"
+    out = subprocess.run([curl, "-s", "-w", "\n%{http_code}", f"{server.url}/v1/models/toy:predict",
+                          "-d", '{"instances": ["free cash prize click"]}'], capture_output=True, text=True,
+                         timeout=30).stdout
+    body, code = out.rsplit("\n", 1)
+    assert code == "200" and json.loads(body)["model_version"] == card["version"], out
+    out = subprocess.run([curl, "-s", "-w", "\n%{http_code}", f"{server.url}/v1/models/toy:predict",
+                          "-d", "text=free cash"], capture_output=True, text=True, timeout=30).stdout
+    body, code = out.rsplit("\n", 1)
+    assert code == "400" and "Content-Type: application/json" in json.loads(body)["error"], out
 
 
 def test_explain_gives_exact_occlusion_effects_and_top_tokens_per_class(served):

@@ -12,6 +12,7 @@ classes, labelled with model version and role (stable/canary).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -111,6 +112,14 @@ class ConveyorModel(Model):
     # -- input ---------------------------------------------------------------------------------
     @staticmethod
     def _v1_texts(payload) -> list[str]:
+        if isinstance(payload, bytes):
+            # KServe hands over the raw body when the Content-Type is not JSON, as with a plain
+            # `curl -d '{...}'` (form-urlencoded): a JSON body is still read as one
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                raise InvalidInput('the body is not JSON: send {"instances": ["text", ...]} with '
+                                   "Content-Type: application/json") from None
         if not isinstance(payload, dict) or "instances" not in payload:
             raise InvalidInput('expected a JSON object {"instances": ["text", ...]}')
         instances = payload["instances"]
