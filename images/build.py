@@ -12,7 +12,8 @@ host's CA bundle and index settings through mounted config files, never through 
 
 Images are cached by content: each is also tagged localhost/conveyor-NAME:src-<hash of the
 Dockerfile, build arguments, base image and build context>, and a build whose hash exists is
-skipped, so repeated test runs do not rebuild. Prints (and writes to .conveyor/images.json) each
+skipped, so repeated test runs do not rebuild. A new build drops the image's older src-* tags and
+its dangling build stages and earlier builds (2-3 GB each). Prints (and writes to .conveyor/images.json) each
 image with its size.
 """
 
@@ -183,6 +184,20 @@ def context_hash(dockerfile: Path, args: dict[str, str], base_id: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def _drop_stale(name: str, keep: str) -> None:
+    """Every source change builds a new src-<hash> image of 2-3 GB: the older ones of this image, and
+    its dangling build stages (LABEL conveyor.dev/stage=build) and untagged earlier builds, go, or a
+    developer's disk fills up after a few dozen builds. Not checked: an image a container still
+    uses stays."""
+    listed = _run([engine(), "images", "--format", "{{.Repository}}:{{.Tag}}",
+                   "--filter", f"reference=localhost/conveyor-{name}"], capture_output=True, text=True)
+    stale = [ref for ref in listed.stdout.split() if ref.startswith(f"localhost/conveyor-{name}:src-") and ref != keep]
+    if stale:
+        _run([engine(), "rmi", *stale], capture_output=True)
+    for label in ("conveyor.dev/stage=build", f"org.opencontainers.image.title=conveyor-{name}"):
+        _run([engine(), "image", "prune", "-f", "--filter", f"label={label}"], capture_output=True)
+
+
 def build_all(only: list[str] | None = None, log=print) -> dict[str, dict]:
     sys.path.insert(0, str(ROOT))
     from components.images import COMPONENT_IMAGE, DOCKERFILES, PREDICTOR_IMAGE, TRAINING_IMAGE
@@ -202,6 +217,8 @@ def build_all(only: list[str] | None = None, log=print) -> dict[str, dict]:
         if built:
             _build(dockerfile, cached, args, ROOT, log)
         _run([engine(), "tag", cached, ref], check=True)
+        if built:  # after the tag moved: the previous image is then dangling too
+            _drop_stale(name, cached)
         results[name] = {"image": ref, "cached_as": cached, "built": built, "size_mb": image_size_mb(ref),
                          "seconds": round(time.monotonic() - started, 1), "base": base}
         log(f"{ref}: {'built' if built else 'up to date'} ({cached}), {results[name]['size_mb']} MiB")

@@ -7,6 +7,8 @@
 # no registry builds one from Debian packages: images/build.py, images/base.Dockerfile).
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS build
+# marks the build stage, so images/build.py can drop it once the image is built (2-3 GB each)
+LABEL conveyor.dev/stage=build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 UV_NO_CACHE=1
 RUN pip install uv==0.13.9
 WORKDIR /src
