@@ -49,6 +49,12 @@ class Store(ABC):
     def write_bytes(self, key: str, data: bytes) -> None: ...
 
     @abstractmethod
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write `key` only if no object has that key: True when written, False when one existed.
+        Atomic against concurrent writers (an append-only log relies on it: two writers racing for
+        one key never both win, and the loser's object never replaces the winner's)."""
+
+    @abstractmethod
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
@@ -168,6 +174,23 @@ class FileStore(Store):
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
+        except OSError as exc:
+            raise StoreError(f"{self.url(key)}: cannot write ({exc.strerror})") from exc
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            try:
+                os.link(tmp, path)  # a hard link fails if the name exists: whole file or none, once
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            return True
         except OSError as exc:
             raise StoreError(f"{self.url(key)}: cannot write ({exc.strerror})") from exc
 
@@ -370,6 +393,21 @@ class S3Store(Store):
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic in S3: the object appears whole or not at all.
         self._call(key, self.client.put_object, self.bucket, self._key(key), io.BytesIO(data), len(data))
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        # lazy: only the S3 backend needs it
+        from minio.error import S3Error
+
+        # S3's conditional write (If-None-Match: *; AWS since 2024, MinIO, SeaweedFS 4.x): 412 when
+        # the key exists. minio-py 7.2's put_object passes no such header, its _put_object does.
+        try:
+            self._call(key, self.client._put_object, self.bucket, self._key(key), data, {"If-None-Match": "*"})
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, S3Error) and cause.code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
 
     def exists(self, key: str) -> bool:
         # lazy: only the S3 backend needs it
