@@ -199,6 +199,17 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
     assert step["gate"]["decision"] == "BLESSED", step["gate"]
     assert step["gate"]["infra_validation"].startswith("v1 and v2 match offline")
     assert step["canary"]["outcome"] == "Promoted"  # first deployment: no champion to compare against
+    # every state change of the run is in the audit log, chained (issue 25's first events)
+    from components.common import audit
+
+    store = open_store("s3://conveyor/train-test")
+    assert audit.verify(store) >= 5
+    entries = audit.read_entries(store)
+    about_model = {e["event"] for e in audit.select(entries, model="toy-model")}
+    assert {"model_registered", "gate_decision", "alias_moved", "release_finished"} <= about_model, about_model
+    assert any(e["event"] == "dataset_version_committed" and e["subject"]["dataset"] == "toy" for e in entries)
+    champion = [e for e in entries if e["event"] == "alias_moved" and e["subject"]["alias"] == "champion"]
+    assert champion and champion[-1]["subject"]["version"] == card["version"]
 
 
 @pytest.mark.slow

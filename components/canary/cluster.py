@@ -531,6 +531,9 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     key = deployment_record_key(model, record["finished_at"], candidate)
     store.write_json(key, record)
     record["record_uri"] = store.url(key)
+    from components.canary.local import record_release  # lazy: as above (the registry)
+
+    record_release(store, record, key)
     return record
 
 

@@ -21,6 +21,7 @@ from components.canary.experiment import assign_arm, report_markdown
 from components.canary.gauges import publisher
 from components.canary.rollout import ReplayTally, run_rollout
 from components.canary.strategies import Plan, begin
+from components.common import audit
 from components.common.errors import NotFoundError
 from components.common.layout import deployment_record_key
 from components.registry.store import load_card, resolve_version, set_alias
@@ -277,6 +278,14 @@ def experiment_result(record: dict[str, Any], state: CanaryState, rollout: Rollo
             "key": ab.key, "mde": ab.mde, "alpha": ab.alpha, "power": ab.power, "experiment": state.experiment}
 
 
+def record_release(store, record: dict[str, Any], key: str) -> None:
+    """The audit entry of a finished release (local and KServe backends alike)."""
+    audit.append(store, "release_finished", {"model": record["model"], "version": record["candidate"],
+                                             "strategy": record.get("strategy", "canary")},
+                 {"outcome": record["outcome"], "stable": record.get("stable"), "record": key,
+                  "started_at": record.get("started_at"), "finished_at": record.get("finished_at")})
+
+
 def _save(store, record: dict[str, Any], log) -> dict[str, Any]:
     record["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
     key = deployment_record_key(record["model"], record["finished_at"], record["candidate"])
@@ -286,5 +295,6 @@ def _save(store, record: dict[str, Any], log) -> dict[str, Any]:
         record["experiment_report_uri"] = store.url(report_key)
     store.write_json(key, record)
     record["record_uri"] = store.url(key)
+    record_release(store, record, key)
     log(f"{record.get('strategy', 'canary')} outcome: {record['outcome']} (record {record['record_uri']})")
     return record

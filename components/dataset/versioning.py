@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.common import audit
 from components.common.errors import IntegrityError, NotFoundError
 from components.common.hashing import sha256_of_file, sha256_of_value
 from components.common.layout import dataset_prefix, latest_key, manifest_key, version_prefix
@@ -155,6 +156,14 @@ def commit(store: Store, name: str, version: str, local_parts: list[tuple[str, i
         store.upload(local_quarantine[0], f"{prefix}/quarantine.parquet")
     store.write_json(manifest_key(name, version), manifest)
     store.write_json(latest_key(name), {"version": version, "updated_at": manifest["created_at"]})
+    record_commit(store, manifest)
+
+
+def record_commit(store: Store, manifest: dict[str, Any]) -> None:
+    """The audit entry of a committed version (both ingest engines call it after their commit)."""
+    audit.append(store, "dataset_version_committed", {"dataset": manifest["dataset"], "version": manifest["version"]},
+                 {"parent": manifest.get("parent"), "rows": manifest.get("rows"),
+                  "created_at": manifest.get("created_at")})
 
 
 def now_iso() -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from components.common import audit
 from components.common.storage import Store
 from components.evaluate.core import predict_proba
 from components.gate.config import GateConfig
@@ -25,9 +26,13 @@ def gate_candidate(store: Store, model_name: str, evaluation: dict[str, Any], te
         infra = infra_validate(store, model_name, evaluation["candidate"]["version"], texts)
     decision = decide(evaluation["candidate"], evaluation["champion"], config, infra,
                       evaluation.get("champion_unusable"))
-    return {**decision, "model": model_name, "candidate": evaluation["candidate"]["version"],
-            "champion": (evaluation["champion"] or {}).get("version"), "dataset": evaluation["dataset"],
-            "infra_validation": infra, "explanations": evaluation["candidate"].get("explanations")}
+    result = {**decision, "model": model_name, "candidate": evaluation["candidate"]["version"],
+              "champion": (evaluation["champion"] or {}).get("version"), "dataset": evaluation["dataset"],
+              "infra_validation": infra, "explanations": evaluation["candidate"].get("explanations")}
+    audit.append(store, "gate_decision", {"model": model_name, "version": result["candidate"]},
+                 {"decision": result.get("decision"), "champion": result["champion"],
+                  "reasons": result.get("reasons")})
+    return result
 
 
 def infra_validate(store: Store, model_name: str, version: str, texts: list[str]) -> dict[str, Any]:

@@ -329,6 +329,7 @@ def _data_source_classes():
             store.write_json(v.manifest_key(manifest["dataset"], manifest["version"]), manifest)  # the commit point
             store.write_json(v.latest_key(manifest["dataset"]),
                              {"version": manifest["version"], "updated_at": manifest["created_at"]})
+            v.record_commit(store, manifest)
             store.delete(f"{version_key}/_quarantine.json")
 
         def abort(self, messages):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from components.common import audit
 from components.common.errors import InputError, IntegrityError, NotFoundError
 from components.common.hashing import sha256_hex
 from components.common.layout import (
@@ -48,6 +49,11 @@ def register(store: Store, name: str, weights: bytes, featurizer: bytes, card: d
     store.write_bytes(f"{prefix}/featurizer.json", featurizer)
     full = {**card, "name": name, "version": version, "files": hashes}
     store.write_json(model_card_key(name, version), full)  # last: no card, no version
+    dataset = full.get("dataset") or {}
+    test = (full.get("metrics") or {}).get("test") or {}
+    audit.append(store, "model_registered", {"model": name, "version": version},
+                 {"run_id": full.get("run_id"), "dataset": dataset.get("name"),
+                  "dataset_version": dataset.get("version"), "test_accuracy": test.get("accuracy")})
     return full
 
 
@@ -56,7 +62,9 @@ def set_alias(store: Store, name: str, alias: str, version: str) -> None:
         raise InputError(f"alias {alias!r}: use a lower-case word like champion or candidate")
     if not store.exists(model_card_key(name, version)):
         raise NotFoundError(f"model {name!r} has no version {version!r}")
+    previous = store.read_json(alias_key(name, alias))["version"] if store.exists(alias_key(name, alias)) else None
     store.write_json(alias_key(name, alias), {"version": version})
+    audit.append(store, "alias_moved", {"model": name, "alias": alias, "version": version}, {"from": previous})
 
 
 def resolve_version(store: Store, name: str, ref: str) -> str:
