@@ -189,11 +189,21 @@ def cmd_audit_list(args) -> int:
         _print_json(entries)
         return 0
 
-    def what(e: dict) -> str:
-        return " ".join(f"{k}={v}" for k, v in e["subject"].items())
+    first = ("model", "dataset", "version", "alias")
 
-    _print_table(("SEQ", "TIME", "EVENT", "SUBJECT", "ACTOR"),
-                 [(e["seq"], e["time"], e["event"], what(e) or "-", e["actor"].get("name", "-")) for e in entries])
+    def what(e: dict) -> str:
+        subject = e["subject"]
+        keys = [k for k in first if k in subject] + sorted(k for k in subject if k not in first)
+        return " ".join(f"{k}={subject[k]}" for k in keys)
+
+    def outcome(e: dict) -> str:  # the one detail a reader scans for
+        d = e["details"]
+        shown = d.get("decision") or d.get("outcome") or (f"from {d['from']}" if d.get("from") else None)
+        return str(shown) if shown else "-"
+
+    _print_table(("SEQ", "TIME", "EVENT", "SUBJECT", "OUTCOME", "ACTOR"),
+                 [(e["seq"], e["time"], e["event"], what(e) or "-", outcome(e), e["actor"].get("name", "-"))
+                  for e in entries])
     return 0
 
 
