@@ -70,13 +70,17 @@ def _seq_of(key: str) -> int:
     return int(key[len(PREFIX):].removesuffix(".json"))
 
 
+def _entry_keys(store: Store) -> list[str]:
+    """The entries' keys in sequence order (listed names sort as text; sequence numbers as ints)."""
+    return sorted((k for k in store.list(PREFIX) if k.endswith(".json")), key=_seq_of)
+
+
 def _newest(store: Store) -> tuple[int, str]:
     """(seq, hash) of the newest entry, (0, GENESIS) for an empty log."""
-    keys = [k for k in store.list(PREFIX) if k.endswith(".json")]
+    keys = _entry_keys(store)
     if not keys:
         return 0, GENESIS
-    newest = max(keys, key=_seq_of)
-    return _seq_of(newest), json.loads(store.read_bytes(newest))["hash"]
+    return _seq_of(keys[-1]), json.loads(store.read_bytes(keys[-1]))["hash"]
 
 
 def append(store: Store, event: str, subject: dict[str, Any] | None = None,
@@ -115,15 +119,14 @@ def _advance_head(store: Store, seq: int, digest: str) -> None:
 
 def read_entries(store: Store) -> list[dict[str, Any]]:
     """Every entry in sequence order, as stored (verify checks them)."""
-    keys = sorted((k for k in store.list(PREFIX) if k.endswith(".json")), key=_seq_of)
-    return [json.loads(store.read_bytes(k)) for k in keys]
+    return [json.loads(store.read_bytes(k)) for k in _entry_keys(store)]
 
 
 def verify(store: Store) -> int:
     """Check the whole chain; the number of entries when intact, else IntegrityError naming the
     first entry that is edited, missing or out of order."""
-    keys = sorted((k for k in store.list(PREFIX) if k.endswith(".json")), key=_seq_of)
-    prev = GENESIS
+    keys = _entry_keys(store)
+    hashes = [GENESIS]  # hashes[n]: entry n's, as verified
     for expected, key in enumerate(keys, start=1):
         where = store.url(key)
         if _seq_of(key) != expected:
@@ -138,10 +141,10 @@ def verify(store: Store) -> int:
                                  "moved or reordered")
         if entry.get("hash") != entry_hash(entry):
             raise IntegrityError(f"audit entry {expected} ({where}) was edited: its content does not match its hash")
-        if entry.get("prev") != prev:
+        if entry.get("prev") != hashes[-1]:
             raise IntegrityError(f"audit entry {expected} ({where}) does not follow entry {expected - 1}: its "
                                  "predecessor's hash differs (an entry before it was replaced or reordered)")
-        prev = entry["hash"]
+        hashes.append(entry["hash"])
     try:
         head = json.loads(store.read_bytes(HEAD_KEY))
     except NotFoundError:
@@ -149,7 +152,7 @@ def verify(store: Store) -> int:
     if head["seq"] > len(keys):
         raise IntegrityError(f"audit log ends at entry {len(keys)} but entry {head['seq']} was written "
                              f"({store.url(HEAD_KEY)}): entries were removed from its end")
-    if head["seq"] and head.get("hash") != json.loads(store.read_bytes(keys[head["seq"] - 1]))["hash"]:
+    if head["seq"] and head.get("hash") != hashes[head["seq"]]:
         raise IntegrityError(f"audit entry {head['seq']} differs from the one recorded as written "
                              f"({store.url(HEAD_KEY)})")
     return len(keys)

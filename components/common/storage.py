@@ -165,25 +165,27 @@ class FileStore(Store):
         except OSError as exc:
             raise StoreError(f"{self.url(key)}: cannot read ({exc.strerror})") from exc
 
+    @staticmethod
+    def _staged(path: Path, data: bytes) -> str:
+        """`data` in a temporary file beside `path`: readers never see a partial file, because
+        it becomes `path` in one step (a rename or a link)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return tmp
+
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Write beside the target and rename: readers never see a partial file.
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
+            os.replace(self._staged(path, data), path)
         except OSError as exc:
             raise StoreError(f"{self.url(key)}: cannot write ({exc.strerror})") from exc
 
     def create_bytes(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            tmp = self._staged(path, data)
             try:
                 os.link(tmp, path)  # a hard link fails if the name exists: whole file or none, once
             except FileExistsError:
