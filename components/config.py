@@ -13,7 +13,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from components.canary.config import CanaryConfig, RolloutConfig
 from components.common.config import ClusterConfig, Section, read_config_file, validate_section
 from components.deploy.config import DeployConfig
 from components.featurize.config import FeaturesConfig
@@ -21,6 +20,7 @@ from components.gate.config import GateConfig
 from components.ingest.config import CleaningConfig, DataConfig
 from components.monitor.config import MonitorConfig
 from components.notify.config import NotifyConfig
+from components.release.config import CanaryConfig, RolloutConfig
 from components.report.config import ReportConfig
 from components.split.config import SplitConfig
 from components.train.config import TrainParams

@@ -16,7 +16,6 @@ from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from components.canary.config import CanaryConfig, RolloutConfig
 from components.common.config import ClusterConfig, SparkConfig
 from components.deploy.config import DeployConfig
 from components.featurize.config import FeaturesConfig
@@ -24,6 +23,7 @@ from components.gate.config import GateConfig
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.monitor.config import MonitorConfig
 from components.notify.config import NotifyConfig
+from components.release.config import CanaryConfig, RolloutConfig
 from components.report.config import ReportConfig
 from components.split.config import SplitConfig
 

@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     # KServe's runtime template can name the InferenceService only inside one container definition,
     # shared by every InferenceService of the runtime; an A/B or shadow candidate's own
     # InferenceService sets these two through its env (merged by name) to answer under the stable's
-    # name and label its metrics as the canary (components/canary/route.py).
+    # name and label its metrics as the canary (components/release/route.py).
     p.add_argument("--name", default=os.environ.get("CONVEYOR_SERVED_NAME") or None,
                    help="name in the URL paths (default: $CONVEYOR_SERVED_NAME, else the model name)")
     p.add_argument("--role", default=os.environ.get("CONVEYOR_ROLE") or "stable", choices=["stable", "canary"],

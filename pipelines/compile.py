@@ -92,9 +92,9 @@ def write_cluster_resources(out_dir: str, config_path: str | None = None) -> dic
     release (the candidate's InferenceService and the release HTTPRoute)."""
     # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
     # lazy: these builders are needed only here
-    from components.canary.route import build_route, candidate_isvc
     from components.images import COMPONENT_IMAGE, TRAINING_IMAGE
     from components.ingest.spark_launcher import IngestJob, spark_application
+    from components.release.route import build_route, candidate_isvc
     from components.train.config import TrainingConfig
     from components.train.launch import entry_args
     from components.train.trainjob import train_job

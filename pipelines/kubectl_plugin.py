@@ -24,11 +24,11 @@ from collections.abc import Callable
 import yaml
 
 from components import kube
-from components.canary.cluster import CanaryController, format_status, read_config, status_report
-from components.canary.prometheus import PrometheusMetricsSource
 from components.common.entry import run_main
 from components.config import load_config
 from components.deploy.cluster import KubernetesInferenceServiceApi
+from components.release.cluster import CanaryController, format_status, read_config, status_report
+from components.release.prometheus import PrometheusMetricsSource
 
 VERB_HELP = {
     "status": "show the traffic split, revisions, rollout phase and the last analysis",
@@ -109,10 +109,10 @@ def assign_header(ctl: CanaryController, key: str) -> str:
     """`HEADER: ARM` for `key` in the A/B release running on the InferenceService's route: the same
     sha256 assignment the release step's replay uses, with the salt and split the route records."""
     # lazy: only this verb needs them
-    from components.canary.config import RolloutConfig
-    from components.canary.experiment import assign_arm
-    from components.canary.route import declared_split, route_state
     from components.common.errors import ClusterError
+    from components.release.config import RolloutConfig
+    from components.release.experiment import assign_arm
+    from components.release.route import declared_split, route_state
 
     obj = ctl.get()
     route = ctl.route(obj)

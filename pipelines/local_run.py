@@ -19,7 +19,6 @@ from typing import Any
 
 from kfp import local
 
-from components.canary.component import canary_op
 from components.common import errors
 from components.common.config import PROJECT_ROOT, validate_section
 from components.common.entry import read_failure
@@ -34,6 +33,7 @@ from components.monitor.submit import retrain_parameters
 from components.notify.component import notify_op
 from components.registry.component import register_op
 from components.registry.store import resolve_version
+from components.release.component import release_op
 from components.report.component import report_op
 from components.search.component import tune_op
 from components.search.spec import parse_spec
@@ -169,7 +169,7 @@ def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "referen
     decision = output_json(run_dir, gate_op, "blessing")
     gate_md = reports_dir / f"gate-{tag}.md"
     shutil.copyfile(output_path(run_dir, gate_op, "report"), gate_md)
-    deployed = output_path(run_dir, canary_op, "deployment")  # None: the gate did not bless it
+    deployed = output_path(run_dir, release_op, "deployment")  # None: the gate did not bless it
     deployment = json.loads(deployed.read_text()) if deployed else None
     # Alert & Stop: the notify tasks' outputs (notify-op, notify-op-2: one per condition)
     alerts = [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"**/{notify_op.name}*/notification"))]

@@ -7,13 +7,13 @@ the accelerator settings, so the same pipeline runs on a laptop.
 
 from kfp import dsl, kubernetes
 
-from components.canary.component import canary_op
 from components.config import ConveyorConfig, run_config
 from components.evaluate.component import evaluate_op
 from components.gate.component import gate_op
 from components.notify.component import exit_notify_op, notify_op
 from components.parameters import documented
 from components.registry.component import register_op
+from components.release.component import release_op
 from components.search.component import tune_op
 from components.train.component import train_op
 from pipelines.data_pipeline import CLUSTER_STORE, data_steps, section_defaults
@@ -133,7 +133,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
                                 notify_config=notify_config, record=gated.outputs["blessing"]),
                       "alert & stop: candidate not blessed")
             with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
-                rollout = canary_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
+                rollout = release_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
                                     blessing=gated.outputs["blessing"], test=test_split,
                                     canary_config=canary_config, target=deploy_target, deploy_config=deploy_config,
                                     rollout_config=rollout_config)

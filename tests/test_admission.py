@@ -89,8 +89,8 @@ def test_generated_resources_pass_their_crds_cel_rules_and_webhooks():
 
 
 def _route(mode="mirror"):
-    from components.canary.config import RouteConfig
-    from components.canary.route import build_route
+    from components.release.config import RouteConfig
+    from components.release.route import build_route
 
     return build_route("spam", "team-a", RouteConfig(), mode=mode, share=0.3, stable="v1", candidate="v2",
                        salt="v1:v2")

@@ -285,8 +285,8 @@ def _deploy_cfg():
 
 @pytest.mark.parametrize("mode", ["knative", "standard"])
 def test_deploy_and_canary_calls_are_allowed_and_accepted_upstream(mode, api_server, as_account):
-    from components.canary.cluster import CanaryController, read_state
     from components.deploy.cluster import KubernetesInferenceServiceApi
+    from components.release.cluster import CanaryController, read_state
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()
@@ -308,8 +308,8 @@ def test_deploy_and_canary_calls_are_allowed_and_accepted_upstream(mode, api_ser
 
 
 def test_kubectl_plugin_calls_are_allowed_by_the_canary_role(api_server, as_account):
-    from components.canary.cluster import CanaryController
     from components.deploy.cluster import KubernetesInferenceServiceApi
+    from components.release.cluster import CanaryController
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()
@@ -338,9 +338,9 @@ def test_routed_release_calls_are_allowed_by_the_pipeline_and_canary_roles(strat
     InferenceService and the release HTTPRoute (checked by the stand-in against the upstream CRDs,
     CEL rules included); `kubectl conveyor rollout rollback`, as the canary account, restores the
     route and deletes the candidate's InferenceService."""
-    from components.canary.cluster import CanaryController, KubernetesRouteApi
-    from components.canary.config import RolloutConfig
     from components.deploy.cluster import KubernetesInferenceServiceApi
+    from components.release.cluster import CanaryController, KubernetesRouteApi
+    from components.release.config import RolloutConfig
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()
@@ -380,8 +380,8 @@ def test_the_plugin_takes_kubectls_kubeconfig_and_context_flags(api_server, as_a
     namespace comes from that context, and a context the file lacks is one clear line."""
     import yaml
 
-    from components.canary.cluster import CanaryController
     from components.deploy.cluster import KubernetesInferenceServiceApi
+    from components.release.cluster import CanaryController
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()

@@ -14,12 +14,12 @@ import zlib
 
 import pytest
 
-from components.canary.cluster import CANDIDATE, STABLE, STATE, CanaryController, read_state, status_report
-from components.canary.config import CanaryConfig, PrometheusConfig
 from components.common.errors import ClusterError, SpecError
 from components.deploy.cluster import apply_inference_service
 from components.deploy.config import DeployConfig
 from components.deploy.isvc import build_inference_service
+from components.release.cluster import CANDIDATE, STABLE, STATE, CanaryController, read_state, status_report
+from components.release.config import CanaryConfig, PrometheusConfig
 from pipelines.kubectl_plugin import main as kubectl_conveyor
 from tests.k8s_standin import StandInApi
 from tests.prometheus_proc import PrometheusProcess, prometheus_binary
@@ -129,8 +129,8 @@ def test_deploy_waits_for_reconcile_and_times_out_with_the_reason():
 
 
 def test_pipeline_rollout_step_first_deployment_moves_the_champion(two_versions):
-    from components.canary.cluster import run_cluster_rollout
     from components.registry.store import resolve_version, set_alias
+    from components.release.cluster import run_cluster_rollout
 
     store, stable, cand, *_ = two_versions
     api = StandInApi()
@@ -248,9 +248,9 @@ class Traffic(threading.Thread):
 def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_up, failing):
     """The cluster rollout step end to end: deploy, analyse with Prometheus and labelled replay
     through the service URL, promote or roll back, champion alias and record."""
-    from components.canary.cluster import run_cluster_rollout
-    from components.canary.prometheus import PrometheusMetricsSource
     from components.registry.store import resolve_version, set_alias
+    from components.release.cluster import run_cluster_rollout
+    from components.release.prometheus import PrometheusMetricsSource
     from components.serve.infra import ServerProcess
 
     store, stable, cand, texts, labels = two_versions
@@ -323,7 +323,7 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
 # -- blue-green on KServe ---------------------------------------------------------------------------
 
 def _bluegreen(mode: str, **bluegreen):
-    from components.canary.config import RolloutConfig
+    from components.release.config import RolloutConfig
     from tests.crd_schema import validate_resource
 
     api = StandInApi()
@@ -350,7 +350,7 @@ def test_bluegreen_previews_at_zero_then_switches_and_promotes(mode):
     else:
         assert obj["spec"]["canary"][0]["trafficPercent"] == 0
 
-    from components.canary.strategies import switch
+    from components.release.strategies import switch
 
     obj = ctl.act(obj, switch(state), "switch", "pre-promotion analysis passed")
     validate_resource(obj)

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from components.canary.analysis import CanaryState
-from components.canary.experiment import ArmCounts, ExperimentState
-from components.canary.gauges import publisher
 from components.monitor.alerts import push
+from components.release.analysis import CanaryState
+from components.release.experiment import ArmCounts, ExperimentState
+from components.release.gauges import publisher
 from components.serve.infra import KeepAliveClient, ServerProcess
 from pipelines.dashboard import OUT, queries, render
 from tests.prometheus_proc import BINARY, PrometheusProcess, pushgateway

@@ -112,7 +112,7 @@ def test_the_compiled_pipeline_carries_the_configured_release_strategy(tmp_path)
     rollout = spec["root"]["inputDefinitions"]["parameters"]["rollout_config"]["defaultValue"]
     assert rollout["strategy"] == "bluegreen" and rollout["bluegreen"]["auto_promote"] is False
     blessed = spec["components"]["comp-condition-3"]["dag"]["tasks"]
-    assert blessed["canary-op"]["taskInfo"]["name"] == "release (bluegreen): analysis, promote or roll back"
+    assert blessed["release-op"]["taskInfo"]["name"] == "release (bluegreen): analysis, promote or roll back"
 
 
 def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
@@ -130,12 +130,12 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
         "inputs.parameter_values['pipelinechannel--gate-op-Output'] == false"
     assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"notify-op"}
     assert blessed["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-op-Output'] == true"
-    assert set(spec["components"]["comp-condition-3"]["dag"]["tasks"]) == {"canary-op", "condition-4"}
+    assert set(spec["components"]["comp-condition-3"]["dag"]["tasks"]) == {"release-op", "condition-4"}
     assert spec["components"]["comp-condition-4"]["dag"]["tasks"]["notify-op-2"]["inputs"]["artifacts"][
-        "record"] == {"componentInputArtifact": "pipelinechannel--canary-op-deployment"}
+        "record"] == {"componentInputArtifact": "pipelinechannel--release-op-deployment"}
     assert tasks["condition-3"]["triggerPolicy"]["condition"].endswith("== true")
     assert spec["components"]["comp-condition-3"]["dag"]["tasks"]["condition-4"]["triggerPolicy"]["condition"] \
-        == "inputs.parameter_values['pipelinechannel--canary-op-outcome'] != 'Promoted'"
+        == "inputs.parameter_values['pipelinechannel--release-op-outcome'] != 'Promoted'"
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for alert in ("exec-notify-op", "exec-notify-op-2", "exec-exit-notify-op"):  # the URL only from the Secret
         assert executors[alert]["secretAsEnv"][0]["keyToEnv"] == [{"envVar": "CONVEYOR_NOTIFY_URL", "secretKey": "url"}]
@@ -151,7 +151,7 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     assert inputs["deploy_target"]["defaultValue"] == "kserve"  # the cluster pipeline rolls out on KServe
     assert inputs["deploy_config"]["defaultValue"]["mode"] == "knative"
     assert inputs["rollout_config"]["defaultValue"]["strategy"] == "canary"  # the bundled config's strategy
-    release = spec["components"]["comp-condition-3"]["dag"]["tasks"]["canary-op"]["inputs"]["parameters"]
+    release = spec["components"]["comp-condition-3"]["dag"]["tasks"]["release-op"]["inputs"]["parameters"]
     assert release["rollout_config"]["componentInputParameter"] == "pipelinechannel--rollout_config"
 
     experiment = yaml.safe_load(Path(written["katib-experiment"]).read_text())
@@ -234,15 +234,15 @@ def test_conveyor_run_on_the_bundled_corpus():
 
 
 def test_task_outputs_are_read_by_the_names_the_components_declare(tmp_path):
-    from components.canary.component import canary_op
     from components.gate.component import gate_op
+    from components.release.component import release_op
     from pipelines.task_outputs import output_json, output_path
 
     with pytest.raises(KeyError, match=r"gate-op has no output 'decision' \(its outputs: \['Output', 'blessing', "
                                        r"'report'\]\)"):
         output_path(tmp_path, gate_op, "decision")
-    assert output_path(tmp_path, canary_op, "deployment") is None  # a step behind a false condition
-    task = tmp_path / "run-1" / "condition-1" / "canary-op"
+    assert output_path(tmp_path, release_op, "deployment") is None  # a step behind a false condition
+    task = tmp_path / "run-1" / "condition-1" / "release-op"
     task.mkdir(parents=True)
     (task / "deployment").write_text('{"outcome": "Promoted"}')
-    assert output_json(tmp_path, canary_op, "deployment") == {"outcome": "Promoted"}
+    assert output_json(tmp_path, release_op, "deployment") == {"outcome": "Promoted"}

@@ -17,7 +17,9 @@ import urllib.error
 
 import pytest
 
-from components.canary.cluster import (
+from components.common.errors import ClusterError, ConfigError
+from components.deploy.config import DeployConfig
+from components.release.cluster import (
     CANDIDATE,
     ROUTE,
     STABLE,
@@ -26,10 +28,8 @@ from components.canary.cluster import (
     rolled_back_on_sigterm,
     status_report,
 )
-from components.canary.config import CanaryConfig, PrometheusConfig, RolloutConfig
-from components.canary.route import RELEASE_OF, build_route, candidate_isvc, declared_split, route_state
-from components.common.errors import ClusterError, ConfigError
-from components.deploy.config import DeployConfig
+from components.release.config import CanaryConfig, PrometheusConfig, RolloutConfig
+from components.release.route import RELEASE_OF, build_route, candidate_isvc, declared_split, route_state
 from pipelines.kubectl_plugin import main as kubectl_conveyor
 from tests.k8s_standin import StandInApi, StandInObjects
 from tests.prometheus_proc import PrometheusProcess, prometheus_binary
@@ -96,7 +96,7 @@ def test_shadow_release_mirrors_and_status_shows_it(capsys):
 
 
 def test_a_passing_shadow_turns_into_a_canary_on_the_routes_weights():
-    from components.canary.strategies import Plan, advance_rollout
+    from components.release.strategies import Plan, advance_rollout
 
     api, routes, ctl, rollout = _release("shadow", shadow={"intervals": 1})
     obj = ctl.get()
@@ -176,7 +176,7 @@ def test_routed_strategies_are_refused_where_they_cannot_run():
     for strategy in ("ab", "shadow"):
         with pytest.raises(ConfigError, match=f"'{strategy}' on KServe needs deploy.mode: standard"):
             ctl.deploy(_deploy_cfg("knative"), CFG, "toy-model", "v1", RolloutConfig(strategy=strategy))
-    from components.canary.cluster import run_cluster_rollout
+    from components.release.cluster import run_cluster_rollout
 
     with pytest.raises(ConfigError, match=r"set canary\.cluster_replay_requests and rollout\.route\.url"):
         run_cluster_rollout(None, _deploy_cfg(), CFG, "toy-model", "v2", api=StandInApi(), routes=StandInObjects(),
@@ -232,9 +232,9 @@ def test_routed_release_with_real_prometheus(two_versions, strategy, fault):
     Prometheus scraping both predictors (role and version labels), users and the labelled replay
     through the Gateway as the route directs them, the verdict, and the route and services left
     as the outcome says."""
-    from components.canary.cluster import run_cluster_rollout
-    from components.canary.prometheus import PrometheusMetricsSource
     from components.registry.store import resolve_version, set_alias
+    from components.release.cluster import run_cluster_rollout
+    from components.release.prometheus import PrometheusMetricsSource
     from components.serve.infra import ServerProcess, http_json
     from tests.gateway_standin import GatewayStandIn
 
@@ -314,7 +314,7 @@ def test_routed_release_with_real_prometheus(two_versions, strategy, fault):
 
 
 def test_assign_prints_the_header_that_pins_a_sticky_key_to_its_arm(capsys):
-    from components.canary.experiment import assign_arm
+    from components.release.experiment import assign_arm
 
     api, routes, _, _ = _release("ab", ab={"split": 0.5})
     arms = {}

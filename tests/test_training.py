@@ -94,7 +94,7 @@ def test_registry_versions_aliases_and_tamper_check(tmp_path, file_store):
     for key in ("metrics", "params", "dataset", "run_key", "files"):
         assert key in card
     registry.set_alias(file_store, "toy-model", "champion", card["version"])
-    assert registry.aliases(file_store, "toy-model") == {"candidate": card["version"], "champion": card["version"]}
+    assert registry.aliases(file_store, "toy-model") == {"candidate": card["version"], "production": card["version"]}
 
     loaded = registry.load(file_store, "toy-model", "champion")
     import pyarrow as pa

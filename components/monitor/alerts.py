@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from components.canary.config import CanaryConfig
 from components.monitor.config import MonitorConfig
+from components.release.config import CanaryConfig
 
 
 def rule_groups(model: str, monitor: MonitorConfig, canary: CanaryConfig) -> list[dict[str, Any]]:

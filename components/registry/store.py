@@ -3,7 +3,12 @@
     models/<name>/<version>/weights.pt        state_dict (torch.save), loaded with weights_only=True
     models/<name>/<version>/featurizer.json   the exact featurizer training used
     models/<name>/<version>/model_card.json   metrics, params, dataset version, run key, sha256 of every file
-    models/<name>/aliases/<alias>.json        movable pointers: champion, candidate, ...
+    models/<name>/aliases/<alias>.json        movable pointers: production, staging, candidate, ...
+
+Each environment has its alias (config `environments`): `staging`, `production`. `champion`, the
+name production had before environments, stays another name for `production`: it resolves and
+moves the same pointer, and a store written before (a `champion.json`) is read as production
+until the next promotion writes `production.json`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,22 @@ from components.common.storage import Store
 from components.featurize.core import Featurizer
 
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+PRODUCTION_ALIAS = "production"
+LEGACY_PRODUCTION_ALIAS = "champion"
+
+
+def canonical_alias(alias: str) -> str:
+    return PRODUCTION_ALIAS if alias == LEGACY_PRODUCTION_ALIAS else alias
+
+
+def _alias_file(store: Store, name: str, alias: str) -> str | None:
+    """The key holding `alias` (after synonyms; a pre-environments champion.json for production)."""
+    alias = canonical_alias(alias)
+    for key in (alias_key(name, alias),) + ((alias_key(name, LEGACY_PRODUCTION_ALIAS),)
+                                            if alias == PRODUCTION_ALIAS else ()):
+        if store.exists(key):
+            return key
+    return None
 FILES = ("weights.pt", "featurizer.json")
 
 
@@ -57,20 +78,25 @@ def register(store: Store, name: str, weights: bytes, featurizer: bytes, card: d
     return full
 
 
-def set_alias(store: Store, name: str, alias: str, version: str) -> None:
+def set_alias(store: Store, name: str, alias: str, version: str, reason: str | None = None) -> None:
     if not ALIAS_RE.match(alias):
-        raise InputError(f"alias {alias!r}: use a lower-case word like champion or candidate")
+        raise InputError(f"alias {alias!r}: use a lower-case word like production, staging or candidate")
     if not store.exists(model_card_key(name, version)):
         raise NotFoundError(f"model {name!r} has no version {version!r}")
-    previous = store.read_json(alias_key(name, alias))["version"] if store.exists(alias_key(name, alias)) else None
+    alias = canonical_alias(alias)
+    held = _alias_file(store, name, alias)
+    previous = store.read_json(held)["version"] if held else None
     store.write_json(alias_key(name, alias), {"version": version})
-    audit.append(store, "alias_moved", {"model": name, "alias": alias, "version": version}, {"from": previous})
+    if previous == version and held == alias_key(name, alias):
+        return  # nothing moved: no audit entry
+    details = {"from": previous} | ({"reason": reason} if reason else {})
+    audit.append(store, "alias_moved", {"model": name, "alias": alias, "version": version}, details)
 
 
 def resolve_version(store: Store, name: str, ref: str) -> str:
     """A version id, or the version an alias points to."""
-    key = alias_key(name, ref)
-    if ALIAS_RE.match(ref) and store.exists(key):
+    key = _alias_file(store, name, ref) if ALIAS_RE.match(ref) else None
+    if key is not None:
         return store.read_json(key)["version"]
     if store.exists(model_card_key(name, ref)):
         return ref
@@ -84,7 +110,11 @@ def list_versions(store: Store, name: str) -> list[dict[str, Any]]:
 
 def aliases(store: Store, name: str) -> dict[str, str]:
     prefix = alias_prefix(name)
-    return {k[len(prefix):-5]: store.read_json(k)["version"] for k in store.list(prefix) if k.endswith(".json")}
+    found = {k[len(prefix):-5]: store.read_json(k)["version"] for k in store.list(prefix) if k.endswith(".json")}
+    legacy = found.pop(LEGACY_PRODUCTION_ALIAS, None)
+    if legacy is not None:
+        found.setdefault(PRODUCTION_ALIAS, legacy)
+    return found
 
 
 @dataclass

@@ -341,9 +341,9 @@ def test_a_candidate_predictor_serves_under_the_stables_name_as_kserve_merges_it
     in its model env; KServe merges a predictor's env into the runtime container by name
     (MergeRuntimeContainers: a strategic merge, `env` keyed by name), so the candidate answers under
     the stable's name and labels its metrics role="canary"."""
-    from components.canary.cluster import CanaryController
-    from components.canary.config import CanaryConfig, RolloutConfig
     from components.deploy.config import DeployConfig
+    from components.release.cluster import CanaryController
+    from components.release.config import CanaryConfig, RolloutConfig
     from tests.k8s_standin import StandInApi, StandInObjects
 
     card, folder = model_folder

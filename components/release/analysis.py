@@ -13,10 +13,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from statistics import NormalDist
 from typing import Any
 
-from components.canary.config import CanaryConfig
+from components.release.config import CanaryConfig
+
+
+class Phase(StrEnum):
+    """Where a rollout stands (kept as these strings on the InferenceService and in records)."""
+
+    INITIALIZED = "Initialized"
+    PROGRESSING = "Progressing"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    PAUSED = "Paused"
+
+
+class Action(StrEnum):
+    """What one analysis interval (or a person's verb) asks the router to do."""
+
+    STEP_UP = "step_up"
+    SWITCH = "switch"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    PAUSE = "pause"
+    HOLD = "hold"
+    NONE = "none"
 
 
 @dataclass
@@ -142,9 +165,9 @@ class CanaryState:
     step: int = -1             # index into step_weights; -1 before the first step
     failed: int = 0            # failed checks so far (Flagger's failedChecks)
     successes: int = 0         # consecutive passing intervals at this weight
-    phase: str = "Initialized"  # Progressing | Promoted | RolledBack | Paused
+    phase: Phase = Phase.INITIALIZED
     history: list[dict[str, Any]] = field(default_factory=list)
-    strategy: str = "canary"    # canary | bluegreen | ab | shadow (components.canary.strategies)
+    strategy: str = "canary"    # canary | bluegreen | ab | shadow (components.release.strategies)
     stage: str = ""             # bluegreen: preview | post_promotion; shadow: shadow; ab: experiment
     experiment: dict[str, Any] | None = None  # ab: ExperimentState.to_json()
     result: dict[str, Any] | None = None      # ab: verdict, winner, effect, interval, p-value
@@ -155,40 +178,42 @@ class CanaryState:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> CanaryState:
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        state = cls(**{k: v for k, v in raw.items() if k in known})
+        state.phase = Phase(state.phase)
+        return state
 
 
 def start(cfg: CanaryConfig) -> CanaryState:
-    return CanaryState(weight=cfg.step_weights[0], step=0, phase="Progressing")
+    return CanaryState(weight=cfg.step_weights[0], step=0, phase=Phase.PROGRESSING)
 
 
 def advance(state: CanaryState, checks: list[Check], cfg: CanaryConfig, at: str = "") -> tuple[CanaryState, str]:
     """One analysis interval: returns the new state and the action taken."""
-    if state.phase not in ("Progressing",):
-        return state, "none"
+    if state.phase not in (Phase.PROGRESSING,):
+        return state, Action.NONE
     failed = [c for c in checks if c.passed is False]
     no_data = [c for c in checks if c.passed is None]
     if no_data and cfg.no_data == "inconclusive" and not failed:
-        action = "pause"
-        state.phase = "Paused"
+        action = Action.PAUSE
+        state.phase = Phase.PAUSED
     else:
         if failed or no_data:
             state.failed += 1
             state.successes = 0
-            action = "hold"
+            action = Action.HOLD
             if state.failed >= cfg.threshold:
-                state.phase, state.weight, action = "RolledBack", 0, "rollback"
+                state.phase, state.weight, action = Phase.ROLLED_BACK, 0, Action.ROLLBACK
         else:
             state.successes += 1
-            action = "hold"
+            action = Action.HOLD
             if state.successes >= cfg.step_successes:
                 if state.weight >= cfg.max_weight or state.step + 1 >= len(cfg.step_weights):
-                    state.phase, state.weight, action = "Promoted", 100, "promote"
+                    state.phase, state.weight, action = Phase.PROMOTED, 100, Action.PROMOTE
                 else:
                     state.step += 1
                     state.weight = cfg.step_weights[state.step]
                     state.successes = 0
-                    action = "step_up"
+                    action = Action.STEP_UP
     state.history.append({"at": at, "action": action, "weight": state.weight, "failed": state.failed,
                           "checks": [c.to_json() for c in checks]})
     return state, action

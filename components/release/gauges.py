@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
-from components.canary.analysis import CanaryState
+from components.release.analysis import CanaryState
 
 PHASES = ("Progressing", "Paused", "Promoted", "RolledBack")
 JOB = "conveyor-rollout"

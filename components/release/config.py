@@ -79,7 +79,7 @@ class BlueGreenConfig(Section):
 
 
 class ABConfig(Section):
-    """A fixed-split experiment decided by statistics (components.canary.experiment)."""
+    """A fixed-split experiment decided by statistics (components.release.experiment)."""
 
     split: float = Field(0.5, gt=0, lt=1)           # share of traffic (of keys) sent to the candidate
     # Sticky assignment: requests carrying this field (v1 JSON) or header are hashed into an arm;
@@ -104,7 +104,7 @@ class ShadowConfig(Section):
 
 class RouteConfig(Section):
     """A/B and shadow on KServe (Standard mode, Gateway API): the HTTPRoute of Conveyor's own
-    (components/canary/route.py) and how the release step reaches it for labelled replay."""
+    (components/release/route.py) and how the release step reaches it for labelled replay."""
 
     gateway: str = "kserve-ingress-gateway"        # the Gateway the route attaches to (KServe's default)
     gateway_namespace: str = "kserve"

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.canary.analysis import CanaryState, Check, RoleMetrics, advance, run_checks, start
-from components.canary.config import CanaryConfig, RolloutConfig
-from components.canary.experiment import (
+from components.release.analysis import Action, CanaryState, Check, Phase, RoleMetrics, advance, run_checks, start
+from components.release.config import CanaryConfig, RolloutConfig
+from components.release.experiment import (
     ExperimentState,
     fixed_sample_size_per_arm,
     look,
@@ -62,14 +62,14 @@ def begin(plan: Plan) -> CanaryState:
     if plan.strategy == "canary":
         return start(plan.canary)
     if plan.strategy == "bluegreen":
-        return CanaryState(weight=0, step=-1, phase="Progressing", strategy="bluegreen", stage="preview")
+        return CanaryState(weight=0, step=-1, phase=Phase.PROGRESSING, strategy="bluegreen", stage="preview")
     if plan.strategy == "shadow":
-        return CanaryState(weight=0, step=-1, phase="Progressing", strategy="shadow", stage="shadow")
+        return CanaryState(weight=0, step=-1, phase=Phase.PROGRESSING, strategy="shadow", stage="shadow")
     ab = plan.rollout.ab
     baseline = plan.ab_baseline()
     required = sequential_sample_size_per_arm(baseline, ab.mde, ab.alpha, ab.power, plan.tau())
     exp = ExperimentState(required_per_arm=required)
-    state = CanaryState(weight=round(ab.split * 100), step=-1, phase="Progressing", strategy="ab",
+    state = CanaryState(weight=round(ab.split * 100), step=-1, phase=Phase.PROGRESSING, strategy="ab",
                         stage="experiment", experiment=exp.to_json())
     state.result = {"verdict": "running", "baseline": baseline, "required_per_arm": required,
                     "fixed_design_per_arm": fixed_sample_size_per_arm(baseline, ab.mde, ab.alpha, ab.power)}
@@ -108,15 +108,15 @@ def _judge(state: CanaryState, checks: list[Check], cfg: CanaryConfig) -> str | 
     failed = [c for c in checks if c.passed is False]
     no_data = [c for c in checks if c.passed is None]
     if no_data and cfg.no_data == "inconclusive" and not failed:
-        state.phase = "Paused"
-        return "pause"
+        state.phase = Phase.PAUSED
+        return Action.PAUSE
     if failed or no_data:
         state.failed += 1
         state.successes = 0
         if state.failed >= cfg.threshold:
-            state.phase, state.weight = "RolledBack", 0
-            return "rollback"
-        return "hold"
+            state.phase, state.weight = Phase.ROLLED_BACK, 0
+            return Action.ROLLBACK
+        return Action.HOLD
     return None
 
 
@@ -124,8 +124,8 @@ def advance_rollout(state: CanaryState, checks: list[Check], plan: Plan, *, stab
                     candidate: RoleMetrics | None = None, exhausted: bool = False,
                     at: str = "") -> tuple[CanaryState, str]:
     """One analysis interval of any strategy: the new state and the action for the router."""
-    if state.phase != "Progressing":
-        return state, "none"
+    if state.phase != Phase.PROGRESSING:
+        return state, Action.NONE
     if state.strategy == "canary":
         return advance(state, checks, plan.canary, at=at)
     if state.strategy == "ab":
@@ -139,28 +139,29 @@ def advance_rollout(state: CanaryState, checks: list[Check], plan: Plan, *, stab
         bg = plan.rollout.bluegreen
         if state.stage == "preview" and state.successes >= bg.pre_promotion_intervals:
             if not bg.auto_promote:
-                state.phase = "Paused"
-                return _log(state, "pause", checks, at, stage)
-            return _log(switch(state), "switch", checks, at, stage)
+                state.phase = Phase.PAUSED
+                return _log(state, Action.PAUSE, checks, at, stage)
+            return _log(switch(state), Action.SWITCH, checks, at, stage)
         if state.stage == "post_promotion" and state.successes >= bg.post_promotion_intervals:
-            state.phase, state.weight = "Promoted", 100
-            return _log(state, "promote", checks, at, stage)
-        return _log(state, "hold", checks, at, stage)
+            state.phase, state.weight = Phase.PROMOTED, 100
+            return _log(state, Action.PROMOTE, checks, at, stage)
+        return _log(state, Action.HOLD, checks, at, stage)
     # shadow
     if state.successes >= plan.rollout.shadow.intervals:
         if plan.rollout.shadow.then == "promote":
-            state.phase, state.weight = "Promoted", 100
-            return _log(state, "promote", checks, at, stage)
+            state.phase, state.weight = Phase.PROMOTED, 100
+            return _log(state, Action.PROMOTE, checks, at, stage)
         state.strategy, state.stage, state.step = "canary", "", 0
         state.weight, state.successes, state.failed = plan.canary.step_weights[0], 0, 0
-        return _log(state, "step_up", checks, at, "shadow -> canary")
-    return _log(state, "hold", checks, at, stage)
+        return _log(state, Action.STEP_UP, checks, at, "shadow -> canary")
+    return _log(state, Action.HOLD, checks, at, stage)
 
 
 def switch(state: CanaryState) -> CanaryState:
     """Blue-green: all traffic to the candidate in one step; post-promotion analysis starts afresh
     (Argo runs it as a separate AnalysisRun, so failures before the switch do not count after it)."""
-    state.stage, state.weight, state.successes, state.failed, state.phase = "post_promotion", 100, 0, 0, "Progressing"
+    state.stage, state.weight, state.successes, state.failed = "post_promotion", 100, 0, 0
+    state.phase = Phase.PROGRESSING
     return state
 
 
@@ -174,34 +175,34 @@ def _advance_ab(state: CanaryState, checks: list[Check], plan: Plan, stable: Rol
     result = state.result = {**(state.result or {}), "effect": exp.effect, "low": exp.low, "high": exp.high,
                              "p_value": exp.p_value, "n": {"stable": exp.stable.n, "candidate": exp.candidate.n}}
     guard = _judge(state, checks, plan.canary)
-    if guard in ("rollback", "pause"):
+    if guard in (Action.ROLLBACK, Action.PAUSE):
         failing = [c.name for c in checks if c.passed is not True]
-        result.update(verdict="stopped_by_guardrail" if guard == "rollback" else "inconclusive", winner=None,
+        result.update(verdict="stopped_by_guardrail" if guard == Action.ROLLBACK else "inconclusive", winner=None,
                       reason=f"guardrail {'breached' if guard == 'rollback' else 'without data'}: "
                              f"{', '.join(failing)}")
         return _log(state, guard, checks, at, stage)
     if verdict is None and exhausted:
-        state.phase = "Paused"
+        state.phase = Phase.PAUSED
         result.update(verdict="inconclusive", winner=None,
                       reason=f"labelled traffic ran out at {min(exp.stable.n, exp.candidate.n)} per arm, "
                              f"before the planned {exp.required_per_arm}")
-        return _log(state, "pause", checks, at, stage)
+        return _log(state, Action.PAUSE, checks, at, stage)
     if verdict is None:
-        return _log(state, "hold", checks, at, stage)
+        return _log(state, Action.HOLD, checks, at, stage)
     significant = f"p = {exp.p_value:.3g} <= alpha {ab.alpha}"
     if verdict == "candidate":
-        state.phase, state.weight = "Promoted", 100
+        state.phase, state.weight = Phase.PROMOTED, 100
         result.update(verdict="winner", winner="candidate", reason=f"candidate better: {significant}")
-        return _log(state, "promote", checks, at, stage)
+        return _log(state, Action.PROMOTE, checks, at, stage)
     if verdict == "stable":
-        state.phase, state.weight = "RolledBack", 0
+        state.phase, state.weight = Phase.ROLLED_BACK, 0
         result.update(verdict="winner", winner="stable", reason=f"stable better: {significant}")
-        return _log(state, "rollback", checks, at, stage)
+        return _log(state, Action.ROLLBACK, checks, at, stage)
     result.update(verdict="no_difference", winner=None,
                   reason=f"no difference of at least {ab.mde} at the planned {exp.required_per_arm} per arm "
                          f"(p = {exp.p_value:.3g}); {ab.on_no_difference.replace('_', ' ')}")
     if ab.on_no_difference == "promote":
-        state.phase, state.weight = "Promoted", 100
-        return _log(state, "promote", checks, at, stage)
-    state.phase, state.weight = "RolledBack", 0
-    return _log(state, "rollback", checks, at, stage)
+        state.phase, state.weight = Phase.PROMOTED, 100
+        return _log(state, Action.PROMOTE, checks, at, stage)
+    state.phase, state.weight = Phase.ROLLED_BACK, 0
+    return _log(state, Action.ROLLBACK, checks, at, stage)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import urllib.error
 
-from components.canary.rollout import ReplayTally
+from components.release.rollout import ReplayTally
 from components.serve.infra import http_json
 
 

@@ -1,6 +1,6 @@
 """Canary rollout on a KServe InferenceService: start, analyse, promote, roll back, pause, resume.
 
-The analysis is the shared Flagger-style logic (components.canary.analysis); this module only
+The analysis is the shared Flagger-style logic (components.release.analysis); this module only
 translates its decisions into InferenceService patches for the two KServe modes and keeps the
 rollout state on the object itself:
   annotation conveyor.dev/canary         phase, weight, failed checks, last analysis (JSON)
@@ -15,7 +15,7 @@ Knative mode: weight = spec.predictor.canaryTrafficPercent (new revision vs last
 Standard mode (KServe >= 0.20): weight = spec.canary[0].trafficPercent; promote = the predictor
   takes the canary's model and the canary entry goes; roll back = the canary entry goes.
 A/B and shadow (Standard mode with the Gateway API): the candidate gets an InferenceService of its
-  own and the traffic an HTTPRoute of Conveyor's own (components/canary/route.py): weights for the
+  own and the traffic an HTTPRoute of Conveyor's own (components/release/route.py): weights for the
   split, a RequestMirror filter for the shadow, header rules that pin an arm. The stable's
   InferenceService keeps the state (annotation conveyor.dev/release-route names the route).
   Promote = all traffic to the candidate, the stable InferenceService takes its model, the route
@@ -34,22 +34,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from components.canary.analysis import CanaryState
-from components.canary.config import CanaryConfig, RolloutConfig
-from components.canary.gauges import publisher
-from components.canary.prometheus import PrometheusMetricsSource
-from components.canary.rollout import now, run_rollout
-from components.canary.route import (
-    RELEASE_OF,
-    build_route,
-    candidate_isvc,
-    check_names,
-    declared_split,
-    route_name,
-    route_patch,
-    route_state,
-)
-from components.canary.strategies import Plan, begin, switch
 from components.common.errors import ClusterError, ConfigError
 from components.common.layout import deployment_record_key
 from components.deploy.cluster import (
@@ -62,6 +46,22 @@ from components.deploy.cluster import (
 from components.deploy.config import DeployConfig
 from components.deploy.isvc import MODE_ANNOTATION, build_inference_service, storage_uri
 from components.kube import CustomObjects
+from components.release.analysis import CanaryState
+from components.release.config import CanaryConfig, RolloutConfig
+from components.release.gauges import publisher
+from components.release.prometheus import PrometheusMetricsSource
+from components.release.rollout import now, run_rollout
+from components.release.route import (
+    RELEASE_OF,
+    build_route,
+    candidate_isvc,
+    check_names,
+    declared_split,
+    route_name,
+    route_patch,
+    route_state,
+)
+from components.release.strategies import Plan, begin, switch
 
 STATE = "conveyor.dev/canary"
 CONFIG = "conveyor.dev/canary-config"
@@ -475,8 +475,8 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
 
     # lazy: `kubectl conveyor` imports this module for every verb; only a rollout needs the registry
     # (pyarrow) and the labelled replay (numpy)
-    from components.canary.replay import LabelledReplay
     from components.registry.store import set_alias
+    from components.release.replay import LabelledReplay
 
     started = now()
     api = api or KubernetesInferenceServiceApi()
@@ -525,20 +525,20 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
               "replay_failed_requests": replay.failures if replay is not None else None,
               "state": state.to_json() if state else None, "config": cfg.model_dump(mode="json")}
     if rollout.strategy == "ab" and state is not None:
-        from components.canary.local import experiment_result  # lazy: as above (the registry)
+        from components.release.local import experiment_result  # lazy: as above (the registry)
 
         record["experiment"] = experiment_result(record, state, rollout)
     key = deployment_record_key(model, record["finished_at"], candidate)
     store.write_json(key, record)
     record["record_uri"] = store.url(key)
-    from components.canary.local import record_release  # lazy: as above (the registry)
+    from components.release.local import record_release  # lazy: as above (the registry)
 
     record_release(store, record, key)
     return record
 
 
 def _test_accuracy(store, model: str, version: str) -> float | None:
-    from components.canary.local import _test_accuracy as card_accuracy  # lazy: the registry (pyarrow)
+    from components.release.local import _test_accuracy as card_accuracy  # lazy: the registry (pyarrow)
 
     return card_accuracy(store, model, version)
 
@@ -548,7 +548,7 @@ def route_replay(ctl: CanaryController, obj: dict[str, Any], cfg: CanaryConfig, 
     """Labelled replay through the release route: the Gateway's URL with the route's hostname,
     each arm reached by its pin header; unpinned rows follow the route's own weights; A/B keys
     are assigned with the split the route declares (read again every time)."""
-    from components.canary.local import Replayer  # lazy: as in run_cluster_rollout
+    from components.release.local import Replayer  # lazy: as in run_cluster_rollout
 
     ann = obj["metadata"]["annotations"]
     stable, candidate = ann[STABLE], ann[CANDIDATE]

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from components.canary.analysis import CanaryState, RoleMetrics, describe
-from components.canary.config import CanaryConfig, RolloutConfig
-from components.canary.strategies import Plan, advance_rollout, interval_checks
+from components.release.analysis import CanaryState, RoleMetrics, describe
+from components.release.config import CanaryConfig, RolloutConfig
+from components.release.strategies import Plan, advance_rollout, interval_checks
 
 
 class Router(Protocol):
@@ -69,7 +69,7 @@ def run_rollout(router: Router, metrics: MetricsSource, replay: Replay | None, c
                 log: Callable[[str], None] = print,
                 observe: Callable[[CanaryState], None] | None = None) -> CanaryState:
     """Intervals until the rollout is promoted, rolled back or paused (or one interval, with once).
-    `observe` sees the state after every interval (components.canary.gauges publishes it)."""
+    `observe` sees the state after every interval (components.release.gauges publishes it)."""
     plan = as_plan(cfg)
     while True:
         state = router.state()

@@ -12,8 +12,8 @@ import urllib.request
 from string import Template
 from typing import Any
 
-from components.canary.analysis import RoleMetrics
-from components.canary.config import PrometheusConfig
+from components.release.analysis import RoleMetrics
+from components.release.config import PrometheusConfig
 
 
 class PrometheusUnavailable(Exception):

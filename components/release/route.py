@@ -23,7 +23,7 @@ both). Gateway API's standard channel has no session persistence, and matching o
 body field would need an InferenceGraph Switch (GJSON on the body, no hashing) or a router of
 Conveyor's own: docs/rollout.md.
 
-Pure functions over manifest dicts; components/canary/cluster.py applies them.
+Pure functions over manifest dicts; components/release/cluster.py applies them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Local canary backend: stable and canary as real KServe model servers on loopback, labelled
 rows replayed against them by weight, each server's own /metrics scraped every interval.
 
-The analysis (components.canary.analysis) is the same code the cluster uses with Prometheus.
+The analysis (components.release.analysis) is the same code the cluster uses with Prometheus.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import urllib.request
 import zlib
 from typing import Any
 
-from components.canary.analysis import CanaryState, RoleMetrics
-from components.canary.config import CanaryConfig, RolloutConfig
-from components.canary.experiment import assign_arm, report_markdown
-from components.canary.gauges import publisher
-from components.canary.rollout import ReplayTally, run_rollout
-from components.canary.strategies import Plan, begin
 from components.common import audit
 from components.common.errors import NotFoundError
 from components.common.layout import deployment_record_key
 from components.registry.store import load_card, resolve_version, set_alias
+from components.release.analysis import CanaryState, RoleMetrics
+from components.release.config import CanaryConfig, RolloutConfig
+from components.release.experiment import assign_arm, report_markdown
+from components.release.gauges import publisher
+from components.release.rollout import ReplayTally, run_rollout
+from components.release.strategies import Plan, begin
 from components.serve.infra import ServerProcess, http_json
 
 

@@ -25,7 +25,7 @@ from components.parameters import documented
     "promote or roll back",
     ("outcome", "champion"),
 )
-def canary_op(
+def release_op(
     store: str,
     model_name: str,
     candidate: str,
@@ -36,17 +36,17 @@ def canary_op(
     target: str = "local",
     deploy_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
     rollout_config: dict = {},  # noqa: B006 ({}: canary)
-) -> NamedTuple("CanaryOutputs", outcome=str, champion=str):
+) -> NamedTuple("ReleaseOutputs", outcome=str, champion=str):
     import json
     from collections import namedtuple
 
-    from components.canary.config import CanaryConfig, RolloutConfig
     from components.common.errors import InputError
     from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.evaluate.executor import read_test_split
     from components.gate.core import verify_blessing
     from components.registry.store import resolve_version
+    from components.release.config import CanaryConfig, RolloutConfig
 
     if target not in ("local", "kserve"):
         raise InputError(f"target must be 'local' or 'kserve', got {target!r}")
@@ -62,8 +62,8 @@ def canary_op(
         return rows.column("text").to_pylist(), rows.column("label").to_pylist()
 
     if target == "kserve":
-        from components.canary.cluster import run_cluster_rollout
         from components.deploy.config import DeployConfig
+        from components.release.cluster import run_cluster_rollout
 
         deploy = DeployConfig.model_validate(deploy_config)
         if store.startswith("s3://"):  # the predictor reads models from the same registry
@@ -72,7 +72,7 @@ def canary_op(
                                      replay_rows=test_rows() if cfg.cluster_replay_requests else None,
                                      rollout=rollout, log=log)
     else:
-        from components.canary.local import run_local_canary
+        from components.release.local import run_local_canary
 
         record = run_local_canary(st, model_name, candidate, *test_rows(), cfg, rollout=rollout, log=log)
     with open(deployment.path, "w") as handle:
@@ -80,5 +80,5 @@ def canary_op(
     deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate, "strategy": rollout.strategy})
     log(f"release of {model_name} {candidate} ({rollout.strategy}): {record['outcome']}", model=model_name,
         candidate=candidate, strategy=rollout.strategy, outcome=record["outcome"])
-    outputs = namedtuple("CanaryOutputs", ["outcome", "champion"])
+    outputs = namedtuple("ReleaseOutputs", ["outcome", "champion"])
     return outputs(record["outcome"], resolve_version(st, model_name, "champion"))
