@@ -108,7 +108,8 @@ compile: install
 	@# the compiler's leading comment lists parameter defaults in an unstable order: drop it from the
 	@# golden copies so that an unchanged pipeline gives an unchanged file
 	$(BIN)/python -c "import re, sys; [open(f'pipelines/compiled/{n}', 'w').write(re.sub(r'\A(#[^\n]*\n)+', '', open(f'dist/{n}').read())) for n in sys.argv[1:]]" \
-	  conveyor-data.yaml conveyor-training.yaml conveyor-continuous-training.yaml conveyor-monitoring.yaml
+	  conveyor-data.yaml conveyor-training.yaml conveyor-continuous-training.yaml conveyor-monitoring.yaml \
+	  conveyor-release.yaml
 	cp dist/conveyor-*.k8s.yaml charts/conveyor/files/pipelines/
 	$(BIN)/python -m pipelines.dashboard
 

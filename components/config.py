@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from components.common.config import ClusterConfig, Section, read_config_file, validate_section
 from components.deploy.config import DeployConfig
@@ -20,7 +20,13 @@ from components.gate.config import GateConfig
 from components.ingest.config import CleaningConfig, DataConfig
 from components.monitor.config import MonitorConfig
 from components.notify.config import NotifyConfig
-from components.release.config import CanaryConfig, RolloutConfig
+from components.release.config import (
+    CanaryConfig,
+    EnvironmentConfig,
+    RolloutConfig,
+    check_environments,
+    default_environments,
+)
 from components.report.config import ReportConfig
 from components.split.config import SplitConfig
 from components.train.config import TrainParams
@@ -44,8 +50,15 @@ class ConveyorConfig(Section):
     canary: CanaryConfig = Field(default_factory=CanaryConfig)  # checks, interval, threshold (every strategy)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)  # canary | bluegreen | ab | shadow
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    # staging, then production: where a blessed candidate goes, in order, and who lets it in
+    environments: list[EnvironmentConfig] = Field(default_factory=default_environments)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)  # Alert & Stop webhook
+
+    @field_validator("environments")
+    @classmethod
+    def _environments(cls, envs: list[EnvironmentConfig]) -> list[EnvironmentConfig]:
+        return check_environments(envs)
 
 
 def load_config(path: str | os.PathLike | None = None) -> ConveyorConfig:
@@ -63,7 +76,8 @@ def config_from_dict(raw: dict, origin: str = "config") -> ConveyorConfig:
 OWN_PARAMETERS = {"data": "sources / dataset / source_settings / engine / spark_config", "cleaning": "cleaning",
                   "cluster": "cluster_config", "split": "split_config",
                   "features": "features_config", "report": "report_config", "gate": "gate_config",
-                  "canary": "canary_config", "rollout": "rollout_config", "deploy": "deploy_config",
+                  "canary": "canary_config", "rollout": "rollout_config",
+                  "environments": "environments", "deploy": "deploy_config",
                   "notify": "notify_config", "model_name": "model_name"}
 
 

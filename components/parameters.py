@@ -82,8 +82,12 @@ PARAMETERS: dict[str, str] = {
     "search_backend": "Hyperparameter search: katib (an Experiment on the cluster, trials on GPU nodes) | "
                       "local (Optuna in the step's pod)",
     "backend": "Hyperparameter search: katib (an Experiment on the cluster) | local (Optuna in this pod)",
-    "model_name": "Registered model name: versions, aliases (candidate, champion) and audit records live "
-                  "under <store>/models/<model_name>/",
+    "model_name": "Registered model name: versions, aliases (candidate, staging, production; champion is "
+                  "another name for production) and records live under <store>/models/<model_name>/",
+    "environments": "Where a blessed candidate goes, in order (config `environments`): each environment's name "
+                    "(also its registry alias), approval (auto | manual, production only), approval_ttl_hours, "
+                    "its InferenceService and namespace, verify_intervals. The last is production",
+    "environment": "The environment this release enters (production, or another in `environments`)",
     "config": SETTINGS,
     "training_config": "The continuous-training run's `config` parameter (search, train, best_trial, "
                        "monitor); the champion's training parameters replace `train` when "
@@ -114,7 +118,7 @@ PARAMETERS: dict[str, str] = {
     "evaluation": "The candidate's evaluation vs the champion (overall, per slice, calibration, latency)",
     "blessing": "The gate's BLESSED/NOT_BLESSED record with its reasons, signed for the release step",
     "record": "The record the notification is about (the gate's blessing or the release's outcome)",
-    "event": "What happened: not_blessed | rolled_back | failed",
+    "event": "What happened: not_blessed | staging_failed | awaiting_approval | rolled_back | failed",
     "status": "The pipeline's final status (KFP's exit handler fills it in)",
     "alias": "Registry alias the new version gets",
 }
@@ -138,7 +142,11 @@ OUTPUTS: dict[str, str] = {
     "confusion": "Confusion matrix on the test split",
     "deployment": "The release record: strategy, each analysis interval, decision",
     "outcome": "How the release ended: Promoted | RolledBack | ...",
-    "champion": "The champion version after the release",
+    "champion": "The production version after the release",
+    "verification": "Each pre-production environment's verdict: the checks of every interval on replayed "
+                    "labelled traffic, passed or failed, and what entry to production needs next",
+    "next": "What follows staging: release (entry to production granted) | awaiting_approval (a person "
+            "decides: `conveyor approve|reject`) | failed",
     "notification": "What was sent, and whether it was delivered",
     "decision": "The retraining trigger's decision with its reasons",
     "action": "retrain | wait | insufficient_data",

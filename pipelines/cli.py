@@ -218,6 +218,71 @@ def cmd_audit_verify(args) -> int:
     return 0
 
 
+def _approval_config(args) -> ConveyorConfig:
+    """The environments and release settings: --config, $CONVEYOR_CONFIG, else the bundled config
+    (the one `conveyor run` stages with)."""
+    return load_config(getattr(args, "config", None))
+
+
+def cmd_decide(args) -> int:
+    # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
+    from components.common.storage import open_store
+    from components.release.environments import decide
+
+    cfg = _approval_config(args)
+    store = open_store(args.store)
+    record = decide(store, args.model, args.version, args.env, cfg.environments, args.verb, args.reason)
+    by = record["by"].get("name", "?")
+    print(f"{args.model} {args.version}: entry to {args.env} {record['decision']} by {by} at {record['at']} "
+          f"(checked: {record['checked']['env']} passed at {record['checked']['at']})")
+    if args.verb == "reject" or args.no_release:
+        if args.verb == "approve":
+            print(f"not released (--no-release): run `conveyor release {args.model} {args.version} --env {args.env}`")
+        return 0
+    return _release(cfg, store, args.model, args.version, args.env, args.workdir)
+
+
+def _release(cfg: ConveyorConfig, store, model: str, version: str, env: str, workdir: str) -> int:
+    # lazy: kfp.local is needed only to release
+    from pipelines.local_run import release_locally
+
+    print(f"releasing {model} {version} to {env} ({cfg.rollout.strategy}) through the conveyor-release pipeline "
+          "(kfp.local)...", flush=True)
+    record = release_locally(cfg, store.uri, version, env, _output_folder(workdir, "--workdir"))
+    print(f"{cfg.rollout.strategy} release of {model} {version} to {env}: {record['outcome']} vs stable "
+          f"{record.get('stable') or 'none'}; record: {record.get('record_uri')}")
+    return 0
+
+
+def cmd_release(args) -> int:
+    # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
+    from components.common.storage import open_store
+    from components.release.environments import require_entry
+
+    cfg = _approval_config(args)
+    store = open_store(args.store)
+    require_entry(store, args.model, args.version, args.env, cfg.environments)  # refused before anything starts
+    return _release(cfg, store, args.model, args.version, args.env, args.workdir)
+
+
+def cmd_pending(args) -> int:
+    # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
+    from components.common.storage import open_store
+    from components.release.environments import pending
+
+    rows = pending(open_store(args.store), args.model)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no version awaits approval" + (f" for {args.model}" if args.model else ""))
+        return 0
+    _print_table(("MODEL", "VERSION", "ENV", "REQUESTED", "EXPIRES", "CHECKED"),
+                 [(r["model"], r["version"], r["env"], r["requested_at"], r["expires_at"],
+                   f"{r['checked'].get('env')} {r['checked'].get('outcome')}") for r in rows])
+    return 0
+
+
 def cmd_runs_list(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
     from components.common.storage import open_store
@@ -329,6 +394,9 @@ def cmd_serve(args) -> int:
         store, name, ref = parse_model_ref(args.model, args.store)
     if args.role not in ("stable", "canary"):  # a default from $CONVEYOR_ROLE is not checked by argparse
         raise InputError(f"--role / $CONVEYOR_ROLE {args.role!r}: expected stable or canary")
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", args.env):
+        raise InputError(f"--env / $CONVEYOR_ENV {args.env!r}: expected an environment name like staging or "
+                         "production")
     chaos = {"error_rate": args.chaos_error_rate, "delay_ms": args.chaos_delay_ms,
              "flip_labels": args.chaos_flip_labels}
     token = None
@@ -337,7 +405,8 @@ def cmd_serve(args) -> int:
         if len(token) < 16:
             raise InputError(f"--model-repository needs a token of at least 16 characters in ${REPOSITORY_TOKEN_ENV} "
                              f"(got {len(token)}); it is read from the environment so that ps does not show it")
-    return serve(store, name, ref, args.port, role=args.role, name=args.name, log_sample_rate=args.log_sample_rate,
+    return serve(store, name, ref, args.port, role=args.role, env=args.env, name=args.name,
+                 log_sample_rate=args.log_sample_rate,
                  max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log,
                  model_dir=model_dir, host=args.host, workers=args.workers, repository_token=token,
                  max_explain_batch=args.max_explain_batch, max_explain_tokens=args.max_explain_tokens)
@@ -447,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "locally with no cluster by default.",
                                      epilog="Exit codes: 0 ok, 2 bad input, 3 bad config, 4 store unreachable, "
                                      "5 not found, 6 integrity, 7 gate failed, 8 search failed, 9 cluster, "
-                                     "70 internal error (README: Exit codes).")
+                                     "10 release refused, 70 internal error (README: Exit codes).")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -546,6 +615,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=argparse.SUPPRESS, help=STORE_HELP)
     p.set_defaults(func=cmd_audit_verify)
 
+    for verb, what in (("approve", "approve a staged version's entry to an environment, then release it there "
+                                   "by the configured strategy (the conveyor-release pipeline)"),
+                       ("reject", "reject a staged version's entry to an environment (production is untouched)")):
+        p = command(sub, verb, what)
+        p.add_argument("model", help="model name (the config's model_name)")
+        p.add_argument("version", help="registry version (`conveyor pending` lists those awaiting a decision)")
+        p.add_argument("--env", default="production", help="the environment it would enter")
+        p.add_argument("--reason", required=True, help="why (recorded in the audit log with who and when)")
+        if verb == "approve":
+            p.add_argument("--no-release", action="store_true",
+                           help="record the approval only; `conveyor release` releases later")
+            p.add_argument("--workdir", default=".conveyor/runs", help="where the release run keeps its files")
+        store_opt(p)
+        config_opt(p)
+        p.set_defaults(func=cmd_decide, verb=verb)
+
+    p = command(sub, "pending", "versions awaiting approval (requests past their expiry are expired on the way)")
+    p.add_argument("model", nargs="?", help="only this model")
+    json_opt(p)
+    store_opt(p)
+    p.set_defaults(func=cmd_pending)
+
+    p = command(sub, "release", "release an approved version into an environment by the configured strategy "
+                "(refused unless it passed staging and was approved)")
+    p.add_argument("model", help="model name")
+    p.add_argument("version", help="registry version")
+    p.add_argument("--env", default="production", help="the environment to release into")
+    p.add_argument("--workdir", default=".conveyor/runs", help="where the release run keeps its files")
+    store_opt(p)
+    config_opt(p)
+    p.set_defaults(func=cmd_release)
+
     models = command(sub, "models", "the model registry")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     p = command(msub, "list", "versions of a model with their aliases")
@@ -587,6 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name in the URL paths (default: $CONVEYOR_SERVED_NAME, else the model name)")
     p.add_argument("--role", default=os.environ.get("CONVEYOR_ROLE") or "stable", choices=["stable", "canary"],
                    help="label on /metrics (default: $CONVEYOR_ROLE, else stable)")
+    p.add_argument("--env", default=os.environ.get("CONVEYOR_ENV") or "production",
+                   help="the environment it serves in, the `env` label on /metrics (default: $CONVEYOR_ENV, else "
+                        "production)")
     p.add_argument("--log-sample-rate", type=float, default=0.0,
                    help="share of requests logged to the store (the monitor's input)")
     p.add_argument("--max-batch", type=int, default=256, help="instances per request; more is refused (400)")

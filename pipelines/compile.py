@@ -21,12 +21,13 @@ def pipelines_for(config_path: str | None = None) -> dict:
     from pipelines.monitoring_pipeline import build_monitoring_pipeline
 
     # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
+    from pipelines.release_pipeline import build_release_pipeline
     from pipelines.training_pipeline import build_training_pipeline
 
     cfg = load_config(config_path)
     return {"conveyor-data": build_data_pipeline(cfg), "conveyor-training": build_training_pipeline(cfg),
             "conveyor-continuous-training": build_training_pipeline(cfg, continuous=True),
-            "conveyor-monitoring": build_monitoring_pipeline(cfg)}
+            "conveyor-monitoring": build_monitoring_pipeline(cfg), "conveyor-release": build_release_pipeline(cfg)}
 
 
 def write_alert_rules(out_dir: str, config_path: str | None = None) -> dict[str, str]:

@@ -33,7 +33,7 @@ from components.monitor.submit import retrain_parameters
 from components.notify.component import notify_op
 from components.registry.component import register_op
 from components.registry.store import resolve_version
-from components.release.component import release_op
+from components.release.component import release_op, stage_op
 from components.report.component import report_op
 from components.search.component import tune_op
 from components.search.spec import parse_spec
@@ -43,6 +43,7 @@ from pipelines.closed_loop import replay_production
 from pipelines.data_pipeline import build_data_pipeline
 from pipelines.monitoring_pipeline import build_monitoring_pipeline
 from pipelines.progress_display import ProgressDisplay
+from pipelines.release_pipeline import build_release_pipeline
 from pipelines.s3server import EmbeddedS3
 from pipelines.task_outputs import output_json, output_metadata, output_path
 from pipelines.training_pipeline import build_training_pipeline
@@ -169,7 +170,9 @@ def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "referen
     decision = output_json(run_dir, gate_op, "blessing")
     gate_md = reports_dir / f"gate-{tag}.md"
     shutil.copyfile(output_path(run_dir, gate_op, "report"), gate_md)
-    deployed = output_path(run_dir, release_op, "deployment")  # None: the gate did not bless it
+    staged = output_path(run_dir, stage_op, "verification")  # None: the gate did not bless it
+    staging = json.loads(staged.read_text()) if staged else None
+    deployed = output_path(run_dir, release_op, "deployment")  # None: not blessed, not staged or awaiting approval
     deployment = json.loads(deployed.read_text()) if deployed else None
     # Alert & Stop: the notify tasks' outputs (notify-op, notify-op-2: one per condition)
     alerts = [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"**/{notify_op.name}*/notification"))]
@@ -183,6 +186,8 @@ def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "referen
             "gate": {"decision": decision["decision"], "reasons": decision["reasons"], "report": str(gate_md),
                      "champion": decision["champion"],
                      "infra_validation": (decision.get("infra_validation") or {}).get("detail")},
+            "staging": None if staging is None else {k: staging.get(k) for k in ("next", "environment", "stages",
+                                                                                  "expires_at")},
             "canary": None if deployment is None else {
                 "outcome": deployment["outcome"], "stable": deployment.get("stable"),
                 "strategy": deployment.get("strategy", "canary"),
@@ -414,11 +419,22 @@ def _describe(step: dict[str, Any]) -> str:
             delivery = alert["delivery"] or {}
             sent = "sent" if delivery.get("delivered") else (delivery.get("skipped") or delivery.get("error"))
             lines.append(f"    ALERT {alert['event']} ({alert['severity']}): {alert['summary']} [{sent}]")
-        canary = step["canary"]
+        staging, canary = step.get("staging"), step["canary"]
+        for stage in (staging or {}).get("stages") or []:
+            lines.append(f"    {stage['env']}: {'PASSED' if stage['passed'] else 'FAILED'} vs production "
+                         f"{stage['stable'] or 'none'} on replayed labelled traffic ({stage['reason']})")
+        if staging and staging["next"] == "awaiting_approval":
+            model, version = step["model"]["name"], step["model"]["version"]
+            lines.append(f"    {staging['environment']}: AWAITING APPROVAL until {staging['expires_at']}: "
+                         f"conveyor approve {model} {version} --env {staging['environment']} --reason TEXT "
+                         f"(or conveyor reject ...)")
+        elif staging and staging["next"] == "release":
+            lines.append(f"    {staging['environment']}: entry granted (approval: auto)")
         if canary is None:
-            lines.append("    release: not run (candidate not blessed)")
+            if staging is None:
+                lines.append("    release: not run (candidate not blessed)")
         else:
-            lines.append(f"    release ({canary.get('strategy', 'canary')}): {canary['outcome']} vs stable "
+            lines.append(f"    production release ({canary.get('strategy', 'canary')}): {canary['outcome']} vs stable "
                          f"{canary['stable'] or 'none'} ({canary['reason'] or ' -> '.join(canary['actions'])}); "
                          f"record: {canary['record']}")
             exp = canary.get("experiment")
@@ -430,4 +446,15 @@ def _describe(step: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LocalPipelineRun", "resolve_sources", "run_local"]
+def release_locally(cfg: ConveyorConfig, store: str, version: str, env: str, workdir: str) -> dict[str, Any]:
+    """The conveyor-release pipeline through kfp.local (what `conveyor approve` starts): returns the
+    deployment record the release step wrote."""
+    run_dir = Path(workdir).resolve() / ("release-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runner = LocalPipelineRun(run_dir)
+    done = runner.run("release pipeline", build_release_pipeline(cfg, store=store, target="local"),
+                      candidate=version, store=store, environment=env)
+    return output_json(done, release_op, "deployment")
+
+
+__all__ = ["LocalPipelineRun", "release_locally", "resolve_sources", "run_local"]

@@ -13,7 +13,7 @@ from components.gate.component import gate_op
 from components.notify.component import exit_notify_op, notify_op
 from components.parameters import documented
 from components.registry.component import register_op
-from components.release.component import release_op
+from components.release.component import release_op, stage_op
 from components.search.component import tune_op
 from components.train.component import train_op
 from pipelines.data_pipeline import CLUSTER_STORE, data_steps, section_defaults
@@ -69,6 +69,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         gate_config: dict = config["gate"],
         canary_config: dict = config["canary"],
         rollout_config: dict = config["rollout"],  # strategy: canary | bluegreen | ab | shadow
+        environments: list = config["environments"],  # staging, then production (approval auto | manual)
         deploy_target: str = "kserve" if backend == "katib" else "local",
         deploy_config: dict = config["deploy"],
         reference_version: str = "",  # the data report's drift baseline ("": statistics only)
@@ -133,15 +134,31 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
                                 notify_config=notify_config, record=gated.outputs["blessing"]),
                       "alert & stop: candidate not blessed")
             with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
-                rollout = release_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
-                                    blessing=gated.outputs["blessing"], test=test_split,
-                                    canary_config=canary_config, target=deploy_target, deploy_config=deploy_config,
-                                    rollout_config=rollout_config)
-                rollout.set_display_name(f"release ({cfg.rollout.strategy}): analysis, promote or roll back")
-                rollout.set_caching_options(False)
-                with dsl.If(rollout.outputs["outcome"] != "Promoted", name="not-promoted"):
-                    alert(notify_op(event="rolled_back", run_id=run_id, model_name=model_name,
-                                    notify_config=notify_config, record=rollout.outputs["deployment"]),
-                          "alert: release not promoted")
+                staged = stage_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
+                                  blessing=gated.outputs["blessing"], test=test_split, canary_config=canary_config,
+                                  environments=environments, target=deploy_target, deploy_config=deploy_config)
+                staged.set_display_name("staging: deploy, verify on replayed traffic, approval")
+                staged.set_caching_options(False)
+                with dsl.If(staged.outputs["next"] == "failed", name="staging-failed"):
+                    alert(notify_op(event="staging_failed", run_id=run_id, model_name=model_name,
+                                    notify_config=notify_config, record=staged.outputs["verification"]),
+                          "alert & stop: staging failed")
+                with dsl.If(staged.outputs["next"] == "awaiting_approval", name="awaiting-approval"):
+                    alert(notify_op(event="awaiting_approval", run_id=run_id, model_name=model_name,
+                                    notify_config=notify_config, record=staged.outputs["verification"]),
+                          "stop: awaiting approval (conveyor approve | reject)")
+                with dsl.If(staged.outputs["next"] == "release", name="entry-granted"):
+                    rollout = release_op(store=store, model_name=model_name,
+                                         candidate=registered.outputs["version"], canary_config=canary_config,
+                                         environment=staged.outputs["environment"], environments=environments,
+                                         target=deploy_target, deploy_config=deploy_config,
+                                         rollout_config=rollout_config)
+                    rollout.set_display_name(f"production release ({cfg.rollout.strategy}): analysis, promote or "
+                                             "roll back")
+                    rollout.set_caching_options(False)
+                    with dsl.If(rollout.outputs["outcome"] != "Promoted", name="not-promoted"):
+                        alert(notify_op(event="rolled_back", run_id=run_id, model_name=model_name,
+                                        notify_config=notify_config, record=rollout.outputs["deployment"]),
+                              "alert: release not promoted")
 
     return training_pipeline

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("conveyor-data", "conveyor-training", "conveyor-continuous-training", "conveyor-monitoring")
+NAMES = ("conveyor-data", "conveyor-training", "conveyor-continuous-training", "conveyor-monitoring",
+         "conveyor-release")
 
 
 @pytest.fixture(scope="module")

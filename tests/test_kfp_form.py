@@ -18,7 +18,8 @@ from components.common.errors import ConfigError
 from components.config import OWN_PARAMETERS, ConveyorConfig, run_config
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ("conveyor-data", "conveyor-training", "conveyor-continuous-training", "conveyor-monitoring")
+NAMES = ("conveyor-data", "conveyor-training", "conveyor-continuous-training", "conveyor-monitoring",
+         "conveyor-release")
 
 
 def _spec(name: str) -> dict:

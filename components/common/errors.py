@@ -76,6 +76,14 @@ class SearchFailed(ConveyorError):
     exit_code = 8
 
 
+class ReleaseRefused(ConveyorError):
+    """A promotion, approval or rejection was refused: the version was not blessed, never passed
+    the environment before, was already decided, or its approval request expired."""
+
+    exit_code = 10
+    http_status = 409
+
+
 class ClusterError(ConveyorError):
     """The Kubernetes API refused a request, or a resource did not become ready in time."""
 

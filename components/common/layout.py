@@ -9,7 +9,11 @@ predictor's logs) names it the same way the writer did.
     models/<model>/<version>/model_card.json           a registered model version
     models/<model>/<version>/explanations.json         its global token importance (evaluate step)
     models/<model>/aliases/<alias>.json                champion, candidate, ...
-    deployments/<model>/<finished>-<candidate>.json    a rollout's record
+    deployments/<model>/<env>/<finished>-<candidate>.json   a release's record in one environment
+    releases/<model>/<version>/replay.parquet          the labelled rows its releases replay
+    releases/<model>/<version>/<env>/verification.json   a pre-production environment's verdict
+    releases/<model>/<version>/<env>/request.json      an approval request (manual approval)
+    releases/<model>/<version>/<env>/decision.json     granted | rejected | expired (written once)
     inference-logs/<model>/<version>/<day>/<id>.parquet  what the predictor answered
     feedback/<model>/<name>.parquet                    delayed labels
     monitoring/<model>/decisions/<stamp>-<action>.json   the retraining trigger's decisions
@@ -98,8 +102,27 @@ def alias_key(name: str, alias: str) -> str:
 
 
 # Serving and monitoring.
-def deployment_record_key(model: str, finished_at: str, candidate: str) -> str:
-    return f"deployments/{check_name(model, 'model')}/{finished_at.replace(':', '')}-{candidate}.json"
+def deployment_record_key(model: str, finished_at: str, candidate: str, env: str = "production") -> str:
+    return f"deployments/{check_name(model, 'model')}/{check_name(env, 'environment')}/" \
+           f"{finished_at.replace(':', '')}-{candidate}.json"
+
+
+def deployments_prefix(model: str) -> str:
+    return f"deployments/{check_name(model, 'model')}/"
+
+
+# Environments and approvals.
+def release_prefix(model: str, version: str | None = None) -> str:
+    return f"releases/{check_name(model, 'model')}/" + (f"{check_name(version, 'version')}/" if version else "")
+
+
+def replay_rows_key(model: str, version: str) -> str:
+    return f"{release_prefix(model, version)}replay.parquet"
+
+
+def environment_record_key(model: str, version: str, env: str, record: str) -> str:
+    """`verification`, `request` or `decision` of one version in one environment."""
+    return f"{release_prefix(model, version)}{check_name(env, 'environment')}/{record}.json"
 
 
 def inference_log_prefix(model: str, version: str | None = None) -> str:

@@ -71,7 +71,9 @@ def _standard_predictor(cfg: DeployConfig, model_name: str, version: str) -> dic
 
 
 def build_inference_service(cfg: DeployConfig, model_name: str, stable: str, candidate: str | None = None,
-                            canary_percent: int = 10) -> dict[str, Any]:
+                            canary_percent: int = 10, env: str = "production") -> dict[str, Any]:
+    """`env`: the environment it serves (config `environments`); every one but production labels
+    the predictor's metrics with it (CONVEYOR_ENV) and the object with conveyor.dev/env."""
     if candidate is not None and not 0 <= canary_percent <= 100:
         raise SpecError(f"canary traffic percent {canary_percent} is outside 0..100")
     annotations = {MODE_ANNOTATION: "Knative" if cfg.mode == "knative" else "Standard",
@@ -94,9 +96,13 @@ def build_inference_service(cfg: DeployConfig, model_name: str, stable: str, can
             spec["canary"] = [{"predictor": canary, "trafficPercent": canary_percent}]
     if candidate:
         annotations["conveyor.dev/candidate-version"] = candidate
+    labels = {"app.kubernetes.io/part-of": "conveyor", "conveyor.dev/model": model_name}
+    if env != "production":
+        labels["conveyor.dev/env"] = env
+        spec["predictor"]["model"]["env"] = [{"name": "CONVEYOR_ENV", "value": env}]
     manifest = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
                 "metadata": {"name": cfg.name, "namespace": cfg.namespace, "annotations": annotations,
-                             "labels": {"app.kubernetes.io/part-of": "conveyor", "conveyor.dev/model": model_name}},
+                             "labels": labels},
                 "spec": spec}
     validate_inference_service(manifest)
     return manifest

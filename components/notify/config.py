@@ -8,7 +8,8 @@ from pydantic import Field
 
 from components.common.config import Section
 
-EVENTS = ("not_blessed", "rolled_back", "failed")
+EVENTS = ("not_blessed", "staging_failed", "awaiting_approval", "rolled_back", "failed")
+Event = Literal["not_blessed", "staging_failed", "awaiting_approval", "rolled_back", "failed"]
 
 
 class NotifyConfig(Section):
@@ -17,5 +18,5 @@ class NotifyConfig(Section):
     # never sits in the compiled pipeline.
     webhook_url: str | None = None
     secret: str = "conveyor-notify"
-    events: list[Literal["not_blessed", "rolled_back", "failed"]] = Field(default_factory=lambda: list(EVENTS))
+    events: list[Event] = Field(default_factory=lambda: list(EVENTS))
     timeout_s: float = Field(5.0, gt=0)

@@ -12,7 +12,8 @@ import urllib.request
 from typing import Any
 
 SCHEMA = "conveyor.dev/notification/v1"
-SEVERITY = {"not_blessed": "warning", "rolled_back": "warning", "failed": "critical"}
+SEVERITY = {"not_blessed": "warning", "staging_failed": "warning", "awaiting_approval": "info",
+            "rolled_back": "warning", "failed": "critical"}
 
 
 def gate_notification(run_id: str, model: str, blessing: dict[str, Any]) -> dict[str, Any]:
@@ -37,6 +38,23 @@ def release_notification(run_id: str, model: str, deployment: dict[str, Any]) ->
                           "stable": deployment.get("stable"), "failing_checks": failing,
                           "experiment": {k: experiment.get(k) for k in ("verdict", "winner", "p_value")}
                           if experiment else None, "record": deployment.get("record_uri")})
+
+
+def staging_notification(run_id: str, model: str, verification: dict[str, Any]) -> dict[str, Any]:
+    """After staging: the candidate failed there (staging_failed), or waits for a person (awaiting_approval)."""
+    candidate = verification.get("candidate")
+    stages = verification.get("stages") or []
+    last = stages[-1] if stages else {}
+    if verification.get("next") == "awaiting_approval":
+        env = verification.get("environment", "production")
+        return _notification("awaiting_approval", run_id, model, candidate,
+                             f"{model} {candidate} passed {last.get('env', 'staging')} and awaits approval for {env} "
+                             f"until {verification.get('expires_at')}: conveyor approve {model} {candidate} "
+                             f"--env {env} --reason TEXT (or reject)",
+                             {"environment": env, "expires_at": verification.get("expires_at"), "stages": stages})
+    return _notification("staging_failed", run_id, model, candidate,
+                         f"{model} {candidate} failed {last.get('env', 'staging')}: {last.get('reason')}; production "
+                         "is unchanged", {"stages": stages})
 
 
 def failure_notification(run_id: str, model: str, state: str, error: str | None) -> dict[str, Any]:

@@ -8,7 +8,13 @@ from typing import Any
 
 from components.common.errors import InputError
 from components.notify.config import NotifyConfig
-from components.notify.core import failure_notification, gate_notification, post, release_notification
+from components.notify.core import (
+    failure_notification,
+    gate_notification,
+    post,
+    release_notification,
+    staging_notification,
+)
 
 URL_ENV = "CONVEYOR_NOTIFY_URL"
 
@@ -19,8 +25,12 @@ def deliver(event: str, run_id: str, model: str, source: dict[str, Any], config:
         payload = gate_notification(run_id, model, source)
     elif event == "rolled_back":
         payload = release_notification(run_id, model, source)
+    elif event in ("staging_failed", "awaiting_approval"):
+        payload = staging_notification(run_id, model, source)
+        if payload["event"] != event:
+            raise InputError(f"event {event!r}: the staging record says {payload['event']}")
     else:
-        raise InputError(f"event must be not_blessed or rolled_back, got {event!r}")
+        raise InputError(f"event must be not_blessed, staging_failed, awaiting_approval or rolled_back, got {event!r}")
     return {**payload, "delivery": _send(payload, cfg)}
 
 
@@ -35,7 +45,8 @@ def deliver_failure(run_id: str, model: str, state: str, error: str | None, conf
     return None
 
 
-EVENT_REASONS = {"not_blessed": "CandidateNotBlessed", "rolled_back": "ReleaseNotPromoted",
+EVENT_REASONS = {"not_blessed": "CandidateNotBlessed", "staging_failed": "StagingFailed",
+                 "awaiting_approval": "AwaitingApproval", "rolled_back": "ReleaseNotPromoted",
                  "failed": "PipelineRunFailed"}
 
 

@@ -173,7 +173,9 @@ class CanaryState:
     result: dict[str, Any] | None = None      # ab: verdict, winner, effect, interval, p-value
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["phase"] = str(self.phase)  # plain strings for YAML, JSON and annotations alike
+        return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> CanaryState:
@@ -214,7 +216,7 @@ def advance(state: CanaryState, checks: list[Check], cfg: CanaryConfig, at: str 
                     state.weight = cfg.step_weights[state.step]
                     state.successes = 0
                     action = Action.STEP_UP
-    state.history.append({"at": at, "action": action, "weight": state.weight, "failed": state.failed,
+    state.history.append({"at": at, "action": str(action), "weight": state.weight, "failed": state.failed,
                           "checks": [c.to_json() for c in checks]})
     return state, action
 

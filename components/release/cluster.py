@@ -50,7 +50,7 @@ from components.release.analysis import CanaryState
 from components.release.config import CanaryConfig, RolloutConfig
 from components.release.gauges import publisher
 from components.release.prometheus import PrometheusMetricsSource
-from components.release.rollout import now, run_rollout
+from components.release.rollout import now, observers, run_rollout
 from components.release.route import (
     RELEASE_OF,
     build_route,
@@ -350,7 +350,8 @@ class CanaryController:
 
     # -- the analysis loop -------------------------------------------------------------------
     def analyze(self, source, cfg: CanaryConfig | None = None, once: bool = False,
-                wait: Callable[[float], None] = time.sleep, replay=None) -> CanaryState:
+                wait: Callable[[float], None] = time.sleep, replay=None,
+                on_step: Callable[[CanaryState], None] | None = None) -> CanaryState:
         """Run intervals until the rollout is promoted, rolled back or paused (or one, with once)."""
         obj = self.get()
         plan = read_plan(obj, cfg)
@@ -358,7 +359,8 @@ class CanaryController:
         model = obj["metadata"].get("labels", {}).get(MODEL_LABEL, self.name)
         return run_rollout(router, source, replay, plan, wait=wait, once=once,
                            log=lambda m: self.log(f"{self.namespace}/{self.name}: {m}"),
-                           observe=publisher(plan.rollout.pushgateway_url, model, router.versions, self.log))
+                           observe=observers(publisher(plan.rollout.pushgateway_url, model, router.versions,
+                                                       self.log), on_step))
 
     def act(self, obj: dict[str, Any], state: CanaryState, action: str, evidence: str) -> dict[str, Any]:
         if (obj["metadata"].get("annotations") or {}).get(ROUTE):
@@ -464,7 +466,8 @@ class InferenceServiceRouter:
 def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, model: str, candidate: str,
                         api: InferenceServiceApi | None = None, source=None, log=print,
                         replay_rows: tuple[list[str], list[str]] | None = None,
-                        rollout: RolloutConfig | None = None, routes=None) -> dict[str, Any]:
+                        rollout: RolloutConfig | None = None, routes=None,
+                        on_step: Callable[[CanaryState], None] | None = None) -> dict[str, Any]:
     """The pipeline's cluster deploy step: start (or adopt) the rollout, analyse it to the end,
     move the registry's champion alias on promotion, and store a deployment record.
     With `cfg.cluster_replay_requests` and `replay_rows` (texts, labels), labelled rows are sent
@@ -513,12 +516,13 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
             replay = LabelledReplay(f"{url.rstrip('/')}/v1/models/{deploy_cfg.name}:predict", *replay_rows,
                                     per_interval=cfg.cluster_replay_requests)
         with rolled_back_on_sigterm(ctl):
-            state = ctl.analyze(source, cfg, replay=replay)
+            state = ctl.analyze(source, cfg, replay=replay, on_step=on_step)
         obj = ctl.get()
     stable = obj["metadata"].get("annotations", {}).get(STABLE)
     if stable == candidate:
-        set_alias(store, model, "champion", candidate)
-    record = {"model": model, "candidate": candidate, "backend": "kserve", "strategy": rollout.strategy,
+        set_alias(store, model, "production", candidate, reason=f"{rollout.strategy} promoted on KServe")
+    record = {"model": model, "candidate": candidate, "env": "production", "backend": "kserve",
+              "strategy": rollout.strategy,
               "started_at": started,
               "finished_at": now(), "inference_service": f"{deploy_cfg.namespace}/{deploy_cfg.name}",
               "outcome": state.phase if state else "None", "stable": stable,
@@ -528,7 +532,7 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
         from components.release.local import experiment_result  # lazy: as above (the registry)
 
         record["experiment"] = experiment_result(record, state, rollout)
-    key = deployment_record_key(model, record["finished_at"], candidate)
+    key = deployment_record_key(model, record["finished_at"], candidate, "production")
     store.write_json(key, record)
     record["record_uri"] = store.url(key)
     from components.release.local import record_release  # lazy: as above (the registry)

@@ -132,3 +132,54 @@ class RolloutConfig(Section):
     ab: ABConfig = Field(default_factory=ABConfig)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     route: RouteConfig = Field(default_factory=RouteConfig)  # ab and shadow on KServe
+
+
+ENV_NAME = r"^[a-z][a-z0-9-]{0,30}$"
+PRODUCTION = "production"
+
+
+class EnvironmentConfig(Section):
+    """One environment a blessed candidate passes through (config `environments`, in order).
+
+    Every environment before the last is pre-production: the candidate is deployed there and
+    verified on replayed labelled traffic with the canary's checks against the production model.
+    The last is production, released by `rollout.strategy`. `approval` gates entering the
+    environment: auto enters when the one before passed; manual waits for `conveyor approve`."""
+
+    name: str = Field(pattern=ENV_NAME)   # also its registry alias and its `env` metrics label
+    approval: Literal["auto", "manual"] = "auto"
+    approval_ttl_hours: float = Field(72.0, gt=0)  # a request not decided by then expires
+    # cluster: the environment's InferenceService (default: production uses deploy.name, every
+    # other environment <deploy.name>-<env>) and namespace (default: deploy.namespace)
+    inference_service: str | None = Field(None, pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+    namespace: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    verify_intervals: int = Field(2, ge=1)  # pre-production: passing analysis intervals in a row
+    verify_max_intervals: int = Field(6, ge=1)  # ... out of at most this many
+
+    @property
+    def alias(self) -> str:
+        return self.name
+
+
+def default_environments() -> list[EnvironmentConfig]:
+    return [EnvironmentConfig(name="staging"), EnvironmentConfig(name=PRODUCTION)]
+
+
+def check_environments(envs: list[EnvironmentConfig]) -> list[EnvironmentConfig]:
+    """The rules the release relies on: production last, names unique, a person only before production."""
+    names = [e.name for e in envs]
+    if not envs or names[-1] != PRODUCTION:
+        raise ValueError(f"environments must end with {PRODUCTION!r} (got {names})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"environment names must be unique (got {names})")
+    manual = [e.name for e in envs[:-1] if e.approval == "manual"]
+    if manual:
+        raise ValueError(f"approval: manual is supported on {PRODUCTION!r} only (set on {manual}); "
+                         "pre-production environments are entered automatically")
+    if envs[0].name == PRODUCTION and len(envs) == 1:
+        return envs  # no staging: the production release is the only verification (documented)
+    for env in envs[:-1]:
+        if env.verify_intervals > env.verify_max_intervals:
+            raise ValueError(f"environment {env.name}: verify_intervals ({env.verify_intervals}) is above "
+                             f"verify_max_intervals ({env.verify_max_intervals})")
+    return envs

@@ -13,17 +13,18 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from components.common import audit
 from components.common.errors import NotFoundError
 from components.common.layout import deployment_record_key
-from components.registry.store import load_card, resolve_version, set_alias
+from components.registry.store import PRODUCTION_ALIAS, load_card, resolve_version, set_alias
 from components.release.analysis import CanaryState, RoleMetrics
 from components.release.config import CanaryConfig, RolloutConfig
 from components.release.experiment import assign_arm, report_markdown
 from components.release.gauges import publisher
-from components.release.rollout import ReplayTally, run_rollout
+from components.release.rollout import ReplayTally, observers, run_rollout
 from components.release.strategies import Plan, begin
 from components.serve.infra import ServerProcess, http_json
 
@@ -202,21 +203,24 @@ class LocalRouter:
 def run_local_canary(store, model_name: str, candidate: str, texts: list[str], labels: list[str],
                      cfg: CanaryConfig, requests_per_interval: int = 60, canary_chaos: list[str] | None = None,
                      canary_metrics_url: str | None = None, log=print,
-                     rollout: RolloutConfig | None = None) -> dict[str, Any]:
-    """Stable = current champion, candidate released by `rollout.strategy` (default canary).
+                     rollout: RolloutConfig | None = None, env: str = "production",
+                     on_step: Callable[[CanaryState], None] | None = None) -> dict[str, Any]:
+    """Stable = the production version, candidate released by `rollout.strategy` (default canary).
+    `on_step` sees the state after every interval (the audit log's release steps).
     Returns the deployment record (also stored)."""
     rollout = rollout or RolloutConfig()
     started = dt.datetime.now(dt.UTC)
-    record: dict[str, Any] = {"model": model_name, "candidate": candidate, "started_at": started.isoformat(),
+    record: dict[str, Any] = {"model": model_name, "candidate": candidate, "env": env,
+                              "started_at": started.isoformat(),
                               "strategy": rollout.strategy, "config": cfg.model_dump(mode="json"),
                               "rollout": rollout.model_dump(mode="json")}
     try:
-        stable_version = resolve_version(store, model_name, "champion")
+        stable_version = resolve_version(store, model_name, PRODUCTION_ALIAS)
     except NotFoundError:
         stable_version = None
     if stable_version is None or stable_version == candidate:
         # First deployment (or a re-run of the champion): nothing to compare against; it takes 100%.
-        set_alias(store, model_name, "champion", candidate)
+        set_alias(store, model_name, PRODUCTION_ALIAS, candidate, reason="first deployment")
         record.update(stable=stable_version, outcome="Promoted", reason="first deployment: no stable to compare",
                       state=None)
         return _save(store, record, log)
@@ -244,7 +248,8 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
             + (f" ({router.state().stage})" if router.state().stage else ""))
         # No wait between intervals: the replayed traffic is the interval.
         state = run_rollout(router, metrics, replay, plan, wait=lambda _s: None, log=log,
-                            observe=publisher(rollout.pushgateway_url, model_name, router.versions, log))
+                            observe=observers(publisher(rollout.pushgateway_url, model_name, router.versions, log),
+                                              on_step))
         record["stable_failed_requests"] = replay.stable_failures
         if state.phase == "Promoted" and router.switched_at is not None:
             # blue-green: the previous version stays up (instant rollback) until the delay has passed
@@ -256,7 +261,7 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
     record["state"] = state.to_json()
     record["outcome"] = state.phase
     if state.phase == "Promoted":
-        set_alias(store, model_name, "champion", candidate)
+        set_alias(store, model_name, PRODUCTION_ALIAS, candidate, reason=f"{rollout.strategy} promoted")
     if state.strategy == "ab" or rollout.strategy == "ab":
         record["experiment"] = experiment_result(record, state, rollout)
     return _save(store, record, log)
@@ -281,6 +286,7 @@ def experiment_result(record: dict[str, Any], state: CanaryState, rollout: Rollo
 def record_release(store, record: dict[str, Any], key: str) -> None:
     """The audit entry of a finished release (local and KServe backends alike)."""
     audit.append(store, "release_finished", {"model": record["model"], "version": record["candidate"],
+                                             "env": record.get("env", "production"),
                                              "strategy": record.get("strategy", "canary")},
                  {"outcome": record["outcome"], "stable": record.get("stable"), "record": key,
                   "started_at": record.get("started_at"), "finished_at": record.get("finished_at")})
@@ -288,7 +294,8 @@ def record_release(store, record: dict[str, Any], key: str) -> None:
 
 def _save(store, record: dict[str, Any], log) -> dict[str, Any]:
     record["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
-    key = deployment_record_key(record["model"], record["finished_at"], record["candidate"])
+    key = deployment_record_key(record["model"], record["finished_at"], record["candidate"],
+                                record.get("env", "production"))
     if record.get("experiment"):  # the A/B report sits next to the record
         report_key = key.removesuffix(".json") + "-experiment.md"
         store.write_bytes(report_key, report_markdown(record["experiment"]).encode())

@@ -60,6 +60,19 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def observers(*functions: Callable[[CanaryState], None] | None) -> Callable[[CanaryState], None] | None:
+    """One `observe` calling each given one in turn (None: none given)."""
+    chosen = [f for f in functions if f is not None]
+    if not chosen:
+        return None
+
+    def observe(state: CanaryState) -> None:
+        for function in chosen:
+            function(state)
+
+    return observe
+
+
 def as_plan(cfg: CanaryConfig | Plan) -> Plan:
     return cfg if isinstance(cfg, Plan) else Plan(cfg, RolloutConfig())
 

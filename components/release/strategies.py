@@ -98,7 +98,7 @@ def interval_checks(state: CanaryState, stable: RoleMetrics, candidate: RoleMetr
 def _log(state: CanaryState, action: str, checks: list[Check], at: str, stage: str) -> tuple[CanaryState, str]:
     """History entry of one interval; `stage` is the stage it was analysed in (a switch or a
     shadow turning into a canary changes the state's stage on the way out)."""
-    state.history.append({"at": at, "action": action, "weight": state.weight, "failed": state.failed,
+    state.history.append({"at": at, "action": str(action), "weight": state.weight, "failed": state.failed,
                           "stage": stage, "checks": [c.to_json() for c in checks]})
     return state, action
 

@@ -62,13 +62,14 @@ class ServerProcess:
     """`conveyor serve` in a subprocess on a free loopback port, stopped on exit."""
 
     def __init__(self, model: str, store: str | None, name: str = "model", role: str = "stable",
-                 extra: list[str] | None = None, startup_timeout: float = 60.0, wait: bool = True):
+                 extra: list[str] | None = None, startup_timeout: float = 60.0, wait: bool = True,
+                 env: str = "production"):
         self.port = free_port()
         self.name = name
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
         cmd = [sys.executable, "-m", "pipelines.cli", "serve", model, "--port", str(self.port), "--name", name,
-               "--role", role, *(extra or [])]
+               "--role", role, "--env", env, *(extra or [])]
         if store:
             cmd += ["--store", store]
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,

@@ -39,21 +39,21 @@ INPUT_NAME = "text"
 OUTPUT_NAMES = ("label", "probabilities")
 
 REQUESTS = Counter("conveyor_requests_total", "Prediction requests by outcome",
-                   ["model", "version", "role", "code"])
+                   ["model", "version", "role", "env", "code"])
 ERRORS = Counter("conveyor_request_errors_total", "Prediction requests that failed (4xx and 5xx)",
-                 ["model", "version", "role", "code"])
+                 ["model", "version", "role", "env", "code"])
 LATENCY = Histogram("conveyor_request_latency_seconds", "Predict latency (validation, featurize, forward)",
-                    ["model", "version", "role"],
+                    ["model", "version", "role", "env"],
                     buckets=(0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0))
 EXPLAIN_LATENCY = Histogram("conveyor_explain_latency_seconds", "Explain latency (occlusion over the request's texts)",
-                            ["model", "version", "role"],
+                            ["model", "version", "role", "env"],
                             buckets=(0.001, 0.004, 0.016, 0.064, 0.256, 1.0, 4.0, 16.0))
-PREDICTIONS = Counter("conveyor_predictions_total", "Predicted classes", ["model", "version", "role", "label"])
+PREDICTIONS = Counter("conveyor_predictions_total", "Predicted classes", ["model", "version", "role", "env", "label"])
 
 
 class ConveyorModel(Model):
     def __init__(self, name: str, store_uri: str | None, model_name: str, ref: str = "champion",
-                 role: str = "stable", max_batch: int = 256, max_chars: int = 100_000,
+                 role: str = "stable", max_batch: int = 256, max_chars: int = 100_000, env: str = "production",
                  log_sample_rate: float = 0.0, chaos: dict | None = None, model_dir: str | None = None,
                  max_explain_batch: int = 16, max_explain_tokens: int = 64):
         super().__init__(name)
@@ -63,6 +63,7 @@ class ConveyorModel(Model):
         # 4 consecutive requests holds at least one 500, so a rehearsal cannot pass by luck.
         self._chaos_seen = 0
         self.store_uri, self.model_name, self.ref, self.role = store_uri, model_name, ref, role
+        self.env = env  # the environment it serves in (staging, production): a label on every metric
         self.max_batch, self.max_chars, self.log_sample_rate = max_batch, max_chars, log_sample_rate
         # An explanation costs up to max_explain_tokens + 1 forward rows per text: both bounds hold it.
         self.max_explain_batch = max_explain_batch
@@ -104,7 +105,7 @@ class ConveyorModel(Model):
 
     # -- accounting (called by components.serve.server for every predict/infer answer) ----------
     def count(self, code: int) -> None:
-        tags = (self.model_name, self.version, self.role, str(code))
+        tags = (self.model_name, self.version, self.role, self.env, str(code))
         REQUESTS.labels(*tags).inc()
         if code >= 400:
             ERRORS.labels(*tags).inc()
@@ -194,7 +195,7 @@ class ConveyorModel(Model):
         if self.chaos["flip_labels"]:
             probs = probs[:, ::-1].copy()
             labels = [self.loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
-        tags = (self.model_name, self.version, self.role)
+        tags = (self.model_name, self.version, self.role, self.env)
         LATENCY.labels(*tags).observe(time.perf_counter() - started)
         for label in labels:
             PREDICTIONS.labels(*tags, label).inc()
@@ -219,7 +220,8 @@ class ConveyorModel(Model):
         started = time.perf_counter()
         # off the event loop: health and predict keep answering while a long text is explained
         explanations = await asyncio.to_thread(explain_texts, self.loaded, texts, self.explain_limits)
-        EXPLAIN_LATENCY.labels(self.model_name, self.version, self.role).observe(time.perf_counter() - started)
+        EXPLAIN_LATENCY.labels(self.model_name, self.version, self.role, self.env).observe(
+            time.perf_counter() - started)
         return {"model_version": self.version, "explanations": explanations}
 
     async def infer_v2(self, request: oip.Request) -> dict:
@@ -249,7 +251,7 @@ class ConveyorModel(Model):
         super().stop()
 
 
-def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str = "stable",
+def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str = "stable", env: str = "production",
           name: str | None = None, log_sample_rate: float = 0.0, max_batch: int = 256,
           max_chars: int = 100_000, chaos: dict | None = None, access_log: bool = False,
           model_dir: str | None = None, host: str = "127.0.0.1", workers: int = 1,
@@ -263,7 +265,7 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
     if repository_token is not None and workers > 1:
         raise InputError("--model-repository with --workers > 1: a load or unload would reach one worker only")
     options = {"model": {"name": name or model_name, "store_uri": store_uri, "model_name": model_name, "ref": ref,
-                         "role": role, "max_batch": max_batch, "max_chars": max_chars,
+                         "role": role, "env": env, "max_batch": max_batch, "max_chars": max_chars,
                          "log_sample_rate": log_sample_rate, "chaos": chaos, "model_dir": model_dir,
                          "max_explain_batch": max_explain_batch, "max_explain_tokens": max_explain_tokens},
                "port": port, "host": host, "access_log": access_log, "repository_token": repository_token}
