@@ -189,7 +189,7 @@ def cmd_audit_list(args) -> int:
         _print_json(entries)
         return 0
 
-    first = ("model", "dataset", "version", "alias")
+    first = ("model", "dataset", "version", "env", "alias")
 
     def what(e: dict) -> str:
         subject = e["subject"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from components.common import audit
 from components.common.layout import decision_key, decisions_prefix
 from components.monitor.config import TriggerPolicy
 
@@ -68,4 +69,7 @@ def record(store, model: str, decision: dict[str, Any]) -> str:
     stamp = decision["at"].replace(":", "").replace("+0000", "Z")
     key = decision_key(model, stamp, decision["action"])
     store.write_json(key, decision)
+    audit.append(store, "retrain_decision", {"model": model},
+                 {"outcome": decision["action"], "drifted": decision.get("drifted"),
+                  "signals": decision.get("signals"), "reasons": decision.get("reasons"), "record": key})
     return store.url(key)

@@ -6,6 +6,7 @@ import datetime as dt
 import secrets
 from typing import Any
 
+from components.common import audit
 from components.common.errors import NotFoundError
 from components.common.hashing import sha256_of_value
 from components.common.layout import RUNS_PREFIX, run_record_key
@@ -27,6 +28,12 @@ def run_key(dataset_version: str, params: dict[str, Any], code_version: str, ima
 def write_run(store: Store, record: dict[str, Any]) -> str:
     key = run_record_key(record["run_id"])
     store.write_json(key, record)
+    test = (record.get("metrics") or {}).get("test") or {}
+    dataset = record.get("dataset") or {}
+    audit.append(store, "training_run_finished", {"run": record["run_id"], "dataset": dataset.get("name"),
+                                                  "version": dataset.get("version")},
+                 {"outcome": record.get("status"), "test_accuracy": test.get("accuracy"), "record": key,
+                  "device": record.get("device"), "duration_s": record.get("duration_s")})
     return store.url(key)
 
 
