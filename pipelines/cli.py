@@ -283,6 +283,46 @@ def cmd_pending(args) -> int:
     return 0
 
 
+def cmd_report_delivery(args) -> int:
+    # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
+    from components.common import audit
+    from components.common.storage import open_store
+    from components.release.delivery import delivery_figures, parse_window
+
+    try:
+        window = parse_window(args.window)
+    except ValueError as exc:
+        raise InputError(f"--window: {exc}") from exc
+    figures = delivery_figures(audit.read_entries(open_store(args.store)), model=args.model, window=window)
+    if args.push:
+        from components.release.gauges import push_delivery  # lazy: prometheus_client's push
+
+        try:
+            push_delivery(args.push, figures)
+        except OSError as exc:
+            raise InputError(f"--push {args.push}: the Pushgateway did not take the figures ({exc})") from exc
+    if args.json:
+        _print_json(figures)
+        return 0
+
+    def hours(value) -> str:
+        return "n/a" if value is None else (f"{value * 60:.1f} min" if value < 1 else f"{value:.1f} h")
+
+    lead, restore = figures["lead_time_hours"], figures["time_to_restore_hours"]
+    rate = figures["change_failure_rate"]
+    print(f"delivery of {figures['model'] or 'every model'} over {figures['window_days']:g} days "
+          f"({figures['from']} to {figures['to']}), from the audit log:")
+    print(f"  deployment frequency   {figures['deployment_frequency_per_day']:.3g} per day "
+          f"({figures['production_promotions']} production promotions)")
+    print(f"  lead time for changes  median {hours(lead['median'])}, p90 {hours(lead['p90'])} "
+          f"({lead['count']} promotions traced to their data version)")
+    print(f"  change failure rate    {'n/a' if rate is None else f'{rate:.0%}'} "
+          f"({len(figures['failed_releases'])} of {figures['production_releases']} production releases)")
+    print(f"  time to restore        median {hours(restore['median'])} ({restore['count']} restorations; "
+          f"{restore['alerts']} drift/accuracy alerts)")
+    return 0
+
+
 def cmd_runs_list(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
     from components.common.storage import open_store
@@ -646,6 +686,18 @@ def build_parser() -> argparse.ArgumentParser:
     store_opt(p)
     config_opt(p)
     p.set_defaults(func=cmd_release)
+
+    report = command(sub, "report", "reports computed from the store's records")
+    resub = report.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    p = command(resub, "delivery", "deployment frequency, lead time, change failure rate and time to restore, "
+                "from the audit log alone")
+    p.add_argument("--model", help="only this model (default: every model)")
+    p.add_argument("--window", default="30d", help="how far back: 30d, 12h, 90m")
+    p.add_argument("--push", metavar="URL", help="also push the figures as gauges to this Pushgateway (the "
+                   "dashboard's Delivery row)")
+    json_opt(p, "the figures as JSON")
+    store_opt(p)
+    p.set_defaults(func=cmd_report_delivery)
 
     models = command(sub, "models", "the model registry")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")

@@ -4,7 +4,8 @@ the Grafana sidecar. `make compile` regenerates it; tests/test_dashboard.py runs
 holds against a real Prometheus scraping a real predictor and Pushgateway.
 
 Rows: serving (predictor /metrics), release (conveyor_rollout_* from the rollout step's pushes),
-monitoring (the monitor's pushed verdict). Every query is filtered by the `model` variable.
+monitoring (the monitor's pushed verdict), delivery (the four figures `conveyor report delivery
+--push` computes from the audit log). Every query is filtered by the `model` variable.
 """
 
 from __future__ import annotations
@@ -102,6 +103,20 @@ def build() -> dashboard.Dashboard:
         stat.Panel().title("Since the last monitoring verdict").unit("s").datasource(DATASOURCE).height(6).span(8)
         .with_target(_query(f"time() - max(conveyor_monitor_last_run_timestamp_seconds{{{SEL}}})", "age")),
     ]
+    delivery = [
+        stat.Panel().title("Deployment frequency").unit("short").datasource(DATASOURCE).height(6).span(6)
+        .description("Production promotions per day over the window (`conveyor report delivery --push`).")
+        .with_target(_query(f"max(conveyor_delivery_deployment_frequency_per_day{{{SEL}}})", "per day")),
+        stat.Panel().title("Lead time for changes").unit("h").datasource(DATASOURCE).height(6).span(6)
+        .description("Data version committed to a model trained on it in production: median and p90.")
+        .with_target(_query(f"max by (quantile) (conveyor_delivery_lead_time_hours{{{SEL}}})", "q{{quantile}}")),
+        stat.Panel().title("Change failure rate").unit("percentunit").datasource(DATASOURCE).height(6).span(6)
+        .description("Production releases rolled back by the analysis or moved back within a day, over releases.")
+        .with_target(_query(f"max(conveyor_delivery_change_failure_rate{{{SEL}}})", "failure rate")),
+        stat.Panel().title("Time to restore").unit("h").datasource(DATASOURCE).height(6).span(6)
+        .description("Median time from a failed release or a drift/accuracy alert to production healthy again.")
+        .with_target(_query(f"max(conveyor_delivery_time_to_restore_hours{{{SEL}}})", "median")),
+    ]
     board = (dashboard.Dashboard("Conveyor: model in production").uid(UID)
              .tags(["conveyor", "kserve", "generated"]).refresh("30s").time("now-6h", "now")
              .description("Serving, release and monitoring of one Conveyor model (pipelines/dashboard.py).")
@@ -109,7 +124,8 @@ def build() -> dashboard.Dashboard:
              .with_variable(dashboard.QueryVariable("model").label("Model").datasource(DATASOURCE)
                             .query("label_values(conveyor_requests_total, model)")
                             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)))
-    for title, panels in (("Serving", serving), ("Release", release), ("Monitoring", monitoring)):
+    for title, panels in (("Serving", serving), ("Release", release), ("Monitoring", monitoring),
+                          ("Delivery (from the audit log)", delivery)):
         board = board.with_row(dashboard.Row(title))
         for panel in panels:
             board = board.with_panel(panel)

@@ -4,6 +4,7 @@ and a Pushgateway holding the monitor's verdict and the release's state, as on a
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -12,8 +13,9 @@ import pytest
 
 from components.monitor.alerts import push
 from components.release.analysis import CanaryState
+from components.release.delivery import delivery_figures
 from components.release.experiment import ArmCounts, ExperimentState
-from components.release.gauges import publisher
+from components.release.gauges import publisher, push_delivery
 from components.serve.infra import KeepAliveClient, ServerProcess
 from pipelines.dashboard import OUT, queries, render
 from tests.prometheus_proc import BINARY, PrometheusProcess, pushgateway
@@ -36,6 +38,23 @@ def _promql(expr: str, model: str) -> str:
 
 
 @pytest.mark.skipif(not BINARY.exists(), reason="run `make prometheus` first")
+def _delivery_history(model: str) -> list[dict]:
+    """A data version, its model promoted, and a rolled-back release: every delivery figure has a value."""
+    now = dt.datetime.now(dt.UTC)
+
+    def at(hours_ago: float) -> str:
+        return (now - dt.timedelta(hours=hours_ago)).isoformat().replace("+00:00", "Z")
+
+    rows = [("dataset_version_committed", {"dataset": "d", "version": "d1"}, {}, 10),
+            ("model_registered", {"model": model, "version": "v1"}, {"dataset": "d", "dataset_version": "d1"}, 9),
+            ("release_finished", {"model": model, "version": "v1", "env": "production"},
+             {"outcome": "Promoted", "stable": None}, 8),
+            ("release_finished", {"model": model, "version": "v2", "env": "production"},
+             {"outcome": "RolledBack", "stable": "v1", "started_at": at(3)}, 2)]
+    return [{"seq": i, "time": at(ago), "event": event, "subject": subject, "details": details}
+            for i, (event, subject, details, ago) in enumerate(rows, 1)]
+
+
 def test_every_dashboard_query_returns_data_from_what_conveyor_exports(tmp_path):
     from components.common.storage import FileStore
 
@@ -54,6 +73,7 @@ def test_every_dashboard_query_returns_data_from_what_conveyor_exports(tmp_path)
                                                        candidate=ArmCounts(118, 112), p_value=0.6, low=-0.08,
                                                        high=0.1, effect=0.0325, looks=3).to_json())
         publisher(gateway.url, model, lambda: (card["version"], "c0ffee000000"))(state)
+        push_delivery(gateway.url, delivery_figures(_delivery_history(model), model=model))
         targets = [server.url.split("://")[1], gateway.url.split("://")[1]]
         with PrometheusProcess(targets) as prom:
             empty = expressions

@@ -73,3 +73,38 @@ def publisher(url: str | None, model: str, versions: Callable[[], tuple[str, str
             log(f"  rollout metrics not pushed to {url}: {exc}")
 
     return observe
+
+
+DELIVERY_JOB = "conveyor-delivery"
+
+
+def delivery_metrics(figures: dict) -> CollectorRegistry:
+    """The four delivery figures (components.release.delivery) as gauges; a figure with no data
+    (no promotion, no failure in the window) is left out rather than shown as 0."""
+    registry = CollectorRegistry()
+    labels = {"model": figures.get("model") or "all", "window_days": f"{figures['window_days']:g}"}
+
+    def gauge(name: str, doc: str, value: float | None, **extra: str) -> None:
+        if value is None:
+            return
+        g = Gauge(name, doc, [*labels, *extra], registry=registry)
+        g.labels(**labels, **extra).set(value)
+
+    gauge("conveyor_delivery_deployment_frequency_per_day", "Production promotions per day in the window",
+          figures["deployment_frequency_per_day"])
+    lead = Gauge("conveyor_delivery_lead_time_hours", "Data version committed to its model in production (hours)",
+                 [*labels, "quantile"], registry=registry)
+    for q, key in (("0.5", "median"), ("0.9", "p90")):
+        if figures["lead_time_hours"][key] is not None:
+            lead.labels(**labels, quantile=q).set(figures["lead_time_hours"][key])
+    gauge("conveyor_delivery_change_failure_rate", "Production releases that failed or were rolled back, "
+          "over production releases", figures["change_failure_rate"])
+    gauge("conveyor_delivery_time_to_restore_hours", "Median time from a failure or alert to production healthy",
+          figures["time_to_restore_hours"]["median"])
+    gauge("conveyor_delivery_last_update_timestamp_seconds", "When the figures were computed", time.time())
+    return registry
+
+
+def push_delivery(url: str, figures: dict) -> None:
+    push_to_gateway(url, job=DELIVERY_JOB, grouping_key={"model": figures.get("model") or "all"}, timeout=5,
+                    registry=delivery_metrics(figures))
