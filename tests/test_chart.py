@@ -178,7 +178,7 @@ def test_two_releases_in_one_namespace_share_no_object_name():
     objects = _render(EVERYTHING, name="a")
     pipelines = {o["metadata"]["name"] for o in objects if o["kind"] == "Pipeline"}
     versions = [o for o in objects if o["kind"] == "PipelineVersion"]
-    assert len(pipelines) == len(versions) == 4 and {v["spec"]["pipelineName"] for v in versions} == pipelines
+    assert len(pipelines) == len(versions) == 5 and {v["spec"]["pipelineName"] for v in versions} == pipelines
     assert "a-conveyor-training" in pipelines
     names = {o["metadata"]["name"] for o in _render({"fullnameOverride": "spam-ml"})}
     assert "spam-ml-pipeline" in names and "spam-ml-monitor" in names

@@ -66,7 +66,7 @@ def test_every_read_command_takes_json(capsys, store, two_versions):
         code, out, err = run(capsys, *argv, "--store", store, "--json")
         assert code == 0, (argv, err)
         outputs[argv[:2]] = json.loads(out)
-    assert outputs[("models", "list")][0]["version"] and "champion" in {
+    assert outputs[("models", "list")][0]["version"] and "production" in {
         a for m in outputs[("models", "list")] for a in m["aliases"]}
     assert outputs[("models", "show")]["version"] == stable
     assert outputs[("data", "show")]["dataset"] == "toy"

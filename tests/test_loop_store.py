@@ -56,7 +56,7 @@ def test_read_commands_find_what_the_loop_made_without_flags(loop_folder):
     shown = conveyor(folder, "data", "show", "toy", "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["version"] == version
     models = conveyor(folder, "models", "list", "toy-model")
-    assert models.returncode == 0 and card["version"] in models.stdout and "champion" in models.stdout
+    assert models.returncode == 0 and card["version"] in models.stdout and "production" in models.stdout
     runs = conveyor(folder, "runs", "list", "--json")
     assert runs.returncode == 0 and "loop-run" in {r["run_id"] for r in json.loads(runs.stdout)}
     # every command stopped the server it started: nothing runs on the folder afterwards

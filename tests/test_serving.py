@@ -121,15 +121,18 @@ def test_metrics_carry_status_codes_version_and_role(served):
     http_json(f"{server.url}/v1/models/toy:predict", {"instances": 7})
     with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    labels = f'model="toy-model",role="stable",version="{card["version"]}"'
-    assert re.search(r'conveyor_requests_total\{code="200",' + re.escape(labels) + r"\} [1-9]", text)
-    assert re.search(r'conveyor_request_errors_total\{code="400",' + re.escape(labels) + r"\} [1-9]", text)
-    assert re.search(r'conveyor_predictions_total\{label="spam",' + re.escape(labels) + r"\} [1-9]", text)
+    labels = f'model="toy-model",role="stable",version="{card["version"]}"'  # labels print sorted
+    assert re.search(r'conveyor_requests_total\{code="200",env="production",' + re.escape(labels) + r"\} [1-9]", text)
+    assert re.search(r'conveyor_request_errors_total\{code="400",env="production",' + re.escape(labels) + r"\} [1-9]",
+                     text)
+    assert re.search(r'conveyor_predictions_total\{env="production",label="spam",' + re.escape(labels) + r"\} [1-9]",
+                     text)
     assert "conveyor_request_latency_seconds_bucket" in text
     http_json(f"{server.url}/v1/models/toy:explain", {"instances": ["free prize"]})
     with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    assert re.search(r'conveyor_explain_latency_seconds_count\{' + re.escape(labels) + r"\} [1-9]", text)
+    assert re.search(r'conveyor_explain_latency_seconds_count\{env="production",' + re.escape(labels) + r"\} [1-9]",
+                     text)
 
 
 def test_requests_are_logged_to_the_store_in_batches(served):

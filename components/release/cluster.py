@@ -525,7 +525,7 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
               "strategy": rollout.strategy,
               "started_at": started,
               "finished_at": now(), "inference_service": f"{deploy_cfg.namespace}/{deploy_cfg.name}",
-              "outcome": state.phase if state else "None", "stable": stable,
+              "outcome": str(state.phase) if state else "None", "stable": stable,
               "replay_failed_requests": replay.failures if replay is not None else None,
               "state": state.to_json() if state else None, "config": cfg.model_dump(mode="json")}
     if rollout.strategy == "ab" and state is not None:
@@ -629,7 +629,7 @@ def status_report(obj: dict[str, Any], route: dict[str, Any] | None = None) -> d
     return {
         "name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"], "mode": mode,
         "stable": ann.get(STABLE), "candidate": ann.get(CANDIDATE),
-        "phase": state.phase if state else None, "weight": state.weight if state else None,
+        "phase": str(state.phase) if state else None, "weight": state.weight if state else None,
         "strategy": state.strategy if state else None, "stage": (state.stage or None) if state else None,
         "preview_url": preview_url(obj),
         "route": route["metadata"]["name"] if route is not None else None,

@@ -259,7 +259,7 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
                 time.sleep(kept)
             record["previous_scaled_down_after_s"] = round(time.monotonic() - router.switched_at, 1)
     record["state"] = state.to_json()
-    record["outcome"] = state.phase
+    record["outcome"] = str(state.phase)
     if state.phase == "Promoted":
         set_alias(store, model_name, PRODUCTION_ALIAS, candidate, reason=f"{rollout.strategy} promoted")
     if state.strategy == "ab" or rollout.strategy == "ab":
