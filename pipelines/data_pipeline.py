@@ -6,7 +6,7 @@ Built from a config so that the compiled YAML carries the config's values as par
 
 from typing import Any, NamedTuple
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from components.config import ConveyorConfig
 from components.featurize.component import featurize_op
@@ -16,6 +16,15 @@ from components.report.component import report_op
 from components.split.component import split_op
 
 CLUSTER_STORE = "s3://conveyor"
+
+
+def audited(task):
+    """A step that writes audit entries names its actor as the KFP run and the pod's ServiceAccount
+    (components.common.audit.default_actor), both from the pod itself through the downward API:
+    KFP labels every pod of a run with pipeline/runid."""
+    kubernetes.use_field_path_as_env(task, env_name="CONVEYOR_SERVICE_ACCOUNT", field_path="spec.serviceAccountName")
+    kubernetes.use_field_path_as_env(task, env_name="CONVEYOR_RUN_ID", field_path="metadata.labels['pipeline/runid']")
+    return task
 
 class DataSteps(NamedTuple):
     version: Any      # the ingest step's version output
@@ -31,7 +40,7 @@ def data_steps(sources, dataset, store, source_settings, cleaning, split_config,
                          cleaning=cleaning, parent=parent, engine=engine, spark_config=spark_config or {},
                          cluster_config=cluster_config or {},
                          run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-    ingested.set_display_name("ingest, clean, version")
+    audited(ingested).set_display_name("ingest, clean, version")
     version = ingested.outputs["version"]
     report_op(store=store, dataset=dataset, version=version, report_config=report_config,
               reference_version=reference_version).set_display_name("data report")

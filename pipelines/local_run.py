@@ -238,9 +238,17 @@ def run_local(config_path: str | None = None, store: str | None = None, workdir:
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(workdir).resolve() / run_id
     (run_dir / "reports").mkdir(parents=True, exist_ok=True)
-    with ProgressDisplay(run_dir / "progress.jsonl") as display:
-        return _run(cfg, config_path, store, workdir, run_id, run_dir, reference, production, train_too,
-                    progress or display.say, display)
+    previous = os.environ.get("CONVEYOR_RUN_ID")
+    os.environ["CONVEYOR_RUN_ID"] = f"local-{run_id}"  # each step's audit entries name this run (as KFP's run id)
+    try:
+        with ProgressDisplay(run_dir / "progress.jsonl") as display:
+            return _run(cfg, config_path, store, workdir, run_id, run_dir, reference, production, train_too,
+                        progress or display.say, display)
+    finally:
+        if previous is None:
+            os.environ.pop("CONVEYOR_RUN_ID", None)
+        else:
+            os.environ["CONVEYOR_RUN_ID"] = previous
 
 
 def _run(cfg: ConveyorConfig, config_path: str | None, store: str | None, workdir: str, run_id: str, run_dir: Path,

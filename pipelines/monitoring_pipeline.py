@@ -11,7 +11,7 @@ from kfp import dsl
 from components.config import ConveyorConfig, run_config
 from components.monitor.component import monitor_op, submit_retraining_op
 from components.parameters import documented
-from pipelines.data_pipeline import CLUSTER_STORE
+from pipelines.data_pipeline import CLUSTER_STORE, audited
 
 KFP_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 
@@ -40,7 +40,7 @@ def build_monitoring_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, w
     ) -> str:
         monitored = monitor_op(store=store, model_name=model_name, monitor_config=monitor_config,
                                split_config=split_config)
-        monitored.set_display_name("monitor: drift, live accuracy, trigger decision")
+        audited(monitored).set_display_name("monitor: drift, live accuracy, trigger decision")
         monitored.set_caching_options(False)  # a new window every run
         if with_submit:
             with dsl.If(monitored.outputs["action"] == "retrain", name="retrain"):

@@ -10,7 +10,7 @@ from components.config import ConveyorConfig
 from components.notify.component import exit_notify_op, notify_op
 from components.parameters import documented
 from components.release.component import release_op
-from pipelines.data_pipeline import CLUSTER_STORE
+from pipelines.data_pipeline import CLUSTER_STORE, audited
 from pipelines.training_pipeline import _alerting
 
 
@@ -41,9 +41,10 @@ def build_release_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, targ
             rollout = release_op(store=store, model_name=model_name, candidate=candidate, canary_config=canary_config,
                                  environment=environment, environments=environments, target=deploy_target,
                                  deploy_config=deploy_config, rollout_config=rollout_config)
-            rollout.set_display_name(f"production release ({cfg.rollout.strategy}): analysis, promote or roll back")
+            audited(rollout).set_display_name(f"production release ({cfg.rollout.strategy}): analysis, promote or "
+                                              "roll back")
             rollout.set_caching_options(False)
-            with dsl.If(rollout.outputs["outcome"] != "Promoted", name="not-promoted"):
+            with dsl.If(rollout.outputs["Output"] != "Promoted", name="not-promoted"):
                 alert(notify_op(event="rolled_back", run_id=run_id, model_name=model_name,
                                 notify_config=notify_config, record=rollout.outputs["deployment"]),
                       "alert: release not promoted")

@@ -16,7 +16,7 @@ from components.registry.component import register_op
 from components.release.component import release_op, stage_op
 from components.search.component import tune_op
 from components.train.component import train_op
-from pipelines.data_pipeline import CLUSTER_STORE, data_steps, section_defaults
+from pipelines.data_pipeline import CLUSTER_STORE, audited, data_steps, section_defaults
 
 
 def _alerting(cfg: ConveyorConfig):
@@ -117,17 +117,18 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
                     kubernetes.add_toleration(trained, key=tol.get("key"), operator=tol.get("operator"),
                                               value=tol.get("value"), effect=tol.get("effect"))
             for task in tasks:
+                audited(task)
                 kubernetes.use_secret_as_env(task, secret_name=cluster.s3_secret, secret_key_to_env={
                     "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
                     "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
             registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
-            registered.set_display_name("register model (alias: candidate)")
+            audited(registered).set_display_name("register model (alias: candidate)")
             evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
                                     test=test_split)
             evaluated.set_display_name("evaluate candidate vs champion")
             gated = gate_op(store=store, model_name=model_name, evaluation=evaluated.outputs["evaluation"],
                             test=test_split, gate_config=gate_config)
-            gated.set_display_name("gate (thresholds, regressions, infra validation)")
+            audited(gated).set_display_name("gate (thresholds, regressions, infra validation)")
             gated.set_caching_options(False)
             with dsl.If(gated.outputs["Output"] == False, name="not-blessed"):  # noqa: E712 (a KFP condition)
                 alert(notify_op(event="not_blessed", run_id=run_id, model_name=model_name,
@@ -137,26 +138,26 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
                 staged = stage_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
                                   blessing=gated.outputs["blessing"], test=test_split, canary_config=canary_config,
                                   environments=environments, target=deploy_target, deploy_config=deploy_config)
-                staged.set_display_name("staging: deploy, verify on replayed traffic, approval")
+                audited(staged).set_display_name("staging: deploy, verify on replayed traffic, approval")
                 staged.set_caching_options(False)
-                with dsl.If(staged.outputs["next"] == "failed", name="staging-failed"):
+                with dsl.If(staged.outputs["Output"] == "failed", name="staging-failed"):
                     alert(notify_op(event="staging_failed", run_id=run_id, model_name=model_name,
                                     notify_config=notify_config, record=staged.outputs["verification"]),
                           "alert & stop: staging failed")
-                with dsl.If(staged.outputs["next"] == "awaiting_approval", name="awaiting-approval"):
+                with dsl.If(staged.outputs["Output"] == "awaiting_approval", name="awaiting-approval"):
                     alert(notify_op(event="awaiting_approval", run_id=run_id, model_name=model_name,
                                     notify_config=notify_config, record=staged.outputs["verification"]),
                           "stop: awaiting approval (conveyor approve | reject)")
-                with dsl.If(staged.outputs["next"] == "release", name="entry-granted"):
+                with dsl.If(staged.outputs["Output"] == "release", name="entry-granted"):
                     rollout = release_op(store=store, model_name=model_name,
                                          candidate=registered.outputs["version"], canary_config=canary_config,
-                                         environment=staged.outputs["environment"], environments=environments,
+                                         environments=environments,
                                          target=deploy_target, deploy_config=deploy_config,
                                          rollout_config=rollout_config)
-                    rollout.set_display_name(f"production release ({cfg.rollout.strategy}): analysis, promote or "
-                                             "roll back")
+                    audited(rollout).set_display_name(f"production release ({cfg.rollout.strategy}): analysis, "
+                                                      "promote or roll back")
                     rollout.set_caching_options(False)
-                    with dsl.If(rollout.outputs["outcome"] != "Promoted", name="not-promoted"):
+                    with dsl.If(rollout.outputs["Output"] != "Promoted", name="not-promoted"):
                         alert(notify_op(event="rolled_back", run_id=run_id, model_name=model_name,
                                         notify_config=notify_config, record=rollout.outputs["deployment"]),
                               "alert: release not promoted")

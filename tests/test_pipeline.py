@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.common.errors import NotFoundError
 from components.config import ConveyorConfig, config_from_dict
 from pipelines.compile import compile_all
 
@@ -16,7 +17,7 @@ def test_compile_writes_pipeline_yaml_and_k8s_resources(tmp_path):
     from kfp import components as kfp_components
 
     written = compile_all(str(tmp_path), k8s=True)["compiled"]
-    spec = yaml.safe_load(Path(written["conveyor-data"]).read_text())
+    spec = next(yaml.safe_load_all(Path(written["conveyor-data"]).read_text()))
     assert spec["pipelineInfo"]["name"] == "conveyor-data"
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"ingest-op", "report-op", "split-op", "featurize-op"}
@@ -111,8 +112,8 @@ def test_the_compiled_pipeline_carries_the_configured_release_strategy(tmp_path)
     spec, _platform = yaml.safe_load_all(Path(written["conveyor-training"]).read_text())
     rollout = spec["root"]["inputDefinitions"]["parameters"]["rollout_config"]["defaultValue"]
     assert rollout["strategy"] == "bluegreen" and rollout["bluegreen"]["auto_promote"] is False
-    blessed = spec["components"]["comp-condition-3"]["dag"]["tasks"]
-    assert blessed["release-op"]["taskInfo"]["name"] == "release (bluegreen): analysis, promote or roll back"
+    granted = spec["components"]["comp-condition-6"]["dag"]["tasks"]
+    assert granted["release-op"]["taskInfo"]["name"] == "production release (bluegreen): analysis, promote or roll back"
 
 
 def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
@@ -130,14 +131,23 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
         "inputs.parameter_values['pipelinechannel--gate-op-Output'] == false"
     assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"notify-op"}
     assert blessed["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-op-Output'] == true"
-    assert set(spec["components"]["comp-condition-3"]["dag"]["tasks"]) == {"release-op", "condition-4"}
-    assert spec["components"]["comp-condition-4"]["dag"]["tasks"]["notify-op-2"]["inputs"]["artifacts"][
+    # blessed: staging first; then a stop (failed, awaiting approval) or the production release
+    blessed_tasks = spec["components"]["comp-condition-3"]["dag"]["tasks"]
+    assert set(blessed_tasks) == {"stage-op", "condition-4", "condition-5", "condition-6"}
+    branches = {t: blessed_tasks[t]["triggerPolicy"]["condition"]
+                for t in ("condition-4", "condition-5", "condition-6")}
+    assert branches == {f"condition-{i}": f"inputs.parameter_values['pipelinechannel--stage-op-Output'] == '{v}'"
+                        for i, v in ((4, "failed"), (5, "awaiting_approval"), (6, "release"))}
+    assert set(spec["components"]["comp-condition-6"]["dag"]["tasks"]) == {"release-op", "condition-7"}
+    assert spec["components"]["comp-condition-7"]["dag"]["tasks"]["notify-op-4"]["inputs"]["artifacts"][
         "record"] == {"componentInputArtifact": "pipelinechannel--release-op-deployment"}
-    assert tasks["condition-3"]["triggerPolicy"]["condition"].endswith("== true")
-    assert spec["components"]["comp-condition-3"]["dag"]["tasks"]["condition-4"]["triggerPolicy"]["condition"] \
-        == "inputs.parameter_values['pipelinechannel--release-op-outcome'] != 'Promoted'"
+    assert spec["components"]["comp-condition-6"]["dag"]["tasks"]["condition-7"]["triggerPolicy"]["condition"] \
+        == "inputs.parameter_values['pipelinechannel--release-op-Output'] != 'Promoted'"
+    assert spec["components"]["comp-condition-5"]["dag"]["tasks"]["notify-op-3"]["inputs"]["parameters"]["event"] \
+        == {"runtimeValue": {"constant": "awaiting_approval"}}
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for alert in ("exec-notify-op", "exec-notify-op-2", "exec-exit-notify-op"):  # the URL only from the Secret
+    for alert in ("exec-notify-op", "exec-notify-op-2", "exec-notify-op-3", "exec-notify-op-4",
+                  "exec-exit-notify-op"):  # the URL only from the Secret
         assert executors[alert]["secretAsEnv"][0]["keyToEnv"] == [{"envVar": "CONVEYOR_NOTIFY_URL", "secretKey": "url"}]
         assert executors[alert]["secretAsEnv"][0]["optional"] is True
     assert tasks["tune-op"]["cachingOptions"] == {} or not tasks["tune-op"]["cachingOptions"].get("enableCache")
@@ -151,7 +161,7 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     assert inputs["deploy_target"]["defaultValue"] == "kserve"  # the cluster pipeline rolls out on KServe
     assert inputs["deploy_config"]["defaultValue"]["mode"] == "knative"
     assert inputs["rollout_config"]["defaultValue"]["strategy"] == "canary"  # the bundled config's strategy
-    release = spec["components"]["comp-condition-3"]["dag"]["tasks"]["release-op"]["inputs"]["parameters"]
+    release = spec["components"]["comp-condition-6"]["dag"]["tasks"]["release-op"]["inputs"]["parameters"]
     assert release["rollout_config"]["componentInputParameter"] == "pipelinechannel--rollout_config"
 
     experiment = yaml.safe_load(Path(written["katib-experiment"]).read_text())
@@ -162,8 +172,10 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     assert pod["tolerations"][0]["effect"] == "NoSchedule"
 
 
-def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
-    """data -> search (Optuna, parallel trial processes) -> train best -> register, on a small corpus."""
+def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env, capfd):
+    """data -> search (Optuna, parallel trial processes) -> train best -> register -> gate -> staging,
+    on a small corpus, with manual approval: the run stops at staging awaiting approval, and
+    `conveyor approve` releases it through the conveyor-release pipeline (kfp.local)."""
     from pipelines.local_run import run_local
     from tests.training_data import corpus, small_config
 
@@ -178,6 +190,7 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
                      "early_stopping": {"algorithm": "none"},
                      "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.1, "log": True},
                                     {"name": "embed_dim", "type": "discrete", "values": [16, 24]}]}
+    cfg["environments"] = [{"name": "staging"}, {"name": "production", "approval": "manual"}]
     config_path = tmp_path / "toy.yaml"
     config_path.write_text(yaml.safe_dump(cfg))
     summary = run_local(config_path=str(config_path), store="s3://conveyor/train-test",
@@ -190,7 +203,7 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
     from components.common.storage import open_store
     from components.registry.store import load_card
 
-    card = load_card(open_store("s3://conveyor/train-test"), "toy-model", "champion")
+    card = load_card(open_store("s3://conveyor/train-test"), "toy-model", "candidate")
     assert type(card["params"]["train"]["embed_dim"]) is int
     assert step["train"]["run_id"].endswith(("-t000", "-t001"))  # kept, not retrained
     assert step["train"]["test"]["accuracy"] > 0.8
@@ -198,18 +211,43 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env):
     assert Path(step["train"]["curve"]).read_text().count("<polyline") >= 2
     assert step["gate"]["decision"] == "BLESSED", step["gate"]
     assert step["gate"]["infra_validation"].startswith("v1 and v2 match offline")
-    assert step["canary"]["outcome"] == "Promoted"  # first deployment: no champion to compare against
-    # every state change of the run is in the audit log, chained (issue 25's first events)
+    # staging passed (its own checks: no production model yet), then the run stopped for a person
+    [staged] = step["staging"]["stages"]
+    assert staged["env"] == "staging" and staged["passed"] and staged["stable"] is None, staged
+    assert step["staging"]["next"] == "awaiting_approval" and step["canary"] is None
+    assert [n["event"] for n in step["notifications"]] == ["awaiting_approval"]
     from components.common import audit
+    from components.registry.store import resolve_version
+    from pipelines.cli import main as conveyor
 
     store = open_store("s3://conveyor/train-test")
-    assert audit.verify(store) >= 5
+    version = card["version"]
+    assert resolve_version(store, "toy-model", "staging") == version
+    with pytest.raises(NotFoundError):
+        resolve_version(store, "toy-model", "production")
+    assert conveyor(["approve", "toy-model", version, "--env", "production", "--reason", "staging report reviewed",
+                     "--store", store.uri, "--config", str(config_path), "--workdir", str(tmp_path / "runs")]) == 0
+    out = capfd.readouterr().out
+    assert "entry to production granted" in out and f"release of toy-model {version} to production: Promoted" in out
+    assert resolve_version(store, "toy-model", "production") == version == resolve_version(store, "toy-model",
+                                                                                           "champion")
+    # every state change of the run is in the audit log, chained
+    assert audit.verify(store) >= 10
     entries = audit.read_entries(store)
-    about_model = {e["event"] for e in audit.select(entries, model="toy-model")}
-    assert {"model_registered", "gate_decision", "alias_moved", "release_finished"} <= about_model, about_model
+    events = [e["event"] for e in audit.select(entries, model="toy-model")]
+    for event in ("model_registered", "gate_decision", "staging_result", "approval_requested", "approval_granted",
+                  "release_started", "release_finished", "alias_moved"):
+        assert event in events, (event, events)
+    assert events.index("approval_requested") < events.index("approval_granted") < events.index("release_started")
     assert any(e["event"] == "dataset_version_committed" and e["subject"]["dataset"] == "toy" for e in entries)
-    champion = [e for e in entries if e["event"] == "alias_moved" and e["subject"]["alias"] == "champion"]
-    assert champion and champion[-1]["subject"]["version"] == card["version"]
+    assert any(e["event"] == "training_run_finished" for e in entries)
+    # pipeline steps record the KFP run id as their actor; the approval, the person who ran the command
+    granted = next(e for e in entries if e["event"] == "approval_granted")
+    assert granted["details"]["reason"] == "staging report reviewed"
+    staged_entry = next(e for e in entries if e["event"] == "staging_result")
+    assert staged_entry["actor"] != granted["actor"]
+    production = [e for e in entries if e["event"] == "alias_moved" and e["subject"]["alias"] == "production"]
+    assert production and production[-1]["subject"]["version"] == version
 
 
 @pytest.mark.slow

@@ -13,8 +13,6 @@ one of two backends:
 deployed; the replayed rows are the split step's test split, kept in the store for the release.
 """
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 
@@ -27,7 +25,9 @@ from components.parameters import documented
     "Stage a blessed candidate: deploy it to each pre-production environment, verify it on replayed labelled "
     "traffic against production, record the verdict; then grant entry to production (approval: auto) or request "
     "a person's approval (manual)",
-    ("next", "environment"),
+    ("Output",),
+    Output="What follows staging: release (entry to production granted) | awaiting_approval (a person decides: "
+           "`conveyor approve|reject`) | failed",
 )
 def stage_op(
     store: str,
@@ -40,9 +40,10 @@ def stage_op(
     environments: list = [],  # noqa: B006 ([]: staging, then production)
     target: str = "local",
     deploy_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
-) -> NamedTuple("StageOutputs", next=str, environment=str):
+) -> str:
+    # One plain output, not a NamedTuple: conditions on it resolve in kfp.local as on KFP (kfp.local
+    # cannot resolve a condition on a named output of a task inside another condition)
     import json
-    from collections import namedtuple
 
     from components.common.errors import InputError
     from components.common.logs import StepLog
@@ -85,15 +86,15 @@ def stage_op(
     verification.metadata.update({"next": result["next"], "candidate": candidate})
     log(f"staging of {model_name} {candidate}: {result['next']}", model=model_name, candidate=candidate,
         next=result["next"])
-    outputs = namedtuple("StageOutputs", ["next", "environment"])
-    return outputs(result["next"], result["environment"])
+    return result["next"]
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 @documented(
     "Release a staged, approved candidate into production by the configured strategy (canary, blue-green, A/B or "
     "shadow) with automated analysis; promote or roll back. Refused unless it passed staging and entry was granted",
-    ("outcome", "champion"),
+    ("Output",),
+    Output="How the release ended: Promoted | RolledBack | Paused (the registry's production alias moves on Promoted)",
 )
 def release_op(
     store: str,
@@ -106,14 +107,12 @@ def release_op(
     target: str = "local",
     deploy_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
     rollout_config: dict = {},  # noqa: B006 ({}: canary)
-) -> NamedTuple("ReleaseOutputs", outcome=str, champion=str):
+) -> str:
     import json
-    from collections import namedtuple
 
     from components.common.errors import InputError
     from components.common.logs import StepLog
     from components.common.storage import open_store
-    from components.registry.store import PRODUCTION_ALIAS, resolve_version
     from components.release.config import CanaryConfig, RolloutConfig, default_environments
     from components.release.executor import environments_from, release
 
@@ -150,5 +149,4 @@ def release_op(
                                 "env": environment})
     log(f"release of {model_name} {candidate} to {environment} ({rollout.strategy}): {record['outcome']}",
         model=model_name, candidate=candidate, strategy=rollout.strategy, outcome=record["outcome"])
-    outputs = namedtuple("ReleaseOutputs", ["outcome", "champion"])
-    return outputs(record["outcome"], resolve_version(st, model_name, PRODUCTION_ALIAS))
+    return record["outcome"]
