@@ -265,6 +265,52 @@ def cmd_release(args) -> int:
     return _release(cfg, store, args.model, args.version, args.env, args.workdir)
 
 
+def cmd_release_job(args) -> int:
+    """The chart's release Job (started by `kubectl conveyor approve|reject`): the decision, and for an
+    approval the production release on KServe, with the identity the API server gave the plugin."""
+    # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
+    from components.common.storage import open_store
+    from components.release.cluster_approval import DECISION_ENV
+    from components.release.environments import decide
+
+    missing = [name for name in DECISION_ENV if not os.environ.get(name)]
+    if missing:
+        raise InputError(f"release-job: {', '.join(missing)} unset (the Job `kubectl conveyor approve|reject` "
+                         "creates from the chart's template sets them)")
+    verb, model, version, env, reason, who = (os.environ[name] for name in DECISION_ENV)
+    try:
+        user = json.loads(who)
+        username = user["username"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError("release-job: CONVEYOR_APPROVER is not the SelfSubjectReview user JSON") from exc
+    actor = {"kind": "user", "name": username, "groups": user.get("groups", []),
+             "authenticated_by": "SelfSubjectReview", "via": f"kubectl conveyor {verb}",
+             "job": os.environ.get("HOSTNAME", ""), "service_account": os.environ.get("CONVEYOR_SERVICE_ACCOUNT", "")}
+    cfg = _approval_config(args)
+    store = open_store(args.store)
+    record = decide(store, model, version, env, cfg.environments, verb, reason, actor=actor)
+    print(f"{model} {version}: entry to {env} {record['decision']} by {username}")
+    if len(cfg.environments) > 1:  # the request is decided: `kubectl conveyor pending` no longer lists it
+        from components.release.cluster_staging import mark_awaiting
+
+        mark_awaiting(cfg.deploy, cfg.environments[-2], None)
+    if verb == "reject":
+        return 0
+    from components.release.cluster import run_cluster_rollout
+    from components.release.executor import release
+
+    deploy = cfg.deploy.model_copy(update={"store": store.uri}) if store.uri.startswith("s3://") else cfg.deploy
+    canary = cfg.canary
+
+    def deliver(texts, labels, on_step):
+        return run_cluster_rollout(store, deploy, canary, model, version, rollout=cfg.rollout, on_step=on_step,
+                                   replay_rows=(texts, labels) if canary.cluster_replay_requests else None)
+
+    outcome = release(store, model, version, env, cfg.environments, cfg.rollout.strategy, deliver, target="kserve")
+    print(f"{cfg.rollout.strategy} release of {model} {version} to {env}: {outcome['outcome']}")
+    return 0 if outcome["outcome"] == "Promoted" else 1
+
+
 def cmd_pending(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
     from components.common.storage import open_store
@@ -676,6 +722,12 @@ def build_parser() -> argparse.ArgumentParser:
     json_opt(p)
     store_opt(p)
     p.set_defaults(func=cmd_pending)
+
+    p = command(sub, "release-job", "the chart's release Job (started by kubectl conveyor approve|reject): record "
+                "the decision from $CONVEYOR_DECISION* with the identity in $CONVEYOR_APPROVER, then release")
+    store_opt(p)
+    config_opt(p)
+    p.set_defaults(func=cmd_release_job)
 
     p = command(sub, "release", "release an approved version into an environment by the configured strategy "
                 "(refused unless it passed staging and was approved)")

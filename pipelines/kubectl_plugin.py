@@ -8,6 +8,14 @@ commands for Conveyor's KServe InferenceServices, using the current kubeconfig c
     kubectl conveyor canary resume   NAME [-n NS]
     kubectl conveyor canary analyze  NAME [-n NS] [--prometheus URL] [--once]
     kubectl conveyor rollout assign  NAME KEY [-n NS]   # A/B: the arm header for a sticky key
+    kubectl conveyor approve MODEL VERSION --reason TEXT [--env production] [-n NS]
+    kubectl conveyor reject  MODEL VERSION --reason TEXT [--env production] [-n NS]
+    kubectl conveyor pending [-n NS] [-o json]
+
+approve and reject check who you are with the API server (SelfSubjectReview) and whether RBAC lets
+you decide (SelfSubjectAccessReview: verb approve or reject on the environment's InferenceService),
+then start the decision as a Job from the chart's release-job template (components.release.
+cluster_approval); the Job records it in the audit log and, for an approval, releases.
 
 `kubectl conveyor rollout VERB` is the same group under the strategy-neutral name (blue-green:
 `rollout promote` switches a previewed candidate to 100%, `--full` also skips post-promotion
@@ -125,6 +133,74 @@ def assign_header(ctl: CanaryController, key: str) -> str:
     return f"{header}: {assign_arm(key, share, salt=state['salt'])}"
 
 
+def add_decision_verbs(groups) -> None:
+    for verb, text in (("approve", "approve a staged version's entry to production: a Job records it and releases "
+                                   "by the configured strategy"),
+                       ("reject", "reject a staged version's entry to production (a Job records it; production is "
+                                  "untouched)")):
+        p = groups.add_parser(verb, help=text, description=text)
+        p.add_argument("model", metavar="MODEL", help="model name")
+        p.add_argument("version", metavar="VERSION", help="registry version (kubectl conveyor pending lists them)")
+        p.add_argument("--env", default="production", help="the environment it would enter")
+        p.add_argument("--reason", required=True, help="why (recorded in the audit log with who and when)")
+        p.add_argument("--inference-service", help="the environment's InferenceService RBAC is checked on "
+                       "(default: the config's, e.g. spam-classifier for production)")
+        p.add_argument("--config", help="conveyor config naming the environments (default: the bundled one)")
+        _target_options(p)
+        p.set_defaults(func=run_decision)
+    p = groups.add_parser("pending", help="versions awaiting approval (annotations on the staging InferenceServices)")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    _target_options(p)
+    p.set_defaults(func=run_pending)
+
+
+def _target_options(p) -> None:
+    p.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's, else 'default')")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
+
+
+def run_decision(args, approvals=None) -> int:
+    # lazy: only these verbs need them
+    from components.release.cluster_approval import KubernetesApprovalApi, start_decision
+    from components.release.cluster_staging import environment_target
+
+    kube.select(args.kubeconfig, args.context)
+    cfg = load_config(args.config)
+    env = next((e for e in cfg.environments if e.name == args.env), None)
+    if env is None:
+        from components.common.errors import InputError
+
+        raise InputError(f"--env {args.env}: not in the config's environments "
+                         f"({', '.join(e.name for e in cfg.environments)})")
+    target = environment_target(cfg.deploy, env)
+    namespace = args.namespace or env.namespace or kube.default_namespace()
+    started = start_decision(approvals or KubernetesApprovalApi(), args.group, args.model, args.version, args.env,
+                             args.reason, namespace, args.inference_service or target.name)
+    sys.stdout.write(f"{args.group} {args.model} {args.version} --env {args.env} by {started['user']['username']}: "
+                     f"job/{started['job']} started in {namespace}; follow it with `kubectl logs -f "
+                     f"job/{started['job']} -n {namespace}`\n")
+    return 0
+
+
+def run_pending(args, approvals=None) -> int:
+    # lazy: only this verb needs them
+    from components.release.cluster_approval import KubernetesApprovalApi, pending_on_cluster
+
+    kube.select(args.kubeconfig, args.context)
+    namespace = args.namespace or kube.default_namespace()
+    rows = pending_on_cluster(approvals or KubernetesApprovalApi(), namespace)
+    if args.output == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    if not rows:
+        sys.stdout.write(f"no version awaits approval in {namespace}\n")
+        return 0
+    sys.stdout.write("\n".join(f"{r['model']} {r['version']} -> {r['env']}: requested {r['requested_at']}, expires "
+                                f"{r['expires_at']} (staged on {r['inference_service']})" for r in rows) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubectl conveyor", description="Conveyor canary commands for KServe "
                                      "InferenceServices (uses your current kubeconfig context).")
@@ -134,11 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Inspect and steer a rollout (canary or blue-green). Verbs: "
                                   + "; ".join(f"{k}: {v}" for k, v in VERB_HELP.items()))
         add_canary_verbs(verbs)
+    add_decision_verbs(groups)
     return parser
 
 
-def main(argv: list[str] | None = None, api=None, routes=None) -> int:
+def main(argv: list[str] | None = None, api=None, routes=None, approvals=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.group in ("approve", "reject", "pending"):
+        return run_main("kubectl conveyor", lambda: args.func(args, approvals=approvals))
     return run_main("kubectl conveyor", lambda: run_canary_verb(args, api=api, routes=routes))
 
 

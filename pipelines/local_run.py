@@ -276,7 +276,8 @@ def _run(cfg: ConveyorConfig, config_path: str | None, store: str | None, workdi
             progress(f"[1] training pipeline on the reference data ({len(reference)} sources): data, search "
                      f"({spec.get('algorithm', 'tpe')}, {spec.get('max_trials', 8)} trials, "
                      f"{spec.get('parallel_trials', 2)} in parallel), "
-                     + ("keep the best trial's model" if cfg.best_trial == "keep" else "train the best") + ", register")
+                     + ("keep the best trial's model" if cfg.best_trial == "keep" else "train the best")
+                     + ", register, gate, staging, production")
             first = runner.run("training pipeline", build_training_pipeline(cfg, store=store, backend="local"),
                                sources=reference, dataset=cfg.data.dataset, store=store)
             step = _training_step_summary(first, run_dir / "reports")
@@ -354,7 +355,7 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
     if mon["decision"]["action"] == "retrain":
         progress("[4] continuous-training pipeline: the production batch as a new version, "
                  + ("search and train" if cfg.monitor.retrain == "search" else "retrain the champion's configuration")
-                 + ", gate vs the champion, canary")
+                 + ", gate vs production, staging, production release")
         dump = cfg.model_dump(mode="json", exclude_none=True)
         params = {"config": run_config(dump), "features_config": dump["features"]}
         if cfg.monitor.retrain == "champion_params":

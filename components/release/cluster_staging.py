@@ -74,3 +74,18 @@ def verify_cluster(store, deploy, cfg: CanaryConfig, env: EnvironmentConfig, mod
                     "checks": verdict.intervals[-1]["checks"], "intervals": verdict.intervals,
                     "inference_service": f"{target.namespace}/{target.name}",
                     "requests_failed": sum(r.failures for r in replays.values())}
+
+
+def mark_awaiting(deploy, staging: EnvironmentConfig, request: dict[str, Any] | None, api=None) -> None:
+    """The approval request as an annotation on the staging InferenceService (what `kubectl conveyor
+    pending` lists), or its removal (request None) once a decision is recorded."""
+    import json
+
+    from components.deploy.cluster import KubernetesInferenceServiceApi
+    from components.release.cluster_approval import AWAITING
+
+    api = api or KubernetesInferenceServiceApi()
+    target = environment_target(deploy, staging)
+    value = None if request is None else json.dumps(
+        {k: request[k] for k in ("model", "version", "env", "requested_at", "expires_at")}, sort_keys=True)
+    api.patch(target.name, target.namespace, {"metadata": {"annotations": {AWAITING: value}}})

@@ -81,6 +81,11 @@ def stage_op(
             return verify_local(st, model_name, candidate, *rows, cfg, env, log=log)
 
     result = stage(st, model_name, candidate, envs, verify, log=log)
+    if target == "kserve" and result["next"] == "awaiting_approval":
+        from components.release.cluster_staging import mark_awaiting
+        from components.release.environments import request
+
+        mark_awaiting(deploy, envs[-2], request(st, model_name, candidate, envs[-1].name))
     with open(verification.path, "w") as handle:
         json.dump({"model": model_name, "candidate": candidate, **result}, handle, indent=2)
     verification.metadata.update({"next": result["next"], "candidate": candidate})
