@@ -44,7 +44,13 @@ KINDS = {("serving.kserve.io", "inferenceservices"): "InferenceService",
          ("sparkoperator.k8s.io", "sparkapplications"): "SparkApplication",
          ("trainer.kubeflow.org", "trainjobs"): "TrainJob",
          ("trainer.kubeflow.org", "trainingruntimes"): "TrainingRuntime",
-         ("gateway.networking.k8s.io", "httproutes"): "HTTPRoute", ("", "events"): "Event"}
+         ("gateway.networking.k8s.io", "httproutes"): "HTTPRoute", ("", "events"): "Event",
+         ("batch", "jobs"): "Job", ("batch", "cronjobs"): "CronJob"}
+# Built-in kinds validated against the Kubernetes OpenAPI schema (kubernetes-validate, strict), as
+# the API server's own validation does; custom resources against their upstream CRDs.
+BUILTIN = {"Job", "CronJob"}
+SELF_REVIEWS = re.compile(r"^/apis/(?P<group>authentication\.k8s\.io|authorization\.k8s\.io)/v1/"
+                          r"(?P<resource>selfsubjectreviews|selfsubjectaccessreviews)$")
 PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
                   r"/namespaces/(?P<ns>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$")
 
@@ -68,7 +74,7 @@ class ApiError(Exception):
 
 
 def rbac_allows(rbac: list[dict], user: str, verb: str, group: str, resource: str, sub: str, namespace: str,
-                name: str) -> bool:
+                name: str, groups: tuple[str, ...] = ()) -> bool:
     """Role/RoleBinding evaluation as the RBAC authorizer does it (namespaced rules only)."""
     roles = {(o["metadata"].get("namespace", namespace), o["metadata"]["name"]): o for o in rbac
              if o["kind"] == "Role"}
@@ -78,7 +84,9 @@ def rbac_allows(rbac: list[dict], user: str, verb: str, group: str, resource: st
             continue
         subjects = [f"system:serviceaccount:{s.get('namespace', namespace)}:{s['name']}"
                     for s in binding.get("subjects", []) if s["kind"] == "ServiceAccount"]
-        if user not in subjects or binding["roleRef"]["kind"] != "Role":
+        subjects += [s["name"] for s in binding.get("subjects", []) if s["kind"] == "User"]
+        bound_groups = {s["name"] for s in binding.get("subjects", []) if s["kind"] == "Group"}
+        if (user not in subjects and not bound_groups & set(groups)) or binding["roleRef"]["kind"] != "Role":
             continue
         role = roles.get((namespace, binding["roleRef"]["name"]))
         for rule in (role or {}).get("rules", []):
@@ -149,6 +157,7 @@ class FakeApiServer:
         self.version = 0
         self.cond = threading.Condition()
         self.tokens: dict[str, str] = {}
+        self.groups: dict[str, tuple[str, ...]] = {}  # user -> groups (people; ServiceAccounts have none here)
         self.revisions: dict[tuple[str, str], list[str]] = {}  # KServe controller: revision templates
         self.spark_env: dict[str, str] = {}  # operator-run pods' environment (the S3 secret's keys)
         self.trainjob_logs: dict[str, list[str]] = {}  # each TrainJob node's output
@@ -199,11 +208,19 @@ class FakeApiServer:
         self.tokens[token] = user
         return token
 
-    def kubeconfig(self, path, namespace: str, service_account: str) -> str:
-        """A kubeconfig file for one ServiceAccount (the client's load_kube_config reads it)."""
+    def token_for_user(self, user: str, groups: tuple[str, ...] = ()) -> str:
+        """A person, as an authenticating proxy or OIDC would present them (RoleBinding kind User/Group)."""
+        token = f"token-{uuid.uuid4().hex}"
+        self.tokens[token] = user
+        self.groups[user] = (*groups, "system:authenticated")
+        return token
+
+    def kubeconfig(self, path, namespace: str, service_account: str, token: str | None = None) -> str:
+        """A kubeconfig file for one ServiceAccount, or for the holder of `token` (the client's
+        load_kube_config reads it)."""
         import yaml
 
-        token = self.token_for(namespace, service_account)
+        token = token or self.token_for(namespace, service_account)
         config = {"apiVersion": "v1", "kind": "Config", "current-context": "standin",
                   "clusters": [{"name": "standin", "cluster": {"server": self.url}}],
                   "users": [{"name": service_account, "user": {"token": token}}],
@@ -238,6 +255,9 @@ class FakeApiServer:
         match = PATH.match(url.path)
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
+        review = SELF_REVIEWS.match(url.path)
+        if review and method == "POST":
+            return self._self_review(req, review["group"], review["resource"], body)
         if not match:
             return self._send(req, 404, self._status(404, "NotFound", f"no route {url.path}"))
         group = "" if match["core"] else match["group"]
@@ -247,7 +267,7 @@ class FakeApiServer:
         token = (req.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
         user = self.tokens.get(token, "system:anonymous")
         record = lambda status: self.calls.append(Call(verb, group, resource, sub, ns, name, user, status))  # noqa: E731
-        if not rbac_allows(self.rbac, user, verb, group, resource, sub, ns, name):
+        if not rbac_allows(self.rbac, user, verb, group, resource, sub, ns, name, self.groups.get(user, ())):
             record(403)
             message = (f'{resource} "{name}" is forbidden: User "{user}" cannot {verb} resource "{resource}" in API '
                        f'group "{group}" in the namespace "{ns}"')
@@ -263,6 +283,27 @@ class FakeApiServer:
             return self._send(req, exc.code, self._status(exc.code, exc.reason, exc.message))
         record(code)
         self._send(req, code, out)
+
+    def _self_review(self, req, group: str, resource: str, body: bytes) -> None:
+        """SelfSubjectReview and SelfSubjectAccessReview: every authenticated user may create them
+        (the system:basic-user ClusterRole); the answer is about the caller alone."""
+        token = (req.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        user = self.tokens.get(token)
+        if user is None:
+            self.calls.append(Call("create", group, resource, "", "", "", "system:anonymous", 401))
+            return self._send(req, 401, self._status(401, "Unauthorized", "Unauthorized"))
+        review = json.loads(body or b"{}")
+        groups = list(self.groups.get(user, ("system:serviceaccounts", "system:authenticated")))
+        if resource == "selfsubjectreviews":
+            review["status"] = {"userInfo": {"username": user, "groups": groups, "uid": f"uid-{user}"}}
+        else:
+            attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
+            allowed = rbac_allows(self.rbac, user, attrs.get("verb", ""), attrs.get("group", ""),
+                                  attrs.get("resource", ""), attrs.get("subresource", ""), attrs.get("namespace", ""),
+                                  attrs.get("name", ""), tuple(groups))
+            review["status"] = {"allowed": allowed, **({} if allowed else {"reason": "no RBAC rule allows it"})}
+        self.calls.append(Call("create", group, resource, "", "", "", user, 201))
+        self._send(req, 201, review)
 
     def _serve(self, verb, group, resource, ns, name, query, body, content_type):
         kind = KINDS.get((group, resource))
@@ -333,6 +374,20 @@ class FakeApiServer:
         if kind == "Event":
             if not obj.get("involvedObject", {}).get("name") or not obj.get("reason"):
                 raise ApiError(422, "Invalid", "Event: involvedObject.name and reason are required")
+            return
+        if kind in BUILTIN:
+            import kubernetes_validate
+
+            from tests.test_manifests import KUBE_VERSIONS
+
+            clean = {k: v for k, v in obj.items() if k != "status"}
+            clean["metadata"] = {k: v for k, v in obj["metadata"].items()
+                                 if k not in ("uid", "resourceVersion", "generation", "creationTimestamp")}
+            for version in KUBE_VERSIONS:
+                try:
+                    kubernetes_validate.validate(clean, version, strict=True)
+                except kubernetes_validate.ValidationError as exc:
+                    raise ApiError(422, "Invalid", f"{kind}: {exc.message} at {list(exc.path)}") from exc
             return
         from components.common.errors import SpecError
         from tests.crd_schema import SchemaError

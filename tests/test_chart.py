@@ -78,16 +78,21 @@ def test_values_files_change_what_they_say():
     assert created["stringData"]["AWS_ENDPOINT_URL"] == "https://s3.example.com"
     standard = {o["kind"]: o for o in _render(_values("ci/standard-mode-values.yaml"))}
     assert standard["InferenceService"]["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
-    assert {"CronJob", "PrometheusRule", "NetworkPolicy"}.isdisjoint(standard)
+    assert {"PrometheusRule", "NetworkPolicy"}.isdisjoint(standard)
+    cronjobs = {o["metadata"]["name"] for o in _render(_values("ci/standard-mode-values.yaml"))
+                if o["kind"] == "CronJob"}
+    assert cronjobs == {"conveyor-release"}  # no monitor CronJob; the release-job template stays
     images = {"registry": "registry.example.com/ml", "tag": "1.2.3"}
     runtime = next(o for o in _render({"image": images, "predictor": {"workers": 2}}) if o["kind"] == "ServingRuntime")
     container = runtime["spec"]["containers"][0]
     assert container["image"] == "registry.example.com/ml/conveyor-predictor:1.2.3"
     assert container["args"][container["args"].index("--workers") + 1] == "2"  # the CLI parses it as an int
     assert {"name": "CONVEYOR_LOG_FORMAT", "value": "text"} in container["env"]
-    as_json = {o["kind"]: o for o in _render({"logFormat": "json"})}
-    cron = as_json["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    for env in (as_json["ServingRuntime"]["spec"]["containers"][0]["env"], cron["env"]):
+    as_json = {(o["kind"], o["metadata"]["name"]): o for o in _render({"logFormat": "json"})}
+    cron = as_json["CronJob", "conveyor-monitor"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    release = as_json["CronJob", "conveyor-release"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    for env in (as_json["ServingRuntime", "conveyor-predictor"]["spec"]["containers"][0]["env"], cron["env"],
+                release["env"]):
         assert {"name": "CONVEYOR_LOG_FORMAT", "value": "json"} in env
 
 

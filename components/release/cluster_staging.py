@@ -88,4 +88,6 @@ def mark_awaiting(deploy, staging: EnvironmentConfig, request: dict[str, Any] | 
     target = environment_target(deploy, staging)
     value = None if request is None else json.dumps(
         {k: request[k] for k in ("model", "version", "env", "requested_at", "expires_at")}, sort_keys=True)
+    if api.get(target.name, target.namespace) is None:
+        return  # no staging InferenceService (staged locally, or removed): nothing to mark
     api.patch(target.name, target.namespace, {"metadata": {"annotations": {AWAITING: value}}})
