@@ -291,9 +291,13 @@ def cmd_release_job(args) -> int:
     record = decide(store, model, version, env, cfg.environments, verb, reason, actor=actor)
     print(f"{model} {version}: entry to {env} {record['decision']} by {username}")
     if len(cfg.environments) > 1:  # the request is decided: `kubectl conveyor pending` no longer lists it
+        from components.common.errors import ClusterError
         from components.release.cluster_staging import mark_awaiting
 
-        mark_awaiting(cfg.deploy, cfg.environments[-2], None)
+        try:
+            mark_awaiting(cfg.deploy, cfg.environments[-2], None)
+        except ClusterError as exc:  # the decision is recorded; the mark is a convenience for `pending`
+            sys.stderr.write(f"conveyor: warning: the pending mark on the staging InferenceService stays: {exc}\n")
     if verb == "reject":
         return 0
     from components.release.cluster import run_cluster_rollout

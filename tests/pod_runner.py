@@ -42,7 +42,9 @@ class PodEnv:
     hosts: dict[str, str] = field(default_factory=dict)  # cluster DNS name -> address
 
 
-def container_env(container: dict[str, Any], pod_env: PodEnv) -> dict[str, str]:
+def container_env(container: dict[str, Any], pod_env: PodEnv, pod: dict[str, Any] | None = None) -> dict[str, str]:
+    """The container's environment as the kubelet builds it (envFrom, values, Secret and ConfigMap
+    keys, and the downward API's spec.serviceAccountName from the pod spec)."""
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
         if "secretRef" in source:
@@ -58,6 +60,11 @@ def container_env(container: dict[str, Any], pod_env: PodEnv) -> dict[str, str]:
         elif "configMapKeyRef" in (var.get("valueFrom") or {}):
             ref = var["valueFrom"]["configMapKeyRef"]
             env[var["name"]] = pod_env.config_maps[ref["name"]][ref["key"]]
+        elif "fieldRef" in (var.get("valueFrom") or {}):
+            path = var["valueFrom"]["fieldRef"]["fieldPath"]
+            if path != "spec.serviceAccountName":
+                raise NotImplementedError(f"downward API field {path}: not supported by this runner")
+            env[var["name"]] = (pod or {}).get("serviceAccountName", "default")
     return env
 
 
@@ -139,7 +146,7 @@ def podman_args(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv,
         folder.chmod(0o755)
         args.append(f"--volume={folder}:{mount['mountPath']}:ro")
     args += [f"--volume={m}" for m in extra_mounts]
-    env = container_env(container, pod_env)
+    env = container_env(container, pod_env, pod)
     for key, value in env.items():
         args.append(f"--env={key}={value}")
     if container.get("command"):

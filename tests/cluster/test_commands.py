@@ -239,7 +239,7 @@ def test_monitoring_cronjob_runs_in_its_image(images, s3_prefix, s3_secret, tmp_
     set_alias(store, card["name"], "champion", card["version"])
     objects = _chart({"model": {"name": card["name"]}, "s3": {"bucket": "conveyor", "accessKeyId": "k",
                                                              "secretAccessKey": "s"}})
-    cron = next(o for o in objects if o["kind"] == "CronJob")
+    cron = next(o for o in objects if o["kind"] == "CronJob" and o["metadata"]["name"].endswith("-monitor"))
     config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("monitor-config"))
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -252,6 +252,49 @@ def test_monitoring_cronjob_runs_in_its_image(images, s3_prefix, s3_secret, tmp_
                             timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     print(out.stdout[-1500:])
+
+
+def test_the_release_job_runs_a_decision_in_its_image(images, s3_prefix, s3_secret, tmp_path):
+    """The Job `kubectl conveyor reject` creates from the chart's release-job template, run as the
+    kubelet would run it: the decision recorded in the store's audit log with the person's identity
+    (from the Job's environment) and the Job's ServiceAccount (downward API); then the same Job
+    again, refused (exit 10) because the decision is final."""
+    from components.common import audit
+    from components.release import environments as envs_
+    from components.release.cluster_approval import decision_job
+    from components.release.config import EnvironmentConfig
+    from tests.training_data import ingest_corpus, train_and_register
+
+    store = s3_prefix
+    version = ingest_corpus(tmp_path, store, n=400)
+    card = train_and_register(store, version, "staged-run", alias="candidate")
+    audit.append(store, "gate_decision", {"model": card["name"], "version": card["version"]},
+                 {"decision": "BLESSED", "reasons": []})
+    envs_.record_verification(store, card["name"], card["version"], "staging",
+                              {"passed": True, "reason": "2 passing intervals", "stable": None})
+    envs_.request_approval(store, card["name"], card["version"],
+                           EnvironmentConfig(name="production", approval="manual"), {"env": "staging"})
+    objects = _chart({"model": {"name": card["name"]}, "s3": {"bucket": "conveyor", "accessKeyId": "k",
+                                                             "secretAccessKey": "s"}})
+    template = next(o for o in objects if o["kind"] == "CronJob" and o["metadata"]["name"].endswith("-release"))
+    template["metadata"].setdefault("namespace", "kubeflow-user")
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("release-config"))
+    job = decision_job(template, "reject", card["name"], card["version"], "production", "too slow on long mails",
+                       {"username": "alice@example.com", "groups": ["ml-release-managers"]})
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == images["component"]["image"]
+    container = {**container, "command": [store.uri if c == "s3://conveyor" else c for c in container["command"]]}
+    secret = container["envFrom"][0]["secretRef"]["name"]
+    env = PodEnv(secrets={secret: s3_secret}, config_maps={config["metadata"]["name"]: config["data"]})
+    out = run_pod_container(pod, container, env, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "rejected by alice@example.com" in out.stdout
+    rejected = next(e for e in audit.read_entries(store) if e["event"] == "approval_rejected")
+    assert rejected["actor"]["name"] == "alice@example.com"
+    assert rejected["actor"]["service_account"] == pod["serviceAccountName"]
+    again = run_pod_container(pod, container, env, timeout=300)
+    assert again.returncode == 10 and "already rejected" in again.stderr, again.stderr[-2000:]
 
 
 def test_spark_application_driver_runs_in_the_component_image_and_gives_the_local_version(images, s3_prefix,
