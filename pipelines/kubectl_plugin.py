@@ -73,8 +73,20 @@ def add_canary_verbs(canary: argparse.ArgumentParser) -> None:
         p.set_defaults(func=run_canary_verb)
 
 
-def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None, routes=None) -> int:
+def _who(api, approvals) -> str:
+    """Who runs a verb, as the API server authenticated them (SelfSubjectReview): it goes on the
+    rollout and from there into the audit log. An injected API without `approvals`: "user"."""
+    if approvals is None and api is not None:
+        return "user"
+    from components.release.cluster_approval import KubernetesApprovalApi  # lazy: only the verbs need it
+
+    return (approvals or KubernetesApprovalApi()).whoami()["username"]
+
+
+def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None, routes=None,
+                    approvals=None) -> int:
     kube.select(args.kubeconfig, args.context)
+    injected = api
     api = api or KubernetesInferenceServiceApi()
     ctl = CanaryController(api, args.name, args.namespace or kube.default_namespace(),
                            log=lambda m: sys.stderr.write(m + "\n"), routes=routes)
@@ -108,7 +120,8 @@ def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None,
         sys.stdout.write(json.dumps({"phase": state.phase, "weight": state.weight, "failed_checks": state.failed})
                          + "\n")
         return 0 if state.phase != "RolledBack" else 1
-    state = ctl.promote(full=args.full) if args.verb == "promote" else getattr(ctl, args.verb)()
+    by = _who(injected, approvals)
+    state = ctl.promote(full=args.full, by=by) if args.verb == "promote" else getattr(ctl, args.verb)(by=by)
     sys.stdout.write(f"{args.name}: {state.phase} at {state.weight}%\n")
     return 0
 
@@ -218,7 +231,7 @@ def main(argv: list[str] | None = None, api=None, routes=None, approvals=None) -
     args = build_parser().parse_args(argv)
     if args.group in ("approve", "reject", "pending"):
         return run_main("kubectl conveyor", lambda: args.func(args, approvals=approvals))
-    return run_main("kubectl conveyor", lambda: run_canary_verb(args, api=api, routes=routes))
+    return run_main("kubectl conveyor", lambda: run_canary_verb(args, api=api, routes=routes, approvals=approvals))
 
 
 if __name__ == "__main__":

@@ -192,3 +192,42 @@ def test_the_release_job_records_the_decision_and_releases_with_the_pipeline_rol
     assert len(audit.read_entries(store)) == before
     monkeypatch.setenv("CONVEYOR_APPROVER", "alice")  # not what the plugin sets: refused, nothing recorded
     assert conveyor(args) == 2
+
+
+def test_kubectl_verbs_carry_the_authenticated_user_into_the_audit_log(cluster, tmp_path, monkeypatch, file_store,
+                                                                      capsys):
+    """promote/rollback/pause/resume as a person bound to the chart's canary Role: the verb is kept
+    on the rollout with the SelfSubjectReview username, and the release step writes it to the audit
+    log with that person as the actor."""
+    import kubernetes.config.kube_config as kube_config
+
+    from components import kube
+    from components.deploy.cluster import KubernetesInferenceServiceApi
+    from components.release.cluster import CanaryController, read_state
+    from components.release.local import record_verbs
+
+    server, person, _config = cluster
+    server.rbac.append({"kind": "RoleBinding", "metadata": {"name": "carol-canary", "namespace": NAMESPACE},
+                        "roleRef": {"kind": "Role", "name": "conveyor-canary"},
+                        "subjects": [{"kind": "User", "name": "carol@example.com"}]})
+    pipeline = server.kubeconfig(tmp_path / "pipeline.kubeconfig", NAMESPACE, "conveyor-pipeline")
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", pipeline)
+    kube.select(pipeline, None)
+    cfg = load_config()
+    deploy = cfg.deploy.model_copy(update={"namespace": NAMESPACE})
+    ctl = CanaryController(KubernetesInferenceServiceApi(), deploy.name, NAMESPACE, ready_timeout_s=20,
+                           log=lambda _m: None)
+    ctl.deploy(deploy, cfg.canary, cfg.model_name, "aaa111")
+    ctl.deploy(deploy, cfg.canary, cfg.model_name, "bbb222")  # a canary in progress
+    carol = person("carol@example.com")
+    for verb in ("pause", "resume", "promote"):
+        assert kubectl_conveyor(["canary", verb, deploy.name, "-n", NAMESPACE, "--kubeconfig", carol]) == 0
+    capsys.readouterr()
+    state = read_state(server.find("serving.kserve.io", "inferenceservices", NAMESPACE, deploy.name))
+    assert [(v["verb"], v["by"]) for v in state.verbs] == [(v, "carol@example.com")
+                                                          for v in ("pause", "resume", "promote")]
+    assert not [c for c in server.calls if c.user == "carol@example.com" and c.status == 403]
+    record_verbs(file_store, {"model": cfg.model_name, "candidate": "bbb222", "strategy": "canary"}, state)
+    entries = [e for e in audit.read_entries(file_store) if e["event"] == "rollout_verb"]
+    assert [(e["details"]["outcome"], e["actor"]["name"]) for e in entries] == [
+        (v, "carol@example.com") for v in ("pause", "resume", "promote")]

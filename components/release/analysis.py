@@ -171,6 +171,9 @@ class CanaryState:
     stage: str = ""             # bluegreen: preview | post_promotion; shadow: shadow; ab: experiment
     experiment: dict[str, Any] | None = None  # ab: ExperimentState.to_json()
     result: dict[str, Any] | None = None      # ab: verdict, winner, effect, interval, p-value
+    # what people did to it (kubectl conveyor promote|rollback|pause|resume): verb, who (as the API
+    # server authenticated them), when; the release step puts each in the audit log
+    verbs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -399,43 +399,50 @@ class CanaryController:
                                f"{phase} (expected {' or '.join(want)})")
         return obj, state
 
-    def _end_by_user(self, verb: str, action: str, phase: str, weight: int, patches, message: str) -> CanaryState:
+    def _end_by_user(self, verb: str, action: str, phase: str, weight: int, patches, message: str,
+                     by: str) -> CanaryState:
         obj, state = self._manual(("Progressing", "Paused"), verb)
         state.phase, state.weight = phase, weight
         state.history.append({"at": now(), "action": action, "weight": weight, "failed": state.failed,
-                              "checks": [], "by": "user"})
+                              "checks": [], "by": by})
+        state.verbs.append({"at": now(), "verb": action, "by": by})
         if (obj["metadata"].get("annotations") or {}).get(ROUTE):
-            self._end_routed(obj, state, action == "promote", f"Canary{phase}", message)
+            self._end_routed(obj, state, action == "promote", f"Canary{phase}", f"{message} ({by})")
         else:
-            self._apply(obj, patches(obj), state, f"Canary{phase}", message)
+            self._apply(obj, patches(obj), state, f"Canary{phase}", f"{message} ({by})")
         return state
 
-    def promote(self, full: bool = False) -> CanaryState:
+    def promote(self, full: bool = False, by: str = "user") -> CanaryState:
         """Canary: all traffic to the candidate now. Blue-green before the switch: the switch (as
-        Argo Rollouts' promote), post-promotion analysis still to run; `full` skips that too."""
+        Argo Rollouts' promote), post-promotion analysis still to run; `full` skips that too.
+        `by`: who, as the API server authenticated them (the plugin's SelfSubjectReview)."""
         obj, state = self._manual(("Progressing", "Paused"), "promote")
         if state.strategy == "bluegreen" and state.stage == "preview" and not full:
             switch(state)
             state.history.append({"at": now(), "action": "switch", "weight": 100, "failed": 0, "checks": [],
-                                  "stage": "preview", "by": "user"})
+                                  "stage": "preview", "by": by})
+            state.verbs.append({"at": now(), "verb": "switch", "by": by})
             self._apply(obj, [weight_patch(obj, 100)], state, "BlueGreenSwitched",
-                        "switched by user; run `kubectl conveyor rollout analyze` for post-promotion analysis")
+                        f"switched by {by}; run `kubectl conveyor rollout analyze` for post-promotion analysis")
             return state
-        return self._end_by_user("promote", "promote", "Promoted", 100, promote_patches, "promoted by user")
+        return self._end_by_user("promote", "promote", "Promoted", 100, promote_patches, "promoted by user", by)
 
-    def rollback(self) -> CanaryState:
-        return self._end_by_user("roll back", "rollback", "RolledBack", 0, rollback_patches, "rolled back by user")
+    def rollback(self, by: str = "user") -> CanaryState:
+        return self._end_by_user("roll back", "rollback", "RolledBack", 0, rollback_patches, "rolled back by user",
+                                 by)
 
-    def pause(self) -> CanaryState:
+    def pause(self, by: str = "user") -> CanaryState:
         obj, state = self._manual(("Progressing",), "pause")
         state.phase = "Paused"
-        self._apply(obj, [{}], state, "CanaryPaused", f"paused by user at {state.weight}%")
+        state.verbs.append({"at": now(), "verb": "pause", "by": by})
+        self._apply(obj, [{}], state, "CanaryPaused", f"paused by {by} at {state.weight}%")
         return state
 
-    def resume(self) -> CanaryState:
+    def resume(self, by: str = "user") -> CanaryState:
         obj, state = self._manual(("Paused",), "resume")
         state.phase = "Progressing"
-        self._apply(obj, [{}], state, "CanaryResumed", f"resumed by user at {state.weight}%")
+        state.verbs.append({"at": now(), "verb": "resume", "by": by})
+        self._apply(obj, [{}], state, "CanaryResumed", f"resumed by {by} at {state.weight}%")
         return state
 
 
@@ -535,8 +542,9 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     key = deployment_record_key(model, record["finished_at"], candidate, "production")
     store.write_json(key, record)
     record["record_uri"] = store.url(key)
-    from components.release.local import record_release  # lazy: as above (the registry)
+    from components.release.local import record_release, record_verbs  # lazy: as above (the registry)
 
+    record_verbs(store, record, state)
     record_release(store, record, key)
     return record
 

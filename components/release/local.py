@@ -292,6 +292,17 @@ def record_release(store, record: dict[str, Any], key: str) -> None:
                   "started_at": record.get("started_at"), "finished_at": record.get("finished_at")})
 
 
+def record_verbs(store, record: dict[str, Any], state: CanaryState | None) -> None:
+    """One audit entry per kubectl verb a person used on the release, with who the API server said
+    they were (kept on the InferenceService by `kubectl conveyor`; written here, where the store is)."""
+    for verb in (state.verbs if state else []):
+        audit.append(store, "rollout_verb", {"model": record["model"], "version": record["candidate"],
+                                             "env": record.get("env", "production")},
+                     {"outcome": verb["verb"], "at": verb["at"], "strategy": record.get("strategy")},
+                     actor={"kind": "user", "name": verb["by"], "authenticated_by": "SelfSubjectReview",
+                            "via": f"kubectl conveyor {verb['verb']}"})
+
+
 def _save(store, record: dict[str, Any], log) -> dict[str, Any]:
     record["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
     key = deployment_record_key(record["model"], record["finished_at"], record["candidate"],
