@@ -165,6 +165,26 @@ def test_manual_approval_stops_at_staging_then_approve_releases_with_the_configu
         < order.index("release_finished")
     assert audit.verify(store) == len(entries)
 
+    # the version's compliance report, from those records
+    config = _config_file(tmp_path, environments=[e.model_dump() for e in MANUAL])
+    out = tmp_path / "reports"
+    assert conveyor(["models", "report", MODEL, "production", "--out", str(out), "--store", store.uri,
+                     "--config", config]) == 0
+    assert "audit log intact" in capsys.readouterr().out
+    md = (out / f"{MODEL}-{cand}-compliance.md").read_text()
+    for words in ("## Lineage", "## Gate", "| staging | verification |", "| production | decision |",
+                  "reviewed the staging report", granted["actor"]["name"], "release_finished", "Promoted",
+                  "## Explanations", "Hash chain intact"):
+        assert words in md, words
+    page = (out / f"{MODEL}-{cand}-compliance.html").read_text()
+    assert page.startswith("<!doctype html>") and "<h2>Release history</h2>" in page
+    # an edited entry: the report says so, and the command exits 6 (integrity)
+    first = store.list("audit/log/")[0]
+    store.write_bytes(first, store.read_bytes(first).replace(b'"event": "', b'"event": "x', 1))
+    assert conveyor(["models", "report", MODEL, cand, "--out", str(out), "--store", store.uri,
+                     "--config", config]) == 6
+    assert "Hash chain BROKEN" in (out / f"{MODEL}-{cand}-compliance.md").read_text()
+
 
 def test_reject_leaves_production_untouched_and_the_decision_is_final(own_two_versions, tmp_path, capsys):
     store, stable, cand, _texts, _labels = own_two_versions
