@@ -15,7 +15,8 @@ import yaml
 from tests.test_manifests import CUSTOM_GROUPS, KUBE_VERSIONS
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "conveyor"
-VALUES_FILES = [None, "ci/gpu-values.yaml", "ci/created-secret-values.yaml", "ci/standard-mode-values.yaml"]
+VALUES_FILES = [None, "ci/gpu-values.yaml", "ci/created-secret-values.yaml", "ci/standard-mode-values.yaml",
+                "ci/approval-values.yaml"]
 
 
 def _values(name: str | None) -> dict:
@@ -228,3 +229,27 @@ def test_notes_give_another_releases_names_for_the_config():
     assert "data: {spark: {service_account: team-b-conveyor-spark}}" in notes
     assert "deploy:" not in chart.render({}, name="conveyor", namespace="ml", is_install=True)[
         "conveyor/templates/NOTES.txt"]  # the default release's names are the config's defaults
+
+
+def test_the_approval_objects_say_what_the_values_say():
+    from components.config import config_from_dict
+
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in _render(_values("ci/approval-values.yaml"))}
+    role = objects["Role", "conveyor-approver"]
+    decide = next(r for r in role["rules"] if "approve" in r["verbs"])
+    assert decide == {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+                      "resourceNames": ["spam-classifier"], "verbs": ["approve", "reject"]}
+    binding = objects["RoleBinding", "conveyor-approver"]
+    assert {(s["kind"], s["name"]) for s in binding["subjects"]} == {("User", "alice@example.com"),
+                                                                     ("Group", "ml-release-managers")}
+    template = objects["CronJob", "conveyor-release"]
+    assert template["spec"]["suspend"] is True and template["metadata"]["labels"]["conveyor.dev/template"] == \
+        "release-job"
+    config = config_from_dict(yaml.safe_load(objects["ConfigMap", "conveyor-release-config"]["data"]["config.yaml"]))
+    assert [(e.name, e.approval) for e in config.environments] == [("staging", "auto"), ("production", "auto")]
+    assert config.environments[-1].approval_ttl_hours == 24 and config.rollout.strategy == "bluegreen"
+    assert config.deploy.namespace == "team-a" and config.deploy.runtime == "conveyor-predictor"
+    default = {(o["kind"], o["metadata"]["name"]) for o in _render({})}
+    assert ("Role", "conveyor-approver") in default and ("RoleBinding", "conveyor-approver") not in default
+    disabled = {(o["kind"], o["metadata"]["name"]) for o in _render({"approval": {"enabled": False}})}
+    assert not disabled & {("CronJob", "conveyor-release"), ("Role", "conveyor-approver")}
