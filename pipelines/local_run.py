@@ -332,8 +332,8 @@ def _closed_loop(cfg: ConveyorConfig, store: str, production: list[str], first: 
     try:
         resolve_version(open_store(store), cfg.model_name, "champion")
     except NotFoundError:
-        progress(f"[2] no champion of {cfg.model_name} is serving (the candidate was not blessed): nothing to "
-                 "monitor; the production batch is versioned only")
+        progress(f"[2] no production version of {cfg.model_name} is serving (the candidate was not blessed, failed "
+                 "staging or awaits approval): nothing to monitor; the production batch is versioned only")
         step = _version_production(cfg, store, production, runner, reports, ref_version)
         progress(_describe(step))
         return [{"name": "production data (no champion serving)", **step}]
