@@ -35,7 +35,9 @@ from components import kube
 from components.common.entry import run_main
 from components.config import load_config
 from components.deploy.cluster import KubernetesInferenceServiceApi
-from components.release.cluster import CanaryController, format_status, read_config, status_report
+from components.release.cluster import CanaryController
+from components.release.cluster_status import format_status, status_report
+from components.release.kserve_state import read_config
 from components.release.prometheus import PrometheusMetricsSource
 
 VERB_HELP = {

@@ -286,7 +286,8 @@ def _deploy_cfg():
 @pytest.mark.parametrize("mode", ["knative", "standard"])
 def test_deploy_and_canary_calls_are_allowed_and_accepted_upstream(mode, api_server, as_account):
     from components.deploy.cluster import KubernetesInferenceServiceApi
-    from components.release.cluster import CanaryController, read_state
+    from components.release.cluster import CanaryController
+    from components.release.kserve_state import read_state
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()

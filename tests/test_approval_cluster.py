@@ -203,7 +203,8 @@ def test_kubectl_verbs_carry_the_authenticated_user_into_the_audit_log(cluster, 
 
     from components import kube
     from components.deploy.cluster import KubernetesInferenceServiceApi
-    from components.release.cluster import CanaryController, read_state
+    from components.release.cluster import CanaryController
+    from components.release.kserve_state import read_state
     from components.release.local import record_verbs
 
     server, person, _config = cluster

@@ -18,8 +18,10 @@ from components.common.errors import ClusterError, SpecError
 from components.deploy.cluster import apply_inference_service
 from components.deploy.config import DeployConfig
 from components.deploy.isvc import build_inference_service
-from components.release.cluster import CANDIDATE, STABLE, STATE, CanaryController, read_state, status_report
+from components.release.cluster import CanaryController
+from components.release.cluster_status import status_report
 from components.release.config import CanaryConfig, PrometheusConfig
+from components.release.kserve_state import CANDIDATE, STABLE, STATE, read_state
 from pipelines.kubectl_plugin import main as kubectl_conveyor
 from tests.k8s_standin import StandInApi
 from tests.prometheus_proc import PrometheusProcess, prometheus_binary

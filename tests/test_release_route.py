@@ -19,16 +19,10 @@ import pytest
 
 from components.common.errors import ClusterError, ConfigError
 from components.deploy.config import DeployConfig
-from components.release.cluster import (
-    CANDIDATE,
-    ROUTE,
-    STABLE,
-    CanaryController,
-    read_state,
-    rolled_back_on_sigterm,
-    status_report,
-)
+from components.release.cluster import CanaryController, rolled_back_on_sigterm
+from components.release.cluster_status import status_report
 from components.release.config import CanaryConfig, PrometheusConfig, RolloutConfig
+from components.release.kserve_state import CANDIDATE, ROUTE, STABLE, read_state
 from components.release.route import RELEASE_OF, build_route, candidate_isvc, declared_split, route_state
 from pipelines.kubectl_plugin import main as kubectl_conveyor
 from tests.k8s_standin import StandInApi, StandInObjects

@@ -108,7 +108,7 @@ def _standard(**changes):
 
 def test_standard_mode_canary_passes_the_crd_and_kserves_webhook_through_promotion():
     from components.deploy.isvc import build_inference_service
-    from components.release.cluster import promote_patches, rollback_patches, weight_patch
+    from components.release.kserve_state import promote_patches, rollback_patches, weight_patch
     from tests.k8s_standin import merge_patch
 
     deploy, model = _standard()

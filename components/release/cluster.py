@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import signal
 import threading
 import time
@@ -44,11 +43,29 @@ from components.deploy.cluster import (
     wait_reconciled,
 )
 from components.deploy.config import DeployConfig
-from components.deploy.isvc import MODE_ANNOTATION, build_inference_service, storage_uri
+from components.deploy.isvc import build_inference_service
 from components.kube import CustomObjects
 from components.release.analysis import CanaryState
+from components.release.cluster_verbs import ManualVerbs
 from components.release.config import CanaryConfig, RolloutConfig
 from components.release.gauges import publisher
+from components.release.kserve_state import (
+    CANDIDATE,
+    CONFIG,
+    MODEL_LABEL,
+    ROLLOUT,
+    ROUTE,
+    ROUTED_STRATEGIES,
+    STABLE,
+    STATE,
+    preview_url,
+    promote_patches,
+    read_plan,
+    read_state,
+    rollback_patches,
+    state_annotation,
+    weight_patch,
+)
 from components.release.prometheus import PrometheusMetricsSource
 from components.release.rollout import now, observers, run_rollout
 from components.release.route import (
@@ -59,56 +76,8 @@ from components.release.route import (
     declared_split,
     route_name,
     route_patch,
-    route_state,
 )
-from components.release.strategies import Plan, begin, switch
-
-STATE = "conveyor.dev/canary"
-CONFIG = "conveyor.dev/canary-config"
-ROLLOUT = "conveyor.dev/rollout-config"  # the RolloutConfig (strategy) the rollout started with
-ROUTE = "conveyor.dev/release-route"     # the HTTPRoute an A/B or shadow release runs on
-# Strategies that run on a route of Conveyor's own, with the candidate in its own InferenceService.
-ROUTED_STRATEGIES = ("ab", "shadow")
-STABLE = "conveyor.dev/stable-version"
-CANDIDATE = "conveyor.dev/candidate-version"
-MODEL_LABEL = "conveyor.dev/model"
-HISTORY_KEPT = 5  # intervals kept in the annotation; the full history is in the Events
-
-
-def mode_of(obj: dict[str, Any]) -> str:
-    return "standard" if obj["metadata"].get("annotations", {}).get(MODE_ANNOTATION) == "Standard" else "knative"
-
-
-def read_state(obj: dict[str, Any]) -> CanaryState | None:
-    raw = obj["metadata"].get("annotations", {}).get(STATE)
-    if not raw:
-        return None
-    try:
-        data = json.loads(raw)
-        missing = {"weight", "step", "failed", "successes", "phase", "history"} - set(data)
-        if missing:
-            raise KeyError(", ".join(sorted(missing)))
-        return CanaryState.from_json(data)
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        name = obj["metadata"]["name"]
-        raise ClusterError(f"InferenceService {name}: annotation {STATE} is not a canary state ({exc})") from exc
-
-
-def read_config(obj: dict[str, Any]) -> CanaryConfig:
-    raw = obj["metadata"].get("annotations", {}).get(CONFIG)
-    try:
-        return CanaryConfig.model_validate_json(raw) if raw else CanaryConfig()
-    except ValueError as exc:
-        raise ConfigError(f"annotation {CONFIG}: {exc}") from exc
-
-
-def read_plan(obj: dict[str, Any], cfg: CanaryConfig | None = None) -> Plan:
-    raw = obj["metadata"].get("annotations", {}).get(ROLLOUT)
-    try:
-        rollout = RolloutConfig.model_validate_json(raw) if raw else RolloutConfig()
-    except ValueError as exc:
-        raise ConfigError(f"annotation {ROLLOUT}: {exc}") from exc
-    return Plan(cfg or read_config(obj), rollout)
+from components.release.strategies import Plan, begin
 
 
 def check_cluster_strategy(rollout: RolloutConfig, deploy_cfg: DeployConfig) -> None:
@@ -125,59 +94,7 @@ class KubernetesRouteApi(CustomObjects):
         super().__init__("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes")
 
 
-def state_annotation(state: CanaryState) -> str:
-    data = state.to_json()
-    data["history"] = data["history"][-HISTORY_KEPT:]
-    data["updated"] = now()
-    return json.dumps(data, separators=(",", ":"))
-
-
-def weight_patch(obj: dict[str, Any], weight: int) -> dict[str, Any]:
-    if mode_of(obj) == "knative":
-        return {"spec": {"predictor": {"canaryTrafficPercent": weight}}}
-    canary = copy.deepcopy(obj["spec"].get("canary") or [])
-    if not canary:
-        raise ClusterError(f"InferenceService {obj['metadata']['name']}: no spec.canary entry to set a weight on")
-    canary[0]["trafficPercent"] = weight
-    return {"spec": {"canary": canary}}
-
-
-def promote_patches(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    ann = obj["metadata"].get("annotations", {})
-    done = {"metadata": {"annotations": {STABLE: ann.get(CANDIDATE, ann.get(STABLE)), CANDIDATE: None}}}
-    if mode_of(obj) == "knative":
-        return [{"spec": {"predictor": {"canaryTrafficPercent": None}}} | done]
-    canary = (obj["spec"].get("canary") or [{}])[0].get("predictor")
-    if not canary:
-        raise ClusterError(f"InferenceService {obj['metadata']['name']}: no canary to promote")
-    predictor = copy.deepcopy(obj["spec"]["predictor"])
-    # Keep the stable's replica settings; take the canary's model and its name (KServe's webhook
-    # accepts a new predictor name only together with a new model, and refuses a canary named
-    # like the stable one, so the name travels with the model).
-    predictor["model"] = canary["model"]
-    if canary.get("name"):
-        predictor["name"] = canary["name"]
-    return [{"spec": {"predictor": predictor, "canary": None}} | done]
-
-
-def rollback_patches(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    ann = obj["metadata"].get("annotations", {})
-    done = {"metadata": {"annotations": {CANDIDATE: None}}}
-    if mode_of(obj) == "standard":
-        return [{"spec": {"canary": None}} | done]
-    stable = ann.get(STABLE)
-    if not stable:
-        raise ClusterError(f"InferenceService {obj['metadata']['name']}: no {STABLE} annotation to roll back to")
-    model = obj["metadata"].get("labels", {}).get(MODEL_LABEL)
-    uri = obj["spec"]["predictor"]["model"]["storageUri"]
-    # First all traffic back to the last rolled-out revision (instant), then make the spec say
-    # so, so that the next reconcile does not bring the candidate back.
-    return [{"spec": {"predictor": {"canaryTrafficPercent": 0}}},
-            {"spec": {"predictor": {"canaryTrafficPercent": None,
-                                    "model": {"storageUri": storage_uri(uri, model, stable)}}}} | done]
-
-
-class CanaryController:
+class CanaryController(ManualVerbs):
     """Applies rollout decisions to one InferenceService and records them on it."""
 
     def __init__(self, api: InferenceServiceApi, name: str, namespace: str, ready_timeout_s: float = 600,
@@ -389,62 +306,6 @@ class CanaryController:
             c["passed"] is not True for c in state.history[-1]["checks"]) else "CanaryHold"
         return self._apply(obj, [{}], state, reason, f"weight {state.weight}%: {evidence}")
 
-    # -- manual verbs (kubectl conveyor canary ...) ---------------------------------------------
-    def _manual(self, want: tuple[str, ...], verb: str) -> tuple[dict[str, Any], CanaryState]:
-        obj = self.get()
-        state = read_state(obj)
-        if state is None or state.phase not in want:
-            phase = state.phase if state else "no rollout"
-            raise ClusterError(f"InferenceService {self.namespace}/{self.name}: cannot {verb} a canary that is "
-                               f"{phase} (expected {' or '.join(want)})")
-        return obj, state
-
-    def _end_by_user(self, verb: str, action: str, phase: str, weight: int, patches, message: str,
-                     by: str) -> CanaryState:
-        obj, state = self._manual(("Progressing", "Paused"), verb)
-        state.phase, state.weight = phase, weight
-        state.history.append({"at": now(), "action": action, "weight": weight, "failed": state.failed,
-                              "checks": [], "by": by})
-        state.verbs.append({"at": now(), "verb": action, "by": by})
-        if (obj["metadata"].get("annotations") or {}).get(ROUTE):
-            self._end_routed(obj, state, action == "promote", f"Canary{phase}", f"{message} ({by})")
-        else:
-            self._apply(obj, patches(obj), state, f"Canary{phase}", f"{message} ({by})")
-        return state
-
-    def promote(self, full: bool = False, by: str = "user") -> CanaryState:
-        """Canary: all traffic to the candidate now. Blue-green before the switch: the switch (as
-        Argo Rollouts' promote), post-promotion analysis still to run; `full` skips that too.
-        `by`: who, as the API server authenticated them (the plugin's SelfSubjectReview)."""
-        obj, state = self._manual(("Progressing", "Paused"), "promote")
-        if state.strategy == "bluegreen" and state.stage == "preview" and not full:
-            switch(state)
-            state.history.append({"at": now(), "action": "switch", "weight": 100, "failed": 0, "checks": [],
-                                  "stage": "preview", "by": by})
-            state.verbs.append({"at": now(), "verb": "switch", "by": by})
-            self._apply(obj, [weight_patch(obj, 100)], state, "BlueGreenSwitched",
-                        f"switched by {by}; run `kubectl conveyor rollout analyze` for post-promotion analysis")
-            return state
-        return self._end_by_user("promote", "promote", "Promoted", 100, promote_patches, "promoted by user", by)
-
-    def rollback(self, by: str = "user") -> CanaryState:
-        return self._end_by_user("roll back", "rollback", "RolledBack", 0, rollback_patches, "rolled back by user",
-                                 by)
-
-    def pause(self, by: str = "user") -> CanaryState:
-        obj, state = self._manual(("Progressing",), "pause")
-        state.phase = "Paused"
-        state.verbs.append({"at": now(), "verb": "pause", "by": by})
-        self._apply(obj, [{}], state, "CanaryPaused", f"paused by {by} at {state.weight}%")
-        return state
-
-    def resume(self, by: str = "user") -> CanaryState:
-        obj, state = self._manual(("Paused",), "resume")
-        state.phase = "Progressing"
-        state.verbs.append({"at": now(), "verb": "resume", "by": by})
-        self._apply(obj, [{}], state, "CanaryResumed", f"resumed by {by} at {state.weight}%")
-        return state
-
 
 class InferenceServiceRouter:
     """The rollout's Router on the cluster: the state and both versions live on the InferenceService
@@ -595,92 +456,3 @@ def rolled_back_on_sigterm(ctl: CanaryController):
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def preview_url(obj: dict[str, Any]) -> str | None:
-    """Knative mode with tag routing: the URL of the traffic target tagged `latest`."""
-    predictor = ((obj.get("status") or {}).get("components") or {}).get("predictor") or {}
-    for target in predictor.get("traffic") or []:
-        if target.get("tag") == "latest" and target.get("url"):
-            return target["url"]
-    return None
-
-
-def status_report(obj: dict[str, Any], route: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What `kubectl conveyor canary status` shows: traffic split, revisions, last analysis;
-    for an A/B or shadow release, the split its HTTPRoute declares (`route`)."""
-    ann = obj["metadata"].get("annotations", {})
-    state = read_state(obj)
-    status = obj.get("status") or {}
-    predictor = (status.get("components") or {}).get("predictor") or {}
-    mode = mode_of(obj)
-    name = obj["metadata"]["name"]
-    if route is not None:
-        split = declared_split(route, name)
-        routed = route_state(route)
-        traffic = [{"revision": f"{name} (stable {routed.get('stable')})", "percent": round(split["stable"] * 100)}]
-        if routed.get("candidate"):
-            traffic.append({"revision": f"{candidate_isvc(name)} (candidate {routed['candidate']})",
-                            "percent": round(split["candidate"] * 100)})
-        if split["mirrored"]:
-            traffic.append({"revision": f"{candidate_isvc(name)} (mirrored copies, answers discarded)",
-                            "percent": round(split["mirrored"] * 100)})
-    elif mode == "knative":
-        traffic = [{"revision": t.get("revisionName"), "percent": t.get("percent"), "tag": t.get("tag"),
-                    "latest": t.get("latestRevision")} for t in predictor.get("traffic") or []]
-    else:
-        canary = obj["spec"].get("canary") or []
-        share = sum(c.get("trafficPercent", 0) for c in canary)
-        traffic = [{"revision": "predictor (stable)", "percent": 100 - share}] + [
-            {"revision": f"canary[{i}]", "percent": c.get("trafficPercent", 0)} for i, c in enumerate(canary)]
-    ready = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-    return {
-        "name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"], "mode": mode,
-        "stable": ann.get(STABLE), "candidate": ann.get(CANDIDATE),
-        "phase": str(state.phase) if state else None, "weight": state.weight if state else None,
-        "strategy": state.strategy if state else None, "stage": (state.stage or None) if state else None,
-        "preview_url": preview_url(obj),
-        "route": route["metadata"]["name"] if route is not None else None,
-        "hostnames": (route.get("spec") or {}).get("hostnames") if route is not None else None,
-        "failed_checks": state.failed if state else None, "traffic": traffic,
-        "revisions": {k: predictor.get(k) for k in ("latestCreatedRevision", "latestReadyRevision",
-                                                     "latestRolledoutRevision", "previousRolledoutRevision")
-                      if predictor.get(k)},
-        "conditions": ready,
-        "last_analysis": state.history[-1] if state and state.history else None,
-        "history": state.history if state else [],
-    }
-
-
-def format_status(report: dict[str, Any], wide: bool = False) -> str:
-    """kubectl-style text: the last analysis with its checks; `wide`: every interval the object
-    keeps (the last HISTORY_KEPT; the Events have them all), each with its checks."""
-    lines = [f"InferenceService {report['namespace']}/{report['name']} ({report['mode']} mode)",
-             f"  stable {report['stable']}  candidate {report['candidate'] or '-'}",
-             f"  {report.get('strategy') or 'canary'}: {report['phase'] or 'none'}  weight {report['weight']}%  "
-             f"failed checks {report['failed_checks']}" + (f"  stage {report['stage']}" if report.get("stage") else ""),
-             "  traffic:"]
-    lines += [f"    {t['percent']:>3}%  {t['revision']}" + (f"  (tag {t['tag']})" if t.get("tag") else "")
-              for t in report["traffic"]] or ["    (no traffic status yet)"]
-    if report.get("preview_url"):
-        lines.append(f"  preview: {report['preview_url']}")
-    if report.get("route"):
-        lines.append(f"  route: HTTPRoute {report['route']} ({', '.join(report.get('hostnames') or [])})")
-    if report["revisions"]:
-        lines.append("  revisions: " + ", ".join(f"{k}={v}" for k, v in report["revisions"].items()))
-    if report["conditions"]:
-        lines.append("  conditions: " + ", ".join(f"{k}={v}" for k, v in report["conditions"].items()))
-    last = [report["last_analysis"]] if report["last_analysis"] else []
-    intervals = (report.get("history") or []) if wide else last
-    for i, entry in enumerate(intervals):
-        back = len(intervals) - 1 - i
-        title = "last analysis" if back == 0 else f"{back} interval{'s' if back > 1 else ''} before"
-        lines.append(f"  {title} {entry.get('at')}: {entry['action']} at {entry['weight']}%"
-                     + (f" [{entry['stage']}]" if wide and entry.get("stage") else "")
-                     + (" (by user)" if entry.get("by") else ""))
-        for c in entry["checks"]:
-            verdict = {True: "ok", False: "FAILED", None: "no data"}[c["passed"]]
-            value = "-" if c["value"] is None else f"{c['value']:.4g}"
-            lines.append(f"    {c['name']:<34} {value:>10}  limit {c['threshold']:<8g} {verdict}"
-                         + (f"  ({c['detail']})" if c.get("detail") else ""))
-    return "\n".join(lines)
