@@ -291,6 +291,7 @@ def cmd_release_job(args) -> int:
     record = decide(store, model, version, env, cfg.environments, verb, reason, actor=actor)
     print(f"{model} {version}: entry to {env} {record['decision']} by {username}")
     if len(cfg.environments) > 1:  # the request is decided: `kubectl conveyor pending` no longer lists it
+        # lazy: the cluster SDK, only in the release Job
         from components.common.errors import ClusterError
         from components.release.cluster_staging import mark_awaiting
 
@@ -300,6 +301,7 @@ def cmd_release_job(args) -> int:
             sys.stderr.write(f"conveyor: warning: the pending mark on the staging InferenceService stays: {exc}\n")
     if verb == "reject":
         return 0
+    # lazy: the release and the cluster SDK, only for an approval
     from components.release.cluster import run_cluster_rollout
     from components.release.executor import release
 

@@ -156,7 +156,7 @@ def add_decision_verbs(groups) -> None:
         p = groups.add_parser(verb, help=text, description=text)
         p.add_argument("model", metavar="MODEL", help="model name")
         p.add_argument("version", metavar="VERSION", help="registry version (kubectl conveyor pending lists them)")
-        p.add_argument("--env", default="production", help="the environment it would enter")
+        p.add_argument("--env", default="production", help="the environment it would enter (default: production)")
         p.add_argument("--reason", required=True, help="why (recorded in the audit log with who and when)")
         p.add_argument("--inference-service", help="the environment's InferenceService RBAC is checked on "
                        "(default: the config's, e.g. spam-classifier for production)")
@@ -164,7 +164,7 @@ def add_decision_verbs(groups) -> None:
         _target_options(p)
         p.set_defaults(func=run_decision)
     p = groups.add_parser("pending", help="versions awaiting approval (annotations on the staging InferenceServices)")
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="text or json (default: text)")
     _target_options(p)
     p.set_defaults(func=run_pending)
 
@@ -184,6 +184,7 @@ def run_decision(args, approvals=None) -> int:
     cfg = load_config(args.config)
     env = next((e for e in cfg.environments if e.name == args.env), None)
     if env is None:
+        # lazy: only this refusal needs it
         from components.common.errors import InputError
 
         raise InputError(f"--env {args.env}: not in the config's environments "

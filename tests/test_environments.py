@@ -161,8 +161,8 @@ def test_manual_approval_stops_at_staging_then_approve_releases_with_the_configu
     steps = [e["details"]["outcome"] for e in entries if e["event"] == "release_step"]
     assert steps[-1] == "promote" and "switch" in steps
     order = [e["event"] for e in entries]
-    assert order.index("approval_requested") < order.index("approval_granted") < order.index("release_started") \
-        < order.index("release_finished")
+    order = order[order.index("approval_requested"):]  # the copied shared store may hold earlier releases
+    assert order.index("approval_granted") < order.index("release_started") < order.index("release_finished")
     assert audit.verify(store) == len(entries)
 
     # the version's compliance report, from those records

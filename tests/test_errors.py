@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = {  # class: (exit code, HTTP status)
     "ConveyorError": (1, 500), "InputError": (2, 400), "ConfigError": (3, 500), "SpecError": (3, 500),
     "AdmissionError": (3, 500), "StoreError": (4, 503), "NotFoundError": (5, 404), "IntegrityError": (6, 500),
-    "GateFailed": (7, 500), "SearchFailed": (8, 500), "ClusterError": (9, 503),
+    "GateFailed": (7, 500), "SearchFailed": (8, 500), "ClusterError": (9, 503), "ReleaseRefused": (10, 409),
 }
 CLASSES = {name: cls for name, cls in inspect.getmembers(errors, inspect.isclass)
            if issubclass(cls, errors.ConveyorError)}

@@ -14,7 +14,7 @@ FORBIDDEN = ("kfp", "kubernetes", "kserve", "kubeflow")
 ADAPTERS = {"components/search/katib.py", "components/search/katib_launcher.py",
             "components/serve/predictor.py", "components/serve/kserve_sdk.py", "components/serve/server.py",
             "components/deploy/isvc.py",
-            "components/deploy/cluster.py",
+            "components/deploy/cluster.py", "components/release/cluster_approval.py",
             "components/monitor/submit.py", "components/ingest/spark_launcher.py", "components/kube.py"}
 
 
@@ -51,7 +51,7 @@ SHAPE = {
     "registry": (None, "store.py", "store.py"),
     "evaluate": (None, "core.py", "executor.py"),
     "gate": ("config.py", "core.py", "executor.py"),
-    "canary": ("config.py", "analysis.py", "rollout.py"),
+    "release": ("config.py", "analysis.py", "executor.py"),
     "monitor": ("config.py", "drift.py", "executor.py"),
     "notify": ("config.py", "core.py", "executor.py"),
 }

@@ -37,7 +37,8 @@ def _raw(server, method, path, body=b"", headers=None):
 def _counter(server, name, code, version):
     with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    pattern = (rf'{name}\{{code="{code}",model="toy-model",role="stable",version="{version}"\}} ([0-9.e+]+)')
+    pattern = (rf'{name}\{{code="{code}",env="production",model="toy-model",role="stable",version="{version}"\}} '
+               r"([0-9.e+]+)")
     return sum(float(m) for m in re.findall(pattern, text))
 
 

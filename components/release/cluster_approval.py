@@ -109,10 +109,10 @@ class KubernetesApprovalApi:
     """The official client; each failure one ClusterError line (components.kube.call_api)."""
 
     def __init__(self):
-        # lazy: the cluster SDK, only on the cluster path
+        # lazy: the cluster SDK, only on the cluster path (and kube with it)
         import kubernetes.client as k8s
 
-        from components import kube
+        from components import kube  # lazy: with the SDK
 
         kube.load_config()
         self.k8s, self.call = k8s, kube.call_api

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from components.release.analysis import describe
@@ -26,6 +27,7 @@ def verify_cluster(store, deploy, cfg: CanaryConfig, env: EnvironmentConfig, mod
     # lazy: the cluster SDK and Prometheus are needed only on the cluster path
     import time
 
+    # lazy: as above (the cluster SDK and Prometheus)
     from components.common.errors import ClusterError
     from components.deploy.cluster import KubernetesInferenceServiceApi, apply_inference_service
     from components.deploy.isvc import build_inference_service
@@ -79,8 +81,7 @@ def verify_cluster(store, deploy, cfg: CanaryConfig, env: EnvironmentConfig, mod
 def mark_awaiting(deploy, staging: EnvironmentConfig, request: dict[str, Any] | None, api=None) -> None:
     """The approval request as an annotation on the staging InferenceService (what `kubectl conveyor
     pending` lists), or its removal (request None) once a decision is recorded."""
-    import json
-
+    # lazy: the cluster SDK, only on the cluster path
     from components.deploy.cluster import KubernetesInferenceServiceApi
     from components.release.cluster_approval import AWAITING
 

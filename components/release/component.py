@@ -1,17 +1,7 @@
-"""KFP components of the release: `stage_op` takes a blessed candidate through the pre-production
-environments (staging: deployed, verified on replayed labelled traffic against production,
-recorded) and grants or requests entry to production; `release_op` releases into production by
-the configured strategy (`rollout.strategy`: canary, bluegreen, ab or shadow) with automated
-analysis and rollback, only when the version passed staging and entry was granted. Both run on
-one of two backends:
-  local   the versions as model servers inside the step, the test split replayed as labelled
-          traffic, each server's /metrics read directly (what `conveyor run` uses);
-  kserve  InferenceServices created or patched through the Kubernetes API (one per environment),
-          real traffic measured through Prometheus, the rollout state kept on the production
-          InferenceService (so `kubectl conveyor canary status|pause|promote|rollback NAME` steer it).
-`stage_op` verifies the gate's blessing names this candidate and says BLESSED before anything is
-deployed; the replayed rows are the split step's test split, kept in the store for the release.
-"""
+"""KFP components of the release (the work: backends.py over executor.py). `stage_op`: a blessed
+candidate through the pre-production environments, then entry to production granted or requested.
+`release_op`: production by the configured strategy, refused unless staging passed and entry was
+granted. Both on `target` local (model servers in the step) or kserve (InferenceServices)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
@@ -41,51 +31,21 @@ def stage_op(
     target: str = "local",
     deploy_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
 ) -> str:
-    # One plain output, not a NamedTuple: conditions on it resolve in kfp.local as on KFP (kfp.local
-    # cannot resolve a condition on a named output of a task inside another condition)
+    # One plain output: kfp.local cannot resolve a condition on a named output inside another condition
     import json
 
-    from components.common.errors import InputError
     from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.gate.core import verify_blessing
-    from components.release.config import CanaryConfig, default_environments
-    from components.release.executor import environments_from, keep_replay_rows, replay_rows, stage
+    from components.release.backends import stage_on
 
-    if target not in ("local", "kserve"):
-        raise InputError(f"target must be 'local' or 'kserve', got {target!r}")
     with open(blessing.path) as handle:
         verify_blessing(json.load(handle), model_name, candidate)
-    st = open_store(store)
-    log = StepLog("stage")
-    cfg = CanaryConfig.model_validate(canary_config)
-    envs = environments_from(environments) if environments else default_environments()
     with open(test.path, "rb") as handle:
-        keep_replay_rows(st, model_name, candidate, handle.read())
-    rows = replay_rows(st, model_name, candidate)
-
-    if target == "kserve":
-        from components.deploy.config import DeployConfig
-        from components.release.cluster_staging import verify_cluster
-
-        deploy = DeployConfig.model_validate(deploy_config)
-        if store.startswith("s3://"):  # the predictor reads models from the same registry
-            deploy = deploy.model_copy(update={"store": store})
-
-        def verify(env):
-            return verify_cluster(st, deploy, cfg, env, model_name, candidate, rows, log=log)
-    else:
-        from components.release.staging import verify_local
-
-        def verify(env):
-            return verify_local(st, model_name, candidate, *rows, cfg, env, log=log)
-
-    result = stage(st, model_name, candidate, envs, verify, log=log)
-    if target == "kserve" and result["next"] == "awaiting_approval":
-        from components.release.cluster_staging import mark_awaiting
-        from components.release.environments import request
-
-        mark_awaiting(deploy, envs[-2], request(st, model_name, candidate, envs[-1].name))
+        test_split = handle.read()
+    log = StepLog("stage")
+    result = stage_on(target, open_store(store), model_name, candidate, test_split, canary_config, environments,
+                      deploy_config, log=log)
     with open(verification.path, "w") as handle:
         json.dump({"model": model_name, "candidate": candidate, **result}, handle, indent=2)
     verification.metadata.update({"next": result["next"], "candidate": candidate})
@@ -115,43 +75,17 @@ def release_op(
 ) -> str:
     import json
 
-    from components.common.errors import InputError
     from components.common.logs import StepLog
     from components.common.storage import open_store
-    from components.release.config import CanaryConfig, RolloutConfig, default_environments
-    from components.release.executor import environments_from, release
+    from components.release.backends import release_on
 
-    if target not in ("local", "kserve"):
-        raise InputError(f"target must be 'local' or 'kserve', got {target!r}")
-    st = open_store(store)
     log = StepLog("release")
-    cfg = CanaryConfig.model_validate(canary_config)
-    rollout = RolloutConfig.model_validate(rollout_config)
-    envs = environments_from(environments) if environments else default_environments()
-    if target == "kserve":
-        from components.deploy.config import DeployConfig
-        from components.release.cluster import run_cluster_rollout
-
-        deploy = DeployConfig.model_validate(deploy_config)
-        if store.startswith("s3://"):  # the predictor reads models from the same registry
-            deploy = deploy.model_copy(update={"store": store})
-
-        def deliver(texts, labels, on_step):
-            return run_cluster_rollout(st, deploy, cfg, model_name, candidate, rollout=rollout, log=log,
-                                       replay_rows=(texts, labels) if cfg.cluster_replay_requests else None,
-                                       on_step=on_step)
-    else:
-        from components.release.local import run_local_canary
-
-        def deliver(texts, labels, on_step):
-            return run_local_canary(st, model_name, candidate, texts, labels, cfg, rollout=rollout, log=log,
-                                    env=environment, on_step=on_step)
-
-    record = release(st, model_name, candidate, environment, envs, rollout.strategy, deliver, target=target)
+    record = release_on(target, open_store(store), model_name, candidate, environment, environments, canary_config,
+                        rollout_config, deploy_config, log=log)
     with open(deployment.path, "w") as handle:
         json.dump(record, handle, indent=2)
-    deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate, "strategy": rollout.strategy,
-                                "env": environment})
-    log(f"release of {model_name} {candidate} to {environment} ({rollout.strategy}): {record['outcome']}",
-        model=model_name, candidate=candidate, strategy=rollout.strategy, outcome=record["outcome"])
+    deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate, "env": environment,
+                                "strategy": record.get("strategy")})
+    log(f"release of {model_name} {candidate} to {environment} ({record.get('strategy')}): {record['outcome']}",
+        model=model_name, candidate=candidate, strategy=record.get("strategy"), outcome=record["outcome"])
     return record["outcome"]

@@ -14,6 +14,7 @@ Each is also an audit entry (staging_result, approval_requested, approval_grante
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from components.common import audit
@@ -67,8 +68,6 @@ def record_verification(store: Store, model: str, version: str, env: str, result
 
 
 def _write_decision(store: Store, model: str, version: str, env: str, record: dict[str, Any]) -> bool:
-    import json
-
     key = environment_record_key(model, version, env, "decision")
     return store.create_bytes(key, json.dumps(record, indent=2, sort_keys=True).encode())
 
@@ -80,8 +79,6 @@ def request_approval(store: Store, model: str, version: str, env: EnvironmentCon
     record = {"model": model, "version": version, "env": env.name, "requested_at": _stamp(at),
               "expires_at": _stamp(at + dt.timedelta(hours=env.approval_ttl_hours)), "checked": checked}
     key = environment_record_key(model, version, env.name, "request")
-    import json
-
     if store.create_bytes(key, json.dumps(record, indent=2, sort_keys=True).encode()):
         audit.append(store, "approval_requested", {"model": model, "version": version, "env": env.name},
                      {"outcome": "awaiting approval", "expires_at": record["expires_at"], "record": key},

@@ -23,7 +23,7 @@ from components.common.storage import Store
 from components.registry.store import PRODUCTION_ALIAS, set_alias
 from components.release import environments as envs_
 from components.release.analysis import CanaryState
-from components.release.config import EnvironmentConfig
+from components.release.config import EnvironmentConfig, check_environments
 from components.release.staging import production_version
 
 RELEASE, AWAITING_APPROVAL, FAILED = "release", "awaiting_approval", "failed"
@@ -118,6 +118,4 @@ def release(store: Store, model: str, candidate: str, env: str, environments: li
 
 
 def environments_from(raw: list) -> list[EnvironmentConfig]:
-    from components.release.config import check_environments
-
     return check_environments([EnvironmentConfig.model_validate(e) for e in raw])
