@@ -60,6 +60,7 @@ class StandInApi:
         self.reconcile_delay_s, self.controller = reconcile_delay_s, controller
         self.revisions: dict[tuple[str, str], list[str]] = {}  # revision template keys, in creation order
         self.service_url: str | None = None  # status.url; default http://NAME.NAMESPACE.example.com
+        self.service_urls: dict[str, str] = {}  # status.url of one InferenceService by name
         self.deleted: list[tuple[str, str]] = []
 
     # -- API --------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ class StandInApi:
                     {"revisionName": latest, "percent": percent, "tag": "latest", "latestRevision": True},
                     {"revisionName": rolled, "percent": 100 - percent, "tag": "prev", "latestRevision": False}]
             component.update(latestCreatedRevision=latest, latestReadyRevision=latest)
-            status["url"] = self.service_url or f"http://{name}.{key[0]}.example.com"
+            status["url"] = self.service_urls.get(name) or self.service_url or f"http://{name}.{key[0]}.example.com"
             status["observedGeneration"] = obj["metadata"]["generation"]
             conditions = [{"type": "Ready", "status": "True"}]
             if obj["spec"].get("canary"):

@@ -310,3 +310,47 @@ def test_unknown_environment_and_missing_reason_are_refused(own_two_versions):
         envs_.decide(store, MODEL, cand, "production", MANUAL, "approve", "  ")
     with pytest.raises(NotFoundError):
         envs_.require_entry(store, MODEL, "0123456789ab", "production", MANUAL)
+
+
+def test_staging_on_kserve_verifies_through_each_inference_service(own_two_versions):
+    """The cluster staging path: the staging InferenceService (its own name, env label, CONVEYOR_ENV)
+    applied through the InferenceService API (the in-memory stand-in that validates against the
+    upstream CRD and KServe's webhook), labelled rows sent through the staging and production
+    InferenceServices' status.url (real model servers here), each version's metrics read per
+    interval (scraped /metrics standing in for Prometheus), and the verdict."""
+    from components.deploy.config import DeployConfig
+    from components.deploy.isvc import build_inference_service
+    from components.release.cluster_staging import environment_target, mark_awaiting, verify_cluster
+    from components.release.local import LocalMetricsSource
+    from components.serve.infra import ServerProcess
+    from tests.k8s_standin import StandInApi
+
+    store, stable, cand, texts, labels = own_two_versions
+    deploy = DeployConfig(namespace="team-a")
+    staging = EnvironmentConfig(name="staging")
+    target = environment_target(deploy, staging)
+    assert (target.name, target.namespace) == ("spam-classifier-staging", "team-a")
+    cfg = FAST.model_copy(update={"cluster_replay_requests": 60, "interval_s": 1})
+    with ServerProcess(f"{MODEL}@{cand}", store.uri, name=target.name, role="canary", env="staging") as staged, \
+            ServerProcess(f"{MODEL}@{stable}", store.uri, name=deploy.name) as production:
+        api = StandInApi()
+        api.service_urls = {target.name: staged.url, deploy.name: production.url}
+        api.create(build_inference_service(deploy, MODEL, stable))
+        source = LocalMetricsSource({cand: f"{staged.url}/metrics", stable: f"{production.url}/metrics"}, MODEL)
+        source.snapshot(cand), source.snapshot(stable)
+        result = verify_cluster(store, deploy, cfg, staging, MODEL, cand, (texts, labels), api=api, source=source,
+                                wait=lambda _s: None, log=lambda _m: None)
+        assert result["passed"], result["intervals"]
+        assert result["inference_service"] == "team-a/spam-classifier-staging" and result["stable"] == stable
+        assert {"success_rate", "labelled_accuracy_drop_vs_stable"} <= {c["name"] for c in result["checks"]}
+        obj = api.get(target.name, "team-a")
+        assert obj["metadata"]["labels"]["conveyor.dev/env"] == "staging"
+        assert {"name": "CONVEYOR_ENV", "value": "staging"} in obj["spec"]["predictor"]["model"]["env"]
+        assert obj["spec"]["predictor"]["model"]["storageUri"].endswith(f"/{cand}")
+        assert any(e["reason"] == "StagingAnalysis" for e in api.events)
+        mark_awaiting(deploy, staging, {"model": MODEL, "version": cand, "env": "production",
+                                        "requested_at": "t0", "expires_at": "t1"}, api=api)
+        assert json.loads(api.get(target.name, "team-a")["metadata"]["annotations"][
+            "conveyor.dev/awaiting-approval"])["version"] == cand
+        mark_awaiting(deploy, staging, None, api=api)
+        assert "conveyor.dev/awaiting-approval" not in api.get(target.name, "team-a")["metadata"]["annotations"]
