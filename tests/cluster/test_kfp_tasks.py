@@ -129,7 +129,8 @@ def _assert_ran_in_images(images, expected_tasks: int) -> None:
 def test_training_pipeline_tasks_run_in_their_images(images, docker_runner, s3_prefix, tmp_path):
     """Data steps, the search (Optuna trials as processes inside the component container), the
     train step in the training image, register, evaluate, gate (infra validation starts a KServe
-    server inside its container) and the first deployment, on a small subset."""
+    server inside its container), staging (a KServe server of the candidate inside its container)
+    and the first deployment, on a small subset."""
     from kfp import components
 
     from components.config import load_config, run_config
@@ -153,7 +154,8 @@ def test_training_pipeline_tasks_run_in_their_images(images, docker_runner, s3_p
     # the pipeline body sits inside its exit handler, so the run has no single output: the
     # registry says what it registered and deployed
     named = aliases(s3_prefix, cfg["model_name"])
-    assert named.get("candidate") and named.get("champion") == named["candidate"], named  # first deploy: promoted
-    # ten steps, and the exit handler's notify step (it posts nothing for a run that succeeded);
-    # the Alert & Stop steps under dsl.If do not run for a blessed, promoted candidate
-    _assert_ran_in_images(images, expected_tasks=11)
+    # first deploy: staged (verified against its own test accuracy), entry granted, promoted
+    assert named.get("candidate") and named.get("staging") == named.get("production") == named["candidate"], named
+    # eleven steps (staging is one), and the exit handler's notify step (it posts nothing for a run
+    # that succeeded); the Alert & Stop steps under dsl.If do not run for a blessed, promoted candidate
+    _assert_ran_in_images(images, expected_tasks=12)
