@@ -7,11 +7,10 @@ entry to production was granted (components.release.environments.require_entry).
 from kfp import dsl
 
 from components.config import ConveyorConfig
-from components.notify.component import exit_notify_op, notify_op
+from components.notify.component import exit_notify_op
 from components.parameters import documented
-from components.release.component import release_op
-from pipelines.data_pipeline import CLUSTER_STORE, audited
-from pipelines.training_pipeline import _alerting
+from pipelines.data_pipeline import CLUSTER_STORE
+from pipelines.training_pipeline import _alerting, production_release
 
 
 def build_release_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, target: str = "kserve"):
@@ -38,15 +37,9 @@ def build_release_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, targ
         failed = exit_notify_op(run_id=run_id, model_name=model_name, notify_config=notify_config)
         alert(failed, "alert on failure")
         with dsl.ExitHandler(failed, name="steps"):
-            rollout = release_op(store=store, model_name=model_name, candidate=candidate, canary_config=canary_config,
-                                 environment=environment, environments=environments, target=deploy_target,
-                                 deploy_config=deploy_config, rollout_config=rollout_config)
-            audited(rollout).set_display_name(f"production release ({cfg.rollout.strategy}): analysis, promote or "
-                                              "roll back")
-            rollout.set_caching_options(False)
-            with dsl.If(rollout.outputs["Output"] != "Promoted", name="not-promoted"):
-                alert(notify_op(event="rolled_back", run_id=run_id, model_name=model_name,
-                                notify_config=notify_config, record=rollout.outputs["deployment"]),
-                      "alert: release not promoted")
+            production_release(cfg, alert, run_id, notify_config, store=store, model_name=model_name,
+                               candidate=candidate, canary_config=canary_config, environment=environment,
+                               environments=environments, target=deploy_target, deploy_config=deploy_config,
+                               rollout_config=rollout_config)
 
     return release_pipeline

@@ -30,6 +30,19 @@ def _alerting(cfg: ConveyorConfig):
     return alert
 
 
+def production_release(cfg: ConveyorConfig, alert, run_id, notify_config, **release_inputs):
+    """The production release step and its "not promoted" alert: the training pipeline's branch
+    after staging granted entry, and the whole of the conveyor-release pipeline."""
+    rollout = release_op(**release_inputs)
+    audited(rollout).set_display_name(f"production release ({cfg.rollout.strategy}): analysis, promote or roll back")
+    rollout.set_caching_options(False)
+    with dsl.If(rollout.outputs["Output"] != "Promoted", name="not-promoted"):
+        alert(notify_op(event="rolled_back", run_id=run_id, model_name=release_inputs["model_name"],
+                        notify_config=notify_config, record=rollout.outputs["deployment"]),
+              "alert: release not promoted")
+    return rollout
+
+
 def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, backend: str = "katib",
                             continuous: bool = False):
     """continuous=True: the continuous-training pipeline the retraining trigger submits. New data
@@ -149,17 +162,9 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
                                     notify_config=notify_config, record=staged.outputs["verification"]),
                           "stop: awaiting approval (conveyor approve | reject)")
                 with dsl.If(staged.outputs["Output"] == "release", name="entry-granted"):
-                    rollout = release_op(store=store, model_name=model_name,
-                                         candidate=registered.outputs["version"], canary_config=canary_config,
-                                         environments=environments,
-                                         target=deploy_target, deploy_config=deploy_config,
-                                         rollout_config=rollout_config)
-                    audited(rollout).set_display_name(f"production release ({cfg.rollout.strategy}): analysis, "
-                                                      "promote or roll back")
-                    rollout.set_caching_options(False)
-                    with dsl.If(rollout.outputs["Output"] != "Promoted", name="not-promoted"):
-                        alert(notify_op(event="rolled_back", run_id=run_id, model_name=model_name,
-                                        notify_config=notify_config, record=rollout.outputs["deployment"]),
-                              "alert: release not promoted")
+                    production_release(cfg, alert, run_id, notify_config, store=store, model_name=model_name,
+                                       candidate=registered.outputs["version"], canary_config=canary_config,
+                                       environments=environments, target=deploy_target,
+                                       deploy_config=deploy_config, rollout_config=rollout_config)
 
     return training_pipeline

@@ -27,13 +27,14 @@ def chart_rbac():
     return [o for o in _render_in(NAMESPACE) if o["kind"] in ("Role", "RoleBinding")]
 
 
-def _render_in(namespace: str) -> list[dict]:
+def _render_in(namespace: str, values: dict | None = None) -> list[dict]:
     import helm_python
     import yaml
 
     from tests.test_chart import CHART
 
-    out = helm_python.Chart.load(str(CHART)).render({}, name="conveyor", namespace=namespace, is_install=True)
+    out = helm_python.Chart.load(str(CHART)).render(values or {}, name="conveyor", namespace=namespace,
+                                                   is_install=True)
     objects = []
     for template, text in out.items():
         if not template.endswith("NOTES.txt"):

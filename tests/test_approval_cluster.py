@@ -17,32 +17,17 @@ from components.config import load_config
 from components.release import environments as envs_
 from pipelines.kubectl_plugin import main as kubectl_conveyor
 from tests.apiserver import FakeApiServer, kserve_controller
+from tests.test_api_rbac import _render_in
 
 NAMESPACE = "kubeflow-user"
 APPROVERS = {"approval": {"approvers": {"users": ["alice@example.com"], "groups": ["ml-release-managers"]}}}
-
-
-def _render(values: dict) -> list[dict]:
-    import helm_python
-
-    from tests.test_chart import CHART
-
-    out = helm_python.Chart.load(str(CHART)).render(values, name="conveyor", namespace=NAMESPACE, is_install=True)
-    objects = []
-    for template, text in out.items():
-        if not template.endswith("NOTES.txt"):
-            for doc in yaml.safe_load_all(text):
-                if doc:
-                    doc.setdefault("metadata", {}).setdefault("namespace", NAMESPACE)
-                    objects.append(doc)
-    return objects
 
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
     """The chart installed (its RBAC, the release-job template) on the stand-in, plus a kubeconfig per person."""
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    objects = _render(APPROVERS)
+    objects = _render_in(NAMESPACE, APPROVERS)
     server = FakeApiServer([o for o in objects if o["kind"] in ("Role", "RoleBinding")],
                            {"InferenceService": kserve_controller}, max_watch_s=1.0).start()
     template = next(o for o in objects if o["kind"] == "CronJob" and o["metadata"]["name"] == "conveyor-release")
