@@ -165,6 +165,14 @@ def load_card(store: Store, name: str, ref: str = "champion") -> dict[str, Any]:
     return store.read_json(model_card_key(name, resolve_version(store, name, ref)))
 
 
+def test_accuracy(store: Store, name: str, version: str) -> float | None:
+    """A version's test accuracy from its model card (None: unknown version or no such metric)."""
+    try:
+        return load_card(store, name, version)["metrics"]["test"]["accuracy"]
+    except (NotFoundError, KeyError, TypeError):
+        return None
+
+
 def load(store: Store, name: str, ref: str = "champion") -> LoadedModel:
     """Load and verify a version: every file must match the sha256 in its model card."""
     version = resolve_version(store, name, ref)

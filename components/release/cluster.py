@@ -411,9 +411,9 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
 
 
 def _test_accuracy(store, model: str, version: str) -> float | None:
-    from components.release.local import _test_accuracy as card_accuracy  # lazy: the registry (pyarrow)
+    from components.registry.store import test_accuracy  # lazy: the registry (pyarrow)
 
-    return card_accuracy(store, model, version)
+    return test_accuracy(store, model, version)
 
 
 def route_replay(ctl: CanaryController, obj: dict[str, Any], cfg: CanaryConfig, rollout: RolloutConfig, name: str,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from components.registry.store import test_accuracy
 from components.release.analysis import describe
 from components.release.config import CanaryConfig, EnvironmentConfig
-from components.release.staging import Verdict, production_version, staging_checks, test_accuracy
+from components.release.staging import Verdict, production_version, staging_checks
 
 
 def environment_target(deploy, env: EnvironmentConfig):

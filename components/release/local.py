@@ -19,7 +19,7 @@ from typing import Any
 from components.common import audit
 from components.common.errors import NotFoundError
 from components.common.layout import deployment_record_key
-from components.registry.store import PRODUCTION_ALIAS, load_card, resolve_version, set_alias
+from components.registry.store import PRODUCTION_ALIAS, resolve_version, set_alias, test_accuracy
 from components.release.analysis import CanaryState, RoleMetrics
 from components.release.config import CanaryConfig, RolloutConfig
 from components.release.experiment import assign_arm, report_markdown
@@ -226,7 +226,7 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
         return _save(store, record, log)
 
     record["stable"] = stable_version
-    plan = Plan(cfg, rollout, baseline=_test_accuracy(store, model_name, stable_version))
+    plan = Plan(cfg, rollout, baseline=test_accuracy(store, model_name, stable_version))
     with ServerProcess(f"{model_name}@{stable_version}", store.uri, name="stable", role="stable",
                        wait=False) as stable, \
             ServerProcess(f"{model_name}@{candidate}", store.uri, name="canary", role="canary",
@@ -265,13 +265,6 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
     if state.strategy == "ab" or rollout.strategy == "ab":
         record["experiment"] = experiment_result(record, state, rollout)
     return _save(store, record, log)
-
-
-def _test_accuracy(store, model_name: str, version: str) -> float | None:
-    try:
-        return load_card(store, model_name, version)["metrics"]["test"]["accuracy"]
-    except (NotFoundError, KeyError, TypeError):
-        return None
 
 
 def experiment_result(record: dict[str, Any], state: CanaryState, rollout: RolloutConfig) -> dict[str, Any]:

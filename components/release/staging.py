@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.common.errors import NotFoundError
-from components.registry.store import PRODUCTION_ALIAS, load_card, resolve_version
+from components.registry.store import PRODUCTION_ALIAS, resolve_version, test_accuracy
 from components.release.analysis import CanaryState, Check, Phase, RoleMetrics, describe
 from components.release.config import CanaryConfig, EnvironmentConfig, RolloutConfig
 from components.release.strategies import Plan, interval_checks
@@ -76,13 +76,6 @@ def production_version(store, model: str) -> str | None:
     try:
         return resolve_version(store, model, PRODUCTION_ALIAS)
     except NotFoundError:
-        return None
-
-
-def test_accuracy(store, model: str, version: str) -> float | None:
-    try:
-        return load_card(store, model, version)["metrics"]["test"]["accuracy"]
-    except (NotFoundError, KeyError, TypeError):
         return None
 
 
