@@ -522,8 +522,16 @@ def cmd_serve(args) -> int:
         if len(token) < 16:
             raise InputError(f"--model-repository needs a token of at least 16 characters in ${REPOSITORY_TOKEN_ENV} "
                              f"(got {len(token)}); it is read from the environment so that ps does not show it")
+    # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
+    from components.serve.security import ServerSecurity, read_token_file
+
+    security = ServerSecurity(
+        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+        auth_token=read_token_file(args.auth_token_file) if args.auth_token_file else None,
+        metrics_token=read_token_file(args.metrics_token_file, "--metrics-token-file")
+        if args.metrics_token_file else None)
     return serve(store, name, ref, args.port, role=args.role, env=args.env, name=args.name,
-                 log_sample_rate=args.log_sample_rate,
+                 log_sample_rate=args.log_sample_rate, security=security,
                  max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log,
                  model_dir=model_dir, host=args.host, workers=args.workers, repository_token=token,
                  max_explain_batch=args.max_explain_batch, max_explain_tokens=args.max_explain_tokens)
@@ -825,6 +833,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-repository", action="store_true",
                    help=f"serve the OIP model-repository extension (load/unload) behind the bearer token in "
                         f"${REPOSITORY_TOKEN_ENV}; off by default (anyone reaching it could unload the model)")
+    secure = p.add_argument_group("transport security and authentication (off by default)")
+    secure.add_argument("--tls-cert", default=os.environ.get("CONVEYOR_TLS_CERT") or None,
+                        help="serve HTTPS with this PEM certificate (chain); health and /metrics too")
+    secure.add_argument("--tls-key", default=os.environ.get("CONVEYOR_TLS_KEY") or None,
+                        help="the certificate's PEM private key")
+    secure.add_argument("--tls-client-ca", default=os.environ.get("CONVEYOR_TLS_CLIENT_CA") or None,
+                        help="mutual TLS: clients must present a certificate signed by this CA")
+    secure.add_argument("--auth-token-file", default=os.environ.get("CONVEYOR_AUTH_TOKEN_FILE") or None,
+                        help="require 'Authorization: Bearer <token>' (the file's one line) on every route but "
+                             "health and /metrics (401 otherwise)")
+    secure.add_argument("--metrics-token-file", default=os.environ.get("CONVEYOR_METRICS_TOKEN_FILE") or None,
+                        help="require this bearer token on /metrics too (default: /metrics is open for Prometheus)")
     # KServe's runtime template can name the InferenceService only inside one container definition,
     # shared by every InferenceService of the runtime; an A/B or shadow candidate's own
     # InferenceService sets these two through its env (merged by name) to answer under the stable's

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -63,21 +64,25 @@ def test_bad_input_is_a_400_with_a_message(served, path, body, message):
     assert message in answer.get("error", "")
 
 
-def test_the_readmes_plain_curl_is_answered_and_a_non_json_body_names_the_content_type(served):
-    """`curl -d '{...}'` sends Content-Type application/x-www-form-urlencoded, and KServe then hands
-    the raw body over: it is still read as JSON. A body that is not JSON is a 400 saying what to send."""
+def test_the_readmes_curl_is_answered_and_a_form_body_is_refused_with_415(served):
+    """The README's curl names the JSON Content-Type and is answered. A bare `curl -d` sends
+    application/x-www-form-urlencoded, a type any web page can POST without a CORS preflight: 415,
+    and the message says what to send."""
     server, _store, card = served
     curl = shutil.which("curl")
-    assert curl, "curl is needed: the README's first request is a plain curl"
+    assert curl, "curl is needed: the README's first request is a curl"
+    readme = Path(__file__).parents[1].joinpath("README.md").read_text()
+    assert "-H 'Content-Type: application/json'" in readme.split("conveyor serve spam-classifier@production")[1][:300]
+    out = subprocess.run([curl, "-s", "-w", "\n%{http_code}", f"{server.url}/v1/models/toy:predict",
+                          "-H", "Content-Type: application/json", "-d", '{"instances": ["free cash prize click"]}'],
+                         capture_output=True, text=True, timeout=30).stdout
+    body, code = out.rsplit("\n", 1)
+    assert code == "200" and json.loads(body)["model_version"] == card["version"], out
     out = subprocess.run([curl, "-s", "-w", "\n%{http_code}", f"{server.url}/v1/models/toy:predict",
                           "-d", '{"instances": ["free cash prize click"]}'], capture_output=True, text=True,
                          timeout=30).stdout
     body, code = out.rsplit("\n", 1)
-    assert code == "200" and json.loads(body)["model_version"] == card["version"], out
-    out = subprocess.run([curl, "-s", "-w", "\n%{http_code}", f"{server.url}/v1/models/toy:predict",
-                          "-d", "text=free cash"], capture_output=True, text=True, timeout=30).stdout
-    body, code = out.rsplit("\n", 1)
-    assert code == "400" and "Content-Type: application/json" in json.loads(body)["error"], out
+    assert code == "415" and "Content-Type: application/json" in json.loads(body)["error"], out
 
 
 def test_explain_gives_exact_occlusion_effects_and_top_tokens_per_class(served):

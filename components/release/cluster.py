@@ -78,6 +78,7 @@ from components.release.route import (
     route_patch,
 )
 from components.release.strategies import Plan, begin
+from components.serve.security import ClientAuth
 
 
 def check_cluster_strategy(rollout: RolloutConfig, deploy_cfg: DeployConfig) -> None:
@@ -433,7 +434,8 @@ def route_replay(ctl: CanaryController, obj: dict[str, Any], cfg: CanaryConfig, 
                     per_interval=cfg.cluster_replay_requests, rollout=rollout,
                     headers={stable: {**host, header: "stable"}, candidate: {**host, header: "candidate"}},
                     split_url=url, split_headers=host,
-                    share=lambda: declared_split(ctl.route() or route, name)["candidate"])
+                    share=lambda: declared_split(ctl.route() or route, name)["candidate"],
+                    auth=ClientAuth.from_env())
 
 
 @contextlib.contextmanager

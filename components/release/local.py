@@ -26,7 +26,8 @@ from components.release.experiment import assign_arm, report_markdown
 from components.release.gauges import publisher
 from components.release.rollout import ReplayTally, observers, run_rollout
 from components.release.strategies import Plan, begin
-from components.serve.infra import ServerProcess, http_json
+from components.serve.infra import ServerProcess, http_json, new_client_auth
+from components.serve.security import ClientAuth
 
 
 def scrape(url: str, model: str, timeout: float = 3.0) -> dict[str, Any] | None:
@@ -99,7 +100,8 @@ class Replayer:
     def __init__(self, texts: list[str], labels: list[str], urls: dict[str, str], stable: str, candidate: str,
                  cfg: CanaryConfig, per_interval: int = 60, rollout: RolloutConfig | None = None,
                  headers: dict[str, dict[str, str]] | None = None, split_url: str | None = None,
-                 split_headers: dict[str, str] | None = None, share=None, timeout_s: float = 10):
+                 split_headers: dict[str, str] | None = None, share=None, timeout_s: float = 10,
+                 auth: ClientAuth | None = None):
         self.texts, self.labels, self.urls = texts, labels, urls  # urls: version -> predict URL
         self.stable, self.candidate, self.cfg, self.per_interval = stable, candidate, cfg, per_interval
         self.rollout = rollout or RolloutConfig()
@@ -107,6 +109,7 @@ class Replayer:
         self.split_url, self.split_headers = split_url, split_headers or {}
         self.share = share or (lambda: self.rollout.ab.split)
         self.timeout_s = timeout_s
+        self.auth = auth  # the predictors' bearer token (and CA), sent with every row
         self.cursor = 0
         self.stable_failures = 0
         self.failures = 0  # requests not answered 200 (errors are the success-rate check's business)
@@ -118,7 +121,7 @@ class Replayer:
         headers = self.headers.get(version, {}) if version is not None else self.split_headers
         try:
             code, body = http_json(url, {"instances": [self.texts[i]], **(extra or {})}, timeout=self.timeout_s,
-                                   headers=headers)
+                                   headers=headers, auth=self.auth)
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             code, body = 599, {}
         if code == 200:
@@ -227,10 +230,11 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
 
     record["stable"] = stable_version
     plan = Plan(cfg, rollout, baseline=test_accuracy(store, model_name, stable_version))
+    auth = new_client_auth()  # both servers require it; the replay and warm-up send it
     with ServerProcess(f"{model_name}@{stable_version}", store.uri, name="stable", role="stable",
-                       wait=False) as stable, \
+                       wait=False, auth=auth) as stable, \
             ServerProcess(f"{model_name}@{candidate}", store.uri, name="canary", role="canary",
-                          extra=canary_chaos, wait=False) as canary:
+                          extra=canary_chaos, wait=False, auth=auth) as canary:
         stable.wait_ready()
         canary.wait_ready()
         urls = {stable_version: f"{stable.url}/v1/models/stable:predict",
@@ -239,10 +243,11 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
                                       candidate: canary_metrics_url or f"{canary.url}/metrics"}, model_name)
         for url in urls.values():  # warm both up: a fresh process's first requests are not its latency
             for text in texts[:30]:
-                http_json(url, {"instances": [text]}, timeout=10)
+                http_json(url, {"instances": [text]}, timeout=10, auth=auth)
         metrics.snapshot(stable_version)
         metrics.snapshot(candidate)
-        replay = Replayer(texts, labels, urls, stable_version, candidate, cfg, requests_per_interval, rollout)
+        replay = Replayer(texts, labels, urls, stable_version, candidate, cfg, requests_per_interval, rollout,
+                          auth=auth)
         router = LocalRouter(stable_version, candidate, plan, log)
         log(f"{rollout.strategy} {candidate} vs stable {stable_version}: starting at {router.state().weight}%"
             + (f" ({router.state().stage})" if router.state().stage else ""))

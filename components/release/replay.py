@@ -9,14 +9,18 @@ import urllib.error
 
 from components.release.rollout import ReplayTally
 from components.serve.infra import http_json
+from components.serve.security import ClientAuth
 
 
 class LabelledReplay:
-    def __init__(self, url: str, texts: list[str], labels: list[str], per_interval: int, timeout_s: float = 10):
+    def __init__(self, url: str, texts: list[str], labels: list[str], per_interval: int, timeout_s: float = 10,
+                 auth: ClientAuth | None = None):
         if len(texts) != len(labels) or not texts:
             raise ValueError("labelled replay needs as many labels as texts, and at least one row")
         self.url, self.texts, self.labels = url, texts, labels
         self.per_interval, self.timeout_s = per_interval, timeout_s
+        # the predictors' bearer token and CA (mounted from Secrets on the cluster); none: open
+        self.auth = ClientAuth.from_env() if auth is None else auth
         self.cursor = 0
         self.failures = 0
 
@@ -28,7 +32,8 @@ class LabelledReplay:
             i = self.cursor % len(self.texts)
             self.cursor += 1
             try:
-                code, body = http_json(self.url, {"instances": [self.texts[i]]}, timeout=self.timeout_s)
+                code, body = http_json(self.url, {"instances": [self.texts[i]]}, timeout=self.timeout_s,
+                                       auth=self.auth)
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 code, body = 599, {}
             version = body.get("model_version") if code == 200 else None

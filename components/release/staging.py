@@ -86,16 +86,17 @@ def verify_local(store, model: str, candidate: str, texts: list[str], labels: li
     the labelled rows to both every interval, and judge. Returns {passed, reason, stable, intervals}."""
     # lazy: the model-server processes and their replay are needed only here
     from components.release.local import LocalMetricsSource, Replayer
-    from components.serve.infra import ServerProcess, http_json
+    from components.serve.infra import ServerProcess, http_json, new_client_auth
 
     stable = production_version(store, model)
     if stable == candidate:
         return {"passed": True, "stable": stable, "reason": "already in production", "intervals": []}
+    auth = new_client_auth()  # both servers require it; the replay and warm-up send it
     servers = {candidate: ServerProcess(f"{model}@{candidate}", store.uri, name=env.name, role="canary",
-                                        env=env.name, extra=chaos, wait=False)}
+                                        env=env.name, extra=chaos, wait=False, auth=auth)}
     if stable is not None:
         servers[stable] = ServerProcess(f"{model}@{stable}", store.uri, name="production", role="stable",
-                                        env="production", wait=False)
+                                        env="production", wait=False, auth=auth)
     try:
         for server in servers.values():
             server.wait_ready()
@@ -103,13 +104,13 @@ def verify_local(store, model: str, candidate: str, texts: list[str], labels: li
         metrics = LocalMetricsSource({v: f"{s.url}/metrics" for v, s in servers.items()}, model)
         for url in urls.values():  # a fresh process's first requests are not its latency
             for text in texts[:30]:
-                http_json(url, {"instances": [text]}, timeout=10)
+                http_json(url, {"instances": [text]}, timeout=10, auth=auth)
         for version in servers:
             metrics.snapshot(version)
         # shadow routing sends every row to both; with no production, weight 100 sends all to the candidate
         state = (CanaryState(strategy="shadow", stage="shadow", phase=Phase.PROGRESSING) if stable is not None
                  else CanaryState(weight=100, phase=Phase.PROGRESSING))
-        replay = Replayer(texts, labels, urls, stable or candidate, candidate, cfg, requests_per_interval)
+        replay = Replayer(texts, labels, urls, stable or candidate, candidate, cfg, requests_per_interval, auth=auth)
         verdict, own_test = Verdict(env, cfg), test_accuracy(store, model, candidate)
         log(f"{env.name}: {candidate} deployed on {servers[candidate].url}; verifying against "
             + (f"production {stable}" if stable else "its own test accuracy (no production model yet)"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import urllib.request
 from typing import Any
 
 import numpy as np
+
+from components.serve.security import ClientAuth
 
 
 def free_port() -> int:
@@ -34,12 +37,16 @@ def _answer(data: bytes) -> dict:
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 10.0,
-              headers: dict[str, str] | None = None) -> tuple[int, dict]:
+              headers: dict[str, str] | None = None, auth: ClientAuth | None = None) -> tuple[int, dict]:
+    """GET (no body) or POST JSON; `auth` adds the bearer token and the CA for an https URL."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})},
+    auth = auth or ClientAuth()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **auth.headers(),
+                                                          **(headers or {})},
                                  method="POST" if body is not None else "GET")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        # nosec B310: the callers build http(s) URLs of their own servers
+        with urllib.request.urlopen(req, timeout=timeout, context=auth.ssl_context()) as resp:  # nosec B310
             return resp.status, _answer(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, _answer(exc.read())
@@ -49,27 +56,48 @@ class KeepAliveClient:
     """http_json over one persistent HTTP/1.1 connection to a loopback server, for long replays (a new
     connection per request would triple the cost)."""
 
-    def __init__(self, port: int, timeout: float = 30):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    def __init__(self, port: int, timeout: float = 30, auth: ClientAuth | None = None):
+        self.auth = auth or ClientAuth()
+        context = self.auth.ssl_context()
+        self.connection = (http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
+                           if context else http.client.HTTPConnection("127.0.0.1", port, timeout=timeout))
 
     def post(self, path: str, body: dict) -> tuple[int, dict]:
-        self.connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        self.connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json",
+                                                                 **self.auth.headers()})
         response = self.connection.getresponse()
         return response.status, _answer(response.read())
 
 
+def new_client_auth() -> ClientAuth:
+    """A fresh token for the model servers one step starts and the requests it sends them."""
+    return ClientAuth(token=secrets.token_urlsafe(24))
+
+
 class ServerProcess:
-    """`conveyor serve` in a subprocess on a free loopback port, stopped on exit."""
+    """`conveyor serve` in a subprocess on a free loopback port, stopped on exit. With `auth` carrying
+    a token, the server requires it (passed in a private file, never on the command line) and
+    `self.auth` is what a client sends; `tls` = (cert, key) serves https (then `auth.ca_file` is the
+    CA to trust)."""
 
     def __init__(self, model: str, store: str | None, name: str = "model", role: str = "stable",
                  extra: list[str] | None = None, startup_timeout: float = 60.0, wait: bool = True,
-                 env: str = "production"):
+                 env: str = "production", auth: ClientAuth | None = None, tls: tuple[str, str] | None = None):
         self.port = free_port()
         self.name = name
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.auth = auth or ClientAuth()
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
+        self._secrets = tempfile.TemporaryDirectory(prefix="conveyor-serve-")  # 0700
         cmd = [sys.executable, "-m", "pipelines.cli", "serve", model, "--port", str(self.port), "--name", name,
                "--role", role, "--env", env, *(extra or [])]
+        if self.auth.token:
+            token_file = os.path.join(self._secrets.name, "token")
+            with open(os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+                handle.write(self.auth.token)
+            cmd += ["--auth-token-file", token_file]
+        if tls:
+            cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         if store:
             cmd += ["--store", store]
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
@@ -86,7 +114,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"model server exited with {self.process.returncode}: {self.output()[-800:]}")
             try:
-                code, _ = http_json(f"{self.url}/v2/models/{self.name}/ready", timeout=1)
+                code, _ = http_json(f"{self.url}/v2/models/{self.name}/ready", timeout=1, auth=self.auth)
                 if code == 200:
                     return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
@@ -107,6 +135,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._secrets.cleanup()
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -123,9 +152,9 @@ def validate_in_server(model_ref: str, store: str | None, texts: list[str], expe
     matches = 0
     total = 0
     try:
-        with ServerProcess(model_ref, store, name="candidate") as server:
+        with ServerProcess(model_ref, store, name="candidate", auth=new_client_auth()) as server:
             started = time.perf_counter()
-            code, v1 = http_json(f"{server.url}/v1/models/candidate:predict", {"instances": texts})
+            code, v1 = http_json(f"{server.url}/v1/models/candidate:predict", {"instances": texts}, auth=server.auth)
             v1_ms = (time.perf_counter() - started) * 1000
             if code != 200:
                 detail.append(f"v1 answered {code}: {v1}")
@@ -134,7 +163,7 @@ def validate_in_server(model_ref: str, store: str | None, texts: list[str], expe
                 detail.append(f"v1 names version {v1.get('model_version')}, expected {version}")
             started = time.perf_counter()
             code, v2 = http_json(f"{server.url}/v2/models/candidate/infer", {"inputs": [
-                {"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]})
+                {"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}, auth=server.auth)
             v2_ms = (time.perf_counter() - started) * 1000
             if code != 200:
                 detail.append(f"v2 answered {code}: {v2}")

@@ -27,6 +27,7 @@ from components.evaluate.explain import ExplainLimits, explain_texts
 from components.registry.store import load, load_dir
 from components.serve import kserve_sdk
 from components.serve.logging_sink import InferenceLogger
+from components.serve.security import ServerSecurity
 
 kserve_sdk.load()  # before any `from kserve import`: kserve parses sys.argv on first import
 from kserve import Model  # noqa: E402
@@ -255,7 +256,8 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
           name: str | None = None, log_sample_rate: float = 0.0, max_batch: int = 256,
           max_chars: int = 100_000, chaos: dict | None = None, access_log: bool = False,
           model_dir: str | None = None, host: str = "127.0.0.1", workers: int = 1,
-          repository_token: str | None = None, max_explain_batch: int = 16, max_explain_tokens: int = 64) -> int:
+          repository_token: str | None = None, max_explain_batch: int = 16, max_explain_tokens: int = 64,
+          security: ServerSecurity | None = None) -> int:
     """Run a KServe model server for one model version (blocks until stopped): from the registry
     (store, model_name, ref) or from a version folder (model_dir, e.g. KServe's /mnt/models), in
     this process or in `workers` processes sharing the port. Returns the exit code."""
@@ -268,7 +270,8 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
                          "role": role, "env": env, "max_batch": max_batch, "max_chars": max_chars,
                          "log_sample_rate": log_sample_rate, "chaos": chaos, "model_dir": model_dir,
                          "max_explain_batch": max_explain_batch, "max_explain_tokens": max_explain_tokens},
-               "port": port, "host": host, "access_log": access_log, "repository_token": repository_token}
+               "port": port, "host": host, "access_log": access_log, "repository_token": repository_token,
+               "security": security or ServerSecurity()}
     configure_server_logging()  # before the first line: the format is checked here, once
     if workers == 1:
         _serve_process(options)
@@ -323,4 +326,4 @@ def _serve_process(options: dict, sock=None, ready=None) -> None:
         for logger_name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(logger_name).setLevel(logging.WARNING)
     start(server, model, options["host"], sockets=[sock] if sock is not None else None,
-          repository_token=options["repository_token"])
+          repository_token=options["repository_token"], security=options["security"])

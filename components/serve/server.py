@@ -1,6 +1,11 @@
 """The HTTP layer around ConveyorModel: KServe's REST server with Conveyor's rules on top.
 
 - binds 127.0.0.1 unless told otherwise (KServe hard-codes 0.0.0.0; the image passes --host);
+- TLS when given a certificate (KServe's listener, which reloads a renewed one), mutual TLS with a
+  client CA; health and /metrics are on the same listener;
+- with a data-plane token, every route but health needs `Authorization: Bearer <token>` (401 with
+  WWW-Authenticate otherwise; /metrics only with its own token); a body route answers 415 to any
+  Content-Type but JSON (and OIP's binary tensors on infer): no browser "simple request" reaches it;
 - KServe's model-repository extension (load/unload over HTTP, on by default upstream) is off:
   anyone who could reach it could take the model away while readiness still said ready. With
   `repository_token` it is on for this one model, and every repository call must carry
@@ -20,7 +25,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import multiprocessing
 import os
@@ -28,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import time
 import urllib.parse
@@ -45,6 +50,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiproc
 
 from components.common.errors import ConveyorError  # noqa: E402
 from components.serve import oip  # noqa: E402
+from components.serve.security import ServerSecurity, bearer_matches  # noqa: E402
 
 log = logging.getLogger("conveyor.serve")
 MAX_ERROR_CHARS = 1000
@@ -52,6 +58,10 @@ MAX_ERROR_CHARS = 1000
 PREDICT_PATH = re.compile(r"^/(v1/models/[^/]+:predict|v2/models/[^/]+(/versions/[^/]+)?/infer)$")
 VERSIONED = re.compile(r"^/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)(?P<rest>/ready|/infer)?$")
 REPOSITORY = "/v2/repository/"
+# Open without the data-plane token: kubelet's probes and KServe's readiness (not ":predict").
+OPEN_PATHS = re.compile(r"^/(|v2/health/(live|ready)|v2/models/[^/]+(/versions/[^/]+)?/ready|v1/models/[^/:]+)$")
+# The routes that take a request body; anything but JSON (or OIP's binary tensors on infer) is 415.
+BODY_PATH = re.compile(r"^/(v1/models/[^/]+:(predict|explain)|v2/models/[^/]+(/versions/[^/]+)?/(infer|explain))$")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch, read at its import
 # KServe's and FastAPI's errors; the project's own carry their status (components.common.errors).
 STATUS = [(InvalidInput, 400), (RequestValidationError, 400), (ModelNotFound, 404), (ModelNotReady, 503),
@@ -82,13 +92,54 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=code, content={"error": _message(exc)})
 
 
+def _media_type(headers: dict) -> str:
+    return headers.get(b"content-type", b"").decode("latin-1").split(";", 1)[0].strip().lower()
+
+
+def unsupported_media(scope) -> JSONResponse | None:
+    """415 for a body that is not JSON on a body route. A text/plain or form POST is a CORS "simple
+    request": any web page a user opens could send one to an internal predictor without a preflight."""
+    if scope["method"] != "POST" or not BODY_PATH.match(scope["path"]):
+        return None
+    headers = dict(scope["headers"])
+    media = _media_type(headers)
+    binary_ok = scope["path"].endswith("/infer")  # OIP's binary tensor extension, with its header
+    if media == "application/json" or (binary_ok and media == "application/octet-stream"):
+        return None
+    if not media and b"origin" not in headers:
+        # NVIDIA's tritonclient sends no Content-Type, JSON or binary. A browser sends Origin with
+        # every cross-origin POST, so a body without a type is refused only from a web page.
+        return None
+    accepted = "application/json" + (" (or application/octet-stream with Inference-Header-Content-Length)"
+                                      if binary_ok else "")
+    return JSONResponse(status_code=415, content={
+        "error": f"Content-Type {media[:100] or '(none)'} is not accepted here: send {accepted}, e.g. "
+                 "curl -H 'Content-Type: application/json' -d '{...}'"})
+
+
+def unauthorized(scope, auth_token: str | None, metrics_token: str | None) -> JSONResponse | None:
+    """401 unless the request carries the token its path needs. Health stays open for kubelet;
+    /metrics is open unless it has its own token; the repository has its own (checked apart)."""
+    path = scope["path"]
+    token = metrics_token if path == "/metrics" else None if OPEN_PATHS.match(path) else auth_token
+    if token is None or path.startswith(REPOSITORY):
+        return None
+    if bearer_matches(dict(scope["headers"]).get(b"authorization", b"").decode("latin-1"), token):
+        return None
+    what = "/metrics" if path == "/metrics" else "this route"
+    return JSONResponse(status_code=401, headers={"WWW-Authenticate": 'Bearer realm="conveyor"'}, content={
+        "error": f"{what} needs 'Authorization: Bearer <token>' with this server's token"})
+
+
 class RequestAccounting:
     """ASGI middleware: counts every predict/infer answer (status code as sent), routes a versioned
     v2 path to the served version or answers 404 for any other version, and answers 404 for the
     model-repository extension unless it is on and the request carries its token."""
 
-    def __init__(self, app, model, repository_token: str | None = None):
+    def __init__(self, app, model, repository_token: str | None = None, auth_token: str | None = None,
+                 metrics_token: str | None = None):
         self.app, self.model, self.repository_token = app, model, repository_token
+        self.auth_token, self.metrics_token = auth_token, metrics_token
 
     def _repository_refusal(self, scope) -> JSONResponse | None:
         if self.repository_token is None:  # KServe registers these inside an included router; refused here
@@ -96,7 +147,7 @@ class RequestAccounting:
                 "error": "the model repository extension is off: this server serves one version, fixed at "
                          "start (conveyor serve --model-repository turns it on, behind a token)"})
         given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self.repository_token}".encode()):
+        if not bearer_matches(given, self.repository_token):
             return JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"}, content={
                 "error": "the model repository needs 'Authorization: Bearer <token>' with this server's token"})
         return None
@@ -112,6 +163,14 @@ class RequestAccounting:
         path = scope["path"]
         if path.startswith(REPOSITORY) and (refusal := self._repository_refusal(scope)) is not None:
             log.info("%s %s: %d %s", scope["method"], path, refusal.status_code, "model repository refused")
+            return await refusal(scope, receive, send)
+        # Refused before routing, and counted on a predict path like any other answer. The log line
+        # names the path and the code, never a header.
+        refusal = unauthorized(scope, self.auth_token, self.metrics_token) or unsupported_media(scope)
+        if refusal is not None:
+            log.info("%s %s: %d", scope["method"], path, refusal.status_code)
+            if PREDICT_PATH.match(path):
+                self.model.count(refusal.status_code)
             return await refusal(scope, receive, send)
         app = self.app
         versioned = VERSIONED.match(path)
@@ -199,11 +258,18 @@ def document(app, model_name: str) -> None:
 
 
 class ConveyorRESTServer(RESTServer):
-    def __init__(self, *args, host: str, model, repository_token: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, host: str, model, repository_token: str | None = None,
+                 security: ServerSecurity | None = None, **kwargs):
+        security = security or ServerSecurity()
+        # KServe's own TLS (and its watcher that reloads a renewed certificate, as cert-manager writes it)
+        super().__init__(*args, ssl_certfile=security.tls_cert, ssl_keyfile=security.tls_key, **kwargs)
+        if security.tls_client_ca:  # read by uvicorn when it loads the config, at start
+            self.config.ssl_ca_certs = security.tls_client_ca
+            self.config.ssl_cert_reqs = ssl.CERT_REQUIRED
         self.config.host = host
         self.model = model
         self.repository_token = repository_token
+        self.security = security
 
     def _register_endpoints(self, app):
         model = self.model
@@ -285,11 +351,12 @@ class ConveyorRESTServer(RESTServer):
     def _add_middlewares(self, app):
         super()._add_middlewares(app)
         # added last: outermost
-        app.add_middleware(RequestAccounting, model=self.model, repository_token=self.repository_token)
+        app.add_middleware(RequestAccounting, model=self.model, repository_token=self.repository_token,
+                           auth_token=self.security.auth_token, metrics_token=self.security.metrics_token)
 
 
 def start(server, model, host: str, sockets: list[socket.socket] | None = None,
-          repository_token: str | None = None) -> None:
+          repository_token: str | None = None, security: ServerSecurity | None = None) -> None:
     """ModelServer.start for one model in this process, with ConveyorRESTServer in place of KServe's
     (on `sockets` when a parent bound them for several workers)."""
     # lazy: kserve loads in seconds; only serving needs it
@@ -300,7 +367,7 @@ def start(server, model, host: str, sockets: list[socket.socket] | None = None,
                               server.http_port, access_log_format=server.access_log_format, workers=1,
                               grace_period=server.grace_period, event_loop=server.event_loop,
                               timeout_keep_alive=server.timeout_keep_alive, host=host, model=model,
-                              repository_token=repository_token)
+                              repository_token=repository_token, security=security)
     server._rest_server = rest
     server.servers.append(rest.start(sockets))
     server.setup_event_loop()
