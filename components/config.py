@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from components.common.config import ClusterConfig, Section, read_config_file, validate_section
+from components.common.config import ClusterConfig, Section, StoreConfig, read_config_file, validate_section
 from components.deploy.config import DeployConfig
 from components.featurize.config import FeaturesConfig
 from components.gate.config import GateConfig
@@ -46,6 +46,7 @@ class ConveyorConfig(Section):
     # trial's own model (no extra training; its run record and weights are already in the store).
     best_trial: Literal["retrain", "keep"] = "retrain"
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)  # TLS and encryption at rest (conveyor run)
     gate: GateConfig = Field(default_factory=GateConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)  # checks, interval, threshold (every strategy)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)  # canary | bluegreen | ab | shadow
@@ -81,6 +82,10 @@ OWN_PARAMETERS = {"data": "sources / dataset / source_settings / engine / spark_
                   "notify": "notify_config", "model_name": "model_name"}
 
 
+# Sections no step reads from its parameters: each step's environment carries them (the chart's values).
+ENVIRONMENT_SECTIONS = {"store": "CONVEYOR_STORE_ENCRYPTION / AWS_CA_BUNDLE (components.common.storage)"}
+
+
 def run_config(dump: dict) -> dict:
     """The pipelines' `config` parameter: the config's sections that have no parameter of their own."""
-    return {k: v for k, v in dump.items() if k not in OWN_PARAMETERS}
+    return {k: v for k, v in dump.items() if k not in OWN_PARAMETERS and k not in ENVIRONMENT_SECTIONS}

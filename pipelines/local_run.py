@@ -22,8 +22,8 @@ from kfp import local
 from components.common import errors
 from components.common.config import PROJECT_ROOT, validate_section
 from components.common.entry import read_failure
-from components.common.errors import ConveyorError, InputError, NotFoundError
-from components.common.storage import open_store
+from components.common.errors import ConfigError, ConveyorError, InputError, NotFoundError
+from components.common.storage import ENCRYPTION_ENV, KMS_KEY_ENV, open_store
 from components.config import ConveyorConfig, load_config, run_config
 from components.featurize.component import featurize_op
 from components.gate.component import gate_op
@@ -257,10 +257,15 @@ def _run(cfg: ConveyorConfig, config_path: str | None, store: str | None, workdi
     started = time.monotonic()
 
     server = None
+    saved_env = store_security_env(cfg.store)
     if store is None and not os.environ.get("CONVEYOR_STORE"):
-        progress("starting the embedded S3 server (SeaweedFS on 127.0.0.1)")
+        if cfg.store.encryption not in ("none", "sse-s3"):
+            raise ConfigError(f"store.encryption {cfg.store.encryption}: the embedded S3 server offers none or "
+                              "sse-s3 (sse-kms needs a KMS; an sse-c key would not outlive the run)")
+        progress(f"starting the embedded S3 server (SeaweedFS on 127.0.0.1, {'https' if cfg.store.tls else 'http'}"
+                 f", encryption at rest: {cfg.store.encryption})")
         s3_dir = Path(workdir).resolve().parent / "s3"
-        server = EmbeddedS3(data_dir=str(s3_dir)).start()
+        server = EmbeddedS3(data_dir=str(s3_dir), tls=cfg.store.tls, encryption=cfg.store.encryption).start()
         server.export_env()
         store = server.env()["CONVEYOR_STORE"]
     store = store or os.environ["CONVEYOR_STORE"]
@@ -307,6 +312,29 @@ def _run(cfg: ConveyorConfig, config_path: str | None, store: str | None, workdi
         if server is not None:
             server.restore_env()
             server.stop()
+        _restore_env(saved_env)
+
+
+def store_security_env(store_cfg) -> dict[str, str | None]:
+    """Point the steps at the config's encryption (an external store; `$CONVEYOR_STORE_ENCRYPTION`
+    already set wins). Returns what to restore."""
+    wanted = {ENCRYPTION_ENV: store_cfg.encryption}
+    if store_cfg.kms_key_id:
+        wanted[KMS_KEY_ENV] = store_cfg.kms_key_id
+    saved = {}
+    for key, value in wanted.items():
+        if not os.environ.get(key):
+            saved[key] = os.environ.get(key)
+            os.environ[key] = value
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _version_production(cfg: ConveyorConfig, store: str, production: list[str], runner: LocalPipelineRun,

@@ -13,6 +13,7 @@ folder says where), else through a server it starts for itself and stops when it
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -26,10 +27,13 @@ import time
 from pathlib import Path
 
 from components.common.errors import StoreError
+from components.common.storage import ENCRYPTION_ENV, SSE_C_KEY_ENV
+from pipelines.certs import make_pki
 
 DEFAULT_BUCKET = "conveyor"
 LOOP_DATA_DIR = ".conveyor/s3"   # where `conveyor run` keeps the embedded server's data
 SERVER_FILE = "server.json"      # a running server's address and keys (0600), beside its data
+SETTINGS_FILE = "settings.json"  # how the data was written (tls, encryption): a later start does the same
 
 
 def _weed_binary() -> str:
@@ -61,28 +65,50 @@ def _free_port_block() -> int:
 
 
 class EmbeddedS3:
-    """Context manager around a `weed mini` process bound to 127.0.0.1."""
+    """Context manager around a `weed mini` process bound to 127.0.0.1.
+
+    `tls`: S3 over https only, with a certificate made for this start by a CA of its own
+    (pipelines.certs); clients trust that CA alone (AWS_CA_BUNDLE). `encryption`: what clients ask
+    for on every write (CONVEYOR_STORE_ENCRYPTION): the server encrypts those objects before they
+    reach its data folder."""
 
     def __init__(self, data_dir: str | None = None, buckets: tuple[str, ...] = (DEFAULT_BUCKET,),
-                 startup_timeout: float = 60.0):
+                 startup_timeout: float = 60.0, tls: bool = False, encryption: str = "none"):
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="conveyor-s3-")
         self.buckets = buckets
         self.startup_timeout = startup_timeout
         self.access_key = "conveyor-" + secrets.token_hex(4)
         self.secret_key = secrets.token_hex(16)
+        if encryption not in ("none", "sse-s3", "sse-c"):
+            raise StoreError(f"embedded S3 server: encryption {encryption!r} is not available (none, sse-s3 or "
+                             "sse-c; sse-kms needs a KMS the embedded server does not have)")
+        if encryption == "sse-c" and not tls:
+            raise StoreError("embedded S3 server: sse-c needs tls (the key travels with every request)")
+        self.tls, self.encryption = tls, encryption
+        self.ca_file: str | None = None
+        self.sse_c_key = base64.b64encode(secrets.token_bytes(32)).decode() if encryption == "sse-c" else None
         self.process: subprocess.Popen | None = None
         self.port = 0
         self._saved_env: dict[str, str | None] = {}
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1",
-                "CONVEYOR_STORE": f"s3://{self.buckets[0]}"}
+        env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
+               "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1",
+               "CONVEYOR_STORE": f"s3://{self.buckets[0]}", ENCRYPTION_ENV: self.encryption}
+        if self.tls:
+            env["AWS_CA_BUNDLE"] = self.ca_file
+        if self.sse_c_key:
+            env[SSE_C_KEY_ENV] = self.sse_c_key
+        return env
+
+    def client(self):
+        """A minio client of this server (trusting its CA alone)."""
+        return _client(self.port, self.access_key, self.secret_key, self.ca_file if self.tls else None)
 
     def start(self) -> EmbeddedS3:
         base = _free_port_block()
@@ -96,10 +122,19 @@ class EmbeddedS3:
         }]}))
         store_dir = Path(self.data_dir, "data")
         store_dir.mkdir(exist_ok=True)
+        Path(self.data_dir, SETTINGS_FILE).write_text(json.dumps({"tls": self.tls, "encryption": self.encryption}))
         cmd = [_weed_binary(), "mini", f"-dir={store_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                f"-s3.port={base}", f"-master.port={base + 1}", f"-volume.port={base + 2}",
                f"-filer.port={base + 3}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
                "-s3.port.lance=0", "-master.telemetry=false", f"-s3.config={config}"]
+        if self.tls:
+            # A fresh certificate per start; given no -s3.port.https, the S3 port speaks https only.
+            pki = make_pki(Path(self.data_dir, "tls"), ca_name="Conveyor embedded S3 CA")
+            self.ca_file = pki.ca
+            cmd += [f"-s3.cert.file={pki.server.cert}", f"-s3.key.file={pki.server.key}"]
+        # Not -s3.encryptVolumeData: the SSE headers alone keep every object off the disk in plaintext
+        # (tests/test_store_security.py), and SeaweedFS 4.48 with both truncates reads of multipart
+        # objects (a 6 MiB upload comes back ~127 KiB short).
         self._log = open(Path(self.data_dir, "weed.log"), "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -107,15 +142,12 @@ class EmbeddedS3:
         # Where other commands in this folder find the running server (keys: loopback only, 0600).
         _private_write(Path(self.data_dir, SERVER_FILE), json.dumps({
             "pid": self.process.pid, "port": self.port, "access_key": self.access_key,
-            "secret_key": self.secret_key, "buckets": list(self.buckets)}))
+            "secret_key": self.secret_key, "buckets": list(self.buckets), "tls": self.tls, "ca_file": self.ca_file,
+            "encryption": self.encryption, "sse_c_key": self.sse_c_key}))
         return self
 
     def _wait_ready(self) -> None:
-        # lazy: only the S3 backend needs it
-        from minio import Minio
-
-        client = Minio(f"127.0.0.1:{self.port}", access_key=self.access_key, secret_key=self.secret_key,
-                       secure=False, region="us-east-1")
+        client = self.client()
         deadline = time.monotonic() + self.startup_timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -173,6 +205,16 @@ class EmbeddedS3:
         self.stop()
 
 
+def _client(port: int, access_key: str, secret_key: str, ca_file: str | None):
+    # lazy: only the S3 backend needs it
+    import urllib3
+    from minio import Minio
+
+    http = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=ca_file) if ca_file else None
+    return Minio(f"127.0.0.1:{port}", access_key=access_key, secret_key=secret_key, secure=bool(ca_file),
+                 region="us-east-1", http_client=http)
+
+
 def _private_write(path: Path, text: str) -> None:
     """Written readable by this user only (the file holds the server's keys)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -187,10 +229,13 @@ class RunningS3:
     def __init__(self, info: dict):
         self.port, self.access_key, self.secret_key = info["port"], info["access_key"], info["secret_key"]
         self.buckets = tuple(info.get("buckets") or (DEFAULT_BUCKET,))
+        self.tls, self.ca_file = bool(info.get("tls")), info.get("ca_file")
+        self.encryption, self.sse_c_key = info.get("encryption") or "none", info.get("sse_c_key")
         self._saved_env: dict[str, str | None] = {}
 
     endpoint = EmbeddedS3.endpoint
     env = EmbeddedS3.env
+    client = EmbeddedS3.client
     export_env = EmbeddedS3.export_env
     restore_env = EmbeddedS3.restore_env
 
@@ -203,12 +248,9 @@ def running_server(data_dir: str | os.PathLike) -> RunningS3 | None:
         os.kill(int(info["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    from minio import Minio  # lazy: only the S3 backend needs it
-
     server = RunningS3(info)
     try:
-        Minio(f"127.0.0.1:{server.port}", access_key=server.access_key, secret_key=server.secret_key,
-              secure=False, region="us-east-1").bucket_exists(server.buckets[0])
+        server.client().bucket_exists(server.buckets[0])
     except Exception:  # a stale file: the process id was reused, or the server is going down
         return None
     return server
@@ -218,6 +260,15 @@ def loop_data_dir(cwd: str | os.PathLike = ".") -> Path | None:
     """`.conveyor/s3` of `cwd` when `conveyor run` has kept a store there."""
     path = Path(cwd, LOOP_DATA_DIR)
     return path if Path(path, "data").is_dir() else None
+
+
+def loop_settings(data_dir: str | os.PathLike) -> dict:
+    """The tls and encryption settings the loop's server last ran with (none recorded: plain)."""
+    try:
+        saved = json.loads(Path(data_dir, SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"tls": bool(saved.get("tls")), "encryption": saved.get("encryption") or "none"}
 
 
 class LoopStore:
@@ -233,7 +284,7 @@ class LoopStore:
     def __enter__(self):
         self.server = running_server(self.data_dir)
         if self.server is None:
-            self.server = EmbeddedS3(data_dir=self.data_dir).start()
+            self.server = EmbeddedS3(data_dir=self.data_dir, **loop_settings(self.data_dir)).start()
             self.started = True
         self.server.export_env()
         return self.server

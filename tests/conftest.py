@@ -22,6 +22,16 @@ def s3_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_tls_server():
+    """The same server with S3 over TLS only (a CA of its own) and encrypted volume writes."""
+    from pipelines.s3server import EmbeddedS3
+
+    server = EmbeddedS3(buckets=("conveyor",), tls=True, encryption="sse-s3").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def s3_env(s3_server, monkeypatch):
     """AWS_* variables pointing at the real S3 server, for this test only."""

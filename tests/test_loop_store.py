@@ -40,7 +40,8 @@ def loop_folder(tmp_path_factory):
     from tests.training_data import ingest_corpus, train_and_register
 
     folder = tmp_path_factory.mktemp("loop")
-    with EmbeddedS3(data_dir=str(folder / ".conveyor" / "s3")) as server:
+    # as `conveyor run` starts it by default: https with a certificate of its own, SSE-S3 on every write
+    with EmbeddedS3(data_dir=str(folder / ".conveyor" / "s3"), tls=True, encryption="sse-s3") as server:
         store = open_store(server.env()["CONVEYOR_STORE"])
         version = ingest_corpus(folder, store, n=300)
         card = train_and_register(store, version, "loop-run", alias="champion")
@@ -92,10 +93,12 @@ def test_serve_finds_the_champion_the_loop_registered(loop_folder):
 
 
 def test_a_running_loops_server_is_used_and_left_running(loop_folder):
-    from pipelines.s3server import EmbeddedS3
+    from pipelines.s3server import EmbeddedS3, loop_settings
 
     folder, version, _card = loop_folder
-    with EmbeddedS3(data_dir=str(folder / ".conveyor" / "s3")) as server:  # as while `conveyor run` runs
+    data_dir = folder / ".conveyor" / "s3"
+    assert loop_settings(data_dir) == {"tls": True, "encryption": "sse-s3"}  # a later start does the same
+    with EmbeddedS3(data_dir=str(data_dir), **loop_settings(data_dir)) as server:  # as while `conveyor run` runs
         info = json.loads((folder / ".conveyor" / "s3" / "server.json").read_text())
         versions = conveyor(folder, "data", "versions", "toy", "--json")
         assert versions.returncode == 0 and json.loads(versions.stdout)[0]["version"] == version

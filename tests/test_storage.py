@@ -8,11 +8,33 @@ from components.common.errors import NotFoundError, StoreError
 from components.common.storage import FileStore, locate, open_store
 
 
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path):
+@pytest.fixture(params=["file", "s3", "s3-tls-sse-s3", "s3-tls-sse-c"])
+def store(request, tmp_path, monkeypatch):
+    """The whole contract on a folder, on the real S3 server, and on it over TLS (trusting its CA
+    through AWS_CA_BUNDLE) with server-side encryption of every object written (SSE-S3, SSE-C)."""
     if request.param == "file":
         return FileStore(str(tmp_path / "fs"))
-    return request.getfixturevalue("s3_store")
+    if request.param == "s3":
+        return request.getfixturevalue("s3_store")
+    import base64
+    import secrets
+
+    server = request.getfixturevalue("s3_tls_server")
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    if request.param == "s3-tls-sse-c":
+        monkeypatch.setenv("CONVEYOR_STORE_ENCRYPTION", "sse-c")
+        monkeypatch.setenv("CONVEYOR_STORE_SSE_C_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+    store = open_store(f"s3://conveyor/{request.node.name[:40].replace('[', '-').replace(']', '')}")
+    assert store.endpoint.startswith("https://")
+    store.delete("")
+    return store
+
+
+def test_create_bytes_writes_once(store):
+    assert store.create_bytes("once/x.json", b"first") is True
+    assert store.create_bytes("once/x.json", b"second") is False
+    assert store.read_bytes("once/x.json") == b"first"
 
 
 def test_round_trip_list_exists_delete(store, tmp_path):

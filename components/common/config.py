@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.common.errors import ConfigError
 from components.common.spark import SparkSettings
@@ -52,6 +52,26 @@ class ClusterConfig(Section):
     cpu: str = "2"
     memory: str = "8Gi"
     experiment_timeout_s: int = Field(6 * 3600, ge=60)
+
+
+class StoreConfig(Section):
+    """The object store's protection for `conveyor run` (its embedded S3 server, or the store it is
+    pointed at). The steps read it from their environment (components.common.storage): on a cluster
+    the chart's s3 values set the same variables, so this section is not in the compiled pipelines."""
+
+    # https for the embedded server, with a certificate made for each start; an external store's
+    # scheme comes from AWS_ENDPOINT_URL and its CA from AWS_CA_BUNDLE
+    tls: bool = True
+    # server-side encryption asked for on every object written: none | sse-s3 | sse-kms (kms_key_id) |
+    # sse-c (a key in $CONVEYOR_STORE_SSE_C_KEY; not for the embedded server, whose data outlives a key)
+    encryption: Literal["none", "sse-s3", "sse-kms", "sse-c"] = "sse-s3"
+    kms_key_id: str | None = None
+
+    @model_validator(mode="after")
+    def _kms_key(self):
+        if self.encryption == "sse-kms" and not self.kms_key_id:
+            raise ValueError("store.encryption sse-kms needs store.kms_key_id")
+        return self
 
 
 class SparkConfig(Section):

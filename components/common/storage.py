@@ -5,12 +5,18 @@ Every stage reads and writes through a `Store`; nothing else talks to S3 directl
 object or the new one, never a torn one), which is what "commit last" manifests rely on.
 
 S3 settings come from the standard variables `AWS_ENDPOINT_URL` (none: AWS S3 itself),
-`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (none: ~/.aws/credentials or the role) and
-`AWS_REGION` (none: the AWS config file's region); the default store URI from `CONVEYOR_STORE`.
+`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (none: ~/.aws/credentials or the role),
+`AWS_REGION` (none: the AWS config file's region) and `AWS_CA_BUNDLE` (the CA that signed an
+https endpoint's certificate; none: certifi's bundle); the default store URI from `CONVEYOR_STORE`.
+Encryption at rest of every object written (`StoreEncryption`): `CONVEYOR_STORE_ENCRYPTION`
+none | sse-s3 | sse-kms (key `CONVEYOR_STORE_KMS_KEY_ID`) | sse-c (a base64 256-bit key in
+`CONVEYOR_STORE_SSE_C_KEY`, from a Secret; https only, and every read sends it too).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 import os
@@ -18,13 +24,65 @@ import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from components.common.errors import NotFoundError, StoreError
 
 DEFAULT_LOCAL_STORE = ".conveyor/store"
+ENCRYPTION_ENV = "CONVEYOR_STORE_ENCRYPTION"
+KMS_KEY_ENV = "CONVEYOR_STORE_KMS_KEY_ID"
+SSE_C_KEY_ENV = "CONVEYOR_STORE_SSE_C_KEY"
+ENCRYPTION_MODES = ("none", "sse-s3", "sse-kms", "sse-c")
+
+
+@dataclass(frozen=True)
+class StoreEncryption:
+    """Server-side encryption asked for on every object written (S3's SSE headers)."""
+
+    mode: Literal["none", "sse-s3", "sse-kms", "sse-c"] = "none"
+    kms_key_id: str | None = None
+    customer_key: bytes | None = field(default=None, repr=False)  # SSE-C: never in a repr or a message
+
+    @classmethod
+    def from_env(cls) -> StoreEncryption:
+        mode = (os.environ.get(ENCRYPTION_ENV) or "none").strip().lower()
+        if mode not in ENCRYPTION_MODES:
+            raise StoreError(f"${ENCRYPTION_ENV}={mode[:40]!r}: expected one of {', '.join(ENCRYPTION_MODES)}")
+        if mode == "sse-kms":
+            key_id = os.environ.get(KMS_KEY_ENV, "").strip()
+            if not key_id:
+                raise StoreError(f"${ENCRYPTION_ENV}=sse-kms needs the KMS key id in ${KMS_KEY_ENV}")
+            return cls(mode, kms_key_id=key_id)
+        if mode == "sse-c":
+            try:
+                key = base64.b64decode(os.environ.get(SSE_C_KEY_ENV, ""), validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                raise StoreError(f"${ENCRYPTION_ENV}=sse-c needs ${SSE_C_KEY_ENV}: a base64 256-bit key "
+                                 "(head -c 32 /dev/urandom | base64), kept in a Secret")
+            return cls(mode, customer_key=key)
+        return cls(mode)
+
+    def write_sse(self):
+        """minio's Sse object for a PUT (None: no header)."""
+        # lazy: only the S3 backend needs it
+        from minio.sse import SseCustomerKey, SseKMS, SseS3
+
+        if self.mode == "sse-s3":
+            return SseS3()
+        if self.mode == "sse-kms":
+            return SseKMS(self.kms_key_id, {})
+        if self.mode == "sse-c":
+            return SseCustomerKey(self.customer_key)
+        return None
+
+    def read_ssec(self):
+        """SSE-C objects are read with the same key; the other modes need nothing on a read."""
+        return self.write_sse() if self.mode == "sse-c" else None
 
 
 def default_store_uri() -> str:
@@ -276,6 +334,20 @@ class FileStore(Store):
             raise StoreError(f"store {self.uri}: folder is not writable")
 
 
+def _tls_settings() -> dict[str, str]:
+    """Verify an https endpoint against $AWS_CA_BUNDLE (as the AWS CLI and SDKs do), else the system
+    bundle minio uses ($SSL_CERT_FILE, else certifi's)."""
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if bundle:
+        if not os.path.isfile(bundle):
+            raise StoreError(f"AWS_CA_BUNDLE={bundle}: no such file (the CA certificate that signed the S3 "
+                             "endpoint's certificate, PEM)")
+        return {"cert_reqs": "CERT_REQUIRED", "ca_certs": bundle}
+    import certifi  # lazy: only an https S3 endpoint needs it
+
+    return {"cert_reqs": "CERT_REQUIRED", "ca_certs": os.environ.get("SSL_CERT_FILE") or certifi.where()}
+
+
 def _aws_config_region() -> str | None:
     """The region of the AWS CLI config's profile ($AWS_PROFILE, else default), as the AWS tools read it."""
     import configparser  # lazy: only an S3 store without an endpoint or AWS_REGION reads it
@@ -327,11 +399,16 @@ class S3Store(Store):
         self.uri = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
         host, secure, access_key, secret_key, region = _s3_settings()
         self.endpoint = ("https://" if secure else "http://") + host
+        self.encryption = StoreEncryption.from_env()
+        if self.encryption.mode in ("sse-c", "sse-kms") and not secure:
+            # SSE-C sends the key with every request; S3 refuses SSE-KMS over plain HTTP as well
+            raise StoreError(f"{self.endpoint}: {self.encryption.mode} needs an https endpoint "
+                             "(AWS_ENDPOINT_URL=https://...)")
         # Few, fast retries: a store that is down should fail the command in seconds, not minutes.
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=5, read=120),
             retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
-            maxsize=8,
+            maxsize=8, **(_tls_settings() if secure else {}),
         )
         credentials = None
         if not access_key:  # AWS's own chain: the credentials file, then the instance's or pod's role
@@ -358,10 +435,19 @@ class S3Store(Store):
                 return NotFoundError(f"{where}: no such object")
             if exc.code == "NoSuchBucket":
                 return StoreError(f"{where}: bucket {self.bucket!r} does not exist at {self.endpoint}")
+            if exc.code in ("InvalidArgument", "InvalidRequest") and self.encryption.mode != "none":
+                return StoreError(f"{where}: the server refused {self.encryption.mode} ({exc.code}: "
+                                  f"{exc.message[:200]}); check ${ENCRYPTION_ENV}, or the key an SSE-C object "
+                                  "was written with")
             if exc.code in self._CREDENTIAL_CODES:
                 return StoreError(f"{where}: credentials refused by {self.endpoint} ({exc.code}); "
                                   "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
             return StoreError(f"{where}: S3 error {exc.code}: {exc.message}")
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return StoreError(f"{where}: the TLS certificate of {self.endpoint} is not trusted; set AWS_CA_BUNDLE "
+                              "to the CA certificate that signed it")
+        if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
+            return StoreError(f"{where}: {self.endpoint} does not speak TLS; check the scheme of AWS_ENDPOINT_URL")
         found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
         reason = found.group(1).strip() if found else type(exc).__name__
         return StoreError(f"{where}: object store unreachable at {self.endpoint} ({reason})")
@@ -383,7 +469,8 @@ class S3Store(Store):
 
     def _get(self, key: str, **byte_range) -> bytes:
         def get():
-            response = self.client.get_object(self.bucket, self._key(key), **byte_range)
+            response = self.client.get_object(self.bucket, self._key(key), ssec=self.encryption.read_ssec(),
+                                              **byte_range)
             try:
                 return response.read()
             finally:
@@ -394,7 +481,8 @@ class S3Store(Store):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic in S3: the object appears whole or not at all.
-        self._call(key, self.client.put_object, self.bucket, self._key(key), io.BytesIO(data), len(data))
+        self._call(key, self.client.put_object, self.bucket, self._key(key), io.BytesIO(data), len(data),
+                   sse=self.encryption.write_sse())
 
     def create_bytes(self, key: str, data: bytes) -> bool:
         # lazy: only the S3 backend needs it
@@ -403,7 +491,9 @@ class S3Store(Store):
         # S3's conditional write (If-None-Match: *; AWS since 2024, MinIO, SeaweedFS 4.x): 412 when
         # the key exists. minio-py 7.2's put_object passes no such header, its _put_object does.
         try:
-            self._call(key, self.client._put_object, self.bucket, self._key(key), data, {"If-None-Match": "*"})
+            sse = self.encryption.write_sse()
+            headers = {"If-None-Match": "*", **(sse.headers() if sse is not None else {})}
+            self._call(key, self.client._put_object, self.bucket, self._key(key), data, headers)
         except StoreError as exc:
             cause = exc.__cause__
             if isinstance(cause, S3Error) and cause.code in ("PreconditionFailed", "ConditionalRequestConflict"):
@@ -418,7 +508,7 @@ class S3Store(Store):
         if not key or key.endswith("/"):
             return False  # a prefix, never an object (some servers answer HEAD on folder markers)
         try:
-            stat = self.client.stat_object(self.bucket, self._key(key))
+            stat = self.client.stat_object(self.bucket, self._key(key), ssec=self.encryption.read_ssec())
             return not (stat.is_dir or stat.content_type == "application/x-directory")
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
@@ -438,16 +528,19 @@ class S3Store(Store):
         return self._call(prefix, run)
 
     def size(self, key: str) -> int:
-        return self._call(key, self.client.stat_object, self.bucket, self._key(key)).size
+        return self._call(key, self.client.stat_object, self.bucket, self._key(key),
+                          ssec=self.encryption.read_ssec()).size
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         return self._get(key, offset=offset, length=length)
 
     def upload(self, local_path: str, key: str) -> None:
-        self._call(key, self.client.fput_object, self.bucket, self._key(key), local_path)
+        self._call(key, self.client.fput_object, self.bucket, self._key(key), local_path,
+                   sse=self.encryption.write_sse())
 
     def download(self, key: str, local_path: str) -> None:
-        self._call(key, self.client.fget_object, self.bucket, self._key(key), local_path)
+        self._call(key, self.client.fget_object, self.bucket, self._key(key), local_path,
+                   ssec=self.encryption.read_ssec())
 
     def delete(self, key: str) -> None:
         # lazy: only the S3 backend needs it
@@ -480,10 +573,11 @@ def open_store(uri: str | None = None) -> Store:
         if not parsed.netloc:
             raise StoreError(f"{uri}: an S3 store URI needs a bucket, like s3://conveyor")
         return S3Store(parsed.netloc, parsed.path)
-    if parsed.scheme == "file":
-        return FileStore(parsed.path)
-    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain path (or a Windows drive letter)
-        return FileStore(uri)
+    if parsed.scheme in ("file", "") or len(parsed.scheme) == 1:  # a path (or a Windows drive letter)
+        if StoreEncryption.from_env().mode != "none":
+            raise StoreError(f"{uri}: ${ENCRYPTION_ENV} asks for server-side encryption, which only an S3 store "
+                             "gives; use an encrypted disk for a folder store, or unset it")
+        return FileStore(parsed.path if parsed.scheme == "file" else uri)
     raise StoreError(f"{uri}: unsupported store scheme {parsed.scheme!r} (expected file:// or s3://)")
 
 
