@@ -531,7 +531,7 @@ def cmd_serve(args) -> int:
         metrics_token=read_token_file(args.metrics_token_file, "--metrics-token-file")
         if args.metrics_token_file else None)
     return serve(store, name, ref, args.port, role=args.role, env=args.env, name=args.name,
-                 log_sample_rate=args.log_sample_rate, security=security,
+                 log_sample_rate=args.log_sample_rate, security=security, log_text=args.log_text,
                  max_batch=args.max_batch, max_chars=args.max_chars, chaos=chaos, access_log=args.access_log,
                  model_dir=model_dir, host=args.host, workers=args.workers, repository_token=token,
                  max_explain_batch=args.max_explain_batch, max_explain_tokens=args.max_explain_tokens)
@@ -546,13 +546,14 @@ def cmd_monitor(args) -> int:
     from components.common.storage import open_store
     from components.config import load_config
     from components.monitor import trigger
-    from components.monitor.executor import monitor_window
+    from components.monitor.executor import expire_logs, monitor_window
 
     html = _output_file(args.html, "--html")  # before the decision is recorded
     cfg = load_config(args.config)
     model = args.model or cfg.model_name
     store = open_store(args.store)
     now = dt.datetime.now(dt.UTC)
+    expired = expire_logs(store, model, cfg.monitor.retention_days, now)
     verdict, page = monitor_window(store, model, cfg.monitor, cfg.split, now=now)
     decision = trigger.decide(cfg.monitor.trigger, verdict, trigger.history(store, model), now)
     decision["record"] = trigger.record(store, model, decision)
@@ -565,7 +566,8 @@ def cmd_monitor(args) -> int:
         with open(html, "w", encoding="utf-8") as handle:
             handle.write(page)
     _print_json({"status": verdict["status"], "signals": verdict.get("signals"), "window": verdict["window"],
-                 "action": decision["action"], "reasons": decision["reasons"], "record": decision["record"]})
+                 "action": decision["action"], "reasons": decision["reasons"], "record": decision["record"],
+                 "retention": expired})
     return 0
 
 
@@ -858,6 +860,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "production)")
     p.add_argument("--log-sample-rate", type=float, default=0.0,
                    help="share of requests logged to the store (the monitor's input)")
+    p.add_argument("--log-text", default=os.environ.get("CONVEYOR_LOG_TEXT") or "redacted",
+                   choices=["redacted", "hashed", "raw", "none"],
+                   help="how logged requests keep their text (config monitor.log_text; default: $CONVEYOR_LOG_TEXT, "
+                        "else redacted: typed placeholders for emails, phones, IPs, cards, IBANs)")
     p.add_argument("--max-batch", type=int, default=256, help="instances per request; more is refused (400)")
     p.add_argument("--max-chars", type=int, default=100_000, help="characters per text; more is refused (400)")
     p.add_argument("--max-explain-batch", type=int, default=16, help="texts per :explain request")

@@ -31,7 +31,8 @@ def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print)
     answered, failed, rejected, first_rejection = 0, 0, 0, None
     # The server accepts what cleaning accepts (its own default limit is lower).
     with ServerProcess(f"{model}@champion", store.uri, name=model, role="stable",
-                       extra=["--log-sample-rate", "1", "--max-chars", str(cfg.cleaning.max_chars)]) as server:
+                       extra=["--log-sample-rate", "1", "--max-chars", str(cfg.cleaning.max_chars),
+                              "--log-text", cfg.monitor.log_text]) as server:
         client = KeepAliveClient(server.port)
         path = f"/v2/models/{model}/infer"
         for request_id, text in zip(ids, texts, strict=True):

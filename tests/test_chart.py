@@ -16,7 +16,7 @@ from tests.test_manifests import CUSTOM_GROUPS, KUBE_VERSIONS
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "conveyor"
 VALUES_FILES = [None, "ci/gpu-values.yaml", "ci/created-secret-values.yaml", "ci/standard-mode-values.yaml",
-                "ci/approval-values.yaml"]
+                "ci/approval-values.yaml", "ci/security-values.yaml"]
 
 
 def _values(name: str | None) -> dict:
@@ -253,3 +253,44 @@ def test_the_approval_objects_say_what_the_values_say():
     assert ("Role", "conveyor-approver") in default and ("RoleBinding", "conveyor-approver") not in default
     disabled = {(o["kind"], o["metadata"]["name"]) for o in _render({"approval": {"enabled": False}})}
     assert not disabled & {("CronJob", "conveyor-release"), ("Role", "conveyor-approver")}
+
+
+def test_the_security_values_reach_every_pod_that_needs_them():
+    """s3.caSecret becomes AWS_CA_BUNDLE in every pod that reads the store, the encryption goes into
+    the S3 Secret, and the predictor's token Secret is mounted and named by file, never by value."""
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in _render(_values("ci/security-values.yaml"))}
+    secret = objects[("Secret", "conveyor-s3")]
+    assert secret["stringData"]["CONVEYOR_STORE_ENCRYPTION"] == "sse-kms"
+    assert secret["stringData"]["CONVEYOR_STORE_KMS_KEY_ID"] == "alias/conveyor"
+    assert secret["stringData"]["AWS_ENDPOINT_URL"] == "https://minio.storage:9443"
+
+    def pod_of(obj):
+        spec = obj["spec"]
+        for step in ("jobTemplate", "spec", "template", "spec"):
+            spec = spec[step] if step in spec else spec
+        return spec
+
+    for key in (("CronJob", "conveyor-monitor"), ("CronJob", "conveyor-release"), ("Pod", "conveyor-test-store")):
+        pod = pod_of(objects[key])
+        [container] = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["AWS_CA_BUNDLE"] == "/etc/conveyor/s3-ca/ca.crt", key
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["s3-ca"] == "/etc/conveyor/s3-ca", key
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["s3-ca"]["secret"] == {"secretName": "conveyor-s3-ca", "items": [{"key": "ca.crt",
+                                                                                         "path": "ca.crt"}]}
+    release = pod_of(objects[("CronJob", "conveyor-release")])["containers"][0]
+    assert {"name": "CONVEYOR_INFERENCE_TOKEN_FILE", "value": "/etc/conveyor/inference-token/token"} in release["env"]
+    runtime = objects[("ServingRuntime", "conveyor-predictor")]["spec"]
+    [predictor] = runtime["containers"]
+    env = {e["name"]: e.get("value") for e in predictor["env"]}
+    assert env["CONVEYOR_AUTH_TOKEN_FILE"] == "/etc/conveyor/inference-token/token"
+    assert env["CONVEYOR_LOG_TEXT"] == "hashed"
+    assert runtime["volumes"] == [{"name": "inference-token", "secret": {
+        "secretName": "conveyor-inference-token", "items": [{"key": "token", "path": "token"}]}}]
+    # the defaults: redacted logs, no token, no CA
+    plain = {(o["kind"], o["metadata"]["name"]): o for o in _render({})}
+    [predictor] = plain[("ServingRuntime", "conveyor-predictor")]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in predictor["env"]}
+    assert env["CONVEYOR_LOG_TEXT"] == "redacted" and "CONVEYOR_AUTH_TOKEN_FILE" not in env

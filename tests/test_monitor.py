@@ -218,3 +218,85 @@ def test_conveyor_monitor_cli_records_a_decision(own_two_versions, tmp_path, cap
     assert out["status"] == "insufficient_data" and out["action"] == "insufficient_data"
     assert history(store, "toy-model")[-1]["action"] == "insufficient_data"
     assert "insufficient_data" in (tmp_path / "m.html").read_text()
+
+
+PERSONAL = ["Hi, mail me at jane.doe@example.com or call +1 (415) 555-2671 about the free prize",
+            "Our team meets at 10:30; reach bob@example.org, 020 7946 0958, server 192.168.1.20"]
+
+
+def _logged_rows(store, model: str):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from components.common.layout import inference_log_prefix
+
+    keys = [k for k in store.list(inference_log_prefix(model)) if k.endswith(".parquet")]
+    return pa.concat_tables([pq.read_table(io.BytesIO(store.read_bytes(k))) for k in keys]).to_pylist()
+
+
+@pytest.mark.parametrize("mode", ["redacted", "hashed", "none", "raw"])
+def test_the_inference_log_keeps_text_as_log_text_says(file_store, mode):
+    from components.serve.logging_sink import InferenceLogger
+
+    logger = InferenceLogger(file_store, "pii-model", "v1", "stable", text_mode=mode)
+    logger.log("r-1", PERSONAL, ["spam", "ham"], [0.9, 0.8])
+    logger.close()
+    rows = _logged_rows(file_store, "pii-model")
+    assert [r["text_mode"] for r in rows] == [mode, mode]
+    texts = [r["text"] for r in rows]
+    if mode == "raw":
+        assert texts == PERSONAL
+        return
+    stored = "".join(t or "" for t in texts)
+    for secret in ("jane.doe@example.com", "bob@example.org", "555-2671", "7946 0958", "192.168.1.20"):
+        assert secret not in stored
+    if mode == "redacted":
+        assert texts[0] == "Hi, mail me at <EMAIL> or call <PHONE> about the free prize"
+    elif mode == "hashed":
+        assert all(t.startswith("sha256:") for t in texts)
+    else:
+        assert texts == [None, None]
+
+
+def test_input_drift_is_not_judged_without_text_and_the_other_signals_are(own_two_versions):
+    from components.monitor.executor import monitor_window
+    from components.registry.store import load
+    from components.serve.logging_sink import InferenceLogger
+    from tests.training_data import corpus
+
+    store, *_ = own_two_versions
+    loaded = load(store, "toy-model", "champion")
+    texts = [r["text"] for r in corpus(400, seed=3)]
+    logger = InferenceLogger(store, "toy-model", loaded.card["version"], "stable", text_mode="hashed")
+    probs = loaded.predict_proba(texts)
+    for i, (row, conf) in enumerate(zip(probs.argmax(axis=1), probs.max(axis=1), strict=True)):
+        logger.log(f"h-{i}", [texts[i]], [loaded.featurizer.labels[row]], [float(conf)])
+    logger.close()
+    cfg = MonitorConfig(reference_rows=1000, trigger=TriggerPolicy(min_samples=300), report_rows=500)
+    verdict, _ = monitor_window(store, "toy-model", cfg, SplitConfig(), now=dt.datetime.now(dt.UTC),
+                                html_report=False)
+    assert verdict["status"] == "judged"
+    assert verdict["signals"]["input_drift"] is None and "input drift not judged" in verdict["input"]["reason"]
+    assert verdict["signals"]["prediction_drift"] is False
+    assert verdict["input"]["text"] == {"redacted": False, "rows_with_text": 0, "rows_without_text": 400}
+
+
+def test_retention_deletes_old_days_and_audits_it(file_store):
+    """A clock we control: rows of days that ended before now - retention_days go, the rest stay."""
+    from components.common import audit
+    from components.common.layout import inference_log_key
+    from components.monitor.executor import expire_logs
+
+    for version, day in (("v1", "2026-10-01"), ("v1", "2026-11-05"), ("v2", "2026-11-06"), ("v2", "2026-12-01")):
+        file_store.write_bytes(inference_log_key("ret-model", version, day, "part"), b"rows")
+    now = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+    result = expire_logs(file_store, "ret-model", 30, now)  # cutoff 2026-11-07 12:00
+    assert result["deleted_days"] == ["v1/2026-10-01", "v1/2026-11-05", "v2/2026-11-06"]
+    assert file_store.list("inference-logs/ret-model/") == ["inference-logs/ret-model/v2/2026-12-01/part.parquet"]
+    [entry] = [e for e in audit.read_entries(file_store) if e["event"] == "inference_log_expired"]
+    assert entry["subject"] == {"model": "ret-model"} and entry["details"]["deleted_files"] == 3
+    assert expire_logs(file_store, "ret-model", 30, now)["deleted_files"] == 0  # nothing more, no new entry
+    assert len([e for e in audit.read_entries(file_store) if e["event"] == "inference_log_expired"]) == 1
+    assert expire_logs(file_store, "ret-model", None, now + dt.timedelta(days=400))["deleted_files"] == 0

@@ -35,14 +35,16 @@ def monitor_op(
     from components.common.storage import open_store
     from components.monitor import trigger
     from components.monitor.config import MonitorConfig
-    from components.monitor.executor import monitor_window
+    from components.monitor.executor import expire_logs, monitor_window
     from components.split.config import SplitConfig
 
     st, cfg = open_store(store), MonitorConfig.model_validate(monitor_config)
     now = dt.datetime.now(dt.UTC)
+    expired = expire_logs(st, model_name, cfg.retention_days, now)
     result, page = monitor_window(st, model_name, cfg, SplitConfig.model_validate(split_config), now=now)
     chosen = trigger.decide(cfg.trigger, result, trigger.history(st, model_name), now)
     chosen["record"] = trigger.record(st, model_name, chosen)
+    result["retention"] = expired
     if cfg.pushgateway_url:
         from components.monitor.alerts import push
 

@@ -34,5 +34,11 @@ class MonitorConfig(BaseModel):
     report_rows: int = Field(20_000, ge=100)          # rows per side in the Evidently HTML report
     pushgateway_url: str | None = None                # cluster: push the verdict as metrics for alerts
     trigger: TriggerPolicy = Field(default_factory=TriggerPolicy)
+    # How the inference log keeps request text (production requests are personal data): redacted
+    # (typed placeholders for emails, phones, IPs, cards, IBANs, URL users: components.common.redact),
+    # hashed (sha256 only: no input drift), none (no text: no input drift), or raw.
+    log_text: Literal["redacted", "hashed", "raw", "none"] = "redacted"
+    # Logged rows (and delayed labels) older than this are deleted by the monitoring step; none: kept.
+    retention_days: float | None = Field(30.0, gt=0)
     # What a triggered retrain does: rerun the search, or retrain the champion's configuration.
     retrain: Literal["search", "champion_params"] = "champion_params"

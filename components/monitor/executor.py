@@ -8,6 +8,11 @@ Signals
   accuracy_drop     live accuracy on the window's requests that have delayed labels
                     (feedback/<model>/*.parquet: request_id, label), vs the champion's test accuracy
 Too few logged rows (trigger.min_samples) gives status "insufficient_data", never a drift alarm.
+
+The log keeps text as monitor.log_text says (`text_mode` on each row). Redacted rows are compared
+with a reference redacted the same way, so the placeholders are never mistaken for drift; rows
+kept hashed or without text give no input features (input drift is then not judged, the other
+signals are). Rows older than monitor.retention_days are deleted by `expire_logs` (audit-logged).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from components.common import audit
 from components.common.layout import feedback_key, feedback_prefix, inference_log_prefix
+from components.common.redact import redact
 from components.dataset import versioning as v
 from components.monitor.config import MonitorConfig
 from components.monitor.drift import evidently_verdict, fast_verdict, js_histograms
@@ -46,11 +53,52 @@ def read_window(store, model: str, version: str, start: dt.datetime, end: dt.dat
     if not tables:
 
         return LOG_SCHEMA.empty_table()
-    table = pa.concat_tables(tables)
+    table = pa.concat_tables(tables, promote_options="default")  # logs written before text_mode: null
     ts = table.column("ts")
     keep = pc.and_(pc.greater_equal(ts, start.isoformat(timespec="milliseconds")),
                    pc.less(ts, end.isoformat(timespec="milliseconds")))
     return table.filter(keep)
+
+
+def comparable_texts(window: pa.Table) -> tuple[list[str], bool, int]:
+    """(the window's texts for input features, whether they are redacted, rows without usable text).
+    Once any row is redacted, raw rows (logged before the switch) are redacted here too, so every
+    row and the reference are read the same way."""
+    texts = window.column("text").to_pylist()
+    modes = (window.column("text_mode").to_pylist() if "text_mode" in window.column_names
+             else [None] * window.num_rows)
+    modes = [m or "raw" for m in modes]  # logs written before text_mode kept raw text
+    redacted = "redacted" in modes
+    usable = [(t, m) for t, m in zip(texts, modes, strict=True) if m in ("raw", "redacted") and t is not None]
+    out = [redact(t) if redacted and m == "raw" else t for t, m in usable]
+    return out, redacted, window.num_rows - len(usable)
+
+
+def expire_logs(store, model: str, retention_days: float | None, now: dt.datetime) -> dict[str, Any]:
+    """Delete logged rows older than `retention_days` (whole day folders of every version whose
+    day ended before the cutoff); the deletion is audit-logged with what went, never what it held."""
+    if retention_days is None:
+        return {"retention_days": None, "deleted_files": 0}
+    cutoff = now - dt.timedelta(days=retention_days)
+    prefix = inference_log_prefix(model)
+    doomed: dict[str, list[str]] = {}
+    for key in store.list(prefix):
+        version, _, rest = key[len(prefix):].partition("/")
+        day = rest.split("/", 1)[0]
+        try:
+            day_end = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+        except ValueError:
+            continue  # not a day folder of the logger's layout: not ours to delete
+        if day_end <= cutoff:
+            doomed.setdefault(f"{version}/{day}", []).append(key)
+    for keys in doomed.values():
+        for key in keys:
+            store.delete(key)
+    result = {"retention_days": retention_days, "cutoff": cutoff.isoformat(timespec="seconds"),
+              "deleted_files": sum(len(k) for k in doomed.values()), "deleted_days": sorted(doomed)}
+    if doomed:
+        audit.append(store, "inference_log_expired", {"model": model}, result)
+    return result
 
 
 def write_feedback(store, model: str, request_ids: list[str], labels: list[str], name: str) -> str:
@@ -101,20 +149,29 @@ def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, no
 
     featurizer = loaded.featurizer
     ref_texts = reference_texts(store, loaded.card, split, cfg.reference_rows)
-    ref_encoded = encode(featurizer, ref_texts)
+    cur_texts, redacted, without_text = comparable_texts(window)
+    ref_inputs = [redact(t) for t in ref_texts] if redacted else ref_texts
+    ref_encoded = encode(featurizer, ref_inputs)
     seen = known_ids(featurizer, ref_encoded)
-    ref_feat, ref_hist, _ = text_features(featurizer, ref_texts, seen, ref_encoded, cfg.hash_bins)
-    cur_texts = window.column("text").to_pylist()
-    cur_feat, cur_hist, _ = text_features(featurizer, cur_texts, seen, hash_bins=cfg.hash_bins)
-
-    kinds = dict.fromkeys(NUMERICAL, "numerical")
-    inputs = fast_verdict(ref_feat, cur_feat, kinds, cfg.numeric_threshold, cfg.categorical_threshold, 1.0)
-    hist_js = js_histograms(ref_hist, cur_hist)
-    inputs["columns"]["feature_hash_histogram"] = {"method": "jensenshannon", "score": hist_js,
-                                                   "threshold": cfg.categorical_threshold,
-                                                   "drifted": bool(hist_js >= cfg.categorical_threshold)}
-    share = sum(c["drifted"] for c in inputs["columns"].values()) / len(inputs["columns"])
-    inputs.update(drifted_share=share, drift_share_threshold=cfg.drift_share, dataset_drift=share >= cfg.drift_share)
+    ref_feat, ref_hist, _ = text_features(featurizer, ref_inputs, seen, ref_encoded, cfg.hash_bins)
+    if len(cur_texts) >= cfg.trigger.min_samples:
+        cur_feat, cur_hist, _ = text_features(featurizer, cur_texts, seen, hash_bins=cfg.hash_bins)
+        kinds = dict.fromkeys(NUMERICAL, "numerical")
+        inputs = fast_verdict(ref_feat, cur_feat, kinds, cfg.numeric_threshold, cfg.categorical_threshold, 1.0)
+        hist_js = js_histograms(ref_hist, cur_hist)
+        inputs["columns"]["feature_hash_histogram"] = {"method": "jensenshannon", "score": hist_js,
+                                                       "threshold": cfg.categorical_threshold,
+                                                       "drifted": bool(hist_js >= cfg.categorical_threshold)}
+        share = sum(c["drifted"] for c in inputs["columns"].values()) / len(inputs["columns"])
+        inputs.update(drifted_share=share, drift_share_threshold=cfg.drift_share,
+                      dataset_drift=share >= cfg.drift_share)
+    else:
+        cur_feat = {}
+        inputs = {"dataset_drift": None, "columns": {},
+                  "reason": f"{len(cur_texts)} rows with text in the window ({without_text} kept hashed or without "
+                            f"text, monitor.log_text), fewer than min_samples {cfg.trigger.min_samples}: input drift "
+                            "not judged"}
+    inputs["text"] = {"redacted": redacted, "rows_with_text": len(cur_texts), "rows_without_text": without_text}
 
     probs = loaded.predict_proba(ref_texts)
     ref_pred = {"predicted_label": np.array(featurizer.labels)[probs.argmax(axis=1)],
@@ -138,7 +195,8 @@ def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, no
                             drop=None if test is None else test - live, max_drop=cfg.max_accuracy_drop)
     accuracy_drop = accuracy.get("drop") is not None and accuracy["drop"] > cfg.max_accuracy_drop
 
-    verdict.update(status="judged", signals={"input_drift": bool(inputs["dataset_drift"]),
+    input_drift = None if inputs["dataset_drift"] is None else bool(inputs["dataset_drift"])
+    verdict.update(status="judged", signals={"input_drift": input_drift,
                                              "prediction_drift": bool(predictions["dataset_drift"]),
                                              "accuracy_drop": bool(accuracy_drop) if "drop" in accuracy else None},
                    input=inputs, prediction=predictions, accuracy=accuracy,
@@ -146,7 +204,7 @@ def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, no
                    reference={"dataset": loaded.card["dataset"], "rows": len(ref_texts)})
     page = None
     if html_report:
-        page = _evidently_page(ref_feat | ref_pred, cur_feat | cur_pred, cfg)
+        page = _evidently_page(ref_feat | ref_pred if cur_feat else ref_pred, cur_feat | cur_pred, cfg)
     return verdict, _page(verdict, page)
 
 

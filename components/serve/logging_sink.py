@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from prometheus_client import Counter
 
 from components.common.layout import inference_log_key
+from components.common.redact import for_log
 
 # Lost log rows are visible on /metrics, never silent: a full queue drops, a store outage fails.
 LOG_DROPPED = Counter("conveyor_inference_log_dropped_total", "Logged rows dropped: the log queue was full",
@@ -25,15 +26,20 @@ LOG_WRITE_ERRORS = Counter("conveyor_inference_log_write_errors_total", "Logged 
 
 LOG_SCHEMA = pa.schema([("ts", pa.string()), ("model", pa.string()), ("version", pa.string()),
                         ("role", pa.string()), ("request_id", pa.string()), ("text", pa.large_string()),
-                        ("label", pa.string()), ("confidence", pa.float64())])
+                        ("label", pa.string()), ("confidence", pa.float64()), ("text_mode", pa.string())])
 
 
 class InferenceLogger:
     """Requests enqueue rows (never block: a full queue drops and counts); a thread writes Parquet
-    batches to `inference-logs/<model>/<version>/<date>/<uuid>.parquet`."""
+    batches to `inference-logs/<model>/<version>/<date>/<uuid>.parquet`. The text is kept as
+    `text_mode` says (monitor.log_text), turned into that form in the writer thread, off the request
+    path; the raw text lives only in memory until then."""
 
     def __init__(self, store, model: str, version: str, role: str, sample_rate: float = 1.0,
-                 batch_rows: int = 500, flush_seconds: float = 5.0, max_queue: int = 20_000):
+                 batch_rows: int = 500, flush_seconds: float = 5.0, max_queue: int = 20_000,
+                 text_mode: str = "redacted"):
+        for_log("", text_mode)  # an unknown mode fails here, at start, not in the writer thread
+        self.text_mode = text_mode
         self.store, self.model, self.version, self.role = store, model, version, role
         self.sample_rate, self.batch_rows, self.flush_seconds = sample_rate, batch_rows, flush_seconds
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -72,8 +78,9 @@ class InferenceLogger:
         ts, request_id, text, label, conf = zip(*rows, strict=True)
         n = len(rows)
         table = pa.table({"ts": list(ts), "model": [self.model] * n, "version": [self.version] * n,
-                          "role": [self.role] * n, "request_id": list(request_id), "text": list(text),
-                          "label": list(label), "confidence": list(conf)}, schema=LOG_SCHEMA)
+                          "role": [self.role] * n, "request_id": list(request_id),
+                          "text": [for_log(t, self.text_mode) for t in text], "label": list(label),
+                          "confidence": list(conf), "text_mode": [self.text_mode] * n}, schema=LOG_SCHEMA)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")

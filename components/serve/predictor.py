@@ -56,8 +56,9 @@ class ConveyorModel(Model):
     def __init__(self, name: str, store_uri: str | None, model_name: str, ref: str = "champion",
                  role: str = "stable", max_batch: int = 256, max_chars: int = 100_000, env: str = "production",
                  log_sample_rate: float = 0.0, chaos: dict | None = None, model_dir: str | None = None,
-                 max_explain_batch: int = 16, max_explain_tokens: int = 64):
+                 max_explain_batch: int = 16, max_explain_tokens: int = 64, log_text: str = "redacted"):
         super().__init__(name)
+        self.log_text = log_text  # how logged requests keep their text (monitor.log_text)
         # Chaos options rehearse a bad rollout (error share, added delay, wrong labels); off by default.
         self.chaos = {"error_rate": 0.0, "delay_ms": 0.0, "flip_labels": False, **(chaos or {})}
         # Injected errors are spread evenly, not drawn at random: with error_rate 0.3 every run of
@@ -92,7 +93,8 @@ class ConveyorModel(Model):
         self.version = self.loaded.card["version"]
         if self.log_sample_rate > 0:
 
-            self.logger = InferenceLogger(store, self.model_name, self.version, self.role, self.log_sample_rate)
+            self.logger = InferenceLogger(store, self.model_name, self.version, self.role, self.log_sample_rate,
+                                          text_mode=self.log_text)
         self.ready, self.unloaded_on_request = True, False
         return self.ready
 
@@ -257,7 +259,7 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
           max_chars: int = 100_000, chaos: dict | None = None, access_log: bool = False,
           model_dir: str | None = None, host: str = "127.0.0.1", workers: int = 1,
           repository_token: str | None = None, max_explain_batch: int = 16, max_explain_tokens: int = 64,
-          security: ServerSecurity | None = None) -> int:
+          security: ServerSecurity | None = None, log_text: str = "redacted") -> int:
     """Run a KServe model server for one model version (blocks until stopped): from the registry
     (store, model_name, ref) or from a version folder (model_dir, e.g. KServe's /mnt/models), in
     this process or in `workers` processes sharing the port. Returns the exit code."""
@@ -269,7 +271,8 @@ def serve(store_uri: str | None, model_name: str, ref: str, port: int, role: str
     options = {"model": {"name": name or model_name, "store_uri": store_uri, "model_name": model_name, "ref": ref,
                          "role": role, "env": env, "max_batch": max_batch, "max_chars": max_chars,
                          "log_sample_rate": log_sample_rate, "chaos": chaos, "model_dir": model_dir,
-                         "max_explain_batch": max_explain_batch, "max_explain_tokens": max_explain_tokens},
+                         "max_explain_batch": max_explain_batch, "max_explain_tokens": max_explain_tokens,
+                         "log_text": log_text},
                "port": port, "host": host, "access_log": access_log, "repository_token": repository_token,
                "security": security or ServerSecurity()}
     configure_server_logging()  # before the first line: the format is checked here, once

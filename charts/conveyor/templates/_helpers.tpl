@@ -54,3 +54,35 @@ runAsUser: 10001
 capabilities: {drop: [ALL]}
 seccompProfile: {type: RuntimeDefault}
 {{- end -}}
+
+{{/* The S3 endpoint's CA (s3.caSecret, key ca.crt) and the predictors' data-plane token
+(predictor.auth.tokenSecret, key token), for a container that reaches the store or the predictors:
+env, volumeMounts and volumes entries (each empty when the value is not set). */}}
+{{- define "conveyor.securityEnv" -}}
+{{- if .Values.s3.caSecret }}
+- {name: AWS_CA_BUNDLE, value: /etc/conveyor/s3-ca/ca.crt}
+{{- end }}
+{{- if .Values.predictor.auth.tokenSecret }}
+- {name: CONVEYOR_INFERENCE_TOKEN_FILE, value: /etc/conveyor/inference-token/token}
+{{- end }}
+{{- end -}}
+
+{{- define "conveyor.securityMounts" -}}
+{{- if .Values.s3.caSecret }}
+- {name: s3-ca, mountPath: /etc/conveyor/s3-ca, readOnly: true}
+{{- end }}
+{{- if .Values.predictor.auth.tokenSecret }}
+- {name: inference-token, mountPath: /etc/conveyor/inference-token, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "conveyor.securityVolumes" -}}
+{{- if .Values.s3.caSecret }}
+- name: s3-ca
+  secret: {secretName: {{ .Values.s3.caSecret | quote }}, items: [{key: ca.crt, path: ca.crt}]}
+{{- end }}
+{{- if .Values.predictor.auth.tokenSecret }}
+- name: inference-token
+  secret: {secretName: {{ .Values.predictor.auth.tokenSecret | quote }}, items: [{key: token, path: token}]}
+{{- end }}
+{{- end -}}
