@@ -267,7 +267,7 @@ def test_the_security_values_reach_every_pod_that_needs_them():
     def pod_of(obj):
         spec = obj["spec"]
         for step in ("jobTemplate", "spec", "template", "spec"):
-            spec = spec[step] if step in spec else spec
+            spec = spec.get(step, spec)
         return spec
 
     for key in (("CronJob", "conveyor-monitor"), ("CronJob", "conveyor-release"), ("Pod", "conveyor-test-store")):
