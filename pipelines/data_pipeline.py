@@ -26,6 +26,37 @@ def audited(task):
     kubernetes.use_field_path_as_env(task, env_name="CONVEYOR_RUN_ID", field_path="metadata.labels['pipeline/runid']")
     return task
 
+S3_KEYS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+ENCRYPTION_KEYS = ("CONVEYOR_STORE_ENCRYPTION", "CONVEYOR_STORE_KMS_KEY_ID", "CONVEYOR_STORE_SSE_C_KEY")
+S3_CA_DIR, TOKEN_DIR = "/etc/conveyor/s3-ca", "/etc/conveyor/inference-token"
+# Steps that send requests to the predictors (the replay of staging and release)
+CALLS_PREDICTORS = ("stage-op", "release-op")
+
+
+def grant_store_access(cfg: ConveyorConfig) -> None:
+    """Every step of the pipeline being defined that takes a `store` gets the S3 Secret's keys as
+    env (the encryption keys optional), the endpoint's CA when cluster.s3_ca_secret names one, and
+    a step that calls the predictors their token (cluster.inference_token_secret). Called last in
+    a pipeline function: it reads the tasks the function made."""
+    # lazy: KFP's own registry of the tasks a pipeline function has made
+    from kfp.dsl.pipeline_context import Pipeline
+
+    cluster = cfg.cluster
+    for name, task in Pipeline.get_default_pipeline().tasks.items():
+        if "store" not in (task.component_spec.inputs or {}):
+            continue
+        kubernetes.use_secret_as_env(task, secret_name=cluster.s3_secret, secret_key_to_env=dict(zip(S3_KEYS, S3_KEYS,
+                                                                                                    strict=True)))
+        kubernetes.use_secret_as_env(task, secret_name=cluster.s3_secret, optional=True,
+                                     secret_key_to_env=dict(zip(ENCRYPTION_KEYS, ENCRYPTION_KEYS, strict=True)))
+        if cluster.s3_ca_secret:
+            kubernetes.use_secret_as_volume(task, secret_name=cluster.s3_ca_secret, mount_path=S3_CA_DIR)
+            task.set_env_variable("AWS_CA_BUNDLE", f"{S3_CA_DIR}/ca.crt")
+        if cluster.inference_token_secret and name.startswith(CALLS_PREDICTORS):
+            kubernetes.use_secret_as_volume(task, secret_name=cluster.inference_token_secret, mount_path=TOKEN_DIR)
+            task.set_env_variable("CONVEYOR_INFERENCE_TOKEN_FILE", f"{TOKEN_DIR}/token")
+
+
 class DataSteps(NamedTuple):
     version: Any      # the ingest step's version output
     splits: Any       # the split task: outputs train / validation / test
@@ -84,8 +115,10 @@ def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
         spark_config: dict = sections["spark_config"],
         cluster_config: dict = sections["cluster_config"],
     ) -> str:
-        return data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
-                          report_config, reference_version=reference_version, parent=parent, engine=engine,
-                          spark_config=spark_config, cluster_config=cluster_config).version
+        version = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
+                             report_config, reference_version=reference_version, parent=parent, engine=engine,
+                             spark_config=spark_config, cluster_config=cluster_config).version
+        grant_store_access(cfg)
+        return version
 
     return data_pipeline

@@ -11,7 +11,7 @@ from kfp import dsl
 from components.config import ConveyorConfig, run_config
 from components.monitor.component import monitor_op, submit_retraining_op
 from components.parameters import documented
-from pipelines.data_pipeline import CLUSTER_STORE, audited
+from pipelines.data_pipeline import CLUSTER_STORE, audited, grant_store_access
 
 KFP_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
 
@@ -50,6 +50,7 @@ def build_monitoring_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, w
                                                  features_config=features_config)
                 submitted.set_display_name("submit continuous training (KFP)")
                 submitted.set_caching_options(False)
+        grant_store_access(cfg)
         return monitored.outputs["action"]
 
     return monitoring_pipeline

@@ -9,7 +9,7 @@ from kfp import dsl
 from components.config import ConveyorConfig
 from components.notify.component import exit_notify_op
 from components.parameters import documented
-from pipelines.data_pipeline import CLUSTER_STORE
+from pipelines.data_pipeline import CLUSTER_STORE, grant_store_access
 from pipelines.training_pipeline import _alerting, production_release
 
 
@@ -41,5 +41,6 @@ def build_release_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, targ
                                candidate=candidate, canary_config=canary_config, environment=environment,
                                environments=environments, target=deploy_target, deploy_config=deploy_config,
                                rollout_config=rollout_config)
+        grant_store_access(cfg)
 
     return release_pipeline

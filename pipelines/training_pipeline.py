@@ -16,7 +16,7 @@ from components.registry.component import register_op
 from components.release.component import release_op, stage_op
 from components.search.component import tune_op
 from components.train.component import train_op
-from pipelines.data_pipeline import CLUSTER_STORE, audited, data_steps, section_defaults
+from pipelines.data_pipeline import CLUSTER_STORE, audited, data_steps, grant_store_access, section_defaults
 
 
 def _alerting(cfg: ConveyorConfig):
@@ -131,9 +131,6 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
                                               value=tol.get("value"), effect=tol.get("effect"))
             for task in tasks:
                 audited(task)
-                kubernetes.use_secret_as_env(task, secret_name=cluster.s3_secret, secret_key_to_env={
-                    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-                    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
             registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
             audited(registered).set_display_name("register model (alias: candidate)")
             evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
@@ -166,5 +163,6 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
                                        candidate=registered.outputs["version"], canary_config=canary_config,
                                        environments=environments, target=deploy_target,
                                        deploy_config=deploy_config, rollout_config=rollout_config)
+        grant_store_access(cfg)
 
     return training_pipeline

@@ -49,6 +49,10 @@ class ClusterConfig(Section):
     tolerations: list[dict[str, str]] = Field(default_factory=lambda: [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
     s3_secret: str = "conveyor-s3"  # Secret with AWS_ENDPOINT_URL / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    # (and, optional, CONVEYOR_STORE_ENCRYPTION / _KMS_KEY_ID / _SSE_C_KEY: encryption at rest)
+    s3_ca_secret: str | None = None  # Secret with ca.crt: the CA of an https S3 endpoint (AWS_CA_BUNDLE)
+    # Secret with `token`: the predictors' data-plane token, sent by the staging and release steps
+    inference_token_secret: str | None = None
     cpu: str = "2"
     memory: str = "8Gi"
     experiment_timeout_s: int = Field(6 * 3600, ge=60)
