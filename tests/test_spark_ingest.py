@@ -13,7 +13,7 @@ from components.dataset import versioning as v
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.executor import ingest
 from tests.malformed import repeating_corpus, write_mail_folder, write_tabular_folder
-from tests.version_outcome import outcome
+from tests.version_outcome import outcome, quarantine_rows
 
 pytest.importorskip("pyspark")
 
@@ -127,3 +127,22 @@ def test_the_spark_vocabulary_fit_equals_the_in_process_fit_on_the_bundled_corpu
     assert len(local.vocabulary) < 5000 - 1  # the second config is bounded by min_freq, not the cap
     through_engine = fit_file(rows["train"], features, fitted_on, engine="spark")  # its own session: reuses this one
     assert through_engine.dumps() == local.dumps()
+
+
+def test_quarantine_raw_false_withholds_the_bytes_in_both_engines_and_keeps_the_version(tmp_path, spark, cleaning):
+    """The quarantine still names every refused row's reason, file and row, but not its bytes; the
+    accepted rows and the version id are those of quarantine_raw: true."""
+    write_mail_folder(tmp_path / "mail")
+    (tmp_path / "rep").mkdir()
+    repeating_corpus(tmp_path / "rep" / "rows.csv", 300, seed=3)  # duplicates: moved rows too
+    sources = [str(tmp_path / "mail"), str(tmp_path / "rep")]
+    kept = ingest(sources, "d", FileStore(str(tmp_path / "kept")), SourceSettings(), cleaning)
+    withheld_cfg = cleaning.model_copy(update={"quarantine_raw": False})
+    (ls, a), (ss, b) = _both(tmp_path, spark, sources, SourceSettings(), withheld_cfg)
+    assert a.version == b.version == kept.version and a.rows_quarantined > 0
+    for store, result in ((ls, a), (ss, b)):
+        rows = quarantine_rows(store, result)
+        assert len(rows) == result.rows_quarantined
+        assert all(r["raw"] is None and r["reason"] and r["source_uri"] for r in rows)
+        assert v.resolve(store, "d", result.version).manifest["cleaning"]["quarantine_raw"] is False
+    assert outcome(ss, b) == outcome(ls, a)

@@ -28,6 +28,12 @@ QUARANTINE_SCHEMA = pa.schema([
     ("source_row", pa.int64()),
 ])
 
+def without_raw(table: pa.Table) -> pa.Table:
+    """A quarantine table whose raw bytes are withheld (cleaning.quarantine_raw: false)."""
+    index = table.schema.get_field_index("raw")
+    return table.set_column(index, table.schema.field(index), pa.nulls(table.num_rows, table.schema.field(index).type))
+
+
 DOC_ID_HEX = 32  # 128 bits of SHA-256: the stable content id of a text
 _DIGEST = operator.methodcaller("digest")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

@@ -53,6 +53,15 @@ class CleaningConfig(Section):
     strip_whitespace: bool = True
     unicode_normalization: Literal["NFC", "NFKC", "none"] = "NFC"
     dedup_against_parent: bool = True
+    # The quarantine keeps each refused row's raw bytes, so that what was refused can be inspected
+    # and replayed exactly (integrity: nothing lost). Raw rows may hold personal data that cleaning
+    # never reached (headers, attachments); false keeps the reason, source file and row, not the bytes.
+    # Not part of the version id: it changes what the quarantine keeps, never which rows are accepted.
+    quarantine_raw: bool = True
+
+    def identity(self) -> dict:
+        """What the dataset version id depends on: the rules that decide the accepted rows."""
+        return self.model_dump(mode="json", exclude={"quarantine_raw"})
 
     @model_validator(mode="after")
     def _bounds(self) -> CleaningConfig:

@@ -34,6 +34,7 @@ from components.dataset.schema import (
     ContentDigest,
     content_keys,
     keys_from_doc_ids,
+    without_raw,
 )
 from components.ingest import dedup
 from components.ingest.clean import RAW_CHANGES_SCHEMA, Cleaner, CleanStats
@@ -255,7 +256,8 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
             if cleaned.accepted.num_rows:
                 accepted_out.write(_assign_sources(cleaned.accepted, settings))
             if cleaned.quarantined.num_rows:
-                quarantine_out.write(cleaned.quarantined)
+                quarantine_out.write(cleaned.quarantined if cleaning.quarantine_raw
+                                     else without_raw(cleaned.quarantined))
             if cleaned.raw_changes.num_rows:
                 raw_changes_out.write(cleaned.raw_changes)
 
@@ -285,8 +287,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
 
         digest_state.merge(cleaner.digest)
         digest = digest_state.hexdigest()
-        cleaning_dict = cleaning.model_dump(mode="json")
-        version = v.version_id(digest, ACCEPTED_SCHEMA, cleaning_dict)
+        version = v.version_id(digest, ACCEPTED_SCHEMA, cleaning.identity())
         clock.done("digest")
 
         if store.exists(v.manifest_key(dataset, version)):
@@ -360,6 +361,7 @@ def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine
     (with their raw bytes), relabel in-window repeats of parent rows, and fix the counts and digest.
     Streams one row group at a time; parts without a verdict are kept as they are."""
     stats = cleaner.stats
+    keep_raw = cleaner.config.quarantine_raw
     moved_out = _PartWriter(tmp, QUARANTINE_SCHEMA, "moved", part_rows=2**62)
     kept_parts, first_seq = [], 0
     for path, rows, sha, size in parts:
@@ -379,7 +381,8 @@ def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine
                 moved_idx = np.flatnonzero(~keep)
                 moved = table.take(pa.array(moved_idx))
                 seqs = first_seq + offset + moved_idx
-                moved_out.write(_as_quarantine(moved, group_flags[moved_idx], seqs, raw_changes, stats))
+                moved_rows = _as_quarantine(moved, group_flags[moved_idx], seqs, raw_changes, stats)
+                moved_out.write(moved_rows if keep_raw else without_raw(moved_rows))
                 labels = moved.column("label").combine_chunks()
                 cleaner.digest.remove(content_keys(keys_from_doc_ids(moved.column("doc_id").combine_chunks()),
                                                    labels))

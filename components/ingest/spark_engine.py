@@ -45,6 +45,7 @@ from components.dataset.schema import (
     ContentDigest,
     content_keys,
     keys_from_doc_ids,
+    without_raw,
 )
 from components.ingest.clean import Cleaner, CleanStats, add_counts
 from components.ingest.config import CleaningConfig, SourceSettings
@@ -297,6 +298,8 @@ def _data_source_classes():
                     if not batch.num_rows:
                         continue
                     table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+                    if self.options.get("withhold_raw") == "true":  # cleaning.quarantine_raw: false
+                        table = without_raw(table)
                     out = out or _parquet_writer(local, schema)
                     out.write_table(table, row_group_size=ROW_GROUP_ROWS)
                     rows += table.num_rows
@@ -422,7 +425,7 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
     if stats.rows_read != stats.rows_accepted + stats.rows_quarantined:
         raise AssertionError(f"row accounting broke: read {stats.rows_read} != accepted {stats.rows_accepted} "
                              f"+ quarantined {stats.rows_quarantined}")
-    version = v.version_id(digest.hexdigest(), ACCEPTED_SCHEMA, cleaning.model_dump(mode="json"))
+    version = v.version_id(digest.hexdigest(), ACCEPTED_SCHEMA, cleaning.identity())
     clock.done("read_clean_dedup")
 
     try:
@@ -433,6 +436,7 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
         (quarantine.repartition(1).sortWithinPartitions("file_index", "row_index").drop("file_index", "row_index")
          .write.format(DATA_SOURCE).mode("append")
          .option("store", store.uri).option("role", "quarantine").option("key", f"{prefix}/quarantine.parquet")
+         .option("withhold_raw", "false" if cleaning.quarantine_raw else "true")
          .save())
         manifest = build_manifest(dataset, version, parent_ref, stats, digest, cleaning, settings, sources, formats,
                                   [], None, code_version)
