@@ -172,12 +172,21 @@ def test_compiled_training_pipeline_and_experiment_carry_gpu_settings(tmp_path):
     assert pod["tolerations"][0]["effect"] == "NoSchedule"
 
 
-def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env, capfd):
+def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_tls_server, receiver, monkeypatch, capfd):
     """data -> search (Optuna, parallel trial processes) -> train best -> register -> gate -> staging,
     on a small corpus, with manual approval: the run stops at staging awaiting approval, and
-    `conveyor approve` releases it through the conveyor-release pipeline (kfp.local)."""
+    `conveyor approve` releases it through the conveyor-release pipeline (kfp.local).
+    The store is the S3 server over TLS with SSE-S3 on every write; the webhook URL carries a token.
+    Afterwards no secret (S3 keys, the webhook's token, the server's TLS key) is in any file the run
+    wrote, any object in the store, or the run's stdout and stderr."""
     from pipelines.local_run import run_local
     from tests.training_data import corpus, small_config
+
+    for key, value in s3_tls_server.env().items():
+        monkeypatch.setenv(key, value)
+    _server, hook_url, posted = receiver
+    webhook_token = "LEAKCHECK-webhook-" + "7f3a9c" * 4
+    monkeypatch.setenv("CONVEYOR_NOTIFY_URL", f"{hook_url}/{webhook_token}")
 
     src = tmp_path / "toy.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in corpus(400)))
@@ -227,7 +236,8 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env, capf
         resolve_version(store, "toy-model", "production")
     assert conveyor(["approve", "toy-model", version, "--env", "production", "--reason", "staging report reviewed",
                      "--store", store.uri, "--config", str(config_path), "--workdir", str(tmp_path / "runs")]) == 0
-    out = capfd.readouterr().out
+    first = capfd.readouterr()
+    out = first.out
     assert "entry to production granted" in out and f"release of toy-model {version} to production: Promoted" in out
     assert resolve_version(store, "toy-model", "production") == version == resolve_version(store, "toy-model",
                                                                                            "champion")
@@ -248,6 +258,25 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_env, capf
     assert staged_entry["actor"] != granted["actor"]
     production = [e for e in entries if e["event"] == "alias_moved" and e["subject"]["alias"] == "production"]
     assert production and production[-1]["subject"]["version"] == version
+    assert posted and posted[0]["path"].endswith(webhook_token)  # the webhook was really called with it
+    tls_key = Path(s3_tls_server.data_dir, "tls", "server.key").read_text().splitlines()[1]
+    _assert_no_secret_anywhere(tmp_path, store, capfd.readouterr(), first.out + first.err, {
+        "S3 secret key": s3_tls_server.secret_key, "S3 access key": s3_tls_server.access_key,
+        "webhook token": webhook_token, "TLS private key": tls_key})
+
+
+def _assert_no_secret_anywhere(folder: Path, store, captured, earlier_out: str, secrets: dict[str, str]) -> None:
+    """Every file under `folder`, every object in `store`, and the captured stdout/stderr."""
+    places = {"stdout/stderr": (earlier_out + captured.out + captured.err).encode()}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            places[str(path)] = path.read_bytes()
+    for key in store.list(""):
+        places[store.url(key)] = store.read_bytes(key)
+    assert len(places) > 20
+    leaks = [(what, where) for where, data in places.items() for what, value in secrets.items()
+             if value.encode() in data]
+    assert leaks == []
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -81,4 +82,11 @@ def post(url: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         return {"delivered": False, "status": exc.code, "error": f"receiver answered {exc.code} {exc.reason}"}
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return {"delivered": False, "error": f"receiver {url} unreachable: {reason}"}
+        return {"delivered": False, "error": f"receiver {receiver_host(url)} unreachable: {reason}"}
+
+
+def receiver_host(url: str) -> str:
+    """Where a webhook goes, without what makes it a secret (Slack's and Teams' URLs carry their
+    token in the path, others in the query or the user part): scheme, host and port only."""
+    parsed = urllib.parse.urlsplit(url)
+    return f"{parsed.scheme}://{parsed.hostname or '?'}" + (f":{parsed.port}" if parsed.port else "")
