@@ -70,6 +70,13 @@ run: install data
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	@# security findings: each fixed, or waived on its line with a reason ([tool.bandit] in pyproject.toml)
+	$(BIN)/bandit -q -c pyproject.toml -r components pipelines
+
+# Known vulnerabilities of the installed set (PyPI's advisory data through pip-audit; needs PyPI's
+# JSON API, which CI reaches; no offline database is used)
+audit: install
+	$(BIN)/pip-audit --progress-spinner off --skip-editable
 
 test: install data java prometheus lint
 	$(BIN)/pytest

@@ -12,6 +12,7 @@ import urllib.request
 from string import Template
 from typing import Any
 
+from components.common.errors import ConfigError
 from components.release.analysis import RoleMetrics
 from components.release.config import PrometheusConfig
 
@@ -32,9 +33,12 @@ class PrometheusMetricsSource:
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         url = f"{self.cfg.url.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(f"canary.prometheus.url {self.cfg.url[:100]!r}: expected an http:// or https:// URL")
         self.last_queries.append(promql)
         try:
-            with urllib.request.urlopen(url, timeout=self.cfg.timeout_s) as resp:
+            # http(s) checked (bandit B310)
+            with urllib.request.urlopen(url, timeout=self.cfg.timeout_s) as resp:  # nosec B310
                 body = json.loads(resp.read())
         except urllib.error.HTTPError as exc:  # 400: a bad query template; 5xx: Prometheus trouble
             detail = exc.read().decode(errors="replace")[:300]

@@ -50,7 +50,8 @@ def train_processes(store, dataset: str, version: str, cfg: TrainingConfig, run_
     env = {**os.environ, "OMP_NUM_THREADS": str(cfg.train.threads)}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     tail: list[str] = []
-    assert proc.stdout is not None
+    if proc.stdout is None:  # stdout=PIPE always gives one; an explicit check survives python -O
+        raise RuntimeError("the training process has no stdout pipe")
     for line in proc.stdout:  # rank 0's metric lines and every rank's errors, as they come
         emit(line.rstrip("\n"))
         tail = [*tail, line][-40:]
