@@ -242,3 +242,18 @@ def test_serve_refuses_bad_security_settings_naming_the_file(pki, tmp_path):
                            "--auth-token-file", str(short)], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "Traceback" not in done.stderr and str(short) in done.stderr, done.stderr
 
+
+
+def test_metrics_can_have_their_own_token(two_versions, tmp_path):
+    store, stable, *_ = two_versions
+    metrics_token = "metrics-" + "ab12" * 5
+    (tmp_path / "metrics-token").write_text(metrics_token)
+    with ServerProcess(f"toy-model@{stable}", store.uri, name="toy",
+                       extra=["--metrics-token-file", str(tmp_path / "metrics-token")]) as server:
+        code, _ = _curl(f"{server.url}/metrics")
+        assert code == "401"
+        code, body = _curl("-H", f"Authorization: Bearer {metrics_token}", f"{server.url}/metrics")
+        assert code == "200" and "# HELP" in body
+        code, _ = _curl("-H", "Content-Type: application/json", "-d", '{"instances": ["hi"]}',
+                        f"{server.url}/v1/models/toy:predict")
+        assert code == "200"  # no data-plane token configured: predict stays open
