@@ -277,6 +277,8 @@ def write_readme(results: dict[str, dict]) -> None:
     explain = results.get("explain")
     if explain:
         lines += explain_section(explain)
+    if results.get("redaction"):
+        lines += redaction_section(results["redaction"])
     drift = results.get("drift")
     if drift:
         lines += ["## Drift verdict (1M-row windows, monitor vs Evidently DataDriftPreset)", "",
@@ -333,6 +335,25 @@ def serving_section(serving: dict) -> list[str]:
     return lines
 
 
+def redaction_section(red: dict) -> list[str]:
+    lines = ["## Redacted inference logs and the drift verdict (`monitor.log_text`)", "",
+             f"Run {red['environment']['when']}. The monitor's input-drift verdict on the bundled corpus "
+             f"({red['rows']['reference']:,} reference and {red['rows']['production']:,} production texts) with the "
+             "text raw and redacted on both sides, as the monitor reads a redacted log. Target: the same verdict.", "",
+             "| case | raw: drift | raw: drifted share | redacted: drift | redacted: drifted share | same |",
+             "|---|---|---:|---|---:|---|"]
+    for r in red["results"]:
+        lines.append(f"| {r['case']} | {'yes' if r['raw']['dataset_drift'] else 'no'} | {r['raw']['drifted_share']} | "
+                     f"{'yes' if r['redacted']['dataset_drift'] else 'no'} | {r['redacted']['drifted_share']} | "
+                     f"{'yes' if r['same_verdict'] else 'NO'} |")
+    placeholders = ", ".join(f"{k} {v:,}" for k, v in sorted(red["placeholders_in_production"].items()))
+    lines += ["", f"Production texts with an email address: {red['texts_with_email_raw']:,} raw, "
+              f"{red['texts_with_email_redacted']:,} redacted. Placeholders in the production texts: {placeholders}. "
+              f"Redaction runs at {red['redaction']['texts_per_second']:,} texts/s "
+              f"({red['redaction']['mb_per_second']} MB/s) on one core, in the logger's writer thread.", ""]
+    return lines
+
+
 def explain_section(explain: dict) -> list[str]:
     rows = explain["results"]
     lines = ["## Explanations (`:explain`, exact occlusion, one client, one text per request, loopback)", "",
@@ -358,12 +379,12 @@ def main() -> None:
     parser.add_argument("--spark-sizes", default="1000000,10000000", help="Spark engine corpus sizes")
     parser.add_argument("--features-sizes", default="1000000,3000000", help="split + featurize corpus sizes")
     parser.add_argument("--only", help="comma-separated subset of: ingest, features, spark, training, distributed, "
-                        "search, serving, explain, drift")
+                        "search, serving, explain, drift, redaction")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
     results = {}
-    from bench.drift import bench_drift
+    from bench.drift import bench_drift, bench_redaction
     from bench.explain import bench_explain
     from bench.serving import bench_serving
     from bench.training import bench_search, bench_throughput, bench_world_sizes
@@ -376,6 +397,7 @@ def main() -> None:
                            "results": [bench_search(WORK)]},
         "serving": lambda: {"bench": "serving", "results": [bench_serving(WORK)]},
         "drift": bench_drift,
+        "redaction": bench_redaction,
         "explain": lambda: bench_explain(WORK),
         "spark": lambda: bench_spark([int(s) for s in args.spark_sizes.split(",")]),
         "distributed": lambda: bench_world_sizes(WORK),
@@ -389,7 +411,8 @@ def main() -> None:
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         results[name] = result
     # keep the results of the benches not rerun
-    for name in ("ingest", "features", "spark", "training", "distributed", "search", "serving", "explain", "drift"):
+    for name in ("ingest", "features", "spark", "training", "distributed", "search", "serving", "explain", "drift",
+                 "redaction"):
         path = RESULTS / f"{name}.json"
         if name not in results and path.exists():
             results[name] = json.loads(path.read_text())
