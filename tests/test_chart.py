@@ -287,10 +287,33 @@ def test_the_security_values_reach_every_pod_that_needs_them():
     env = {e["name"]: e.get("value") for e in predictor["env"]}
     assert env["CONVEYOR_AUTH_TOKEN_FILE"] == "/etc/conveyor/inference-token/token"
     assert env["CONVEYOR_LOG_TEXT"] == "hashed"
-    assert runtime["volumes"] == [{"name": "inference-token", "secret": {
+    assert runtime["volumes"] == [{"name": "tmp", "emptyDir": {}}, {"name": "inference-token", "secret": {
         "secretName": "conveyor-inference-token", "items": [{"key": "token", "path": "token"}]}}]
     # the defaults: redacted logs, no token, no CA
     plain = {(o["kind"], o["metadata"]["name"]): o for o in _render({})}
     [predictor] = plain[("ServingRuntime", "conveyor-predictor")]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in predictor["env"]}
     assert env["CONVEYOR_LOG_TEXT"] == "redacted" and "CONVEYOR_AUTH_TOKEN_FILE" not in env
+    # every mount has its volume (the read-only root filesystem needs /tmp: before, the chart had none)
+    spec = plain[("ServingRuntime", "conveyor-predictor")]["spec"]
+    assert {m["name"] for m in predictor["volumeMounts"]} <= {v["name"] for v in spec["volumes"]}
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+def test_every_volume_mount_has_its_volume(values_file):
+    """A mount without a volume is a pod that never starts (the ServingRuntime's /tmp once had none)."""
+    values = _values(values_file)
+    values.setdefault("model", {"name": "spam-classifier", "version": "0123456789ab"})
+    missing = []
+    for obj in _render(values):
+        spec = obj.get("spec") or {}
+        for step in ("jobTemplate", "spec", "template", "spec"):
+            spec = spec.get(step, spec) if isinstance(spec, dict) else spec
+        if not isinstance(spec, dict) or "containers" not in spec:
+            continue
+        volumes = {v["name"] for v in spec.get("volumes") or []}
+        for container in spec["containers"]:
+            for mount in container.get("volumeMounts") or []:
+                if mount["name"] not in volumes:
+                    missing.append(f"{obj['kind']}/{obj['metadata']['name']} {container['name']}: {mount['name']}")
+    assert missing == []

@@ -214,6 +214,41 @@ def test_helm_test_hook_runs_in_its_image_against_the_predictor_image(images, mo
         proc.wait(timeout=30)
 
 
+def test_the_predictor_behind_the_charts_token_refuses_without_it_and_the_helm_test_sends_it(images, model_folder):
+    """predictor.auth.tokenSecret: the chart's ServingRuntime container, with the Secret mounted as
+    the kubelet mounts it, answers 401 without the token; the `helm test` hook, run in its image with
+    the same Secret, sees the 401, then gets its prediction with the token."""
+    card, folder = model_folder
+    token = "helm-test-token-" + "5e" * 8
+    objects = _chart({"model": {"name": card["name"], "version": card["version"]},
+                      "s3": {"accessKeyId": "k", "secretAccessKey": "s"},
+                      "predictor": {"auth": {"tokenSecret": "conveyor-inference-token"}}})
+    runtime = next(o for o in objects if o["kind"] == "ServingRuntime")
+    container = json.loads(json.dumps(runtime["spec"]["containers"][0]).replace("{{.Name}}", card["name"]))
+    container["image"] = images["predictor"]["image"]
+    pod = {"securityContext": {}, "volumes": runtime["spec"]["volumes"]}
+    secrets = PodEnv(secrets={"conveyor-inference-token": {"token": token + "\n"}})
+    hook = next(o for o in objects if o["kind"] == "Pod" and o["metadata"]["name"] == "conveyor-test-predictor")
+    check = hook["spec"]["containers"][0]
+    url = next(e["value"] for e in check["env"] if e["name"] == "URL")
+    service = url.split("//", 1)[1]
+    port = _free_port()
+    proc, name = start_pod_container(pod, container, secrets, extra_mounts=[f"{folder}:/mnt/models:ro"],
+                                     ports={8080: port}, name=f"conveyor-token-predictor-{port}")
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)  # health stays open
+        code, refused = _post(f"http://127.0.0.1:{port}/v1/models/{card['name']}:predict", {"instances": ["hi"]})
+        assert code == 401, refused
+        check = json.loads(json.dumps(check).replace(url, f"http://{service}:{port}"))
+        out = run_pod_container(hook["spec"], check, PodEnv(secrets=secrets.secrets, hosts={service: "127.0.0.1"}),
+                                timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"from {card['version']}" in out.stdout
+    finally:
+        stop_container(name)
+        proc.wait(timeout=30)
+
+
 def test_helm_test_store_hook_runs_in_its_image_against_the_store(images, s3_prefix, s3_secret):
     """The hook `helm test` runs with or without a model: the store answers with the S3 Secret."""
     objects = _chart({"s3": {"bucket": "conveyor"}})
