@@ -279,6 +279,8 @@ def write_readme(results: dict[str, dict]) -> None:
         lines += explain_section(explain)
     if results.get("redaction"):
         lines += redaction_section(results["redaction"])
+    if results.get("store_security"):
+        lines += store_security_section(results["store_security"])
     drift = results.get("drift")
     if drift:
         lines += ["## Drift verdict (1M-row windows, monitor vs Evidently DataDriftPreset)", "",
@@ -335,6 +337,19 @@ def serving_section(serving: dict) -> list[str]:
     return lines
 
 
+def store_security_section(st: dict) -> list[str]:
+    lines = ["## The store over TLS, with encryption at rest (the embedded S3 server)", "",
+             f"Run {st['environment']['when']}. {st['small_objects']} objects of {st['small_bytes']:,} bytes written "
+             f"then read, and one {st['large_mib']} MiB object uploaded then downloaded, per setting, in one run; "
+             "ratios against plain http.", "",
+             "| transport | encryption | small objects/s | ratio | large MiB/s | ratio |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in st["results"]:
+        lines.append(f"| {'https' if r['tls'] else 'http'} | {r['encryption']} | {r['small_objects_per_second']:,} | "
+                     f"{r['small_ratio']} | {r['large_mib_per_second']} | {r['large_ratio']} |")
+    return [*lines, ""]
+
+
 def redaction_section(red: dict) -> list[str]:
     lines = ["## Redacted inference logs and the drift verdict (`monitor.log_text`)", "",
              f"Run {red['environment']['when']}. The monitor's input-drift verdict on the bundled corpus "
@@ -379,7 +394,7 @@ def main() -> None:
     parser.add_argument("--spark-sizes", default="1000000,10000000", help="Spark engine corpus sizes")
     parser.add_argument("--features-sizes", default="1000000,3000000", help="split + featurize corpus sizes")
     parser.add_argument("--only", help="comma-separated subset of: ingest, features, spark, training, distributed, "
-                        "search, serving, explain, drift, redaction")
+                        "search, serving, explain, drift, redaction, store_security")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
@@ -387,6 +402,7 @@ def main() -> None:
     from bench.drift import bench_drift, bench_redaction
     from bench.explain import bench_explain
     from bench.serving import bench_serving
+    from bench.store_security import bench_store_security
     from bench.training import bench_search, bench_throughput, bench_world_sizes
 
     benches = {
@@ -398,6 +414,7 @@ def main() -> None:
         "serving": lambda: {"bench": "serving", "results": [bench_serving(WORK)]},
         "drift": bench_drift,
         "redaction": bench_redaction,
+        "store_security": bench_store_security,
         "explain": lambda: bench_explain(WORK),
         "spark": lambda: bench_spark([int(s) for s in args.spark_sizes.split(",")]),
         "distributed": lambda: bench_world_sizes(WORK),
@@ -412,7 +429,7 @@ def main() -> None:
         results[name] = result
     # keep the results of the benches not rerun
     for name in ("ingest", "features", "spark", "training", "distributed", "search", "serving", "explain", "drift",
-                 "redaction"):
+                 "redaction", "store_security"):
         path = RESULTS / f"{name}.json"
         if name not in results and path.exists():
             results[name] = json.loads(path.read_text())
