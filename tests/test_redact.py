@@ -15,6 +15,9 @@ POSITIVES = [
     ("From: \"Bob\" <bob_smith+lists@mail.example.co.uk>", [("bob_smith+lists@mail.example.co.uk", "<EMAIL>")]),
     ("cc: a@b.io, x.y-z@sub.domain.org.", [("a@b.io", "<EMAIL>"), ("x.y-z@sub.domain.org", "<EMAIL>")]),
     ("Reply to ADMIN@EXAMPLE.NET please", [("ADMIN@EXAMPLE.NET", "<EMAIL>")]),
+    # found in the bundled production collection: an address run into a line of underscores
+    ("please email Amy at Moderator@AEOpublishing.com____________", [("Moderator@AEOpublishing.com", "<EMAIL>")]),
+    ("sites?CJcj5000@post.com____", [("cj5000@post.com", "<EMAIL>")]),
     ("Message-Id: <1234.5678@lists.sourceforge.net>", [("1234.5678@lists.sourceforge.net", "<EMAIL>")]),
     ("Call +1 (415) 555-2671 now", [("+1 (415) 555-2671", "<PHONE>")]),
     ("Phone: 415-555-2671 (office)", [("415-555-2671", "<PHONE>")]),
