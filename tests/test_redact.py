@@ -18,6 +18,8 @@ POSITIVES = [
     # found in the bundled production collection: an address run into a line of underscores
     ("please email Amy at Moderator@AEOpublishing.com____________", [("Moderator@AEOpublishing.com", "<EMAIL>")]),
     ("sites?CJcj5000@post.com____", [("cj5000@post.com", "<EMAIL>")]),
+    ("Trade Links - walter@profits2you.com--------------------", [("walter@profits2you.com", "<EMAIL>")]),
+    ("a hyphenated domain: info@my-shop.example-mail.com.", [("info@my-shop.example-mail.com", "<EMAIL>")]),
     ("Message-Id: <1234.5678@lists.sourceforge.net>", [("1234.5678@lists.sourceforge.net", "<EMAIL>")]),
     ("Call +1 (415) 555-2671 now", [("+1 (415) 555-2671", "<PHONE>")]),
     ("Phone: 415-555-2671 (office)", [("415-555-2671", "<PHONE>")]),
