@@ -32,7 +32,8 @@ URL_USER = re.compile(r"(?i)\b((?:https?|ftp|ftps|sftp|ssh|git|s3|redis|postgres
                       r"[^\s/@:]+(?::[^\s/@]*)?@")
 # The end is "the domain does not go on", not \b: mail text runs addresses into underscores
 # ("Moderator@example.com____", which \b counts as word characters) and rules ("x@y.com-----").
-EMAIL = re.compile(r"(?i)(?<![\w.+-])[\w.+-]{1,64}@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}(?![a-z0-9]|-[a-z0-9])")
+EMAIL = re.compile(r"(?i)(?<![\w.+-])[\w.+-]{1,64}@"
+                   r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}(?![a-z0-9]|-[a-z0-9])")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
 CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
