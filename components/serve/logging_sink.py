@@ -76,6 +76,15 @@ class InferenceLogger:
             self._write(rows)
 
     def _write(self, rows: list[tuple]) -> None:
+        n = len(rows)
+        try:  # one failed batch is counted, never the writer thread's end (later rows would go unlogged)
+            self.store.write_bytes(self._key(), self._parquet(rows))
+            self.written += n
+        except Exception:  # the store down, or a text redaction could not handle: count the rows lost
+            self.write_errors += n
+            LOG_WRITE_ERRORS.labels(self.model, self.version).inc(n)
+
+    def _parquet(self, rows: list[tuple]) -> bytes:
         ts, request_id, text, label, conf = zip(*rows, strict=True)
         n = len(rows)
         table = pa.table({"ts": list(ts), "model": [self.model] * n, "version": [self.version] * n,
@@ -84,14 +93,11 @@ class InferenceLogger:
                           "confidence": list(conf), "text_mode": [self.text_mode] * n}, schema=LOG_SCHEMA)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
-        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-        key = inference_log_key(self.model, self.version, day, uuid.uuid4().hex)
-        try:
-            self.store.write_bytes(key, buffer.getvalue())
-            self.written += n
-        except Exception:  # the store being down must not take the predictor down: count it
-            self.write_errors += n
-            LOG_WRITE_ERRORS.labels(self.model, self.version).inc(n)
+        return buffer.getvalue()
+
+    def _key(self) -> str:
+        return inference_log_key(self.model, self.version, dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+                                 uuid.uuid4().hex)
 
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
