@@ -301,3 +301,28 @@ def test_retention_deletes_old_days_and_audits_it(file_store):
     assert expire_logs(file_store, "ret-model", 30, now)["deleted_files"] == 0  # nothing more, no new entry
     assert len([e for e in audit.read_entries(file_store) if e["event"] == "inference_log_expired"]) == 1
     assert expire_logs(file_store, "ret-model", None, now + dt.timedelta(days=400))["deleted_files"] == 0
+
+
+def test_a_batch_that_cannot_be_built_is_counted_and_later_rows_are_still_logged(file_store, monkeypatch):
+    from components.serve import logging_sink
+
+    real = logging_sink.for_log
+
+    def failing(text, mode):
+        if text == "bad":
+            raise ValueError("cannot redact")
+        return real(text, mode)
+
+    monkeypatch.setattr(logging_sink, "for_log", failing)
+    logger = logging_sink.InferenceLogger(file_store, "fail-model", "v1", "stable", batch_rows=1)
+    logger.log("r-1", ["bad"], ["spam"], [0.9])
+    import time
+
+    deadline = time.monotonic() + 10
+    while logger.write_errors == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    logger.log("r-2", ["a good text from jane@example.com"], ["ham"], [0.8])
+    logger.close()
+    assert logger.write_errors == 1 and logger.written == 1
+    [row] = _logged_rows(file_store, "fail-model")
+    assert row["text"] == "a good text from <EMAIL>"
