@@ -94,17 +94,21 @@ def test_explain_gives_exact_occlusion_effects_and_top_tokens_per_class(served):
     assert answer["label"] == "spam" and answer["complete"] and answer["explained_tokens"] == 7
     assert {t["token"] for t in answer["top_tokens"]["spam"][:3]} <= {"free", "cash", "prize"}
     assert {t["token"] for t in answer["top_tokens"]["ham"][:2]} <= {"team", "meeting", "for", "the"}
-    # exact: the effect of a token is the drop in probability when the server predicts without it
+    # exact, in both directions, against two real predicts: removing a token moves the class
+    # log-odds by minus its effect ("prize" pushes towards spam, "meeting" away from it)
+    assert answer["effect"].startswith("class log-odds with the token minus without it")
     _code, full = http_json(f"{server.url}/v1/models/toy:predict", {"instances": [text]})
-    _code, without = http_json(f"{server.url}/v1/models/toy:predict",
-                               {"instances": ["free cash for the team meeting"]})
-    prize = next(t for t in answer["tokens"] if t["token"] == "prize")
 
     def log_odds(body):
         p = body["predictions"][0]["probabilities"]["spam"]
         return math.log(p) - math.log(1 - p)
 
-    assert prize["effect"]["spam"] == pytest.approx(log_odds(full) - log_odds(without), abs=1e-3)
+    effects = {t["token"]: t["effect"]["spam"] for t in answer["tokens"]}
+    assert effects["prize"] > 0 > effects["meeting"]
+    for token in ("prize", "meeting"):
+        _code, without = http_json(f"{server.url}/v1/models/toy:predict",
+                                   {"instances": [" ".join(w for w in text.split() if w.lower() != token)]})
+        assert log_odds(without) - log_odds(full) == pytest.approx(-effects[token], abs=1e-3), token
     assert answer["probabilities"]["spam"] == pytest.approx(full["predictions"][0]["probabilities"]["spam"], abs=1e-6)
 
 

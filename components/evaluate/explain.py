@@ -33,6 +33,9 @@ import numpy as np
 # score(token lists) -> log-probabilities (n, classes), rows in the order given
 Score = Callable[[list[list[str]]], np.ndarray]
 CHUNK_ROWS = 2048  # forward rows per call: bounds the memory of one encode
+# What `effect` means, as the explain response and the gate report say it.
+EFFECT_MEANING = ("class log-odds with the token minus without it: positive pushes the text towards the class, "
+                  "and removing the token lowers the class log-odds by this much")
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def explain_many(docs: Sequence[Sequence[str]], score: Score, labels: Sequence[s
         results.append({
             "label": labels[predicted],
             "probabilities": {label: float(probabilities[c]) for c, label in enumerate(labels)},
-            "method": "occlusion", "effect": "change in the class log-odds when the token is removed",
+            "method": "occlusion", "effect": EFFECT_MEANING,
             "tokens": per_token, "top_tokens": top,
             "distinct_tokens": len(counts), "explained_tokens": len(units),
             "complete": len(units) == len(counts)})

@@ -98,7 +98,7 @@ def explanations_markdown(explanations: dict[str, Any] | None) -> list[str]:
         return []
     importance = explanations["importance"]
     lines = ["", f"### What the candidate relies on ({importance['method']} over {importance['documents']} "
-             "test documents: the change in the class log-odds when a token is removed)", "",
+             "test documents: class log-odds with the token minus without it)", "",
              "| class | top tokens |", "|---|---|"]
     lines += [f"| {label} | {_tokens(items, 'mean_effect')} |" for label, items in importance["per_class"].items()]
     if explanations["examples"]:
