@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.common import audit
 from components.common.config import ClusterConfig
 from components.common.errors import SearchFailed, SpecError
 from components.common.logs import StepLog
@@ -19,6 +20,7 @@ from components.config import ConveyorConfig
 from components.search.katib import build_experiment, validate_experiment
 from components.search.katib_launcher import SPEC_HASH_ANNOTATION, launch
 from components.search.spec import parse_spec
+from components.tracking.runs import read_run
 from tests.fake_objects import FakeObjects
 
 BASE = {"algorithm": "tpe", "max_trials": 4, "parallel_trials": 2,
@@ -236,6 +238,16 @@ def test_local_search_runs_parallel_trial_processes(tmp_path, file_store):
     assert result["best_value"] == max(t["value"] for t in result["trials"])
     assert set(result["best_params"]) == {"lr", "embed_dim"} and "**best**" in result["leaderboard"]
     assert len({t["run_id"] for t in result["trials"]}) == 4  # each trial is its own training run
+    # The best trial keeps its model; the others keep their records and metrics, not their files.
+    best = result["best_run_id"]
+    assert file_store.exists(f"runs/{best}/model/weights.pt") and not file_store.exists(f"runs/{best}/checkpoint.pt")
+    for trial in result["trials"]:
+        if trial["run_id"] != best:
+            record = read_run(file_store, trial["run_id"])
+            assert not file_store.list(f"runs/{trial['run_id']}/") and record["history"]
+            assert record["artifacts"]["weights"] is None and best in record["files_removed"]
+    [entry] = [e for e in audit.read_entries(file_store) if e["event"] == "trial_files_removed"]
+    assert sorted(entry["details"]["runs"]) == sorted(t["run_id"] for t in result["trials"] if t["run_id"] != best)
 
     cfg["search"] = with_(algorithm="grid", max_trials=4, parallel_trials=2,
                           parameters=[{"name": "embed_dim", "type": "discrete", "values": [8, 16]}])

@@ -1,6 +1,7 @@
 """Model registry in the store: immutable, content-addressed versions and movable aliases.
 
-    models/<name>/<version>/weights.pt        state_dict (torch.save), loaded with weights_only=True
+    models/<name>/<version>/weights.pt        the compact served form (components.train.models.export_state;
+                                              torch.save), loaded with weights_only=True
     models/<name>/<version>/featurizer.json   the exact featurizer training used
     models/<name>/<version>/model_card.json   metrics, params, dataset version, run key, sha256 of every file
     models/<name>/aliases/<alias>.json        movable pointers: production, staging, candidate, ...
@@ -208,7 +209,7 @@ def _verified(card: dict[str, Any], read, where) -> LoadedModel:
     import torch
 
     # lazy: imports torch at load
-    from components.train.models import build_from_params
+    from components.train.models import served_model
 
     blobs = {}
     for file in FILES:
@@ -219,9 +220,8 @@ def _verified(card: dict[str, Any], read, where) -> LoadedModel:
                                  f"card's {card['files'][file][:12]}…; refusing a modified model file")
         blobs[file] = data
     featurizer = Featurizer.loads(blobs["featurizer.json"])
-    model = build_from_params(card["params"]["train"], featurizer.num_ids, len(featurizer.labels))
-    model.load_state_dict(torch.load(io.BytesIO(blobs["weights.pt"]), weights_only=True))
-    model.eval()
+    model = served_model(card["params"]["train"], featurizer.num_ids, len(featurizer.labels),
+                         torch.load(io.BytesIO(blobs["weights.pt"]), weights_only=True))
     return LoadedModel(card, model, featurizer)
 
 

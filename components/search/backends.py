@@ -11,11 +11,14 @@ from typing import Any
 import yaml
 
 from components.common.config import ClusterConfig, validate_section
-from components.common.errors import ConfigError
+from components.common import audit
+from components.common.errors import ConfigError, NotFoundError
+from components.common.storage import open_store
 from components.search.katib import build_experiment, validate_experiment
 from components.search.katib_launcher import KubernetesExperimentApi, launch
 from components.search.local import LocalSearch
 from components.search.spec import SearchSpec, parse_spec
+from components.tracking.runs import remove_run_files
 from components.train.config import TrainingConfig
 
 BACKENDS = ("local", "katib")
@@ -64,6 +67,25 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def remove_other_trials_files(store_uri: str, rows: list[dict[str, Any]], best_run_id: str | None) -> list[str]:
+    """search.keep_trial_weights false: every trial but the best loses its model and checkpoint
+    files (its record and metrics stay, saying why); one audit entry lists them."""
+    store = open_store(store_uri)
+    removed = []
+    for row in rows:
+        if row["run_id"] == best_run_id:
+            continue
+        try:
+            if remove_run_files(store, row["run_id"], f"not the best trial of its search ({best_run_id}); "
+                                "search.keep_trial_weights is false"):
+                removed.append(row["run_id"])
+        except NotFoundError:  # a trial that failed before it recorded anything
+            continue
+    if removed:
+        audit.append(store, "trial_files_removed", {"search_best": best_run_id}, {"runs": removed})
+    return removed
+
+
 def run_search(backend: str, store: str, dataset: str, version: str, config: dict[str, Any], run_id: str,
                log=print) -> dict[str, Any]:
     if backend not in BACKENDS:
@@ -81,6 +103,8 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
                 yaml.safe_dump(config, handle)
             result = LocalSearch(spec, dataset, version, store, run_id, config_path=path, log=log).run()
         rows = [asdict(t) for t in result.trials]
+        if not spec.keep_trial_weights:
+            remove_other_trials_files(store, rows, result.best_run_id)
         return {"backend": "local", "best_params": result.best_params, "best_value": result.best_value,
                 "best_run_id": result.best_run_id, "trials": rows, "seconds": result.seconds,
                 "leaderboard": leaderboard_markdown(spec, rows, result.best_run_id)}
@@ -96,6 +120,8 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
              "params": t["params"]} for t in outcome.trials]
     for r in rows:
         r["value"] = float(r["value"]) if r["value"] not in (None, "") else None
+    if not spec.keep_trial_weights:
+        remove_other_trials_files(store, rows, outcome.best_trial)
     return {"backend": "katib", "experiment": outcome.experiment, "adopted": outcome.adopted,
             "best_params": outcome.best_params, "best_value": outcome.best_value or float("nan"),
             "best_run_id": outcome.best_trial, "trials": rows, "seconds": round(time.monotonic() - started, 1),

@@ -83,6 +83,8 @@ class SearchSpec(_Strict):
     max_failed_trials: int = Field(3, ge=0)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     seed: int = 7
+    # After the search, trials other than the best keep their records and metrics, not their weights.
+    keep_trial_weights: bool = False
     # Wall-clock budget for the whole search: no trial starts after it, running trials are stopped
     # (locally: terminated; on Katib: the experiment is deleted) and the best finished trial wins.
     timeout_s: int = Field(3600, ge=1)

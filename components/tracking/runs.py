@@ -9,7 +9,7 @@ from typing import Any
 from components.common import audit
 from components.common.errors import NotFoundError
 from components.common.hashing import sha256_of_value
-from components.common.layout import RUNS_PREFIX, run_record_key
+from components.common.layout import RUNS_PREFIX, run_file_key, run_record_key
 from components.common.storage import Store
 
 
@@ -35,6 +35,25 @@ def write_run(store: Store, record: dict[str, Any]) -> str:
                  {"outcome": record.get("status"), "test_accuracy": test.get("accuracy"), "record": key,
                   "device": record.get("device"), "duration_s": record.get("duration_s")})
     return store.url(key)
+
+
+RUN_FILES = ("model/weights.pt", "model/featurizer.json", "checkpoint.pt")
+
+
+def remove_run_files(store: Store, run_id: str, reason: str) -> list[str]:
+    """Delete a run's model and checkpoint files, keeping its record (params, history, metrics),
+    which says why they went. Returns the files removed."""
+    record = read_run(store, run_id)
+    removed = []
+    for name in RUN_FILES:
+        key = run_file_key(run_id, name)
+        if store.exists(key):
+            store.delete(key)
+            removed.append(name)
+    record["artifacts"] = {name: None for name in record.get("artifacts") or {}}
+    record["files_removed"] = reason
+    store.write_json(run_record_key(run_id), record)
+    return removed
 
 
 def read_run(store: Store, run_id: str) -> dict[str, Any]:

@@ -32,6 +32,8 @@ class TrainParams(Section):
     # Training processes (torch DDP under torchrun; 1: one plain process). A local run starts this
     # many; under a launcher (a TrainJob, a trial) the world torchrun reports is recorded instead.
     world_size: int = Field(1, ge=1, le=256)
+    # Keep the run's checkpoint after it completes (it only serves a resume of an unfinished run).
+    keep_checkpoint: bool = False
     # cnn only
     channels: int = Field(64, ge=1)
     kernel_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4])

@@ -32,9 +32,10 @@ from torch import nn
 from components.train import distributed as d
 from components.train.config import TrainParams
 from components.train.data import Bags
-from components.train.models import build_from_params
+from components.train.models import build_from_params, export_state, mark_seen
 
-CHECKPOINT_FORMAT = 1
+# 2: compact (only the rows training updates, the best epoch in its exported form)
+CHECKPOINT_FORMAT = 2
 
 
 def pick_device() -> torch.device:
@@ -156,6 +157,11 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
 
     model = build_from_params(params.model_dump(), num_ids, num_classes,
                               sparse_gradients=world.sparse_gradients).to(device)
+    seen = torch.zeros(num_ids, dtype=torch.bool)
+    seen[train.ids] = True
+    seen = d.any_ranks(world, seen)  # every rank's shard: the rows any rank updates
+    mark_seen(model, seen)
+    rows = torch.nonzero(seen).flatten()
     optimizer = _Optimizer(model, params, world.sparse_gradients)
     net: nn.Module = model
     if world.distributed:
@@ -177,8 +183,10 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
                              f"at that world size (this run has {world.world_size}) or use a new run id")
         if state.get("format") != CHECKPOINT_FORMAT or state.get("params") != params.model_dump(mode="json"):
             raise ValueError("the checkpoint belongs to a run with other parameters; use a new run id")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if not torch.equal(state["rows"], rows):
+            raise ValueError("the checkpoint was trained on other rows of the table (another training split); "
+                             "use a new run id")
+        _load_training_state(model, optimizer, state, rows)
         rng = state["rng"]
         torch.set_rng_state(rng[world.rank] if isinstance(rng, list) else rng)
         history = state["history"]
@@ -221,8 +229,7 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         history.append({"epoch": epoch, **metrics})
         improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
         if improved:
-            best = {"epoch": epoch, "accuracy": val["accuracy"], "loss": val["loss"],
-                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            best = {"epoch": epoch, "accuracy": val["accuracy"], "loss": val["loss"], "state": export_state(model)}
             bad_epochs = 0
         else:
             bad_epochs += 1
@@ -230,7 +237,7 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         rng = d.gather_objects(world, torch.get_rng_state()) if world.distributed else torch.get_rng_state()
         if checkpointer and world.is_main:
             checkpointer.save({"format": CHECKPOINT_FORMAT, "params": params.model_dump(mode="json"),
-                               "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "epoch": epoch, **_training_state(model, optimizer, rows),
                                "rng": rng, "world_size": world.world_size, "history": history, "best": best,
                                "bad_epochs": bad_epochs})
         # After the checkpoint: an epoch whose metrics anyone has seen is never lost.
@@ -241,6 +248,44 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
     return FitResult(state_dict=best["state"], history=history, best_epoch=best["epoch"],
                      stopped_early=stopped_early, resumed_from_epoch=resumed, device=str(device),
                      train_docs_per_s=seen / seconds if seconds else 0.0)
+
+
+def _training_state(model: nn.Module, optimizer: _Optimizer, rows: torch.Tensor) -> dict[str, Any]:
+    """What resume needs: the weights and optimizer moments of the rows training updates (the other
+    rows never change from their seeded initial values, which a resumed run rebuilds)."""
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items() if k != "seen"}
+    table = weights["embedding.weight"].shape[0]
+    weights["embedding.weight"] = weights["embedding.weight"][rows]
+    moments = optimizer.state_dict()
+    moments["sparse"] = _map_rows(moments["sparse"], table, lambda t: t.cpu()[rows])
+    return {"rows": rows, "model": weights, "optimizer": moments}
+
+
+def _load_training_state(model: nn.Module, optimizer: _Optimizer, state: dict[str, Any], rows: torch.Tensor) -> None:
+    current = model.state_dict()
+    table = current["embedding.weight"].shape[0]
+    weights = dict(state["model"])
+    full = current["embedding.weight"].detach().clone()
+    full[rows.to(full.device)] = weights["embedding.weight"].to(full.device)
+    weights["embedding.weight"] = full
+    model.load_state_dict(weights | {"seen": current["seen"]})
+
+    def expand(compact: torch.Tensor) -> torch.Tensor:
+        out = compact.new_zeros((table, *compact.shape[1:]))
+        out[rows] = compact
+        return out
+
+    moments = dict(state["optimizer"])
+    moments["sparse"] = _map_rows(moments["sparse"], rows.numel(), expand)
+    optimizer.load_state_dict(moments)
+
+
+def _map_rows(optimizer_state: dict[str, Any], rows: int, change) -> dict[str, Any]:
+    """The embedding optimizer's state with `change` applied to each per-row moment tensor."""
+    state = {index: {name: change(value) if torch.is_tensor(value) and value.dim() and value.shape[0] == rows
+                     else value for name, value in slots.items()}
+             for index, slots in optimizer_state["state"].items()}
+    return {**optimizer_state, "state": state}
 
 
 def _silent(_line: str) -> None:

@@ -114,6 +114,15 @@ def max_int(world: World, value: int) -> int:
     return int(tensor.item())
 
 
+def any_ranks(world: World, flags: torch.Tensor) -> torch.Tensor:
+    """Elementwise OR over ranks of a bool tensor (the same on every rank)."""
+    if not world.distributed:
+        return flags
+    tensor = flags.to(torch.uint8).to(world.device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.bool().cpu()
+
+
 def mean_scalar(world: World, value: torch.Tensor) -> torch.Tensor:
     """The mean over ranks of a 0-d tensor (summed in rank order: the same bits on every run)."""
     if not world.distributed:

@@ -42,7 +42,7 @@ from components.train import distributed as d
 from components.train.config import TrainingConfig, apply_params
 from components.train.core import Checkpointer, classification_metrics, fit, predict_logits, state_dict_bytes
 from components.train.data import Bags
-from components.train.models import build_from_params
+from components.train.models import served_model
 
 
 def parse_set(values: list[str]) -> dict[str, Any]:
@@ -82,8 +82,9 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
         raise ConveyorError(f"dataset {dataset}@{ref.version}: the validation split is empty; early stopping "
                             "needs it (raise split.validation or add data)")
 
+    checkpoint = run_file_key(run_id, "checkpoint.pt")
     result = fit(bags["train"], bags["validation"], featurizer.num_ids, len(featurizer.labels), cfg.train,
-                 checkpointer=Checkpointer(store, run_file_key(run_id, "checkpoint.pt")), emit=emit, progress=progress,
+                 checkpointer=Checkpointer(store, checkpoint), emit=emit, progress=progress,
                  stop_after_epoch=stop_after_epoch, world=world)
     if not world.is_main:
         return None
@@ -91,8 +92,8 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     if stop_after_epoch is not None and not result.stopped_early and len(result.history) < cfg.train.epochs:
         status = "interrupted"
 
-    model = build_from_params(cfg.train.model_dump(), featurizer.num_ids, len(featurizer.labels))
-    model.load_state_dict(result.state_dict)
+    # Metrics of the served form itself (what the registry loads), not of the training module.
+    model = served_model(cfg.train.model_dump(), featurizer.num_ids, len(featurizer.labels), result.state_dict)
     device = torch.device(result.device)
     model.to(device)
     metrics = {}
@@ -106,6 +107,8 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     store.write_bytes(run_file_key(run_id, "model/weights.pt"), weights)
     store.write_bytes(run_file_key(run_id, "model/featurizer.json"), featurizer_bytes)
 
+    # A completed run needs no resume: its checkpoint (the largest file a run writes) goes, unless kept.
+    keep_checkpoint = status != "completed" or cfg.train.keep_checkpoint
     code = code_version()
     record = {
         "run_id": run_id, "status": status,
@@ -123,10 +126,12 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
         "labels": featurizer.labels,
         "artifacts": {"weights": store.url(run_file_key(run_id, "model/weights.pt")),
                       "featurizer": store.url(run_file_key(run_id, "model/featurizer.json")),
-                      "checkpoint": store.url(run_file_key(run_id, "checkpoint.pt"))},
+                      "checkpoint": store.url(checkpoint) if keep_checkpoint else None},
         "sha256": {"weights.pt": sha256_hex(weights), "featurizer.json": sha256_hex(featurizer_bytes)},
     }
     write_run(store, record)
+    if not keep_checkpoint:
+        store.delete(checkpoint)
     return record
 
 

@@ -1,4 +1,15 @@
-"""Model families over the featurizer's token ids, chosen by `TrainParams.family`."""
+"""Model families over the featurizer's token ids, chosen by `TrainParams.family`, and their
+compact served form.
+
+Hashed ids that no training document used (`seen` is False) keep their initial values, so they
+would move a prediction at random: in eval mode an unseen id is dropped from the bag (the
+embedding-bag model answers as if the word were absent) or read as padding (the CNN's zero row).
+
+What a run writes and the registry serves is `export_state`'s compact form, exact in eval mode:
+only the seen rows, and for the embedding-bag model the classifier folded into them (the mean of
+the rows followed by a linear layer is the mean of each row's class scores, so each row becomes
+`num_classes` numbers instead of `embed_dim`). `served_model` builds the module that answers from it.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +28,11 @@ class EmbeddingBagClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(embed_dim, num_classes)
         nn.init.uniform_(self.embedding.weight, -0.5 / embed_dim, 0.5 / embed_dim)
+        self.register_buffer("seen", torch.ones(num_ids, dtype=torch.bool))
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            ids, offsets = keep_in_bags(ids, offsets, self.seen[ids])
         return self.classifier(self.dropout(self.embedding(ids, offsets)))
 
 
@@ -35,12 +49,29 @@ class CNNClassifier(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(embed_dim, channels, k, padding=k - 1) for k in kernel_sizes)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(channels * len(kernel_sizes), num_classes)
+        # one entry per row, the padding row's False: an id read as padding stays padding
+        self.register_buffer("seen", torch.cat([torch.ones(num_ids, dtype=torch.bool), torch.zeros(1, dtype=torch.bool)]))
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            ids = torch.where(self.seen[ids], ids, self.pad_id)
         padded = pad_bags(ids, offsets, self.max_len, self.pad_id)
         x = self.embedding(padded).transpose(1, 2)  # (batch, embed, time)
         pooled = [torch.relu(conv(x)).amax(dim=2) for conv in self.convs]
         return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
+
+
+def keep_in_bags(ids: torch.Tensor, offsets: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CSR (ids, offsets) with only the ids where `keep` is True; every bag stays (possibly empty)."""
+    n = offsets.numel()
+    if bool(keep.all()):
+        return ids, offsets
+    ends = torch.cat([offsets[1:], offsets.new_tensor([ids.numel()])])
+    bag = torch.repeat_interleave(torch.arange(n, device=ids.device), ends - offsets, output_size=ids.numel())
+    counts = torch.bincount(bag[keep], minlength=n)
+    kept_offsets = torch.zeros_like(offsets)
+    torch.cumsum(counts[:-1], dim=0, out=kept_offsets[1:])
+    return ids[keep], kept_offsets
 
 
 def pad_bags(ids: torch.Tensor, offsets: torch.Tensor, max_len: int, pad_id: int) -> torch.Tensor:
@@ -79,3 +110,71 @@ def build_model(family: str, num_ids: int, num_classes: int, sparse_gradients: b
                              kernel_sizes=tuple(params["kernel_sizes"]), dropout=params["dropout"],
                              max_len=params["max_len"], sparse=sparse_gradients)
     raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILIES)}")
+
+
+def mark_seen(model: nn.Module, seen: torch.Tensor) -> None:
+    """The ids training updates (every id of the training split): the rest are unseen at eval."""
+    model.seen[:seen.numel()] = seen.to(model.seen.device)
+
+
+def export_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The compact served form of a trained model (see the module docstring)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    seen = state.pop("seen")
+    rows = torch.nonzero(seen[:model.embedding.weight.shape[0] if isinstance(model, EmbeddingBagClassifier)
+                               else model.pad_id]).flatten()
+    if isinstance(model, EmbeddingBagClassifier):
+        weight, bias = state["classifier.weight"].double(), state["classifier.bias"]
+        table = (state["embedding.weight"][rows].double() @ weight.T).float()
+        return {"rows": rows.to(torch.int32), "table": table.contiguous(), "bias": bias.clone()}
+    embedding = state.pop("embedding.weight")
+    compact = torch.cat([embedding[rows], embedding[-1:]])  # the padding row (zero) last
+    return {"rows": rows.to(torch.int32), "embedding.weight": compact, **state}
+
+
+class FoldedBagClassifier(nn.Module):
+    """EmbeddingBagClassifier's served form: the mean of each seen id's class scores, plus the bias."""
+
+    def __init__(self, num_ids: int, rows: torch.Tensor, table: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.register_buffer("remap", _remap(num_ids, rows, -1))
+        self.bag = nn.EmbeddingBag.from_pretrained(table, freeze=True, mode="mean")
+        self.register_buffer("bias", bias)
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        compact = self.remap[ids].long()
+        compact, offsets = keep_in_bags(compact, offsets, compact >= 0)
+        return self.bag(compact, offsets) + self.bias
+
+
+class CompactCNNClassifier(nn.Module):
+    """CNNClassifier's served form: only the seen rows (unseen ids read the zero padding row)."""
+
+    def __init__(self, num_ids: int, inner: CNNClassifier, rows: torch.Tensor):
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("remap", _remap(num_ids, rows, inner.pad_id))
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.remap[ids].long(), offsets)
+
+
+def _remap(num_ids: int, rows: torch.Tensor, missing: int) -> torch.Tensor:
+    remap = torch.full((num_ids,), missing, dtype=torch.int32)
+    remap[rows.long()] = torch.arange(rows.numel(), dtype=torch.int32)
+    return remap
+
+
+def served_model(params: dict, num_ids: int, num_classes: int, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The eval-mode module that answers from `export_state`'s form (TrainParams as a dict)."""
+    rows = state["rows"]
+    if params["family"] == "embedding_bag":
+        if set(state) != {"rows", "table", "bias"} or state["table"].shape[1] != num_classes:
+            raise ValueError("the weights are not an exported embedding_bag model for "
+                             f"{num_classes} classes (keys {sorted(state)})")
+        model: nn.Module = FoldedBagClassifier(num_ids, rows, state["table"], state["bias"])
+    else:
+        inner = build_from_params(params, rows.numel(), num_classes)  # every row seen; the remap pads the rest
+        inner.load_state_dict({k: v for k, v in state.items() if k != "rows"} | {"seen": inner.seen})
+        model = CompactCNNClassifier(num_ids, inner, rows)
+    return model.eval()
