@@ -67,8 +67,8 @@ def test_an_unseen_id_changes_nothing_in_the_embedding_bag_model_and_reads_as_pa
     cnn, seen, params = _trained_looking("cnn")
     known, unseen = torch.nonzero(seen).flatten()[:6].tolist(), int(torch.nonzero(~seen)[0])
     with torch.no_grad():
-        assert torch.equal(cnn(*_bags([known[:3] + [unseen] + known[3:]])),
-                           cnn(*_bags([known[:3] + [cnn.pad_id] + known[3:]])))
+        assert torch.equal(cnn(*_bags([[*known[:3], unseen, *known[3:]]])),
+                           cnn(*_bags([[*known[:3], cnn.pad_id, *known[3:]]])))
     cnn.train()  # training never meets an unseen id, so the mask applies in eval only
     assert cnn.training
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from components.common.config import ClusterConfig, validate_section
 from components.common import audit
+from components.common.config import ClusterConfig, validate_section
 from components.common.errors import ConfigError, NotFoundError
 from components.common.storage import open_store
 from components.search.katib import build_experiment, validate_experiment

@@ -50,7 +50,9 @@ class CNNClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(channels * len(kernel_sizes), num_classes)
         # one entry per row, the padding row's False: an id read as padding stays padding
-        self.register_buffer("seen", torch.cat([torch.ones(num_ids, dtype=torch.bool), torch.zeros(1, dtype=torch.bool)]))
+        seen = torch.ones(num_ids + 1, dtype=torch.bool)
+        seen[self.pad_id] = False
+        self.register_buffer("seen", seen)
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         if not self.training:
