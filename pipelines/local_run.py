@@ -303,6 +303,11 @@ def _run(cfg: ConveyorConfig, config_path: str | None, store: str | None, workdi
             step2 = _version_production(cfg, store, production, runner, run_dir / "reports", ref_version)
             summary["steps"].append({"name": "production data", **step2})
             progress(_describe(step2))
+        if server is not None:
+            footprint = summary["store_footprint"] = server.compact()
+            progress(f"store: {footprint['objects']} objects, {footprint['object_bytes'] / 2**20:.1f} MiB; on disk "
+                     f"{footprint['disk_bytes'] / 2**20:.1f} MiB after compaction "
+                     f"({footprint['disk_bytes_before'] / 2**20:.1f} MiB before)")
         summary["seconds"] = round(time.monotonic() - started, 1)
         summary["task_log"] = str(runner.log)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

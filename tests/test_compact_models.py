@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from components.registry import store as registry
+from components.tracking.runs import remove_run_files
 from components.train.config import TrainParams
 from components.train.entrypoint import run_training
 from components.train.models import build_from_params, export_state, mark_seen, served_model
@@ -112,3 +113,9 @@ def test_a_completed_run_drops_its_checkpoint_and_keeps_it_when_asked(tmp_path, 
     moments = state["optimizer"]["sparse"]["state"][0]
     assert moments["exp_avg"].shape[0] == moments["exp_avg_sq"].shape[0] == rows
     assert set(state["best"]["state"]) == {"rows", "table", "bias"}
+
+
+def test_a_pruned_trial_that_recorded_nothing_still_loses_its_checkpoint(file_store):
+    file_store.write_bytes("runs/pruned-t1/checkpoint.pt", b"state")
+    assert remove_run_files(file_store, "pruned-t1", "not the best trial") == ["checkpoint.pt"]
+    assert not file_store.list("runs/")

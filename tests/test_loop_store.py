@@ -5,6 +5,7 @@ command and stopped after it)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ import urllib.request
 import pytest
 
 from components.common.config import PROJECT_ROOT
+from pipelines.s3server import EmbeddedS3
 
 STORE_ENV = ("CONVEYOR_STORE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CONVEYOR_CONFIG")
 
@@ -112,3 +114,20 @@ def test_an_explicit_store_wins_and_no_server_starts(loop_folder, tmp_path):
     assert out.returncode == 5 and out.stdout == ""
     assert out.stderr.strip() == f"conveyor: error: dataset 'toy' has no versions in {(tmp_path / 'other').as_uri()}"
     assert not (folder / ".conveyor" / "s3" / "server.json").exists()
+
+
+def test_compaction_gives_back_the_disk_space_of_overwritten_objects(tmp_path):
+    """What `conveyor run` does before it stops its server: a checkpoint overwritten every epoch
+    leaves each old copy in SeaweedFS's volume files until a vacuum."""
+    with EmbeddedS3(data_dir=str(tmp_path / "s3"), tls=True, encryption="sse-s3") as server:
+        client = server.client()
+        blob = os.urandom(4 << 20)
+        for _ in range(6):  # one live object, five dead copies
+            client.put_object("conveyor", "runs/x/checkpoint.pt", io.BytesIO(blob), len(blob))
+        client.put_object("conveyor", "runs/x.json", io.BytesIO(b"{}"), 2)
+        before = server.footprint()
+        after = server.compact()
+        assert before["objects"] == after["objects"] == 2 and after["object_bytes"] == len(blob) + 2
+        assert after["disk_bytes_before"] >= 6 * len(blob) > 3 * len(blob) > after["disk_bytes"]
+        data = client.get_object("conveyor", "runs/x/checkpoint.pt")
+        assert data.read() == blob  # the live copy survives

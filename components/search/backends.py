@@ -12,7 +12,7 @@ import yaml
 
 from components.common import audit
 from components.common.config import ClusterConfig, validate_section
-from components.common.errors import ConfigError, NotFoundError
+from components.common.errors import ConfigError
 from components.common.storage import open_store
 from components.search.katib import build_experiment, validate_experiment
 from components.search.katib_launcher import KubernetesExperimentApi, launch
@@ -75,12 +75,9 @@ def remove_other_trials_files(store_uri: str, rows: list[dict[str, Any]], best_r
     for row in rows:
         if row["run_id"] == best_run_id:
             continue
-        try:
-            if remove_run_files(store, row["run_id"], f"not the best trial of its search ({best_run_id}); "
-                                "search.keep_trial_weights is false"):
-                removed.append(row["run_id"])
-        except NotFoundError:  # a trial that failed before it recorded anything
-            continue
+        if remove_run_files(store, row["run_id"], f"not the best trial of its search ({best_run_id}); "
+                            "search.keep_trial_weights is false"):
+            removed.append(row["run_id"])
     if removed:
         audit.append(store, "trial_files_removed", {"search_best": best_run_id}, {"runs": removed})
     return removed

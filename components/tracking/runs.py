@@ -42,17 +42,19 @@ RUN_FILES = ("model/weights.pt", "model/featurizer.json", "checkpoint.pt")
 
 def remove_run_files(store: Store, run_id: str, reason: str) -> list[str]:
     """Delete a run's model and checkpoint files, keeping its record (params, history, metrics),
-    which says why they went. Returns the files removed."""
-    record = read_run(store, run_id)
+    which says why they went. A run stopped before it recorded anything (a pruned trial) leaves
+    only a checkpoint: that goes too. Returns the files removed."""
     removed = []
     for name in RUN_FILES:
         key = run_file_key(run_id, name)
         if store.exists(key):
             store.delete(key)
             removed.append(name)
-    record["artifacts"] = {name: None for name in record.get("artifacts") or {}}
-    record["files_removed"] = reason
-    store.write_json(run_record_key(run_id), record)
+    if store.exists(run_record_key(run_id)):
+        record = read_run(store, run_id)
+        record["artifacts"] = {name: None for name in record.get("artifacts") or {}}
+        record["files_removed"] = reason
+        store.write_json(run_record_key(run_id), record)
     return removed
 
 
