@@ -277,6 +277,8 @@ def write_readme(results: dict[str, dict]) -> None:
     explain = results.get("explain")
     if explain:
         lines += explain_section(explain)
+    if results.get("model_size"):
+        lines += model_size_section(results["model_size"])
     if results.get("redaction"):
         lines += redaction_section(results["redaction"])
     if results.get("store_security"):
@@ -350,6 +352,25 @@ def store_security_section(st: dict) -> list[str]:
     return [*lines, ""]
 
 
+def model_size_section(ms: dict) -> list[str]:
+    lines = ["## Model size and unseen words (`bench/model_size.py`)", "",
+             f"Run {ms['environment']['when']}. One training run per bundled corpus (the config's own training "
+             "parameters), two forms of the same weights: **before**, the whole training module as runs wrote it "
+             "until now (every row of the hashed table in fp32; rows no training document used keep their random "
+             "initial values and answer); **after**, the compact served form runs write now (the rows training "
+             "used, the embedding-bag classifier folded into them, unseen ids dropped). Accuracy in percent on "
+             "the test split and on the production collection the loop serves. Targets: <= 8 MiB, test accuracy "
+             "no more than 0.3 points below before.", "",
+             "| corpus | table rows | used | before MiB | after MiB | before test | after test | "
+             "before production | after production | meets |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in ms["results"]:
+        ok = r["after"]["mib"] <= 8 and r["after"]["test"] >= r["before"]["test"] - 0.3
+        lines.append(f"| {r['corpus']} | {r['num_ids']:,} | {r['rows_used']:,} | {r['before']['mib']} | "
+                     f"{r['after']['mib']} | {r['before']['test']} | {r['after']['test']} | "
+                     f"{r['before']['production']} | {r['after']['production']} | {_verdict(ok)} |")
+    return [*lines, ""]
+
+
 def redaction_section(red: dict) -> list[str]:
     lines = ["## Redacted inference logs and the drift verdict (`monitor.log_text`)", "",
              f"Run {red['environment']['when']}. The monitor's input-drift verdict on the bundled corpus "
@@ -394,13 +415,14 @@ def main() -> None:
     parser.add_argument("--spark-sizes", default="1000000,10000000", help="Spark engine corpus sizes")
     parser.add_argument("--features-sizes", default="1000000,3000000", help="split + featurize corpus sizes")
     parser.add_argument("--only", help="comma-separated subset of: ingest, features, spark, training, distributed, "
-                        "search, serving, explain, drift, redaction, store_security")
+                        "search, serving, explain, drift, redaction, store_security, model_size")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
     results = {}
     from bench.drift import bench_drift, bench_redaction
     from bench.explain import bench_explain
+    from bench.model_size import bench_model_size
     from bench.serving import bench_serving
     from bench.store_security import bench_store_security
     from bench.training import bench_search, bench_throughput, bench_world_sizes
@@ -416,6 +438,7 @@ def main() -> None:
         "redaction": bench_redaction,
         "store_security": bench_store_security,
         "explain": lambda: bench_explain(WORK),
+        "model_size": lambda: bench_model_size(WORK),
         "spark": lambda: bench_spark([int(s) for s in args.spark_sizes.split(",")]),
         "distributed": lambda: bench_world_sizes(WORK),
         "features": lambda: bench_features([int(s) for s in args.features_sizes.split(",")]),
@@ -429,7 +452,7 @@ def main() -> None:
         results[name] = result
     # keep the results of the benches not rerun
     for name in ("ingest", "features", "spark", "training", "distributed", "search", "serving", "explain", "drift",
-                 "redaction", "store_security"):
+                 "redaction", "store_security", "model_size"):
         path = RESULTS / f"{name}.json"
         if name not in results and path.exists():
             results[name] = json.loads(path.read_text())

@@ -140,11 +140,13 @@ def _progress(epoch: int, epochs: int, done: int, total: int) -> None:
 def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: TrainParams,
         checkpointer: Checkpointer | None = None, emit: Callable[[str], None] = print,
         progress: bool | None = None, stop_after_epoch: int | None = None,
-        world: d.World | None = None) -> FitResult:
+        world: d.World | None = None, keep_module_state: bool = False) -> FitResult:
     """Train with early stopping on validation accuracy; return the best epoch's weights.
 
     `stop_after_epoch` ends the loop after that epoch as if the process had been killed (tests).
     `world`: this process's place in a torchrun world (`train` is then this rank's shard).
+    `keep_module_state`: also return the best epoch's whole training module (`extra["module_state"]`,
+    every row of the table): the bench compares it with the served form.
     """
     world = world or d.World()
     device = world.device() if world.distributed else pick_device()
@@ -157,11 +159,11 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
 
     model = build_from_params(params.model_dump(), num_ids, num_classes,
                               sparse_gradients=world.sparse_gradients).to(device)
-    seen = torch.zeros(num_ids, dtype=torch.bool)
-    seen[train.ids] = True
-    seen = d.any_ranks(world, seen)  # every rank's shard: the rows any rank updates
-    mark_seen(model, seen)
-    rows = torch.nonzero(seen).flatten()
+    used = torch.zeros(num_ids, dtype=torch.bool)
+    used[train.ids] = True
+    used = d.any_ranks(world, used)  # every rank's shard: the rows any rank updates
+    mark_seen(model, used)
+    rows = torch.nonzero(used).flatten()
     optimizer = _Optimizer(model, params, world.sparse_gradients)
     net: nn.Module = model
     if world.distributed:
@@ -175,6 +177,7 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
     bad_epochs = 0
     start_epoch = 1
     resumed = None
+    module_state = None
 
     state = checkpointer.load() if checkpointer else None
     if state is not None:
@@ -230,6 +233,8 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
         if improved:
             best = {"epoch": epoch, "accuracy": val["accuracy"], "loss": val["loss"], "state": export_state(model)}
+            if keep_module_state:
+                module_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             bad_epochs = 0
         else:
             bad_epochs += 1
@@ -247,7 +252,8 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
 
     return FitResult(state_dict=best["state"], history=history, best_epoch=best["epoch"],
                      stopped_early=stopped_early, resumed_from_epoch=resumed, device=str(device),
-                     train_docs_per_s=seen / seconds if seconds else 0.0)
+                     train_docs_per_s=seen / seconds if seconds else 0.0,
+                     extra={"module_state": module_state} if keep_module_state else {})
 
 
 def _training_state(model: nn.Module, optimizer: _Optimizer, rows: torch.Tensor) -> dict[str, Any]:
