@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from components.common.config import ClusterConfig, Section, StoreConfig, read_config_file, validate_section
 from components.deploy.config import DeployConfig
+from components.evaluate.config import EvaluateConfig
 from components.featurize.config import FeaturesConfig
 from components.gate.config import GateConfig
 from components.ingest.config import CleaningConfig, DataConfig
@@ -47,6 +48,7 @@ class ConveyorConfig(Section):
     best_trial: Literal["retrain", "keep"] = "retrain"
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)  # TLS and encryption at rest (conveyor run)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)  # checks, interval, threshold (every strategy)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)  # canary | bluegreen | ab | shadow

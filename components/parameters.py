@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from components.common.config import ClusterConfig, SparkConfig
 from components.deploy.config import DeployConfig
+from components.evaluate.config import EvaluateConfig
 from components.featurize.config import FeaturesConfig
 from components.gate.config import GateConfig
 from components.ingest.config import CleaningConfig, SourceSettings
@@ -42,6 +43,8 @@ SECTIONS: dict[str, tuple[str, type[BaseModel], str]] = {
     "cluster_config": ("cluster", ClusterConfig, "Where cluster work runs: namespace, trial kind (Job | "
                        "TrainJob | PyTorchJob), GPUs per trial and quota, node selector, tolerations, the "
                        "S3 Secret"),
+    "evaluate_config": ("evaluate", EvaluateConfig, "What the evaluate step adds to the held-out test score: "
+                        "k-fold cross-validation of the candidate's configuration (cv_folds; 0: off)"),
     "gate_config": ("gate", GateConfig, "The quality gate: absolute floors, largest regression vs the "
                     "champion overall and per slice, infra validation"),
     "canary_config": ("canary", CanaryConfig, "The automated analysis every release strategy uses: steps, "

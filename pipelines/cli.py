@@ -449,13 +449,15 @@ def cmd_models_list(args) -> int:
 def cmd_models_show(args) -> int:
     # lazy: each command imports only what it runs (`conveyor --help` starts in ~0.6 s)
     from components.common.storage import open_store
-    from components.registry.store import load, read_explanations
+    from components.registry.store import load, read_cross_validation, read_explanations
 
     store = open_store(args.store)
     loaded = load(store, args.name, args.ref)  # verifies every file's sha256
     card = dict(loaded.card)
     if (explanations := read_explanations(store, args.name, card["version"])) is not None:
         card["explanations"] = explanations  # global token importance, from the evaluate step
+    if (estimate := read_cross_validation(store, args.name, card["version"])) is not None:
+        card["cross_validation"] = estimate  # k-fold estimate, from the evaluate step (evaluate.cv_folds)
     _print_record(card, args.json)
     return 0
 

@@ -79,6 +79,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         split_config: dict = sections["split_config"],
         features_config: dict = sections["features_config"],
         report_config: dict = sections["report_config"],
+        evaluate_config: dict = config["evaluate"],
         gate_config: dict = config["gate"],
         canary_config: dict = config["canary"],
         rollout_config: dict = config["rollout"],  # strategy: canary | bluegreen | ab | shadow
@@ -134,7 +135,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
             registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
             audited(registered).set_display_name("register model (alias: candidate)")
             evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
-                                    test=test_split)
+                                    test=test_split, evaluate_config=evaluate_config)
             evaluated.set_display_name("evaluate candidate vs champion")
             gated = gate_op(store=store, model_name=model_name, evaluation=evaluated.outputs["evaluation"],
                             test=test_split, gate_config=gate_config)

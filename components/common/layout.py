@@ -8,6 +8,7 @@ predictor's logs) names it the same way the writer did.
     runs/<run_id>.json, runs/<run_id>/model/<file>     a training run's record and model
     models/<model>/<version>/model_card.json           a registered model version
     models/<model>/<version>/explanations.json         its global token importance (evaluate step)
+    models/<model>/<version>/cross_validation.json     its k-fold estimate (evaluate step, evaluate.cv_folds)
     models/<model>/aliases/<alias>.json                champion, candidate, ...
     deployments/<model>/<env>/<finished>-<candidate>.json   a release's record in one environment
     releases/<model>/<version>/replay.parquet          the labelled rows its releases replay
@@ -163,3 +164,7 @@ def featurize_job_result_key(job: str) -> str:
 def featurize_staged_key(digest: str, split: str) -> str:
     """A split step's file staged for a cluster featurize job, named by what determines its rows."""
     return f"jobs/featurize/staged/{check_name(digest, 'digest')}/{check_name(split, 'split')}.parquet"
+
+
+def model_cross_validation_key(name: str, version: str) -> str:
+    return f"{model_version_prefix(name, version)}/cross_validation.json"

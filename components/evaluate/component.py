@@ -15,17 +15,22 @@ def evaluate_op(
     model_name: str,
     candidate: str,
     test: Input[Dataset],
+    evaluate_config: dict,
     evaluation: Output[Artifact],
     confusion: Output[ClassificationMetrics],
     scalars: Output[Metrics],
 ):
     import json
 
+    from components.common.config import validate_section
     from components.common.logs import StepLog
     from components.common.storage import open_store
+    from components.evaluate.config import EvaluateConfig
     from components.evaluate.executor import evaluate_candidate, read_test_split
 
-    result = evaluate_candidate(open_store(store), model_name, candidate, read_test_split(test.path), test.metadata)
+    settings = validate_section(EvaluateConfig, evaluate_config, "evaluate")
+    result = evaluate_candidate(open_store(store), model_name, candidate, read_test_split(test.path), test.metadata,
+                                cv_folds=settings.cv_folds)
     with open(evaluation.path, "w") as handle:
         json.dump(result, handle, indent=2)
     cand = result["candidate"]
@@ -39,3 +44,6 @@ def evaluate_op(
         scalars.log_metric(f"candidate_{key}", cand[key])
         if result["champion"]:
             scalars.log_metric(f"champion_{key}", result["champion"][key])
+    if cand.get("cv"):
+        for key in ("mean", "std", "lower"):
+            scalars.log_metric(f"candidate_cv_accuracy_{key}", cand["cv"]["accuracy"][key])

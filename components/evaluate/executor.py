@@ -13,7 +13,9 @@ from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import Store
 from components.evaluate.core import evaluate
 from components.evaluate.explain import ExplainLimits, explain_many, importance_of, occlusion_effects
-from components.registry.store import load, resolve_version, write_explanations
+from components.featurize.executor import prepare_features
+from components.registry.store import load, resolve_version, write_cross_validation, write_explanations
+from components.tracking.runs import read_run
 
 COLUMNS = ["doc_id", "text", "label", "source"]
 IMPORTANCE_ROWS = 200  # held-out documents whose occlusion effects are averaged for the model card
@@ -26,9 +28,10 @@ def read_test_split(path: str) -> pa.Table:
 
 
 def evaluate_candidate(store: Store, model_name: str, candidate: str, test: pa.Table,
-                       data: dict[str, Any]) -> dict[str, Any]:
+                       data: dict[str, Any], cv_folds: int = 0) -> dict[str, Any]:
     """Candidate and current champion (if any) scored on the same rows. `data` names them:
-    {"dataset", "version", "split"} as the split step's artifact metadata carries it."""
+    {"dataset", "version", "split"} as the split step's artifact metadata carries it.
+    `cv_folds` >= 2: also the candidate configuration's k-fold estimate (components.train.cv)."""
     where = f"dataset {data['dataset']}@{data['version']}"
     if test.num_rows == 0:
         raise InputError(f"{where} has an empty test split: nothing to evaluate on")
@@ -40,6 +43,9 @@ def evaluate_candidate(store: Store, model_name: str, candidate: str, test: pa.T
     write_explanations(store, model_name, cand.card["version"], {
         **explanations["importance"], "dataset": result["dataset"], "split": "test"})
     result["candidate"]["explanations"] = explanations
+    if cv_folds:
+        result["candidate"]["cv"] = cross_validate_candidate(store, cand.card, cv_folds)
+        write_cross_validation(store, model_name, cand.card["version"], result["candidate"]["cv"])
     try:
         champ = load(store, model_name, "champion")
     except NotFoundError:
@@ -51,6 +57,26 @@ def evaluate_candidate(store: Store, model_name: str, candidate: str, test: pa.T
     if champ.card["version"] != cand.card["version"]:
         result["champion"] = {"version": champ.card["version"], **evaluate(champ, test)}
     return result
+
+
+def cross_validate_candidate(store: Store, card: dict[str, Any], k: int) -> dict[str, Any]:
+    """The k-fold estimate of the configuration a model card records, on the dataset version it
+    was trained on (the feature cache of its split and features), each fold trained for the
+    epochs its run chose."""
+    # lazy: torch loads in ~1 s; only cross-validation trains here
+    from components.train.config import TrainParams
+    from components.train.cv import cross_validate
+
+    params, dataset = card["params"], card["dataset"]
+    featurizer, tables = prepare_features(store, dataset["name"], dataset["version"], params["split"],
+                                          params["features"])
+    pool = pa.concat_tables([tables["train"], tables["validation"]])
+    try:
+        epochs = read_run(store, card["run_id"])["best_epoch"] or params["train"]["epochs"]
+    except NotFoundError:
+        epochs = params["train"]["epochs"]
+    return cross_validate(pool, featurizer.num_ids, len(featurizer.labels), TrainParams(**params["train"]), k,
+                          params["split"]["salt"], epochs)
 
 
 def explain_candidate(loaded, test: pa.Table, importance_rows: int = IMPORTANCE_ROWS,

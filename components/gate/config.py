@@ -19,6 +19,9 @@ class GateConfig(Section):
     max_accuracy_regression: float = Field(0.01, ge=0, le=1)
     max_macro_f1_regression: float = Field(0.02, ge=0, le=1)
     max_slice_accuracy_regression: float = Field(0.05, ge=0, le=1)
+    # Floor on the lower confidence bound of the candidate's k-fold accuracy (evaluate.cv_folds must
+    # be on; None: not checked). Steadier than one test split when the data is small.
+    min_cv_accuracy_lower: float | None = Field(None, ge=0, le=1)
     # Infra validation: the model served by a real KServe server must answer like offline.
     require_infra_validation: bool = True
     # A champion this code cannot load (an older model format, a tampered file): "fail" refuses

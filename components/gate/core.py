@@ -34,6 +34,15 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: G
         _check("batch64_latency_ms", candidate["batch64_latency_ms"], config.max_batch64_latency_ms,
                candidate["batch64_latency_ms"] <= config.max_batch64_latency_ms, "absolute"),
     ]
+    if config.min_cv_accuracy_lower is not None:
+        cv = candidate.get("cv")
+        if cv is None:
+            checks.append(_check("cv_accuracy_lower", 0.0, config.min_cv_accuracy_lower, False, "absolute",
+                                 detail="no cross-validation (evaluate.cv_folds is 0)"))
+        else:
+            lower = cv["accuracy"]["lower"]
+            checks.append(_check("cv_accuracy_lower", lower, config.min_cv_accuracy_lower,
+                                 lower >= config.min_cv_accuracy_lower, "absolute", folds=cv["folds"]))
     if champion is not None:
         for metric, limit in (("accuracy", config.max_accuracy_regression),
                               ("macro_f1", config.max_macro_f1_regression)):
@@ -58,7 +67,8 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: G
     failed = [c for c in checks if not c["passed"]]
     return {"blessed": not failed, "decision": "BLESSED" if not failed else "NOT_BLESSED",
             "champion_present": champion is not None, "checks": checks,
-            "reasons": [c["detail"] if c["check"] == "champion_comparable" else
+            "reasons": [c["detail"] if c["check"] == "champion_comparable" or (c["check"] == "cv_accuracy_lower"
+                                                                                 and "detail" in c) else
                         f"{c['check']}: {c['value']:.4g} vs threshold {c['threshold']:.4g}" for c in failed]}
 
 
@@ -83,8 +93,23 @@ def gate_markdown(decision: dict[str, Any]) -> str:
                      f"{'pass' if c['passed'] else '**FAIL**'} |")
     if decision["reasons"]:
         lines += ["", "Refused because: " + "; ".join(decision["reasons"])]
+    lines += cv_markdown(decision.get("cross_validation"))
     lines += explanations_markdown(decision.get("explanations"))
     return "\n".join(lines) + "\n"
+
+
+def cv_markdown(cv: dict[str, Any] | None) -> list[str]:
+    """The candidate's k-fold estimate beside its test score (evaluate.cv_folds)."""
+    if not cv:
+        return []
+    acc, f1 = cv["accuracy"], cv["macro_f1"]
+    folds = ", ".join(f"{f['accuracy']:.4f}" for f in cv["per_fold"])
+    return ["", f"### Cross-validation: {cv['folds']} folds of the train and validation splits "
+            f"({cv['rows']} rows, {cv['epochs']} epochs each)", "",
+            "| metric | mean | std | lower bound (" + f"{cv['confidence']:.0%}" + ") |", "|---|---:|---:|---:|",
+            f"| accuracy | {acc['mean']:.4f} | {acc['std']:.4f} | {acc['lower']:.4f} |",
+            f"| macro F1 | {f1['mean']:.4f} | {f1['std']:.4f} | {f1['lower']:.4f} |", "",
+            f"Accuracy per fold: {folds}."]
 
 
 def _tokens(items: list[dict[str, Any]], key: str) -> str:

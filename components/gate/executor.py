@@ -28,7 +28,8 @@ def gate_candidate(store: Store, model_name: str, evaluation: dict[str, Any], te
                       evaluation.get("champion_unusable"))
     result = {**decision, "model": model_name, "candidate": evaluation["candidate"]["version"],
               "champion": (evaluation["champion"] or {}).get("version"), "dataset": evaluation["dataset"],
-              "infra_validation": infra, "explanations": evaluation["candidate"].get("explanations")}
+              "infra_validation": infra, "explanations": evaluation["candidate"].get("explanations"),
+              "cross_validation": evaluation["candidate"].get("cv")}
     audit.append(store, "gate_decision", {"model": model_name, "version": result["candidate"]},
                  {"decision": result.get("decision"), "champion": result["champion"],
                   "reasons": result.get("reasons")})

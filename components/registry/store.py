@@ -32,6 +32,7 @@ from components.common.layout import (
     alias_key,
     alias_prefix,
     model_card_key,
+    model_cross_validation_key,
     model_explanations_key,
     model_prefix,
     model_version_prefix,
@@ -155,6 +156,18 @@ def write_explanations(store: Store, name: str, version: str, explanations: dict
     if not store.exists(model_card_key(name, version)):
         raise NotFoundError(f"model {name!r} has no version {version!r}")
     store.write_json(model_explanations_key(name, version), explanations)
+
+
+def write_cross_validation(store: Store, name: str, version: str, estimate: dict[str, Any]) -> None:
+    """Attach the evaluate step's k-fold estimate to a version (beside the card, as explanations)."""
+    if not store.exists(model_card_key(name, version)):
+        raise NotFoundError(f"model {name!r} has no version {version!r}")
+    store.write_json(model_cross_validation_key(name, version), estimate)
+
+
+def read_cross_validation(store: Store, name: str, version: str) -> dict[str, Any] | None:
+    key = model_cross_validation_key(name, version)
+    return store.read_json(key) if store.exists(key) else None
 
 
 def read_explanations(store: Store, name: str, version: str) -> dict[str, Any] | None:

@@ -37,6 +37,15 @@ def assign(doc_ids: pa.Array, config: SplitConfig) -> np.ndarray:
     return codes
 
 
+def folds(doc_ids: pa.Array, k: int, salt: str) -> np.ndarray:
+    """Cross-validation fold (0..k-1) of each doc_id: like the split, a pure function of the id and
+    the salt, so the same version gives the same folds anywhere, and independent of the split
+    (another salt)."""
+    doc_ids = doc_ids.combine_chunks() if isinstance(doc_ids, pa.ChunkedArray) else doc_ids
+    u = (_mix(keys_from_doc_ids(doc_ids), f"{salt}/cv") >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.minimum((u * k).astype(np.int64), k - 1)
+
+
 def split_table(table: pa.Table | pa.RecordBatch, config: SplitConfig) -> dict[str, pa.Table | pa.RecordBatch]:
     """The rows of each split (a batch at a time gives the same rows, in the same order, as the whole)."""
     doc_ids = table.column("doc_id")

@@ -140,11 +140,13 @@ def _progress(epoch: int, epochs: int, done: int, total: int) -> None:
 def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: TrainParams,
         checkpointer: Checkpointer | None = None, emit: Callable[[str], None] = print,
         progress: bool | None = None, stop_after_epoch: int | None = None,
-        world: d.World | None = None, keep_module_state: bool = False) -> FitResult:
+        world: d.World | None = None, keep_module_state: bool = False, early_stopping: bool = True) -> FitResult:
     """Train with early stopping on validation accuracy; return the best epoch's weights.
 
     `stop_after_epoch` ends the loop after that epoch as if the process had been killed (tests).
     `world`: this process's place in a torchrun world (`train` is then this rank's shard).
+    `early_stopping=False`: every epoch runs and the last one's weights are returned (cross-validation
+    trains each fold for a fixed number of epochs and must not pick them on the fold it scores).
     `keep_module_state`: also return the best epoch's whole training module (`extra["module_state"]`,
     every row of the table): the bench compares it with the served form.
     """
@@ -230,7 +232,7 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "macro_f1": val["macro_f1"],
                    "train_loss": d.mean_scalar(world, train_loss).item() / max(batches, 1)}
         history.append({"epoch": epoch, **metrics})
-        improved = (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
+        improved = not early_stopping or (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
         if improved:
             best = {"epoch": epoch, "accuracy": val["accuracy"], "loss": val["loss"], "state": export_state(model)}
             if keep_module_state:
@@ -238,7 +240,7 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
             bad_epochs = 0
         else:
             bad_epochs += 1
-        stopped_early = bad_epochs >= params.patience and epoch < params.epochs
+        stopped_early = early_stopping and bad_epochs >= params.patience and epoch < params.epochs
         rng = d.gather_objects(world, torch.get_rng_state()) if world.distributed else torch.get_rng_state()
         if checkpointer and world.is_main:
             checkpointer.save({"format": CHECKPOINT_FORMAT, "params": params.model_dump(mode="json"),
