@@ -48,6 +48,9 @@ def with_(**changes):
     (with_(parameters=[{"name": "lr", "type": "double", "min": 0.0, "max": 1, "log": True}]),
      "a log-scale range needs min > 0"),
     (with_(algorith="tpe"), "search.algorith: Extra inputs are not permitted"),
+    (with_(objective={"cv_folds": 3}), "a cross-validated objective (objective.cv_folds) arrives once, after training"),
+    (with_(objective={"metric": "loss", "goal": "minimize", "cv_folds": 3}, early_stopping={"algorithm": "none"}),
+     "a cross-validated objective is accuracy or macro_f1"),
     (with_(parameters=[{"name": "dropout", "type": "double", "min": 1.5, "max": 2.0}]),
      "search.parameters: parameters: train.dropout: Input should be less than 1"),
 ])
@@ -284,6 +287,34 @@ def test_automl_grid_over_feature_groups_and_families_shows_each_choice(tmp_path
     from components.search.katib_launcher import decode_value
 
     assert [decode_value(v) for v in spaces["features-word_ngrams"]["list"]] == [[1, 2], []]
+
+
+def test_a_cross_validated_objective_is_what_both_backends_optimize(tmp_path, file_store):
+    """objective.cv_folds: Katib reads cv_accuracy from the trial's metric lines; locally Optuna
+    does the same, and the best trial is the best k-fold mean, recorded with its folds."""
+    from components.search.backends import run_search
+    from tests.training_data import ingest_corpus, small_config
+
+    spec = parse_spec(with_(max_trials=2, objective={"metric": "accuracy", "cv_folds": 3},
+                            early_stopping={"algorithm": "none"}))
+    exp = build_experiment(spec, run_id="cv", dataset="toy", version="v1", store="s3://b", cluster=ClusterConfig())
+    validate_experiment(exp)
+    assert exp["spec"]["objective"]["objectiveMetricName"] == "cv_accuracy"
+    assert "accuracy" in exp["spec"]["objective"]["additionalMetricNames"] and "earlyStopping" not in exp["spec"]
+    command = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--cv-folds") + 1] == "3"
+
+    version = ingest_corpus(tmp_path, file_store)
+    cfg = small_config(epochs=2).model_dump(mode="json", exclude_none=True)
+    cfg["search"] = with_(algorithm="random", max_trials=2, parallel_trials=2,
+                          objective={"metric": "accuracy", "cv_folds": 3}, early_stopping={"algorithm": "none"})
+    result = run_search("local", file_store.uri, "toy", version, cfg, "cv-1", log=lambda _m: None)
+    assert all(t["state"] == "succeeded" for t in result["trials"]), result["trials"]
+    for trial in result["trials"]:
+        record = read_run(file_store, trial["run_id"])
+        assert record["cv"]["folds"] == 3 and trial["value"] == record["cv"]["accuracy"]["mean"]
+    assert result["best_value"] == max(t["value"] for t in result["trials"])
+    assert "cv_accuracy" in result["leaderboard"]
 
 
 def test_local_budget_stops_starting_trials_and_keeps_the_best_finished(tmp_path, file_store):

@@ -28,7 +28,7 @@ def leaderboard_markdown(spec: SearchSpec, rows: list[dict[str, Any]], best_id: 
     """Every trial with its configuration and last reported metrics, ranked; then the effect of each
     searched feature and architecture choice (feature-group selection shows up here)."""
     names = [p.name for p in spec.parameters]
-    metric = spec.objective.metric
+    metric = spec.objective.name
     others = [m for m in ("macro_f1", "loss", "accuracy") if m != metric and any(m in (r.get("metrics") or {})
                                                                                  for r in rows)]
     head = f"| trial | state | {metric} | " + "".join(f"{m} | " for m in others) + " | ".join(names) + \
@@ -113,7 +113,7 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
                                 cluster=cluster, config=config)
     validate_experiment(manifest)
     outcome = launch(KubernetesExperimentApi(), manifest, spec, cluster, log=log)
-    rows = [{"run_id": t["name"], "state": t["condition"], "value": t["metrics"].get(spec.objective.metric),
+    rows = [{"run_id": t["name"], "state": t["condition"], "value": t["metrics"].get(spec.objective.name),
              "params": t["params"]} for t in outcome.trials]
     for r in rows:
         r["value"] = float(r["value"]) if r["value"] not in (None, "") else None

@@ -144,6 +144,8 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
     entry_args = ["--store", store, "--dataset", dataset,
                   "--version", version, "--run-id", "${trialParameters.trialName}", "--image", image,
                   "--config-b64", encode_object(fixed)]
+    if spec.objective.cv_folds:
+        entry_args += ["--cv-folds", str(spec.objective.cv_folds)]
     for p in spec.parameters:
         entry_args += ["--set", f"{p.name}=${{trialParameters.{katib_parameter_name(p.name)}}}"]
     check_shell_safe(entry_args, {katib_parameter_name(p.name): _sample_values(p) for p in spec.parameters})
@@ -165,9 +167,9 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
         spec=V1beta1ExperimentSpec(
             objective=V1beta1ObjectiveSpec(
                 type=spec.objective.goal, goal=spec.objective.target,
-                objective_metric_name=spec.objective.metric,
-                additional_metric_names=[m for m in ("loss", "macro_f1", "accuracy") if m != spec.objective.metric],
-                metric_strategies=[V1beta1MetricStrategy(name=spec.objective.metric,
+                objective_metric_name=spec.objective.name,
+                additional_metric_names=[m for m in ("loss", "macro_f1", "accuracy") if m != spec.objective.name],
+                metric_strategies=[V1beta1MetricStrategy(name=spec.objective.name,
                                                          value="max" if goal_max else "min")]),
             algorithm=V1beta1AlgorithmSpec(algorithm_name=spec.algorithm, algorithm_settings=algorithm_settings),
             early_stopping=early,

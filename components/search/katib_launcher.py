@@ -127,7 +127,7 @@ def launch(api: ExperimentApi, manifest: dict[str, Any], spec: SearchSpec, clust
         best_params = {by_katib.get(k, k): v for k, v in assignments.items()}
         value = None
         for metric in (optimal.get("observation", {}) or {}).get("metrics", []) or []:
-            if metric.get("name") == spec.objective.metric:
+            if metric.get("name") == spec.objective.name:
                 value = float(metric.get("max" if spec.objective.goal == "maximize" else "min", metric.get("latest")))
         trials = [{"name": t["metadata"]["name"],
                    "params": {by_katib.get(a["name"], a["name"]): decode_value(a["value"])
@@ -150,7 +150,7 @@ def _report_counts(progress: SearchProgress, obj: dict[str, Any], spec: SearchSp
     optimal = status.get("currentOptimalTrial", {}) or {}
     best = None
     for metric in (optimal.get("observation", {}) or {}).get("metrics", []) or []:
-        if metric.get("name") == spec.objective.metric:
+        if metric.get("name") == spec.objective.name:
             found = metric.get("max" if spec.objective.goal == "maximize" else "min", metric.get("latest"))
             best = float(found) if found not in (None, "") else None
     progress.counts(int(status.get("trialsRunning", 0) or 0), int(status.get("trialsSucceeded", 0) or 0),

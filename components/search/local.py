@@ -121,6 +121,8 @@ class LocalSearch:
                "--params", json.dumps({**self.fixed_params, **params})]
         if self.config_path:
             cmd += ["--config", self.config_path]
+        if self.spec.objective.cv_folds:
+            cmd += ["--cv-folds", str(self.spec.objective.cv_folds)]
         return cmd
 
     def _run_trial(self, study, dists) -> TrialRow | None:
@@ -154,11 +156,11 @@ class LocalSearch:
         budget_timer.start()
         for line in proc.stdout:
             values = parse_metric_line(line)
-            if "epoch" not in values or self.spec.objective.metric not in values:
+            if "epoch" not in values or self.spec.objective.name not in values:
                 continue
             epochs = int(values["epoch"])
             metrics = values
-            value = values[self.spec.objective.metric]
+            value = values[self.spec.objective.name]
             # Katib's default metric strategy: the best observation of the trial.
             best = value if best is None else (max(best, value) if goal_max else min(best, value))
             trial.report(value, epochs)

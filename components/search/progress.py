@@ -27,7 +27,7 @@ class SearchProgress:
                  clock: Callable[[], float] = time.monotonic):
         self.spec, self.log, self.clock = spec, log, clock
         self.total = total or spec.max_trials
-        self.metric = spec.objective.metric
+        self.metric = spec.objective.name
         self.maximize = spec.objective.goal == "maximize"
         self.started_at = clock()
         self.done = 0

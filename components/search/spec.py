@@ -60,12 +60,24 @@ class Objective(_Strict):
     metric: str = "accuracy"
     goal: Literal["maximize", "minimize"] = "maximize"
     target: float | None = None  # stop the search once reached (Katib goal)
+    # k >= 2: the objective is the metric's k-fold cross-validated mean (`cv_<metric>`), which each
+    # trial reports once, after training (components.train.cv); 0: the validation metric per epoch.
+    cv_folds: int = Field(0, ge=0, le=20)
 
     @model_validator(mode="after")
     def _known(self) -> Objective:
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r} is not reported by training; expected one of {list(METRICS)}")
+        if self.cv_folds == 1:
+            raise ValueError("cv_folds: 0 (the validation metric) or at least 2")
+        if self.cv_folds and self.metric not in ("accuracy", "macro_f1"):
+            raise ValueError(f"metric {self.metric!r}: a cross-validated objective is accuracy or macro_f1")
         return self
+
+    @property
+    def name(self) -> str:
+        """The metric name trials report for this objective (what Katib and Optuna read)."""
+        return f"cv_{self.metric}" if self.cv_folds else self.metric
 
 
 class EarlyStopping(_Strict):
@@ -104,6 +116,10 @@ class SearchSpec(_Strict):
             raise ValueError("grid search needs a step for every double parameter (or categorical/discrete values)")
         if self.algorithm == "cmaes" and any(p.type == "categorical" for p in self.parameters):
             raise ValueError("cmaes searches numeric spaces only; make categorical parameters discrete or use tpe")
+        if self.objective.cv_folds and self.early_stopping.algorithm != "none":
+            raise ValueError("early_stopping: a cross-validated objective (objective.cv_folds) arrives once, after "
+                             "training, so there are no per-epoch values to stop a trial on; set early_stopping: "
+                             "{algorithm: none}")
         return self
 
     def grid(self) -> dict[str, list[Any]]:

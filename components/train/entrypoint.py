@@ -25,6 +25,7 @@ import sys
 import time
 from typing import Any
 
+import pyarrow as pa
 import torch
 
 from components.common.argcodec import decode_object, decode_value
@@ -40,7 +41,15 @@ from components.featurize.executor import prepare_features
 from components.tracking.runs import new_run_id, run_key, write_run
 from components.train import distributed as d
 from components.train.config import TrainingConfig, apply_params
-from components.train.core import Checkpointer, classification_metrics, fit, predict_logits, state_dict_bytes
+from components.train.core import (
+    Checkpointer,
+    classification_metrics,
+    fit,
+    metric_line,
+    predict_logits,
+    state_dict_bytes,
+)
+from components.train.cv import cross_validate
 from components.train.data import Bags
 from components.train.models import served_model
 
@@ -61,15 +70,20 @@ def parse_set(values: list[str]) -> dict[str, Any]:
 def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, run_id: str,
                  image: str | None = None, emit=print, progress: bool | None = None,
                  stop_after_epoch: int | None = None, features=None,
-                 world: d.World | None = None) -> dict[str, Any] | None:
+                 world: d.World | None = None, cv_folds: int = 0) -> dict[str, Any] | None:
     """Train one model and record it; returns the run record (also at runs/<run_id>.json), or None
     on a rank other than 0 (rank 0 records the run).
 
     `features`: the (featurizer, split tables) the pipeline's featurize step made for exactly these
-    settings; without it the version is split and encoded here (or read from the feature cache)."""
+    settings; without it the version is split and encoded here (or read from the feature cache).
+    `cv_folds` >= 2: after training, the configuration's k-fold estimate over the train and
+    validation splits (components.train.cv), printed as a last metric line (`cv_accuracy=...`: a
+    search's cross-validated objective) and recorded as `cv`."""
 
     check_run_id(run_id)
     world = world or d.World()
+    if cv_folds and world.distributed:
+        raise ConfigError("cross-validation (--cv-folds) runs in one process; it cannot run under torchrun")
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     started = time.perf_counter()
     ref = v.resolve(store, dataset, version)
@@ -102,6 +116,14 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
         metrics[split] = classification_metrics(logits, bags[split].labels, len(featurizer.labels)) \
             if len(bags[split]) else {}
 
+    cv = None
+    if cv_folds and status == "completed":
+        cv = cross_validate(pa.concat_tables([tables["train"], tables["validation"]]), featurizer.num_ids,
+                            len(featurizer.labels), cfg.train, cv_folds, cfg.split.salt,
+                            result.best_epoch or cfg.train.epochs)
+        emit(metric_line(len(result.history), {"cv_accuracy": cv["accuracy"]["mean"],
+                                               "cv_macro_f1": cv["macro_f1"]["mean"]}))
+
     weights = state_dict_bytes(result.state_dict)
     featurizer_bytes = featurizer.dumps()
     store.write_bytes(run_file_key(run_id, "model/weights.pt"), weights)
@@ -122,7 +144,7 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
         "history": result.history, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
         "resumed_from_epoch": result.resumed_from_epoch,
         "train_docs_per_s": round(result.train_docs_per_s, 1),
-        "metrics": metrics,
+        "metrics": metrics, "cv": cv,
         "labels": featurizer.labels,
         "artifacts": {"weights": store.url(run_file_key(run_id, "model/weights.pt")),
                       "featurizer": store.url(run_file_key(run_id, "model/featurizer.json")),
@@ -173,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="{}", help="JSON object of parameters")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="one parameter")
     parser.add_argument("--image", help="image reference, recorded in the run key")
+    parser.add_argument("--cv-folds", type=int, default=0, metavar="K",
+                        help="after training, the k-fold cross-validated estimate as a last metric line "
+                             "(cv_accuracy=..., cv_macro_f1=...): a search's objective.cv_folds")
     args = parser.parse_args(argv)
 
     def work() -> int:
@@ -189,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         if world.distributed and not args.run_id:
             raise ConfigError("--run-id is required under torchrun: every rank must name the same run")
         with d.joined(world):
+            if args.cv_folds == 1 or args.cv_folds < 0:
+                raise ConfigError(f"--cv-folds {args.cv_folds}: 0 (off) or at least 2")
             record = run_training(open_store(args.store), args.dataset, args.version, cfg,
-                                  args.run_id or new_run_id(), image=args.image, world=world)
+                                  args.run_id or new_run_id(), image=args.image, world=world,
+                                  cv_folds=args.cv_folds)
         if record is None:
             return 0
         test = record["metrics"].get("test", {})
