@@ -20,7 +20,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) 2>/dev/null
-	$(BIN)/uv pip install --python $(BIN)/python $(FIND_LINKS) -e '.[dev,spark]'
+	@# --compile-bytecode: uv writes no .pyc by default, and with PYTHONDONTWRITEBYTECODE set (as here
+	@# and in many CI images) every process would compile torch and kserve again on import (~5 s each).
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode $(FIND_LINKS) -e '.[dev,spark]'
 	@$(BIN)/python -c "import torch, kfp, kserve, kubeflow.katib, evidently, pyspark, kubeflow_spark_api; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	@touch $@
 
