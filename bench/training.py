@@ -1,4 +1,4 @@
-"""Training benchmarks: entrypoint vs a bare torch loop; TPE vs random search efficiency."""
+"""Training benchmarks: entrypoint vs a bare torch loop; DDP world sizes (search efficiency: search_efficiency.py)."""
 
 from __future__ import annotations
 
@@ -149,58 +149,7 @@ def bench_world_sizes(work: Path, n: int = 20_000, epochs: int = 2, repeats: int
     return {"bench": "distributed", "targets": {"speedup_cnn_cpu": ">= 1.6"}, "results": rows}
 
 
-def bench_search(work: Path, n: int = 8000, budget: int = 24, seeds: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict:
-    """Trials until 99% of the best validation accuracy is reached, TPE vs random, same budget and seeds.
-
-    The objective is the real training loop (in-process: the sampler's choices do not depend on
-    process isolation, and it keeps the benchmark to about a minute)."""
-    import optuna
-
-    from components.featurize.executor import prepare_features
-    from components.search.local import distributions, make_sampler
-    from components.search.spec import parse_spec
-    from components.train.config import apply_params
-    from components.train.core import fit
-    from components.train.data import Bags
-
-    store, version, cfg = _prepare(work, n, hard=True)
-    featurizer, tables = prepare_features(store, "bench", version, cfg.split.model_dump(mode="json"),
-                                          cfg.features.model_dump(mode="json"))
-    train, val = Bags.from_table(tables["train"]), Bags.from_table(tables["validation"])
-    space = {"parameters": [
-        {"name": "lr", "type": "double", "min": 1e-5, "max": 1.0, "log": True},
-        {"name": "embed_dim", "type": "discrete", "values": [4, 8, 16, 32, 64]},
-        {"name": "dropout", "type": "double", "min": 0.0, "max": 0.9},
-        {"name": "batch_size", "type": "discrete", "values": [16, 64, 256, 1024]}],
-        "max_trials": budget, "parallel_trials": 1, "early_stopping": {"algorithm": "none"}}
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    curves: dict[str, dict[int, list[float]]] = {"tpe": {}, "random": {}}
-    for algorithm in curves:
-        for seed in seeds:
-            spec = parse_spec({**space, "algorithm": algorithm, "seed": seed})
-            study = optuna.create_study(direction="maximize", sampler=make_sampler(spec))
-            values = []
-            for _ in range(budget):
-                trial = study.ask(distributions(spec))
-                params = apply_params(cfg, {**trial.params, "epochs": 2, "patience": 2}).train
-                result = fit(train, val, featurizer.num_ids, 2, params, emit=lambda _l: None, progress=False)
-                value = max(h["accuracy"] for h in result.history)
-                study.tell(trial, value)
-                values.append(value)
-            curves[algorithm][seed] = values
-    needed: dict[str, list[int]] = {"tpe": [], "random": []}
-    for seed in seeds:
-        best = max(max(curves[a][seed]) for a in curves)
-        for algorithm in curves:
-            hits = [i + 1 for i, v in enumerate(curves[algorithm][seed]) if v >= 0.99 * best]
-            needed[algorithm].append(hits[0] if hits else budget + 1)
-    mean = {a: float(np.mean(v)) for a, v in needed.items()}
-    return {"budget": budget, "seeds": list(seeds), "trials_to_99pct": needed,
-            "mean_trials_to_99pct": mean, "ratio_tpe_over_random": round(mean["tpe"] / mean["random"], 3),
-            "best_accuracy": {a: [round(max(curves[a][s]), 4) for s in seeds] for a in curves}}
-
-
 if __name__ == "__main__":
     work = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/work")
     work.mkdir(parents=True, exist_ok=True)
-    print(json.dumps({"throughput": bench_throughput(work), "search": bench_search(work)}, indent=2))
+    print(json.dumps({"throughput": bench_throughput(work)}, indent=2))

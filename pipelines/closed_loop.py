@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -17,6 +18,8 @@ from components.ingest.executor import read_clean
 from components.monitor.executor import write_feedback
 from components.registry.store import resolve_version
 from components.serve.infra import KeepAliveClient, ServerProcess
+
+CLIENTS = 4  # concurrent replay clients
 
 
 def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print) -> dict[str, Any]:
@@ -33,17 +36,29 @@ def replay_production(store, cfg: ConveyorConfig, sources: list[str], log=print)
     with ServerProcess(f"{model}@champion", store.uri, name=model, role="stable",
                        extra=["--log-sample-rate", "1", "--max-chars", str(cfg.cleaning.max_chars),
                               "--log-text", cfg.monitor.log_text]) as server:
-        client = KeepAliveClient(server.port)
         path = f"/v2/models/{model}/infer"
-        for request_id, text in zip(ids, texts, strict=True):
-            code, body = client.post(path, {"id": request_id, "inputs": [
-                {"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]})
-            answered += code == 200
-            if 400 <= code < 500:  # refused with a reason: counted and shown, not a server failure
-                rejected += 1
-                first_rejection = first_rejection or f"{code} {str(body)[:200]}"
-            elif code != 200:
-                failed += 1
+
+        def send(lane: int) -> tuple[int, int, int, str | None]:
+            """Every CLIENTS-th request from `lane`, one keep-alive connection: production traffic
+            comes from several clients at once, and the server's concurrency is part of what runs."""
+            client = KeepAliveClient(server.port)
+            ok = refused = broken = 0
+            first = None
+            for request_id, text in zip(ids[lane::CLIENTS], texts[lane::CLIENTS], strict=True):
+                code, body = client.post(path, {"id": request_id, "inputs": [
+                    {"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]})
+                ok += code == 200
+                if 400 <= code < 500:  # refused with a reason: counted and shown, not a server failure
+                    refused += 1
+                    first = first or f"{code} {str(body)[:200]}"
+                elif code != 200:
+                    broken += 1
+            return ok, refused, broken, first
+
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            for ok, refused, broken, first in pool.map(send, range(CLIENTS)):
+                answered, rejected, failed = answered + ok, rejected + refused, failed + broken
+                first_rejection = first_rejection or first
         # the logger writes batches off the request path: wait until every answered row is stored
         deadline = time.monotonic() + 30
         while _logged_rows(store, prefix) - logged_before < answered and time.monotonic() < deadline:

@@ -103,7 +103,11 @@ def test_a_completed_run_drops_its_checkpoint_and_keeps_it_when_asked(tmp_path, 
     version = ingest_corpus(tmp_path, file_store)
     done = run_training(file_store, "toy", version, small_config(), "ck-1", emit=lambda _l: None, progress=False)
     assert not file_store.exists("runs/ck-1/checkpoint.pt") and done["artifacts"]["checkpoint"] is None
-    kept = run_training(file_store, "toy", version, small_config(keep_checkpoint=True), "ck-2",
+    short = run_training(file_store, "toy", version, small_config(keep_checkpoint=True), "ck-short",
+                         emit=lambda _l: None, progress=False)
+    # a run shorter than train.checkpoint_every_s (60 s) writes no checkpoint at all
+    assert short["artifacts"]["checkpoint"] is None and not file_store.exists("runs/ck-short/checkpoint.pt")
+    kept = run_training(file_store, "toy", version, small_config(keep_checkpoint=True, checkpoint_every_s=0), "ck-2",
                         emit=lambda _l: None, progress=False)
     assert kept["artifacts"]["checkpoint"] and kept["sha256"] == done["sha256"]
     state = torch.load(io.BytesIO(file_store.read_bytes("runs/ck-2/checkpoint.pt")), weights_only=True)

@@ -63,7 +63,8 @@ def test_two_gloo_processes_give_the_same_bytes_after_a_kill_and_resume_and_pass
     from components.train.entrypoint import run_training
 
     version = ingest_corpus(tmp_path, file_store)
-    cfg = apply_params(small_config(epochs=6, patience=6), {"train.world_size": 2})
+    cfg = apply_params(small_config(epochs=6, patience=6, checkpoint_every_s=0, keep_checkpoint=True),
+                       {"train.world_size": 2})
 
     lines: list[str] = []
     straight = train_processes(file_store, "toy", version, cfg, "ddp-straight", emit=lines.append)

@@ -50,7 +50,7 @@ def test_cnn_family_trains(tmp_path, file_store):
 def test_a_killed_training_resumes_from_its_checkpoint(tmp_path, file_store):
     version = ingest_corpus(tmp_path, file_store)
     config = tmp_path / "config.yaml"
-    cfg = small_config(epochs=5, patience=5)
+    cfg = small_config(epochs=5, patience=5, checkpoint_every_s=0)
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
     cmd = [sys.executable, "-m", "components.train.entrypoint", "--store", file_store.uri, "--dataset", "toy",
            "--version", version, "--config", str(config)]

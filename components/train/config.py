@@ -34,6 +34,10 @@ class TrainParams(Section):
     world_size: int = Field(1, ge=1, le=256)
     # Keep the run's checkpoint after it completes (it only serves a resume of an unfinished run).
     keep_checkpoint: bool = False
+    # A checkpoint is written after an epoch once this many seconds have passed since the last one
+    # (or the start): a restart loses at most about this much work, and a short run (a search's
+    # trials) writes none. 0: after every epoch.
+    checkpoint_every_s: float = Field(60.0, ge=0)
     # cnn only
     channels: int = Field(64, ge=1)
     kernel_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4])

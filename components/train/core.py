@@ -1,4 +1,5 @@
-"""The training loop: early stopping on validation, a checkpoint every epoch, exact resume.
+"""The training loop: early stopping on validation, checkpoints (after an epoch, at most every
+`checkpoint_every_s`), exact resume.
 
 Deterministic on CPU: seeded, deterministic algorithms, per-epoch shuffling from (seed, epoch), and
 the dropout RNG saved in checkpoints, so an interrupted run resumed from its checkpoint ends with
@@ -201,6 +202,7 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         resumed = state["epoch"]
 
     stopped_early = bad_epochs >= params.patience
+    last_checkpoint = time.monotonic()
     seconds = 0.0
     seen = 0
 
@@ -242,7 +244,9 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
             bad_epochs += 1
         stopped_early = early_stopping and bad_epochs >= params.patience and epoch < params.epochs
         rng = d.gather_objects(world, torch.get_rng_state()) if world.distributed else torch.get_rng_state()
-        if checkpointer and world.is_main:
+        due = time.monotonic() - last_checkpoint >= params.checkpoint_every_s
+        if checkpointer and world.is_main and due:
+            last_checkpoint = time.monotonic()
             checkpointer.save({"format": CHECKPOINT_FORMAT, "params": params.model_dump(mode="json"),
                                "epoch": epoch, **_training_state(model, optimizer, rows),
                                "rng": rng, "world_size": world.world_size, "history": history, "best": best,

@@ -130,7 +130,7 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     store.write_bytes(run_file_key(run_id, "model/featurizer.json"), featurizer_bytes)
 
     # A completed run needs no resume: its checkpoint (the largest file a run writes) goes, unless kept.
-    keep_checkpoint = status != "completed" or cfg.train.keep_checkpoint
+    keep_checkpoint = (status != "completed" or cfg.train.keep_checkpoint) and store.exists(checkpoint)
     code = code_version()
     record = {
         "run_id": run_id, "status": status,
