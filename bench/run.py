@@ -251,6 +251,9 @@ def write_readme(results: dict[str, dict]) -> None:
                       "arithmetic, and gloo's sparse all-reduce of the embedding gradient (an all-gather of "
                       "indices and values) costs more than the step saves. No GPU was lent to the session "
                       "that ran this, so there is no nccl figure.", ""]
+    if results.get("loop"):
+        before_path = RESULTS / "loop_before.json"
+        lines += loop_section(results["loop"], json.loads(before_path.read_text()) if before_path.exists() else None)
     efficiency = results.get("search_efficiency")
     if efficiency:
         lines += search_efficiency_section(efficiency, results.get("search"))
@@ -333,6 +336,35 @@ def store_security_section(st: dict) -> list[str]:
         lines.append(f"| {'https' if r['tls'] else 'http'} | {r['encryption']} | {r['small_objects_per_second']:,} | "
                      f"{r['small_ratio']} | {r['large_mib_per_second']} | {r['large_ratio']} |")
     return [*lines, ""]
+
+
+def loop_section(loop: dict, before: dict | None) -> list[str]:
+    def table(run: dict) -> dict[tuple[str, str], float]:
+        return {(r["pipeline"], r["phase"]): r["seconds"] for r in run["rows"]}
+
+    now = table(loop)
+    then = table(before) if before else {}
+    lines = ["## The loop: where `conveyor run`'s time goes (`bench/loop.py`)", "",
+             f"Run {loop['environment']['when']}: one `conveyor run` on a fresh embedded store, every check on "
+             "(search, infra validation, staging, canary analysis, monitoring). One row per phase, from the run's "
+             "task log (kfp.local runs one task at a time). Target: <= 180 s of pipeline time.", ""]
+    if before:
+        lines += [f"Before: {before['label']}.", ""]
+    lines += ["| pipeline | phase | before s | now s |", "|---|---|---:|---:|"]
+    for key in dict.fromkeys([*then, *now]):
+        lines.append(f"| {key[0]} | {key[1]} | {then.get(key, '')} | {now.get(key, '')} |")
+    lines.append(f"| (outside the pipelines: store start and compaction, reading the sources) | | "
+                 f"{before['outside_pipelines_s'] if before else ''} | {loop['outside_pipelines_s']} |")
+    lines.append(f"| **total** | | **{before['total_s'] if before else ''}** | **{loop['total_s']}** |")
+    fp = loop.get("store_footprint") or {}
+    if fp:
+        lines += ["", f"Store after the run: {fp['objects']} objects, {fp['object_bytes'] / 2**20:.1f} MiB; on disk "
+                  f"{fp['disk_bytes'] / 2**20:.1f} MiB after compaction ({fp['disk_bytes_before'] / 2**20:.1f} MiB "
+                  "before: SeaweedFS keeps overwritten and deleted objects until a vacuum)."
+                  + (f" Before: {before['store_note']}." if before and before.get("store_note") else "")]
+    lines += ["", f"<= 180 s: {_verdict(loop['total_s'] <= 180)}. Decisions: "
+              + "; ".join(loop.get("decisions", [])[:8]), ""]
+    return lines
 
 
 def search_efficiency_section(eff: dict, before: dict | None) -> list[str]:
@@ -428,13 +460,14 @@ def main() -> None:
     parser.add_argument("--spark-sizes", default="1000000,10000000", help="Spark engine corpus sizes")
     parser.add_argument("--features-sizes", default="1000000,3000000", help="split + featurize corpus sizes")
     parser.add_argument("--only", help="comma-separated subset of: ingest, features, spark, training, distributed, "
-                        "search_efficiency, serving, explain, drift, redaction, store_security, model_size")
+                        "search_efficiency, serving, explain, drift, redaction, store_security, model_size, loop")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
     results = {}
     from bench.drift import bench_drift, bench_redaction
     from bench.explain import bench_explain
+    from bench.loop import bench_loop
     from bench.model_size import bench_model_size
     from bench.search_efficiency import bench_search_efficiency
     from bench.serving import bench_serving
@@ -452,6 +485,7 @@ def main() -> None:
         "store_security": bench_store_security,
         "explain": lambda: bench_explain(WORK),
         "model_size": lambda: bench_model_size(WORK),
+        "loop": lambda: bench_loop(WORK),
         "spark": lambda: bench_spark([int(s) for s in args.spark_sizes.split(",")]),
         "distributed": lambda: bench_world_sizes(WORK),
         "features": lambda: bench_features([int(s) for s in args.features_sizes.split(",")]),
@@ -465,7 +499,7 @@ def main() -> None:
         results[name] = result
     # keep the results of the benches not rerun
     for name in ("ingest", "features", "spark", "training", "distributed", "search", "search_efficiency", "serving",
-                 "explain", "drift", "redaction", "store_security", "model_size"):
+                 "explain", "drift", "redaction", "store_security", "model_size", "loop"):
         path = RESULTS / f"{name}.json"
         if name not in results and path.exists():
             results[name] = json.loads(path.read_text())
