@@ -6,6 +6,7 @@ split and on the production collection (the drift split the loop serves)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from pathlib import Path
@@ -74,3 +75,64 @@ def bench_corpus(work: Path, name: str, config: str) -> dict:
 def bench_model_size(work: Path) -> dict:
     results = [bench_corpus(work, name, config) for name, config in CORPORA.items()]
     return {"bench": "model_size", "targets": {"mib": "<= 8", "test_points": ">= -0.3"}, "results": results}
+
+
+def _tree_rss_mib(pid: int) -> tuple[float, int]:
+    """Resident memory of a process and its descendants (MiB), and how many processes."""
+    pids, frontier = [pid], [pid]
+    while frontier:
+        children = []
+        for p in frontier:
+            with contextlib.suppress(OSError):
+                children += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        pids += children
+        frontier = children
+    total = 0
+    for p in pids:
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    return total / 1024, len(pids)
+
+
+def bench_predictor_footprint(work: Path, workers: tuple[int, ...] = (1, 2), repeats: int = 2) -> dict:
+    """`conveyor serve` start-up (process start to ready) and resident memory per worker, the
+    SpamAssassin model in both forms from one training run (legacy: the whole training module, as
+    registered before; compact: what runs register now), alternating, best of `repeats`."""
+    from components.registry.store import register
+    from components.serve.infra import ServerProcess
+
+    cfg = load_config(CORPORA["spamassassin"])
+    store = open_store(f"file://{work / 'model-size'}")
+    version = ingest(resolve_sources(cfg.data.reference), "spamassassin", store, cfg.data.settings_for("reference"),
+                     cfg.cleaning).version
+    training = TrainingConfig.of(cfg)
+    params = training.params()
+    featurizer, tables = prepare_features(store, "spamassassin", version, params["split"], params["features"])
+    bags = {k: Bags.from_table(t) for k, t in tables.items()}
+    result = fit(bags["train"], bags["validation"], featurizer.num_ids, len(featurizer.labels), training.train,
+                 emit=lambda _l: None, progress=False, keep_module_state=True)
+    forms = {"legacy (whole table)": {k: v for k, v in result.extra["module_state"].items() if k != "seen"},
+             "compact": result.state_dict}
+    meta = {"params": params, "dataset": {"name": "spamassassin", "version": version}, "metrics": {},
+            "labels": featurizer.labels, "run_id": "bench", "run_key": "bench"}
+    versions = {form: register(store, "size-bench", state_dict_bytes(state), featurizer.dumps(), meta)["version"]
+                for form, state in forms.items()}
+    rows = []
+    for n in workers:
+        for form, model_version in versions.items():
+            best_start, best_rss = float("inf"), float("inf")
+            for _ in range(repeats):
+                started = time.perf_counter()
+                with ServerProcess(f"size-bench@{model_version}", store.uri, name="m",
+                                   extra=["--workers", str(n)]) as server:
+                    ready = time.perf_counter() - started
+                    time.sleep(1.0)  # let every worker finish loading
+                    rss, processes = _tree_rss_mib(server.process.pid)
+                best_start, best_rss = min(best_start, ready), min(best_rss, rss)
+            rows.append({"form": form, "workers": n, "startup_s": round(best_start, 2),
+                         "rss_mib": round(best_rss, 1), "rss_mib_per_worker": round(best_rss / n, 1),
+                         "processes": processes})
+    return {"bench": "predictor_footprint", "results": rows}

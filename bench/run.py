@@ -265,6 +265,8 @@ def write_readme(results: dict[str, dict]) -> None:
         lines += explain_section(explain)
     if results.get("model_size"):
         lines += model_size_section(results["model_size"])
+    if results.get("predictor_footprint"):
+        lines += predictor_footprint_section(results["predictor_footprint"])
     if results.get("redaction"):
         lines += redaction_section(results["redaction"])
     if results.get("store_security"):
@@ -397,6 +399,19 @@ def search_efficiency_section(eff: dict, before: dict | None) -> list[str]:
     return [*lines, ""]
 
 
+def predictor_footprint_section(fp: dict) -> list[str]:
+    lines = ["## Predictor start-up and memory per worker (`bench/model_size.py`)", "",
+             f"Run {fp['environment']['when']}. `conveyor serve` of the SpamAssassin model, the same training run "
+             "registered in both forms, each started and stopped in turn (best of 2): start-up is process start to "
+             "the ready route answering; memory is the resident set of the server's process tree one second "
+             "after ready (with 2 workers: the parent and its workers), divided by the workers.", "",
+             "| model form | workers | start-up s | RSS MiB | RSS MiB per worker |", "|---|---:|---:|---:|---:|"]
+    for r in fp["results"]:
+        lines.append(f"| {r['form']} | {r['workers']} | {r['startup_s']} | {r['rss_mib']} | "
+                     f"{r['rss_mib_per_worker']} |")
+    return [*lines, ""]
+
+
 def model_size_section(ms: dict) -> list[str]:
     lines = ["## Model size and unseen words (`bench/model_size.py`)", "",
              f"Run {ms['environment']['when']}. One training run per bundled corpus (the config's own training "
@@ -460,7 +475,8 @@ def main() -> None:
     parser.add_argument("--spark-sizes", default="1000000,10000000", help="Spark engine corpus sizes")
     parser.add_argument("--features-sizes", default="1000000,3000000", help="split + featurize corpus sizes")
     parser.add_argument("--only", help="comma-separated subset of: ingest, features, spark, training, distributed, "
-                        "search_efficiency, serving, explain, drift, redaction, store_security, model_size, loop")
+                        "search_efficiency, serving, explain, drift, redaction, store_security, model_size, loop, "
+                        "predictor_footprint")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
@@ -468,7 +484,7 @@ def main() -> None:
     from bench.drift import bench_drift, bench_redaction
     from bench.explain import bench_explain
     from bench.loop import bench_loop
-    from bench.model_size import bench_model_size
+    from bench.model_size import bench_model_size, bench_predictor_footprint
     from bench.search_efficiency import bench_search_efficiency
     from bench.serving import bench_serving
     from bench.store_security import bench_store_security
@@ -486,6 +502,7 @@ def main() -> None:
         "explain": lambda: bench_explain(WORK),
         "model_size": lambda: bench_model_size(WORK),
         "loop": lambda: bench_loop(WORK),
+        "predictor_footprint": lambda: bench_predictor_footprint(WORK),
         "spark": lambda: bench_spark([int(s) for s in args.spark_sizes.split(",")]),
         "distributed": lambda: bench_world_sizes(WORK),
         "features": lambda: bench_features([int(s) for s in args.features_sizes.split(",")]),
@@ -499,7 +516,8 @@ def main() -> None:
         results[name] = result
     # keep the results of the benches not rerun
     for name in ("ingest", "features", "spark", "training", "distributed", "search", "search_efficiency", "serving",
-                 "explain", "drift", "redaction", "store_security", "model_size", "loop"):
+                 "explain", "drift", "redaction", "store_security", "model_size", "loop",
+                 "predictor_footprint"):
         path = RESULTS / f"{name}.json"
         if name not in results and path.exists():
             results[name] = json.loads(path.read_text())

@@ -123,3 +123,16 @@ def test_a_pruned_trial_that_recorded_nothing_still_loses_its_checkpoint(file_st
     file_store.write_bytes("runs/pruned-t1/checkpoint.pt", b"state")
     assert remove_run_files(file_store, "pruned-t1", "not the best trial") == ["checkpoint.pt"]
     assert not file_store.list("runs/")
+
+
+@pytest.mark.parametrize("family", ["embedding_bag", "cnn"])
+def test_weights_written_before_the_compact_form_still_load_and_answer_as_then(family):
+    model, _seen, params = _trained_looking(family)
+    mark_seen(model, torch.ones(NUM_IDS, dtype=torch.bool))  # then: every row answered
+    legacy = {k: v for k, v in model.state_dict().items() if k != "seen"}
+    served = served_model(params, NUM_IDS, CLASSES, legacy)
+    ids, offsets = _bags([[1, 2, 3], [4, 5]])
+    with torch.no_grad():
+        assert torch.equal(served(ids, offsets), model(ids, offsets))
+    with pytest.raises(ValueError, match="fit neither model form"):
+        served_model(params, NUM_IDS, CLASSES, {"embedding.weight": legacy["embedding.weight"]})

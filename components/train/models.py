@@ -168,7 +168,15 @@ def _remap(num_ids: int, rows: torch.Tensor, missing: int) -> torch.Tensor:
 
 
 def served_model(params: dict, num_ids: int, num_classes: int, state: dict[str, torch.Tensor]) -> nn.Module:
-    """The eval-mode module that answers from `export_state`'s form (TrainParams as a dict)."""
+    """The eval-mode module that answers from `export_state`'s form (TrainParams as a dict). Weights
+    written before that form (the whole training module's state_dict) still load, as they answered
+    then: every row of the table, unseen ones included."""
+    if "rows" not in state:
+        legacy = build_from_params(params, num_ids, num_classes)
+        missing, unexpected = legacy.load_state_dict(state, strict=False)
+        if set(missing) != {"seen"} or unexpected:
+            raise ValueError(f"the weights fit neither model form (missing {missing}, unexpected {unexpected})")
+        return legacy.eval()
     rows = state["rows"]
     if params["family"] == "embedding_bag":
         if set(state) != {"rows", "table", "bias"} or state["table"].shape[1] != num_classes:
