@@ -12,7 +12,7 @@ import yaml
 
 from components.common import audit
 from components.common.config import ClusterConfig, validate_section
-from components.common.errors import ConfigError
+from components.common.errors import ConfigError, StoreError
 from components.common.storage import open_store
 from components.search.katib import build_experiment, validate_experiment
 from components.search.katib_launcher import KubernetesExperimentApi, launch
@@ -83,6 +83,14 @@ def remove_other_trials_files(store_uri: str, rows: list[dict[str, Any]], best_r
     return removed
 
 
+def _clean_up_trials(store_uri: str, rows: list[dict[str, Any]], best_run_id: str | None, log) -> None:
+    """A clean-up that fails (the store went away) is said, and the search's result stands."""
+    try:
+        remove_other_trials_files(store_uri, rows, best_run_id)
+    except StoreError as exc:
+        log(f"search: the other trials' model files were not removed ({exc.message}); the result stands")
+
+
 def run_search(backend: str, store: str, dataset: str, version: str, config: dict[str, Any], run_id: str,
                log=print) -> dict[str, Any]:
     if backend not in BACKENDS:
@@ -101,7 +109,7 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
             result = LocalSearch(spec, dataset, version, store, run_id, config_path=path, log=log).run()
         rows = [asdict(t) for t in result.trials]
         if not spec.keep_trial_weights:
-            remove_other_trials_files(store, rows, result.best_run_id)
+            _clean_up_trials(store, rows, result.best_run_id, log)
         return {"backend": "local", "best_params": result.best_params, "best_value": result.best_value,
                 "best_run_id": result.best_run_id, "trials": rows, "seconds": result.seconds,
                 "leaderboard": leaderboard_markdown(spec, rows, result.best_run_id)}
@@ -118,7 +126,7 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
     for r in rows:
         r["value"] = float(r["value"]) if r["value"] not in (None, "") else None
     if not spec.keep_trial_weights:
-        remove_other_trials_files(store, rows, outcome.best_trial)
+        _clean_up_trials(store, rows, outcome.best_trial, log)
     return {"backend": "katib", "experiment": outcome.experiment, "adopted": outcome.adopted,
             "best_params": outcome.best_params, "best_value": outcome.best_value or float("nan"),
             "best_run_id": outcome.best_trial, "trials": rows, "seconds": round(time.monotonic() - started, 1),
