@@ -181,7 +181,9 @@ class EmbeddedS3:
         """Give back the disk space of deleted and overwritten objects now. SeaweedFS appends every
         write to a volume file and reclaims garbage in its periodic vacuum (every 15 minutes, above
         30% garbage), so a short run that overwrites checkpoints would otherwise leave GBs behind.
-        Returns the footprint after, with the disk bytes before."""
+        The master knows of deleted bytes from the volume server's heartbeat (every few seconds), so
+        what was deleted just now may only go at the next vacuum. Returns the footprint after, with
+        the disk bytes before."""
         before = self.footprint()["disk_bytes"]
         url = f"http://127.0.0.1:{self.port + 1}/vol/vacuum?garbageThreshold=0.0001"
         # the master's own HTTP API on loopback, a fixed scheme and host (bandit B310)

@@ -195,8 +195,11 @@ def test_shadow_end_to_end_becomes_a_canary_and_is_promoted(two_versions):
     record = _run(two_versions, "shadow", shadow={"intervals": 1, "min_agreement": 0.8})
     history = record["state"]["history"]
     assert record["outcome"] == "Promoted", history
-    assert history[0]["stage"] == "shadow -> canary" and history[0]["weight"] == FAST.step_weights[0]
-    agreement = next(c for c in history[0]["checks"] if c["name"] == "agreement_with_stable")
+    # a busy machine may hold an interval first (a latency check); users see nothing until it turns
+    turn = next(i for i, h in enumerate(history) if h["stage"] == "shadow -> canary")
+    assert all(h["stage"] == "shadow" and h["weight"] == 0 for h in history[:turn]), history
+    assert history[turn]["weight"] == FAST.step_weights[0]
+    agreement = next(c for c in history[turn]["checks"] if c["name"] == "agreement_with_stable")
     assert agreement["passed"] and agreement["value"] >= 0.8
 
 
