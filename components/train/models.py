@@ -139,14 +139,18 @@ class FoldedBagClassifier(nn.Module):
 
     def __init__(self, num_ids: int, rows: torch.Tensor, table: torch.Tensor, bias: torch.Tensor):
         super().__init__()
-        self.register_buffer("remap", _remap(num_ids, rows, -1))
-        self.bag = nn.EmbeddingBag.from_pretrained(table, freeze=True, mode="mean")
+        # One summing bag over [class scores | 1] with a zero row last for unseen ids: the sums and
+        # the count of seen ids in one lookup, then their ratio (the mean over seen ids only).
+        self.register_buffer("remap", _remap(num_ids, rows, rows.numel()).long())
+        extended = torch.zeros(rows.numel() + 1, table.shape[1] + 1, dtype=table.dtype)
+        extended[:-1, :-1] = table
+        extended[:-1, -1] = 1
+        self.bag = nn.EmbeddingBag.from_pretrained(extended, freeze=True, mode="sum")
         self.register_buffer("bias", bias)
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        compact = self.remap[ids].long()
-        compact, offsets = keep_in_bags(compact, offsets, compact >= 0)
-        return self.bag(compact, offsets) + self.bias
+        sums = self.bag(self.remap[ids], offsets)
+        return sums[:, :-1] / sums[:, -1:].clamp(min=1) + self.bias
 
 
 class CompactCNNClassifier(nn.Module):
