@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,29 @@ def test_shards_are_contiguous_balanced_and_cover_the_rows_whatever_the_row_grou
     with pytest.raises(ValueError, match="rank 2 is outside world size 2"):
         shard_range(10, 2, 2)
 
+
+
+@pytest.mark.parametrize("config", [
+    FeaturesConfig(),
+    FeaturesConfig(word_ngrams=(1, 3), char_ngrams=(3, 5), num_buckets=4096),
+    FeaturesConfig(word_ngrams=None, char_ngrams=(2, 4)),
+    FeaturesConfig(word_ngrams=(2, 2)),
+    FeaturesConfig(kind="vocabulary", min_freq=2, word_ngrams=(1, 2), char_ngrams=(3, 3)),
+])
+def test_a_few_documents_encode_in_python_to_exactly_the_ids_of_the_arrow_path(config):
+    """What a one-text request takes (Featurizer._encode_small) against the batch path, on
+    documents with no token, one token, repeats and non-ASCII words."""
+    train = pa.array(["free cash prize now", "meeting notes today", "free free prize", "Über café naïve"] * 3)
+    featurizer = fit(train, pa.array(["spam", "ham", "spam", "ham"] * 3), config)
+    rng = random.Random(7)
+    words = ["free", "cash", "prize", "now", "meeting", "notes", "über", "café", "zq", "x", "naïve"]
+    docs = [[], ["free"], ["free", "free", "free"], ["unknown", "tokens", "only"]]
+    docs += [[rng.choice(words) for _ in range(rng.randint(0, 12))] for _ in range(40)]
+    for start in range(0, len(docs), 5):
+        batch = docs[start:start + 5]
+        small = featurizer.encode_tokenized(batch)
+        arrow = featurizer.encode_tokenized(pa.array(batch, pa.list_(pa.large_string())))
+        assert small.offsets.tolist() == arrow.offsets.tolist() and small.ids.tolist() == arrow.ids.tolist(), batch
+    texts = pa.array(["Free CASH prize!", "", None, "naïve café über"])
+    assert featurizer.encode(texts).ids.tolist() == featurizer.encode_tokenized(
+        pa.array([featurizer.tokenize(t or "") for t in texts.to_pylist()], pa.list_(pa.large_string()))).ids.tolist()

@@ -31,6 +31,7 @@ FORMAT = 2
 # One Python implementation for training and serving: Arrow's regex kernels recompile Unicode
 # classes on every call (~2.4 ms), which a single-text request cannot amortize.
 _SEPARATORS = re.compile(r"[\W_]+")
+SMALL_BATCH = 8  # documents up to which encoding runs in plain Python (Featurizer._encode_small)
 
 
 def _stable_hash(token: str) -> int:
@@ -120,11 +121,37 @@ class Featurizer:
         return out
 
     def encode(self, texts: pa.Array) -> Encoded:
+        if len(texts) <= SMALL_BATCH:
+            tokenize = self.tokenize
+            return self._encode_small([tokenize(t or "") for t in texts.to_pylist()])
         return self.encode_tokenized(self._words(texts))
+
+    def _encode_small(self, docs: list[list[str]]) -> Encoded:
+        """encode_tokenized for a few documents in plain Python, the same ids in the same order
+        (unigrams, then each longer word n-gram, then character n-grams, per document): a request
+        of one text would otherwise spend more time in Arrow kernel dispatch than in hashing."""
+        lo, hi = self.config.word_ngrams or (1, 0)
+        ids: list[int] = []
+        offsets = [0]
+        for tokens in docs:
+            doc: list[int] = []
+            for n in range(lo, hi + 1):
+                grams = tokens if n == 1 else [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+                if grams:
+                    doc += self._ids_for_unique("w", grams).tolist()
+            if self.config.char_ngrams and tokens:
+                for word_ids in self._ids_for_unique("c", tokens):
+                    doc += word_ids
+            doc = [i for i in doc if i] or [0]  # no known token: the reserved id 0, as below
+            ids += doc
+            offsets.append(len(ids))
+        return Encoded(np.array(ids, dtype=np.int64), np.array(offsets, dtype=np.int64))
 
     def encode_tokenized(self, words: list[list[str]] | pa.ListArray) -> Encoded:
         """Encode documents given as their token lists (what `tokenize` returns): the ids `encode`
         gives for the text, so an explanation can drop a token and re-encode exactly."""
+        if not isinstance(words, pa.Array) and len(words) <= SMALL_BATCH:
+            return self._encode_small([list(w) for w in words])
         if not isinstance(words, pa.Array):
             words = pa.array(words, pa.list_(pa.large_string()))
         n_docs = len(words)
