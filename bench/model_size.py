@@ -7,23 +7,23 @@ split and on the production collection (the drift split the loop serves)."""
 from __future__ import annotations
 
 import contextlib
-import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from components.common.storage import open_store
-from components.config import load_config
-from components.featurize.core import featurize_table
+from components.common.storage import Store, open_store
+from components.config import ConveyorConfig, load_config
+from components.featurize.core import Featurizer, featurize_table
 from components.featurize.executor import prepare_features
 from components.ingest.executor import ingest, read_clean
 from components.train.config import TrainingConfig
-from components.train.core import classification_metrics, fit, predict_logits, state_dict_bytes
+from components.train.core import FitResult, classification_metrics, fit, predict_logits, state_dict_bytes
 from components.train.data import Bags
-from components.train.models import build_from_params, served_model
+from components.train.models import served_model
 from pipelines.local_run import resolve_sources
 
 CORPORA = {"spamassassin": "configs/spamassassin.yaml", "tweets": "configs/tweets.yaml"}
@@ -34,8 +34,27 @@ def _accuracy(model: torch.nn.Module, bags: Bags, classes: int) -> float:
     return round(100 * classification_metrics(logits, bags.labels, classes)["accuracy"], 2)
 
 
-def bench_corpus(work: Path, name: str, config: str) -> dict:
-    cfg = load_config(config)
+@dataclass
+class _Trained:
+    """One corpus ingested, featurized and trained once, keeping the whole training module too."""
+
+    cfg: ConveyorConfig
+    store: Store
+    version: str
+    training: TrainingConfig
+    featurizer: Featurizer
+    bags: dict[str, Bags]
+    result: FitResult
+    seconds: float
+
+    @property
+    def module_state(self) -> dict[str, torch.Tensor]:
+        """The whole training module as runs registered it before the compact form."""
+        return {k: v for k, v in self.result.extra["module_state"].items() if k != "seen"}
+
+
+def _train(work: Path, name: str) -> _Trained:
+    cfg = load_config(CORPORA[name])
     store = open_store(f"file://{work / 'model-size'}")
     version = ingest(resolve_sources(cfg.data.reference), name, store, cfg.data.settings_for("reference"),
                      cfg.cleaning).version
@@ -43,27 +62,29 @@ def bench_corpus(work: Path, name: str, config: str) -> dict:
     params = training.params()
     featurizer, tables = prepare_features(store, name, version, params["split"], params["features"])
     bags = {k: Bags.from_table(t) for k, t in tables.items()}
+    started = time.perf_counter()
+    result = fit(bags["train"], bags["validation"], featurizer.num_ids, len(featurizer.labels), training.train,
+                 emit=lambda _l: None, progress=False, keep_module_state=True)
+    return _Trained(cfg, store, version, training, featurizer, bags, result, time.perf_counter() - started)
+
+
+def bench_corpus(work: Path, name: str) -> dict:
+    trained = _train(work, name)
+    cfg, training, featurizer, bags, result = (trained.cfg, trained.training, trained.featurizer, trained.bags,
+                                               trained.result)
     production, _ = read_clean(resolve_sources(cfg.data.production), cfg.data.settings_for("production"),
                                cfg.cleaning)
     production = production.filter(pc.is_in(production.column("label"), pa.array(featurizer.labels)))
     bags["production"] = Bags.from_table(featurize_table(featurizer, production))
     classes = len(featurizer.labels)
-    started = time.perf_counter()
-    result = fit(bags["train"], bags["validation"], featurizer.num_ids, classes, training.train,
-                 emit=lambda _l: None, progress=False, keep_module_state=True)
-    seconds = time.perf_counter() - started
-
-    before = build_from_params(training.train.model_dump(), featurizer.num_ids, classes)
-    before.load_state_dict(result.extra["module_state"])
-    before.seen.fill_(True)  # as before: every row answers, trained or not
-    before.eval()
+    # The old form loads as it answered then: every row, trained or not (served_model's legacy path).
+    before = served_model(training.train.model_dump(), featurizer.num_ids, classes, trained.module_state)
     after = served_model(training.train.model_dump(), featurizer.num_ids, classes, result.state_dict)
-    before_bytes = state_dict_bytes({k: v for k, v in result.extra["module_state"].items() if k != "seen"})
+    before_bytes = state_dict_bytes(trained.module_state)
     after_bytes = state_dict_bytes(result.state_dict)
-    loaded = torch.load(io.BytesIO(after_bytes), weights_only=True)
     return {
         "corpus": name, "num_ids": featurizer.num_ids, "embed_dim": training.train.embed_dim,
-        "rows_used": int(loaded["rows"].numel()), "train_seconds": round(seconds, 1),
+        "rows_used": int(result.state_dict["rows"].numel()), "train_seconds": round(trained.seconds, 1),
         "before": {"mib": round(len(before_bytes) / 2**20, 2), "test": _accuracy(before, bags["test"], classes),
                    "production": _accuracy(before, bags["production"], classes)},
         "after": {"mib": round(len(after_bytes) / 2**20, 2), "test": _accuracy(after, bags["test"], classes),
@@ -73,7 +94,7 @@ def bench_corpus(work: Path, name: str, config: str) -> dict:
 
 
 def bench_model_size(work: Path) -> dict:
-    results = [bench_corpus(work, name, config) for name, config in CORPORA.items()]
+    results = [bench_corpus(work, name) for name in CORPORA]
     return {"bench": "model_size", "targets": {"mib": "<= 8", "test_points": ">= -0.3"}, "results": results}
 
 
@@ -104,19 +125,11 @@ def bench_predictor_footprint(work: Path, workers: tuple[int, ...] = (1, 2), rep
     from components.registry.store import register
     from components.serve.infra import ServerProcess
 
-    cfg = load_config(CORPORA["spamassassin"])
-    store = open_store(f"file://{work / 'model-size'}")
-    version = ingest(resolve_sources(cfg.data.reference), "spamassassin", store, cfg.data.settings_for("reference"),
-                     cfg.cleaning).version
-    training = TrainingConfig.of(cfg)
-    params = training.params()
-    featurizer, tables = prepare_features(store, "spamassassin", version, params["split"], params["features"])
-    bags = {k: Bags.from_table(t) for k, t in tables.items()}
-    result = fit(bags["train"], bags["validation"], featurizer.num_ids, len(featurizer.labels), training.train,
-                 emit=lambda _l: None, progress=False, keep_module_state=True)
-    forms = {"legacy (whole table)": {k: v for k, v in result.extra["module_state"].items() if k != "seen"},
-             "compact": result.state_dict}
-    meta = {"params": params, "dataset": {"name": "spamassassin", "version": version}, "metrics": {},
+    trained = _train(work, "spamassassin")
+    store, featurizer = trained.store, trained.featurizer
+    forms = {"legacy (whole table)": trained.module_state, "compact": trained.result.state_dict}
+    meta = {"params": trained.training.params(), "dataset": {"name": "spamassassin", "version": trained.version},
+            "metrics": {},
             "labels": featurizer.labels, "run_id": "bench", "run_key": "bench"}
     versions = {form: register(store, "size-bench", state_dict_bytes(state), featurizer.dumps(), meta)["version"]
                 for form, state in forms.items()}
