@@ -101,4 +101,3 @@ def evaluate(loaded, table: pa.Table, min_slice_rows: int = 30) -> dict[str, Any
             report["slices"][name] = {"accuracy": sub["accuracy"], "macro_f1": sub["macro_f1"], "rows": sub["rows"]}
     report["labels"] = names
     return report
-

@@ -70,12 +70,11 @@ def cross_validate_candidate(store: Store, card: dict[str, Any], k: int) -> dict
     params, dataset = card["params"], card["dataset"]
     featurizer, tables = prepare_features(store, dataset["name"], dataset["version"], params["split"],
                                           params["features"])
-    pool = pa.concat_tables([tables["train"], tables["validation"]])
     try:
         epochs = read_run(store, card["run_id"])["best_epoch"] or params["train"]["epochs"]
     except NotFoundError:
         epochs = params["train"]["epochs"]
-    return cross_validate(pool, featurizer.num_ids, len(featurizer.labels), TrainParams(**params["train"]), k,
+    return cross_validate(tables, featurizer.num_ids, len(featurizer.labels), TrainParams(**params["train"]), k,
                           params["split"]["salt"], epochs)
 
 

@@ -24,9 +24,11 @@ from components.train.data import Bags
 from components.train.models import served_model
 
 
-def cross_validate(pool: pa.Table, num_ids: int, num_classes: int, params: TrainParams, k: int, salt: str,
-                   epochs: int) -> dict[str, Any]:
-    """`pool`: feature rows (doc_id, label_id, ids). Returns cv_summary's estimate with every fold."""
+def cross_validate(tables: dict[str, pa.Table], num_ids: int, num_classes: int, params: TrainParams, k: int,
+                   salt: str, epochs: int) -> dict[str, Any]:
+    """`tables`: the split's feature rows (doc_id, label_id, ids) by split name; the pool is train
+    and validation. Returns cv_summary's estimate with every fold."""
+    pool = pa.concat_tables([tables["train"], tables["validation"]])
     fold = folds(pool.column("doc_id"), k, salt)
     fixed = params.model_copy(update={"epochs": epochs, "patience": epochs})
     per_fold = []

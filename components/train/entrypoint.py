@@ -25,7 +25,6 @@ import sys
 import time
 from typing import Any
 
-import pyarrow as pa
 import torch
 
 from components.common.argcodec import decode_object, decode_value
@@ -118,8 +117,7 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
 
     cv = None
     if cv_folds and status == "completed":
-        cv = cross_validate(pa.concat_tables([tables["train"], tables["validation"]]), featurizer.num_ids,
-                            len(featurizer.labels), cfg.train, cv_folds, cfg.split.salt,
+        cv = cross_validate(tables, featurizer.num_ids, len(featurizer.labels), cfg.train, cv_folds, cfg.split.salt,
                             result.best_epoch or cfg.train.epochs)
         emit(metric_line(len(result.history), {"cv_accuracy": cv["accuracy"]["mean"],
                                                "cv_macro_f1": cv["macro_f1"]["mean"]}))
@@ -213,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         world = d.world_from_env()
         if world.distributed and not args.run_id:
             raise ConfigError("--run-id is required under torchrun: every rank must name the same run")
+        if args.cv_folds == 1 or args.cv_folds < 0:
+            raise ConfigError(f"--cv-folds {args.cv_folds}: 0 (off) or at least 2")
         with d.joined(world):
-            if args.cv_folds == 1 or args.cv_folds < 0:
-                raise ConfigError(f"--cv-folds {args.cv_folds}: 0 (off) or at least 2")
             record = run_training(open_store(args.store), args.dataset, args.version, cfg,
                                   args.run_id or new_run_id(), image=args.image, world=world,
                                   cv_folds=args.cv_folds)

@@ -122,9 +122,7 @@ def mark_seen(model: nn.Module, seen: torch.Tensor) -> None:
 def export_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The compact served form of a trained model (see the module docstring)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    seen = state.pop("seen")
-    rows = torch.nonzero(seen[:model.embedding.weight.shape[0] if isinstance(model, EmbeddingBagClassifier)
-                               else model.pad_id]).flatten()
+    rows = torch.nonzero(state.pop("seen")).flatten()  # the CNN's padding entry is never seen
     if isinstance(model, EmbeddingBagClassifier):
         weight, bias = state["classifier.weight"].double(), state["classifier.bias"]
         table = (state["embedding.weight"][rows].double() @ weight.T).float()
@@ -141,7 +139,7 @@ class FoldedBagClassifier(nn.Module):
         super().__init__()
         # One summing bag over [class scores | 1] with a zero row last for unseen ids: the sums and
         # the count of seen ids in one lookup, then their ratio (the mean over seen ids only).
-        self.register_buffer("remap", _remap(num_ids, rows, rows.numel()).long())
+        self.register_buffer("remap", _remap(num_ids, rows, rows.numel()))
         extended = torch.zeros(rows.numel() + 1, table.shape[1] + 1, dtype=table.dtype)
         extended[:-1, :-1] = table
         extended[:-1, -1] = 1
@@ -162,12 +160,13 @@ class CompactCNNClassifier(nn.Module):
         self.register_buffer("remap", _remap(num_ids, rows, inner.pad_id))
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return self.inner(self.remap[ids].long(), offsets)
+        return self.inner(self.remap[ids], offsets)
 
 
 def _remap(num_ids: int, rows: torch.Tensor, missing: int) -> torch.Tensor:
-    remap = torch.full((num_ids,), missing, dtype=torch.int32)
-    remap[rows.long()] = torch.arange(rows.numel(), dtype=torch.int32)
+    """Table id -> compact row (int64, what an embedding lookup takes), `missing` for unused ids."""
+    remap = torch.full((num_ids,), missing, dtype=torch.int64)
+    remap[rows.long()] = torch.arange(rows.numel())
     return remap
 
 
