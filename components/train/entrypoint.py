@@ -128,7 +128,8 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     store.write_bytes(run_file_key(run_id, "model/featurizer.json"), featurizer_bytes)
 
     # A completed run needs no resume: its checkpoint (the largest file a run writes) goes, unless kept.
-    keep_checkpoint = (status != "completed" or cfg.train.keep_checkpoint) and store.exists(checkpoint)
+    checkpointed = store.exists(checkpoint)  # a run shorter than train.checkpoint_every_s wrote none
+    keep_checkpoint = checkpointed and (status != "completed" or cfg.train.keep_checkpoint)
     code = code_version()
     record = {
         "run_id": run_id, "status": status,
@@ -150,7 +151,7 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
         "sha256": {"weights.pt": sha256_hex(weights), "featurizer.json": sha256_hex(featurizer_bytes)},
     }
     write_run(store, record)
-    if not keep_checkpoint:
+    if checkpointed and not keep_checkpoint:
         store.delete(checkpoint)
     return record
 
