@@ -186,9 +186,13 @@ class EmbeddedS3:
         the disk bytes before."""
         before = self.footprint()["disk_bytes"]
         url = f"http://127.0.0.1:{self.port + 1}/vol/vacuum?garbageThreshold=0.0001"
-        # the master's own HTTP API on loopback, a fixed scheme and host (bandit B310)
-        with urllib.request.urlopen(url, timeout=300) as response:  # nosec B310
-            response.read()
+        try:
+            # the master's own HTTP API on loopback, a fixed scheme and host (bandit B310)
+            with urllib.request.urlopen(url, timeout=300) as response:  # nosec B310
+                response.read()
+        except OSError as exc:
+            raise StoreError(f"embedded S3 server: the vacuum at 127.0.0.1:{self.port + 1} failed ({exc}); "
+                             "the store is intact, its disk space not yet reclaimed") from exc
         return {**self.footprint(), "disk_bytes_before": before}
 
     def stop(self) -> None:

@@ -136,3 +136,18 @@ def test_weights_written_before_the_compact_form_still_load_and_answer_as_then(f
         assert torch.equal(served(ids, offsets), model(ids, offsets))
     with pytest.raises(ValueError, match="fit neither model form"):
         served_model(params, NUM_IDS, CLASSES, {"embedding.weight": legacy["embedding.weight"]})
+
+
+def test_weights_of_no_known_form_are_refused_naming_the_file(tmp_path, file_store):
+    from components.common.errors import IntegrityError
+
+    version = ingest_corpus(tmp_path, file_store)
+    record = run_training(file_store, "toy", version, small_config(), "odd-1", emit=lambda _l: None, progress=False)
+    featurizer = file_store.read_bytes("runs/odd-1/model/featurizer.json")
+    odd = io.BytesIO()
+    torch.save({"rows": torch.zeros(3, dtype=torch.int32), "table": torch.zeros(3, 5)}, odd)  # 5 classes: no
+    card = registry.register(file_store, "odd-model", odd.getvalue(), featurizer, {
+        "params": record["params"], "dataset": record["dataset"], "metrics": {}, "labels": record["labels"],
+        "run_id": "odd-1", "run_key": record["run_key"]})
+    with pytest.raises(IntegrityError, match=r"odd-model/.*weights\.pt: the weights are not an exported"):
+        registry.load(file_store, "odd-model", card["version"])

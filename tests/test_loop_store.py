@@ -139,3 +139,18 @@ def test_compaction_gives_back_the_disk_space_of_overwritten_objects(tmp_path):
         assert before["disk_bytes"] - after["disk_bytes"] >= 4 * len(blob), (before, after)
         data = client.get_object("conveyor", "runs/x/checkpoint.pt")
         assert data.read() == blob  # the live copy survives
+
+
+def test_a_vacuum_that_cannot_run_is_a_store_error_that_says_nothing_was_lost(tmp_path, monkeypatch):
+    import urllib.error
+
+    from components.common.errors import StoreError
+    from pipelines import s3server
+
+    def refused(*_args, **_kwargs):
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    with EmbeddedS3(data_dir=str(tmp_path / "s3")) as server:
+        monkeypatch.setattr(s3server.urllib.request, "urlopen", refused)
+        with pytest.raises(StoreError, match=r"vacuum at 127\.0\.0\.1:\d+ failed .*the store is intact"):
+            server.compact()

@@ -233,8 +233,11 @@ def _verified(card: dict[str, Any], read, where) -> LoadedModel:
                                  f"card's {card['files'][file][:12]}…; refusing a modified model file")
         blobs[file] = data
     featurizer = Featurizer.loads(blobs["featurizer.json"])
-    model = served_model(card["params"]["train"], featurizer.num_ids, len(featurizer.labels),
-                         torch.load(io.BytesIO(blobs["weights.pt"]), weights_only=True))
+    try:
+        model = served_model(card["params"]["train"], featurizer.num_ids, len(featurizer.labels),
+                             torch.load(io.BytesIO(blobs["weights.pt"]), weights_only=True))
+    except ValueError as exc:  # bytes that match the card but no model form this code knows
+        raise IntegrityError(f"{where('weights.pt')}: {exc}") from exc
     return LoadedModel(card, model, featurizer)
 
 
