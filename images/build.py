@@ -13,8 +13,9 @@ host's CA bundle and index settings through mounted config files, never through 
 Images are cached by content: each is also tagged localhost/conveyor-NAME:src-<hash of the
 Dockerfile, build arguments, base image and build context>, and a build whose hash exists is
 skipped, so repeated test runs do not rebuild. A new build drops the image's older src-* tags and
-its dangling build stages and earlier builds (2-3 GB each). Prints (and writes to .conveyor/images.json) each
-image with its size.
+its earlier untagged builds. The three Dockerfiles share their dependency layers (2.4 GB, built once
+here); a build that needs it and finds too little free disk stops before it starts, saying how much
+it needs. Prints (and writes to .conveyor/images.json) each image with its size.
 """
 
 from __future__ import annotations
@@ -185,17 +186,81 @@ def context_hash(dockerfile: Path, args: dict[str, str], base_id: str) -> str:
 
 
 def _drop_stale(name: str, keep: str) -> None:
-    """Every source change builds a new src-<hash> image of 2-3 GB: the older ones of this image, and
-    its dangling build stages (LABEL conveyor.dev/stage=build) and untagged earlier builds, go, or a
-    developer's disk fills up after a few dozen builds. Not checked: an image a container still
-    uses stays."""
+    """Every source change builds a new src-<hash> image: the older ones of this image and its
+    untagged earlier builds go, or their layers pile up. Layers another image still uses (the shared
+    dependency layers) stay, as does an image a container still uses."""
     listed = _run([engine(), "images", "--format", "{{.Repository}}:{{.Tag}}",
                    "--filter", f"reference=localhost/conveyor-{name}"], capture_output=True, text=True)
     stale = [ref for ref in listed.stdout.split() if ref.startswith(f"localhost/conveyor-{name}:src-") and ref != keep]
     if stale:
         _run([engine(), "rmi", *stale], capture_output=True)
-    for label in ("conveyor.dev/stage=build", f"org.opencontainers.image.title=conveyor-{name}"):
-        _run([engine(), "image", "prune", "-f", "--filter", f"label={label}"], capture_output=True)
+    _run([engine(), "image", "prune", "-f", "--filter", f"label=org.opencontainers.image.title=conveyor-{name}"],
+         capture_output=True)
+
+
+# Committing a layer holds it about three times on disk at once (the build container's upper layer,
+# the blob podman stages in its temp dir, the stored layer): the dependencies' 1.6 GB layer on top
+# of torch's 0.8 GB and the base. Measured: 7.6 GB at the peak of a fresh build here (the old
+# two-stage Dockerfiles, three dependency copies: more than CI had).
+FRESH_BUILD_BYTES = 8 * 2**30
+CODE_BUILD_BYTES = 1 * 2**30
+
+
+def _storage_dirs() -> list[Path]:
+    if engine() != "podman":
+        return []
+    out = _run(["podman", "info", "--format", "{{.Store.GraphRoot}}"], capture_output=True, text=True)
+    dirs = [Path(out.stdout.strip())] if out.returncode == 0 and out.stdout.strip() else []
+    return [*dirs, Path(os.environ.get("TMPDIR", "/var/tmp"))]
+
+
+def check_disk(needed: int) -> None:
+    """Fail before a build that cannot finish: podman's own error comes minutes in, mid-commit."""
+    for folder in _storage_dirs():
+        probe = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if probe is None:
+            continue
+        free = shutil.disk_usage(probe).free
+        if free < needed:
+            raise BuildError(f"not enough disk to build the images: {free / 2**30:.1f} GiB free on the filesystem of "
+                             f"{folder}, about {needed / 2**30:.0f} GiB needed (each dependency layer is "
+                             f"written about three times while it is committed); free space there, e.g. "
+                             f"`podman image prune -a` or an emptier TMPDIR")
+
+
+SHARED_START, SHARED_END = "# ---- shared with the other two Dockerfiles", "# ---- end of the shared part"
+
+
+def shared_part(dockerfile: Path) -> str:
+    """The instructions every Dockerfile here starts with, up to the dependency layers."""
+    text = dockerfile.read_text()
+    start, end = text.find(SHARED_START), text.find(SHARED_END)
+    if start < 0 or end < start:
+        raise BuildError(f"{dockerfile}: no shared part between {SHARED_START!r} and {SHARED_END!r}")
+    return text[text.rfind("\n", 0, start) + 1:end]
+
+
+def deps_hash(args: dict[str, str], base_id: str) -> str:
+    """What the shared dependency layers are built from (the layer cache's key, roughly)."""
+    from components.images import DOCKERFILES
+
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    digest.update(shared_part(ROOT / DOCKERFILES[next(iter(DOCKERFILES))]).encode())
+    digest.update(json.dumps(args, sort_keys=True).encode() + base_id.encode())
+    return digest.hexdigest()[:12]
+
+
+def _built_deps() -> set[str]:
+    try:
+        return {r.get("deps") for r in json.loads((STATE / "images.json").read_text()).values()}
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _cached_tag(name: str, ref: str, args: dict[str, str], base: str) -> str:
+    from components.images import DOCKERFILES
+
+    return f"localhost/conveyor-{name}:src-{context_hash(ROOT / DOCKERFILES[ref], args, image_id(base))}"
 
 
 def build_all(only: list[str] | None = None, log=print) -> dict[str, dict]:
@@ -208,10 +273,14 @@ def build_all(only: list[str] | None = None, log=print) -> dict[str, dict]:
     if engine() == "podman":
         args.update(_build_settings()[1])
     results = {}
-    for name in only or NAMES:
+    names = only or NAMES
+    deps = deps_hash(args, image_id(base))
+    if any(not image_exists(_cached_tag(n, refs[n], args, base)) for n in names):
+        check_disk(CODE_BUILD_BYTES if deps in _built_deps() else FRESH_BUILD_BYTES)
+    for name in names:
         ref = refs[name]
         dockerfile = ROOT / DOCKERFILES[ref]
-        cached = f"localhost/conveyor-{name}:src-{context_hash(dockerfile, args, image_id(base))}"
+        cached = _cached_tag(name, ref, args, base)
         started = time.monotonic()
         built = not image_exists(cached)
         if built:
@@ -220,10 +289,14 @@ def build_all(only: list[str] | None = None, log=print) -> dict[str, dict]:
         if built:  # after the tag moved: the previous image is then dangling too
             _drop_stale(name, cached)
         results[name] = {"image": ref, "cached_as": cached, "built": built, "size_mb": image_size_mb(ref),
-                         "seconds": round(time.monotonic() - started, 1), "base": base}
+                         "seconds": round(time.monotonic() - started, 1), "base": base, "deps": deps}
         log(f"{ref}: {'built' if built else 'up to date'} ({cached}), {results[name]['size_mb']} MiB")
     STATE.mkdir(parents=True, exist_ok=True)
-    (STATE / "images.json").write_text(json.dumps(results, indent=2))
+    try:
+        earlier = json.loads((STATE / "images.json").read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    (STATE / "images.json").write_text(json.dumps({**earlier, **results}, indent=2))
     return results
 
 
