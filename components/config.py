@@ -76,7 +76,8 @@ def config_from_dict(raw: dict, origin: str = "config") -> ConveyorConfig:
 # Config sections that are pipeline parameters of their own; the pipelines' `config` parameter
 # carries the rest (search, train, best_trial, monitor), so every setting has one place on the
 # KFP form (components.common.config.merged_config refuses a run whose copies disagree).
-OWN_PARAMETERS = {"data": "sources / dataset / source_settings / engine / spark_config", "cleaning": "cleaning",
+OWN_PARAMETERS = {"data": "sources / dataset / source_settings / engine / spark_config / ingest_workers",
+                  "cleaning": "cleaning",
                   "cluster": "cluster_config", "split": "split_config",
                   "features": "features_config", "report": "report_config", "gate": "gate_config",
                   "canary": "canary_config", "rollout": "rollout_config",

@@ -82,6 +82,11 @@ PARAMETERS: dict[str, str] = {
               "version). Rows already in the parent are deduplicated against it",
     "engine": "Who runs ingest and featurize: local (in the step's pod) | spark (a SparkApplication: "
               "Spark Operator >= 2.x; spark_config)",
+    "workers": "engine=local: processes that decode, validate and hash rows in parallel (0: the cores the pod "
+               "may use, its CPU limit included). Any number gives the same dataset version (data.workers)",
+    "ingest_workers": "engine=local: processes that decode, validate and hash rows in parallel (0: the cores "
+                      "the pod may use, its CPU limit included). Any number gives the same dataset version "
+                      "(data.workers)",
     "search_backend": "Hyperparameter search: katib (an Experiment on the cluster, trials on GPU nodes) | "
                       "local (Optuna in the step's pod)",
     "backend": "Hyperparameter search: katib (an Experiment on the cluster) | local (Optuna in this pod)",

@@ -89,7 +89,7 @@ def cmd_data_ingest(args) -> int:
     dump = cfg.model_dump(mode="json")
     result = run_ingest(args.engine or cfg.data.engine, args.source, args.dataset, args.store, settings, cfg.cleaning,
                         parent=None if args.parent == "none" else args.parent, code_version=code_version(),
-                        engine_config={"spark": dump["data"]["spark"]}, on_cluster=False,
+                        engine_config={"spark": dump["data"]["spark"]}, on_cluster=False, workers=cfg.data.workers,
                         log=StepLog("ingest", stream=sys.stderr))  # stdout is the one JSON result
     _print_json(result.to_json())
     return 0

@@ -65,11 +65,11 @@ class DataSteps(NamedTuple):
 
 def data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config, report_config,
                reference_version="", parent="latest", engine="local", spark_config=None,
-               cluster_config=None) -> DataSteps:
+               cluster_config=None, workers=0) -> DataSteps:
     """Ingest -> report, split -> featurize inside the current pipeline."""
     ingested = ingest_op(sources=sources, dataset=dataset, store=store, source_settings=source_settings,
                          cleaning=cleaning, parent=parent, engine=engine, spark_config=spark_config or {},
-                         cluster_config=cluster_config or {},
+                         cluster_config=cluster_config or {}, workers=workers,
                          run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
     audited(ingested).set_display_name("ingest, clean, version")
     version = ingested.outputs["version"]
@@ -90,7 +90,8 @@ def section_defaults(cfg: ConveyorConfig, collection: str = "reference") -> dict
     settings = cfg.data.settings_for(collection).model_dump(mode="json", exclude_none=True)
     return {"source_settings": settings, "cleaning": dump["cleaning"], "split_config": dump["split"],
             "features_config": dump["features"], "report_config": dump["report"],
-            "engine": cfg.data.engine, "spark_config": dump["data"]["spark"], "cluster_config": dump["cluster"]}
+            "engine": cfg.data.engine, "spark_config": dump["data"]["spark"], "cluster_config": dump["cluster"],
+            "ingest_workers": cfg.data.workers or 0}
 
 
 def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
@@ -114,10 +115,12 @@ def build_data_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE):
         engine: str = sections["engine"],  # local | spark (a SparkApplication: Spark Operator >= 2.x)
         spark_config: dict = sections["spark_config"],
         cluster_config: dict = sections["cluster_config"],
+        ingest_workers: int = sections["ingest_workers"],  # engine=local: processes (0: the pod's cores)
     ) -> str:
         version = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
                              report_config, reference_version=reference_version, parent=parent, engine=engine,
-                             spark_config=spark_config, cluster_config=cluster_config).version
+                             spark_config=spark_config, cluster_config=cluster_config,
+                             workers=ingest_workers).version
         grant_store_access(cfg)
         return version
 

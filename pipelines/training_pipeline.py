@@ -91,6 +91,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         spark_config: dict = sections["spark_config"],
         cluster_config: dict = sections["cluster_config"],  # where trials and training run (GPUs, nodes)
         notify_config: dict = config["notify"],  # Alert & Stop webhook (the URL from the Secret on a cluster)
+        ingest_workers: int = sections["ingest_workers"],  # engine=local: processes (0: the pod's cores)
     ):
         # No pipeline output: KFP allows none from inside an ExitHandler; the registered version is
         # the register task's output (and the registry's `candidate` alias).
@@ -100,7 +101,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         with dsl.ExitHandler(failed, name="steps"):
             data = data_steps(sources, dataset, store, source_settings, cleaning, split_config, features_config,
                               report_config, reference_version=reference_version, engine=engine,
-                              spark_config=spark_config, cluster_config=cluster_config)
+                              spark_config=spark_config, cluster_config=cluster_config, workers=ingest_workers)
             features = {name: data.features.outputs[name]
                         for name in ("featurizer", "train_features", "validation_features", "test_features")}
             test_split = data.splits.outputs["test"]

@@ -361,3 +361,96 @@ def test_dedup_budget_identity_on_the_bundled_corpus(tmp_path):
     ram, spill = (outcome(FileStore(str(tmp_path / str(k))), results[k]) for k in (10**9, 500))
     assert ram["reasons"].get("duplicate", 0) > 0  # the corpus has real repeats
     assert spill == ram
+
+
+# --- data.workers: parallel cleaning gives one worker's version ------------------------------------
+
+
+def test_any_number_of_workers_gives_one_workers_version_on_a_repeating_corpus(tmp_path, cleaning):
+    """Repeats within and across batches and of the parent, spilled windows: same id, counts,
+    parts (bytes), quarantine and rows for 1 and 3 worker processes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    repeating_corpus(src / "first.csv", 300, seed=1)
+    outcomes = {}
+    for workers in (1, 3):
+        store = FileStore(str(tmp_path / f"w{workers}"))
+        runs = [ingest([str(src / "first.csv")], "d", store, SourceSettings(), cleaning, batch_rows=50, part_rows=40,
+                       dedup_budget_keys=64, workers=workers, parallel_min_bytes=0)]
+        repeating_corpus(src / "second.csv", 300, seed=2)
+        runs.append(ingest([str(src / "second.csv")], "d", store, SourceSettings(), cleaning, batch_rows=50,
+                           part_rows=40, dedup_budget_keys=64, workers=workers, parallel_min_bytes=0))
+        (src / "second.csv").unlink()
+        assert [r.workers for r in runs] == [workers, workers]
+        outcomes[workers] = [outcome(store, r) for r in runs]
+        outcomes[workers].append([v.read_manifest(store, "d", r.version)["parts"] for r in runs])
+    assert outcomes[1][1]["reasons"]["duplicate_of_parent"] > 0 and outcomes[1][0]["reasons"]["duplicate"] > 0
+    assert outcomes[3] == outcomes[1]
+
+
+@pytest.mark.parametrize("folder", ["mail", "tab"])
+def test_any_number_of_workers_gives_one_workers_version_on_the_malformed_set(tmp_path, cleaning, folder):
+    (write_mail_folder if folder == "mail" else write_tabular_folder)(tmp_path / folder)
+    runs = {w: ingest([str(tmp_path / folder)], "m", FileStore(str(tmp_path / f"w{w}")), SourceSettings(), cleaning,
+                      batch_rows=3, workers=w, parallel_min_bytes=0) for w in (1, 2)}
+    assert runs[2].workers == 2
+    one, two = (outcome(FileStore(str(tmp_path / f"w{w}")), runs[w]) for w in (1, 2))
+    assert one == two
+    assert len(one["reasons"]) >= 5  # the set exercises many reasons, each decided in a worker
+
+
+def test_a_small_input_is_cleaned_in_process(tmp_path, cleaning):
+    write_tabular_folder(tmp_path / "tab")
+    result = ingest([str(tmp_path / "tab")], "m", FileStore(str(tmp_path / "s")), SourceSettings(), cleaning,
+                    workers=4)
+    assert result.workers == 1  # starting workers would cost more than the input
+
+
+def test_workers_keep_a_bounded_number_of_batches_in_flight():
+    from components.ingest.workers import prepared_in_order
+
+    pulled = []
+
+    def batches():
+        for i in range(40):
+            pulled.append(i)
+            yield _raw_batch([f"batch {i} row {j}" for j in range(10)], i)
+
+    seen = []
+    for raw, prepared in prepared_in_order(batches(), CleaningConfig(), SourceSettings(), workers=2, depth=4):
+        seen.append(len(pulled) - len(seen))  # batches read but not yet handed out
+        assert len(prepared.ok_idx) == raw.num_rows == 10
+    assert len(seen) == 40 and max(seen) <= 4 + 2  # the queue, the one being sent, the one handed out
+
+
+def test_an_error_in_a_worker_is_raised_in_the_ingest_process():
+    from components.ingest.workers import prepared_in_order
+
+    with pytest.raises(KeyError, match="text"):
+        list(prepared_in_order(iter([_raw_batch(["ok"], 0).drop_columns(["text"])]), CleaningConfig(),
+                               SourceSettings(), workers=2))
+
+
+def test_usable_cores_follow_a_pods_cpu_limit(tmp_path):
+    from components.ingest.workers import resolve_workers, usable_cores
+
+    affinity = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # limits.cpu: 1500m
+    assert usable_cores(str(tmp_path / "cpu.max")) == min(affinity, 2)
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert usable_cores(str(tmp_path / "cpu.max")) == affinity
+    assert usable_cores(str(tmp_path / "missing")) == affinity
+    assert resolve_workers(3) == 3 and resolve_workers(0) == resolve_workers(None) == usable_cores()
+
+
+def _raw_batch(texts: list[str], batch: int):
+    import pyarrow as pa
+
+    from components.ingest.readers import RAW_SCHEMA
+
+    n = len(texts)
+    columns = {f.name: pa.nulls(n, f.type) for f in RAW_SCHEMA}
+    columns.update(text=pa.array([t.encode() for t in texts], RAW_SCHEMA.field("text").type),
+                   label=pa.array(["ham"] * n, RAW_SCHEMA.field("label").type),
+                   source_row=pa.array(range(batch * n + 1, batch * n + n + 1), RAW_SCHEMA.field("source_row").type))
+    return pa.RecordBatch.from_pydict(columns, schema=RAW_SCHEMA)

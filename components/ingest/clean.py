@@ -79,62 +79,24 @@ class Cleaner:
         self.parent = parent
         self.seen = seen if seen is not None else WindowIndex("", budget=2**62)
         self.stats = CleanStats()
-        self._labels = pa.array(config.labels, pa.string()) if config.labels else None
         # Order-independent digest of the accepted (doc, label) rows, kept as 32 bytes of state.
         self.digest = ContentDigest()
 
     def clean(self, raw: pa.RecordBatch) -> Cleaned:
+        return self.admit(raw, prepare(raw, self.config, self.select))
+
+    def admit(self, raw: pa.RecordBatch, prepared: Prepared) -> Cleaned:
+        """The stateful, ordered half of cleaning: duplicates against the parent and the rows
+        admitted so far, the counts and the content digest. `prepared` is `prepare(raw, ...)`, from
+        this process or a worker (`data.workers`): either way the same rows come out."""
         n = raw.num_rows
         accepted_before, quarantined_before = self.stats.rows_accepted, self.stats.rows_quarantined
         self.stats.rows_read += n
-        cfg = self.config
-        reason = raw.column("error")
-        detail = raw.column("error_detail")
-        raw_bytes = raw.column("text")
-
-        text, bad_utf8 = _decode_utf8(raw_bytes, reason)
-        reason, detail = _flag(reason, detail, bad_utf8, "undecodable", lambda i: _utf8_error(raw_bytes[i].as_py()))
-        if _has_byte(text, 0):  # one memchr over the batch; the per-row search only when needed
-            nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
-            reason, detail = _flag(reason, detail, nul, "binary_content",
-                                   lambda i: f"NUL character at position {text[i].as_py().index(chr(0))}")
-        if cfg.unicode_normalization != "none" and not _all_ascii(text):  # NFC/NFKC leave ASCII as is
-            text = pc.utf8_normalize(text, form=cfg.unicode_normalization)
-        if cfg.strip_whitespace:
-            text = pc.utf8_trim_whitespace(text)
-        length = pc.fill_null(pc.utf8_length(text), 0)
-        text_from = raw.column("text_from")
-
-        def origin(i: int) -> str:  # emails say which parts the text came from, e.g. "subject only"
-            part = text_from[i].as_py()
-            return f" (text from {part})" if part else ""
-
-        reason, detail = _flag(reason, detail, pc.equal(length, 0), "empty_text",
-                               lambda i: f"no text left after stripping whitespace{origin(i)}")
-        reason, detail = _flag(reason, detail, pc.less(length, cfg.min_chars), "too_short",
-                               lambda i: f"{length[i].as_py()} chars, minimum {cfg.min_chars}{origin(i)}")
-        reason, detail = _flag(reason, detail, pc.greater(length, cfg.max_chars), "too_long",
-                               lambda i: f"{length[i].as_py()} chars, maximum {cfg.max_chars}")
-
-        label = raw.column("label")
-        missing = pc.fill_null(pc.or_kleene(pc.is_null(label), pc.equal(pc.utf8_trim_whitespace(label), "")), True)
-        reason, detail = _flag(reason, detail, missing, "missing_label", lambda i: "no label")
-        if self._labels is not None:
-            unknown = pc.invert(pc.is_in(label, value_set=self._labels))
-            reason, detail = _flag(reason, detail, unknown, "unknown_label",
-                                   lambda i: f"label {label[i].as_py()!r} not in {cfg.labels}")
-
-        if self.select is not None:
-            keep_rows, describe = self.select(text, raw.column("source"))
-            reason, detail = _flag(reason, detail, pc.invert(keep_rows), "not_selected", describe)
-
-        # Hash only rows that survived so far (cheap checks first, Python loop last).
-        ok = pc.is_null(reason)
-        ok_idx = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
-        digests = content_digests(text.take(ok_idx)) if len(ok_idx) else np.empty((0, 16), np.uint8)
-        keys = keys_from_digests(digests)
+        reason, detail, ok_idx, digests = prepared.reason, prepared.detail, prepared.ok_idx, prepared.digests
+        text = prepared.text if prepared.text is not None else _decode_utf8(raw.column("text"), reason)[0]
+        raw_bytes, label, text_from = raw.column("text"), raw.column("label"), raw.column("text_from")
+        keys, order = prepared.keys, prepared.order
         dup_reason = np.full(len(ok_idx), None, dtype=object)
-        order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         if len(keys) and self.dedup:
             in_parent = self.parent.contains(sorted_keys)
@@ -210,6 +172,73 @@ class Cleaner:
         s.rows_quarantined += quarantined.num_rows
         add_counts(s.by_reason, quarantined.column("reason").combine_chunks())
         add_counts(s.by_label, accepted.column("label").combine_chunks())
+
+
+class Prepared(NamedTuple):
+    """What `prepare` found in one raw batch: everything but the duplicate checks."""
+    text: pa.Array | None  # decoded and normalized; None where it is the raw bytes as they are
+    reason: pa.Array       # the first reason found per row (null: fine so far)
+    detail: pa.Array
+    ok_idx: np.ndarray     # rows with no reason, which were hashed
+    digests: np.ndarray    # their content digests (len(ok_idx) x 16 bytes)
+    keys: np.ndarray       # their dedup keys, and the stable order that sorts them
+    order: np.ndarray
+
+
+def prepare(raw: pa.RecordBatch, config: CleaningConfig, select=None, drop_unchanged_text: bool = False) -> Prepared:
+    """The pure, per-batch half of cleaning: decode, normalize, validate and hash. It depends on
+    the batch alone, so `data.workers` processes run it on batches in parallel."""
+    cfg = config
+    reason = raw.column("error")
+    detail = raw.column("error_detail")
+    raw_bytes = raw.column("text")
+
+    decoded, bad_utf8 = _decode_utf8(raw_bytes, reason)
+    text = decoded
+    reason, detail = _flag(reason, detail, bad_utf8, "undecodable", lambda i: _utf8_error(raw_bytes[i].as_py()))
+    if _has_byte(text, 0):  # one memchr over the batch; the per-row search only when needed
+        nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
+        reason, detail = _flag(reason, detail, nul, "binary_content",
+                               lambda i: f"NUL character at position {text[i].as_py().index(chr(0))}")
+    if cfg.unicode_normalization != "none" and not _all_ascii(text):  # NFC/NFKC leave ASCII as is
+        text = pc.utf8_normalize(text, form=cfg.unicode_normalization)
+    if cfg.strip_whitespace:
+        text = pc.utf8_trim_whitespace(text)
+    length = pc.fill_null(pc.utf8_length(text), 0)
+    text_from = raw.column("text_from")
+
+    def origin(i: int) -> str:  # emails say which parts the text came from, e.g. "subject only"
+        part = text_from[i].as_py()
+        return f" (text from {part})" if part else ""
+
+    reason, detail = _flag(reason, detail, pc.equal(length, 0), "empty_text",
+                           lambda i: f"no text left after stripping whitespace{origin(i)}")
+    reason, detail = _flag(reason, detail, pc.less(length, cfg.min_chars), "too_short",
+                           lambda i: f"{length[i].as_py()} chars, minimum {cfg.min_chars}{origin(i)}")
+    reason, detail = _flag(reason, detail, pc.greater(length, cfg.max_chars), "too_long",
+                           lambda i: f"{length[i].as_py()} chars, maximum {cfg.max_chars}")
+
+    label = raw.column("label")
+    missing = pc.fill_null(pc.or_kleene(pc.is_null(label), pc.equal(pc.utf8_trim_whitespace(label), "")), True)
+    reason, detail = _flag(reason, detail, missing, "missing_label", lambda i: "no label")
+    if cfg.labels:
+        unknown = pc.invert(pc.is_in(label, value_set=pa.array(cfg.labels, pa.string())))
+        reason, detail = _flag(reason, detail, unknown, "unknown_label",
+                               lambda i: f"label {label[i].as_py()!r} not in {cfg.labels}")
+
+    if select is not None:
+        keep_rows, describe = select(text, raw.column("source"))
+        reason, detail = _flag(reason, detail, pc.invert(keep_rows), "not_selected", describe)
+
+    # Hash only rows that survived so far (cheap checks first, Python loop last).
+    ok = pc.is_null(reason)
+    ok_idx = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
+    digests = content_digests(text.take(ok_idx)) if len(ok_idx) else np.empty((0, 16), np.uint8)
+    # A worker sends back less where cleaning left every row's text as decoded (admit decodes again).
+    unchanged = drop_unchanged_text and not pc.any(bad_utf8).as_py() and text.equals(decoded)
+    keys = keys_from_digests(digests)
+    return Prepared(None if unchanged else text, reason, detail, ok_idx, digests, keys,
+                    np.argsort(keys, kind="stable"))
 
 
 def add_counts(counter: dict[str, int], values: pa.Array) -> None:

@@ -30,6 +30,7 @@ def ingest_op(
     spark_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
     cluster_config: dict = {},  # noqa: B006
     run_id: str = "",
+    workers: int = 0,
 ) -> NamedTuple("IngestOutputs", version=str, manifest_uri=str, quarantine_uri=str):
     import json
     from collections import namedtuple
@@ -43,7 +44,7 @@ def ingest_op(
                          CleaningConfig.model_validate(cleaning), parent=None if parent == "none" else parent,
                          code_version=code_version(),
                          engine_config={"spark": spark_config, "cluster": cluster_config}, run_id=run_id,
-                         log=StepLog("ingest", run_id))
+                         workers=workers, log=StepLog("ingest", run_id))
     with open(result.path, "w") as handle:
         json.dump(outcome.to_json(), handle, indent=2)
     result.metadata.update({"version": outcome.version, "new": outcome.new})

@@ -77,6 +77,9 @@ class DataConfig(Section):
     # Who runs ingest: this process ("local", streaming, flat memory) or Apache Spark ("spark").
     # Both give the same version for the same input and cleaning config.
     engine: Literal["local", "spark"] = "local"
+    # engine=local: processes that decode, validate and hash in parallel (None or 0: the cores this
+    # process may use, a pod's CPU limit included). Any number gives the same version.
+    workers: int | None = Field(None, ge=0)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     # Sources for the reference (training) data and the later production batch.
     reference: list[str] = Field(default_factory=list)

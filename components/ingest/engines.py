@@ -26,13 +26,14 @@ from components.kube import in_a_pod
 def run_ingest(engine: str, sources: list[str], dataset: str, store_uri: str, settings: SourceSettings,
                cleaning: CleaningConfig, parent: str | None = "latest", code_version: str = "unknown",
                engine_config: dict[str, Any] | None = None, run_id: str = "", on_cluster: bool | None = None,
-               api=None, log=print) -> IngestResult:
-    """engine_config: {"spark": data.spark, "cluster": cluster} sections (for engine=spark)."""
+               api=None, workers: int | None = None, log=print) -> IngestResult:
+    """engine_config: {"spark": data.spark, "cluster": cluster} sections (for engine=spark).
+    workers: data.workers for engine=local (None or 0: the usable cores)."""
     check_engine(engine)
     store = open_store(store_uri)
     if engine == "local":
         return ingest(sources, dataset, store, settings, cleaning, parent=parent, code_version=code_version,
-                      log=log)
+                      workers=workers, log=log)
     engine_config = engine_config or {}
     spark = validate_section(SparkConfig, engine_config.get("spark", {}), "data.spark")
     if on_cluster is None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,12 +36,16 @@ from components.dataset.schema import (
     without_raw,
 )
 from components.ingest import dedup
-from components.ingest.clean import RAW_CHANGES_SCHEMA, Cleaner, CleanStats
+from components.ingest.clean import RAW_CHANGES_SCHEMA, Cleaner, CleanStats, prepare
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.readers import SourceFile, SourceReader, discover
+from components.ingest.topics import assign_sources, source_selector
+from components.ingest.workers import prepared_in_order, resolve_workers
 
 PART_ROWS = 1_000_000
 ROW_GROUP_ROWS = 128 * 1024
+# Spawning a worker (Python, pyarrow, numpy) costs about a second; below this, one process wins.
+PARALLEL_MIN_BYTES = 64 * 2**20
 
 
 class PhaseClock:
@@ -76,6 +79,7 @@ class IngestResult:
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    workers: int = 1  # processes that cleaned (data.workers; 1 for a small input)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +110,7 @@ class _PartWriter:
         if self._writer is not None:
             self._writer.close()
         path = os.path.join(self.folder, f"{self.stem}-{len(self.parts):05d}.parquet")
-        self._writer = _parquet_writer(path, self.schema, self.statistics)
+        self._writer = parquet_writer(path, self.schema, self.statistics)
         self.parts.append(path)
         self.counts.append(0)
 
@@ -117,7 +121,7 @@ class _PartWriter:
                                                                              strict=True)]
 
 
-def _parquet_writer(path: str, schema: pa.Schema, statistics: bool = False) -> pq.ParquetWriter:
+def parquet_writer(path: str, schema: pa.Schema, statistics: bool = False) -> pq.ParquetWriter:
     # Dictionary-encode only the low-cardinality columns: trying it on text costs time for nothing.
     low_cardinality = [c for c in ("label", "source", "source_uri", "reason") if c in schema.names]
     return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=statistics,
@@ -221,11 +225,14 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
            cleaning: CleaningConfig, parent: str | None = "latest", part_rows: int = PART_ROWS,
            batch_rows: int = 65_536, workdir: str | None = None,
            code_version: str = "unknown", dedup_budget_keys: int = dedup.DEFAULT_BUDGET_KEYS,
-           log=None) -> IngestResult:
+           workers: int | None = None, parallel_min_bytes: int = PARALLEL_MIN_BYTES, log=None) -> IngestResult:
     """Read, clean and version `sources` as a child of `parent` ('latest', an id, or None).
 
     dedup_budget_keys: how many dedup keys RAM holds (8 bytes each, ~3x while merging); the
-    result is the same for any budget, only the parts' row boundaries can differ."""
+    result is the same for any budget, only the parts' row boundaries can differ.
+    workers: processes that decode, validate and hash batches (data.workers; None: the usable
+    cores). The result is the same for any number. Inputs under `parallel_min_bytes` (local files
+    of known size) are cleaned in this process: starting workers costs more than they save."""
     clock = PhaseClock()
     check_name(dataset)
     store.check()  # fail fast (store down, bad credentials) before reading anything
@@ -254,7 +261,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
 
         def write(cleaned):
             if cleaned.accepted.num_rows:
-                accepted_out.write(_assign_sources(cleaned.accepted, settings))
+                accepted_out.write(assign_sources(cleaned.accepted, settings))
             if cleaned.quarantined.num_rows:
                 quarantine_out.write(cleaned.quarantined if cleaning.quarantine_raw
                                      else without_raw(cleaned.quarantined))
@@ -263,9 +270,15 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
 
         writer = _Background(write)
         progress = IngestProgress(log, files)
+        workers = resolve_workers(workers)
+        if workers > 1 and progress.total is not None and progress.total < parallel_min_bytes:
+            workers = 1
+        batches = _prefetch(reader.read(files))
+        prepared = (prepared_in_order(batches, cleaning, settings, workers) if workers > 1
+                    else ((raw, prepare(raw, cleaning, cleaner.select)) for raw in batches))
         try:
-            for raw in _prefetch(reader.read(files)):
-                writer.put(cleaner.clean(raw))
+            for raw, ready in prepared:
+                writer.put(cleaner.admit(raw, ready))
                 progress.update(cleaner.stats.rows_read, reader.bytes_read, reader.files_done)
         finally:
             writer.close()
@@ -292,7 +305,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
 
         if store.exists(v.manifest_key(dataset, version)):
             existing = v.read_manifest(store, dataset, version)
-            return version_result(store, dataset, stats, existing, False, clock)
+            return replace(version_result(store, dataset, stats, existing, False, clock), workers=workers)
 
         own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": rows, "sha256": sha, "bytes": size}
                      for i, (_p, rows, sha, size) in enumerate(new_parts)]
@@ -303,7 +316,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
                                   reader.formats_seen, own_parts, quarantine_entry, code_version)
         v.commit(store, dataset, version, new_parts, quarantine, manifest)
         clock.done("commit")
-        return version_result(store, dataset, stats, manifest, True, clock)
+        return replace(version_result(store, dataset, stats, manifest, True, clock), workers=workers)
 
 
 def version_result(store: Store, dataset: str, stats: CleanStats, manifest: dict[str, Any], new: bool,
@@ -372,7 +385,7 @@ def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine
             continue
         source = pq.ParquetFile(path)
         rewritten = path + ".kept.parquet"
-        out, offset, kept = _parquet_writer(rewritten, ACCEPTED_SCHEMA), 0, 0
+        out, offset, kept = parquet_writer(rewritten, ACCEPTED_SCHEMA), 0, 0
         for g in range(source.num_row_groups):
             table = source.read_row_group(g)
             group_flags = flags[offset:offset + table.num_rows]
@@ -476,7 +489,7 @@ def read_clean(sources: list[str], settings: SourceSettings, cleaning: CleaningC
     accepted, quarantined = [], 0
     for raw in reader.read(discover(sources, settings)):
         cleaned = cleaner.clean(raw)
-        accepted.append(_assign_sources(cleaned.accepted, settings))
+        accepted.append(assign_sources(cleaned.accepted, settings))
         quarantined += cleaned.quarantined.num_rows
     table = pa.concat_tables(accepted) if accepted else ACCEPTED_SCHEMA.empty_table()
     return table, quarantined
@@ -485,40 +498,3 @@ def read_clean(sources: list[str], settings: SourceSettings, cleaning: CleaningC
 def _quarantine_uri(store: Store, dataset: str, manifest: dict[str, Any]) -> str | None:
     q = manifest.get("quarantine")
     return store.url(f"{v.dataset_prefix(dataset)}/{q['path']}") if q else None
-
-
-def _topics(text, source, settings: SourceSettings):
-    """Keyword rules overwrite `source` (first matching rule wins, case-insensitive)."""
-    if not settings.source_keywords:
-        return source
-    lowered = pc.utf8_lower(text)
-    for name, words in reversed(settings.source_keywords):
-        pattern = "|".join(_regex_escape(w.lower()) for w in words)
-        source = pc.if_else(pc.fill_null(pc.match_substring_regex(lowered, pattern), False), pa.scalar(name),
-                            source)
-    return source
-
-
-def _assign_sources(table: pa.Table, settings: SourceSettings) -> pa.Table:
-    if not settings.source_keywords:
-        return table
-    source = _topics(table.column("text"), table.column("source"), settings)
-    return table.set_column(table.schema.get_field_index("source"), "source", source)
-
-
-def source_selector(settings: SourceSettings):
-    """The Cleaner's `select` for settings.select_sources (None when every source is kept)."""
-    if not settings.select_sources:
-        return None
-    wanted = pa.array(settings.select_sources, pa.string())
-
-    def select(text, source):
-        topics = _topics(text, source, settings)
-        keep = pc.fill_null(pc.is_in(topics, value_set=wanted), False)
-        return keep, lambda i: f"source {topics[i].as_py()!r} is not one of {settings.select_sources}"
-
-    return select
-
-
-def _regex_escape(word: str) -> str:
-    return re.escape(word)

@@ -54,13 +54,12 @@ from components.ingest.executor import (
     ROW_GROUP_ROWS,
     IngestResult,
     PhaseClock,
-    _assign_sources,
-    _parquet_writer,
     build_manifest,
-    source_selector,
+    parquet_writer,
     version_result,
 )
 from components.ingest.readers import SourceFile, SourceReader, discover
+from components.ingest.topics import assign_sources, source_selector
 
 # One row per raw record (kind "a": accepted candidate, "q": quarantined) plus one "f" row per file
 # naming its format. `key` is the uint64 dedup key viewed as int64: only compared for equality.
@@ -176,7 +175,7 @@ def _row_groups(sf: SourceFile, settings: SourceSettings) -> int:
 
 def _rows(file_index: np.ndarray, row_index: np.ndarray, raw: pa.RecordBatch, cleaned, accepted_before: int,
           settings: SourceSettings) -> pa.RecordBatch:
-    acc = _assign_sources(cleaned.accepted, settings).combine_chunks()
+    acc = assign_sources(cleaned.accepted, settings).combine_chunks()
     quar = cleaned.quarantined.combine_chunks()
     n_a, n_q = acc.num_rows, quar.num_rows
     raw_changed = pa.nulls(n_a, pa.binary())
@@ -300,7 +299,7 @@ def _data_source_classes():
                     table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
                     if self.options.get("withhold_raw") == "true":  # cleaning.quarantine_raw: false
                         table = without_raw(table)
-                    out = out or _parquet_writer(local, schema)
+                    out = out or parquet_writer(local, schema)
                     out.write_table(table, row_group_size=ROW_GROUP_ROWS)
                     rows += table.num_rows
                 if out is None:
