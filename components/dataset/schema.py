@@ -36,7 +36,8 @@ def without_raw(table: pa.Table) -> pa.Table:
 
 DOC_ID_HEX = 32  # 128 bits of SHA-256: the stable content id of a text
 _DIGEST = operator.methodcaller("digest")
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Each byte value's two hex digits as one little-endian uint16: one lookup per byte.
+_HEX_PAIRS = np.array([int.from_bytes(f"{i:02x}".encode(), "little") for i in range(256)], dtype="<u2")
 
 
 def content_digests(texts: pa.Array) -> np.ndarray:
@@ -53,11 +54,9 @@ def content_digests(texts: pa.Array) -> np.ndarray:
 def doc_ids_from_digests(digests: np.ndarray) -> pa.Array:
     """Lower-case hex strings, built without a Python loop."""
     n = len(digests)
-    hexed = np.empty((n, DOC_ID_HEX), dtype=np.uint8)
-    hexed[:, 0::2] = _HEX[digests >> 4]
-    hexed[:, 1::2] = _HEX[digests & 15]
+    hexed = _HEX_PAIRS[digests]  # (n, 16) pairs of digits = (n, 32) characters, contiguous
     offsets = np.arange(0, (n + 1) * DOC_ID_HEX, DOC_ID_HEX, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed.tobytes()))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed))
 
 
 def keys_from_digests(digests: np.ndarray) -> np.ndarray:

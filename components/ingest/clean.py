@@ -92,7 +92,7 @@ class Cleaner:
         n = raw.num_rows
         accepted_before, quarantined_before = self.stats.rows_accepted, self.stats.rows_quarantined
         self.stats.rows_read += n
-        reason, detail, ok_idx, digests = prepared.reason, prepared.detail, prepared.ok_idx, prepared.digests
+        reason, detail, ok_idx = prepared.reason, prepared.detail, prepared.ok_idx
         text = prepared.text if prepared.text is not None else _decode_utf8(raw.column("text"), reason)[0]
         raw_bytes, label, text_from = raw.column("text"), raw.column("label"), raw.column("text_from")
         keys, order = prepared.keys, prepared.order
@@ -114,7 +114,7 @@ class Cleaner:
             full[ok_idx] = dup_reason
             dup_arr = pa.array(full, pa.string())
             reason = pc.coalesce(reason, dup_arr)
-            doc_ids = doc_ids_from_digests(digests)
+            doc_ids = prepared.doc_ids
             detail = _fill_details(detail, pc.is_valid(dup_arr),
                                    lambda i: f"doc_id {doc_ids[int(np.searchsorted(ok_idx, i))]}")
 
@@ -125,7 +125,7 @@ class Cleaner:
             self.seen.add(accepted_keys, sorted_keys[keep[order]])
 
         accepted = pa.table({
-            "doc_id": doc_ids_from_digests(digests[keep]),
+            "doc_id": prepared.doc_ids.filter(pa.array(keep)),
             "text": text.take(accepted_idx).cast(pa.large_string()),
             "label": label.take(accepted_idx),
             "source": raw.column("source").take(accepted_idx),
@@ -180,9 +180,13 @@ class Prepared(NamedTuple):
     reason: pa.Array       # the first reason found per row (null: fine so far)
     detail: pa.Array
     ok_idx: np.ndarray     # rows with no reason, which were hashed
-    digests: np.ndarray    # their content digests (len(ok_idx) x 16 bytes)
-    keys: np.ndarray       # their dedup keys, and the stable order that sorts them
-    order: np.ndarray
+    keys: np.ndarray       # their dedup keys (the digests' first 64 bits), and the stable order
+    order: np.ndarray      # that sorts them
+    doc_ids: pa.Array      # their doc_ids (the digests' first 128 bits in hex)
+
+
+# The raw columns `prepare` reads (and `source` where a selector is given).
+PREPARE_READS = ("text", "label", "error", "error_detail", "text_from")
 
 
 def prepare(raw: pa.RecordBatch, config: CleaningConfig, select=None, drop_unchanged_text: bool = False) -> Prepared:
@@ -237,8 +241,8 @@ def prepare(raw: pa.RecordBatch, config: CleaningConfig, select=None, drop_uncha
     # A worker sends back less where cleaning left every row's text as decoded (admit decodes again).
     unchanged = drop_unchanged_text and not pc.any(bad_utf8).as_py() and text.equals(decoded)
     keys = keys_from_digests(digests)
-    return Prepared(None if unchanged else text, reason, detail, ok_idx, digests, keys,
-                    np.argsort(keys, kind="stable"))
+    return Prepared(None if unchanged else text, reason, detail, ok_idx, keys, np.argsort(keys, kind="stable"),
+                    doc_ids_from_digests(digests))
 
 
 def add_counts(counter: dict[str, int], values: pa.Array) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from components.ingest.clean import Prepared, prepare
+from components.ingest.clean import PREPARE_READS, Prepared, prepare
 from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.topics import source_selector
 
@@ -59,6 +59,7 @@ def prepared_in_order(batches: Iterable[pa.RecordBatch], cleaning: CleaningConfi
     reader and writer threads (and Arrow's), and multiprocessing's spawn would import the
     caller's main module again."""
     depth = depth or 2 * workers
+    needed = [*PREPARE_READS, *(["source"] if settings.select_sources else [])]
     procs = [subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               env={**os.environ, "PYTHONPATH": _import_path()}) for _ in range(workers)]
     in_order: queue.Queue = queue.Queue(maxsize=depth)
@@ -77,7 +78,7 @@ def prepared_in_order(batches: Iterable[pa.RecordBatch], cleaning: CleaningConfi
                         continue
                 if stop.is_set():
                     return
-                _send(procs[i % len(procs)], raw)
+                _send(procs[i % len(procs)], raw.select(needed))
             in_order.put(done)
         except BaseException as exc:  # the reader's error (or a dead worker's pipe), re-raised below
             in_order.put(exc)
