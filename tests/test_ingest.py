@@ -426,9 +426,14 @@ def test_workers_keep_a_bounded_number_of_batches_in_flight():
 def test_an_error_in_a_worker_is_raised_in_the_ingest_process():
     from components.ingest.workers import prepared_in_order
 
-    with pytest.raises(KeyError, match="text"):
-        list(prepared_in_order(iter([_raw_batch(["ok"], 0).drop_columns(["text"])]), CleaningConfig(),
-                               SourceSettings(), workers=2))
+    import pyarrow as pa
+
+    good = _raw_batch(["a fine row"], 0)
+    bad = good.set_column(0, "text", pa.array([12345], pa.int64()))  # no cast from int64 to text
+    answers = prepared_in_order(iter([good, bad]), CleaningConfig(), SourceSettings(), workers=2)
+    assert len(next(answers)[1].ok_idx) == 1  # the batch before it is answered
+    with pytest.raises(pa.ArrowNotImplementedError):
+        next(answers)
 
 
 def test_usable_cores_follow_a_pods_cpu_limit(tmp_path):

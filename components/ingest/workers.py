@@ -70,6 +70,7 @@ def prepared_in_order(batches: Iterable[pa.RecordBatch], cleaning: CleaningConfi
             for proc in procs:
                 _send(proc, (cleaning, settings))
             for i, raw in enumerate(batches):
+                _send(procs[i % len(procs)], raw.select(needed))  # then queued: every queued batch has an answer
                 while not stop.is_set():
                     try:
                         in_order.put(raw, timeout=0.1)
@@ -78,7 +79,6 @@ def prepared_in_order(batches: Iterable[pa.RecordBatch], cleaning: CleaningConfi
                         continue
                 if stop.is_set():
                     return
-                _send(procs[i % len(procs)], raw.select(needed))
             in_order.put(done)
         except BaseException as exc:  # the reader's error (or a dead worker's pipe), re-raised below
             in_order.put(exc)
