@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -17,6 +18,12 @@ def peak_rss_mib() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its waited-for children (the ingest workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def scan(paths: list[str], fmt: str) -> int:
@@ -54,16 +61,18 @@ def hash_floor(paths: list[str]) -> int:
     return rows
 
 
-def ingest(paths: list[str], store_dir: str) -> int:
+def ingest(paths: list[str], store_dir: str, workers: int | None = None) -> tuple[int, str]:
     from components.common.storage import FileStore
     from components.ingest.config import CleaningConfig, SourceSettings
     from components.ingest.executor import ingest as run
 
     shutil.rmtree(store_dir, ignore_errors=True)
-    result = run(paths, "bench", FileStore(store_dir), SourceSettings(), CleaningConfig())
+    result = run(paths, "bench", FileStore(store_dir), SourceSettings(), CleaningConfig(), workers=workers)
     assert result.rows_read == result.rows_accepted + result.rows_quarantined
+    if workers and result.workers != workers:
+        raise SystemExit(f"asked for {workers} workers, ingest used {result.workers}")
     print(json.dumps(result.phase_seconds), file=sys.stderr)
-    return result.rows_read
+    return result.rows_read, result.version
 
 
 def spark_ingest(paths: list[str], store_dir: str, master: str) -> tuple[int, float]:
@@ -119,6 +128,7 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--format", default="parquet")
     parser.add_argument("--store", default="bench/work/store")
+    parser.add_argument("--workers", type=int, default=1, help="ingest: data.workers (1: this process cleans)")
     parser.add_argument("paths", nargs="*")
     args = parser.parse_intermixed_args()
     # Import everything before the clock starts: start-up is not throughput.
@@ -126,7 +136,7 @@ def main() -> None:
     import pyarrow.parquet  # noqa: F401
 
     import components.ingest.executor  # noqa: F401
-    started = time.perf_counter()
+    started, cpu_started, extra = time.perf_counter(), cpu_seconds(), {}
     if args.mode == "scan":
         rows = scan(args.paths, args.format)
     elif args.mode == "hash":
@@ -139,9 +149,11 @@ def main() -> None:
     elif args.mode == "features":
         rows = features(args.store, str(Path(args.store).parent / "features"))
     else:
-        rows = ingest(args.paths, args.store)
+        rows, version = ingest(args.paths, args.store, args.workers)
+        extra["version"] = version
     seconds = time.perf_counter() - started
-    json.dump({"rows": rows, "seconds": seconds, "peak_rss_mib": peak_rss_mib()}, sys.stdout)
+    json.dump({"rows": rows, "seconds": seconds, "peak_rss_mib": peak_rss_mib(), **extra,
+               "cpu_seconds": cpu_seconds() - cpu_started}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -263,6 +263,10 @@ def write_readme(results: dict[str, dict]) -> None:
     explain = results.get("explain")
     if explain:
         lines += explain_section(explain)
+    if results.get("ingest_workers"):
+        from bench.ingest_workers import readme_section as ingest_workers_section
+
+        lines += ingest_workers_section(results["ingest_workers"])
     if results.get("model_size"):
         lines += model_size_section(results["model_size"])
     if results.get("predictor_footprint"):
@@ -474,15 +478,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000000,10000000,30000000", help="ingest corpus sizes")
     parser.add_argument("--spark-sizes", default="1000000,10000000", help="Spark engine corpus sizes")
     parser.add_argument("--features-sizes", default="1000000,3000000", help="split + featurize corpus sizes")
-    parser.add_argument("--only", help="comma-separated subset of: ingest, features, spark, training, distributed, "
-                        "search_efficiency, serving, explain, drift, redaction, store_security, model_size, loop, "
-                        "predictor_footprint")
+    parser.add_argument("--only", help="comma-separated subset of: ingest, ingest_workers, features, spark, training, "
+                        "distributed, search_efficiency, serving, explain, drift, redaction, store_security, "
+                        "model_size, loop, predictor_footprint")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     WORK.mkdir(exist_ok=True)
     results = {}
     from bench.drift import bench_drift, bench_redaction
     from bench.explain import bench_explain
+    from bench.ingest_workers import bench_ingest_workers
     from bench.loop import bench_loop
     from bench.model_size import bench_model_size, bench_predictor_footprint
     from bench.search_efficiency import bench_search_efficiency
@@ -492,6 +497,7 @@ def main() -> None:
 
     benches = {
         "ingest": lambda: bench_ingest([int(s) for s in args.sizes.split(",")]),
+        "ingest_workers": lambda: bench_ingest_workers(WORK),
         "training": lambda: {"bench": "training", "targets": {"ratio": ">= 0.9"},
                              "results": [bench_throughput(WORK)]},
         "search_efficiency": lambda: bench_search_efficiency(WORK),
@@ -515,9 +521,9 @@ def main() -> None:
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         results[name] = result
     # keep the results of the benches not rerun
-    for name in ("ingest", "features", "spark", "training", "distributed", "search", "search_efficiency", "serving",
-                 "explain", "drift", "redaction", "store_security", "model_size", "loop",
-                 "predictor_footprint"):
+    for name in ("ingest", "ingest_workers", "features", "spark", "training", "distributed", "search",
+                 "search_efficiency", "serving", "explain", "drift", "redaction", "store_security", "model_size",
+                 "loop", "predictor_footprint"):
         path = RESULTS / f"{name}.json"
         if name not in results and path.exists():
             results[name] = json.loads(path.read_text())
