@@ -166,3 +166,5 @@ def test_the_model_server_logs_one_json_object_per_line(monkeypatch, two_version
             pytest.fail(f"not a JSON line: {line!r}")
     assert all({"time", "level", "step", "message"} <= set(r) and r["step"] == "serve" for r in records)
     assert any("POST /v1/models/toy:predict" in r["message"] for r in records)  # the access log, as JSON
+    # and KServe's per-request timings, whose middleware runs only when they are logged
+    assert any(r["message"].startswith("kserve.io.") for r in records)

@@ -145,9 +145,9 @@ class LoadedModel:
         # lazy: torch loads in ~1 s; only this path needs it
         import torch
 
-        with torch.no_grad():
+        with torch.inference_mode():  # no autograd bookkeeping at all (no_grad still versions tensors)
             logits = self.model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1])).float()
-        return (torch.log_softmax(logits, dim=1) if log else torch.softmax(logits, dim=1)).numpy()
+            return (torch.log_softmax(logits, dim=1) if log else torch.softmax(logits, dim=1)).numpy()
 
 
 def write_explanations(store: Store, name: str, version: str, explanations: dict[str, Any]) -> None:

@@ -329,4 +329,5 @@ def _serve_process(options: dict, sock=None, ready=None) -> None:
         for logger_name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(logger_name).setLevel(logging.WARNING)
     start(server, model, options["host"], sockets=[sock] if sock is not None else None,
-          repository_token=options["repository_token"], security=options["security"])
+          repository_token=options["repository_token"], security=options["security"],
+          timing_log=options["access_log"])
