@@ -424,9 +424,9 @@ def test_workers_keep_a_bounded_number_of_batches_in_flight():
 
 
 def test_an_error_in_a_worker_is_raised_in_the_ingest_process():
-    from components.ingest.workers import prepared_in_order
-
     import pyarrow as pa
+
+    from components.ingest.workers import prepared_in_order
 
     good = _raw_batch(["a fine row"], 0)
     bad = good.set_column(0, "text", pa.array([12345], pa.int64()))  # no cast from int64 to text
