@@ -408,7 +408,9 @@ def search_efficiency_section(eff: dict, before: dict | None) -> list[str]:
              "pruned trials counting the epochs they ran). TPE runs with the spec's pruning (`medianstop`, "
              "min 3 trials, from epoch 1: Optuna's MedianPruner here, Katib's medianstop on the cluster). "
              "4-parameter space: log lr 1e-4..1, embed dim, dropout, batch size. Target: TPE with pruning "
-             "<= 0.5x random.", "",
+             f"<= 0.5x random. The synthetic task has {eff.get('cues', 40)} cue words: with its first 40, 38% of "
+             "random configurations were within the tolerance of the best and the first trial decided the race "
+             "(ratio 1.15, measured on 2026-12-07, saying nothing about either algorithm).", "",
              "| objective | reference best | target | algorithm | trial-epochs to target per seed | reached | "
              "mean | ratio |", "|---|---:|---:|---|---|---:|---:|---:|"]
     for r in eff["results"]:

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 
 
-def _corpus(n: int, seed: int = 11, hard: bool = False) -> list[dict]:
+def _corpus(n: int, seed: int = 11, hard: bool = False, cues: int = 40) -> list[dict]:
     """Learnable synthetic reviews: the label depends on which of two word sets dominates.
 
     `hard`: one cue word (80% reliable) among fillers and 15% flipped labels, so that hyperparameters
     decide how close a model gets to the ~0.7 ceiling (what a search benchmark needs)."""
     rng = np.random.default_rng(seed)
     if hard:
-        return _hard_corpus(n, rng)
+        return _hard_corpus(n, rng, cues)
     pos = ["great", "excellent", "love", "superb", "wonderful", "enjoyed", "brilliant", "fantastic"]
     neg = ["awful", "terrible", "hate", "boring", "dreadful", "poor", "waste", "worst"]
     filler = ["the", "a", "movie", "plot", "actor", "scene", "story", "and", "of", "it", "was", "this", "film"]
@@ -31,16 +31,16 @@ def _corpus(n: int, seed: int = 11, hard: bool = False) -> list[dict]:
     return rows
 
 
-def _hard_corpus(n: int, rng) -> list[dict]:
-    cues = [f"cue{i}" for i in range(40)]
+def _hard_corpus(n: int, rng, count: int = 40) -> list[dict]:
+    cues = [f"cue{i}" for i in range(count)]
     filler = [f"w{i}" for i in range(400)]
     rows = []
     for i in range(n):
         label = i % 2
         # Each cue leans one way: cue k favours label k % 2 with probability 0.65.
-        k = int(rng.integers(0, 40))
+        k = int(rng.integers(0, count))
         if (k % 2 == label) != (rng.random() < 0.8):
-            k = (k + 1) % 40
+            k = (k + 1) % count
         words = [cues[k], cues[k], *rng.choice(filler, 10)]
         rng.shuffle(words)
         shown = label if rng.random() > 0.15 else 1 - label
@@ -48,17 +48,17 @@ def _hard_corpus(n: int, rng) -> list[dict]:
     return rows
 
 
-def _prepare(work: Path, n: int, hard: bool = False):
+def _prepare(work: Path, n: int, hard: bool = False, cues: int = 40):
     from components.common.storage import FileStore
     from components.ingest.config import CleaningConfig, SourceSettings
     from components.ingest.executor import ingest
     from components.train.config import TrainingConfig
 
-    tag = f"{n}{'-hard' if hard else ''}"
+    tag = f"{n}{'-hard' if hard else ''}{f'-{cues}cues' if hard and cues != 40 else ''}"
     store = FileStore(str(work / f"train-store-{tag}"))
     src = work / f"train-corpus-{tag}.jsonl"
     if not src.exists():
-        src.write_text("\n".join(json.dumps(r) for r in _corpus(n, hard=hard)))
+        src.write_text("\n".join(json.dumps(r) for r in _corpus(n, hard=hard, cues=cues)))
     version = ingest([str(src)], "bench", store, SourceSettings(), CleaningConfig()).version
     return store, version, TrainingConfig()
 
