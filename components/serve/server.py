@@ -392,7 +392,7 @@ def loop_factory(event_loop: str):
     if event_loop == "asyncio":
         return None
     try:
-        import uvloop
+        import uvloop  # lazy: optional (KServe's "auto" falls back to asyncio where it is missing)
     except ImportError:
         if event_loop == "uvloop":
             raise
