@@ -119,6 +119,10 @@ def podman_args(pod: dict[str, Any], container: dict[str, Any], pod_env: PodEnv,
         args.append("--security-opt=no-new-privileges")
     for cap in (sc.get("capabilities") or {}).get("drop") or []:
         args.append(f"--cap-drop={cap}")
+    cpu = ((container.get("resources") or {}).get("limits") or {}).get("cpu")
+    if cpu is not None:  # the kubelet turns limits.cpu into the cgroup's CFS quota, as --cpus does
+        cpu = str(cpu)
+        args.append(f"--cpus={int(cpu[:-1]) / 1000 if cpu.endswith('m') else float(cpu)}")
     for name, address in pod_env.hosts.items():
         args.append(f"--add-host={name}:{address}")
     volumes = {v["name"]: v for v in pod.get("volumes") or []}

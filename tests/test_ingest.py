@@ -436,14 +436,25 @@ def test_an_error_in_a_worker_is_raised_in_the_ingest_process():
         next(answers)
 
 
-def test_usable_cores_follow_a_pods_cpu_limit(tmp_path):
+@pytest.mark.parametrize("layout", ["v2", "v1"])
+def test_usable_cores_follow_a_pods_cpu_limit(tmp_path, layout):
     from components.ingest.workers import resolve_workers, usable_cores
 
+    def limit(quota: str) -> None:  # as the kubelet writes limits.cpu into the pod's cgroup
+        if layout == "v2":
+            (tmp_path / "cpu.max").write_text(f"{quota} 100000\n")
+        else:
+            (tmp_path / "cpu").mkdir(exist_ok=True)
+            (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n" if quota == "max" else f"{quota}\n")
+            (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+
     affinity = len(os.sched_getaffinity(0))
-    (tmp_path / "cpu.max").write_text("150000 100000\n")  # limits.cpu: 1500m
-    assert usable_cores(str(tmp_path / "cpu.max")) == min(affinity, 2)
-    (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert usable_cores(str(tmp_path / "cpu.max")) == affinity
+    limit("150000")  # limits.cpu: 1500m
+    assert usable_cores(str(tmp_path)) == min(affinity, 2)
+    limit("50000")  # 500m: still one worker
+    assert usable_cores(str(tmp_path)) == 1
+    limit("max")
+    assert usable_cores(str(tmp_path)) == affinity
     assert usable_cores(str(tmp_path / "missing")) == affinity
     assert resolve_workers(3) == 3 and resolve_workers(0) == resolve_workers(None) == usable_cores()
 

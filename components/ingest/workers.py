@@ -29,18 +29,30 @@ from components.ingest.config import CleaningConfig, SourceSettings
 from components.ingest.topics import source_selector
 
 
-def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a pod's
+def usable_cores(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The cores this process may use: its CPU affinity, capped by its cgroup's CPU quota (a pod's
     `resources.limits.cpu`), which affinity does not show."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cpu_quota(Path(cgroup_root))
+    return max(1, min(cores, math.ceil(quota))) if quota else max(1, cores)
+
+
+def cpu_quota(root: Path) -> float | None:
+    """CPUs' worth of the cgroup's CFS quota: cgroup v2 `cpu.max` ("150000 100000"; "max" is none),
+    else cgroup v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us` (-1 is none). None: no quota."""
     try:
-        with open(cpu_max) as handle:
-            quota, period = handle.read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
-    return max(1, cores)
+    for folder in ("cpu", "cpu,cpuacct"):
+        try:
+            quota = int((root / folder / "cpu.cfs_quota_us").read_text())
+            period = int((root / folder / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota <= 0 or period <= 0 else quota / period
+    return None
 
 
 def resolve_workers(workers: int | None) -> int:

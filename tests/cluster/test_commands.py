@@ -368,6 +368,45 @@ def test_spark_application_driver_runs_in_the_component_image_and_gives_the_loca
     assert result["quarantine_reasons"] == local.quarantine_reasons and result["rows_read"] == local.rows_read
 
 
+def test_ingest_workers_start_in_the_component_image_under_a_cpu_limit(images, s3_prefix, s3_secret, tmp_path):
+    """The ingest step's worker processes in the component image, as uid 10001 with the S3 secret:
+    two workers give the local one-worker version; `data.workers` left to its default follows the
+    pod's CPU limit (1 here, so the step cleans in its own process)."""
+    from components.common.storage import FileStore
+    from components.ingest.config import CleaningConfig, SourceSettings
+    from components.ingest.executor import ingest
+    from tests.malformed import write_mail_folder
+
+    write_mail_folder(tmp_path / "mail")
+    for path in sorted((tmp_path / "mail").rglob("*")):
+        if path.is_file():
+            s3_prefix.upload(str(path), f"raw/mail/{path.relative_to(tmp_path / 'mail')}")
+    cleaning = CleaningConfig(min_chars=5, max_chars=20_000, labels=["ham", "spam"])
+    script = (
+        "import json, sys\n"
+        "from components.common.storage import open_store\n"
+        "from components.ingest.config import CleaningConfig, SourceSettings\n"
+        "from components.ingest.executor import ingest\n"
+        "from components.ingest.workers import usable_cores\n"
+        "store, source, cleaning = sys.argv[1], sys.argv[2], CleaningConfig.model_validate_json(sys.argv[3])\n"
+        "runs = {w: ingest([source], f'mail-{w or 0}', open_store(store), SourceSettings(), cleaning, workers=w,\n"
+        "                  parallel_min_bytes=0) for w in (2, None)}\n"
+        "print(json.dumps({'cores': usable_cores(), **{str(w): [r.version, r.workers, r.rows_read,\n"
+        "                  r.quarantine_reasons] for w, r in runs.items()}}))\n")
+    container = {"name": "ingest", "image": images["component"]["image"], "command": ["python", "-c", script],
+                 "args": [s3_prefix.uri, f"{s3_prefix.uri}/raw/mail", cleaning.model_dump_json()],
+                 "envFrom": [{"secretRef": {"name": SECRET}}], "resources": {"limits": {"cpu": "1"}},
+                 "securityContext": {"runAsUser": 10001, "runAsNonRoot": True, "allowPrivilegeEscalation": False}}
+    out = run_pod_container({}, container, PodEnv(secrets={SECRET: s3_secret}), timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    local = ingest([str(tmp_path / "mail")], "mail", FileStore(str(tmp_path / "local")), SourceSettings(), cleaning,
+                   workers=1)
+    assert result["cores"] == 1  # limits.cpu 1, though the node has more
+    assert result["2"] == [local.version, 2, local.rows_read, local.quarantine_reasons]
+    assert result["None"] == [local.version, 1, local.rows_read, local.quarantine_reasons]
+
+
 def _driver_container(app: dict) -> dict:
     """A SparkApplication's driver as Spark on Kubernetes starts it, `--master local[2]` (no
     Kubernetes master runs here)."""
