@@ -436,6 +436,47 @@ def test_an_error_in_a_worker_is_raised_in_the_ingest_process():
         next(answers)
 
 
+class _HalfPicklable(Exception):
+    def __init__(self):
+        super().__init__("bad batch")
+        self.payload = b"x" * 200_000  # pickled, and written out, before the pickler reaches the hook
+        self.hook = lambda: None  # a lambda does not pickle
+
+
+def test_a_worker_answers_an_error_it_cannot_pickle_with_a_readable_one_and_goes_on(monkeypatch):
+    """The answer is pickled whole before it is written, so a failed pickle leaves nothing half
+    written in the pipe and the next batch's answer still reads."""
+    import io
+    import pickle
+    import types
+
+    from components.ingest import workers
+
+    real = workers.prepare
+    calls = []
+
+    def prepare(raw, *args, **kwargs):
+        calls.append(raw)
+        if len(calls) == 1:
+            raise _HalfPicklable()
+        return real(raw, *args, **kwargs)
+
+    source = io.BytesIO()
+    for item in ((CleaningConfig(), SourceSettings()), _raw_batch(["first"], 0), _raw_batch(["second row"], 1)):
+        pickle.dump(item, source)
+    source.seek(0)
+    sink = io.BytesIO()
+    monkeypatch.setattr(workers, "prepare", prepare)
+    monkeypatch.setattr(workers.sys, "stdin", types.SimpleNamespace(buffer=source))
+    monkeypatch.setattr(workers.sys, "stdout", types.SimpleNamespace(buffer=sink))
+    workers._serve()
+    sink.seek(0)
+    kind, error = pickle.load(sink)
+    assert kind == "error" and isinstance(error, RuntimeError) and "bad batch" in str(error)
+    kind, answer = pickle.load(sink)
+    assert kind == "ok" and len(answer.ok_idx) == 1
+
+
 @pytest.mark.parametrize("layout", ["v2", "v1"])
 def test_usable_cores_follow_a_pods_cpu_limit(tmp_path, layout):
     from components.ingest.workers import resolve_workers, usable_cores

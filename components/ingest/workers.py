@@ -156,10 +156,11 @@ def _serve() -> None:
             answer = ("ok", prepare(raw, cleaning, select, drop_unchanged_text=True))
         except Exception as exc:  # the parent raises it where it reads the answer
             answer = ("error", exc)
-        try:
-            pickle.dump(answer, sink, protocol=pickle.HIGHEST_PROTOCOL)
+        try:  # whole before written: a pickle that fails halfway must not leave half an answer in the pipe
+            data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError):
-            pickle.dump(("error", RuntimeError(f"ingest worker: {answer[1]!r}")), sink)
+            data = pickle.dumps(("error", RuntimeError(f"ingest worker: {answer[1]!r}")))
+        sink.write(data)
         sink.flush()
 
 
