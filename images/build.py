@@ -201,7 +201,7 @@ def _drop_stale(name: str, keep: str) -> None:
 # Committing a layer holds it about three times on disk at once (the build container's upper layer,
 # the blob podman stages in its temp dir, the stored layer): the dependencies' 1.6 GB layer on top
 # of torch's 0.8 GB and the base. Measured: 7.6 GB at the peak of a fresh build here (the old
-# two-stage Dockerfiles, three dependency copies: more than CI had).
+# two-stage Dockerfiles held three more copies of the dependencies, and filled CI's disk).
 FRESH_BUILD_BYTES = 8 * 2**30
 CODE_BUILD_BYTES = 1 * 2**30
 
@@ -257,12 +257,6 @@ def _built_deps() -> set[str]:
         return set()
 
 
-def _cached_tag(name: str, ref: str, args: dict[str, str], base: str) -> str:
-    from components.images import DOCKERFILES
-
-    return f"localhost/conveyor-{name}:src-{context_hash(ROOT / DOCKERFILES[ref], args, image_id(base))}"
-
-
 def build_all(only: list[str] | None = None, log=print) -> dict[str, dict]:
     sys.path.insert(0, str(ROOT))
     from components.images import COMPONENT_IMAGE, DOCKERFILES, PREDICTOR_IMAGE, TRAINING_IMAGE
@@ -274,15 +268,18 @@ def build_all(only: list[str] | None = None, log=print) -> dict[str, dict]:
         args.update(_build_settings()[1])
     results = {}
     names = only or NAMES
-    deps = deps_hash(args, image_id(base))
-    if any(not image_exists(_cached_tag(n, refs[n], args, base)) for n in names):
+    base_id = image_id(base)
+    tags = {n: f"localhost/conveyor-{n}:src-{context_hash(ROOT / DOCKERFILES[refs[n]], args, base_id)}"
+            for n in names}
+    missing = {n for n, tag in tags.items() if not image_exists(tag)}
+    deps = deps_hash(args, base_id)
+    if missing:
         check_disk(CODE_BUILD_BYTES if deps in _built_deps() else FRESH_BUILD_BYTES)
     for name in names:
-        ref = refs[name]
+        ref, cached = refs[name], tags[name]
         dockerfile = ROOT / DOCKERFILES[ref]
-        cached = _cached_tag(name, ref, args, base)
         started = time.monotonic()
-        built = not image_exists(cached)
+        built = name in missing
         if built:
             _build(dockerfile, cached, args, ROOT, log)
         _run([engine(), "tag", cached, ref], check=True)
