@@ -65,6 +65,9 @@ SETTINGS = (
     "`monitor`. Every other section is its own parameter; a copy of one here must say the same, "
     "else the run is refused naming the field")
 
+INGEST_WORKERS = ("engine=local: processes that decode, validate and hash rows in parallel (0: the cores the pod "
+                  "may use, its CPU limit included). Any number gives the same dataset version (data.workers)")
+
 PARAMETERS: dict[str, str] = {
     "sources": "Raw data to ingest: s3:// URIs of files or prefixes (s3://bucket/raw/2026-12/), file:// "
                "paths or globs. BEFORE THE FIRST RUN ON A CLUSTER set your own s3:// URIs: the compiled "
@@ -82,11 +85,8 @@ PARAMETERS: dict[str, str] = {
               "version). Rows already in the parent are deduplicated against it",
     "engine": "Who runs ingest and featurize: local (in the step's pod) | spark (a SparkApplication: "
               "Spark Operator >= 2.x; spark_config)",
-    "workers": "engine=local: processes that decode, validate and hash rows in parallel (0: the cores the pod "
-               "may use, its CPU limit included). Any number gives the same dataset version (data.workers)",
-    "ingest_workers": "engine=local: processes that decode, validate and hash rows in parallel (0: the cores "
-                      "the pod may use, its CPU limit included). Any number gives the same dataset version "
-                      "(data.workers)",
+    "workers": INGEST_WORKERS,  # the ingest step's name for it
+    "ingest_workers": INGEST_WORKERS,  # the pipelines' name for it
     "search_backend": "Hyperparameter search: katib (an Experiment on the cluster, trials on GPU nodes) | "
                       "local (Optuna in the step's pod)",
     "backend": "Hyperparameter search: katib (an Experiment on the cluster) | local (Optuna in this pod)",
