@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import torch
@@ -55,6 +56,28 @@ def test_the_served_form_answers_as_the_trained_module_from_the_seen_rows_only(f
     assert torch.allclose(actual, expected, atol=1e-5), (actual - expected).abs().max()
     if family == "embedding_bag":  # the classifier folded in: classes numbers per seen row
         assert state["table"].shape == (int(seen.sum()), CLASSES)
+
+
+def test_the_embedding_bag_models_numpy_scoring_is_its_torch_forward():
+    """The scoring path (LoadedModel._forward) computes the folded model in numpy: the same logits
+    as the module, empty bags included (the bias alone, as an empty torch bag sums to zero)."""
+    model, _seen, params = _trained_looking("embedding_bag")
+    served = served_model(params, NUM_IDS, CLASSES, export_state(model))
+    generator = torch.Generator().manual_seed(2)
+    docs = [torch.randint(0, NUM_IDS, (int(n),), generator=generator).tolist()
+            for n in torch.randint(1, 30, (60,), generator=generator)]
+    ids, offsets = _bags(docs)
+    with torch.no_grad():
+        expected = served(ids, offsets).numpy()
+    assert np.allclose(served.logits_numpy(ids.numpy(), offsets.numpy()), expected, rtol=0, atol=1e-6)
+    # empty bags first, in the middle and last
+    ids, offsets = torch.tensor([3, 4, 5]), torch.tensor([0, 0, 2, 2, 3])
+    with torch.no_grad():
+        expected = served(ids, offsets).numpy()
+    actual = served.logits_numpy(ids.numpy(), offsets.numpy())
+    assert np.allclose(actual, expected, rtol=0, atol=1e-6)
+    assert np.array_equal(actual[[0, 2, 4]], np.repeat(served.bias.numpy()[None], 3, axis=0))
+    assert served.logits_numpy(ids.numpy()[:0], offsets.numpy()[:0]).shape == (0, CLASSES)
 
 
 def test_an_unseen_id_changes_nothing_in_the_embedding_bag_model_and_reads_as_padding_in_the_cnn():

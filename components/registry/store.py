@@ -142,6 +142,13 @@ class LoadedModel:
         return self._forward(self.featurizer.encode_tokenized(docs), log=True)
 
     def _forward(self, enc, log: bool = False) -> np.ndarray:
+        in_numpy = getattr(self.model, "logits_numpy", None)  # the embedding_bag family's served form
+        if in_numpy is not None:
+            logits = in_numpy(enc.ids, enc.offsets[:-1]).astype(np.float32, copy=False)
+            shifted = logits - logits.max(axis=1, keepdims=True)  # as torch's softmax: exp never overflows
+            exp = np.exp(shifted)
+            total = exp.sum(axis=1, keepdims=True)
+            return shifted - np.log(total) if log else exp / total
         # lazy: torch loads in ~1 s; only this path needs it
         import torch
 
