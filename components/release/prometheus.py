@@ -26,7 +26,7 @@ class PrometheusMetricsSource:
         self.cfg, self.model = cfg, model
         self.window = f"{math.ceil(max(interval_s, cfg.min_window_s))}s"
         self.last_queries: list[str] = []
-        self.errors: list[str] = []  # why a snapshot had no data; the analysis reports and clears them
+        self.errors: list[str] = []  # why a snapshot had no data, until take_problems
 
     def render(self, name: str, version: str) -> str:
         return Template(self.cfg.queries[name]).substitute(model=self.model, version=version, window=self.window)
@@ -55,6 +55,10 @@ class PrometheusMetricsSource:
 
     def _by(self, name: str, version: str, label: str) -> dict[str, float]:
         return {r["metric"].get(label, ""): _value(r) for r in self.query(self.render(name, version))}
+
+    def take_problems(self) -> list[str]:
+        taken, self.errors = self.errors, []
+        return taken
 
     def snapshot(self, version: str) -> RoleMetrics:
         """What `version` served over the last window; unreachable Prometheus -> reachable=False."""

@@ -40,6 +40,9 @@ class MetricsSource(Protocol):
     def snapshot(self, version: str) -> RoleMetrics:
         """What `version` served since the previous snapshot (reachable=False when unknown)."""
 
+    def take_problems(self) -> list[str]:
+        """Why snapshots since the last call had no data (each said once: the call clears them)."""
+
 
 @dataclass
 class ReplayTally:
@@ -106,10 +109,9 @@ def run_rollout(router: Router, metrics: MetricsSource, replay: Replay | None, c
         evidence = describe(checks)
         if state.result and state.strategy == "ab":
             evidence += f"; experiment: {state.result.get('reason') or 'running'}"
-        problems = getattr(metrics, "errors", None)
+        problems = metrics.take_problems()
         if problems:  # the reason behind "no data" goes into the Event and the log
             evidence += f"; metrics source: {problems[-1]}"
-            problems.clear()
         router.apply(state, action, evidence)
         if observe is not None:
             observe(state)
