@@ -26,10 +26,11 @@ def evaluate_op(
     from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.evaluate.config import EvaluateConfig
-    from components.evaluate.executor import evaluate_candidate, read_test_split
+    from components.evaluate.executor import evaluate_candidate
+    from components.split.executor import read_split
 
     settings = validate_section(EvaluateConfig, evaluate_config, "evaluate")
-    result = evaluate_candidate(open_store(store), model_name, candidate, read_test_split(test.path), test.metadata,
+    result = evaluate_candidate(open_store(store), model_name, candidate, read_split(test.path), test.metadata,
                                 cv_folds=settings.cv_folds)
     with open(evaluation.path, "w") as handle:
         json.dump(result, handle, indent=2)

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import Store
@@ -17,14 +16,9 @@ from components.featurize.executor import prepare_features
 from components.registry.store import load, resolve_version, write_cross_validation, write_explanations
 from components.tracking.runs import read_run
 
-COLUMNS = ["doc_id", "text", "label", "source"]
 IMPORTANCE_ROWS = 200  # held-out documents whose occlusion effects are averaged for the model card
 IMPORTANCE_TOKENS = 32  # distinct tokens occluded per document for the importance
 EXAMPLES = 4  # explained test documents in the gate report
-
-
-def read_test_split(path: str) -> pa.Table:
-    return pq.read_table(path, columns=COLUMNS)
 
 
 def evaluate_candidate(store: Store, model_name: str, candidate: str, test: pa.Table,

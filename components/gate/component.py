@@ -29,14 +29,14 @@ def gate_op(
 
     from components.common.logs import StepLog
     from components.common.storage import open_store
-    from components.evaluate.executor import read_test_split
     from components.gate.config import GateConfig
     from components.gate.core import gate_markdown
     from components.gate.executor import gate_candidate
+    from components.split.executor import read_split
 
     with open(evaluation.path) as handle:
         evaluated = json.load(handle)
-    result = gate_candidate(open_store(store), model_name, evaluated, read_test_split(test.path),
+    result = gate_candidate(open_store(store), model_name, evaluated, read_split(test.path),
                             GateConfig.model_validate(gate_config))
     with open(blessing.path, "w") as handle:
         json.dump(result, handle, indent=2)

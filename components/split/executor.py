@@ -6,12 +6,17 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from components.common.shards import ROW_GROUP_ROWS, FixedRowGroupWriter
 from components.common.storage import Store, open_store
 from components.dataset import versioning as v
 from components.dataset.schema import ACCEPTED_SCHEMA
 from components.split.config import SplitConfig
 from components.split.core import SPLITS, split_table
+
+READ_COLUMNS = ["doc_id", "text", "label", "source"]  # what the steps after this one read of a split
 
 
 def split_to_files(store: Store, ref: v.VersionRef, split: SplitConfig, out_paths: dict[str, str],
@@ -36,3 +41,8 @@ def split_version(store_uri: str, dataset: str, version: str, config: dict[str, 
     split = SplitConfig.model_validate(config)
     rows = split_to_files(store, ref, split, out_paths)
     return {"rows": rows, "dataset": dataset, "version": ref.version, "split": split.model_dump(mode="json")}
+
+
+def read_split(path: str) -> pa.Table:
+    """One split file as the evaluate, gate and release steps read it (the rows' id, text, label, source)."""
+    return pq.read_table(path, columns=READ_COLUMNS)
