@@ -93,12 +93,16 @@ class CustomObjects:
     """One kind of namespaced custom object (e.g. Katib's Experiment, the Spark Operator's
     SparkApplication) through the Kubernetes API."""
 
-    def __init__(self, kind: str, group: str, version: str, plural: str):
+    def __init__(self, kind: str, group: str, version: str, plural: str, context: str | None = None,
+                 get_timeout_s: float | None = None, delete_propagation: str | None = "Foreground"):
+        """`get_timeout_s`: a bound on each get (None: the client's default, none); `delete_propagation`:
+        the deleteOptions' propagationPolicy (None: the API server's default for the kind)."""
         # lazy: cluster SDK, only on the cluster path
         from kubernetes import client
 
-        load_config()
+        load_config(context)
         self.kind, self.group, self.version, self.plural = kind, group, version, plural
+        self.get_timeout_s, self.delete_propagation = get_timeout_s, delete_propagation
         self.api = client.CustomObjectsApi()
 
     def _args(self, namespace: str, plural: str | None = None) -> tuple:
@@ -106,8 +110,9 @@ class CustomObjects:
 
     def get(self, name, namespace):
         try:
+            timeout = {} if self.get_timeout_s is None else {"_request_timeout": self.get_timeout_s}
             return call_api(f"get {self.kind} {namespace}/{name}", self.api.get_namespaced_custom_object,
-                            *self._args(namespace), name)
+                            *self._args(namespace), name, **timeout)
         except ClusterError as exc:
             if getattr(exc, "status", None) == 404:
                 return None
@@ -125,8 +130,9 @@ class CustomObjects:
 
     def delete(self, name, namespace):
         try:
+            policy = {} if self.delete_propagation is None else {"propagation_policy": self.delete_propagation}
             call_api(f"delete {self.kind} {namespace}/{name}", self.api.delete_namespaced_custom_object,
-                     *self._args(namespace), name, propagation_policy="Foreground")
+                     *self._args(namespace), name, **policy)
         except ClusterError as exc:
             if getattr(exc, "status", None) != 404:
                 raise

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from components.common.errors import ClusterError
 from components.deploy.isvc import validate_inference_service
-from components.kube import call_api, load_config
+from components.kube import CustomObjects, call_api
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 
@@ -112,45 +112,34 @@ def apply_inference_service(api: InferenceServiceApi, manifest: dict[str, Any], 
 
 
 class KubernetesInferenceServiceApi:
-    """InferenceServiceApi over the Kubernetes API (in-cluster config, else the current kubeconfig)."""
+    """InferenceServiceApi over the Kubernetes API (in-cluster config, else the current kubeconfig):
+    get, create, patch and delete are kube.CustomObjects' (one 404 rule for the project); the watch
+    and the Events are this kind's own."""
 
     def __init__(self, context: str | None = None):
         # lazy: cluster SDK, only on the cluster path
         from kubernetes import client
 
-        load_config(context)
-        self.custom = client.CustomObjectsApi()
+        # each get bounded; a delete takes the API server's default propagation, as it always did here
+        self.objects = CustomObjects("InferenceService", GROUP, VERSION, PLURAL, context=context, get_timeout_s=30,
+                                     delete_propagation=None)
+        self.custom = self.objects.api
         self.core = client.CoreV1Api()
 
     def _call(self, what: str, fn, *args, **kwargs):
         return call_api(what, fn, *args, **kwargs)
 
     def get(self, name, namespace):
-        try:
-            return self._call(f"get InferenceService {namespace}/{name}", self.custom.get_namespaced_custom_object,
-                              GROUP, VERSION, namespace, PLURAL, name, _request_timeout=30)
-        except ClusterError as exc:
-            if getattr(exc, "status", None) == 404:
-                return None
-            raise
+        return self.objects.get(name, namespace)
 
     def create(self, manifest):
-        ns = manifest["metadata"]["namespace"]
-        return self._call(f"create InferenceService {ns}/{manifest['metadata']['name']}",
-                          self.custom.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, manifest)
+        return self.objects.create(manifest)
 
     def patch(self, name, namespace, patch):
-        # The client sends application/merge-patch+json for a dict body on custom objects.
-        return self._call(f"patch InferenceService {namespace}/{name}", self.custom.patch_namespaced_custom_object,
-                          GROUP, VERSION, namespace, PLURAL, name, patch)
+        return self.objects.patch(name, namespace, patch)
 
     def delete(self, name, namespace):
-        try:
-            self._call(f"delete InferenceService {namespace}/{name}", self.custom.delete_namespaced_custom_object,
-                       GROUP, VERSION, namespace, PLURAL, name)
-        except ClusterError as exc:
-            if getattr(exc, "status", None) != 404:
-                raise
+        self.objects.delete(name, namespace)
 
     def watch(self, name, namespace, timeout_s):
         # lazy: cluster SDK, only on the cluster path
