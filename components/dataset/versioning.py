@@ -149,19 +149,23 @@ def commit(store: Store, name: str, version: str, local_parts: list[tuple[str, i
     `local_parts` holds (path, rows, sha256, bytes). A crash before the manifest leaves only
     unreferenced objects under the version prefix: readers never see the version.
     """
+    if (manifest["dataset"], manifest["version"]) != (name, version):
+        raise ValueError(f"the manifest is {manifest['dataset']}@{manifest['version']}, not {name}@{version}")
     prefix = version_prefix(name, version)
     for i, (path, _rows, _sha, _size) in enumerate(local_parts):
         store.upload(path, f"{prefix}/part-{i:05d}.parquet")
     if local_quarantine is not None:
         store.upload(local_quarantine[0], f"{prefix}/quarantine.parquet")
+    publish(store, manifest)
+
+
+def publish(store: Store, manifest: dict[str, Any]) -> None:
+    """The commit point of a version whose parts are in place (both ingest engines end here): the
+    manifest, then the `latest` pointer, then the audit entry."""
+    name, version = manifest["dataset"], manifest["version"]
     store.write_json(manifest_key(name, version), manifest)
     store.write_json(latest_key(name), {"version": version, "updated_at": manifest["created_at"]})
-    record_commit(store, manifest)
-
-
-def record_commit(store: Store, manifest: dict[str, Any]) -> None:
-    """The audit entry of a committed version (both ingest engines call it after their commit)."""
-    audit.append(store, "dataset_version_committed", {"dataset": manifest["dataset"], "version": manifest["version"]},
+    audit.append(store, "dataset_version_committed", {"dataset": name, "version": version},
                  {"parent": manifest.get("parent"), "rows": manifest.get("rows"),
                   "created_at": manifest.get("created_at")})
 

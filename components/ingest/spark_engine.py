@@ -328,10 +328,7 @@ def _data_source_classes():
                 manifest["quarantine"] = dict(staged, path=f"{manifest['version']}/quarantine.parquet")
             if sum(p["rows"] for p in manifest["parts"] if "inherited_from" not in p) != manifest["rows"]["accepted"]:
                 raise RuntimeError("the written parts do not hold the accepted rows; version not committed")
-            store.write_json(v.manifest_key(manifest["dataset"], manifest["version"]), manifest)  # the commit point
-            store.write_json(v.latest_key(manifest["dataset"]),
-                             {"version": manifest["version"], "updated_at": manifest["created_at"]})
-            v.record_commit(store, manifest)
+            v.publish(store, manifest)  # the commit point
             store.delete(f"{version_key}/_quarantine.json")
 
         def abort(self, messages):
