@@ -175,55 +175,20 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         torch.manual_seed(params.seed + 7919 * world.rank)
         train = train.padded_to(d.max_int(world, len(train)))
-    history: list[dict[str, float]] = []
-    best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf, "state": None}
-    bad_epochs = 0
-    start_epoch = 1
-    resumed = None
+    run = _resume(checkpointer, world, params, rows, model, optimizer)
+    history, best, bad_epochs, resumed = run.history, run.best, run.bad_epochs, run.resumed_from_epoch
     module_state = None
-
-    state = checkpointer.load() if checkpointer else None
-    if state is not None:
-        if state.get("world_size", 1) != world.world_size:
-            raise ValueError(f"the checkpoint was written at world size {state.get('world_size', 1)}; resume it "
-                             f"at that world size (this run has {world.world_size}) or use a new run id")
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("params") != params.model_dump(mode="json"):
-            raise ValueError("the checkpoint belongs to a run with other parameters; use a new run id")
-        if not torch.equal(state["rows"], rows):
-            raise ValueError("the checkpoint was trained on other rows of the table (another training split); "
-                             "use a new run id")
-        _load_training_state(model, optimizer, state, rows)
-        rng = state["rng"]
-        torch.set_rng_state(rng[world.rank] if isinstance(rng, list) else rng)
-        history = state["history"]
-        best = state["best"]
-        bad_epochs = state["bad_epochs"]
-        start_epoch = state["epoch"] + 1
-        resumed = state["epoch"]
-
     stopped_early = bad_epochs >= params.patience
     last_checkpoint = time.monotonic()
     seconds = 0.0
     seen = 0
 
-    for epoch in range(start_epoch, params.epochs + 1):
+    for epoch in range(run.start_epoch, params.epochs + 1):
         if stopped_early:
             break
         model.train()
-        generator = torch.Generator().manual_seed(params.seed * 1_000_003 + epoch)
         started = time.perf_counter()
-        train_loss, batches, done = torch.zeros((), device=device), 0, 0
-        for ids, offsets, labels in train.batches(params.batch_size, generator):
-            ids, offsets, labels = ids.to(device), offsets.to(device), labels.to(device)
-            loss = nn.functional.cross_entropy(net(ids, offsets), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            train_loss += loss.detach()  # summed on the device: no host sync per step
-            batches += 1
-            done += len(labels)
-            if progress and batches % 20 == 0:
-                _progress(epoch, params.epochs, done, len(train))
+        train_loss, batches, done = _train_epoch(net, optimizer, train, params, epoch, device, progress)
         seconds += time.perf_counter() - started
         seen += done * world.world_size  # every rank took as many rows (padded shards)
         if progress:
@@ -260,6 +225,59 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
                      stopped_early=stopped_early, resumed_from_epoch=resumed, device=str(device),
                      train_docs_per_s=seen / seconds if seconds else 0.0,
                      extra={"module_state": module_state} if keep_module_state else {})
+
+
+@dataclass
+class _Resumed:
+    """Where the epoch loop starts: from scratch, or from a run's checkpoint."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "accuracy": -1.0, "loss": math.inf,
+                                                          "state": None})
+    bad_epochs: int = 0
+    start_epoch: int = 1
+    resumed_from_epoch: int | None = None
+
+
+def _resume(checkpointer: Checkpointer | None, world: d.World, params: TrainParams, rows: torch.Tensor,
+            model: nn.Module, optimizer: _Optimizer) -> _Resumed:
+    """The checkpoint's weights, optimizer moments and random state put back, when there is one that
+    belongs to this run (same world size, parameters and table rows; otherwise a clear error)."""
+    state = checkpointer.load() if checkpointer else None
+    if state is None:
+        return _Resumed()
+    if state.get("world_size", 1) != world.world_size:
+        raise ValueError(f"the checkpoint was written at world size {state.get('world_size', 1)}; resume it "
+                         f"at that world size (this run has {world.world_size}) or use a new run id")
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("params") != params.model_dump(mode="json"):
+        raise ValueError("the checkpoint belongs to a run with other parameters; use a new run id")
+    if not torch.equal(state["rows"], rows):
+        raise ValueError("the checkpoint was trained on other rows of the table (another training split); "
+                         "use a new run id")
+    _load_training_state(model, optimizer, state, rows)
+    rng = state["rng"]
+    torch.set_rng_state(rng[world.rank] if isinstance(rng, list) else rng)
+    return _Resumed(history=state["history"], best=state["best"], bad_epochs=state["bad_epochs"],
+                    start_epoch=state["epoch"] + 1, resumed_from_epoch=state["epoch"])
+
+
+def _train_epoch(net: nn.Module, optimizer: _Optimizer, train: Bags, params: TrainParams, epoch: int,
+                 device: torch.device, progress: bool) -> tuple[torch.Tensor, int, int]:
+    """One pass over `train` in this epoch's seeded order: (summed loss on the device, batches, rows)."""
+    generator = torch.Generator().manual_seed(params.seed * 1_000_003 + epoch)
+    train_loss, batches, done = torch.zeros((), device=device), 0, 0
+    for ids, offsets, labels in train.batches(params.batch_size, generator):
+        ids, offsets, labels = ids.to(device), offsets.to(device), labels.to(device)
+        loss = nn.functional.cross_entropy(net(ids, offsets), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        train_loss += loss.detach()  # summed on the device: no host sync per step
+        batches += 1
+        done += len(labels)
+        if progress and batches % 20 == 0:
+            _progress(epoch, params.epochs, done, len(train))
+    return train_loss, batches, done
 
 
 def _training_state(model: nn.Module, optimizer: _Optimizer, rows: torch.Tensor) -> dict[str, Any]:
