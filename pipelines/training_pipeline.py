@@ -55,7 +55,6 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
     own_config = run_config(config)
     alert = _alerting(cfg)
     sections = section_defaults(cfg, "production" if continuous else "reference")
-    cluster = cfg.cluster
     name, description = "conveyor-training", ("Ingest and version the data, search hyperparameters (Katib on GPU "
                                               "nodes, or Optuna locally), train the best configuration, register, "
                                               "evaluate, gate, canary.")
@@ -105,34 +104,9 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
             features = {name: data.features.outputs[name]
                         for name in ("featurizer", "train_features", "validation_features", "test_features")}
             test_split = data.splits.outputs["test"]
-            tasks = []
-            if search:
-                tuned = tune_op(backend=search_backend, store=store, featurizer=features["featurizer"], config=config,
-                                split_config=split_config, features_config=features_config,
-                                cluster_config=cluster_config, run_id=run_id)
-                tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
-                tuned.set_display_name("search (Katib / Optuna)")
-                tasks.append(tuned)
-                trained = train_op(store=store, **features, config=config, split_config=split_config,
-                                   features_config=features_config, cluster_config=cluster_config,
-                                   best_params=tuned.outputs["best_params"],
-                                   best_run_id=tuned.outputs["best_run_id"], run_id=f"{run_id}-best")
-                trained.set_display_name("train best configuration")
-            else:
-                trained = train_op(store=store, **features, config=config, split_config=split_config,
-                                   features_config=features_config, cluster_config=cluster_config, best_params={},
-                                   best_run_id="", run_id=f"{run_id}-retrain")
-                trained.set_display_name("retrain the champion's configuration")
-            tasks.append(trained)
-            if cluster.gpus_per_trial:
-                trained.set_accelerator_type(cluster.gpu_resource).set_accelerator_limit(cluster.gpus_per_trial)
-                for key, value in cluster.node_selector.items():
-                    kubernetes.add_node_selector(trained, label_key=key, label_value=value)
-                for tol in cluster.tolerations:
-                    kubernetes.add_toleration(trained, key=tol.get("key"), operator=tol.get("operator"),
-                                              value=tol.get("value"), effect=tol.get("effect"))
-            for task in tasks:
-                audited(task)
+            trained = _search_and_train(cfg, search, features, store=store, search_backend=search_backend,
+                                        config=config, split_config=split_config, features_config=features_config,
+                                        cluster_config=cluster_config, run_id=run_id)
             registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
             audited(registered).set_display_name("register model (alias: candidate)")
             evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
@@ -147,24 +121,69 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
                                 notify_config=notify_config, record=gated.outputs["blessing"]),
                       "alert & stop: candidate not blessed")
             with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not Python)
-                staged = stage_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
-                                  blessing=gated.outputs["blessing"], test=test_split, canary_config=canary_config,
-                                  environments=environments, target=deploy_target, deploy_config=deploy_config)
-                audited(staged).set_display_name("staging: deploy, verify on replayed traffic, approval")
-                staged.set_caching_options(False)
-                with dsl.If(staged.outputs["Output"] == "failed", name="staging-failed"):
-                    alert(notify_op(event="staging_failed", run_id=run_id, model_name=model_name,
-                                    notify_config=notify_config, record=staged.outputs["verification"]),
-                          "alert & stop: staging failed")
-                with dsl.If(staged.outputs["Output"] == "awaiting_approval", name="awaiting-approval"):
-                    alert(notify_op(event="awaiting_approval", run_id=run_id, model_name=model_name,
-                                    notify_config=notify_config, record=staged.outputs["verification"]),
-                          "stop: awaiting approval (conveyor approve | reject)")
-                with dsl.If(staged.outputs["Output"] == "release", name="entry-granted"):
-                    production_release(cfg, alert, run_id, notify_config, store=store, model_name=model_name,
-                                       candidate=registered.outputs["version"], canary_config=canary_config,
-                                       environments=environments, target=deploy_target,
-                                       deploy_config=deploy_config, rollout_config=rollout_config)
+                _stage_and_release(cfg, alert, run_id, notify_config, store=store, model_name=model_name,
+                                   candidate=registered.outputs["version"], blessing=gated.outputs["blessing"],
+                                   test=test_split, canary_config=canary_config, environments=environments,
+                                   target=deploy_target, deploy_config=deploy_config, rollout_config=rollout_config)
         grant_store_access(cfg)
 
     return training_pipeline
+
+
+def _search_and_train(cfg: ConveyorConfig, search: bool, features: dict, *, store, search_backend, config,
+                      split_config, features_config, cluster_config, run_id):
+    """Inside the pipeline: the search and the training of its best configuration, or (search=False)
+    the champion's configuration retrained; the training placed on GPU nodes as `cluster` says."""
+    cluster = cfg.cluster
+    tasks = []
+    if search:
+        tuned = tune_op(backend=search_backend, store=store, featurizer=features["featurizer"], config=config,
+                        split_config=split_config, features_config=features_config,
+                        cluster_config=cluster_config, run_id=run_id)
+        tuned.set_caching_options(False)  # launches (and may adopt) a Katib experiment: a side effect
+        tuned.set_display_name("search (Katib / Optuna)")
+        tasks.append(tuned)
+        trained = train_op(store=store, **features, config=config, split_config=split_config,
+                           features_config=features_config, cluster_config=cluster_config,
+                           best_params=tuned.outputs["best_params"],
+                           best_run_id=tuned.outputs["best_run_id"], run_id=f"{run_id}-best")
+        trained.set_display_name("train best configuration")
+    else:
+        trained = train_op(store=store, **features, config=config, split_config=split_config,
+                           features_config=features_config, cluster_config=cluster_config, best_params={},
+                           best_run_id="", run_id=f"{run_id}-retrain")
+        trained.set_display_name("retrain the champion's configuration")
+    tasks.append(trained)
+    if cluster.gpus_per_trial:
+        trained.set_accelerator_type(cluster.gpu_resource).set_accelerator_limit(cluster.gpus_per_trial)
+        for key, value in cluster.node_selector.items():
+            kubernetes.add_node_selector(trained, label_key=key, label_value=value)
+        for tol in cluster.tolerations:
+            kubernetes.add_toleration(trained, key=tol.get("key"), operator=tol.get("operator"),
+                                      value=tol.get("value"), effect=tol.get("effect"))
+    for task in tasks:
+        audited(task)
+    return trained
+
+
+def _stage_and_release(cfg: ConveyorConfig, alert, run_id, notify_config, *, store, model_name, candidate, blessing,
+                       test, canary_config, environments, target, deploy_config, rollout_config) -> None:
+    """Inside the pipeline, for a blessed candidate: staging (deploy, verify, approval), then an alert
+    and stop on failure or while awaiting approval, or the production release once entry is granted."""
+    staged = stage_op(store=store, model_name=model_name, candidate=candidate, blessing=blessing, test=test,
+                      canary_config=canary_config, environments=environments, target=target,
+                      deploy_config=deploy_config)
+    audited(staged).set_display_name("staging: deploy, verify on replayed traffic, approval")
+    staged.set_caching_options(False)
+    with dsl.If(staged.outputs["Output"] == "failed", name="staging-failed"):
+        alert(notify_op(event="staging_failed", run_id=run_id, model_name=model_name,
+                        notify_config=notify_config, record=staged.outputs["verification"]),
+              "alert & stop: staging failed")
+    with dsl.If(staged.outputs["Output"] == "awaiting_approval", name="awaiting-approval"):
+        alert(notify_op(event="awaiting_approval", run_id=run_id, model_name=model_name,
+                        notify_config=notify_config, record=staged.outputs["verification"]),
+              "stop: awaiting approval (conveyor approve | reject)")
+    with dsl.If(staged.outputs["Output"] == "release", name="entry-granted"):
+        production_release(cfg, alert, run_id, notify_config, store=store, model_name=model_name,
+                           candidate=candidate, canary_config=canary_config, environments=environments,
+                           target=target, deploy_config=deploy_config, rollout_config=rollout_config)
