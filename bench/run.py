@@ -160,9 +160,8 @@ def write_readme(results: dict[str, dict]) -> None:
 
 
 def ingest_section(ingest: dict) -> list[str]:
-    lines: list[str] = []
     env = ingest["environment"]
-    lines += ["## Ingest + clean + version (synthetic documents, Parquet source, file store)", "",
+    lines = ["## Ingest + clean + version (synthetic documents, Parquet source, file store)", "",
               f"Run {env['when']} on {env['cpus']} CPUs, Python {env['python']}; best of {REPEATS} alternating "
               "runs each. Baseline: a raw pyarrow scan (`ParquetFile.iter_batches`, text and label columns) "
               "of the same rows in the same run. Ingest reads, validates, normalizes, hashes (SHA-256 doc_id), "
@@ -195,8 +194,7 @@ def ingest_section(ingest: dict) -> list[str]:
 
 
 def features_section(features: dict) -> list[str]:
-    lines: list[str] = []
-    lines += ["## Split + featurize (streamed, same synthetic corpus)", "",
+    lines = ["## Split + featurize (streamed, same synthetic corpus)", "",
               f"Run {features['environment']['when']}. The pipeline's split and featurize steps on an ingested "
               "version: the version is read a batch at a time into three split files, the hashing featurizer "
               "(the default) is fitted and applied a batch at a time, every file written in fixed "
@@ -214,8 +212,7 @@ def features_section(features: dict) -> list[str]:
 
 
 def spark_section(spark: dict) -> list[str]:
-    lines: list[str] = []
-    lines += ["## Spark engine vs in-process ingest (same files, same run)", "",
+    lines = ["## Spark engine vs in-process ingest (same files, same run)", "",
               f"Run {spark['environment']['when']} on {spark['environment']['cpus']} CPUs. Spark `local[N]` "
               "(`components/ingest/spark_engine.py`) against the in-process engine on the synthetic Parquet "
               "corpus above; one run each. Spark's session start-up (JVM, first task) is reported apart, "
@@ -246,9 +243,8 @@ def spark_section(spark: dict) -> list[str]:
 
 
 def training_section(training: dict) -> list[str]:
-    lines: list[str] = []
     r = training["results"][0]
-    lines += ["## Training throughput (EmbeddingBag, synthetic reviews)", "",
+    lines = ["## Training throughput (EmbeddingBag, synthetic reviews)", "",
               f"Run {training['environment']['when']}. Docs/s over whole training epochs; the median of "
               f"{r['pairs']} back-to-back pairs (range of the paired ratios {r['ratio_range']}): the full "
               "entrypoint (`run_training`: shuffling, batching, checkpoint per epoch, "
@@ -264,8 +260,7 @@ def training_section(training: dict) -> list[str]:
 
 
 def distributed_section(distributed: dict) -> list[str]:
-    lines: list[str] = []
-    lines += ["## Distributed training: world size 1 vs 2 (torch DDP under torchrun)", "",
+    lines = ["## Distributed training: world size 1 vs 2 (torch DDP under torchrun)", "",
               f"Run {distributed['environment']['when']} on {distributed['environment']['cpus']} CPUs. Docs/s "
               "over whole training epochs (rank 0's epoch time, every rank's rows), both world sizes launched "
               "the same way (`components/train/launch.py:train_processes`, one thread per process), "
@@ -287,8 +282,7 @@ def distributed_section(distributed: dict) -> list[str]:
 
 
 def drift_section(drift: dict) -> list[str]:
-    lines: list[str] = []
-    lines += ["## Drift verdict (1M-row windows, monitor vs Evidently DataDriftPreset)", "",
+    lines = ["## Drift verdict (1M-row windows, monitor vs Evidently DataDriftPreset)", "",
               f"Run {drift['environment']['when']}. Both judge the same windows with the same tests and "
               "thresholds (normed Wasserstein for numerical features with > 5 values, Jensen-Shannon otherwise, "
               "0.1): 10 engineered text features (chars, words, mean word length, upper/digit/non-ASCII share, "
