@@ -26,6 +26,7 @@ from components.dataset.schema import (
     content_keys,
     doc_ids_from_digests,
     keys_from_digests,
+    keys_from_doc_ids,
 )
 from components.ingest.config import CleaningConfig
 from components.ingest.dedup import ParentKeys, WindowIndex
@@ -84,6 +85,24 @@ class Cleaner:
 
     def clean(self, raw: pa.RecordBatch) -> Cleaned:
         return self.admit(raw, prepare(raw, self.config, self.select))
+
+    def withdraw(self, rows: pa.Table, text_from: list[str], defects: list[str]) -> None:
+        """Rows admitted earlier that the dedup across windows (`dedup.resolve`, after the last batch)
+        found to be duplicates: out of the accepted counts, the labels, the defects and text sources
+        counted for them, and the content digest; counted as quarantined instead. `text_from` and
+        `defects` are what was counted for these rows when they were admitted."""
+        labels = rows.column("label").combine_chunks()
+        self.digest.remove(content_keys(keys_from_doc_ids(rows.column("doc_id").combine_chunks()), labels))
+        stats = self.stats
+        _subtract(stats.by_label, labels.drop_null().to_pylist())  # as add_counts counted them
+        _subtract(stats.text_from, text_from)
+        _subtract(stats.accepted_defects, defects)
+        stats.rows_accepted -= rows.num_rows
+        stats.rows_quarantined += rows.num_rows
+
+    def recount_reasons(self, by_reason: dict[str, int]) -> None:
+        """The quarantine's reasons as its final file holds them (after `withdraw` and relabelling)."""
+        self.stats.by_reason = dict(by_reason)
 
     def admit(self, raw: pa.RecordBatch, prepared: Prepared) -> Cleaned:
         """The stateful, ordered half of cleaning: duplicates against the parent and the rows
@@ -339,3 +358,11 @@ def _fill_details(detail: pa.Array, mask: pa.Array, describe) -> pa.Array:
     for i in idx:
         values[i] = describe(int(i))
     return pa.array(values, pa.string())
+
+
+def _subtract(counter: dict[str, int], values: list[str]) -> None:
+    """Take one count off each value (a value counted to zero leaves the counter)."""
+    for value in values:
+        counter[value] -= 1
+        if not counter[value]:
+            del counter[value]

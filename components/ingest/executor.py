@@ -31,8 +31,6 @@ from components.dataset.schema import (
     ACCEPTED_SCHEMA,
     QUARANTINE_SCHEMA,
     ContentDigest,
-    content_keys,
-    keys_from_doc_ids,
     without_raw,
 )
 from components.ingest import dedup
@@ -371,9 +369,9 @@ def build_manifest(dataset: str, version: str, parent_ref: v.VersionRef | None, 
 def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine: tuple | None,
                     raw_changes: tuple | None, verdicts: dedup.Verdicts, cleaner: Cleaner, part_rows: int):
     """Phase 3 of dedup: move the rows phase 2 found to be duplicates from the parts to the quarantine
-    (with their raw bytes), relabel in-window repeats of parent rows, and fix the counts and digest.
-    Streams one row group at a time; parts without a verdict are kept as they are."""
-    stats = cleaner.stats
+    (with their raw bytes) and withdraw them from the cleaner's counts and digest, relabel in-window
+    repeats of parent rows, and recount the quarantine's reasons. Streams one row group at a time;
+    parts without a verdict are kept as they are."""
     keep_raw = cleaner.config.quarantine_raw
     moved_out = _PartWriter(tmp, QUARANTINE_SCHEMA, "moved", part_rows=2**62)
     kept_parts, first_seq = [], 0
@@ -394,15 +392,9 @@ def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine
                 moved_idx = np.flatnonzero(~keep)
                 moved = table.take(pa.array(moved_idx))
                 seqs = first_seq + offset + moved_idx
-                moved_rows = _as_quarantine(moved, group_flags[moved_idx], seqs, raw_changes, stats)
+                moved_rows, text_from, defects = _as_quarantine(moved, group_flags[moved_idx], seqs, raw_changes)
                 moved_out.write(moved_rows if keep_raw else without_raw(moved_rows))
-                labels = moved.column("label").combine_chunks()
-                cleaner.digest.remove(content_keys(keys_from_doc_ids(moved.column("doc_id").combine_chunks()),
-                                                   labels))
-                for item in pc.value_counts(labels).to_pylist():
-                    stats.by_label[item["values"]] -= item["counts"]
-                    if not stats.by_label[item["values"]]:
-                        del stats.by_label[item["values"]]
+                cleaner.withdraw(moved, text_from, defects)
                 table = table.filter(pa.array(keep))
             if table.num_rows:
                 out.write_table(table, row_group_size=ROW_GROUP_ROWS)
@@ -414,19 +406,20 @@ def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine
             kept_parts.append((path, kept, sha256_of_file(path), os.path.getsize(path)))
         first_seq += rows
     moved = (moved_out.close() or [None])[0]
-    moved_rows = moved[1] if moved else 0
-    stats.rows_accepted -= moved_rows
-    stats.rows_quarantined += moved_rows
     quarantine = _rewrite_quarantine(tmp, quarantine, moved, verdicts)
     counts = pc.value_counts(pq.read_table(quarantine[0], columns=["reason"]).column("reason")).to_pylist() \
         if quarantine else []
-    stats.by_reason = {item["values"]: item["counts"] for item in counts}
+    cleaner.recount_reasons({item["values"]: item["counts"] for item in counts})
     return kept_parts, quarantine
 
 
-def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray, raw_changes: tuple | None,
-                   stats) -> pa.Table:
+def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray,
+                   raw_changes: tuple | None) -> tuple[pa.Table, list[str], list[str]]:
+    """The moved rows as quarantine rows (their raw bytes back where cleaning changed them), with the
+    text sources and defects that were counted for them when they were admitted."""
     raw = moved.column("text").cast(pa.large_binary()).combine_chunks()
+    text_from: list[str] = []
+    defects: list[str] = []
     if raw_changes is not None:  # rows whose raw bytes were not their cleaned text, or with email notes
         lo, hi = int(seqs.min()), int(seqs.max())
         changes = pq.read_table(raw_changes[0], filters=[("seq", ">=", lo), ("seq", "<=", hi)])
@@ -438,11 +431,10 @@ def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray, raw_cha
                 if value is not None:
                     values[i] = value
             raw = pa.array(values, pa.large_binary())
-            _subtract(stats.text_from, changes.column("text_from").drop_null().to_pylist())
-            _subtract(stats.accepted_defects, [d for ds in changes.column("defects").drop_null().to_pylist()
-                                               for d in ds.split(",")])
+            text_from = changes.column("text_from").drop_null().to_pylist()
+            defects = [d for ds in changes.column("defects").drop_null().to_pylist() for d in ds.split(",")]
     reasons = np.where(flags == dedup.DUPLICATE_OF_PARENT, "duplicate_of_parent", "duplicate")
-    return pa.table({
+    table = pa.table({
         "reason": pa.array(reasons, pa.string()),
         "detail": pc.binary_join_element_wise("doc_id", moved.column("doc_id"), " "),
         "raw": raw,
@@ -451,13 +443,7 @@ def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray, raw_cha
         "source_uri": moved.column("source_uri"),
         "source_row": moved.column("source_row"),
     }, schema=QUARANTINE_SCHEMA)
-
-
-def _subtract(counter: dict[str, int], values: list[str]) -> None:
-    for value in values:
-        counter[value] -= 1
-        if not counter[value]:
-            del counter[value]
+    return table, text_from, defects
 
 
 def _rewrite_quarantine(tmp: str, quarantine: tuple | None, moved: tuple | None, verdicts: dedup.Verdicts):
