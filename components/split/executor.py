@@ -44,5 +44,5 @@ def split_version(store_uri: str, dataset: str, version: str, config: dict[str, 
 
 
 def read_split(path: str) -> pa.Table:
-    """One split file as the evaluate, gate and release steps read it (the rows' id, text, label, source)."""
+    """One split file as the evaluate and gate steps read it (the rows' id, text, label, source)."""
     return pq.read_table(path, columns=READ_COLUMNS)
