@@ -402,6 +402,28 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
         "label", "source", "source_uri", "source_row", "file_index", "row_index")
     quarantine = records.filter("kind = 'q'").select(*quarantine_cols).unionByName(moved)
 
+    stats, digest = _count(records, accepted, quarantine, store, parent_ref)
+    version = v.version_id(digest.hexdigest(), ACCEPTED_SCHEMA, cleaning.identity())
+    clock.done("read_clean_dedup")
+
+    try:
+        if store.exists(v.manifest_key(dataset, version)):
+            existing = v.read_manifest(store, dataset, version)
+            return version_result(store, dataset, stats, existing, False, clock)
+        manifest = build_manifest(dataset, version, parent_ref, stats, digest, cleaning, settings, sources, formats,
+                                  [], None, code_version)
+        _write(spark, store, manifest, accepted, quarantine, stats.rows_accepted, part_rows, cleaning.quarantine_raw)
+        clock.done("write_commit")
+        manifest = v.read_manifest(store, dataset, version)
+        return version_result(store, dataset, stats, manifest, True, clock)
+    finally:
+        decided.unpersist()
+        rows.unpersist()
+
+
+def _count(records, accepted, quarantine, store: Store, parent_ref) -> tuple[CleanStats, ContentDigest]:
+    """The version's row accounting and content digest (the parent's rows included), from the
+    decided rows: what `Cleaner` counts in the in-process engine, here per Spark task then summed."""
     stats = CleanStats()
     stats.rows_read = records.count()
     stats.by_reason = {r["reason"]: int(r["count"]) for r in quarantine.groupBy("reason").count().collect()}
@@ -421,32 +443,24 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
     if stats.rows_read != stats.rows_accepted + stats.rows_quarantined:
         raise AssertionError(f"row accounting broke: read {stats.rows_read} != accepted {stats.rows_accepted} "
                              f"+ quarantined {stats.rows_quarantined}")
-    version = v.version_id(digest.hexdigest(), ACCEPTED_SCHEMA, cleaning.identity())
-    clock.done("read_clean_dedup")
+    return stats, digest
 
-    try:
-        if store.exists(v.manifest_key(dataset, version)):
-            existing = v.read_manifest(store, dataset, version)
-            return version_result(store, dataset, stats, existing, False, clock)
-        prefix = v.version_prefix(dataset, version)
-        (quarantine.repartition(1).sortWithinPartitions("file_index", "row_index").drop("file_index", "row_index")
-         .write.format(DATA_SOURCE).mode("append")
-         .option("store", store.uri).option("role", "quarantine").option("key", f"{prefix}/quarantine.parquet")
-         .option("withhold_raw", "false" if cleaning.quarantine_raw else "true")
-         .save())
-        manifest = build_manifest(dataset, version, parent_ref, stats, digest, cleaning, settings, sources, formats,
-                                  [], None, code_version)
-        # At least one part per worker so that writing is parallel too (parts may hold < part_rows).
-        n_parts = max(1, math.ceil(stats.rows_accepted / part_rows),
-                      min(spark.sparkContext.defaultParallelism, stats.rows_accepted // 10_000))
-        (accepted.repartitionByRange(n_parts, "file_index", "row_index")
-         .sortWithinPartitions("file_index", "row_index").select(*ACCEPTED_SCHEMA.names)
-         .write.format(DATA_SOURCE).mode("append")
-         .option("store", store.uri).option("role", "parts").option("key", prefix + "/part-{partition:05d}.parquet")
-         .option("manifest", json.dumps(manifest)).save())
-        clock.done("write_commit")
-        manifest = v.read_manifest(store, dataset, version)
-        return version_result(store, dataset, stats, manifest, True, clock)
-    finally:
-        decided.unpersist()
-        rows.unpersist()
+
+def _write(spark, store: Store, manifest: dict, accepted, quarantine, rows_accepted: int, part_rows: int,
+           quarantine_raw: bool) -> None:
+    """The quarantine (one file, in input order), then the parts, whose writer's commit publishes
+    the version (VersionWriter.commit)."""
+    prefix = v.version_prefix(manifest["dataset"], manifest["version"])
+    (quarantine.repartition(1).sortWithinPartitions("file_index", "row_index").drop("file_index", "row_index")
+     .write.format(DATA_SOURCE).mode("append")
+     .option("store", store.uri).option("role", "quarantine").option("key", f"{prefix}/quarantine.parquet")
+     .option("withhold_raw", "false" if quarantine_raw else "true")
+     .save())
+    # At least one part per worker so that writing is parallel too (parts may hold < part_rows).
+    n_parts = max(1, math.ceil(rows_accepted / part_rows),
+                  min(spark.sparkContext.defaultParallelism, rows_accepted // 10_000))
+    (accepted.repartitionByRange(n_parts, "file_index", "row_index")
+     .sortWithinPartitions("file_index", "row_index").select(*ACCEPTED_SCHEMA.names)
+     .write.format(DATA_SOURCE).mode("append")
+     .option("store", store.uri).option("role", "parts").option("key", prefix + "/part-{partition:05d}.parquet")
+     .option("manifest", json.dumps(manifest)).save())
