@@ -238,15 +238,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
     parent_ref = v.resolve_parent(store, dataset, parent) if parent else None
 
     with tempfile.TemporaryDirectory(prefix="conveyor-ingest-", dir=workdir) as tmp:
-        digest_state = ContentDigest()
-        parent_chunks = v.parent_keys(store, parent_ref, digest_state)
-        if cleaning.dedup_against_parent:
-            parent_total = parent_ref.manifest["rows"]["total"] if parent_ref else 0
-            parent_index = dedup.ParentKeys(tmp, parent_chunks, parent_total, dedup_budget_keys)
-        else:
-            for _ in parent_chunks:  # the parent's rows still count in the child's content digest
-                pass
-            parent_index = None
+        digest_state, parent_index = _parent_side(store, parent_ref, cleaning, tmp, dedup_budget_keys)
         seen = dedup.WindowIndex(tmp, dedup_budget_keys)
         clock.done("prepare")
         cleaner = Cleaner(cleaning, parent_index, select=source_selector(settings), seen=seen)
@@ -305,16 +297,37 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
             existing = v.read_manifest(store, dataset, version)
             return replace(version_result(store, dataset, stats, existing, False, clock), workers=workers)
 
-        own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": rows, "sha256": sha, "bytes": size}
-                     for i, (_p, rows, sha, size) in enumerate(new_parts)]
-        quarantine_entry = None if quarantine is None else {
-            "path": f"{version}/quarantine.parquet", "rows": quarantine[1], "sha256": quarantine[2],
-            "bytes": quarantine[3]}
         manifest = build_manifest(dataset, version, parent_ref, stats, digest_state, cleaning, settings, sources,
-                                  reader.formats_seen, own_parts, quarantine_entry, code_version)
+                                  reader.formats_seen, *_manifest_entries(version, new_parts, quarantine),
+                                  code_version)
         v.commit(store, dataset, version, new_parts, quarantine, manifest)
         clock.done("commit")
         return replace(version_result(store, dataset, stats, manifest, True, clock), workers=workers)
+
+
+def _parent_side(store: Store, parent_ref, cleaning: CleaningConfig, tmp: str,
+                 budget_keys: int) -> tuple[ContentDigest, dedup.ParentKeys | None]:
+    """The parent's rows in the child's content digest, and (with cleaning.dedup_against_parent)
+    their keys for the duplicate checks, spilled to `tmp` beyond `budget_keys`."""
+    digest_state = ContentDigest()
+    parent_chunks = v.parent_keys(store, parent_ref, digest_state)
+    if cleaning.dedup_against_parent:
+        parent_total = parent_ref.manifest["rows"]["total"] if parent_ref else 0
+        return digest_state, dedup.ParentKeys(tmp, parent_chunks, parent_total, budget_keys)
+    for _ in parent_chunks:  # the parent's rows still count in the child's content digest
+        pass
+    return digest_state, None
+
+
+def _manifest_entries(version: str, parts: list[tuple[str, int, str, int]],
+                      quarantine: tuple[str, int, str, int] | None) -> tuple[list[dict], dict | None]:
+    """The manifest's entries for the parts and the quarantine file `versioning.commit` uploads."""
+    own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": rows, "sha256": sha, "bytes": size}
+                 for i, (_p, rows, sha, size) in enumerate(parts)]
+    quarantine_entry = None if quarantine is None else {
+        "path": f"{version}/quarantine.parquet", "rows": quarantine[1], "sha256": quarantine[2],
+        "bytes": quarantine[3]}
+    return own_parts, quarantine_entry
 
 
 def version_result(store: Store, dataset: str, stats: CleanStats, manifest: dict[str, Any], new: bool,
