@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -142,20 +142,31 @@ def parent_keys(store: Store, ref: VersionRef | None, digest: ContentDigest) -> 
         yield keys
 
 
-def commit(store: Store, name: str, version: str, local_parts: list[tuple[str, int, str, int]],
-           local_quarantine: tuple[str, int, str, int] | None, manifest: dict[str, Any]) -> None:
+class LocalFile(NamedTuple):
+    """A Parquet file of a version being made, written on local disk before `commit` uploads it:
+    a part (`part-NNNNN.parquet`) or the quarantine (`quarantine.parquet`), as its manifest entry
+    will describe it."""
+
+    path: str  # on local disk
+    rows: int
+    sha256: str
+    bytes: int
+
+
+def commit(store: Store, name: str, version: str, local_parts: list[LocalFile],
+           local_quarantine: LocalFile | None, manifest: dict[str, Any]) -> None:
     """Upload parts, then the manifest (the commit point), then move the `latest` pointer.
 
-    `local_parts` holds (path, rows, sha256, bytes). A crash before the manifest leaves only
-    unreferenced objects under the version prefix: readers never see the version.
+    A crash before the manifest leaves only unreferenced objects under the version prefix:
+    readers never see the version.
     """
     if (manifest["dataset"], manifest["version"]) != (name, version):
         raise ValueError(f"the manifest is {manifest['dataset']}@{manifest['version']}, not {name}@{version}")
     prefix = version_prefix(name, version)
-    for i, (path, _rows, _sha, _size) in enumerate(local_parts):
-        store.upload(path, f"{prefix}/part-{i:05d}.parquet")
+    for i, part in enumerate(local_parts):
+        store.upload(part.path, f"{prefix}/part-{i:05d}.parquet")
     if local_quarantine is not None:
-        store.upload(local_quarantine[0], f"{prefix}/quarantine.parquet")
+        store.upload(local_quarantine.path, f"{prefix}/quarantine.parquet")
     publish(store, manifest)
 
 

@@ -112,11 +112,11 @@ class _PartWriter:
         self.parts.append(path)
         self.counts.append(0)
 
-    def close(self) -> list[tuple[str, int, str, int]]:
+    def close(self) -> list[v.LocalFile]:
         if self._writer is not None:
             self._writer.close()
-        return [(p, n, sha256_of_file(p), os.path.getsize(p)) for p, n in zip(self.parts, self.counts,
-                                                                             strict=True)]
+        return [v.LocalFile(p, n, sha256_of_file(p), os.path.getsize(p))
+                for p, n in zip(self.parts, self.counts, strict=True)]
 
 
 def parquet_writer(path: str, schema: pa.Schema, statistics: bool = False) -> pq.ParquetWriter:
@@ -319,14 +319,14 @@ def _parent_side(store: Store, parent_ref, cleaning: CleaningConfig, tmp: str,
     return digest_state, None
 
 
-def _manifest_entries(version: str, parts: list[tuple[str, int, str, int]],
-                      quarantine: tuple[str, int, str, int] | None) -> tuple[list[dict], dict | None]:
+def _manifest_entries(version: str, parts: list[v.LocalFile],
+                      quarantine: v.LocalFile | None) -> tuple[list[dict], dict | None]:
     """The manifest's entries for the parts and the quarantine file `versioning.commit` uploads."""
-    own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": rows, "sha256": sha, "bytes": size}
-                 for i, (_p, rows, sha, size) in enumerate(parts)]
+    own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": p.rows, "sha256": p.sha256, "bytes": p.bytes}
+                 for i, p in enumerate(parts)]
     quarantine_entry = None if quarantine is None else {
-        "path": f"{version}/quarantine.parquet", "rows": quarantine[1], "sha256": quarantine[2],
-        "bytes": quarantine[3]}
+        "path": f"{version}/quarantine.parquet", "rows": quarantine.rows, "sha256": quarantine.sha256,
+        "bytes": quarantine.bytes}
     return own_parts, quarantine_entry
 
 
@@ -379,19 +379,22 @@ def build_manifest(dataset: str, version: str, parent_ref: v.VersionRef | None, 
     }
 
 
-def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine: tuple | None,
-                    raw_changes: tuple | None, verdicts: dedup.Verdicts, cleaner: Cleaner, part_rows: int):
+def _apply_verdicts(tmp: str, parts: list[v.LocalFile], quarantine: v.LocalFile | None,
+                    raw_changes: v.LocalFile | None, verdicts: dedup.Verdicts, cleaner: Cleaner,
+                    part_rows: int) -> tuple[list[v.LocalFile], v.LocalFile | None]:
     """Phase 3 of dedup: move the rows phase 2 found to be duplicates from the parts to the quarantine
     (with their raw bytes) and withdraw them from the cleaner's counts and digest, relabel in-window
     repeats of parent rows, and recount the quarantine's reasons. Streams one row group at a time;
     parts without a verdict are kept as they are."""
     keep_raw = cleaner.config.quarantine_raw
     moved_out = _PartWriter(tmp, QUARANTINE_SCHEMA, "moved", part_rows=2**62)
-    kept_parts, first_seq = [], 0
-    for path, rows, sha, size in parts:
+    kept_parts: list[v.LocalFile] = []
+    first_seq = 0
+    for part in parts:
+        path, rows = part.path, part.rows
         flags = verdicts.candidate_flags(first_seq, first_seq + rows)
         if not flags.any():
-            kept_parts.append((path, rows, sha, size))
+            kept_parts.append(part)
             first_seq += rows
             continue
         source = pq.ParquetFile(path)
@@ -416,18 +419,18 @@ def _apply_verdicts(tmp: str, parts: list[tuple[str, int, str, int]], quarantine
         out.close()
         os.replace(rewritten, path)
         if kept:
-            kept_parts.append((path, kept, sha256_of_file(path), os.path.getsize(path)))
+            kept_parts.append(v.LocalFile(path, kept, sha256_of_file(path), os.path.getsize(path)))
         first_seq += rows
     moved = (moved_out.close() or [None])[0]
     quarantine = _rewrite_quarantine(tmp, quarantine, moved, verdicts)
-    counts = pc.value_counts(pq.read_table(quarantine[0], columns=["reason"]).column("reason")).to_pylist() \
+    counts = pc.value_counts(pq.read_table(quarantine.path, columns=["reason"]).column("reason")).to_pylist() \
         if quarantine else []
     cleaner.recount_reasons({item["values"]: item["counts"] for item in counts})
     return kept_parts, quarantine
 
 
 def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray,
-                   raw_changes: tuple | None) -> tuple[pa.Table, list[str], list[str]]:
+                   raw_changes: v.LocalFile | None) -> tuple[pa.Table, list[str], list[str]]:
     """The moved rows as quarantine rows (their raw bytes back where cleaning changed them), with the
     text sources and defects that were counted for them when they were admitted."""
     raw = moved.column("text").cast(pa.large_binary()).combine_chunks()
@@ -435,7 +438,7 @@ def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray,
     defects: list[str] = []
     if raw_changes is not None:  # rows whose raw bytes were not their cleaned text, or with email notes
         lo, hi = int(seqs.min()), int(seqs.max())
-        changes = pq.read_table(raw_changes[0], filters=[("seq", ">=", lo), ("seq", "<=", hi)])
+        changes = pq.read_table(raw_changes.path, filters=[("seq", ">=", lo), ("seq", "<=", hi)])
         changes = changes.filter(pc.is_in(changes.column("seq"), value_set=pa.array(seqs, pa.int64())))
         if changes.num_rows:
             where = np.searchsorted(seqs, changes.column("seq").to_numpy())
@@ -459,17 +462,18 @@ def _as_quarantine(moved: pa.Table, flags: np.ndarray, seqs: np.ndarray,
     return table, text_from, defects
 
 
-def _rewrite_quarantine(tmp: str, quarantine: tuple | None, moved: tuple | None, verdicts: dedup.Verdicts):
+def _rewrite_quarantine(tmp: str, quarantine: v.LocalFile | None, moved: v.LocalFile | None,
+                        verdicts: dedup.Verdicts) -> v.LocalFile | None:
     """One quarantine file again: the phase-1 rows (relabelled where phase 2 says) then the moved ones."""
     if moved is None and not verdicts.relabelled:
         return quarantine
     out = _PartWriter(tmp, QUARANTINE_SCHEMA, "quarantine-final", part_rows=2**62)
     offset = 0
-    for path in [p for p in (quarantine and quarantine[0], moved and moved[0]) if p]:
+    for path in [f.path for f in (quarantine, moved) if f is not None]:
         source = pq.ParquetFile(path)
         for g in range(source.num_row_groups):
             table = source.read_row_group(g)
-            if path == (quarantine and quarantine[0]) and verdicts.relabelled:
+            if quarantine is not None and path == quarantine.path and verdicts.relabelled:
                 flags = verdicts.quarantine_flags(offset, offset + table.num_rows)
                 if flags.any():
                     reason = pc.if_else(pa.array(flags.astype(bool)), pa.scalar("duplicate_of_parent"),
