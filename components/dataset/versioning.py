@@ -142,6 +142,21 @@ def parent_keys(store: Store, ref: VersionRef | None, digest: ContentDigest) -> 
         yield keys
 
 
+def parent_digest(store: Store, ref: VersionRef | None) -> ContentDigest:
+    """The content digest of a version's rows (where a child's digest starts) when its keys are not
+    needed for dedup."""
+    digest = ContentDigest()
+    for _ in parent_keys(store, ref, digest):
+        pass
+    return digest
+
+
+def file_entry(path: str, rows: int, sha256: str, size: int) -> dict[str, Any]:
+    """A part's or the quarantine's manifest entry (path under the dataset's prefix); both engines
+    describe their files with it."""
+    return {"path": path, "rows": rows, "sha256": sha256, "bytes": size}
+
+
 class LocalFile(NamedTuple):
     """A Parquet file of a version being made, written on local disk before `commit` uploads it:
     a part (`part-NNNNN.parquet`) or the quarantine (`quarantine.parquet`), as its manifest entry
@@ -151,6 +166,10 @@ class LocalFile(NamedTuple):
     rows: int
     sha256: str
     bytes: int
+
+    def entry(self, path: str) -> dict[str, Any]:
+        """Its manifest entry, once uploaded to `path` (under the dataset's prefix)."""
+        return file_entry(path, self.rows, self.sha256, self.bytes)
 
 
 def commit(store: Store, name: str, version: str, local_parts: list[LocalFile],

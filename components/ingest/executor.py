@@ -309,25 +309,19 @@ def _parent_side(store: Store, parent_ref, cleaning: CleaningConfig, tmp: str,
                  budget_keys: int) -> tuple[ContentDigest, dedup.ParentKeys | None]:
     """The parent's rows in the child's content digest, and (with cleaning.dedup_against_parent)
     their keys for the duplicate checks, spilled to `tmp` beyond `budget_keys`."""
+    if not cleaning.dedup_against_parent:  # the parent's rows still count in the child's content digest
+        return v.parent_digest(store, parent_ref), None
     digest_state = ContentDigest()
     parent_chunks = v.parent_keys(store, parent_ref, digest_state)
-    if cleaning.dedup_against_parent:
-        parent_total = parent_ref.manifest["rows"]["total"] if parent_ref else 0
-        return digest_state, dedup.ParentKeys(tmp, parent_chunks, parent_total, budget_keys)
-    for _ in parent_chunks:  # the parent's rows still count in the child's content digest
-        pass
-    return digest_state, None
+    parent_total = parent_ref.manifest["rows"]["total"] if parent_ref else 0
+    return digest_state, dedup.ParentKeys(tmp, parent_chunks, parent_total, budget_keys)
 
 
 def _manifest_entries(version: str, parts: list[v.LocalFile],
                       quarantine: v.LocalFile | None) -> tuple[list[dict], dict | None]:
     """The manifest's entries for the parts and the quarantine file `versioning.commit` uploads."""
-    own_parts = [{"path": f"{version}/part-{i:05d}.parquet", "rows": p.rows, "sha256": p.sha256, "bytes": p.bytes}
-                 for i, p in enumerate(parts)]
-    quarantine_entry = None if quarantine is None else {
-        "path": f"{version}/quarantine.parquet", "rows": quarantine.rows, "sha256": quarantine.sha256,
-        "bytes": quarantine.bytes}
-    return own_parts, quarantine_entry
+    own_parts = [p.entry(f"{version}/part-{i:05d}.parquet") for i, p in enumerate(parts)]
+    return own_parts, None if quarantine is None else quarantine.entry(f"{version}/quarantine.parquet")
 
 
 def version_result(store: Store, dataset: str, stats: CleanStats, manifest: dict[str, Any], new: bool,

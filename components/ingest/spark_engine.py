@@ -321,11 +321,12 @@ def _data_source_classes():
                 return
             manifest = json.loads(self.options["manifest"])
             version_key = v.version_prefix(manifest["dataset"], manifest["version"])
-            manifest["parts"] += [{"path": m.key[len(v.dataset_prefix(manifest["dataset"])) + 1:], "rows": m.rows,
-                                   "sha256": m.sha256, "bytes": m.bytes} for m in written]
+            under = len(v.dataset_prefix(manifest["dataset"])) + 1
+            manifest["parts"] += [v.file_entry(m.key[under:], m.rows, m.sha256, m.bytes) for m in written]
             staged = store.read_json(f"{version_key}/_quarantine.json")
             if staged:
-                manifest["quarantine"] = dict(staged, path=f"{manifest['version']}/quarantine.parquet")
+                manifest["quarantine"] = v.file_entry(f"{manifest['version']}/quarantine.parquet", staged["rows"],
+                                                      staged["sha256"], staged["bytes"])
             if sum(p["rows"] for p in manifest["parts"] if "inherited_from" not in p) != manifest["rows"]["accepted"]:
                 raise RuntimeError("the written parts do not hold the accepted rows; version not committed")
             v.publish(store, manifest)  # the commit point
@@ -427,9 +428,7 @@ def _count(records, accepted, quarantine, store: Store, parent_ref) -> tuple[Cle
     stats = CleanStats()
     stats.rows_read = records.count()
     stats.by_reason = {r["reason"]: int(r["count"]) for r in quarantine.groupBy("reason").count().collect()}
-    digest = ContentDigest()
-    for _ in v.parent_keys(store, parent_ref, digest):  # the parent's rows count in the child's digest
-        pass
+    digest = v.parent_digest(store, parent_ref)  # the parent's rows count in the child's digest
     for r in accepted.select("key", "label", "text_from", "defects").mapInArrow(
             _accepted_stats, "lanes binary, n long, counts string").collect():
         digest.merge(ContentDigest([int(x) for x in np.frombuffer(r["lanes"], np.uint64)], int(r["n"])))
