@@ -162,14 +162,14 @@ def write_readme(results: dict[str, dict]) -> None:
 def ingest_section(ingest: dict) -> list[str]:
     env = ingest["environment"]
     lines = ["## Ingest + clean + version (synthetic documents, Parquet source, file store)", "",
-              f"Run {env['when']} on {env['cpus']} CPUs, Python {env['python']}; best of {REPEATS} alternating "
-              "runs each. Baseline: a raw pyarrow scan (`ParquetFile.iter_batches`, text and label columns) "
-              "of the same rows in the same run. Ingest reads, validates, normalizes, hashes (SHA-256 doc_id), "
-              "dedups, writes zstd Parquet parts and commits a version. Targets: "
-              ">= 500k docs/s and ratio >= 0.25 at 10M; peak RSS <= 1 GiB at every size, not growing.", "",
-              "| docs | ingest docs/s | raw scan rows/s | ratio | scan + SHA-256 only, docs/s | ingest s | "
-              "peak RSS MiB (ingest / scan) |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Run {env['when']} on {env['cpus']} CPUs, Python {env['python']}; best of {REPEATS} alternating "
+             "runs each. Baseline: a raw pyarrow scan (`ParquetFile.iter_batches`, text and label columns) "
+             "of the same rows in the same run. Ingest reads, validates, normalizes, hashes (SHA-256 doc_id), "
+             "dedups, writes zstd Parquet parts and commits a version. Targets: "
+             ">= 500k docs/s and ratio >= 0.25 at 10M; peak RSS <= 1 GiB at every size, not growing.", "",
+             "| docs | ingest docs/s | raw scan rows/s | ratio | scan + SHA-256 only, docs/s | ingest s | "
+             "peak RSS MiB (ingest / scan) |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in ingest["results"]:
         lines.append(f"| {r['docs']:,} | {r['ingest_docs_per_s']:,} | {r['scan_rows_per_s']:,} | {r['ratio']} | "
                      f"{r['sha256_floor_docs_per_s']:,} | {r['ingest_seconds']} | "
@@ -195,12 +195,12 @@ def ingest_section(ingest: dict) -> list[str]:
 
 def features_section(features: dict) -> list[str]:
     lines = ["## Split + featurize (streamed, same synthetic corpus)", "",
-              f"Run {features['environment']['when']}. The pipeline's split and featurize steps on an ingested "
-              "version: the version is read a batch at a time into three split files, the hashing featurizer "
-              "(the default) is fitted and applied a batch at a time, every file written in fixed "
-              "16,384-row groups (`components/split/executor.py`, `components/featurize/executor.py`). "
-              "Target: peak RSS flat across sizes.", "",
-              "| docs | split + featurize docs/s | s | peak RSS MiB |", "|---:|---:|---:|---:|"]
+             f"Run {features['environment']['when']}. The pipeline's split and featurize steps on an ingested "
+             "version: the version is read a batch at a time into three split files, the hashing featurizer "
+             "(the default) is fitted and applied a batch at a time, every file written in fixed "
+             "16,384-row groups (`components/split/executor.py`, `components/featurize/executor.py`). "
+             "Target: peak RSS flat across sizes.", "",
+             "| docs | split + featurize docs/s | s | peak RSS MiB |", "|---:|---:|---:|---:|"]
     for r in features["results"]:
         lines.append(f"| {r['docs']:,} | {r['docs_per_s']:,} | {r['seconds']} | {r['peak_rss_mib']} |")
     peaks = [r["peak_rss_mib"] for r in features["results"]]
@@ -213,14 +213,14 @@ def features_section(features: dict) -> list[str]:
 
 def spark_section(spark: dict) -> list[str]:
     lines = ["## Spark engine vs in-process ingest (same files, same run)", "",
-              f"Run {spark['environment']['when']} on {spark['environment']['cpus']} CPUs. Spark `local[N]` "
-              "(`components/ingest/spark_engine.py`) against the in-process engine on the synthetic Parquet "
-              "corpus above; one run each. Spark's session start-up (JVM, first task) is reported apart, "
-              "not in its docs/s. Peak RSS is summed over every process of the run (the JVM and Spark's "
-              "Python workers), sampled every 0.2 s.", "",
-              "| docs | engine | docs/s | s | start-up s | peak RSS MiB, all processes | in-process docs/s | "
-              "in-process peak RSS MiB | Spark / in-process |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Run {spark['environment']['when']} on {spark['environment']['cpus']} CPUs. Spark `local[N]` "
+             "(`components/ingest/spark_engine.py`) against the in-process engine on the synthetic Parquet "
+             "corpus above; one run each. Spark's session start-up (JVM, first task) is reported apart, "
+             "not in its docs/s. Peak RSS is summed over every process of the run (the JVM and Spark's "
+             "Python workers), sampled every 0.2 s.", "",
+             "| docs | engine | docs/s | s | start-up s | peak RSS MiB, all processes | in-process docs/s | "
+             "in-process peak RSS MiB | Spark / in-process |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in spark["results"]:
         lines.append(f"| {r['docs']:,} | {r['engine']} | {r['docs_per_s']:,} | {r['seconds']} | "
                      f"{r['startup_seconds']} | {r['peak_rss_mib_all_processes']:,} | "
@@ -245,29 +245,29 @@ def spark_section(spark: dict) -> list[str]:
 def training_section(training: dict) -> list[str]:
     r = training["results"][0]
     lines = ["## Training throughput (EmbeddingBag, synthetic reviews)", "",
-              f"Run {training['environment']['when']}. Docs/s over whole training epochs; the median of "
-              f"{r['pairs']} back-to-back pairs (range of the paired ratios {r['ratio_range']}): the full "
-              "entrypoint (`run_training`: shuffling, batching, checkpoint per epoch, "
-              "validation metrics) vs a bare torch loop over pre-built batches of the same tensors with the same "
-              "model, optimizers, thread count and deterministic-algorithms setting. Target: ratio >= 0.9.", "",
-              "| train docs | epochs | entrypoint docs/s | bare loop docs/s | ratio | device |",
-              "|---:|---:|---:|---:|---:|---|",
-              f"| {r['docs']:,} | {r['epochs']} | {r['entrypoint_docs_per_s']:,} | {r['bare_loop_docs_per_s']:,} | "
-              f"{r['ratio']} | {r['device']} |", "",
-              "No GPU was lent to the session that ran this, so there is no GPU figure yet; on a GPU machine the "
-              "same command records `device: cuda`.", ""]
+             f"Run {training['environment']['when']}. Docs/s over whole training epochs; the median of "
+             f"{r['pairs']} back-to-back pairs (range of the paired ratios {r['ratio_range']}): the full "
+             "entrypoint (`run_training`: shuffling, batching, checkpoint per epoch, "
+             "validation metrics) vs a bare torch loop over pre-built batches of the same tensors with the same "
+             "model, optimizers, thread count and deterministic-algorithms setting. Target: ratio >= 0.9.", "",
+             "| train docs | epochs | entrypoint docs/s | bare loop docs/s | ratio | device |",
+             "|---:|---:|---:|---:|---:|---|",
+             f"| {r['docs']:,} | {r['epochs']} | {r['entrypoint_docs_per_s']:,} | {r['bare_loop_docs_per_s']:,} | "
+             f"{r['ratio']} | {r['device']} |", "",
+             "No GPU was lent to the session that ran this, so there is no GPU figure yet; on a GPU machine the "
+             "same command records `device: cuda`.", ""]
     return lines
 
 
 def distributed_section(distributed: dict) -> list[str]:
     lines = ["## Distributed training: world size 1 vs 2 (torch DDP under torchrun)", "",
-              f"Run {distributed['environment']['when']} on {distributed['environment']['cpus']} CPUs. Docs/s "
-              "over whole training epochs (rank 0's epoch time, every rank's rows), both world sizes launched "
-              "the same way (`components/train/launch.py:train_processes`, one thread per process), "
-              "alternating, best of 2 each. Target on CPU: world size 2 >= 1.6x world size 1 on a model "
-              "where compute dominates.", "",
-              "| model | train docs | world size 1 docs/s | world size 2 docs/s | speedup | backend | device |",
-              "|---|---:|---:|---:|---:|---|---|"]
+             f"Run {distributed['environment']['when']} on {distributed['environment']['cpus']} CPUs. Docs/s "
+             "over whole training epochs (rank 0's epoch time, every rank's rows), both world sizes launched "
+             "the same way (`components/train/launch.py:train_processes`, one thread per process), "
+             "alternating, best of 2 each. Target on CPU: world size 2 >= 1.6x world size 1 on a model "
+             "where compute dominates.", "",
+             "| model | train docs | world size 1 docs/s | world size 2 docs/s | speedup | backend | device |",
+             "|---|---:|---:|---:|---:|---|---|"]
     for r in distributed["results"]:
         lines.append(f"| {r['model']} | {r['docs']:,} | {r['ws1_docs_per_s']:,} | {r['ws2_docs_per_s']:,} | "
                      f"**{r['speedup']}** | {r['backend']} | {r['device']} |")
@@ -283,16 +283,16 @@ def distributed_section(distributed: dict) -> list[str]:
 
 def drift_section(drift: dict) -> list[str]:
     lines = ["## Drift verdict (1M-row windows, monitor vs Evidently DataDriftPreset)", "",
-              f"Run {drift['environment']['when']}. Both judge the same windows with the same tests and "
-              "thresholds (normed Wasserstein for numerical features with > 5 values, Jensen-Shannon otherwise, "
-              "0.1): 10 engineered text features (chars, words, mean word length, upper/digit/non-ASCII share, "
-              "URL count, tokens, OOV rate) plus the label. Windows are 1M-row bootstrap resamples of the "
-              f"features of real SpamAssassin messages ({drift['base_rows']['reference']:,} reference, "
-              f"{drift['base_rows']['production']:,} production). The monitor computes every test on every row "
-              "(no sampling: the statistics are vectorized); Evidently's time includes its report building. "
-              "Target: <= 0.25x Evidently's time with the same verdict.", "",
-              "| case | rows per side | monitor s | Evidently s | ratio | same verdict | drift | drifted share |",
-              "|---|---:|---:|---:|---:|---|---|---:|"]
+             f"Run {drift['environment']['when']}. Both judge the same windows with the same tests and "
+             "thresholds (normed Wasserstein for numerical features with > 5 values, Jensen-Shannon otherwise, "
+             "0.1): 10 engineered text features (chars, words, mean word length, upper/digit/non-ASCII share, "
+             "URL count, tokens, OOV rate) plus the label. Windows are 1M-row bootstrap resamples of the "
+             f"features of real SpamAssassin messages ({drift['base_rows']['reference']:,} reference, "
+             f"{drift['base_rows']['production']:,} production). The monitor computes every test on every row "
+             "(no sampling: the statistics are vectorized); Evidently's time includes its report building. "
+             "Target: <= 0.25x Evidently's time with the same verdict.", "",
+             "| case | rows per side | monitor s | Evidently s | ratio | same verdict | drift | drifted share |",
+             "|---|---:|---:|---:|---:|---|---|---:|"]
     for r in drift["results"]:
         lines.append(f"| {r['case']} | {r['rows_per_side']:,} | {r['fast_seconds']} | {r['evidently_seconds']} | "
                      f"**{r['ratio']}** | {'yes' if r['same_verdict'] else 'NO'} | "
