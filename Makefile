@@ -86,7 +86,7 @@ test: install data java prometheus lint
 test-slow: install data java
 	$(BIN)/pytest -m slow
 
-# The three images (components/images.py names them; CONVEYOR_REGISTRY / CONVEYOR_IMAGE_TAG change
+# The three images (components/cluster/images.py names them; CONVEYOR_REGISTRY / CONVEYOR_IMAGE_TAG change
 # registry and tag for the images and every compiled pipeline at once), built from images/*.Dockerfile
 # with Docker where an engine answers, else podman; with no registry reachable the base image is
 # built from Debian packages (images/build.py). Cached by content hash: unchanged sources, no rebuild.

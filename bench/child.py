@@ -63,8 +63,8 @@ def hash_floor(paths: list[str]) -> int:
 
 def ingest(paths: list[str], store_dir: str, workers: int | None = None) -> tuple[int, str]:
     from components.common.storage import FileStore
-    from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.executor import ingest as run
+    from components.stages.ingest.config import CleaningConfig, SourceSettings
+    from components.stages.ingest.executor import ingest as run
 
     shutil.rmtree(store_dir, ignore_errors=True)
     result = run(paths, "bench", FileStore(store_dir), SourceSettings(), CleaningConfig(), workers=workers)
@@ -80,8 +80,8 @@ def spark_ingest(paths: list[str], store_dir: str, master: str) -> tuple[int, fl
     start-up (JVM, ~6-15 s) not counted in the measured time."""
     from components.common.spark import SparkSettings, session
     from components.common.storage import FileStore
-    from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.spark_engine import ingest_spark
+    from components.stages.ingest.config import CleaningConfig, SourceSettings
+    from components.stages.ingest.spark_engine import ingest_spark
 
     shutil.rmtree(store_dir, ignore_errors=True)
     started = time.perf_counter()
@@ -101,11 +101,11 @@ def features(store_dir: str, workdir: str) -> int:
     through local files as the pipeline's split and featurize steps do."""
     from components.common.storage import FileStore
     from components.dataset import versioning as v
-    from components.featurize.config import FeaturesConfig
-    from components.featurize.core import SPLITS
-    from components.featurize.executor import featurize_files
-    from components.split.config import SplitConfig
-    from components.split.executor import split_to_files
+    from components.stages.featurize.config import FeaturesConfig
+    from components.stages.featurize.core import SPLITS
+    from components.stages.featurize.executor import featurize_files
+    from components.stages.split.config import SplitConfig
+    from components.stages.split.executor import split_to_files
 
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
@@ -135,7 +135,7 @@ def main() -> None:
     import pyarrow.csv
     import pyarrow.parquet  # noqa: F401
 
-    import components.ingest.executor  # noqa: F401
+    import components.stages.ingest.executor  # noqa: F401
     started, cpu_started, extra = time.perf_counter(), cpu_seconds(), {}
     if args.mode == "scan":
         rows = scan(args.paths, args.format)

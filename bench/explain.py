@@ -37,7 +37,7 @@ def _timed(client, path: str, text: str, n: int) -> list[float]:
 
 
 def bench_explain(work: Path, requests: int = 200) -> dict:
-    from components.serve.infra import KeepAliveClient, ServerProcess
+    from components.stages.serve.infra import KeepAliveClient, ServerProcess
 
     store, card = bench_model(work, "explain-bench")
     rows = []

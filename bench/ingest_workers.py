@@ -15,7 +15,7 @@ SIZE = 10_000_000
 def bench_ingest_workers(work, repeats: int = 2) -> dict:
     from bench.run import _child_tree
     from bench.synthetic import write_corpus
-    from components.ingest.workers import usable_cores
+    from components.stages.ingest.workers import usable_cores
 
     cores = usable_cores()
     paths = [str(p) for p in write_corpus(str(work / f"corpus-{SIZE // 1_000_000}m"), SIZE)]

@@ -16,14 +16,14 @@ import pyarrow.compute as pc
 import torch
 
 from components.common.storage import Store, open_store
-from components.config import ConveyorConfig, load_config
-from components.featurize.core import Featurizer, featurize_table
-from components.featurize.executor import prepare_features
-from components.ingest.executor import ingest, read_clean
-from components.train.config import TrainingConfig
-from components.train.core import FitResult, classification_metrics, fit, predict_logits, state_dict_bytes
-from components.train.data import Bags
-from components.train.models import served_model
+from components.composition.config import ConveyorConfig, load_config
+from components.stages.featurize.core import Featurizer, featurize_table
+from components.stages.featurize.executor import prepare_features
+from components.stages.ingest.executor import ingest, read_clean
+from components.stages.train.config import TrainingConfig
+from components.stages.train.core import FitResult, classification_metrics, fit, predict_logits, state_dict_bytes
+from components.stages.train.data import Bags
+from components.stages.train.models import served_model
 from pipelines.local_run import resolve_sources
 
 CORPORA = {"spamassassin": "configs/spamassassin.yaml", "tweets": "configs/tweets.yaml"}
@@ -122,8 +122,8 @@ def bench_predictor_footprint(work: Path, workers: tuple[int, ...] = (1, 2), rep
     """`conveyor serve` start-up (process start to ready) and resident memory per worker, the
     SpamAssassin model in both forms from one training run (legacy: the whole training module, as
     registered before; compact: what runs register now), alternating, best of `repeats`."""
-    from components.registry.store import register
-    from components.serve.infra import ServerProcess
+    from components.stages.registry.store import register
+    from components.stages.serve.infra import ServerProcess
 
     trained = _train(work, "spamassassin")
     store, featurizer = trained.store, trained.featurizer

@@ -104,7 +104,7 @@ def bench_ingest(sizes: list[int]) -> dict:
         }
         rows.append(row)
         print(f"  {row}", file=sys.stderr, flush=True)
-    from components.ingest.dedup import DEFAULT_BUDGET_KEYS
+    from components.stages.ingest.dedup import DEFAULT_BUDGET_KEYS
 
     return {"bench": "ingest", "dedup_budget_keys": DEFAULT_BUDGET_KEYS,
             "targets": {"ingest_docs_per_s_at_10m": ">= 500000", "ratio_at_10m": ">= 0.25",
@@ -178,7 +178,7 @@ def ingest_section(ingest: dict) -> list[str]:
     at_10m = next((r for r in ingest["results"] if r["docs"] == 10_000_000), None)
     sizes = ", ".join(f"{r['docs']:,}" for r in ingest["results"])
     lines += ["", f"Dedup keeps at most {ingest.get('dedup_budget_keys', 0):,} keys in RAM and spills older ones "
-              "to sorted runs on local disk (`components/ingest/dedup.py`), so peak RSS does not grow with the "
+              "to sorted runs on local disk (`components/stages/ingest/dedup.py`), so peak RSS does not grow with the "
               f"input: {min(peaks)}–{max(peaks)} MiB across {sizes} "
               f"docs ({_verdict(max(peaks) <= 1024)} <= 1 GiB at every size). The *scan + SHA-256 only* column "
               "reads the same rows and computes each `doc_id` and nothing else: it bounds any ingest that gives "
@@ -198,7 +198,7 @@ def features_section(features: dict) -> list[str]:
              f"Run {features['environment']['when']}. The pipeline's split and featurize steps on an ingested "
              "version: the version is read a batch at a time into three split files, the hashing featurizer "
              "(the default) is fitted and applied a batch at a time, every file written in fixed "
-             "16,384-row groups (`components/split/executor.py`, `components/featurize/executor.py`). "
+             "16,384-row groups (`components/stages/split/executor.py`, `components/stages/featurize/executor.py`). "
              "Target: peak RSS flat across sizes.", "",
              "| docs | split + featurize docs/s | s | peak RSS MiB |", "|---:|---:|---:|---:|"]
     for r in features["results"]:
@@ -214,7 +214,7 @@ def features_section(features: dict) -> list[str]:
 def spark_section(spark: dict) -> list[str]:
     lines = ["## Spark engine vs in-process ingest (same files, same run)", "",
              f"Run {spark['environment']['when']} on {spark['environment']['cpus']} CPUs. Spark `local[N]` "
-             "(`components/ingest/spark_engine.py`) against the in-process engine on the synthetic Parquet "
+             "(`components/stages/ingest/spark_engine.py`) against the in-process engine on the synthetic Parquet "
              "corpus above; one run each. Spark's session start-up (JVM, first task) is reported apart, "
              "not in its docs/s. Peak RSS is summed over every process of the run (the JVM and Spark's "
              "Python workers), sampled every 0.2 s.", "",
@@ -263,7 +263,7 @@ def distributed_section(distributed: dict) -> list[str]:
     lines = ["## Distributed training: world size 1 vs 2 (torch DDP under torchrun)", "",
              f"Run {distributed['environment']['when']} on {distributed['environment']['cpus']} CPUs. Docs/s "
              "over whole training epochs (rank 0's epoch time, every rank's rows), both world sizes launched "
-             "the same way (`components/train/launch.py:train_processes`, one thread per process), "
+             "the same way (`components/stages/train/launch.py:train_processes`, one thread per process), "
              "alternating, best of 2 each. Target on CPU: world size 2 >= 1.6x world size 1 on a model "
              "where compute dominates.", "",
              "| model | train docs | world size 1 docs/s | world size 2 docs/s | speedup | backend | device |",

@@ -49,9 +49,9 @@ class _Pruned(Exception):
 
 def _objective(work: Path, name: str):
     """(num_ids, classes, train, validation, TrainingConfig) of one objective."""
-    from components.featurize.executor import prepare_features
-    from components.train.config import apply_params
-    from components.train.data import Bags
+    from components.stages.featurize.executor import prepare_features
+    from components.stages.train.config import apply_params
+    from components.stages.train.data import Bags
 
     if name == "synthetic-hard":
         from bench.training import _prepare
@@ -60,9 +60,9 @@ def _objective(work: Path, name: str):
         dataset = "bench"
     else:
         from components.common.storage import FileStore
-        from components.config import load_config
-        from components.ingest.executor import ingest
-        from components.train.config import TrainingConfig
+        from components.composition.config import load_config
+        from components.stages.ingest.executor import ingest
+        from components.stages.train.config import TrainingConfig
         from pipelines.local_run import resolve_sources
 
         full = load_config("configs/spamassassin.yaml")
@@ -83,10 +83,10 @@ def _study(data, algorithm: str, early_stopping: str, seed: int, max_trials: int
     Returns (epochs to target or None, epochs spent, best, trials)."""
     import optuna
 
-    from components.search.local import distributions, make_pruner, make_sampler, parse_metric_line
-    from components.search.spec import parse_spec
-    from components.train.config import apply_params
-    from components.train.core import fit
+    from components.stages.search.local import distributions, make_pruner, make_sampler, parse_metric_line
+    from components.stages.search.spec import parse_spec
+    from components.stages.train.config import apply_params
+    from components.stages.train.core import fit
 
     num_ids, classes, train, validation, cfg = data
     spec = parse_spec({"parameters": SPACE, "algorithm": algorithm, "seed": seed, "max_trials": max_trials,

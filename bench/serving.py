@@ -53,9 +53,9 @@ def bench_model(work: Path, run_prefix: str):
     """The model the serving benches serve: 20k synthetic documents, 2 epochs, registered as
     bench-model@champion. Returns (store, model card)."""
     from bench.training import _prepare
-    from components.registry import store as registry
-    from components.train.config import apply_params
-    from components.train.entrypoint import run_training
+    from components.stages.registry import store as registry
+    from components.stages.train.config import apply_params
+    from components.stages.train.entrypoint import run_training
 
     store, version, cfg = _prepare(work, 20_000)
     cfg = apply_params(cfg, {"epochs": 2, "embed_dim": 64})
@@ -65,8 +65,8 @@ def bench_model(work: Path, run_prefix: str):
 
 
 def bench_serving(work: Path, requests_per_level: int = 2000) -> dict:
-    from components.registry import store as registry
-    from components.serve.infra import ServerProcess, free_port
+    from components.stages.registry import store as registry
+    from components.stages.serve.infra import ServerProcess, free_port
 
     store, card = bench_model(work, "serve-bench")
 

@@ -50,9 +50,9 @@ def _hard_corpus(n: int, rng, count: int = 40) -> list[dict]:
 
 def _prepare(work: Path, n: int, hard: bool = False, cues: int = 40):
     from components.common.storage import FileStore
-    from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.executor import ingest
-    from components.train.config import TrainingConfig
+    from components.stages.ingest.config import CleaningConfig, SourceSettings
+    from components.stages.ingest.executor import ingest
+    from components.stages.train.config import TrainingConfig
 
     tag = f"{n}{'-hard' if hard else ''}{f'-{cues}cues' if hard and cues != 40 else ''}"
     store = FileStore(str(work / f"train-store-{tag}"))
@@ -67,11 +67,11 @@ def bench_throughput(work: Path, n: int = 100_000, epochs: int = 3, repeats: int
     """docs/s per epoch: the full entrypoint vs a bare loop over the same tensors, same process."""
     import torch
 
-    from components.featurize.executor import prepare_features
-    from components.train.config import apply_params
-    from components.train.data import Bags
-    from components.train.entrypoint import run_training
-    from components.train.models import build_model
+    from components.stages.featurize.executor import prepare_features
+    from components.stages.train.config import apply_params
+    from components.stages.train.data import Bags
+    from components.stages.train.entrypoint import run_training
+    from components.stages.train.models import build_model
 
     store, version, cfg = _prepare(work, n)
     cfg = apply_params(cfg, {"epochs": epochs, "patience": epochs, "batch_size": 256, "embed_dim": 64})
@@ -122,8 +122,8 @@ def bench_world_sizes(work: Path, n: int = 20_000, epochs: int = 2, repeats: int
     process), both launched the same way (`train_processes`), alternating, best of `repeats` each.
     Two models: a CNN, where compute dominates a step, and the default EmbeddingBag, where it does
     not (a step is a few microseconds of arithmetic; the all-reduce and Python overhead are the rest)."""
-    from components.train.config import apply_params
-    from components.train.launch import train_processes
+    from components.stages.train.config import apply_params
+    from components.stages.train.launch import train_processes
 
     store, version, cfg = _prepare(work, n)
     models = {"cnn": {"family": "cnn", "embed_dim": 64, "channels": 128, "batch_size": 256},

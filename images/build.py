@@ -242,7 +242,7 @@ def shared_part(dockerfile: Path) -> str:
 
 def deps_hash(args: dict[str, str], base_id: str) -> str:
     """What the shared dependency layers are built from (the layer cache's key, roughly)."""
-    from components.images import DOCKERFILES
+    from components.cluster.images import DOCKERFILES
 
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
     digest.update(shared_part(ROOT / DOCKERFILES[next(iter(DOCKERFILES))]).encode())
@@ -259,7 +259,7 @@ def _built_deps() -> set[str]:
 
 def build_all(only: list[str] | None = None, log=print) -> dict[str, dict]:
     sys.path.insert(0, str(ROOT))
-    from components.images import COMPONENT_IMAGE, DOCKERFILES, PREDICTOR_IMAGE, TRAINING_IMAGE
+    from components.cluster.images import COMPONENT_IMAGE, DOCKERFILES, PREDICTOR_IMAGE, TRAINING_IMAGE
 
     refs = {"component": COMPONENT_IMAGE, "training": TRAINING_IMAGE, "predictor": PREDICTOR_IMAGE}
     base = ensure_base(log)

@@ -2,7 +2,7 @@
 # package and kfp, so components use `install_kfp_package=False` and import the project directly.
 # Build from the repository root:
 #   docker build -f images/component.Dockerfile -t ghcr.io/conveyor-mlops/conveyor-component:0.1.0 .
-# (The tag must match components/images.py; `make images` builds all three images.)
+# (The tag must match components/cluster/images.py; `make images` builds all three images.)
 
 # BASE_IMAGE: any Debian-based image with python3.11 and pip on PATH (`make images` on a machine with
 # no registry builds one from Debian packages: images/build.py, images/base.Dockerfile).

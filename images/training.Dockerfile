@@ -58,4 +58,4 @@ WORKDIR /home/conveyor
 # DockerRunner) would otherwise run it as arguments of the entrypoint. Pods and Katib trials set
 # `command` anyway.
 ENTRYPOINT []
-CMD ["python", "-m", "components.train.entrypoint", "--help"]
+CMD ["python", "-m", "components.stages.train.entrypoint", "--help"]

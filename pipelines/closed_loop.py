@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 
 from components.common.errors import ConveyorError
 from components.common.layout import inference_log_prefix
-from components.config import ConveyorConfig
-from components.ingest.executor import read_clean
-from components.monitor.executor import write_feedback
-from components.registry.store import resolve_version
-from components.serve.infra import KeepAliveClient, ServerProcess
+from components.composition.config import ConveyorConfig
+from components.stages.ingest.executor import read_clean
+from components.stages.monitor.executor import write_feedback
+from components.stages.registry.store import resolve_version
+from components.stages.serve.infra import KeepAliveClient, ServerProcess
 
 CLIENTS = 4  # concurrent replay clients
 

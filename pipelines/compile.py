@@ -7,12 +7,12 @@ import os
 import yaml
 from kfp import compiler
 
+from components.cluster.isvc import build_inference_service
 from components.common.logs import LOG_FORMAT_ENV
-from components.config import load_config
-from components.deploy.isvc import build_inference_service
-from components.monitor.alerts import prometheus_rule, rule_groups
-from components.search.katib import build_experiment, validate_experiment
-from components.search.spec import parse_spec
+from components.composition.config import load_config
+from components.stages.monitor.alerts import prometheus_rule, rule_groups
+from components.stages.search.katib import build_experiment, validate_experiment
+from components.stages.search.spec import parse_spec
 from pipelines.data_pipeline import build_data_pipeline
 
 
@@ -93,12 +93,12 @@ def write_cluster_resources(out_dir: str, config_path: str | None = None) -> dic
     release (the candidate's InferenceService and the release HTTPRoute)."""
     # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
     # lazy: these builders are needed only here
-    from components.images import COMPONENT_IMAGE, TRAINING_IMAGE
-    from components.ingest.spark_launcher import IngestJob, spark_application
-    from components.release.route import build_route, candidate_isvc
-    from components.train.config import TrainingConfig
-    from components.train.launch import entry_args
-    from components.train.trainjob import train_job
+    from components.cluster.images import COMPONENT_IMAGE, TRAINING_IMAGE
+    from components.stages.ingest.spark_launcher import IngestJob, spark_application
+    from components.stages.release.route import build_route, candidate_isvc
+    from components.stages.train.config import TrainingConfig
+    from components.stages.train.launch import entry_args
+    from components.stages.train.trainjob import train_job
     from pipelines.data_pipeline import CLUSTER_STORE
 
     cfg = load_config(config_path)

@@ -8,12 +8,12 @@ from typing import Any, NamedTuple
 
 from kfp import dsl, kubernetes
 
-from components.config import ConveyorConfig
-from components.featurize.component import featurize_op
-from components.ingest.component import ingest_op
-from components.parameters import documented
-from components.report.component import report_op
-from components.split.component import split_op
+from components.composition.config import ConveyorConfig
+from components.composition.parameters import documented
+from components.stages.featurize.component import featurize_op
+from components.stages.ingest.component import ingest_op
+from components.stages.report.component import report_op
+from components.stages.split.component import split_op
 
 CLUSTER_STORE = "s3://conveyor"
 

@@ -14,7 +14,7 @@ commands for Conveyor's KServe InferenceServices, using the current kubeconfig c
 
 approve and reject check who you are with the API server (SelfSubjectReview) and whether RBAC lets
 you decide (SelfSubjectAccessReview: verb approve or reject on the environment's InferenceService),
-then start the decision as a Job from the chart's release-job template (components.release.
+then start the decision as a Job from the chart's release-job template (components.stages.release.
 cluster_approval); the Job records it in the audit log and, for an approval, releases.
 
 `kubectl conveyor rollout VERB` is the same group under the strategy-neutral name (blue-green:
@@ -31,14 +31,14 @@ from collections.abc import Callable
 
 import yaml
 
-from components import kube
+from components.cluster import kube
+from components.cluster.deploy import KubernetesInferenceServiceApi
 from components.common.entry import run_main
-from components.config import load_config
-from components.deploy.cluster import KubernetesInferenceServiceApi
-from components.release.cluster import CanaryController
-from components.release.cluster_status import format_status, status_report
-from components.release.kserve_state import read_config
-from components.release.prometheus import PrometheusMetricsSource
+from components.composition.config import load_config
+from components.stages.release.cluster import CanaryController
+from components.stages.release.cluster_status import format_status, status_report
+from components.stages.release.kserve_state import read_config
+from components.stages.release.prometheus import PrometheusMetricsSource
 
 VERB_HELP = {
     "status": "show the traffic split, revisions, rollout phase and the last analysis",
@@ -80,7 +80,7 @@ def _who(api, approvals) -> str:
     rollout and from there into the audit log. An injected API without `approvals`: "user"."""
     if approvals is None and api is not None:
         return "user"
-    from components.release.cluster_approval import KubernetesApprovalApi  # lazy: only the verbs need it
+    from components.stages.release.cluster_approval import KubernetesApprovalApi  # lazy: only the verbs need it
 
     return (approvals or KubernetesApprovalApi()).whoami()["username"]
 
@@ -133,9 +133,9 @@ def assign_header(ctl: CanaryController, key: str) -> str:
     sha256 assignment the release step's replay uses, with the salt and split the route records."""
     # lazy: only this verb needs them
     from components.common.errors import ClusterError
-    from components.release.config import RolloutConfig
-    from components.release.experiment import assign_arm
-    from components.release.route import declared_split, route_state
+    from components.stages.release.config import RolloutConfig
+    from components.stages.release.experiment import assign_arm
+    from components.stages.release.route import declared_split, route_state
 
     obj = ctl.get()
     route = ctl.route(obj)
@@ -177,8 +177,8 @@ def _target_options(p) -> None:
 
 def run_decision(args, approvals=None) -> int:
     # lazy: only these verbs need them
-    from components.release.cluster_approval import KubernetesApprovalApi, start_decision
-    from components.release.cluster_staging import environment_target
+    from components.stages.release.cluster_approval import KubernetesApprovalApi, start_decision
+    from components.stages.release.cluster_staging import environment_target
 
     kube.select(args.kubeconfig, args.context)
     cfg = load_config(args.config)
@@ -201,7 +201,7 @@ def run_decision(args, approvals=None) -> int:
 
 def run_pending(args, approvals=None) -> int:
     # lazy: only this verb needs them
-    from components.release.cluster_approval import KubernetesApprovalApi, pending_on_cluster
+    from components.stages.release.cluster_approval import KubernetesApprovalApi, pending_on_cluster
 
     kube.select(args.kubeconfig, args.context)
     namespace = args.namespace or kube.default_namespace()

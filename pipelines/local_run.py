@@ -24,21 +24,21 @@ from components.common.config import PROJECT_ROOT, validate_section
 from components.common.entry import read_failure
 from components.common.errors import ConfigError, ConveyorError, InputError, NotFoundError, StoreError
 from components.common.storage import ENCRYPTION_ENV, KMS_KEY_ENV, open_store
-from components.config import ConveyorConfig, load_config, run_config
-from components.featurize.component import featurize_op
-from components.gate.component import gate_op
-from components.ingest.component import ingest_op
-from components.monitor.component import monitor_op
-from components.monitor.submit import retrain_parameters
-from components.notify.component import notify_op
-from components.registry.component import register_op
-from components.registry.store import resolve_version
-from components.release.component import release_op, stage_op
-from components.report.component import report_op
-from components.search.component import tune_op
-from components.search.spec import parse_spec
-from components.split.component import split_op
-from components.train.component import train_op
+from components.composition.config import ConveyorConfig, load_config, run_config
+from components.stages.featurize.component import featurize_op
+from components.stages.gate.component import gate_op
+from components.stages.ingest.component import ingest_op
+from components.stages.monitor.component import monitor_op
+from components.stages.monitor.submit import retrain_parameters
+from components.stages.notify.component import notify_op
+from components.stages.registry.component import register_op
+from components.stages.registry.store import resolve_version
+from components.stages.release.component import release_op, stage_op
+from components.stages.report.component import report_op
+from components.stages.search.component import tune_op
+from components.stages.search.spec import parse_spec
+from components.stages.split.component import split_op
+from components.stages.train.component import train_op
 from pipelines.closed_loop import replay_production
 from pipelines.data_pipeline import build_data_pipeline
 from pipelines.monitoring_pipeline import build_monitoring_pipeline

@@ -8,9 +8,9 @@ itself through kfp.local (with_submit=False), since no KFP API server runs local
 
 from kfp import dsl
 
-from components.config import ConveyorConfig, run_config
-from components.monitor.component import monitor_op, submit_retraining_op
-from components.parameters import documented
+from components.composition.config import ConveyorConfig, run_config
+from components.composition.parameters import documented
+from components.stages.monitor.component import monitor_op, submit_retraining_op
 from pipelines.data_pipeline import CLUSTER_STORE, audited, grant_store_access
 
 KFP_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"

@@ -2,13 +2,13 @@
 strategy. `conveyor approve` runs it (kfp.local) once the approval is recorded; on a cluster it is
 the same step a user can submit from the KFP dashboard, and what the chart's release Job runs
 (docs/deployment.md: Environments and approval). Refused unless the version passed staging and
-entry to production was granted (components.release.environments.require_entry)."""
+entry to production was granted (components.stages.release.environments.require_entry)."""
 
 from kfp import dsl
 
-from components.config import ConveyorConfig
-from components.notify.component import exit_notify_op
-from components.parameters import documented
+from components.composition.config import ConveyorConfig
+from components.composition.parameters import documented
+from components.stages.notify.component import exit_notify_op
 from pipelines.data_pipeline import CLUSTER_STORE, grant_store_access
 from pipelines.training_pipeline import _alerting, production_release
 

@@ -7,15 +7,15 @@ the accelerator settings, so the same pipeline runs on a laptop.
 
 from kfp import dsl, kubernetes
 
-from components.config import ConveyorConfig, run_config
-from components.evaluate.component import evaluate_op
-from components.gate.component import gate_op
-from components.notify.component import exit_notify_op, notify_op
-from components.parameters import documented
-from components.registry.component import register_op
-from components.release.component import release_op, stage_op
-from components.search.component import tune_op
-from components.train.component import train_op
+from components.composition.config import ConveyorConfig, run_config
+from components.composition.parameters import documented
+from components.stages.evaluate.component import evaluate_op
+from components.stages.gate.component import gate_op
+from components.stages.notify.component import exit_notify_op, notify_op
+from components.stages.registry.component import register_op
+from components.stages.release.component import release_op, stage_op
+from components.stages.search.component import tune_op
+from components.stages.train.component import train_op
 from pipelines.data_pipeline import CLUSTER_STORE, audited, data_steps, grant_store_access, section_defaults
 
 

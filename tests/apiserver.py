@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from components.deploy.cluster import merge_patch
+from components.cluster.deploy import merge_patch
 
 KINDS = {("serving.kserve.io", "inferenceservices"): "InferenceService",
          ("serving.kserve.io", "inferencegraphs"): "InferenceGraph",

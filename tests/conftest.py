@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from components.common.storage import FileStore, open_store
-from components.ingest.config import CleaningConfig, SourceSettings
+from components.stages.ingest.config import CleaningConfig, SourceSettings
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +84,7 @@ def own_two_versions(two_versions, tmp_path):
     """two_versions in a private copy of its store, champion = stable: for tests that write logs or
     damage files, so nothing leaks into the shared store."""
     from components.common.storage import FileStore
-    from components.registry.store import set_alias
+    from components.stages.registry.store import set_alias
 
     src, stable, *rest = two_versions
     store = FileStore(str(tmp_path / "own-store"))

@@ -5,7 +5,7 @@
    the API server's structural-schema rules: defaults, unknown fields, required, types, enums,
    patterns, formats, list-map keys, preserve-unknown-fields), and its `x-kubernetes-validations`
    CEL rules with a real CEL engine (tests/crd_cel.py), transition rules on an update;
-2. by the upstream admission webhooks, ported in components/common/admission.py (KServe's
+2. by the upstream admission webhooks, ported in components/cluster/admission.py (KServe's
    InferenceService and InferenceGraph validators, Katib's Experiment validator, the training
    operator's PyTorchJob validator, Kubeflow Trainer's TrainJob and (Cluster)TrainingRuntime
    validators, the Spark Operator's SparkApplication validator; Gateway API has none);
@@ -29,25 +29,25 @@ from tests.crd_schema import validate_resource
 def validate_custom(obj: dict, old: dict | None = None, runtime: dict | None = None,
                     report: CelReport | None = None) -> None:
     """`runtime`: for a TrainJob, the (Cluster)TrainingRuntime it references, when known."""
-    from components.common import admission
+    from components.cluster import admission
+    from components.cluster.sdkvalidate import ManifestError, model_lookup, validate, validate_pydantic
     from components.common.errors import SpecError
-    from components.common.sdkvalidate import ManifestError, model_lookup, validate, validate_pydantic
 
     validate_resource(obj, old, report)
     kind = obj["kind"]
     body = {k: v for k, v in obj.items() if k != "status"}
     if kind == "InferenceService":
-        from components.deploy.isvc import validate_inference_service
+        from components.cluster.isvc import validate_inference_service
 
         validate_inference_service(obj, old)  # SDK models + KServe's webhook
     elif kind == "ServingRuntime":
         import kubernetes.client as k8s
 
-        from components.serve import kserve_sdk
+        from components.cluster import kserve_sdk
 
         validate(obj, "V1alpha1ServingRuntime", model_lookup(kserve_sdk.load(), k8s))
     elif kind == "Experiment":
-        from components.search.katib import validate_experiment
+        from components.stages.search.katib import validate_experiment
 
         validate_experiment(obj)  # SDK models + Katib's webhook (+ the PyTorchJob/TrainJob webhooks for its trials)
         trial = trial_resource(obj)

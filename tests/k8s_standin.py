@@ -12,8 +12,8 @@ import json
 import threading
 import time
 
+from components.cluster.deploy import merge_patch
 from components.common.errors import ClusterError
-from components.deploy.cluster import merge_patch
 
 
 def _admit(obj: dict, old: dict | None) -> None:

@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from components.serve.infra import free_port
+from components.stages.serve.infra import free_port
 
 BINARY = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "prometheus"
 

@@ -1,6 +1,6 @@
 """The resources Conveyor generates for the Spark Operator, Kubeflow Trainer, the training operator and
 KServe's InferenceGraph, against the unmodified upstream CRDs (CEL rules evaluated by a real CEL
-engine) and the ported admission webhooks (components/common/admission.py): each passes, and for
+engine) and the ported admission webhooks (components/cluster/admission.py): each passes, and for
 each rule family a broken copy is refused with the upstream message."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common import admission
+from components.cluster import admission
 from components.common.config import ClusterConfig, SparkConfig
 from components.common.errors import AdmissionError, SpecError
 from tests.crd_cel import CelReport
@@ -22,7 +22,7 @@ CHART = Path(__file__).resolve().parents[1] / "charts" / "conveyor"
 
 
 def _spark_application():
-    from components.ingest.spark_launcher import IngestJob, spark_application
+    from components.stages.ingest.spark_launcher import IngestJob, spark_application
 
     job = IngestJob(sources=["s3://sources/spam/"], dataset="spam", store="s3://conveyor", settings={}, cleaning={})
     return spark_application("run-1", job, SparkConfig(), ClusterConfig(namespace="team-a"),
@@ -30,7 +30,7 @@ def _spark_application():
 
 
 def _trainjob(**cluster):
-    from components.train.trainjob import train_job
+    from components.stages.train.trainjob import train_job
 
     return train_job("run-1", ["--store", "s3://conveyor", "--dataset", "spam"],
                      ClusterConfig(namespace="team-a", gpus_per_trial=0, **cluster), "img:1")
@@ -46,9 +46,9 @@ def _runtime():
 
 
 def _experiment(kind: str):
-    from components.config import load_config
-    from components.search.katib import build_experiment
-    from components.search.spec import parse_spec
+    from components.composition.config import load_config
+    from components.stages.search.katib import build_experiment
+    from components.stages.search.spec import parse_spec
 
     cfg = load_config()
     return build_experiment(parse_spec(cfg.search), run_id="run-1", dataset="spam", version="v1", store="s3://c",
@@ -89,8 +89,8 @@ def test_generated_resources_pass_their_crds_cel_rules_and_webhooks():
 
 
 def _route(mode="mirror"):
-    from components.release.config import RouteConfig
-    from components.release.route import build_route
+    from components.stages.release.config import RouteConfig
+    from components.stages.release.route import build_route
 
     return build_route("spam", "team-a", RouteConfig(), mode=mode, share=0.3, stable="v1", candidate="v2",
                        salt="v1:v2")
@@ -269,8 +269,8 @@ def test_kserve_inferencegraph_webhook(mutate, message):
 
 def test_the_launchers_apply_the_webhooks_before_they_send():
     """A manifest a webhook would deny never reaches the API: the launchers' own checks refuse it."""
-    from components.ingest.spark_launcher import check_manifest as check_spark
-    from components.train.trainjob import check_manifest as check_trainjob
+    from components.stages.ingest.spark_launcher import check_manifest as check_spark
+    from components.stages.train.trainjob import check_manifest as check_trainjob
 
     app = _spark_application()
     app["spec"]["nodeSelector"] = {"a": "b"}

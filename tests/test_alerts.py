@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.monitor.alerts import prometheus_rule, push, rule_groups
-from components.monitor.config import MonitorConfig
-from components.release.config import CanaryConfig
+from components.stages.monitor.alerts import prometheus_rule, push, rule_groups
+from components.stages.monitor.config import MonitorConfig
+from components.stages.release.config import CanaryConfig
 from tests.prometheus_proc import binary
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from components.common.errors import ClusterError
-from components.config import load_config
+from components.composition.config import load_config
 from tests.apiserver import FakeApiServer, katib_controller, kserve_controller, spark_operator, trainer_controller
 
 NAMESPACE = "kubeflow-user"
@@ -80,7 +80,7 @@ def _assert_all_allowed(server: FakeApiServer, account: str) -> set[tuple]:
 
 
 def test_katib_launcher_calls_are_allowed_by_the_pipeline_role(api_server, as_account):
-    from components.search.backends import run_search
+    from components.stages.search.backends import run_search
 
     as_account("conveyor-pipeline")
     cfg = load_config().model_dump(mode="json", exclude_none=True)
@@ -99,8 +99,8 @@ def test_spark_ingest_launcher_calls_are_allowed_and_its_driver_gives_the_local_
     SparkApplication; the stand-in operator runs the driver program with the manifest's
     arguments; the version equals the in-process engine's."""
     from components.common.storage import FileStore
-    from components.ingest.engines import run_ingest
-    from components.ingest.executor import ingest
+    from components.stages.ingest.engines import run_ingest
+    from components.stages.ingest.executor import ingest
     from tests.malformed import write_mail_folder
 
     as_account("conveyor-pipeline")
@@ -143,10 +143,10 @@ def test_spark_featurize_is_a_sparkapplication_whose_driver_gives_the_in_process
 
     from components.common.storage import FileStore
     from components.dataset import versioning as v
-    from components.featurize.engines import run_featurize
-    from components.featurize.executor import featurize_split_files
-    from components.split.config import SplitConfig
-    from components.split.executor import split_to_files
+    from components.stages.featurize.engines import run_featurize
+    from components.stages.featurize.executor import featurize_split_files
+    from components.stages.split.config import SplitConfig
+    from components.stages.split.executor import split_to_files
     from tests.training_data import ingest_corpus
 
     as_account("conveyor-pipeline")
@@ -200,10 +200,10 @@ def test_spark_ingest_splits_an_s3_parquet_source_by_row_group(api_server, as_ac
     import pyarrow.parquet as pq
 
     from components.common.storage import FileStore, open_store
-    from components.ingest.engines import run_ingest
-    from components.ingest.executor import ingest
-    from components.ingest.readers import SourceReader, discover
-    from components.ingest.spark_engine import _units
+    from components.stages.ingest.engines import run_ingest
+    from components.stages.ingest.executor import ingest
+    from components.stages.ingest.readers import SourceReader, discover
+    from components.stages.ingest.spark_engine import _units
 
     as_account("conveyor-pipeline")
     import random
@@ -260,7 +260,7 @@ def test_trainjob_train_step_calls_are_allowed_and_its_nodes_train_one_model(api
     manifest's command and the torch plugin's PET_* environment; rank 0's run record comes back."""
     from components.common.config import ClusterConfig
     from components.common.storage import FileStore
-    from components.train.launch import train_step
+    from components.stages.train.launch import train_step
     from tests.training_data import ingest_corpus, small_config
 
     as_account("conveyor-pipeline")
@@ -286,9 +286,9 @@ def _deploy_cfg():
 
 @pytest.mark.parametrize("mode", ["knative", "standard"])
 def test_deploy_and_canary_calls_are_allowed_and_accepted_upstream(mode, api_server, as_account):
-    from components.deploy.cluster import KubernetesInferenceServiceApi
-    from components.release.cluster import CanaryController
-    from components.release.kserve_state import read_state
+    from components.cluster.deploy import KubernetesInferenceServiceApi
+    from components.stages.release.cluster import CanaryController
+    from components.stages.release.kserve_state import read_state
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()
@@ -310,8 +310,8 @@ def test_deploy_and_canary_calls_are_allowed_and_accepted_upstream(mode, api_ser
 
 
 def test_kubectl_plugin_calls_are_allowed_by_the_canary_role(api_server, as_account):
-    from components.deploy.cluster import KubernetesInferenceServiceApi
-    from components.release.cluster import CanaryController
+    from components.cluster.deploy import KubernetesInferenceServiceApi
+    from components.stages.release.cluster import CanaryController
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()
@@ -340,9 +340,9 @@ def test_routed_release_calls_are_allowed_by_the_pipeline_and_canary_roles(strat
     InferenceService and the release HTTPRoute (checked by the stand-in against the upstream CRDs,
     CEL rules included); `kubectl conveyor rollout rollback`, as the canary account, restores the
     route and deletes the candidate's InferenceService."""
-    from components.deploy.cluster import KubernetesInferenceServiceApi
-    from components.release.cluster import CanaryController, KubernetesRouteApi
-    from components.release.config import RolloutConfig
+    from components.cluster.deploy import KubernetesInferenceServiceApi
+    from components.stages.release.cluster import CanaryController, KubernetesRouteApi
+    from components.stages.release.config import RolloutConfig
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()
@@ -382,8 +382,8 @@ def test_the_plugin_takes_kubectls_kubeconfig_and_context_flags(api_server, as_a
     namespace comes from that context, and a context the file lacks is one clear line."""
     import yaml
 
-    from components.deploy.cluster import KubernetesInferenceServiceApi
-    from components.release.cluster import CanaryController
+    from components.cluster.deploy import KubernetesInferenceServiceApi
+    from components.stages.release.cluster import CanaryController
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()
@@ -412,8 +412,8 @@ def test_the_plugin_takes_kubectls_kubeconfig_and_context_flags(api_server, as_a
 
 
 def test_a_call_outside_the_role_is_forbidden_with_a_clear_error(api_server, as_account):
-    from components.deploy.cluster import KubernetesInferenceServiceApi, apply_inference_service
-    from components.deploy.isvc import build_inference_service
+    from components.cluster.deploy import KubernetesInferenceServiceApi, apply_inference_service
+    from components.cluster.isvc import build_inference_service
 
     as_account("conveyor-canary")  # may patch, not create
     cfg, deploy = _deploy_cfg()
@@ -429,8 +429,8 @@ def test_api_server_semantics_the_code_depends_on(api_server, as_account):
     server ends early (max_watch_s) is resumed by the client until its own deadline."""
     from kubernetes import client, config
 
-    from components.deploy.cluster import KubernetesInferenceServiceApi, wait_reconciled
-    from components.deploy.isvc import build_inference_service
+    from components.cluster.deploy import KubernetesInferenceServiceApi, wait_reconciled
+    from components.cluster.isvc import build_inference_service
 
     as_account("conveyor-pipeline")
     cfg, deploy = _deploy_cfg()
@@ -471,7 +471,7 @@ def test_api_server_semantics_the_code_depends_on(api_server, as_account):
 
 
 def test_a_search_without_the_rights_fails_with_one_clear_line(api_server, as_account):
-    from components.search.backends import run_search
+    from components.stages.search.backends import run_search
 
     as_account("conveyor-canary")  # no rights on Katib experiments
     cfg = load_config().model_dump(mode="json", exclude_none=True)
@@ -484,8 +484,8 @@ def test_a_search_without_the_rights_fails_with_one_clear_line(api_server, as_ac
 def test_alert_and_stop_records_its_event_with_the_pipeline_role(api_server, as_account, monkeypatch):
     """What notify_op does in its pod after posting the webhook: an Event on its own pod (named by
     KFP's KFP_POD_NAME/KFP_POD_NAMESPACE), allowed by the pipeline Role."""
-    from components.kube import record_pod_event
-    from components.notify.executor import EVENT_REASONS, deliver
+    from components.cluster.kube import record_pod_event
+    from components.stages.notify.executor import EVENT_REASONS, deliver
 
     as_account("conveyor-pipeline")
     monkeypatch.setenv("KFP_POD_NAME", "conveyor-training-x7k2p-notify-op")

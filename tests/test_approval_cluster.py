@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from components.common import audit
-from components.config import load_config
-from components.release import environments as envs_
+from components.composition.config import load_config
+from components.stages.release import environments as envs_
 from pipelines.kubectl_plugin import main as kubectl_conveyor
 from tests.apiserver import FakeApiServer, kserve_controller
 from tests.test_api_rbac import _render_in
@@ -43,7 +43,7 @@ def cluster(tmp_path, monkeypatch):
 
     yield server, person, str(config_file)
     server.stop()
-    from components import kube
+    from components.cluster import kube
 
     kube.select(None, None)  # the plugin chose a person's kubeconfig for this process: forget it
 
@@ -90,9 +90,9 @@ def test_someone_without_the_approver_role_is_refused_before_anything_is_created
 
 
 def test_pending_lists_what_the_staging_step_marked(cluster, capsys):
-    from components.deploy.isvc import build_inference_service
-    from components.release.cluster_staging import environment_target, mark_awaiting
-    from components.release.config import EnvironmentConfig
+    from components.cluster.isvc import build_inference_service
+    from components.stages.release.cluster_staging import environment_target, mark_awaiting
+    from components.stages.release.config import EnvironmentConfig
 
     server, person, config = cluster
     cfg = load_config(config)
@@ -106,7 +106,7 @@ def test_pending_lists_what_the_staging_step_marked(cluster, capsys):
             return server.find("serving.kserve.io", "inferenceservices", namespace, name)
 
         def patch(self, name, namespace, patch):
-            from components.deploy.cluster import merge_patch
+            from components.cluster.deploy import merge_patch
 
             obj = server.find("serving.kserve.io", "inferenceservices", namespace, name)
             return server.put("serving.kserve.io", "inferenceservices", merge_patch(obj, patch))
@@ -128,7 +128,7 @@ def test_the_release_job_records_the_decision_and_releases_with_the_pipeline_rol
     the chart's config, the pipeline ServiceAccount's Role on the API server; then its refusals."""
     import kubernetes.config.kube_config as kube_config
 
-    from components.registry.store import resolve_version
+    from components.stages.registry.store import resolve_version
     from pipelines.cli import main as conveyor
     from tests.test_environments import MODEL, _gate, _replay_rows
 
@@ -148,7 +148,7 @@ def test_the_release_job_records_the_decision_and_releases_with_the_pipeline_rol
     path = server.kubeconfig(tmp_path / "pipeline.kubeconfig", NAMESPACE, "conveyor-pipeline")
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", path)
     monkeypatch.setenv("KUBECONFIG", path)
-    from components import kube
+    from components.cluster import kube
 
     kube.select(path, None)  # the plugin calls above chose another person's kubeconfig in this process
     user = {"username": "alice@example.com", "groups": ["ml-release-managers", "system:authenticated"]}
@@ -186,11 +186,11 @@ def test_kubectl_verbs_carry_the_authenticated_user_into_the_audit_log(cluster, 
     log with that person as the actor."""
     import kubernetes.config.kube_config as kube_config
 
-    from components import kube
-    from components.deploy.cluster import KubernetesInferenceServiceApi
-    from components.release.cluster import CanaryController
-    from components.release.kserve_state import read_state
-    from components.release.local import record_verbs
+    from components.cluster import kube
+    from components.cluster.deploy import KubernetesInferenceServiceApi
+    from components.stages.release.cluster import CanaryController
+    from components.stages.release.kserve_state import read_state
+    from components.stages.release.local import record_verbs
 
     server, person, _config = cluster
     server.rbac.append({"kind": "RoleBinding", "metadata": {"name": "carol-canary", "namespace": NAMESPACE},

@@ -17,8 +17,8 @@ from components.common.config import PROJECT_ROOT
 from components.common.errors import InputError
 from components.dataset import versioning as v
 from components.dataset.quarantine import quarantined_rows
-from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.executor import ingest
+from components.stages.ingest.config import CleaningConfig, SourceSettings
+from components.stages.ingest.executor import ingest
 
 ELF = shutil.which("ls") or "/bin/ls"  # a real ELF binary, as the issue saw it
 BOM = b"\xef\xbb\xbf"

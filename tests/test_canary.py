@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from components.registry import store as registry
-from components.release.analysis import Check, RoleMetrics, advance, histogram_quantile, js_distance, run_checks, start
-from components.release.config import CanaryConfig
+from components.stages.registry import store as registry
+from components.stages.release.analysis import (
+    Check,
+    RoleMetrics,
+    advance,
+    histogram_quantile,
+    js_distance,
+    run_checks,
+    start,
+)
+from components.stages.release.config import CanaryConfig
 
 FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
                     max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1,
@@ -22,7 +30,7 @@ def test_histogram_quantile_and_js_match_their_definitions():
 
 
 def test_accuracy_drop_bound_matches_newcombe_and_ignores_sampling_noise():
-    from components.release.analysis import accuracy_drop_lower_bound
+    from components.stages.release.analysis import accuracy_drop_lower_bound
 
     # Newcombe (1998), Table II, method 10, two-sided 95% (= one-sided 97.5%) lower limits
     assert accuracy_drop_lower_bound(56, 70, 48, 80, 0.975) == pytest.approx(0.0524, abs=1e-4)
@@ -68,7 +76,7 @@ def test_flagger_semantics_step_promote_rollback_pause():
 
 
 def _run(two_versions, chaos=None, metrics_url=None, cfg=FAST, rollout=None):
-    from components.release.local import run_local_canary
+    from components.stages.release.local import run_local_canary
 
     store, stable, cand, texts, labels = two_versions
     registry.set_alias(store, "toy-model", "champion", stable)  # every test starts from the same champion
@@ -82,7 +90,7 @@ def test_healthy_canary_is_promoted_and_its_state_is_published(two_versions):
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from components.release.config import RolloutConfig
+    from components.stages.release.config import RolloutConfig
     from tests.prometheus_proc import pushgateway
 
     store, stable, cand, *_ = two_versions

@@ -14,14 +14,14 @@ import zlib
 
 import pytest
 
+from components.cluster.deploy import apply_inference_service
+from components.cluster.deploy_config import DeployConfig
+from components.cluster.isvc import build_inference_service
 from components.common.errors import ClusterError, SpecError
-from components.deploy.cluster import apply_inference_service
-from components.deploy.config import DeployConfig
-from components.deploy.isvc import build_inference_service
-from components.release.cluster import CanaryController
-from components.release.cluster_status import status_report
-from components.release.config import CanaryConfig, PrometheusConfig
-from components.release.kserve_state import CANDIDATE, STABLE, STATE, read_state
+from components.stages.release.cluster import CanaryController
+from components.stages.release.cluster_status import status_report
+from components.stages.release.config import CanaryConfig, PrometheusConfig
+from components.stages.release.kserve_state import CANDIDATE, STABLE, STATE, read_state
 from pipelines.kubectl_plugin import main as kubectl_conveyor
 from tests.k8s_standin import StandInApi
 from tests.prometheus_proc import PrometheusProcess, prometheus_binary
@@ -131,8 +131,8 @@ def test_deploy_waits_for_reconcile_and_times_out_with_the_reason():
 
 
 def test_pipeline_rollout_step_first_deployment_moves_the_champion(two_versions):
-    from components.registry.store import resolve_version, set_alias
-    from components.release.cluster import run_cluster_rollout
+    from components.stages.registry.store import resolve_version, set_alias
+    from components.stages.release.cluster import run_cluster_rollout
 
     store, stable, cand, *_ = two_versions
     api = StandInApi()
@@ -228,7 +228,7 @@ class Traffic(threading.Thread):
         self.stop = threading.Event()
 
     def run(self):
-        from components.serve.infra import http_json
+        from components.stages.serve.infra import http_json
 
         i = 0
         while not self.stop.is_set():
@@ -250,10 +250,10 @@ class Traffic(threading.Thread):
 def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_up, failing):
     """The cluster rollout step end to end: deploy, analyse with Prometheus and labelled replay
     through the service URL, promote or roll back, champion alias and record."""
-    from components.registry.store import resolve_version, set_alias
-    from components.release.cluster import run_cluster_rollout
-    from components.release.prometheus import PrometheusMetricsSource
-    from components.serve.infra import ServerProcess
+    from components.stages.registry.store import resolve_version, set_alias
+    from components.stages.release.cluster import run_cluster_rollout
+    from components.stages.release.prometheus import PrometheusMetricsSource
+    from components.stages.serve.infra import ServerProcess
 
     store, stable, cand, texts, labels = two_versions
     set_alias(store, "toy-model", "champion", stable)
@@ -269,7 +269,7 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
         path = f"/v1/models/{NAME}:predict"
         # warm both up before Prometheus' first scrape (increase() starts there): a fresh process's
         # first requests are not its latency, as in the local backend
-        from components.serve.infra import http_json
+        from components.stages.serve.infra import http_json
 
         for server in (s, c):
             for text in texts[:30]:
@@ -325,7 +325,7 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
 # -- blue-green on KServe ---------------------------------------------------------------------------
 
 def _bluegreen(mode: str, **bluegreen):
-    from components.release.config import RolloutConfig
+    from components.stages.release.config import RolloutConfig
     from tests.crd_schema import validate_resource
 
     api = StandInApi()
@@ -352,7 +352,7 @@ def test_bluegreen_previews_at_zero_then_switches_and_promotes(mode):
     else:
         assert obj["spec"]["canary"][0]["trafficPercent"] == 0
 
-    from components.release.strategies import switch
+    from components.stages.release.strategies import switch
 
     obj = ctl.act(obj, switch(state), "switch", "pre-promotion analysis passed")
     validate_resource(obj)

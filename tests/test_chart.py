@@ -56,8 +56,8 @@ def test_rendered_objects_validate(values_file):
         if obj["apiVersion"].startswith(CUSTOM_GROUPS):
             validate_custom(obj)
         if obj["kind"] == "PrometheusRule":
-            from components.config import load_config
-            from components.monitor.alerts import rule_groups
+            from components.composition.config import load_config
+            from components.stages.monitor.alerts import rule_groups
 
             cfg = load_config()
             assert obj["spec"]["groups"] == rule_groups("spam-classifier", cfg.monitor, cfg.canary)
@@ -232,7 +232,7 @@ def test_notes_give_another_releases_names_for_the_config():
 
 
 def test_the_approval_objects_say_what_the_values_say():
-    from components.config import config_from_dict
+    from components.composition.config import config_from_dict
 
     objects = {(o["kind"], o["metadata"]["name"]): o for o in _render(_values("ci/approval-values.yaml"))}
     role = objects["Role", "conveyor-approver"]

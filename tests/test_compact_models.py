@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 import torch
 
-from components.registry import store as registry
+from components.stages.registry import store as registry
+from components.stages.train.config import TrainParams
+from components.stages.train.entrypoint import run_training
+from components.stages.train.models import build_from_params, export_state, mark_seen, served_model
 from components.tracking.runs import remove_run_files
-from components.train.config import TrainParams
-from components.train.entrypoint import run_training
-from components.train.models import build_from_params, export_state, mark_seen, served_model
 from tests.training_data import ingest_corpus, small_config
 
 NUM_IDS, CLASSES = 500, 3

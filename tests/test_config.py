@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.common.errors import ConfigError
-from components.config import config_from_dict, load_config
+from components.composition.config import config_from_dict, load_config
 
 
 def test_config_errors_name_the_field(tmp_path):

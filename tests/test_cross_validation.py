@@ -14,15 +14,15 @@ import pytest
 from components.common.config import validate_section
 from components.common.errors import ConfigError
 from components.dataset.schema import DOC_ID_HEX
-from components.evaluate.config import EvaluateConfig
-from components.evaluate.executor import evaluate_candidate
-from components.gate.config import GateConfig
-from components.gate.core import decide, gate_markdown
-from components.gate.executor import gate_candidate
-from components.registry.store import read_cross_validation
-from components.split.config import SplitConfig
-from components.split.core import assign, folds
-from components.train.cv import cv_summary
+from components.stages.evaluate.config import EvaluateConfig
+from components.stages.evaluate.executor import evaluate_candidate
+from components.stages.gate.config import GateConfig
+from components.stages.gate.core import decide, gate_markdown
+from components.stages.gate.executor import gate_candidate
+from components.stages.registry.store import read_cross_validation
+from components.stages.split.config import SplitConfig
+from components.stages.split.core import assign, folds
+from components.stages.train.cv import cv_summary
 from tests.test_cli import conveyor
 from tests.training_data import held_out_split
 

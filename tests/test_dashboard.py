@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from components.monitor.alerts import push
-from components.release.analysis import CanaryState
-from components.release.delivery import delivery_figures
-from components.release.experiment import ArmCounts, ExperimentState
-from components.release.gauges import publisher, push_delivery
-from components.serve.infra import KeepAliveClient, ServerProcess
+from components.stages.monitor.alerts import push
+from components.stages.release.analysis import CanaryState
+from components.stages.release.delivery import delivery_figures
+from components.stages.release.experiment import ArmCounts, ExperimentState
+from components.stages.release.gauges import publisher, push_delivery
+from components.stages.serve.infra import KeepAliveClient, ServerProcess
 from pipelines.dashboard import OUT, queries, render
 from tests.prometheus_proc import BINARY, PrometheusProcess, pushgateway
 from tests.training_data import ingest_corpus, train_and_register

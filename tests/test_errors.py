@@ -56,7 +56,7 @@ def test_the_predictor_answers_with_the_class_status(name):
     import json
     from types import SimpleNamespace
 
-    from components.serve.server import error_response
+    from components.stages.serve.server import error_response
 
     request = SimpleNamespace(method="POST", url=SimpleNamespace(path="/v2/models/m/infer"))
     response = asyncio.run(error_response(request, CLASSES[name](f"{name} happened")))
@@ -81,7 +81,7 @@ def test_an_uncaught_error_in_a_task_process_ends_with_its_line_and_code(tmp_pat
 
     from pipelines.local_run import _failure_from_log
 
-    body = "import components.split.core\nfrom components.common.errors import SearchFailed\n" \
+    body = "import components.stages.split.core\nfrom components.common.errors import SearchFailed\n" \
            "raise SearchFailed('search stopped: 3 trials failed (limit 2)')\n"
     out = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 8 and "Traceback" not in out.stderr, out.stderr

@@ -10,12 +10,18 @@ import math
 import numpy as np
 import pytest
 
-from components.evaluate.executor import evaluate_candidate
-from components.evaluate.explain import ExplainLimits, explain_tokens, global_importance, log_odds, occluded_tokens
-from components.gate.config import GateConfig
-from components.gate.core import gate_markdown
-from components.gate.executor import gate_candidate
-from components.registry.store import read_explanations
+from components.stages.evaluate.executor import evaluate_candidate
+from components.stages.evaluate.explain import (
+    ExplainLimits,
+    explain_tokens,
+    global_importance,
+    log_odds,
+    occluded_tokens,
+)
+from components.stages.gate.config import GateConfig
+from components.stages.gate.core import gate_markdown
+from components.stages.gate.executor import gate_candidate
+from components.stages.registry.store import read_explanations
 from tests.test_cli import conveyor
 from tests.training_data import HAM_WORDS, SPAM_WORDS, held_out_split
 

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.common.errors import InputError
-from components.featurize.config import FeaturesConfig
-from components.featurize.core import Featurizer, fit
-from components.split.config import SplitConfig
+from components.stages.featurize.config import FeaturesConfig
+from components.stages.featurize.core import Featurizer, fit
+from components.stages.split.config import SplitConfig
 
 
 def test_featurizer_hashing_and_vocabulary_round_trip_and_fit_on_train_only():
@@ -48,8 +48,8 @@ def test_the_featurize_step_publishes_the_encoding_that_training_then_reads(tmp_
     """What the featurize step writes is what the search trials and the train step train on: the
     same featurizer bytes and feature rows from its files, from the store's cache, and as the
     train step takes them; other feature settings are not mistaken for it."""
-    from components.featurize.executor import featurize_split_files, prepare_features, step_features
-    from components.split.executor import split_version
+    from components.stages.featurize.executor import featurize_split_files, prepare_features, step_features
+    from components.stages.split.executor import split_version
     from tests.training_data import ingest_corpus
 
     version = ingest_corpus(tmp_path, file_store)
@@ -89,10 +89,10 @@ def test_streamed_split_and_featurize_give_what_the_in_memory_functions_give(tmp
     counts add up across batches); their rows, featurizer and features equal the in-memory
     functions' on the whole version, and the files are written in fixed row groups."""
     from components.dataset import versioning as v
-    from components.featurize.core import SPLITS, fit_and_encode
-    from components.featurize.executor import featurize_files
-    from components.split.core import split_table
-    from components.split.executor import split_to_files
+    from components.stages.featurize.core import SPLITS, fit_and_encode
+    from components.stages.featurize.executor import featurize_files
+    from components.stages.split.core import split_table
+    from components.stages.split.executor import split_to_files
     from tests.training_data import ingest_corpus
 
     version = ingest_corpus(tmp_path, file_store)
@@ -121,7 +121,7 @@ def test_streamed_split_and_featurize_give_what_the_in_memory_functions_give(tmp
 def test_an_unknown_engine_and_an_empty_train_split_are_named(tmp_path):
     from components.common.errors import ConfigError
     from components.dataset.schema import ACCEPTED_SCHEMA
-    from components.featurize.executor import fit_file
+    from components.stages.featurize.executor import fit_file
 
     path = str(tmp_path / "train.parquet")
     pq.write_table(ACCEPTED_SCHEMA.empty_table(), path)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from components.common.errors import GateFailed
-from components.evaluate.core import expected_calibration_error
-from components.evaluate.executor import evaluate_candidate
-from components.gate.config import GateConfig
-from components.gate.core import decide, gate_markdown, verify_blessing
-from components.gate.executor import gate_candidate
-from components.registry import store as registry
-from components.train.entrypoint import run_training
+from components.stages.evaluate.core import expected_calibration_error
+from components.stages.evaluate.executor import evaluate_candidate
+from components.stages.gate.config import GateConfig
+from components.stages.gate.core import decide, gate_markdown, verify_blessing
+from components.stages.gate.executor import gate_candidate
+from components.stages.registry import store as registry
+from components.stages.train.entrypoint import run_training
 from tests.training_data import held_out_split, ingest_corpus, small_config
 
 

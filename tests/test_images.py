@@ -1,6 +1,6 @@
 """The Dockerfiles' rules (make test-cluster builds them): one stage whose dependency layers the three
 images share, installed as root and run as a non-root user, OCI labels, pins taken from the
-project; and every compiled pipeline names the images from the one setting in components/images.py."""
+project; and every compiled pipeline names the images from the one setting in components/cluster/images.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.images import COMPONENT_IMAGE, DOCKERFILES, PREDICTOR_IMAGE, TRAINING_IMAGE
+from components.cluster.images import COMPONENT_IMAGE, DOCKERFILES, PREDICTOR_IMAGE, TRAINING_IMAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 

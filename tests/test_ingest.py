@@ -14,11 +14,11 @@ from components.common.config import PROJECT_ROOT
 from components.common.errors import InputError, NotFoundError
 from components.common.storage import FileStore
 from components.dataset import versioning as v
-from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.dedup import KeyIndex
-from components.ingest.executor import ingest
-from components.ingest.mime import email_to_text, html_to_text, looks_like_email
-from components.ingest.readers import sniff_format
+from components.stages.ingest.config import CleaningConfig, SourceSettings
+from components.stages.ingest.dedup import KeyIndex
+from components.stages.ingest.executor import ingest
+from components.stages.ingest.mime import email_to_text, html_to_text, looks_like_email
+from components.stages.ingest.readers import sniff_format
 from tests.malformed import repeating_corpus, write_mail_folder, write_tabular_folder
 from tests.version_outcome import outcome
 
@@ -229,8 +229,8 @@ def test_s3_source_and_s3_store(tmp_path, s3_store):
 
 
 def test_collections_cut_by_topic_quarantine_the_rest_as_not_selected(tmp_path, file_store):
-    from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.executor import ingest
+    from components.stages.ingest.config import CleaningConfig, SourceSettings
+    from components.stages.ingest.executor import ingest
 
     path = tmp_path / "mixed.csv"
     path.write_text("text,label\nflight delayed again,neg\nbrady deflated the balls,neg\n"
@@ -251,7 +251,7 @@ def test_keyword_rule_order_survives_the_pipeline_parameter_encoding():
     """First match wins, so the rules' order matters; KFP's Struct encoding sorts mapping keys."""
     from google.protobuf import json_format, struct_pb2
 
-    from components.ingest.config import SourceSettings
+    from components.stages.ingest.config import SourceSettings
 
     settings = SourceSettings(source_keywords={"zebra": ["stripes"], "apple": ["iphone", "stripes"]})
     struct = struct_pb2.Struct()
@@ -350,7 +350,7 @@ def test_dedup_budget_identity_on_the_malformed_set(tmp_path, cleaning, folder):
 
 
 def test_dedup_budget_identity_on_the_bundled_corpus(tmp_path):
-    from components.config import load_config
+    from components.composition.config import load_config
 
     cfg = load_config()
     sources = [str(PROJECT_ROOT / p) for p in cfg.data.reference]
@@ -407,7 +407,7 @@ def test_a_small_input_is_cleaned_in_process(tmp_path, cleaning):
 
 
 def test_workers_keep_a_bounded_number_of_batches_in_flight():
-    from components.ingest.workers import prepared_in_order
+    from components.stages.ingest.workers import prepared_in_order
 
     pulled = []
 
@@ -426,7 +426,7 @@ def test_workers_keep_a_bounded_number_of_batches_in_flight():
 def test_an_error_in_a_worker_is_raised_in_the_ingest_process():
     import pyarrow as pa
 
-    from components.ingest.workers import prepared_in_order
+    from components.stages.ingest.workers import prepared_in_order
 
     good = _raw_batch(["a fine row"], 0)
     bad = good.set_column(0, "text", pa.array([12345], pa.int64()))  # no cast from int64 to text
@@ -450,7 +450,7 @@ def test_a_worker_answers_an_error_it_cannot_pickle_with_a_readable_one_and_goes
     import pickle
     import types
 
-    from components.ingest import workers
+    from components.stages.ingest import workers
 
     real = workers.prepare
     calls = []
@@ -479,7 +479,7 @@ def test_a_worker_answers_an_error_it_cannot_pickle_with_a_readable_one_and_goes
 
 @pytest.mark.parametrize("layout", ["v2", "v1"])
 def test_usable_cores_follow_a_pods_cpu_limit(tmp_path, layout):
-    from components.ingest.workers import resolve_workers, usable_cores
+    from components.stages.ingest.workers import resolve_workers, usable_cores
 
     def limit(quota: str) -> None:  # as the kubelet writes limits.cpu into the pod's cgroup
         if layout == "v2":
@@ -503,7 +503,7 @@ def test_usable_cores_follow_a_pods_cpu_limit(tmp_path, layout):
 def _raw_batch(texts: list[str], batch: int):
     import pyarrow as pa
 
-    from components.ingest.readers import RAW_SCHEMA
+    from components.stages.ingest.readers import RAW_SCHEMA
 
     n = len(texts)
     columns = {f.name: pa.nulls(n, f.type) for f in RAW_SCHEMA}

@@ -15,7 +15,7 @@ import yaml
 
 from components.common.config import merged_config
 from components.common.errors import ConfigError
-from components.config import OWN_PARAMETERS, ConveyorConfig, run_config
+from components.composition.config import OWN_PARAMETERS, ConveyorConfig, run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("conveyor-data", "conveyor-training", "conveyor-continuous-training", "conveyor-monitoring",
@@ -72,7 +72,7 @@ def test_search_values_keep_the_training_configs_types_through_a_protobuf_struct
     """KFP hands a dict parameter over as a protobuf Struct: every number a double."""
     from google.protobuf import json_format, struct_pb2
 
-    from components.search.spec import parse_spec
+    from components.stages.search.spec import parse_spec
 
     search = ConveyorConfig.model_validate(yaml.safe_load((ROOT / "configs/spamassassin.yaml").read_text())).search
     search = {**search, "parameters": [*search["parameters"],

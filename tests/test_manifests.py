@@ -43,9 +43,9 @@ def test_every_core_object_validates_strictly(version):
 
 
 def test_custom_resources_validate_structurally_and_match_the_generators():
-    from components.config import load_config
-    from components.deploy.isvc import build_inference_service
-    from components.monitor.alerts import prometheus_rule
+    from components.cluster.isvc import build_inference_service
+    from components.composition.config import load_config
+    from components.stages.monitor.alerts import prometheus_rule
     from tests.custom_resources import validate_custom
 
     custom = [o for o in _objects() if o["apiVersion"].startswith(CUSTOM_GROUPS)]
@@ -60,7 +60,7 @@ def test_custom_resources_validate_structurally_and_match_the_generators():
     isvc_model = objects["InferenceService"]["spec"]["predictor"]["model"]
     assert isvc_model["runtime"] == objects["ServingRuntime"]["metadata"]["name"]
     assert isvc_model["modelFormat"]["name"] in {f["name"] for f in runtime["supportedModelFormats"]}
-    from components.images import PREDICTOR_IMAGE
+    from components.cluster.images import PREDICTOR_IMAGE
 
     assert runtime["containers"][0]["image"] == PREDICTOR_IMAGE
     assert runtime["containers"][0]["args"][0] == "/mnt/models"  # `conveyor serve` loads the version folder
@@ -161,8 +161,8 @@ def test_no_secret_values_in_the_repository():
 
 
 def test_the_monitor_cronjob_config_is_a_valid_conveyor_config():
-    from components.config import config_from_dict, load_config
-    from components.split.config import SplitConfig
+    from components.composition.config import config_from_dict, load_config
+    from components.stages.split.config import SplitConfig
 
     cm = next(o for o in _objects() if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "conveyor-monitor-config")
     cfg = config_from_dict(yaml.safe_load(cm["data"]["config.yaml"]), origin="monitor ConfigMap")

@@ -8,10 +8,10 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from components.monitor.config import MonitorConfig, TriggerPolicy
-from components.monitor.drift import evidently_verdict, fast_verdict
-from components.monitor.trigger import decide, history, record
-from components.split.config import SplitConfig
+from components.stages.monitor.config import MonitorConfig, TriggerPolicy
+from components.stages.monitor.drift import evidently_verdict, fast_verdict
+from components.stages.monitor.trigger import decide, history, record
+from components.stages.split.config import SplitConfig
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
@@ -86,7 +86,7 @@ def test_decisions_are_recorded_with_evidence(file_store):
 
 def _log(store, loaded, texts, at: dt.datetime, request_prefix: str):
     """Score and log `texts` as the predictor does (its InferenceLogger, its scoring path)."""
-    from components.serve.logging_sink import InferenceLogger
+    from components.stages.serve.logging_sink import InferenceLogger
 
     logger = InferenceLogger(store, "toy-model", loaded.card["version"], "stable", sample_rate=1.0)
     probs = loaded.predict_proba(texts)
@@ -98,8 +98,8 @@ def _log(store, loaded, texts, at: dt.datetime, request_prefix: str):
 
 
 def test_monitor_window_on_logged_predictions(own_two_versions):
-    from components.monitor.executor import monitor_window, write_feedback
-    from components.registry.store import load
+    from components.stages.monitor.executor import monitor_window, write_feedback
+    from components.stages.registry.store import load
     from tests.training_data import corpus
 
     store, *_ = own_two_versions  # a copy, so the logs do not leak into other tests
@@ -170,8 +170,8 @@ class _KfpStandIn:
 
 def test_submit_retraining_passes_new_data_and_champion_params_once(two_versions):
     from components.common.errors import ClusterError
-    from components.monitor.submit import submit_retraining
-    from components.registry.store import load_card
+    from components.stages.monitor.submit import submit_retraining
+    from components.stages.registry.store import load_card
 
     store, *_ = two_versions
     client = _KfpStandIn()
@@ -192,7 +192,7 @@ def test_submit_retraining_passes_new_data_and_champion_params_once(two_versions
         assert run["params"]["config"]["best_trial"] == "retrain"  # no search, so no trial to keep
         # each setting in one place: the features are the run's features_config, not a copy in config
         assert "features" not in run["params"]["config"]
-        from components.featurize.config import FeaturesConfig
+        from components.stages.featurize.config import FeaturesConfig
 
         assert FeaturesConfig.model_validate(run["params"]["features_config"]) == \
             FeaturesConfig.model_validate(champion["features"])
@@ -238,7 +238,7 @@ def _logged_rows(store, model: str):
 
 @pytest.mark.parametrize("mode", ["redacted", "hashed", "none", "raw"])
 def test_the_inference_log_keeps_text_as_log_text_says(file_store, mode):
-    from components.serve.logging_sink import InferenceLogger
+    from components.stages.serve.logging_sink import InferenceLogger
 
     logger = InferenceLogger(file_store, "pii-model", "v1", "stable", text_mode=mode)
     logger.log("r-1", PERSONAL, ["spam", "ham"], [0.9, 0.8])
@@ -262,9 +262,9 @@ def test_the_inference_log_keeps_text_as_log_text_says(file_store, mode):
 
 
 def test_input_drift_is_not_judged_without_text_and_the_other_signals_are(own_two_versions):
-    from components.monitor.executor import monitor_window
-    from components.registry.store import load
-    from components.serve.logging_sink import InferenceLogger
+    from components.stages.monitor.executor import monitor_window
+    from components.stages.registry.store import load
+    from components.stages.serve.logging_sink import InferenceLogger
     from tests.training_data import corpus
 
     store, *_ = own_two_versions
@@ -288,7 +288,7 @@ def test_retention_deletes_old_days_and_audits_it(file_store):
     """A clock we control: rows of days that ended before now - retention_days go, the rest stay."""
     from components.common import audit
     from components.common.layout import inference_log_key
-    from components.monitor.executor import expire_logs
+    from components.stages.monitor.executor import expire_logs
 
     for version, day in (("v1", "2026-10-01"), ("v1", "2026-11-05"), ("v2", "2026-11-06"), ("v2", "2026-12-01")):
         file_store.write_bytes(inference_log_key("ret-model", version, day, "part"), b"rows")
@@ -304,7 +304,7 @@ def test_retention_deletes_old_days_and_audits_it(file_store):
 
 
 def test_a_batch_that_cannot_be_built_is_counted_and_later_rows_are_still_logged(file_store, monkeypatch):
-    from components.serve import logging_sink
+    from components.stages.serve import logging_sink
 
     real = logging_sink.for_log
 

@@ -3,8 +3,8 @@ under kfp.local reporting a failed run."""
 
 import pytest
 
-from components.notify.core import SCHEMA
-from components.notify.executor import deliver, deliver_failure
+from components.stages.notify.core import SCHEMA
+from components.stages.notify.executor import deliver, deliver_failure
 
 BLESSING = {"decision": "NOT_BLESSED", "candidate": "c2", "champion": "c1",
             "reasons": ["accuracy 0.81 < 0.9", "slice spam: f1 dropped 0.12 > 0.05"]}
@@ -56,8 +56,8 @@ def test_the_secret_url_wins_over_config(receiver, monkeypatch):
 def test_the_exit_handler_reports_a_failed_run_under_kfp_local(receiver, tmp_path, monkeypatch):
     from kfp import dsl, local
 
-    from components.images import COMPONENT_IMAGE
-    from components.notify.component import exit_notify_op
+    from components.cluster.images import COMPONENT_IMAGE
+    from components.stages.notify.component import exit_notify_op
 
     monkeypatch.delenv("CONVEYOR_NOTIFY_URL", raising=False)
     _server, url, got = receiver

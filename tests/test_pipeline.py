@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from components.common.errors import NotFoundError
-from components.config import ConveyorConfig, config_from_dict
+from components.composition.config import ConveyorConfig, config_from_dict
 from pipelines.compile import compile_all
 
 
@@ -210,7 +210,7 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_tls_serve
     # in what the run prints, records and registers
     assert type(step["search"]["best_params"]["embed_dim"]) is int
     from components.common.storage import open_store
-    from components.registry.store import load_card
+    from components.stages.registry.store import load_card
 
     card = load_card(open_store("s3://conveyor/train-test"), "toy-model", "candidate")
     assert type(card["params"]["train"]["embed_dim"]) is int
@@ -226,7 +226,7 @@ def test_local_run_trains_and_registers_through_kfp_local(tmp_path, s3_tls_serve
     assert step["staging"]["next"] == "awaiting_approval" and step["canary"] is None
     assert [n["event"] for n in step["notifications"]] == ["awaiting_approval"]
     from components.common import audit
-    from components.registry.store import resolve_version
+    from components.stages.registry.store import resolve_version
     from pipelines.cli import main as conveyor
 
     store = open_store("s3://conveyor/train-test")
@@ -301,8 +301,8 @@ def test_conveyor_run_on_the_bundled_corpus():
 
 
 def test_task_outputs_are_read_by_the_names_the_components_declare(tmp_path):
-    from components.gate.component import gate_op
-    from components.release.component import release_op
+    from components.stages.gate.component import gate_op
+    from components.stages.release.component import release_op
     from pipelines.task_outputs import output_json, output_path
 
     with pytest.raises(KeyError, match=r"gate-op has no output 'decision' \(its outputs: \['Output', 'blessing', "

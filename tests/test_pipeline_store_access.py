@@ -7,7 +7,7 @@ from __future__ import annotations
 import yaml
 from kfp import compiler
 
-from components.config import config_from_dict
+from components.composition.config import config_from_dict
 from pipelines.data_pipeline import ENCRYPTION_KEYS, S3_KEYS
 
 

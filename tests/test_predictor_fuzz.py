@@ -9,7 +9,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from components.serve.infra import ServerProcess, http_json
+from components.stages.serve.infra import ServerProcess, http_json
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from components.serve.infra import ServerProcess
+from components.stages.serve.infra import ServerProcess
 
 TOKEN = "a-test-token-of-enough-length"
 
@@ -105,7 +105,7 @@ def test_unsafe_server_options_are_refused_at_start(two_versions, argv, env, exp
 
 
 def test_the_model_repository_needs_its_token_and_drains_then_reloads(own_two_versions, monkeypatch):
-    from components.registry.store import set_alias
+    from components.stages.registry.store import set_alias
 
     store, stable, candidate, *_ = own_two_versions
     monkeypatch.setenv("CONVEYOR_MODEL_REPOSITORY_TOKEN", TOKEN)
@@ -134,7 +134,8 @@ def test_the_model_repository_needs_its_token_and_drains_then_reloads(own_two_ve
 
 
 def _pool(tmp_path, mode: str) -> subprocess.Popen:
-    code = ("import sys; from components.serve.server import run_workers; from tests.worker_targets import worker; "
+    code = ("import sys; from components.stages.serve.server import run_workers; "
+            "from tests.worker_targets import worker; "
             f"sys.exit(run_workers(worker, {{'dir': {str(tmp_path)!r}, 'mode': {mode!r}}}, 1, '127.0.0.1', 0))")
     return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
                             cwd=Path(__file__).parent.parent)
@@ -162,7 +163,7 @@ def test_a_worker_that_errors_before_ready_stops_the_pool_with_its_code(tmp_path
 
 
 def test_a_worker_killed_before_ready_is_replaced_a_bounded_number_of_times(tmp_path):
-    from components.serve.server import MAX_KILLED_BEFORE_READY
+    from components.stages.serve.server import MAX_KILLED_BEFORE_READY
 
     pool = _pool(tmp_path, "hang")
     try:

@@ -14,7 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from components.serve.infra import ServerProcess
+from components.stages.serve.infra import ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_serve_binds_loopback_only(served):
 
 
 def test_a_body_without_the_header_is_all_json_and_binary_tensors_decode():
-    from components.serve import oip
+    from components.stages.serve import oip
 
     plain = oip.parse_request(json.dumps(_text("a", "b")).encode(), {})
     assert [t.data for t in plain.inputs] == [["a", "b"]] and plain.outputs is None
@@ -236,7 +236,7 @@ def test_health_follows_the_model():
     from kserve.model_repository import ModelRepository
     from kserve.protocol.dataplane import DataPlane
 
-    from components.serve.server import ConveyorRESTServer
+    from components.stages.serve.server import ConveyorRESTServer
 
     model = SimpleNamespace(name="toy", version="v1", ready=False, loaded=None, unloaded_on_request=False)
     rest = ConveyorRESTServer.__new__(ConveyorRESTServer)  # routes only: no socket, no uvicorn

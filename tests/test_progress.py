@@ -12,8 +12,8 @@ import pytest
 
 from components.common.errors import ConfigError
 from components.common.logs import PROGRESS_FILE_ENV, StepLog, log_format
-from components.search.progress import SearchProgress
-from components.search.spec import parse_spec
+from components.stages.search.progress import SearchProgress
+from components.stages.search.spec import parse_spec
 
 
 class Clock:
@@ -72,8 +72,8 @@ def test_katib_counts_give_one_line_per_change():
 
 def test_ingest_progress_reports_rows_per_second_and_bytes_of_the_total(tmp_path):
     from components.common.storage import FileStore
-    from components.ingest.executor import IngestProgress
-    from components.ingest.readers import SourceFile
+    from components.stages.ingest.executor import IngestProgress
+    from components.stages.ingest.readers import SourceFile
 
     (tmp_path / "a.csv").write_bytes(b"x" * 3_000_000)
     store = FileStore("/")
@@ -92,8 +92,8 @@ def test_ingest_progress_reports_rows_per_second_and_bytes_of_the_total(tmp_path
 
 def test_a_large_ingest_reports_progress_through_the_reader(tmp_path):
     """The reader's byte position moves inside one big file (no jump from 0 to the whole file)."""
-    from components.ingest.config import SourceSettings
-    from components.ingest.readers import SourceReader, discover
+    from components.stages.ingest.config import SourceSettings
+    from components.stages.ingest.readers import SourceReader, discover
 
     rows = "".join(f"row number {i} with some words,ham\n" for i in range(600_000))
     (tmp_path / "big.csv").write_text("text,label\n" + rows)
@@ -145,7 +145,7 @@ def test_progress_display_plain_lines_off_a_terminal_and_a_live_bar_on_one(tmp_p
 
 
 def test_the_model_server_logs_one_json_object_per_line(monkeypatch, two_versions):
-    from components.serve.infra import ServerProcess, http_json
+    from components.stages.serve.infra import ServerProcess, http_json
 
     store, *_ = two_versions
     monkeypatch.setenv("CONVEYOR_LOG_FORMAT", "json")

@@ -17,13 +17,13 @@ import urllib.error
 
 import pytest
 
+from components.cluster.deploy_config import DeployConfig
 from components.common.errors import ClusterError, ConfigError
-from components.deploy.config import DeployConfig
-from components.release.cluster import CanaryController, rolled_back_on_sigterm
-from components.release.cluster_status import status_report
-from components.release.config import CanaryConfig, PrometheusConfig, RolloutConfig
-from components.release.kserve_state import CANDIDATE, ROUTE, STABLE, read_state
-from components.release.route import RELEASE_OF, build_route, candidate_isvc, declared_split, route_state
+from components.stages.release.cluster import CanaryController, rolled_back_on_sigterm
+from components.stages.release.cluster_status import status_report
+from components.stages.release.config import CanaryConfig, PrometheusConfig, RolloutConfig
+from components.stages.release.kserve_state import CANDIDATE, ROUTE, STABLE, read_state
+from components.stages.release.route import RELEASE_OF, build_route, candidate_isvc, declared_split, route_state
 from pipelines.kubectl_plugin import main as kubectl_conveyor
 from tests.k8s_standin import StandInApi, StandInObjects
 from tests.prometheus_proc import PrometheusProcess, prometheus_binary
@@ -90,7 +90,7 @@ def test_shadow_release_mirrors_and_status_shows_it(capsys):
 
 
 def test_a_passing_shadow_turns_into_a_canary_on_the_routes_weights():
-    from components.release.strategies import Plan, advance_rollout
+    from components.stages.release.strategies import Plan, advance_rollout
 
     api, routes, ctl, rollout = _release("shadow", shadow={"intervals": 1})
     obj = ctl.get()
@@ -170,7 +170,7 @@ def test_routed_strategies_are_refused_where_they_cannot_run():
     for strategy in ("ab", "shadow"):
         with pytest.raises(ConfigError, match=f"'{strategy}' on KServe needs deploy.mode: standard"):
             ctl.deploy(_deploy_cfg("knative"), CFG, "toy-model", "v1", RolloutConfig(strategy=strategy))
-    from components.release.cluster import run_cluster_rollout
+    from components.stages.release.cluster import run_cluster_rollout
 
     with pytest.raises(ConfigError, match=r"set canary\.cluster_replay_requests and rollout\.route\.url"):
         run_cluster_rollout(None, _deploy_cfg(), CFG, "toy-model", "v2", api=StandInApi(), routes=StandInObjects(),
@@ -209,7 +209,7 @@ class Users(threading.Thread):
         self.stop = threading.Event()
 
     def run(self):
-        from components.serve.infra import http_json
+        from components.stages.serve.infra import http_json
 
         i = 0
         while not self.stop.is_set():
@@ -226,10 +226,10 @@ def test_routed_release_with_real_prometheus(two_versions, strategy, fault):
     Prometheus scraping both predictors (role and version labels), users and the labelled replay
     through the Gateway as the route directs them, the verdict, and the route and services left
     as the outcome says."""
-    from components.registry.store import resolve_version, set_alias
-    from components.release.cluster import run_cluster_rollout
-    from components.release.prometheus import PrometheusMetricsSource
-    from components.serve.infra import ServerProcess, http_json
+    from components.stages.registry.store import resolve_version, set_alias
+    from components.stages.release.cluster import run_cluster_rollout
+    from components.stages.release.prometheus import PrometheusMetricsSource
+    from components.stages.serve.infra import ServerProcess, http_json
     from tests.gateway_standin import GatewayStandIn
 
     store, stable, cand, texts, labels = two_versions
@@ -308,7 +308,7 @@ def test_routed_release_with_real_prometheus(two_versions, strategy, fault):
 
 
 def test_assign_prints_the_header_that_pins_a_sticky_key_to_its_arm(capsys):
-    from components.release.experiment import assign_arm
+    from components.stages.release.experiment import assign_arm
 
     api, routes, _, _ = _release("ab", ab={"split": 0.5})
     arms = {}

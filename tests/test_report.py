@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.executor import ingest
-from components.report.config import ReportConfig
-from components.report.executor import report_for_versions
+from components.stages.ingest.config import CleaningConfig, SourceSettings
+from components.stages.ingest.executor import ingest
+from components.stages.report.config import ReportConfig
+from components.stages.report.executor import report_for_versions
 
 
 def _jsonl(path, rows):

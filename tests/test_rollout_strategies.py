@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from components.registry import store as registry
-from components.release.analysis import Check, RoleMetrics
-from components.release.config import CanaryConfig, RolloutConfig
-from components.release.experiment import (
+from components.stages.registry import store as registry
+from components.stages.release.analysis import Check, RoleMetrics
+from components.stages.release.config import CanaryConfig, RolloutConfig
+from components.stages.release.experiment import (
     ExperimentState,
     assign_arm,
     fixed_sample_size_per_arm,
@@ -19,7 +19,7 @@ from components.release.experiment import (
     report_markdown,
     sequential_sample_size_per_arm,
 )
-from components.release.strategies import Plan, advance_rollout, begin, interval_checks
+from components.stages.release.strategies import Plan, advance_rollout, begin, interval_checks
 
 FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
                     max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1, min_labelled=10)
@@ -154,7 +154,7 @@ def faults(*in_make_test):
 
 
 def _run(two_versions, strategy, fault=None, **sections):
-    from components.release.local import run_local_canary
+    from components.stages.release.local import run_local_canary
 
     store, stable, cand, texts, labels = two_versions
     registry.set_alias(store, "toy-model", "champion", stable)

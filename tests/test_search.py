@@ -16,10 +16,10 @@ from components.common import audit
 from components.common.config import ClusterConfig
 from components.common.errors import SearchFailed, SpecError
 from components.common.logs import StepLog
-from components.config import ConveyorConfig
-from components.search.katib import build_experiment, validate_experiment
-from components.search.katib_launcher import SPEC_HASH_ANNOTATION, launch
-from components.search.spec import parse_spec
+from components.composition.config import ConveyorConfig
+from components.stages.search.katib import build_experiment, validate_experiment
+from components.stages.search.katib_launcher import SPEC_HASH_ANNOTATION, launch
+from components.stages.search.spec import parse_spec
 from components.tracking.runs import read_run
 from tests.fake_objects import FakeObjects
 
@@ -217,7 +217,7 @@ def test_quota_is_checked_before_anything_is_created():
 
 @pytest.mark.slow  # make test-slow: ~30 s; make run's search runs two trials at a time
 def test_local_search_runs_parallel_trial_processes(tmp_path, file_store):
-    from components.search.backends import run_search
+    from components.stages.search.backends import run_search
     from tests.training_data import ingest_corpus, small_config
 
     version = ingest_corpus(tmp_path, file_store)
@@ -261,7 +261,7 @@ def test_local_search_runs_parallel_trial_processes(tmp_path, file_store):
 def test_automl_grid_over_feature_groups_and_families_shows_each_choice(tmp_path, file_store):
     """Feature selection is part of the search: a configuration may drop the word or the character
     n-gram group; the leaderboard shows each group choice and model family with its scores."""
-    from components.search.backends import run_search
+    from components.stages.search.backends import run_search
     from tests.training_data import ingest_corpus, small_config
 
     version = ingest_corpus(tmp_path, file_store)
@@ -284,7 +284,7 @@ def test_automl_grid_over_feature_groups_and_families_shows_each_choice(tmp_path
                                   store="s3://x", cluster=ClusterConfig())
     spaces = {p["name"]: p["feasibleSpace"] for p in experiment["spec"]["parameters"]}
     assert spaces["features-word_ngrams"]["list"] == ["%5B1,2%5D", "%5B%5D"]
-    from components.search.katib_launcher import decode_value
+    from components.stages.search.katib_launcher import decode_value
 
     assert [decode_value(v) for v in spaces["features-word_ngrams"]["list"]] == [[1, 2], []]
 
@@ -292,7 +292,7 @@ def test_automl_grid_over_feature_groups_and_families_shows_each_choice(tmp_path
 def test_a_cross_validated_objective_is_what_both_backends_optimize(tmp_path, file_store):
     """objective.cv_folds: Katib reads cv_accuracy from the trial's metric lines; locally Optuna
     does the same, and the best trial is the best k-fold mean, recorded with its folds."""
-    from components.search.backends import run_search
+    from components.stages.search.backends import run_search
     from tests.training_data import ingest_corpus, small_config
 
     spec = parse_spec(with_(max_trials=2, objective={"metric": "accuracy", "cv_folds": 3},
@@ -318,7 +318,7 @@ def test_a_cross_validated_objective_is_what_both_backends_optimize(tmp_path, fi
 
 
 def test_local_budget_stops_starting_trials_and_keeps_the_best_finished(tmp_path, file_store):
-    from components.search.backends import run_search
+    from components.stages.search.backends import run_search
     from tests.training_data import ingest_corpus, small_config
 
     version = ingest_corpus(tmp_path, file_store)
@@ -346,7 +346,7 @@ def test_local_budget_stops_starting_trials_and_keeps_the_best_finished(tmp_path
 
 
 def test_failed_trials_count_against_the_limit(tmp_path, file_store):
-    from components.search.backends import run_search
+    from components.stages.search.backends import run_search
     from tests.training_data import ingest_corpus, small_config
 
     ingest_corpus(tmp_path, file_store)
@@ -359,7 +359,7 @@ def test_failed_trials_count_against_the_limit(tmp_path, file_store):
 
 def test_the_default_config_search_spec_is_valid():
     from components.common.config import PROJECT_ROOT
-    from components.config import load_config
+    from components.composition.config import load_config
 
     for name in ("spamassassin", "tweets"):
         spec = parse_spec(load_config(PROJECT_ROOT / "configs" / f"{name}.yaml").search)

@@ -54,7 +54,7 @@ def test_refused_credentials_unreachable_stores_and_bad_keys_name_no_secret(s3_s
 
 
 def test_an_unreachable_webhook_is_recorded_without_its_token():
-    from components.notify.core import post
+    from components.stages.notify.core import post
 
     result = post(f"http://127.0.0.1:9/services/{WEBHOOK_TOKEN}?key={SECRET_KEY}", {"event": "x"}, timeout_s=2)
     assert result["delivered"] is False and result["error"].startswith("receiver http://127.0.0.1:9 unreachable")

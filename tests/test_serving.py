@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components.registry import store as registry
-from components.serve.infra import ServerProcess, http_json, validate_in_server
+from components.stages.registry import store as registry
+from components.stages.serve.infra import ServerProcess, http_json, validate_in_server
 from tests.training_data import ingest_corpus, train_and_register
 
 
@@ -163,7 +163,7 @@ def test_infra_validation_matches_offline_predictions(served):
     _server, store, card = served
     loaded = registry.load(store, "toy-model", card["version"])
     texts = ["free cash now", "agenda for the team meeting", "click to win credit", "draft report review"]
-    from components.evaluate.core import predict_proba
+    from components.stages.evaluate.core import predict_proba
 
     probs, _ms = predict_proba(loaded, pa.array(texts))
     labels = [loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
@@ -178,7 +178,7 @@ def test_infra_validation_matches_offline_predictions(served):
 def test_serves_a_version_folder_as_kserve_storage_initializer_leaves_it(two_versions, tmp_path):
     """The ServingRuntime runs `conveyor serve /mnt/models` with CONVEYOR_SERVED_NAME={{.Name}}: the
     folder holds the version's files; they are verified against the card before serving."""
-    from components.serve.infra import ServerProcess, http_json
+    from components.stages.serve.infra import ServerProcess, http_json
 
     store, stable, *_ = two_versions
     folder = tmp_path / "mnt-models"

@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from components.common.errors import InputError
-from components.serve.infra import ServerProcess, http_json
-from components.serve.security import ClientAuth, ServerSecurity, read_token_file
+from components.stages.serve.infra import ServerProcess, http_json
+from components.stages.serve.security import ClientAuth, ServerSecurity, read_token_file
 from pipelines.certs import make_pki
 
 TOKEN = "tok-" + "s3cr3t-v4lue-" * 2  # recognisable: searched for in the server's output

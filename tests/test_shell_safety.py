@@ -33,9 +33,9 @@ UGLY = json.dumps({"features": {"char_ngrams": [], "note": "it's $HOME & `x` | y
 
 
 def _spark_apps():
-    from components.featurize.engines import FeaturizeJob
-    from components.featurize.engines import spark_application as featurize_app
-    from components.ingest.spark_launcher import IngestJob, spark_application
+    from components.stages.featurize.engines import FeaturizeJob
+    from components.stages.featurize.engines import spark_application as featurize_app
+    from components.stages.ingest.spark_launcher import IngestJob, spark_application
 
     cluster = ClusterConfig(namespace="team-a")
     ingest = spark_application("run-1", IngestJob(["s3://raw/mail box/"], "mail", "s3://conveyor",
@@ -139,8 +139,8 @@ def _cronjobs():
 
 
 def test_cronjobs_and_the_trainjob_run_exec_form_commands_of_shell_safe_words():
-    from components.train.launch import entry_args
-    from components.train.trainjob import train_job
+    from components.stages.train.launch import entry_args
+    from components.stages.train.trainjob import train_job
     from tests.training_data import small_config
 
     found = 0

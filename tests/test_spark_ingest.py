@@ -10,8 +10,8 @@ import pytest
 from components.common.config import PROJECT_ROOT
 from components.common.storage import FileStore
 from components.dataset import versioning as v
-from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.executor import ingest
+from components.stages.ingest.config import CleaningConfig, SourceSettings
+from components.stages.ingest.executor import ingest
 from tests.malformed import repeating_corpus, write_mail_folder, write_tabular_folder
 from tests.version_outcome import outcome, quarantine_rows
 
@@ -19,7 +19,7 @@ pytest.importorskip("pyspark")
 
 
 def _both(tmp_path, spark, sources, settings, cleaning, dataset="d", **kw):
-    from components.ingest.spark_engine import ingest_spark
+    from components.stages.ingest.spark_engine import ingest_spark
 
     local, distributed = FileStore(str(tmp_path / "local")), FileStore(str(tmp_path / "spark"))
     a = ingest(sources, dataset, local, settings, cleaning, **kw)
@@ -38,7 +38,7 @@ def test_spark_gives_the_in_process_version_on_the_malformed_set(tmp_path, spark
 def test_spark_dedups_first_occurrence_and_against_the_parent(tmp_path, spark, cleaning):
     """Repeats in every file and across files, rows that differ only in whitespace (the
     quarantine keeps each one's own bytes), then a child version overlapping its parent."""
-    from components.ingest.spark_engine import ingest_spark
+    from components.stages.ingest.spark_engine import ingest_spark
 
     src = tmp_path / "src"
     src.mkdir()
@@ -61,7 +61,7 @@ def test_spark_dedups_first_occurrence_and_against_the_parent(tmp_path, spark, c
 
 
 def test_spark_gives_the_in_process_version_on_the_bundled_corpus(tmp_path, spark):
-    from components.config import load_config
+    from components.composition.config import load_config
 
     cfg = load_config()
     sources = [str(PROJECT_ROOT / p) for p in cfg.data.reference]
@@ -74,7 +74,7 @@ def test_spark_gives_the_in_process_version_on_the_bundled_corpus(tmp_path, spar
 
 def test_spark_names_a_bad_source_like_the_in_process_engine(tmp_path, spark):
     from components.common.errors import InputError
-    from components.ingest.spark_engine import ingest_spark
+    from components.stages.ingest.spark_engine import ingest_spark
 
     with pytest.raises(InputError, match="no such file or folder"):
         ingest_spark([str(tmp_path / "missing")], "d", FileStore(str(tmp_path / "s")), SourceSettings(),
@@ -87,8 +87,8 @@ def test_a_big_parquet_file_is_split_across_tasks_and_still_keeps_the_first_occu
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from components.ingest.readers import discover
-    from components.ingest.spark_engine import _units
+    from components.stages.ingest.readers import discover
+    from components.stages.ingest.spark_engine import _units
 
     repeating_corpus(tmp_path / "rows.csv", 400, seed=3)
     pq.write_table(pacsv.read_csv(tmp_path / "rows.csv"), tmp_path / "rows.parquet", row_group_size=25)
@@ -103,11 +103,11 @@ def test_a_big_parquet_file_is_split_across_tasks_and_still_keeps_the_first_occu
 def test_the_spark_vocabulary_fit_equals_the_in_process_fit_on_the_bundled_corpus(tmp_path, spark):
     """The featurize step's Spark aggregation (token counts per task, summed by token, min_freq
     and the cap applied in Spark) learns the same vocabulary as the streamed in-process fit."""
-    from components.config import load_config
-    from components.featurize.config import FeaturesConfig
-    from components.featurize.executor import fit_file
-    from components.featurize.spark_fit import spark_vocabulary
-    from components.split.executor import split_to_files
+    from components.composition.config import load_config
+    from components.stages.featurize.config import FeaturesConfig
+    from components.stages.featurize.executor import fit_file
+    from components.stages.featurize.spark_fit import spark_vocabulary
+    from components.stages.split.executor import split_to_files
 
     cfg = load_config()
     sources = [str(PROJECT_ROOT / p) for p in cfg.data.reference]

@@ -12,7 +12,7 @@ from components.common.config import ClusterConfig, SparkConfig
 from components.common.errors import ClusterError, SpecError
 from components.common.layout import ingest_job_result_key
 from components.common.storage import FileStore
-from components.ingest.spark_launcher import (
+from components.stages.ingest.spark_launcher import (
     SPEC_HASH_ANNOTATION,
     IngestJob,
     application_name,

@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 
 from components.dataset.schema import content_digests, doc_ids_from_digests
-from components.split.config import SplitConfig
-from components.split.core import assign, split_table
+from components.stages.split.config import SplitConfig
+from components.stages.split.core import assign, split_table
 
 
 def test_split_is_deterministic_stable_and_proportional():

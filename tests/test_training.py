@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from components.common.errors import IntegrityError
-from components.registry import store as registry
+from components.stages.registry import store as registry
+from components.stages.train.entrypoint import run_training
 from components.tracking.runs import read_run
-from components.train.entrypoint import run_training
 from tests.training_data import ingest_corpus, small_config
 
 METRIC_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z epoch=\d+ accuracy=[\d.]+ loss=[\d.]+ "
@@ -52,7 +52,7 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path, file_store):
     config = tmp_path / "config.yaml"
     cfg = small_config(epochs=5, patience=5, checkpoint_every_s=0)
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
-    cmd = [sys.executable, "-m", "components.train.entrypoint", "--store", file_store.uri, "--dataset", "toy",
+    cmd = [sys.executable, "-m", "components.stages.train.entrypoint", "--store", file_store.uri, "--dataset", "toy",
            "--version", version, "--config", str(config)]
 
     proc = subprocess.Popen([*cmd, "--run-id", "killed"], stdout=subprocess.PIPE, text=True,
@@ -77,7 +77,7 @@ def test_a_killed_training_resumes_from_its_checkpoint(tmp_path, file_store):
 
 
 def test_typed_parameters_are_validated_before_work(tmp_path, file_store):
-    run = lambda *extra: subprocess.run([sys.executable, "-m", "components.train.entrypoint", "--store",  # noqa: E731
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "components.stages.train.entrypoint", "--store",  # noqa: E731
                                          file_store.uri, "--dataset", "toy", *extra], capture_output=True, text=True)
     bad_type = run("--set", "lr=fast")
     assert bad_type.returncode == 3 and "lr" in bad_type.stderr and "valid number" in bad_type.stderr

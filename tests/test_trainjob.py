@@ -11,8 +11,8 @@ import pytest
 from components.common.config import ClusterConfig
 from components.common.errors import AdmissionError, ClusterError, SpecError
 from components.common.storage import FileStore
-from components.train.launch import entry_args
-from components.train.trainjob import SPEC_HASH_ANNOTATION, check_manifest, launch, outcome, train_job
+from components.stages.train.launch import entry_args
+from components.stages.train.trainjob import SPEC_HASH_ANNOTATION, check_manifest, launch, outcome, train_job
 from tests.fake_objects import FakeObjects
 from tests.training_data import small_config
 
@@ -33,7 +33,7 @@ def test_the_trainjob_runs_torchrun_on_the_configured_topology_with_the_s3_secre
                                   "kind": "ClusterTrainingRuntime"}
     trainer = spec["trainer"]
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 4)  # explicit: never "auto"
-    assert trainer["command"][:3] == ["torchrun", "-m", "components.train.entrypoint"]
+    assert trainer["command"][:3] == ["torchrun", "-m", "components.stages.train.entrypoint"]
     assert not any(a.startswith("--nnodes") or a.startswith("--nproc") for a in trainer["command"])  # PET_* say
     assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "1"
     secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in trainer["env"] if "valueFrom" in e}

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common.admission import validate_experiment, validate_pytorchjob
+from components.cluster.admission import validate_experiment, validate_pytorchjob
 from components.common.config import ClusterConfig
 from components.common.errors import AdmissionError
-from components.config import load_config
-from components.search.katib import build_experiment
-from components.search.spec import parse_spec
+from components.composition.config import load_config
+from components.stages.search.katib import build_experiment
+from components.stages.search.spec import parse_spec
 from tests.crd_schema import CRDS, SchemaError, validate_resource
 from tests.custom_resources import validate_custom
 from tests.katib_trial import feasible_point, metric_names, parse_stdout, primary_container, trial_run_spec
@@ -81,7 +81,7 @@ def test_schema_validator_refuses_what_the_api_server_refuses(mutate, message):
 
 
 def test_schema_validator_applies_list_map_keys_and_preserve_unknown_fields():
-    from components.deploy.isvc import build_inference_service
+    from components.cluster.isvc import build_inference_service
 
     cfg = load_config()
     isvc = build_inference_service(cfg.deploy, cfg.model_name, "s1")
@@ -107,8 +107,8 @@ def _standard(**changes):
 
 
 def test_standard_mode_canary_passes_the_crd_and_kserves_webhook_through_promotion():
-    from components.deploy.isvc import build_inference_service
-    from components.release.kserve_state import promote_patches, rollback_patches, weight_patch
+    from components.cluster.isvc import build_inference_service
+    from components.stages.release.kserve_state import promote_patches, rollback_patches, weight_patch
     from tests.k8s_standin import merge_patch
 
     deploy, model = _standard()
@@ -136,7 +136,7 @@ def test_standard_mode_canary_passes_the_crd_and_kserves_webhook_through_promoti
 
 
 def test_the_old_standard_canary_shape_is_refused():
-    from components.deploy.isvc import build_inference_service
+    from components.cluster.isvc import build_inference_service
 
     deploy, model = _standard()
     isvc = build_inference_service(deploy, model, "aaa111", "bbb222")
@@ -147,7 +147,7 @@ def test_the_old_standard_canary_shape_is_refused():
     entry["maxReplicas"] = 1
     with pytest.raises(SchemaError, match=r"canary\[0\]\.predictor\.model\.name: required"):
         validate_resource(old_shape)
-    from components.common.admission import validate_inference_service
+    from components.cluster.admission import validate_inference_service
 
     with pytest.raises(AdmissionError, match=r"predictor.name is required.*must not set maxReplicas"):
         validate_inference_service(old_shape)
@@ -166,8 +166,8 @@ def test_the_old_standard_canary_shape_is_refused():
 
 
 def test_a_canary_bigger_than_the_stable_is_refused_before_it_is_sent():
+    from components.cluster.isvc import build_inference_service
     from components.common.errors import SpecError
-    from components.deploy.isvc import build_inference_service
 
     deploy, model = _standard(min_replicas=1, standard_canary_replicas=2)
     with pytest.raises(SpecError, match=r"standard_canary_replicas \(2\) must not exceed"):
@@ -194,7 +194,7 @@ def test_every_trial_kind_passes_katibs_webhook_and_the_trial_operators(kind):
         validate_pytorchjob({**run_spec, "metadata": {"name": "run-1-abc"}})
         assert template["primaryPodLabels"] == {"training.kubeflow.org/job-role": "master"}
     if kind == "TrainJob":  # Katib 0.19's TrainJob trials: the node pod of completion index 0
-        from components.train.trainjob import check_manifest
+        from components.stages.train.trainjob import check_manifest
 
         check_manifest({**run_spec, "metadata": {"name": "run-1-abc", "namespace": "kubeflow-user",
                                                  "annotations": {}}})
@@ -204,7 +204,7 @@ def test_every_trial_kind_passes_katibs_webhook_and_the_trial_operators(kind):
     if kind != "Job":  # torchrun with the operator's topology; no PET_* set by us
         command = primary_container(experiment, run_spec)["command"] if kind == "PyTorchJob" else \
             run_spec["spec"]["trainer"]["command"]
-        assert command[:3] == ["torchrun", "-m", "components.train.entrypoint"]
+        assert command[:3] == ["torchrun", "-m", "components.stages.train.entrypoint"]
 
 
 def test_a_pytorchjob_trial_has_a_master_and_its_workers():
@@ -272,7 +272,7 @@ def test_every_trial_argument_survives_katibs_join_and_sh(kind):
     """Every point of the feasible space, substituted by Katib, joined by the collector webhook and
     re-read by `sh -c`, reaches the trial as the same words, and the trial decodes the values."""
     from components.common.argcodec import decode_object
-    from components.train.entrypoint import parse_set
+    from components.stages.train.entrypoint import parse_set
     from tests.katib_trial import wrap_worker_container
     from tests.pod_runner import kubelet_expand
 
@@ -312,7 +312,7 @@ def test_the_trial_command_rewritten_by_katib_trains_and_writes_its_metrics_file
     output redirected to the metrics file, `echo completed > $$.pid`, the kubelet's `$$` expansion),
     run by the host's sh outside the checkout with no config file to fall back on; the metrics file is
     read as the StdOut collector reads it."""
-    from components.config import config_from_dict
+    from components.composition.config import config_from_dict
     from tests.katib_trial import completion_marks, wrap_worker_container
     from tests.pod_runner import kubelet_expand
     from tests.training_data import ingest_corpus, small_config

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import random
 
-from components.ingest.config import CleaningConfig, SourceSettings
-from components.ingest.executor import ingest
-from components.train.config import TrainingConfig, apply_params
+from components.stages.ingest.config import CleaningConfig, SourceSettings
+from components.stages.ingest.executor import ingest
+from components.stages.train.config import TrainingConfig, apply_params
 
 SPAM_WORDS = ["free", "winner", "prize", "cash", "offer", "click", "urgent", "credit", "viagra", "lottery"]
 HAM_WORDS = ["meeting", "report", "project", "lunch", "schedule", "review", "notes", "team", "draft", "agenda"]
@@ -37,8 +37,8 @@ def ingest_corpus(tmp_path, store, dataset: str = "toy", n: int = 600) -> str:
 def train_and_register(store, version: str, run_id: str, model: str = "toy-model", alias: str | None = "candidate",
                        **train) -> dict:
     """Train a small model on the toy dataset and register it; returns the model card."""
-    from components.registry.store import register_run
-    from components.train.entrypoint import run_training
+    from components.stages.registry.store import register_run
+    from components.stages.train.entrypoint import run_training
 
     record = run_training(store, "toy", version, small_config(**train), run_id, emit=lambda _l: None, progress=False)
     return register_run(store, model, record, alias=alias)
@@ -53,8 +53,8 @@ def small_config(**train) -> TrainingConfig:
 def held_out_split(store, dataset: str, version: str, split: dict | None = None):
     """The test split and its description, as the split step's artifact would carry them."""
     from components.dataset import versioning as v
-    from components.split.config import SplitConfig
-    from components.split.core import split_table
+    from components.stages.split.config import SplitConfig
+    from components.stages.split.core import split_table
 
     cfg = SplitConfig.model_validate(split or {})
     ref = v.resolve(store, dataset, version)

@@ -1,8 +1,8 @@
 """What every stage's config shares: the strict base model, cluster placement, YAML reading and
 one way to turn a validation error into a message that names the field.
 
-Stage configs live beside their stages (`components/<stage>/config.py`); the whole file is
-assembled in `components.config`, which only entry points import."""
+Stage configs live beside their stages (`components/stages/<stage>/config.py`); the whole file is
+assembled in `components.composition.config`, which only entry points import."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class ClusterConfig(Section):
     """Where and how cluster work runs (Katib trials, the train step); ignored by the local backends."""
 
     namespace: str = "kubeflow-user"
-    image: str | None = None  # default: the training image (components/images.py)
+    image: str | None = None  # default: the training image (components/cluster/images.py)
     # What a Katib trial is: a batch Job (one process), a Kubeflow Trainer v2 TrainJob (torchrun on
     # `nodes` x `procs_per_node` processes), or the legacy training-operator PyTorchJob (the same).
     trial_kind: Literal["Job", "TrainJob", "PyTorchJob"] = "Job"
@@ -91,7 +91,7 @@ class SparkConfig(Section):
     driver_memory: str = "2g"
     shuffle_partitions: int = Field(64, ge=1)
     spark_version: str = "4.3.0"  # the image's pyspark
-    image: str | None = None  # default: the component image (components/images.py), Spark inside
+    image: str | None = None  # default: the component image (components/cluster/images.py), Spark inside
     service_account: str = "conveyor-spark"  # the chart's; a driver creates its executor pods
     timeout_s: int = Field(4 * 3600, ge=60)
     ttl_s: int = Field(3600, ge=0)  # the operator removes a finished application after this

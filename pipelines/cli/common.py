@@ -12,7 +12,7 @@ import sys
 import yaml
 
 from components.common.errors import InputError
-from components.config import ConveyorConfig, load_config
+from components.composition.config import ConveyorConfig, load_config
 
 # the variable's name, not a token (bandit B105)
 REPOSITORY_TOKEN_ENV = "CONVEYOR_MODEL_REPOSITORY_TOKEN"  # nosec B105

@@ -10,8 +10,8 @@ from components.common.storage import open_store
 from components.common.version import code_version
 from components.dataset.quarantine import quarantined_rows
 from components.dataset.versioning import list_versions, resolve
-from components.ingest.engines import run_ingest
-from components.report.executor import report_for_versions
+from components.stages.ingest.engines import run_ingest
+from components.stages.report.executor import report_for_versions
 from pipelines.cli.common import config_from_args, output_file, print_json, print_record, print_table
 
 

@@ -6,7 +6,7 @@ import os
 
 from components.common.errors import NotFoundError
 from components.common.storage import open_store
-from components.registry.store import (
+from components.stages.registry.store import (
     aliases,
     list_versions,
     load,
@@ -14,7 +14,7 @@ from components.registry.store import (
     read_explanations,
     resolve_version,
 )
-from components.release import compliance
+from components.stages.release import compliance
 from pipelines.cli.common import approval_config, output_folder, print_json, print_record, print_table
 
 

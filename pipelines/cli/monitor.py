@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 from components.common.storage import open_store
-from components.config import load_config
-from components.monitor import trigger
-from components.monitor.alerts import push
-from components.monitor.executor import expire_logs, monitor_window
+from components.composition.config import load_config
+from components.stages.monitor import trigger
+from components.stages.monitor.alerts import push
+from components.stages.monitor.executor import expire_logs, monitor_window
 from pipelines.cli.common import output_file, print_json
 
 

@@ -7,7 +7,7 @@ import argparse
 import os
 
 from components.common.version import code_version
-from components.ingest.config import FORMATS
+from components.stages.ingest.config import FORMATS
 from pipelines.cli.common import REPOSITORY_TOKEN_ENV, Handler
 from pipelines.kubectl_plugin import add_canary_verbs
 
@@ -279,7 +279,7 @@ def _serve_commands(sub) -> None:
     # KServe's runtime template can name the InferenceService only inside one container definition,
     # shared by every InferenceService of the runtime; an A/B or shadow candidate's own
     # InferenceService sets these two through its env (merged by name) to answer under the stable's
-    # name and label its metrics as the canary (components/release/route.py).
+    # name and label its metrics as the canary (components/stages/release/route.py).
     p.add_argument("--name", default=os.environ.get("CONVEYOR_SERVED_NAME") or None,
                    help="name in the URL paths (default: $CONVEYOR_SERVED_NAME, else the model name)")
     p.add_argument("--role", default=os.environ.get("CONVEYOR_ROLE") or "stable", choices=["stable", "canary"],

@@ -17,7 +17,7 @@ def cmd_compile(args) -> int:
             if not value or any(c.isspace() for c in value):
                 raise InputError(f"{option} {value!r}: expected a registry path like registry.example.com/ml "
                                  "(or a tag like 0.1.0), with no spaces")
-            os.environ[variable] = value  # read once, when components.images loads (below)
+            os.environ[variable] = value  # read once, when components.cluster.images loads (below)
     # lazy: the components (and their images) load only now, after the image settings are in place
     from pipelines.compile import compile_all
 
@@ -29,7 +29,7 @@ def cmd_compile(args) -> int:
 def _check_images(registry: str | None, tag: str | None) -> None:
     """Components name their image when their module loads: a registry or tag given after that
     (in a process that had already compiled) would be silently ignored, so it is refused."""
-    from components import images  # lazy: loaded by the compile step just before
+    from components.cluster import images  # lazy: loaded by the compile step just before
 
     if (registry is not None and registry != images.REGISTRY) or (tag is not None and tag != images.TAG):
         raise InputError(f"--image-registry/--image-tag: this process already loaded the components with "

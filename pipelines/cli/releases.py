@@ -8,9 +8,9 @@ import sys
 
 from components.common.errors import InputError
 from components.common.storage import open_store
-from components.config import ConveyorConfig
-from components.release.cluster_approval import DECISION_ENV
-from components.release.environments import decide, pending, require_entry
+from components.composition.config import ConveyorConfig
+from components.stages.release.cluster_approval import DECISION_ENV
+from components.stages.release.environments import decide, pending, require_entry
 from pipelines.cli.common import approval_config, output_folder, print_json, print_table
 
 
@@ -70,7 +70,7 @@ def cmd_release_job(args) -> int:
     if len(cfg.environments) > 1:  # the request is decided: `kubectl conveyor pending` no longer lists it
         # lazy: the cluster SDK, only in the release Job
         from components.common.errors import ClusterError
-        from components.release.cluster_staging import mark_awaiting
+        from components.stages.release.cluster_staging import mark_awaiting
 
         try:
             mark_awaiting(cfg.deploy, cfg.environments[-2], None)
@@ -79,8 +79,8 @@ def cmd_release_job(args) -> int:
     if verb == "reject":
         return 0
     # lazy: the release and the cluster SDK, only for an approval
-    from components.release.cluster import run_cluster_rollout
-    from components.release.executor import release
+    from components.stages.release.cluster import run_cluster_rollout
+    from components.stages.release.executor import release
 
     deploy = cfg.deploy.model_copy(update={"store": store.uri}) if store.uri.startswith("s3://") else cfg.deploy
     canary = cfg.canary

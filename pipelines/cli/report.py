@@ -5,8 +5,8 @@ from __future__ import annotations
 from components.common import audit
 from components.common.errors import InputError
 from components.common.storage import open_store
-from components.release.delivery import delivery_figures, parse_window
-from components.release.gauges import push_delivery
+from components.stages.release.delivery import delivery_figures, parse_window
+from components.stages.release.gauges import push_delivery
 from pipelines.cli.common import print_json
 
 

@@ -6,9 +6,9 @@ import os
 import re
 
 from components.common.errors import InputError
-from components.registry.store import dir_card
-from components.serve.predictor import serve
-from components.serve.security import ServerSecurity, read_token_file
+from components.stages.registry.store import dir_card
+from components.stages.serve.predictor import serve
+from components.stages.serve.security import ServerSecurity, read_token_file
 from pipelines.cli.common import REPOSITORY_TOKEN_ENV
 
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from components.common.config import ClusterConfig
-from components.search.katib import build_experiment
-from components.search.spec import parse_spec
+from components.stages.search.katib import build_experiment
+from components.stages.search.spec import parse_spec
 from tests.custom_resources import validate_custom
 from tests.katib_trial import (
     feasible_point,
@@ -265,7 +265,7 @@ def test_helm_test_store_hook_runs_in_its_image_against_the_store(images, s3_pre
 
 
 def test_monitoring_cronjob_runs_in_its_image(images, s3_prefix, s3_secret, tmp_path):
-    from components.registry.store import set_alias
+    from components.stages.registry.store import set_alias
     from tests.training_data import ingest_corpus, train_and_register
 
     store = s3_prefix
@@ -295,9 +295,9 @@ def test_the_release_job_runs_a_decision_in_its_image(images, s3_prefix, s3_secr
     (from the Job's environment) and the Job's ServiceAccount (downward API); then the same Job
     again, refused (exit 10) because the decision is final."""
     from components.common import audit
-    from components.release import environments as envs_
-    from components.release.cluster_approval import decision_job
-    from components.release.config import EnvironmentConfig
+    from components.stages.release import environments as envs_
+    from components.stages.release.cluster_approval import decision_job
+    from components.stages.release.config import EnvironmentConfig
     from tests.training_data import ingest_corpus, train_and_register
 
     store = s3_prefix
@@ -340,9 +340,9 @@ def test_spark_application_driver_runs_in_the_component_image_and_gives_the_loca
     the Python data source writer and the store's S3 client all run inside the image."""
     from components.common.config import SparkConfig
     from components.common.storage import FileStore
-    from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.executor import ingest
-    from components.ingest.spark_launcher import IngestJob, spark_application
+    from components.stages.ingest.config import CleaningConfig, SourceSettings
+    from components.stages.ingest.executor import ingest
+    from components.stages.ingest.spark_launcher import IngestJob, spark_application
     from tests.malformed import write_mail_folder
 
     write_mail_folder(tmp_path / "mail")
@@ -373,8 +373,8 @@ def test_ingest_workers_start_in_the_component_image_under_a_cpu_limit(images, s
     two workers give the local one-worker version; `data.workers` left to its default follows the
     pod's CPU limit (1 here, so the step cleans in its own process)."""
     from components.common.storage import FileStore
-    from components.ingest.config import CleaningConfig, SourceSettings
-    from components.ingest.executor import ingest
+    from components.stages.ingest.config import CleaningConfig, SourceSettings
+    from components.stages.ingest.executor import ingest
     from tests.malformed import write_mail_folder
 
     write_mail_folder(tmp_path / "mail")
@@ -385,9 +385,9 @@ def test_ingest_workers_start_in_the_component_image_under_a_cpu_limit(images, s
     script = (
         "import json, sys\n"
         "from components.common.storage import open_store\n"
-        "from components.ingest.config import CleaningConfig, SourceSettings\n"
-        "from components.ingest.executor import ingest\n"
-        "from components.ingest.workers import usable_cores\n"
+        "from components.stages.ingest.config import CleaningConfig, SourceSettings\n"
+        "from components.stages.ingest.executor import ingest\n"
+        "from components.stages.ingest.workers import usable_cores\n"
         "store, source, cleaning = sys.argv[1], sys.argv[2], CleaningConfig.model_validate_json(sys.argv[3])\n"
         "runs = {w: ingest([source], f'mail-{w or 0}', open_store(store), SourceSettings(), cleaning, workers=w,\n"
         "                  parallel_min_bytes=0) for w in (2, None)}\n"
@@ -425,10 +425,10 @@ def test_featurize_spark_application_driver_runs_in_the_component_image(images, 
     from components.common.config import SparkConfig
     from components.common.storage import FileStore
     from components.dataset import versioning as v
-    from components.featurize.engines import FeaturizeJob, spark_application
-    from components.featurize.executor import featurize_split_files
-    from components.split.config import SplitConfig
-    from components.split.executor import split_to_files
+    from components.stages.featurize.engines import FeaturizeJob, spark_application
+    from components.stages.featurize.executor import featurize_split_files
+    from components.stages.split.config import SplitConfig
+    from components.stages.split.executor import split_to_files
     from tests.training_data import ingest_corpus
 
     local_store = FileStore(str(tmp_path / "local"))
@@ -458,9 +458,9 @@ def test_a_candidate_predictor_serves_under_the_stables_name_as_kserve_merges_it
     in its model env; KServe merges a predictor's env into the runtime container by name
     (MergeRuntimeContainers: a strategic merge, `env` keyed by name), so the candidate answers under
     the stable's name and labels its metrics role="canary"."""
-    from components.deploy.config import DeployConfig
-    from components.release.cluster import CanaryController
-    from components.release.config import CanaryConfig, RolloutConfig
+    from components.cluster.deploy_config import DeployConfig
+    from components.stages.release.cluster import CanaryController
+    from components.stages.release.config import CanaryConfig, RolloutConfig
     from tests.k8s_standin import StandInApi, StandInObjects
 
     card, folder = model_folder

@@ -133,8 +133,8 @@ def test_training_pipeline_tasks_run_in_their_images(images, docker_runner, s3_p
     and the first deployment, on a small subset."""
     from kfp import components
 
-    from components.config import load_config, run_config
-    from components.registry.store import aliases
+    from components.composition.config import load_config, run_config
+    from components.stages.registry.store import aliases
 
     compiled = COMPILED / "conveyor-training.yaml"
     assert _task_images(compiled) == {images["component"]["image"], images["training"]["image"]}

@@ -1,0 +1,43 @@
+"""Gate executor: infra validation (the candidate served by a real model server must answer as it
+does offline) plus the pure decision in core.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from components.common import audit
+from components.common.storage import Store
+from components.stages.evaluate.core import predict_proba
+from components.stages.gate.config import GateConfig
+from components.stages.gate.core import decide
+from components.stages.registry.store import load
+from components.stages.serve.infra import validate_in_server
+
+
+def gate_candidate(store: Store, model_name: str, evaluation: dict[str, Any], test: pa.Table,
+                   config: GateConfig, sample_rows: int = 32) -> dict[str, Any]:
+    """Every check, and the blessing: BLESSED only when all pass. Infra validation sends the first
+    `sample_rows` texts of the test split to a real model server."""
+    infra = None
+    if config.require_infra_validation:
+        texts = test.column("text").slice(0, sample_rows).to_pylist()
+        infra = infra_validate(store, model_name, evaluation["candidate"]["version"], texts)
+    decision = decide(evaluation["candidate"], evaluation["champion"], config, infra,
+                      evaluation.get("champion_unusable"))
+    result = {**decision, "model": model_name, "candidate": evaluation["candidate"]["version"],
+              "champion": (evaluation["champion"] or {}).get("version"), "dataset": evaluation["dataset"],
+              "infra_validation": infra, "explanations": evaluation["candidate"].get("explanations"),
+              "cross_validation": evaluation["candidate"].get("cv")}
+    audit.append(store, "gate_decision", {"model": model_name, "version": result["candidate"]},
+                 {"decision": result.get("decision"), "champion": result["champion"],
+                  "reasons": result.get("reasons")})
+    return result
+
+
+def infra_validate(store: Store, model_name: str, version: str, texts: list[str]) -> dict[str, Any]:
+    loaded = load(store, model_name, version)
+    probs, _ = predict_proba(loaded, pa.array(texts, pa.large_string()))
+    labels = [loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
+    return validate_in_server(f"{model_name}@{version}", store.uri, texts, labels, probs, version)
