@@ -110,7 +110,7 @@ test-cluster: install data container-tools
 	$(BIN)/pytest -m cluster tests/cluster
 
 # dist/ for use; the pipeline YAML is also kept in the repository as reviewed golden files
-# (pipelines/compiled/, and the KFP resources in the chart): tests/test_golden.py fails when the
+# (pipelines/compiled/, and the KFP resources in the chart): tests/integration/test_golden.py fails when the
 # code compiles to something else, so a change to a compiled pipeline is always reviewed.
 compile: install
 	$(BIN)/conveyor compile --k8s --out dist

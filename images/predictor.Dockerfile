@@ -10,7 +10,7 @@ ARG BASE_IMAGE=python:3.11-slim
 # takes torch from uv's configured sources instead (a local wheel folder: `make images` here).
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 FROM ${BASE_IMAGE}
-# ---- shared with the other two Dockerfiles, instruction for instruction (tests/test_images.py): with
+# ---- shared with the other two Dockerfiles, instruction for instruction (tests/integration/test_images.py): with
 # the same base and build arguments (`make images` here) the engine's layer cache builds the
 # dependency layers once for all three images instead of three 2.4 GB copies. Single stage: a build
 # stage plus its COPY into the final stage held the same venv three times on disk while an image

@@ -1,6 +1,6 @@
 """The Grafana dashboard, generated with grafana-foundation-sdk (Grafana's own typed builders) into
 charts/conveyor/files/dashboards/conveyor.json, which the chart ships as a ConfigMap labelled for
-the Grafana sidecar. `make compile` regenerates it; tests/test_dashboard.py runs every query it
+the Grafana sidecar. `make compile` regenerates it; tests/integration/test_dashboard.py runs every query it
 holds against a real Prometheus scraping a real predictor and Pushgateway.
 
 Rows: serving (predictor /metrics), release (conveyor_rollout_* from the rollout step's pushes),

@@ -134,7 +134,7 @@ class EmbeddedS3:
             self.ca_file = pki.ca
             cmd += [f"-s3.cert.file={pki.server.cert}", f"-s3.key.file={pki.server.key}"]
         # Not -s3.encryptVolumeData: the SSE headers alone keep every object off the disk in plaintext
-        # (tests/test_store_security.py), and SeaweedFS 4.48 with both truncates reads of multipart
+        # (tests/unit/common/test_storage_security.py), and SeaweedFS 4.48 with both truncates reads of multipart
         # objects (a 6 MiB upload comes back ~127 KiB short).
         self._log = open(Path(self.data_dir, "weed.log"), "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,

@@ -68,7 +68,7 @@ def cleaning() -> CleaningConfig:
 def two_versions(tmp_path_factory):
     """A champion (stable) and a different candidate of the same toy model (shared by the canary tests)."""
     from components.common.storage import FileStore
-    from tests.training_data import corpus, ingest_corpus, train_and_register
+    from tests.support.training_data import corpus, ingest_corpus, train_and_register
 
     tmp = tmp_path_factory.mktemp("canary")
     store = FileStore(str(tmp / "store"))

@@ -10,7 +10,7 @@ Replaced, in this order (an earlier kind wins where two overlap):
               configured regions (international "+CC ..." anywhere), and grouped digit runs of
               9-15 digits that start with + or ( or 0 or 1 (national formats it cannot place)
 Dates, times, prices, versions and plain integers are left alone: they are the text's shape, which
-drift monitoring needs. tests/test_redact.py measures precision and recall on a labelled corpus of
+drift monitoring needs. tests/unit/common/test_redact.py measures precision and recall on a labelled corpus of
 positives and negatives.
 
 Pure: no I/O, no framework imports.

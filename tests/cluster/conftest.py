@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.pod_runner import build
+from tests.support.pod_runner import build
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -1,5 +1,5 @@
 """Katib trials, the predictor, the monitoring CronJob and the `helm test` hook, each run from its
-manifest in its own image (tests/pod_runner.py), never in the host venv."""
+manifest in its own image (tests/support/pod_runner.py), never in the host venv."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import yaml
 from components.common.config import ClusterConfig
 from components.stages.search.katib import build_experiment
 from components.stages.search.spec import parse_spec
-from tests.custom_resources import validate_custom
-from tests.katib_trial import (
+from tests.standins.kubernetes.custom_resources import validate_custom
+from tests.support.katib_trial import (
     feasible_point,
     metric_names,
     parse_stdout,
@@ -25,14 +25,14 @@ from tests.katib_trial import (
     trainjob_node_pod,
     trial_run_spec,
 )
-from tests.pod_runner import PodEnv, run_pod_container, start_pod_container, stop_container
+from tests.support.pod_runner import PodEnv, run_pod_container, start_pod_container, stop_container
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "conveyor-s3"  # ClusterConfig.s3_secret and the chart's default
 
 
 def _toy_version(tmp_path, store) -> str:
-    from tests.training_data import ingest_corpus
+    from tests.support.training_data import ingest_corpus
 
     return ingest_corpus(tmp_path, store, n=400)
 
@@ -40,15 +40,15 @@ def _toy_version(tmp_path, store) -> str:
 @pytest.mark.parametrize("kind", ["Job", "TrainJob", "PyTorchJob"])
 def test_katib_trial_runs_in_the_training_image_and_reports_every_epoch(kind, images, s3_prefix, s3_secret,
                                                                         tmp_path):
-    """The trial's primary pod as Katib's metrics-collector webhook leaves it (tests/katib_trial.py:
+    """The trial's primary pod as Katib's metrics-collector webhook leaves it (tests/support/katib_trial.py:
     the command joined into one `sh -c` script with its output redirected to
     /var/log/katib/metrics.log, the metrics emptyDir mounted, the completion mark), the kubelet's
     `$(VAR)`/`$$` expansion, run in the training image. Job: one process. TrainJob: the node pod as
     the torch runtime renders it (PET_* topology: 1 node x 2 processes), so torchrun runs DDP with
     gloo inside the image. PyTorchJob: the Master, torchrun with the defaults of a one-node job.
     Categorical values with brackets and commas and the whole run config go through the shell."""
-    from tests.katib_trial import METRICS_VOLUME, completion_marks, pytorchjob_pod, wrap_primary_pod
-    from tests.training_data import small_config
+    from tests.support.katib_trial import METRICS_VOLUME, completion_marks, pytorchjob_pod, wrap_primary_pod
+    from tests.support.training_data import small_config
 
     store = s3_prefix
     version = _toy_version(tmp_path, store)
@@ -127,7 +127,7 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 def model_folder(tmp_path_factory):
     """A registered version folder, as KServe's storage initializer leaves it at /mnt/models."""
     from components.common.storage import FileStore
-    from tests.training_data import ingest_corpus, train_and_register
+    from tests.support.training_data import ingest_corpus, train_and_register
 
     tmp = tmp_path_factory.mktemp("model")
     store = FileStore(str(tmp / "store"))
@@ -184,7 +184,7 @@ def test_predictor_image_serves_v1_and_v2_read_only_as_non_root(images, model_fo
 
 
 def _chart(values: dict) -> list[dict]:
-    from tests.test_chart import _render
+    from tests.integration.test_chart import _render
 
     return _render(values)
 
@@ -266,7 +266,7 @@ def test_helm_test_store_hook_runs_in_its_image_against_the_store(images, s3_pre
 
 def test_monitoring_cronjob_runs_in_its_image(images, s3_prefix, s3_secret, tmp_path):
     from components.stages.registry.store import set_alias
-    from tests.training_data import ingest_corpus, train_and_register
+    from tests.support.training_data import ingest_corpus, train_and_register
 
     store = s3_prefix
     version = ingest_corpus(tmp_path, store, n=400)
@@ -298,7 +298,7 @@ def test_the_release_job_runs_a_decision_in_its_image(images, s3_prefix, s3_secr
     from components.stages.release import environments as envs_
     from components.stages.release.cluster_approval import decision_job
     from components.stages.release.config import EnvironmentConfig
-    from tests.training_data import ingest_corpus, train_and_register
+    from tests.support.training_data import ingest_corpus, train_and_register
 
     store = s3_prefix
     version = ingest_corpus(tmp_path, store, n=400)
@@ -343,7 +343,7 @@ def test_spark_application_driver_runs_in_the_component_image_and_gives_the_loca
     from components.stages.ingest.config import CleaningConfig, SourceSettings
     from components.stages.ingest.executor import ingest
     from components.stages.ingest.spark_launcher import IngestJob, spark_application
-    from tests.malformed import write_mail_folder
+    from tests.support.malformed import write_mail_folder
 
     write_mail_folder(tmp_path / "mail")
     for path in sorted((tmp_path / "mail").rglob("*")):
@@ -375,7 +375,7 @@ def test_ingest_workers_start_in_the_component_image_under_a_cpu_limit(images, s
     from components.common.storage import FileStore
     from components.stages.ingest.config import CleaningConfig, SourceSettings
     from components.stages.ingest.executor import ingest
-    from tests.malformed import write_mail_folder
+    from tests.support.malformed import write_mail_folder
 
     write_mail_folder(tmp_path / "mail")
     for path in sorted((tmp_path / "mail").rglob("*")):
@@ -429,7 +429,7 @@ def test_featurize_spark_application_driver_runs_in_the_component_image(images, 
     from components.stages.featurize.executor import featurize_split_files
     from components.stages.split.config import SplitConfig
     from components.stages.split.executor import split_to_files
-    from tests.training_data import ingest_corpus
+    from tests.support.training_data import ingest_corpus
 
     local_store = FileStore(str(tmp_path / "local"))
     version = ingest_corpus(tmp_path, local_store, n=400)
@@ -461,7 +461,7 @@ def test_a_candidate_predictor_serves_under_the_stables_name_as_kserve_merges_it
     from components.cluster.deploy_config import DeployConfig
     from components.stages.release.cluster import CanaryController
     from components.stages.release.config import CanaryConfig, RolloutConfig
-    from tests.k8s_standin import StandInApi, StandInObjects
+    from tests.standins.kubernetes.inference_services import StandInApi, StandInObjects
 
     card, folder = model_folder
     api = StandInApi()

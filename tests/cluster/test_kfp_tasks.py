@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pod_runner import build
+from tests.support.pod_runner import build
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPILED = ROOT / "pipelines" / "compiled"

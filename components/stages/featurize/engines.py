@@ -8,7 +8,7 @@
   them), the driver (spark_main.py) fits and encodes with Spark tasks over row-group ranges and
   publishes the feature cache entry, and the step copies that entry into its own outputs. When
   the cache already has the entry, nothing is launched.
-Every path gives the same featurizer and feature files (tests/test_spark_featurize.py).
+Every path gives the same featurizer and feature files (tests/unit/stages/featurize/test_spark_fit.py).
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ class FoldedBagClassifier(nn.Module):
         dispatcher when it runs between HTTP requests, against ~100 us here (bench/README.md).
         Sums are float64: numpy sums a bag pairwise, so in float32 an id with no score (an unseen
         word) would still move the result by regrouping the additions; float64 has 29 bits to spare,
-        so the regrouping does not reach the float32 result (tests/test_compact_models.py: an unseen
+        so the regrouping does not reach the float32 result (tests/unit/stages/train/test_models.py: an unseen
         word leaves a trained model's answer bit-identical). Against torch's float32 sums: at most
         4.8e-7 apart on 12,800 random bags of up to 400 ids (measured 2026-12-07)."""
         if self._numpy is None:  # float64 copy of the table, made once (3 numbers per seen row)
