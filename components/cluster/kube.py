@@ -80,13 +80,19 @@ def call_api(what: str, fn, *args, **kwargs):
             detail = json.loads(exc.body or "{}").get("message", "")
         except (TypeError, ValueError):
             detail = ""
-        error = ClusterError(f"{what}: Kubernetes API answered {exc.status} {exc.reason}"
-                             + (" (changed meanwhile: re-run)" if exc.status == 409 else "")
-                             + (f": {detail}" if detail else ""))
-        error.status = exc.status
-        raise error from exc
+        raise api_error(what, exc.status, exc.reason, detail) from exc
     except HTTPError as exc:
         raise ClusterError(f"{what}: Kubernetes API unreachable ({exc})") from exc
+
+
+def api_error(what: str, status: int, reason: str, detail: str = "") -> ClusterError:
+    """The API server's refusal of `what` as one ClusterError line, its HTTP status kept in `.status`
+    (404 absent, 409 changed meanwhile) for the callers that act on it."""
+    error = ClusterError(f"{what}: Kubernetes API answered {status} {reason}"
+                         + (" (changed meanwhile: re-run)" if status == 409 else "")
+                         + (f": {detail}" if detail else ""))
+    error.status = status
+    return error
 
 
 class CustomObjects:

@@ -461,11 +461,11 @@ def test_a_candidate_predictor_serves_under_the_stables_name_as_kserve_merges_it
     from components.cluster.deploy_config import DeployConfig
     from components.stages.release.cluster import CanaryController
     from components.stages.release.config import CanaryConfig, RolloutConfig
-    from tests.standins.kubernetes.inference_services import StandInApi, StandInObjects
+    from tests.standins.kubernetes.objects import CustomObjects, InferenceServices
 
     card, folder = model_folder
-    api = StandInApi()
-    ctl = CanaryController(api, "spam", "team-a", ready_timeout_s=5, log=lambda _m: None, routes=StandInObjects())
+    api = InferenceServices()
+    ctl = CanaryController(api, "spam", "team-a", ready_timeout_s=5, log=lambda _m: None, routes=CustomObjects())
     deploy = DeployConfig(name="spam", namespace="team-a", mode="standard", store="s3://models")
     rollout = RolloutConfig(strategy="shadow")
     ctl.deploy(deploy, CanaryConfig(), card["name"], "v0", rollout)

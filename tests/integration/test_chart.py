@@ -10,7 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.integration.test_manifests import CUSTOM_GROUPS, KUBE_VERSIONS
+from tests.integration.test_manifests import CUSTOM_GROUPS
+from tests.standins.kubernetes.rules import KUBE_VERSIONS
 from tests.support.paths import CHART
 
 VALUES_FILES = [None, "ci/gpu-values.yaml", "ci/created-secret-values.yaml", "ci/standard-mode-values.yaml",

@@ -9,10 +9,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.standins.kubernetes.rules import KUBE_VERSIONS
 from tests.support.paths import ROOT
 
 MANIFESTS = ROOT / "manifests"
-KUBE_VERSIONS = ("1.30.0", "1.34.0")
 
 
 def _objects() -> list[dict]:

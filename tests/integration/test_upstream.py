@@ -107,9 +107,9 @@ def _standard(**changes):
 
 
 def test_standard_mode_canary_passes_the_crd_and_kserves_webhook_through_promotion():
+    from components.cluster.deploy import merge_patch
     from components.cluster.isvc import build_inference_service
     from components.stages.release.kserve_state import promote_patches, rollback_patches, weight_patch
-    from tests.standins.kubernetes.inference_services import merge_patch
 
     deploy, model = _standard()
     stable = build_inference_service(deploy, model, "aaa111")

@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from components.cluster.deploy import merge_patch
+from tests.standins.kubernetes import rules
 
 KINDS = {("serving.kserve.io", "inferenceservices"): "InferenceService",
          ("serving.kserve.io", "inferencegraphs"): "InferenceGraph",
@@ -67,10 +68,7 @@ class Call:
     status: int
 
 
-class ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str):
-        super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+ApiError = rules.Refused  # what the server answers instead of a write: code, reason, message
 
 
 def rbac_allows(rbac: list[dict], user: str, verb: str, group: str, resource: str, sub: str, namespace: str,
@@ -346,15 +344,8 @@ class FakeApiServer:
                                "the body of the request was in an unknown format - accepted media types include: "
                                f"application/json-patch+json, application/merge-patch+json (got {content_type})")
             wanted = (payload.get("metadata") or {}).get("resourceVersion") if isinstance(payload, dict) else None
-            if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource} "{name}": the object '
-                                                "has been modified; please apply your changes to the latest version "
-                                                "and try again")
-            for field in ("uid", "creationTimestamp", "generation", "namespace", "name"):
-                updated["metadata"][field] = current["metadata"][field]
-            self._admit(kind, updated, current)
-            if updated.get("spec") != current.get("spec"):
-                updated["metadata"]["generation"] = current["metadata"]["generation"] + 1
+            updated = rules.replaced(current, updated, wanted, resource, name,
+                                     check=lambda new, old: self._admit(kind, new, old))
             stored = self.put(group, resource, updated)
             self._reconcile(kind, stored)
             return 200, self.find(group, resource, ns, name)
@@ -378,36 +369,22 @@ class FakeApiServer:
         if kind in BUILTIN:
             import kubernetes_validate
 
-            from tests.integration.test_manifests import KUBE_VERSIONS
-
             clean = {k: v for k, v in obj.items() if k != "status"}
             clean["metadata"] = {k: v for k, v in obj["metadata"].items()
                                  if k not in ("uid", "resourceVersion", "generation", "creationTimestamp")}
-            for version in KUBE_VERSIONS:
+            for version in rules.KUBE_VERSIONS:
                 try:
                     kubernetes_validate.validate(clean, version, strict=True)
                 except kubernetes_validate.ValidationError as exc:
                     raise ApiError(422, "Invalid", f"{kind}: {exc.message} at {list(exc.path)}") from exc
             return
-        from components.common.errors import SpecError
-        from tests.standins.kubernetes.crd_schema import SchemaError
-        from tests.standins.kubernetes.custom_resources import validate_custom
-
         runtime = None
         if kind == "TrainJob":  # the TrainJob webhook reads the runtime it references, when it is here
             ref = (obj.get("spec") or {}).get("runtimeRef") or {}
             if ref.get("kind") == "TrainingRuntime":
                 runtime = self.find("trainer.kubeflow.org", "trainingruntimes", obj["metadata"]["namespace"],
                                     ref.get("name", ""))
-        try:
-            validate_custom({k: v for k, v in obj.items() if k != "status"},
-                            {k: v for k, v in old.items() if k != "status"} if old else None, runtime=runtime)
-        except SchemaError as exc:
-            unknown = "unknown field" in str(exc)
-            raise ApiError(400 if unknown else 422, "BadRequest" if unknown else "Invalid",
-                           ("strict decoding error: " if unknown else "") + str(exc)) from exc
-        except SpecError as exc:  # an admission webhook's denial (AdmissionError), or an SDK model's refusal
-            raise ApiError(400, "BadRequest", str(exc)) from exc
+        rules.admit(obj, old, runtime=runtime)
 
     def _reconcile(self, kind: str, obj: dict) -> None:
         controller = self.controllers.get(kind)
@@ -473,34 +450,12 @@ class FakeApiServer:
 
 # -- controllers ---------------------------------------------------------------------------------
 def kserve_controller(server: FakeApiServer, obj: dict) -> None:
-    """KServe's status for both modes: observedGeneration, Ready (and CanaryPredictorReady), the
-    Knative revisions and traffic split (the same model as tests/standins/kubernetes/inference_services.py)."""
+    """KServe's status (rules.kserve_status) on the object as last written."""
     name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
     current = server.find("serving.kserve.io", "inferenceservices", ns, name)
     if current is None or current["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
         return  # a newer write will be reconciled on its own
-    status = current.setdefault("status", {})
-    component = status.setdefault("components", {}).setdefault("predictor", {})
-    revisions = server.revisions.setdefault((ns, name), [])
-    template = json.dumps({k: v for k, v in current["spec"]["predictor"].items() if k != "canaryTrafficPercent"},
-                          sort_keys=True)
-    if not revisions or revisions[-1] != template:
-        revisions.append(template)
-    latest = f"{name}-predictor-{len(revisions):05d}"
-    rolled = component.get("latestRolledoutRevision")
-    percent = current["spec"]["predictor"].get("canaryTrafficPercent")
-    if percent is None or rolled is None or rolled == latest:
-        component["traffic"] = [{"revisionName": latest, "percent": 100, "latestRevision": True}]
-        component["latestRolledoutRevision"] = latest
-    else:
-        component["traffic"] = [{"revisionName": latest, "percent": percent, "tag": "latest", "latestRevision": True},
-                                {"revisionName": rolled, "percent": 100 - percent, "tag": "prev",
-                                 "latestRevision": False}]
-    component.update(latestCreatedRevision=latest, latestReadyRevision=latest)
-    status["url"] = f"http://{name}.{ns}.example.com"
-    status["observedGeneration"] = current["metadata"]["generation"]
-    status["conditions"] = [{"type": "Ready", "status": "True"}] + (
-        [{"type": "CanaryPredictorReady", "status": "True"}] if current["spec"].get("canary") else [])
+    rules.kserve_status(current, server.revisions.setdefault((ns, name), []), f"http://{name}.{ns}.example.com")
     server.put("serving.kserve.io", "inferenceservices", current)
 
 

@@ -20,7 +20,7 @@ from components.stages.ingest.spark_launcher import (
     launch,
     spark_application,
 )
-from tests.standins.kubernetes.custom_objects import FakeObjects
+from tests.standins.kubernetes.objects import CustomObjects
 
 JOB = IngestJob(["s3://raw/mail"], "mail", "s3://conveyor", {"format": "auto"}, {"min_chars": 5})
 
@@ -68,7 +68,7 @@ def test_a_manifest_the_operator_models_do_not_describe_is_refused_naming_the_fi
         check_manifest(m)
 
 
-class FakeSparkApplications(FakeObjects):
+class FakeSparkApplications(CustomObjects):
     """The SparkApplication API in memory: a state that moves; on COMPLETED the "driver" has
     written its result to the store, as spark_main.py does."""
 
@@ -77,7 +77,7 @@ class FakeSparkApplications(FakeObjects):
         self.store, self.outcome = store, outcome
 
     def watch(self, name, namespace, timeout_s):
-        obj = self.objects[name]
+        obj = self.stored(name, namespace)
         for state in ("SUBMITTED", "RUNNING"):
             yield {**obj, "status": {"applicationState": {"state": state}}}
         if self.outcome == "timeout":

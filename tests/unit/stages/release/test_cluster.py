@@ -2,7 +2,7 @@
 models), state kept on the object, the kubectl plugin's verbs, deploy waiting on reconciliation,
 and the analysis loop reading a real Prometheus that scrapes real model servers.
 
-The Kubernetes API is the in-memory stand-in (tests/standins/kubernetes/inference_services.py): no API
+The Kubernetes API is the in-memory stand-in (tests/standins/kubernetes/objects.py): no API
 server runs here."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from components.stages.release.cluster_status import status_report
 from components.stages.release.config import CanaryConfig, PrometheusConfig
 from components.stages.release.kserve_state import CANDIDATE, STABLE, STATE, read_state
 from pipelines.kubectl_plugin import main as kubectl_conveyor
-from tests.standins.kubernetes.inference_services import StandInApi
+from tests.standins.kubernetes.objects import InferenceServices
 from tests.support.prometheus_proc import PrometheusProcess, prometheus_binary
 
 NS, NAME = "team-a", "spam"
@@ -37,8 +37,8 @@ def _deploy_cfg(mode: str) -> DeployConfig:
     return DeployConfig(name=NAME, namespace=NS, mode=mode, store="s3://models-bucket")
 
 
-def _rollout(mode: str, api: StandInApi | None = None) -> tuple[StandInApi, CanaryController]:
-    api = api or StandInApi()
+def _rollout(mode: str, api: InferenceServices | None = None) -> tuple[InferenceServices, CanaryController]:
+    api = api or InferenceServices()
     ctl = CanaryController(api, NAME, NS, ready_timeout_s=5, log=lambda _m: None)
     ctl.deploy(_deploy_cfg(mode), CFG, "toy-model", "v1")
     ctl.deploy(_deploy_cfg(mode), CFG, "toy-model", "v2")
@@ -123,10 +123,10 @@ def test_patches_are_validated_before_sending_and_stale_writes_conflict():
 
 def test_deploy_waits_for_reconcile_and_times_out_with_the_reason():
     manifest = build_inference_service(_deploy_cfg("knative"), "toy-model", "v1")
-    slow = StandInApi(reconcile_delay_s=0.3)
+    slow = InferenceServices(reconcile_delay_s=0.3)
     obj = apply_inference_service(slow, manifest, timeout_s=5, log=lambda _m: None)
     assert obj["status"]["conditions"][0]["status"] == "True"
-    stuck = StandInApi(controller=False)
+    stuck = InferenceServices(controller=False)
     with pytest.raises(ClusterError, match=r"not ready after 1s: observedGeneration None < generation 1"):
         apply_inference_service(stuck, manifest, timeout_s=1, log=lambda _m: None)
 
@@ -136,7 +136,7 @@ def test_pipeline_rollout_step_first_deployment_moves_the_champion(two_versions)
     from components.stages.release.cluster import run_cluster_rollout
 
     store, stable, cand, *_ = two_versions
-    api = StandInApi()
+    api = InferenceServices()
     record = run_cluster_rollout(store, _deploy_cfg("standard"), CFG, "toy-model", cand, api=api,
                                  log=lambda _m: None)
     assert (record["outcome"], record["stable"], record["inference_service"]) == ("Promoted", cand, "team-a/spam")
@@ -258,7 +258,7 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
 
     store, stable, cand, texts, labels = two_versions
     set_alias(store, "toy-model", "champion", stable)
-    api = StandInApi()
+    api = InferenceServices()
     CanaryController(api, NAME, NS, ready_timeout_s=5, log=lambda _m: None).deploy(
         _deploy_cfg("knative"), CFG, "toy-model", stable)
     # ~200 labelled rows per interval: at 20% the canary answers ~40, above min_labelled
@@ -329,7 +329,7 @@ def _bluegreen(mode: str, **bluegreen):
     from components.stages.release.config import RolloutConfig
     from tests.standins.kubernetes.crd_schema import validate_resource
 
-    api = StandInApi()
+    api = InferenceServices()
     ctl = CanaryController(api, NAME, NS, ready_timeout_s=5, log=lambda _m: None)
     rollout = RolloutConfig(strategy="bluegreen", bluegreen=bluegreen)
     ctl.deploy(_deploy_cfg(mode), CFG, "toy-model", "v1", rollout)

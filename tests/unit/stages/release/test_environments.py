@@ -328,7 +328,7 @@ def test_staging_on_kserve_verifies_through_each_inference_service(own_two_versi
     from components.stages.release.cluster_staging import environment_target, mark_awaiting, verify_cluster
     from components.stages.release.local import LocalMetricsSource
     from components.stages.serve.infra import ServerProcess
-    from tests.standins.kubernetes.inference_services import StandInApi
+    from tests.standins.kubernetes.objects import InferenceServices
 
     store, stable, cand, texts, labels = own_two_versions
     deploy = DeployConfig(namespace="team-a")
@@ -338,7 +338,7 @@ def test_staging_on_kserve_verifies_through_each_inference_service(own_two_versi
     cfg = FAST.model_copy(update={"cluster_replay_requests": 60, "interval_s": 1})
     with ServerProcess(f"{MODEL}@{cand}", store.uri, name=target.name, role="canary", env="staging") as staged, \
             ServerProcess(f"{MODEL}@{stable}", store.uri, name=deploy.name) as production:
-        api = StandInApi()
+        api = InferenceServices()
         api.service_urls = {target.name: staged.url, deploy.name: production.url}
         api.create(build_inference_service(deploy, MODEL, stable))
         source = LocalMetricsSource({cand: f"{staged.url}/metrics", stable: f"{production.url}/metrics"}, MODEL)

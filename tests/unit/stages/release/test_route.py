@@ -1,7 +1,7 @@
 """A/B and shadow on KServe: the candidate's own InferenceService and Conveyor's release HTTPRoute.
 
 The objects are written through the in-memory API stand-ins
-(tests/standins/kubernetes/inference_services.py), which check every write as the API server
+(tests/standins/kubernetes/objects.py), which check every write as the API server
 would: the upstream HTTPRoute CRD with its CEL rules (a real CEL engine), the InferenceService CRD
 and KServe's webhook. The release loop's faults run against a real Prometheus scraping real model
 servers, with the traffic through a stand-in of the Gateway's data plane that applies the route as
@@ -26,7 +26,7 @@ from components.stages.release.config import CanaryConfig, PrometheusConfig, Rol
 from components.stages.release.kserve_state import CANDIDATE, ROUTE, STABLE, read_state
 from components.stages.release.route import RELEASE_OF, build_route, candidate_isvc, declared_split, route_state
 from pipelines.kubectl_plugin import main as kubectl_conveyor
-from tests.standins.kubernetes.inference_services import StandInApi, StandInObjects
+from tests.standins.kubernetes.objects import CustomObjects, InferenceServices
 from tests.support.prometheus_proc import PrometheusProcess, prometheus_binary
 
 NS, NAME = "team-a", "spam"
@@ -40,8 +40,8 @@ def _deploy_cfg(mode: str = "standard") -> DeployConfig:
     return DeployConfig(name=NAME, namespace=NS, mode=mode, store="s3://models-bucket")
 
 
-def _release(strategy: str, **sections) -> tuple[StandInApi, StandInObjects, CanaryController, RolloutConfig]:
-    api, routes = StandInApi(), StandInObjects()
+def _release(strategy: str, **sections) -> tuple[InferenceServices, CustomObjects, CanaryController, RolloutConfig]:
+    api, routes = InferenceServices(), CustomObjects()
     ctl = CanaryController(api, NAME, NS, ready_timeout_s=5, log=lambda _m: None, routes=routes)
     if strategy == "ab":
         sections = {**sections, "ab": {"baseline": 0.9, **sections.get("ab", {})}}
@@ -112,7 +112,7 @@ def test_promote_moves_the_model_without_a_gap_and_leaves_nothing_behind(strateg
     assert stable["metadata"]["annotations"][STABLE] == "v2" and CANDIDATE not in stable["metadata"]["annotations"]
     assert stable["spec"]["predictor"]["model"]["storageUri"].endswith("/toy-model/v2")
     assert "env" not in stable["spec"]["predictor"]["model"]  # the stable serves under its own name again
-    assert api.get(candidate_isvc(NAME), NS) is None and (NS, candidate_isvc(NAME)) in api.deleted
+    assert api.get(candidate_isvc(NAME), NS) is None and candidate_isvc(NAME) in api.deleted
     shares = [declared_split(obj, NAME)["candidate"] for verb, obj in routes.writes if verb in ("create", "patch")]
     assert shares[-2:] == [1.0, 0.0]  # all traffic on the candidate while the stable took its model, then idle
     idle = routes.get(ROUTE_NAME, NS)
@@ -145,7 +145,7 @@ def test_a_retried_step_adopts_its_release_and_completes_a_half_done_one():
     ctl.deploy(_deploy_cfg(), CFG, "toy-model", "v2", rollout)  # the same release: adopted as it is
     assert (len(routes.writes), len(api.patches)) == (writes, patches)
     # a step that died after creating the candidate's InferenceService, before the route and state
-    api2, routes2 = StandInApi(), StandInObjects()
+    api2, routes2 = InferenceServices(), CustomObjects()
     ctl2 = CanaryController(api2, NAME, NS, ready_timeout_s=5, log=lambda _m: None, routes=routes2)
     ctl2.deploy(_deploy_cfg(), CFG, "toy-model", "v1", rollout)
     api2.create(api.get(candidate_isvc(NAME), NS) | {"status": {}})
@@ -154,7 +154,7 @@ def test_a_retried_step_adopts_its_release_and_completes_a_half_done_one():
 
 
 def test_a_route_of_the_same_name_that_is_not_ours_is_left_alone():
-    api, routes = StandInApi(), StandInObjects()
+    api, routes = InferenceServices(), CustomObjects()
     foreign = build_route(NAME, NS, RolloutConfig().route, mode="idle", stable="x", candidate=None)
     foreign["metadata"]["labels"] = {"team": "web"}
     routes.create(foreign)
@@ -167,15 +167,16 @@ def test_a_route_of_the_same_name_that_is_not_ours_is_left_alone():
 
 
 def test_routed_strategies_are_refused_where_they_cannot_run():
-    ctl = CanaryController(StandInApi(), NAME, NS, ready_timeout_s=5, log=lambda _m: None, routes=StandInObjects())
+    ctl = CanaryController(InferenceServices(), NAME, NS, ready_timeout_s=5, log=lambda _m: None,
+                           routes=CustomObjects())
     for strategy in ("ab", "shadow"):
         with pytest.raises(ConfigError, match=f"'{strategy}' on KServe needs deploy.mode: standard"):
             ctl.deploy(_deploy_cfg("knative"), CFG, "toy-model", "v1", RolloutConfig(strategy=strategy))
     from components.stages.release.cluster import run_cluster_rollout
 
     with pytest.raises(ConfigError, match=r"set canary\.cluster_replay_requests and rollout\.route\.url"):
-        run_cluster_rollout(None, _deploy_cfg(), CFG, "toy-model", "v2", api=StandInApi(), routes=StandInObjects(),
-                            rollout=RolloutConfig(strategy="ab"), log=lambda _m: None)
+        run_cluster_rollout(None, _deploy_cfg(), CFG, "toy-model", "v2", api=InferenceServices(),
+                            routes=CustomObjects(), rollout=RolloutConfig(strategy="ab"), log=lambda _m: None)
 
 
 def test_a_terminated_release_step_rolls_back():
@@ -235,7 +236,7 @@ def test_routed_release_with_real_prometheus(two_versions, strategy, fault):
 
     store, stable, cand, texts, labels = two_versions
     set_alias(store, "toy-model", "champion", stable)
-    api, routes = StandInApi(), StandInObjects()
+    api, routes = InferenceServices(), CustomObjects()
     sections = {"ab": {"ab": {"split": 0.5, "mde": 0.2, "baseline": 0.9, "key": "user_id",
                               "on_no_difference": "promote"}},
                 "shadow": {"shadow": {"intervals": 1, "min_agreement": 0.8}}}[strategy]

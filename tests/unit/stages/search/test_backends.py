@@ -21,7 +21,7 @@ from components.stages.search.katib import build_experiment, validate_experiment
 from components.stages.search.katib_launcher import SPEC_HASH_ANNOTATION, launch
 from components.stages.search.spec import parse_spec
 from components.tracking.runs import read_run
-from tests.standins.kubernetes.custom_objects import FakeObjects
+from tests.standins.kubernetes.objects import CustomObjects
 
 BASE = {"algorithm": "tpe", "max_trials": 4, "parallel_trials": 2,
         "parameters": [{"name": "lr", "type": "double", "min": 0.001, "max": 0.1, "log": True},
@@ -109,7 +109,7 @@ def test_unknown_fields_in_a_manifest_are_rejected_with_their_path():
         validate_experiment(bad)
 
 
-class FakeExperiments(FakeObjects):
+class FakeExperiments(CustomObjects):
     """The Experiment API in memory: a status that changes, and the trials."""
 
     def __init__(self, outcome: str = "Succeeded", existing: dict | None = None):
@@ -120,7 +120,7 @@ class FakeExperiments(FakeObjects):
         self.waited = timeout_s
         if timeout_s <= 0:
             return
-        obj = self.objects[name]
+        obj = self.stored(name, namespace)
         yield {**obj, "status": {"conditions": [{"type": "Running", "status": "True"}]}}
         if self.outcome == "timeout":
             return

@@ -13,7 +13,7 @@ from components.common.errors import AdmissionError, ClusterError, SpecError
 from components.common.storage import FileStore
 from components.stages.train.launch import entry_args
 from components.stages.train.trainjob import SPEC_HASH_ANNOTATION, check_manifest, launch, outcome, train_job
-from tests.standins.kubernetes.custom_objects import FakeObjects
+from tests.standins.kubernetes.objects import CustomObjects
 from tests.support.training_data import small_config
 
 CLUSTER = ClusterConfig(namespace="team-a", nodes=2, procs_per_node=4, gpus_per_trial=1)
@@ -72,7 +72,7 @@ def test_what_the_trainer_would_refuse_is_refused_naming_the_field(mutate, error
         check_manifest(m)
 
 
-class FakeTrainJobs(FakeObjects):
+class FakeTrainJobs(CustomObjects):
     """The TrainJob API in memory: conditions that move; on Complete, rank 0 has written the run
     record to the store, as the entrypoint does."""
 
@@ -81,7 +81,7 @@ class FakeTrainJobs(FakeObjects):
         self.store, self.result = store, result
 
     def watch(self, name, namespace, timeout_s):
-        obj = self.objects[name]
+        obj = self.stored(name, namespace)
         yield {**obj, "status": {"conditions": [{"type": "Created", "status": "True"}]}}
         if self.result == "timeout":
             return
