@@ -38,13 +38,12 @@ def gate_op(
         evaluated = json.load(handle)
     result = gate_candidate(open_store(store), model_name, evaluated, read_split(test.path),
                             GateConfig.model_validate(gate_config))
-    with open(blessing.path, "w") as handle:
-        json.dump(result, handle, indent=2)
-    blessing.metadata.update({"decision": result["decision"], "blessed": result["blessed"], "model": model_name,
-                              "candidate": result["candidate"]})
+    result.write(blessing.path)
+    blessing.metadata.update({"decision": result.decision, "blessed": result.blessed, "model": model_name,
+                              "candidate": result.candidate})
     with open(report.path, "w") as handle:
         handle.write(gate_markdown(result))
-    StepLog("gate")(("BLESSED" if result["blessed"] else "NOT BLESSED: " + "; ".join(result["reasons"])),
-                    level="info" if result["blessed"] else "warning", model=model_name,
-                    candidate=result["candidate"], decision=result["decision"])
-    return result["blessed"]
+    StepLog("gate")(("BLESSED" if result.blessed else "NOT BLESSED: " + "; ".join(result.reasons)),
+                    level="info" if result.blessed else "warning", model=model_name,
+                    candidate=result.candidate, decision=result.decision)
+    return result.blessed

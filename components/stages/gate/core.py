@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.common.errors import GateFailed
+from components.stages.gate.artifacts import Blessing
 from components.stages.gate.config import GateConfig
 
 
@@ -72,29 +73,29 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, config: G
                         f"{c['check']}: {c['value']:.4g} vs threshold {c['threshold']:.4g}" for c in failed]}
 
 
-def verify_blessing(blessing: dict[str, Any], model_name: str, candidate: str) -> None:
+def verify_blessing(blessing: Blessing, model_name: str, candidate: str) -> None:
     """What a rollout checks before it touches traffic: the gate blessed this very candidate of this
     model (a blessing of another version, or a NOT_BLESSED one, stops it with GateFailed)."""
-    if blessing.get("model") != model_name or blessing.get("candidate") != candidate:
-        raise GateFailed(f"the blessing is for {blessing.get('model')}@{blessing.get('candidate')}, not "
+    if blessing.model != model_name or blessing.candidate != candidate:
+        raise GateFailed(f"the blessing is for {blessing.model}@{blessing.candidate}, not "
                          f"{model_name}@{candidate}: refusing to roll out a candidate the gate did not judge")
-    if blessing.get("decision") != "BLESSED" or blessing.get("blessed") is not True:
-        reasons = "; ".join(blessing.get("reasons") or []) or "no reasons recorded"
-        raise GateFailed(f"{model_name}@{candidate} is not blessed (decision {blessing.get('decision')!r}, blessed "
-                         f"{blessing.get('blessed')!r}): {reasons}")
+    if not blessing.blessed:
+        reasons = "; ".join(blessing.reasons) or "no reasons recorded"
+        raise GateFailed(f"{model_name}@{candidate} is not blessed (decision {blessing.decision!r}, blessed "
+                         f"{blessing.blessed!r}): {reasons}")
 
 
-def gate_markdown(decision: dict[str, Any]) -> str:
-    lines = [f"## Gate: **{decision['decision']}** — model {decision['model']} candidate "
-             f"{decision['candidate']} vs champion {decision['champion'] or 'none'}", "",
+def gate_markdown(blessing: Blessing) -> str:
+    lines = [f"## Gate: **{blessing.decision}** — model {blessing.model} candidate "
+             f"{blessing.candidate} vs champion {blessing.champion or 'none'}", "",
              "| check | kind | value | threshold | result |", "|---|---|---:|---:|---|"]
-    for c in decision["checks"]:
-        lines.append(f"| {c['check']} | {c['kind']} | {c['value']:.4g} | {c['threshold']:.4g} | "
-                     f"{'pass' if c['passed'] else '**FAIL**'} |")
-    if decision["reasons"]:
-        lines += ["", "Refused because: " + "; ".join(decision["reasons"])]
-    lines += cv_markdown(decision.get("cross_validation"))
-    lines += explanations_markdown(decision.get("explanations"))
+    for c in blessing.checks:
+        lines.append(f"| {c.check} | {c.kind} | {c.value:.4g} | {c.threshold:.4g} | "
+                     f"{'pass' if c.passed else '**FAIL**'} |")
+    if blessing.reasons:
+        lines += ["", "Refused because: " + "; ".join(blessing.reasons)]
+    lines += cv_markdown(blessing.cross_validation)
+    lines += explanations_markdown(blessing.explanations)
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 from components.common import audit
 from components.common.storage import Store
 from components.stages.evaluate.core import predict_proba
+from components.stages.gate.artifacts import Blessing
 from components.stages.gate.config import GateConfig
 from components.stages.gate.core import decide
 from components.stages.registry.store import load
@@ -17,7 +18,7 @@ from components.stages.serve.infra import validate_in_server
 
 
 def gate_candidate(store: Store, model_name: str, evaluation: dict[str, Any], test: pa.Table,
-                   config: GateConfig, sample_rows: int = 32) -> dict[str, Any]:
+                   config: GateConfig, sample_rows: int = 32) -> Blessing:
     """Every check, and the blessing: BLESSED only when all pass. Infra validation sends the first
     `sample_rows` texts of the test split to a real model server."""
     infra = None
@@ -26,14 +27,13 @@ def gate_candidate(store: Store, model_name: str, evaluation: dict[str, Any], te
         infra = infra_validate(store, model_name, evaluation["candidate"]["version"], texts)
     decision = decide(evaluation["candidate"], evaluation["champion"], config, infra,
                       evaluation.get("champion_unusable"))
-    result = {**decision, "model": model_name, "candidate": evaluation["candidate"]["version"],
-              "champion": (evaluation["champion"] or {}).get("version"), "dataset": evaluation["dataset"],
-              "infra_validation": infra, "explanations": evaluation["candidate"].get("explanations"),
-              "cross_validation": evaluation["candidate"].get("cv")}
-    audit.append(store, "gate_decision", {"model": model_name, "version": result["candidate"]},
-                 {"decision": result.get("decision"), "champion": result["champion"],
-                  "reasons": result.get("reasons")})
-    return result
+    blessing = Blessing(**decision, model=model_name, candidate=evaluation["candidate"]["version"],
+                        champion=(evaluation["champion"] or {}).get("version"), dataset=evaluation["dataset"],
+                        infra_validation=infra, explanations=evaluation["candidate"].get("explanations"),
+                        cross_validation=evaluation["candidate"].get("cv"))
+    audit.append(store, "gate_decision", {"model": model_name, "version": blessing.candidate},
+                 {"decision": blessing.decision, "champion": blessing.champion, "reasons": blessing.reasons})
+    return blessing
 
 
 def infra_validate(store: Store, model_name: str, version: str, texts: list[str]) -> dict[str, Any]:

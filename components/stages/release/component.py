@@ -36,11 +36,11 @@ def stage_op(
 
     from components.common.logs import StepLog
     from components.common.storage import open_store
+    from components.stages.gate.artifacts import Blessing
     from components.stages.gate.core import verify_blessing
     from components.stages.release.backends import stage_on
 
-    with open(blessing.path) as handle:
-        verify_blessing(json.load(handle), model_name, candidate)
+    verify_blessing(Blessing.read(blessing.path), model_name, candidate)
     with open(test.path, "rb") as handle:
         test_split = handle.read()
     log = StepLog("stage")

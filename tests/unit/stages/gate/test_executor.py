@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components.common.errors import GateFailed
 from components.stages.evaluate.core import expected_calibration_error
 from components.stages.evaluate.executor import evaluate_candidate
+from components.stages.gate.artifacts import Blessing
 from components.stages.gate.config import GateConfig
 from components.stages.gate.core import decide, gate_markdown, verify_blessing
 from components.stages.gate.executor import gate_candidate
@@ -51,9 +54,9 @@ def test_a_worse_candidate_is_stopped_at_the_gate_with_reasons(tmp_path, file_st
 
     decision = gate_candidate(file_store, "toy-model", evaluation, test, GateConfig(min_accuracy=0.5, min_macro_f1=0.3,
                                                                                   max_ece=0.5))
-    assert decision["decision"] == "NOT_BLESSED"
-    assert any(r.startswith("accuracy_vs_champion") for r in decision["reasons"])
-    assert decision["infra_validation"]["passed"]  # the server answered like offline: only quality failed
+    assert decision.decision == "NOT_BLESSED"
+    assert any(r.startswith("accuracy_vs_champion") for r in decision.reasons)
+    assert decision.infra_validation["passed"]  # the server answered like offline: only quality failed
     assert "**FAIL**" in gate_markdown(decision)
 
     evaluation = evaluate_candidate(file_store, "toy-model", registry.resolve_version(file_store, "toy-model",
@@ -82,20 +85,43 @@ def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(own
     assert allowed["blessed"]
 
 
-def test_a_rollout_needs_the_gates_blessing_of_this_very_candidate():
-    blessing = decide({"accuracy": 0.95, "macro_f1": 0.94, "ece": 0.02, "batch64_latency_ms": 3.0}, None,
+def _blessing(accuracy: float, **changes) -> Blessing:
+    decision = decide({"accuracy": accuracy, "macro_f1": 0.94, "ece": 0.02, "batch64_latency_ms": 3.0}, None,
                       GateConfig(require_infra_validation=False))
-    blessing = {**blessing, "model": "m", "candidate": "v1"}
+    return Blessing(**{**decision, "model": "m", "candidate": "v1", "champion": None,
+                       "dataset": {"name": "d", "version": "x"}, "infra_validation": None, "explanations": None,
+                       "cross_validation": None, **changes})
+
+
+def test_a_rollout_needs_the_gates_blessing_of_this_very_candidate():
+    blessing = _blessing(0.95)
     verify_blessing(blessing, "m", "v1")  # BLESSED, and for this candidate: no error
     with pytest.raises(GateFailed, match="the blessing is for m@v1, not m@v2"):
         verify_blessing(blessing, "m", "v2")
     with pytest.raises(GateFailed, match="the blessing is for m@v1, not other@v1"):
         verify_blessing(blessing, "other", "v1")
-    refused = {**decide({"accuracy": 0.5, "macro_f1": 0.94, "ece": 0.02, "batch64_latency_ms": 3.0}, None,
-                        GateConfig(require_infra_validation=False)), "model": "m", "candidate": "v1"}
+    refused = _blessing(0.5)
     with pytest.raises(GateFailed, match=r"m@v1 is not blessed \(decision 'NOT_BLESSED', blessed False\): "
                                           r"accuracy: 0.5 vs threshold 0.9"):
         verify_blessing(refused, "m", "v1")
-    # a tampered file: the verdict and the flag disagree
-    with pytest.raises(GateFailed, match=r"not blessed \(decision 'BLESSED', blessed False\)"):
-        verify_blessing({**refused, "decision": "BLESSED"}, "m", "v1")
+
+
+def test_the_blessing_file_round_trips_and_a_tampered_one_is_refused(tmp_path):
+    """The file the gate writes reads back as the same blessing; a file whose verdict, flag, checks
+    or reasons were changed by hand no longer agrees with itself and stops the rollout."""
+    path = tmp_path / "blessing.json"
+    refused = _blessing(0.5)
+    refused.write(str(path))
+    assert Blessing.read(str(path)) == refused
+    written = json.loads(path.read_text())
+    for tampered, field in (({**written, "decision": "BLESSED"}, "decision 'BLESSED' disagrees with blessed False"),
+                            ({**written, "decision": "BLESSED", "blessed": True}, "disagrees with its checks"),
+                            ({**written, "checks": [{**c, "passed": True} for c in written["checks"]]},
+                             "disagrees with its checks"),
+                            ({**written, "extra": 1}, "extra: Extra inputs are not permitted")):
+        path.write_text(json.dumps(tampered))
+        with pytest.raises(GateFailed, match=f"{path}: not a blessing the gate wrote .*{field}"):
+            Blessing.read(str(path))
+    path.write_text("{not json")
+    with pytest.raises(GateFailed, match="the blessing cannot be read"):
+        Blessing.read(str(path))

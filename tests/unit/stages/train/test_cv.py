@@ -71,7 +71,7 @@ def test_the_evaluate_step_estimates_the_candidate_by_k_folds_and_the_gate_can_r
 
     strict = GateConfig(require_infra_validation=False, min_cv_accuracy_lower=1.0)
     refused = gate_candidate(store, "toy-model", evaluation, test, strict)
-    assert not refused["blessed"] and any(r.startswith("cv_accuracy_lower") for r in refused["reasons"])
+    assert not refused.blessed and any(r.startswith("cv_accuracy_lower") for r in refused.reasons)
     report = gate_markdown(refused)
     assert "Cross-validation: 3 folds" in report and f"{cv['accuracy']['lower']:.4f}" in report
     blessed = decide(evaluation["candidate"], None, GateConfig(require_infra_validation=False,

@@ -99,5 +99,5 @@ def test_two_gloo_processes_give_the_same_bytes_after_a_kill_and_resume_and_pass
     test, described = held_out_split(file_store, "toy", version, cfg.split.model_dump(mode="json"))
     evaluation = evaluate_candidate(file_store, "toy-model", candidate, test, described)
     decision = gate_candidate(file_store, "toy-model", evaluation, test, GateConfig())
-    assert decision["decision"] == "BLESSED", decision["reasons"]
-    assert decision["infra_validation"]["passed"]  # a real model server loads and serves it
+    assert decision.decision == "BLESSED", decision.reasons
+    assert decision.infra_validation["passed"]  # a real model server loads and serves it

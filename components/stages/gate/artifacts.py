@@ -1,0 +1,82 @@
+"""What the gate step writes, typed: the blessing (TFX's ModelBlessing), which the stage and
+release steps verify before they move any traffic.
+
+File layout: the gate step's `blessing` output is one JSON object (indent 2) with these fields, in
+this order; its KFP metadata repeats `decision`, `blessed`, `model` and `candidate` for the
+dashboard. `checks` holds every check with its value, threshold and result; the regression checks
+add `champion` and `drop`, a slice check its `rows`, the cross-validation check its `folds`, and a
+check that could not be measured a `detail`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from components.common.errors import GateFailed
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    check: str
+    kind: Literal["absolute", "regression", "infra"]
+    value: float
+    threshold: float
+    passed: bool
+
+
+class Blessing(BaseModel):
+    """BLESSED only when every check passed; the verdict, the flag, the checks and the reasons
+    must agree, so a hand-edited file that flips one of them is refused as a whole."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    blessed: bool
+    decision: Literal["BLESSED", "NOT_BLESSED"]
+    champion_present: bool
+    checks: list[Check]
+    reasons: list[str]
+    model: str
+    candidate: str
+    champion: str | None
+    dataset: dict[str, Any]
+    infra_validation: dict[str, Any] | None
+    explanations: dict[str, Any] | None
+    cross_validation: dict[str, Any] | None
+
+    @model_validator(mode="after")
+    def _agrees(self) -> Blessing:
+        failed = [c.check for c in self.checks if not c.passed]
+        if self.decision != ("BLESSED" if self.blessed else "NOT_BLESSED"):
+            raise ValueError(f"decision {self.decision!r} disagrees with blessed {self.blessed!r}")
+        if self.blessed == bool(failed) or len(self.reasons) != len(failed):
+            raise ValueError(f"blessed {self.blessed!r} disagrees with its checks (failed: {failed or 'none'}) "
+                             f"or its {len(self.reasons)} reasons")
+        return self
+
+    @classmethod
+    def of(cls, data: Any, source: str) -> Blessing:
+        """`data` read from `source` (a file name, for the message), or GateFailed saying what is wrong."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "the file"
+            raise GateFailed(f"{source}: not a blessing the gate wrote ({where}: {first['msg']}); refusing to roll "
+                             f"out on it") from None
+
+    @classmethod
+    def read(cls, path: str) -> Blessing:
+        try:
+            with open(path) as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise GateFailed(f"{path}: the blessing cannot be read ({exc}); refusing to roll out on it") from None
+        return cls.of(data, path)
+
+    def write(self, path: str) -> None:
+        with open(path, "w") as handle:
+            json.dump(self.model_dump(mode="json"), handle, indent=2)
