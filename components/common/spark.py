@@ -3,10 +3,12 @@ names (a SparkApplication's driver). Used by the Spark ingest engine and the voc
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from dataclasses import dataclass
 
+from components.common.argcodec import decode_object
 from components.common.errors import ConfigError
 
 ENGINES = ("local", "spark")  # data.engine: who runs ingest (and the vocabulary fit)
@@ -44,3 +46,17 @@ def session(settings: SparkSettings | None = None, app_name: str = "conveyor-ing
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def driver(argv: list[str] | None, description: str, what: str, step: str):
+    """What a SparkApplication's driver program starts with: its two arguments (the job as base64url
+    JSON, components/common/argcodec.py, and the store key for its result) and the session the
+    operator's spark-submit configured. Returns (job, result_key, spark)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--job-b64", required=True, help=f"the {what} as base64url JSON")
+    parser.add_argument("--result-key", required=True, help="store key for the result JSON")
+    args = parser.parse_args(argv)
+    job = decode_object(args.job_b64, "--job-b64")
+    spark = session(SparkSettings(shuffle_partitions=int(job.get("shuffle_partitions", 64))),
+                    app_name=f"conveyor-{step}-{job['dataset']}")
+    return job, args.result_key, spark

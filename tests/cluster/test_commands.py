@@ -4,6 +4,7 @@ manifest in its own image (tests/support/pod_runner.py), never in the host venv.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import socket
 import time
@@ -48,17 +49,12 @@ def test_katib_trial_runs_in_the_training_image_and_reports_every_epoch(kind, im
     gloo inside the image. PyTorchJob: the Master, torchrun with the defaults of a one-node job.
     Categorical values with brackets and commas and the whole run config go through the shell."""
     from tests.support.katib_trial import METRICS_VOLUME, completion_marks, pytorchjob_pod, wrap_primary_pod
-    from tests.support.training_data import small_config
+    from tests.support.training_data import TWO_TRIAL_SEARCH, small_config
 
     store = s3_prefix
     version = _toy_version(tmp_path, store)
     run_cfg = small_config(epochs=3, patience=3).model_dump(mode="json", exclude_none=True)
-    run_cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 1,
-                         "early_stopping": {"algorithm": "medianstop"},
-                         "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.05},
-                                        {"name": "embed_dim", "type": "discrete", "values": [8, 16]},
-                                        {"name": "features.word_ngrams", "type": "categorical",
-                                         "values": [[1, 1], [1, 2]]}]}
+    run_cfg["search"] = copy.deepcopy(TWO_TRIAL_SEARCH)
     cluster = ClusterConfig(trial_kind=kind, s3_secret=SECRET, gpus_per_trial=0,
                             procs_per_node=2 if kind == "TrainJob" else 1)
     experiment = build_experiment(parse_spec(run_cfg["search"]), run_id="ct", dataset="toy", version=version,

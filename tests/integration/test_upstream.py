@@ -315,17 +315,12 @@ def test_the_trial_command_rewritten_by_katib_trains_and_writes_its_metrics_file
     from components.composition.config import config_from_dict
     from tests.support.katib_trial import completion_marks, wrap_worker_container
     from tests.support.pod_runner import kubelet_expand
-    from tests.support.training_data import ingest_corpus, small_config
+    from tests.support.training_data import TWO_TRIAL_SEARCH, ingest_corpus, small_config
 
     version = ingest_corpus(tmp_path, file_store)
     run_cfg = small_config(epochs=3, patience=3, batch_size=32).model_dump(mode="json", exclude_none=True)
     run_cfg["features"]["num_buckets"] = 4096  # differs from every default: must reach the trial
-    run_cfg["search"] = {"algorithm": "random", "max_trials": 2, "parallel_trials": 1,
-                         "early_stopping": {"algorithm": "medianstop"},
-                         "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.05},
-                                        {"name": "embed_dim", "type": "discrete", "values": [8, 16]},
-                                        {"name": "features.word_ngrams", "type": "categorical",
-                                         "values": [[1, 1], [1, 2]]}]}
+    run_cfg["search"] = copy.deepcopy(TWO_TRIAL_SEARCH)
     cfg = config_from_dict(run_cfg)
     experiment = build_experiment(parse_spec(cfg.search), run_id="r", dataset="toy", version=version,
                                   store=file_store.uri, cluster=ClusterConfig(), config=run_cfg)

@@ -44,6 +44,16 @@ def train_and_register(store, version: str, run_id: str, model: str = "toy-model
     return register_run(store, model, record, alias=alias)
 
 
+# Two random trials with median stopping over the three kinds of parameter (double, discrete, and a
+# categorical of lists): the smallest search that still exercises every conversion to a trial.
+TWO_TRIAL_SEARCH = {"algorithm": "random", "max_trials": 2, "parallel_trials": 1,
+                    "early_stopping": {"algorithm": "medianstop"},
+                    "parameters": [{"name": "lr", "type": "double", "min": 0.01, "max": 0.05},
+                                   {"name": "embed_dim", "type": "discrete", "values": [8, 16]},
+                                   {"name": "features.word_ngrams", "type": "categorical",
+                                    "values": [[1, 1], [1, 2]]}]}
+
+
 def small_config(**train) -> TrainingConfig:
     params = {"embed_dim": 16, "epochs": 4, "batch_size": 32, "lr": 0.05, "patience": 3, **train}
     cfg = apply_params(TrainingConfig(), params)

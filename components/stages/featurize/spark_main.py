@@ -1,6 +1,6 @@
 """The Spark driver program of a cluster featurize step: what a SparkApplication's driver runs.
 
-    spark-submit .../components/featurize/spark_main.py --job-b64 BASE64URL --result-key KEY
+    spark-submit .../components/stages/featurize/spark_main.py --job-b64 BASE64URL --result-key KEY
 
 The job (components/stages/featurize/engines.py: FeaturizeJob, base64url of its JSON) names the store,
 the dataset version, the split and feature settings and the staged split files. The driver runs
@@ -12,28 +12,20 @@ where the launcher reads it. Exit codes as every entry point (components/common/
 
 from __future__ import annotations
 
-import argparse
 import json
 import posixpath
 import sys
 
-from components.common.argcodec import decode_object
 from components.common.entry import run_main
-from components.common.spark import SparkSettings, session
+from components.common.spark import driver
 from components.common.storage import open_store
 from components.stages.featurize.executor import featurize_stored
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--job-b64", required=True, help="the featurize job as base64url JSON")
-    parser.add_argument("--result-key", required=True, help="store key for the result JSON")
-    args = parser.parse_args(argv)
-    job = decode_object(args.job_b64, "--job-b64")
-    spark = session(SparkSettings(shuffle_partitions=int(job.get("shuffle_partitions", 64))),
-                    app_name=f"conveyor-featurize-{job['dataset']}")
-    result = featurize_stored(job, spark, parts_prefix=posixpath.join(posixpath.dirname(args.result_key), "parts"))
-    open_store(job["store"]).write_json(args.result_key, result)
+    job, result_key, spark = driver(argv, __doc__.split("\n")[0], "featurize job", "featurize")
+    result = featurize_stored(job, spark, parts_prefix=posixpath.join(posixpath.dirname(result_key), "parts"))
+    open_store(job["store"]).write_json(result_key, result)
     print(json.dumps({k: v for k, v in result.items() if k != "stats"}))
     spark.stop()
     return 0

@@ -1,6 +1,6 @@
 """The Spark driver program of a cluster ingest: what a SparkApplication's driver runs.
 
-    spark-submit .../components/ingest/spark_main.py --job-b64 BASE64URL --result-key KEY
+    spark-submit .../components/stages/ingest/spark_main.py --job-b64 BASE64URL --result-key KEY
 
 (the job is spark_launcher.IngestJob as base64url of its JSON, components/common/argcodec.py)
 
@@ -11,32 +11,24 @@ it. Exit codes as every entry point (components/common/entry.py).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from components.common.argcodec import decode_object
 from components.common.entry import run_main
-from components.common.spark import SparkSettings, session
+from components.common.spark import driver
 from components.common.storage import open_store
 from components.stages.ingest.config import CleaningConfig, SourceSettings
 from components.stages.ingest.spark_engine import ingest_spark
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--job-b64", required=True, help="the ingest job (spark_launcher.IngestJob) as base64url JSON")
-    parser.add_argument("--result-key", required=True, help="store key for the result JSON")
-    args = parser.parse_args(argv)
-    job = decode_object(args.job_b64, "--job-b64")
+    job, result_key, spark = driver(argv, __doc__.split("\n")[0], "ingest job (spark_launcher.IngestJob)", "ingest")
     store = open_store(job["store"])
-    spark = session(SparkSettings(shuffle_partitions=int(job.get("shuffle_partitions", 64))),
-                    app_name=f"conveyor-ingest-{job['dataset']}")
     result = ingest_spark(job["sources"], job["dataset"], store, SourceSettings.model_validate(job["settings"]),
                           CleaningConfig.model_validate(job["cleaning"]),
                           parent=None if job.get("parent") == "none" else job.get("parent", "latest"), spark=spark,
                           code_version=job.get("code_version", "unknown"))
-    store.write_json(args.result_key, result.to_json())
+    store.write_json(result_key, result.to_json())
     print(json.dumps(result.to_json()))
     spark.stop()
     return 0
