@@ -181,18 +181,7 @@ def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, no
     predictions = fast_verdict(ref_pred, cur_pred, {"predicted_label": "categorical", "confidence": "numerical"},
                                cfg.numeric_threshold, cfg.categorical_threshold, drift_share=0.5)
 
-    accuracy: dict[str, Any] = {"labelled": 0}
-    feedback = read_feedback(store, model)
-    if feedback.num_rows:
-        joined = window.select(["request_id", "label"]).join(
-            feedback.rename_columns(["request_id", "true_label"]), "request_id")
-        n = joined.num_rows
-        accuracy["labelled"] = n
-        if n >= cfg.min_labelled:
-            live = pc.sum(pc.equal(joined.column("label"), joined.column("true_label"))).as_py() / n
-            test = loaded.card.get("metrics", {}).get("test", {}).get("accuracy")
-            accuracy.update(live_accuracy=live, champion_test_accuracy=test,
-                            drop=None if test is None else test - live, max_drop=cfg.max_accuracy_drop)
+    accuracy = _live_accuracy(store, model, window, loaded.card, cfg)
     accuracy_drop = accuracy.get("drop") is not None and accuracy["drop"] > cfg.max_accuracy_drop
 
     input_drift = None if inputs["dataset_drift"] is None else bool(inputs["dataset_drift"])
@@ -206,6 +195,24 @@ def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, no
     if html_report:
         page = _evidently_page(ref_feat | ref_pred if cur_feat else ref_pred, cur_feat | cur_pred, cfg)
     return verdict, _page(verdict, page)
+
+
+def _live_accuracy(store, model: str, window: pa.Table, card: dict[str, Any], cfg: MonitorConfig) -> dict[str, Any]:
+    """The window's served labels against the feedback's true labels (joined on request_id); judged
+    against the champion's test accuracy once `min_labelled` rows are labelled."""
+    accuracy: dict[str, Any] = {"labelled": 0}
+    feedback = read_feedback(store, model)
+    if feedback.num_rows:
+        joined = window.select(["request_id", "label"]).join(
+            feedback.rename_columns(["request_id", "true_label"]), "request_id")
+        n = joined.num_rows
+        accuracy["labelled"] = n
+        if n >= cfg.min_labelled:
+            live = pc.sum(pc.equal(joined.column("label"), joined.column("true_label"))).as_py() / n
+            test = card.get("metrics", {}).get("test", {}).get("accuracy")
+            accuracy.update(live_accuracy=live, champion_test_accuracy=test,
+                            drop=None if test is None else test - live, max_drop=cfg.max_accuracy_drop)
+    return accuracy
 
 
 def _evidently_page(reference: dict[str, np.ndarray], current: dict[str, np.ndarray], cfg: MonitorConfig) -> str:

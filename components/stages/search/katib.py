@@ -141,14 +141,7 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
                                               description=f"config field {p.name}") for p in spec.parameters]
     trial_params.append(V1beta1TrialParameterSpec(name="trialName", reference="${trialSpec.Name}",
                                                   description="run id of the trial (resumes its checkpoint)"))
-    entry_args = ["--store", store, "--dataset", dataset,
-                  "--version", version, "--run-id", "${trialParameters.trialName}", "--image", image,
-                  "--config-b64", encode_object(fixed)]
-    if spec.objective.cv_folds:
-        entry_args += ["--cv-folds", str(spec.objective.cv_folds)]
-    for p in spec.parameters:
-        entry_args += ["--set", f"{p.name}=${{trialParameters.{katib_parameter_name(p.name)}}}"]
-    check_shell_safe(entry_args, {katib_parameter_name(p.name): _sample_values(p) for p in spec.parameters})
+    entry_args = _trial_arguments(spec, store, dataset, version, image, fixed)
 
     algorithm_settings = [] if spec.algorithm == "grid" else [
         V1beta1AlgorithmSetting(name="random_state", value=str(spec.seed))]
@@ -189,6 +182,21 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
         ),
     )
     return ApiClient().sanitize_for_serialization(experiment)
+
+
+def _trial_arguments(spec: SearchSpec, store: str, dataset: str, version: str, image: str,
+                     fixed: dict[str, Any]) -> list[str]:
+    """The training entrypoint's arguments for one trial: the fixed sections inline, each sampled
+    parameter as a `--set` of Katib's placeholder; checked shell-safe for every value it can take."""
+    args = ["--store", store, "--dataset", dataset,
+            "--version", version, "--run-id", "${trialParameters.trialName}", "--image", image,
+            "--config-b64", encode_object(fixed)]
+    if spec.objective.cv_folds:
+        args += ["--cv-folds", str(spec.objective.cv_folds)]
+    for p in spec.parameters:
+        args += ["--set", f"{p.name}=${{trialParameters.{katib_parameter_name(p.name)}}}"]
+    check_shell_safe(args, {katib_parameter_name(p.name): _sample_values(p) for p in spec.parameters})
+    return args
 
 
 def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restart: str, container_name: str):

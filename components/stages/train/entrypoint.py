@@ -105,16 +105,7 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     if stop_after_epoch is not None and not result.stopped_early and len(result.history) < cfg.train.epochs:
         status = "interrupted"
 
-    # Metrics of the served form itself (what the registry loads), not of the training module.
-    model = served_model(cfg.train.model_dump(), featurizer.num_ids, len(featurizer.labels), result.state_dict)
-    device = torch.device(result.device)
-    model.to(device)
-    metrics = {}
-    for split in ("validation", "test"):
-        logits = predict_logits(model, bags[split], device)
-        metrics[split] = classification_metrics(logits, bags[split].labels, len(featurizer.labels)) \
-            if len(bags[split]) else {}
-
+    metrics = _served_metrics(cfg, featurizer, result, bags)
     cv = None
     if cv_folds and status == "completed":
         cv = cross_validate(tables, featurizer.num_ids, len(featurizer.labels), cfg.train, cv_folds, cfg.split.salt,
@@ -154,6 +145,20 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
     if checkpointed and not keep_checkpoint:
         store.delete(checkpoint)
     return record
+
+
+def _served_metrics(cfg: TrainingConfig, featurizer, result, bags: dict[str, Bags]) -> dict[str, Any]:
+    """Validation and test metrics of the served form itself (what the registry loads), not of the
+    training module."""
+    model = served_model(cfg.train.model_dump(), featurizer.num_ids, len(featurizer.labels), result.state_dict)
+    device = torch.device(result.device)
+    model.to(device)
+    metrics = {}
+    for split in ("validation", "test"):
+        logits = predict_logits(model, bags[split], device)
+        metrics[split] = classification_metrics(logits, bags[split].labels, len(featurizer.labels)) \
+            if len(bags[split]) else {}
+    return metrics
 
 
 def _features(store: Store, dataset: str, version: str, params: dict[str, Any], world: d.World):
