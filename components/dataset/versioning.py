@@ -14,6 +14,7 @@ parent (parts are immutable and checksummed, so sharing them is safe and copies 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -198,6 +199,52 @@ def publish(store: Store, manifest: dict[str, Any]) -> None:
     audit.append(store, "dataset_version_committed", {"dataset": name, "version": version},
                  {"parent": manifest.get("parent"), "rows": manifest.get("rows"),
                   "created_at": manifest.get("created_at")})
+
+
+class NewVersion:
+    """One dataset version being made, in the order both ingest engines make it:
+
+    1. the dataset's name checked and the store reached before anything is read; the parent
+       resolved when first asked for (after the engine has found its sources, as before);
+    2. the child's content digest started from the parent's rows (`parent_keys` when the engine
+       dedups against the parent's keys, else `parent_digest`), the new rows merged in by the engine;
+    3. the id sealed from the digest, the schema and the cleaning identity (`seal`);
+    4. a version already stored under that id found, not made again (`existing`);
+    5. the parts uploaded, then the manifest (the commit point), then `latest` and the audit entry
+       (`commit` for files written on local disk; an engine that writes its parts where they belong
+       calls `publish` once they are all there, as the Spark writer's driver-side commit does).
+    """
+
+    def __init__(self, store: Store, dataset: str, parent: str | None):
+        dataset_prefix(dataset)  # checks the name
+        store.check()  # fail fast (store down, bad credentials) before reading anything
+        self.store, self.dataset, self._parent = store, dataset, parent
+        self.version: str | None = None
+
+    @functools.cached_property
+    def parent(self) -> VersionRef | None:
+        return resolve_parent(self.store, self.dataset, self._parent) if self._parent else None
+
+    def parent_keys(self, digest: ContentDigest) -> Iterator[np.ndarray]:
+        """The parent's dedup keys, part by part, adding its rows to `digest` as they go."""
+        return parent_keys(self.store, self.parent, digest)
+
+    def parent_digest(self) -> ContentDigest:
+        return parent_digest(self.store, self.parent)
+
+    def seal(self, digest: ContentDigest, schema: pa.Schema, cleaning: dict[str, Any]) -> str:
+        self.version = version_id(digest.hexdigest(), schema, cleaning)
+        return self.version
+
+    def existing(self) -> dict[str, Any] | None:
+        """The manifest of the version with the sealed id, when the store has it already."""
+        if not self.store.exists(manifest_key(self.dataset, self.version)):
+            return None
+        return read_manifest(self.store, self.dataset, self.version)
+
+    def commit(self, local_parts: list[LocalFile], local_quarantine: LocalFile | None,
+               manifest: dict[str, Any]) -> None:
+        commit(self.store, self.dataset, self.version, local_parts, local_quarantine, manifest)
 
 
 def now_iso() -> str:

@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.common.hashing import sha256_of_file
-from components.common.layout import check_name
 from components.common.logs import emit
 from components.common.storage import Store
 from components.dataset import versioning as v
@@ -232,13 +231,11 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
     cores). The result is the same for any number. Inputs under `parallel_min_bytes` (local files
     of known size) are cleaned in this process: starting workers costs more than they save."""
     clock = PhaseClock()
-    check_name(dataset)
-    store.check()  # fail fast (store down, bad credentials) before reading anything
+    new = v.NewVersion(store, dataset, parent)
     files = discover(sources, settings)
-    parent_ref = v.resolve_parent(store, dataset, parent) if parent else None
 
     with tempfile.TemporaryDirectory(prefix="conveyor-ingest-", dir=workdir) as tmp:
-        digest_state, parent_index = _parent_side(store, parent_ref, cleaning, tmp, dedup_budget_keys)
+        digest_state, parent_index = _parent_side(new, cleaning, tmp, dedup_budget_keys)
         seen = dedup.WindowIndex(tmp, dedup_budget_keys)
         clock.done("prepare")
         cleaner = Cleaner(cleaning, parent_index, select=source_selector(settings), seen=seen)
@@ -289,31 +286,29 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
             raise AssertionError("row accounting broke")  # Cleaner checks per batch; belt and braces
 
         digest_state.merge(cleaner.digest)
-        digest = digest_state.hexdigest()
-        version = v.version_id(digest, ACCEPTED_SCHEMA, cleaning.identity())
+        version = new.seal(digest_state, ACCEPTED_SCHEMA, cleaning.identity())
         clock.done("digest")
 
-        if store.exists(v.manifest_key(dataset, version)):
-            existing = v.read_manifest(store, dataset, version)
+        if (existing := new.existing()) is not None:
             return replace(version_result(store, dataset, stats, existing, False, clock), workers=workers)
 
-        manifest = build_manifest(dataset, version, parent_ref, stats, digest_state, cleaning, settings, sources,
+        manifest = build_manifest(dataset, version, new.parent, stats, digest_state, cleaning, settings, sources,
                                   reader.formats_seen, *_manifest_entries(version, new_parts, quarantine),
                                   code_version)
-        v.commit(store, dataset, version, new_parts, quarantine, manifest)
+        new.commit(new_parts, quarantine, manifest)
         clock.done("commit")
         return replace(version_result(store, dataset, stats, manifest, True, clock), workers=workers)
 
 
-def _parent_side(store: Store, parent_ref, cleaning: CleaningConfig, tmp: str,
+def _parent_side(new: v.NewVersion, cleaning: CleaningConfig, tmp: str,
                  budget_keys: int) -> tuple[ContentDigest, dedup.ParentKeys | None]:
     """The parent's rows in the child's content digest, and (with cleaning.dedup_against_parent)
     their keys for the duplicate checks, spilled to `tmp` beyond `budget_keys`."""
     if not cleaning.dedup_against_parent:  # the parent's rows still count in the child's content digest
-        return v.parent_digest(store, parent_ref), None
+        return new.parent_digest(), None
     digest_state = ContentDigest()
-    parent_chunks = v.parent_keys(store, parent_ref, digest_state)
-    parent_total = parent_ref.manifest["rows"]["total"] if parent_ref else 0
+    parent_chunks = new.parent_keys(digest_state)
+    parent_total = new.parent.manifest["rows"]["total"] if new.parent else 0
     return digest_state, dedup.ParentKeys(tmp, parent_chunks, parent_total, budget_keys)
 
 

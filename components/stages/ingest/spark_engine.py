@@ -35,7 +35,6 @@ import pyarrow.parquet as pq
 
 from components.common.errors import StoreError
 from components.common.hashing import sha256_of_file
-from components.common.layout import check_name
 from components.common.spark import SparkSettings, session
 from components.common.storage import Store, locate, open_store
 from components.dataset import versioning as v
@@ -361,10 +360,9 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
     from pyspark.sql import functions as F
 
     clock = PhaseClock()
-    check_name(dataset)
-    store.check()
+    new = v.NewVersion(store, dataset, parent)
     files = discover(sources, settings)
-    parent_ref = v.resolve_parent(store, dataset, parent) if parent else None
+    parent_ref = new.parent
     spark_settings = spark_settings or SparkSettings()
     spark = spark or session(spark_settings)
     spark.dataSource.register(_data_source_classes())
@@ -403,13 +401,12 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
         "label", "source", "source_uri", "source_row", "file_index", "row_index")
     quarantine = records.filter("kind = 'q'").select(*quarantine_cols).unionByName(moved)
 
-    stats, digest = _count(records, accepted, quarantine, store, parent_ref)
-    version = v.version_id(digest.hexdigest(), ACCEPTED_SCHEMA, cleaning.identity())
+    stats, digest = _count(records, accepted, quarantine, new)
+    version = new.seal(digest, ACCEPTED_SCHEMA, cleaning.identity())
     clock.done("read_clean_dedup")
 
     try:
-        if store.exists(v.manifest_key(dataset, version)):
-            existing = v.read_manifest(store, dataset, version)
+        if (existing := new.existing()) is not None:
             return version_result(store, dataset, stats, existing, False, clock)
         manifest = build_manifest(dataset, version, parent_ref, stats, digest, cleaning, settings, sources, formats,
                                   [], None, code_version)
@@ -422,13 +419,13 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
         rows.unpersist()
 
 
-def _count(records, accepted, quarantine, store: Store, parent_ref) -> tuple[CleanStats, ContentDigest]:
+def _count(records, accepted, quarantine, new: v.NewVersion) -> tuple[CleanStats, ContentDigest]:
     """The version's row accounting and content digest (the parent's rows included), from the
     decided rows: what `Cleaner` counts in the in-process engine, here per Spark task then summed."""
     stats = CleanStats()
     stats.rows_read = records.count()
     stats.by_reason = {r["reason"]: int(r["count"]) for r in quarantine.groupBy("reason").count().collect()}
-    digest = v.parent_digest(store, parent_ref)  # the parent's rows count in the child's digest
+    digest = new.parent_digest()  # the parent's rows count in the child's digest
     for r in accepted.select("key", "label", "text_from", "defects").mapInArrow(
             _accepted_stats, "lanes binary, n long, counts string").collect():
         digest.merge(ContentDigest([int(x) for x in np.frombuffer(r["lanes"], np.uint64)], int(r["n"])))
