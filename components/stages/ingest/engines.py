@@ -17,8 +17,9 @@ from components.common.config import ClusterConfig, SparkConfig, validate_sectio
 from components.common.errors import ConfigError
 from components.common.spark import check_engine
 from components.common.storage import open_store
+from components.stages.ingest.artifacts import IngestOutcome
 from components.stages.ingest.config import CleaningConfig, SourceSettings
-from components.stages.ingest.executor import IngestResult, ingest
+from components.stages.ingest.executor import ingest
 from components.stages.ingest.spark_engine import ingest_spark
 from components.stages.ingest.spark_launcher import IngestJob, KubernetesSparkApplicationApi, launch, spark_application
 
@@ -26,7 +27,7 @@ from components.stages.ingest.spark_launcher import IngestJob, KubernetesSparkAp
 def run_ingest(engine: str, sources: list[str], dataset: str, store_uri: str, settings: SourceSettings,
                cleaning: CleaningConfig, parent: str | None = "latest", code_version: str = "unknown",
                engine_config: dict[str, Any] | None = None, run_id: str = "", on_cluster: bool | None = None,
-               api=None, workers: int | None = None, log=print) -> IngestResult:
+               api=None, workers: int | None = None, log=print) -> IngestOutcome:
     """engine_config: {"spark": data.spark, "cluster": cluster} sections (for engine=spark).
     workers: data.workers for engine=local (None or 0: the usable cores)."""
     check_engine(engine)
@@ -48,4 +49,4 @@ def run_ingest(engine: str, sources: list[str], dataset: str, store_uri: str, se
                     cleaning.model_dump(mode="json"), parent or "none", code_version)
     manifest = spark_application(run_id, job, spark, cluster, spark.image or COMPONENT_IMAGE)
     result = launch(api or KubernetesSparkApplicationApi(), store, manifest, spark.timeout_s, log=log)
-    return IngestResult(**result)
+    return IngestOutcome.model_validate(result)

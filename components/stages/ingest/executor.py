@@ -14,7 +14,6 @@ import queue
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from components.dataset.schema import (
     without_raw,
 )
 from components.stages.ingest import dedup
+from components.stages.ingest.artifacts import IngestOutcome
 from components.stages.ingest.clean import RAW_CHANGES_SCHEMA, Cleaner, CleanStats, prepare
 from components.stages.ingest.config import CleaningConfig, SourceSettings
 from components.stages.ingest.readers import SourceFile, SourceReader, discover
@@ -46,7 +46,7 @@ PARALLEL_MIN_BYTES = 64 * 2**20
 
 
 class PhaseClock:
-    """Seconds per phase of one ingest (IngestResult.phase_seconds), and in all."""
+    """Seconds per phase of one ingest (IngestOutcome.phase_seconds), and in all."""
 
     def __init__(self):
         self.started = self.mark = time.perf_counter()
@@ -59,27 +59,6 @@ class PhaseClock:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
-
-
-@dataclass
-class IngestResult:
-    dataset: str
-    version: str
-    parent: str | None
-    new: bool
-    rows_read: int
-    rows_accepted: int
-    rows_quarantined: int
-    quarantine_uri: str | None
-    manifest_uri: str
-    rows_total: int = 0
-    quarantine_reasons: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    phase_seconds: dict[str, float] = field(default_factory=dict)
-    workers: int = 1  # processes that cleaned (data.workers; 1 for a small input)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class _PartWriter:
@@ -222,7 +201,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
            cleaning: CleaningConfig, parent: str | None = "latest", part_rows: int = PART_ROWS,
            batch_rows: int = 65_536, workdir: str | None = None,
            code_version: str = "unknown", dedup_budget_keys: int = dedup.DEFAULT_BUDGET_KEYS,
-           workers: int | None = None, parallel_min_bytes: int = PARALLEL_MIN_BYTES, log=None) -> IngestResult:
+           workers: int | None = None, parallel_min_bytes: int = PARALLEL_MIN_BYTES, log=None) -> IngestOutcome:
     """Read, clean and version `sources` as a child of `parent` ('latest', an id, or None).
 
     dedup_budget_keys: how many dedup keys RAM holds (8 bytes each, ~3x while merging); the
@@ -290,14 +269,14 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
         clock.done("digest")
 
         if (existing := new.existing()) is not None:
-            return replace(version_result(store, dataset, stats, existing, False, clock), workers=workers)
+            return version_result(store, dataset, stats, existing, False, clock).model_copy(update={"workers": workers})
 
         manifest = build_manifest(dataset, version, new.parent, stats, digest_state, cleaning, settings, sources,
                                   reader.formats_seen, *_manifest_entries(version, new_parts, quarantine),
                                   code_version)
         new.commit(new_parts, quarantine, manifest)
         clock.done("commit")
-        return replace(version_result(store, dataset, stats, manifest, True, clock), workers=workers)
+        return version_result(store, dataset, stats, manifest, True, clock).model_copy(update={"workers": workers})
 
 
 def _parent_side(new: v.NewVersion, cleaning: CleaningConfig, tmp: str,
@@ -320,10 +299,10 @@ def _manifest_entries(version: str, parts: list[v.LocalFile],
 
 
 def version_result(store: Store, dataset: str, stats: CleanStats, manifest: dict[str, Any], new: bool,
-                   clock: PhaseClock) -> IngestResult:
+                   clock: PhaseClock) -> IngestOutcome:
     """What one ingest did (`stats`) and the version it made or found (`manifest`)."""
     version = manifest["version"]
-    return IngestResult(dataset=dataset, version=version, parent=manifest.get("parent"), new=new,
+    return IngestOutcome(dataset=dataset, version=version, parent=manifest.get("parent"), new=new,
                         rows_read=stats.rows_read, rows_accepted=stats.rows_accepted,
                         rows_quarantined=stats.rows_quarantined,
                         quarantine_uri=_quarantine_uri(store, dataset, manifest),

@@ -46,12 +46,12 @@ from components.dataset.schema import (
     keys_from_doc_ids,
     without_raw,
 )
+from components.stages.ingest.artifacts import IngestOutcome
 from components.stages.ingest.clean import Cleaner, CleanStats, add_counts
 from components.stages.ingest.config import CleaningConfig, SourceSettings
 from components.stages.ingest.executor import (
     PART_ROWS,
     ROW_GROUP_ROWS,
-    IngestResult,
     PhaseClock,
     build_manifest,
     parquet_writer,
@@ -353,7 +353,7 @@ def _data_source_classes():
 def ingest_spark(sources: list[str], dataset: str, store: Store, settings: SourceSettings,
                  cleaning: CleaningConfig, parent: str | None = "latest", part_rows: int = PART_ROWS,
                  spark=None, spark_settings: SparkSettings | None = None,
-                 code_version: str = "unknown") -> IngestResult:
+                 code_version: str = "unknown") -> IngestOutcome:
     """`executor.ingest` on Spark: same arguments, same version, same result."""
     from pyspark import StorageLevel  # lazy: as above
     from pyspark.sql import Window

@@ -2,7 +2,7 @@
 deterministic name, adopt or refuse, wait, delete on failure, timeout or termination).
 
 The driver (components/stages/ingest/spark_main.py) commits the version through its data source writer
-and writes its IngestResult to the store, where the launcher reads it.
+and writes its IngestOutcome to the store, where the launcher reads it.
 """
 
 from __future__ import annotations
@@ -59,5 +59,5 @@ def spark_application(run_id: str, job: IngestJob, spark: SparkConfig, cluster: 
 
 
 def launch(api, store: Store, manifest: dict[str, Any], timeout_s: float, log=print) -> dict[str, Any]:
-    """Create (or adopt) the application, wait for it, return the driver's IngestResult JSON."""
+    """Create (or adopt) the application, wait for it, return the driver's IngestOutcome JSON."""
     return sparkapp.launch(api, store, manifest, ingest_job_result_key(manifest["metadata"]["name"]), timeout_s, log)
