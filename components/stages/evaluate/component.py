@@ -20,7 +20,6 @@ def evaluate_op(
     confusion: Output[ClassificationMetrics],
     scalars: Output[Metrics],
 ):
-    import json
 
     from components.common.config import validate_section
     from components.common.logs import StepLog
@@ -32,19 +31,17 @@ def evaluate_op(
     settings = validate_section(EvaluateConfig, evaluate_config, "evaluate")
     result = evaluate_candidate(open_store(store), model_name, candidate, read_split(test.path), test.metadata,
                                 cv_folds=settings.cv_folds)
-    with open(evaluation.path, "w") as handle:
-        json.dump(result, handle, indent=2)
-    cand = result["candidate"]
-    champion = result["champion"]
-    StepLog("evaluate")(f"candidate {candidate}: accuracy {cand['accuracy']:.4f}, macro F1 {cand['macro_f1']:.4f}"
-                        + (f"; champion accuracy {champion['accuracy']:.4f}" if champion else "; no champion yet"),
-                        model=model_name, candidate=candidate, accuracy=cand["accuracy"], macro_f1=cand["macro_f1"],
-                        champion_accuracy=champion["accuracy"] if champion else None)
-    confusion.log_confusion_matrix(cand["labels"], cand["confusion_matrix"])
+    result.write(evaluation.path)
+    cand, champion = result.candidate, result.champion
+    StepLog("evaluate")(f"candidate {candidate}: accuracy {cand.accuracy:.4f}, macro F1 {cand.macro_f1:.4f}"
+                        + (f"; champion accuracy {champion.accuracy:.4f}" if champion else "; no champion yet"),
+                        model=model_name, candidate=candidate, accuracy=cand.accuracy, macro_f1=cand.macro_f1,
+                        champion_accuracy=champion.accuracy if champion else None)
+    confusion.log_confusion_matrix(cand.labels, cand.confusion_matrix)
     for key in ("accuracy", "macro_f1", "ece", "batch64_latency_ms"):
-        scalars.log_metric(f"candidate_{key}", cand[key])
-        if result["champion"]:
-            scalars.log_metric(f"champion_{key}", result["champion"][key])
-    if cand.get("cv"):
+        scalars.log_metric(f"candidate_{key}", getattr(cand, key))
+        if champion:
+            scalars.log_metric(f"champion_{key}", getattr(champion, key))
+    if cand.cv:
         for key in ("mean", "std", "lower"):
-            scalars.log_metric(f"candidate_cv_accuracy_{key}", cand["cv"]["accuracy"][key])
+            scalars.log_metric(f"candidate_cv_accuracy_{key}", cand.cv["accuracy"][key])

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from components.common.errors import ConveyorError, InputError, NotFoundError
 from components.common.storage import Store
+from components.stages.evaluate.artifacts import Evaluation, Scores
 from components.stages.evaluate.core import evaluate
 from components.stages.evaluate.explain import ExplainLimits, explain_many, importance_of, occlusion_effects
 from components.stages.featurize.executor import prepare_features
@@ -22,7 +23,7 @@ EXAMPLES = 4  # explained test documents in the gate report
 
 
 def evaluate_candidate(store: Store, model_name: str, candidate: str, test: pa.Table,
-                       data: dict[str, Any], cv_folds: int = 0) -> dict[str, Any]:
+                       data: dict[str, Any], cv_folds: int = 0) -> Evaluation:
     """Candidate and current champion (if any) scored on the same rows. `data` names them:
     {"dataset", "version", "split"} as the split step's artifact metadata carries it.
     `cv_folds` >= 2: also the candidate configuration's k-fold estimate (components.stages.train.cv)."""
@@ -30,26 +31,26 @@ def evaluate_candidate(store: Store, model_name: str, candidate: str, test: pa.T
     if test.num_rows == 0:
         raise InputError(f"{where} has an empty test split: nothing to evaluate on")
     cand = load(store, model_name, candidate)
-    result = {"dataset": {"name": data["dataset"], "version": data["version"]}, "rows": test.num_rows,
-              "split": data.get("split") or {},
-              "candidate": {"version": cand.card["version"], **evaluate(cand, test)}, "champion": None}
-    explanations = explain_candidate(cand, test)
+    scores = Scores(version=cand.card["version"], **evaluate(cand, test))
+    dataset = {"name": data["dataset"], "version": data["version"]}
+    scores.explanations = explain_candidate(cand, test)
     write_explanations(store, model_name, cand.card["version"], {
-        **explanations["importance"], "dataset": result["dataset"], "split": "test"})
-    result["candidate"]["explanations"] = explanations
+        **scores.explanations["importance"], "dataset": dataset, "split": "test"})
     if cv_folds:
-        result["candidate"]["cv"] = cross_validate_candidate(store, cand.card, cv_folds)
-        write_cross_validation(store, model_name, cand.card["version"], result["candidate"]["cv"])
+        scores.cv = cross_validate_candidate(store, cand.card, cv_folds)
+        write_cross_validation(store, model_name, cand.card["version"], scores.cv)
+    result = Evaluation(dataset=dataset, rows=test.num_rows, split=data.get("split") or {}, candidate=scores,
+                        champion=None)
     try:
         champ = load(store, model_name, "champion")
     except NotFoundError:
         return result
     except ConveyorError as exc:  # e.g. a model saved by an older, incompatible featurizer format
-        result["champion_unusable"] = {"version": resolve_version(store, model_name, "champion"),
-                                       "reason": exc.message}
+        result.champion_unusable = {"version": resolve_version(store, model_name, "champion"),
+                                    "reason": exc.message}
         return result
     if champ.card["version"] != cand.card["version"]:
-        result["champion"] = {"version": champ.card["version"], **evaluate(champ, test)}
+        result.champion = Scores(version=champ.card["version"], **evaluate(champ, test))
     return result
 
 

@@ -25,18 +25,15 @@ def gate_op(
     blessing: Output[Artifact],
     report: Output[Markdown],
 ) -> bool:
-    import json
-
     from components.common.logs import StepLog
     from components.common.storage import open_store
+    from components.stages.evaluate.artifacts import Evaluation
     from components.stages.gate.config import GateConfig
     from components.stages.gate.core import gate_markdown
     from components.stages.gate.executor import gate_candidate
     from components.stages.split.executor import read_split
 
-    with open(evaluation.path) as handle:
-        evaluated = json.load(handle)
-    result = gate_candidate(open_store(store), model_name, evaluated, read_split(test.path),
+    result = gate_candidate(open_store(store), model_name, Evaluation.read(evaluation.path), read_split(test.path),
                             GateConfig.model_validate(gate_config))
     result.write(blessing.path)
     blessing.metadata.update({"decision": result.decision, "blessed": result.blessed, "model": model_name,

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from components.common import audit
 from components.common.storage import Store
+from components.stages.evaluate.artifacts import Evaluation
 from components.stages.evaluate.core import predict_proba
 from components.stages.gate.artifacts import Blessing
 from components.stages.gate.config import GateConfig
@@ -17,20 +18,21 @@ from components.stages.registry.store import load
 from components.stages.serve.infra import validate_in_server
 
 
-def gate_candidate(store: Store, model_name: str, evaluation: dict[str, Any], test: pa.Table,
+def gate_candidate(store: Store, model_name: str, evaluation: Evaluation, test: pa.Table,
                    config: GateConfig, sample_rows: int = 32) -> Blessing:
     """Every check, and the blessing: BLESSED only when all pass. Infra validation sends the first
     `sample_rows` texts of the test split to a real model server."""
+    candidate, champion = evaluation.candidate, evaluation.champion
     infra = None
     if config.require_infra_validation:
         texts = test.column("text").slice(0, sample_rows).to_pylist()
-        infra = infra_validate(store, model_name, evaluation["candidate"]["version"], texts)
-    decision = decide(evaluation["candidate"], evaluation["champion"], config, infra,
-                      evaluation.get("champion_unusable"))
-    blessing = Blessing(**decision, model=model_name, candidate=evaluation["candidate"]["version"],
-                        champion=(evaluation["champion"] or {}).get("version"), dataset=evaluation["dataset"],
-                        infra_validation=infra, explanations=evaluation["candidate"].get("explanations"),
-                        cross_validation=evaluation["candidate"].get("cv"))
+        infra = infra_validate(store, model_name, candidate.version, texts)
+    decision = decide(candidate.model_dump(), champion.model_dump() if champion else None, config, infra,
+                      evaluation.champion_unusable)
+    blessing = Blessing(**decision, model=model_name, candidate=candidate.version,
+                        champion=champion.version if champion else None, dataset=evaluation.dataset,
+                        infra_validation=infra, explanations=candidate.explanations,
+                        cross_validation=candidate.cv)
     audit.append(store, "gate_decision", {"model": model_name, "version": blessing.candidate},
                  {"decision": blessing.decision, "champion": blessing.champion, "reasons": blessing.reasons})
     return blessing

@@ -88,7 +88,7 @@ def test_evaluate_attaches_importance_to_the_version_and_the_gate_report_shows_e
     dataset = store.read_json(f"models/toy-model/{cand}/model_card.json")["dataset"]
     test, described = held_out_split(store, dataset["name"], dataset["version"])
     evaluation = evaluate_candidate(store, "toy-model", cand, test, described)
-    explanations = evaluation["candidate"]["explanations"]
+    explanations = evaluation.candidate.explanations
     spam_top = [t["token"] for t in explanations["importance"]["per_class"]["spam"][:5]]
     ham_top = [t["token"] for t in explanations["importance"]["per_class"]["ham"][:5]]
     # the toy corpus is spam words vs ham words plus shared filler: the model must rely on the former

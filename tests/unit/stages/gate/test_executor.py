@@ -47,10 +47,10 @@ def test_a_worse_candidate_is_stopped_at_the_gate_with_reasons(tmp_path, file_st
 
     test, described = held_out_split(file_store, "toy", version, small_config().split.model_dump(mode="json"))
     evaluation = evaluate_candidate(file_store, "toy-model", bad_version, test, described)
-    assert evaluation["champion"] and evaluation["rows"] == evaluation["candidate"]["rows"]
-    assert evaluation["candidate"]["accuracy"] < evaluation["champion"]["accuracy"]
-    assert set(evaluation["candidate"]["per_class"]) == {"ham", "spam"}
-    assert len(evaluation["candidate"]["confusion_matrix"]) == 2
+    assert evaluation.champion and evaluation.rows == evaluation.candidate.rows
+    assert evaluation.candidate.accuracy < evaluation.champion.accuracy
+    assert set(evaluation.candidate.per_class) == {"ham", "spam"}
+    assert len(evaluation.candidate.confusion_matrix) == 2
 
     decision = gate_candidate(file_store, "toy-model", evaluation, test, GateConfig(min_accuracy=0.5, min_macro_f1=0.3,
                                                                                   max_ece=0.5))
@@ -62,7 +62,7 @@ def test_a_worse_candidate_is_stopped_at_the_gate_with_reasons(tmp_path, file_st
     evaluation = evaluate_candidate(file_store, "toy-model", registry.resolve_version(file_store, "toy-model",
                                                                                       "champion"),
                                     test, described)
-    assert evaluation["champion"] is None  # the champion against itself is not a comparison
+    assert evaluation.champion is None  # the champion against itself is not a comparison
 
 
 def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(own_two_versions):
@@ -71,17 +71,17 @@ def test_a_champion_this_code_cannot_load_is_named_and_blocks_unless_allowed(own
     dataset = store.read_json(f"models/toy-model/{cand}/model_card.json")["dataset"]
     test, described = held_out_split(store, dataset["name"], dataset["version"])
     evaluation = evaluate_candidate(store, "toy-model", cand, test, described)
-    assert evaluation["champion"] is None and evaluation["champion_unusable"]["version"] == stable
-    assert "sha256" in evaluation["champion_unusable"]["reason"]
+    assert evaluation.champion is None and evaluation.champion_unusable["version"] == stable
+    assert "sha256" in evaluation.champion_unusable["reason"]
     lenient = GateConfig(min_accuracy=0, min_macro_f1=0, max_ece=1, on_unusable_champion="absolute_only")
     strict = lenient.model_copy(update={"on_unusable_champion": "fail"})
-    refused = decide(evaluation["candidate"], None, strict, {"matching_share": 1.0, "passed": True},
-                     evaluation["champion_unusable"])
+    refused = decide(evaluation.candidate.model_dump(), None, strict, {"matching_share": 1.0, "passed": True},
+                     evaluation.champion_unusable)
     assert not refused["blessed"]
-    assert refused["reasons"] == [f"champion {stable} cannot be loaded: {evaluation['champion_unusable']['reason']} "
+    assert refused["reasons"] == [f"champion {stable} cannot be loaded: {evaluation.champion_unusable['reason']} "
                                   "(gate.on_unusable_champion: fail)"]
-    allowed = decide(evaluation["candidate"], None, lenient, {"matching_share": 1.0, "passed": True},
-                     evaluation["champion_unusable"])
+    allowed = decide(evaluation.candidate.model_dump(), None, lenient, {"matching_share": 1.0, "passed": True},
+                     evaluation.champion_unusable)
     assert allowed["blessed"]
 
 

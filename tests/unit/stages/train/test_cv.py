@@ -59,14 +59,14 @@ def test_the_evaluate_step_estimates_the_candidate_by_k_folds_and_the_gate_can_r
     dataset = card["dataset"]
     test, described = held_out_split(store, dataset["name"], dataset["version"])
     evaluation = evaluate_candidate(store, "toy-model", cand, test, described, cv_folds=3)
-    cv = evaluation["candidate"]["cv"]
+    cv = evaluation.candidate.cv
     assert cv["folds"] == 3 and len(cv["per_fold"]) == 3
     pool = sum(f["rows"] for f in cv["per_fold"])
     assert all(f["train_rows"] == pool - f["rows"] for f in cv["per_fold"])
     assert pool > test.num_rows  # the train and validation splits, not the test split
     assert 0.5 < cv["accuracy"]["lower"] <= cv["accuracy"]["mean"] <= 1
     assert read_cross_validation(store, "toy-model", cand) == cv
-    again = evaluate_candidate(store, "toy-model", cand, test, described, cv_folds=3)["candidate"]["cv"]
+    again = evaluate_candidate(store, "toy-model", cand, test, described, cv_folds=3).candidate.cv
     assert again == cv  # same version, same folds, same seed: the same estimate
 
     strict = GateConfig(require_infra_validation=False, min_cv_accuracy_lower=1.0)
@@ -74,10 +74,10 @@ def test_the_evaluate_step_estimates_the_candidate_by_k_folds_and_the_gate_can_r
     assert not refused.blessed and any(r.startswith("cv_accuracy_lower") for r in refused.reasons)
     report = gate_markdown(refused)
     assert "Cross-validation: 3 folds" in report and f"{cv['accuracy']['lower']:.4f}" in report
-    blessed = decide(evaluation["candidate"], None, GateConfig(require_infra_validation=False,
+    blessed = decide(evaluation.candidate.model_dump(), None, GateConfig(require_infra_validation=False,
                                                                min_cv_accuracy_lower=0.5))
     assert any(c["check"] == "cv_accuracy_lower" and c["passed"] for c in blessed["checks"])
-    no_cv = decide({**evaluation["candidate"], "cv": None}, None, strict)
+    no_cv = decide({**evaluation.candidate.model_dump(), "cv": None}, None, strict)
     assert "no cross-validation (evaluate.cv_folds is 0)" in no_cv["reasons"]
 
     shown = conveyor("models", "show", "toy-model", cand, "--store", store.uri, "--json")
