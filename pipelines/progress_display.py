@@ -54,7 +54,9 @@ class ProgressDisplay:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(5)
+            # No timeout: once stopped, the follower returns at the file's end, and every event the
+            # steps wrote before this point is shown (a bounded join could cut them off on a busy host).
+            self._thread.join()
         if self._bar is not None:
             self._bar.stop()
         if self._previous_env is None:
