@@ -1,87 +1,15 @@
-"""Monitoring: the fast drift verdict equals Evidently's, the trigger's guardrails, and the monitor
-executor on real inference logs written by the predictor's logger."""
+"""The monitor executor on real inference logs written by the predictor's logger: the window's
+verdict, the CLI, what the log keeps of text, retention."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pytest
 
 from components.stages.monitor.config import MonitorConfig, TriggerPolicy
-from components.stages.monitor.drift import evidently_verdict, fast_verdict
-from components.stages.monitor.trigger import decide, history, record
+from components.stages.monitor.trigger import history
 from components.stages.split.config import SplitConfig
-
-NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
-
-
-def _tables(n: int, shift: float, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    ref = {"chars": rng.lognormal(6, 1, n), "digits": rng.beta(1, 20, n), "urls": rng.poisson(0.3, n).astype(float),
-           "label": rng.choice(["ham", "spam"], n, p=[0.7, 0.3])}
-    cur = {"chars": rng.lognormal(6 + shift, 1, n), "digits": rng.beta(1, 20 - 10 * shift, n),
-           "urls": rng.poisson(0.3 + shift, n).astype(float),
-           "label": rng.choice(["ham", "spam"], n, p=[0.7 - shift / 2, 0.3 + shift / 2])}
-    kinds = {"chars": "numerical", "digits": "numerical", "urls": "numerical", "label": "categorical"}
-    return ref, cur, kinds
-
-
-@pytest.mark.parametrize("shift", [0.0, 0.05, 0.4])
-def test_fast_verdict_matches_evidently_column_by_column(shift):
-    ref, cur, kinds = _tables(5000, shift)
-    fast = fast_verdict(ref, cur, kinds)
-    slow, _ = evidently_verdict(ref, cur, kinds)
-    assert fast["dataset_drift"] == slow["dataset_drift"]
-    assert fast["drifted_share"] == pytest.approx(slow["drifted_share"])
-    for name in kinds:
-        assert fast["columns"][name]["score"] == pytest.approx(slow["columns"][name]["score"], rel=1e-9, abs=1e-12)
-        assert fast["columns"][name]["drifted"] == slow["columns"][name]["drifted"]
-    # `urls` has <= 5 distinct values at no shift: Evidently (and we) use Jensen-Shannon there
-    assert {c["method"] for c in fast["columns"].values()} <= {"wasserstein", "jensenshannon"}
-    assert fast["dataset_drift"] == (shift >= 0.4)
-
-
-def _verdict(drifted: bool | None):
-    if drifted is None:
-        return {"status": "insufficient_data", "reason": "12 rows", "signals": {}}
-    return {"status": "judged", "signals": {"input_drift": drifted, "prediction_drift": False, "accuracy_drop": None}}
-
-
-def _run(policy: TriggerPolicy, windows: list[bool | None], hours_apart: float = 1.0) -> list[str]:
-    past: list[dict] = []
-    for i, drifted in enumerate(windows):
-        decision = decide(policy, _verdict(drifted), past, NOW + dt.timedelta(hours=i * hours_apart))
-        past.append(decision)
-    return [d["action"] for d in past]
-
-
-def test_trigger_guardrails():
-    policy = TriggerPolicy(consecutive_windows=1, cooldown_hours=6, max_retrains_per_day=3)
-    assert _run(policy, [False, False]) == ["wait", "wait"]  # no drift: no retrain
-    assert _run(policy, [None]) == ["insufficient_data"]  # below min_samples: no false alarm
-    assert _run(policy, [True, True]) == ["retrain", "wait"]  # two drifted windows in the cooldown: one retrain
-    assert _run(policy, [True, True], hours_apart=7) == ["retrain", "retrain"]  # after the cooldown: again
-    debounce = TriggerPolicy(consecutive_windows=2, cooldown_hours=0)
-    assert _run(debounce, [True, False, True, None, True]) == ["wait", "wait", "wait", "insufficient_data",
-                                                               "retrain"]
-    capped = TriggerPolicy(consecutive_windows=1, cooldown_hours=0, max_retrains_per_day=2)
-    assert _run(capped, [True, True, True]) == ["retrain", "retrain", "wait"]
-    only_accuracy = TriggerPolicy(signals=["accuracy_drop"], cooldown_hours=0)
-    assert _run(only_accuracy, [True]) == ["wait"]  # input drift alone is not a counted signal here
-    decision = decide(policy, _verdict(True), [decide(policy, _verdict(True), [], NOW)], NOW + dt.timedelta(hours=1))
-    assert any("cooldown: last retrain 1.0 h ago" in r for r in decision["reasons"])
-
-
-def test_decisions_are_recorded_with_evidence(file_store):
-    policy = TriggerPolicy()
-    first = decide(policy, _verdict(True), [], NOW)
-    record(file_store, "m", first)
-    second = decide(policy, _verdict(True), history(file_store, "m"), NOW + dt.timedelta(hours=1))
-    record(file_store, "m", second)
-    kept = history(file_store, "m")
-    assert [d["action"] for d in kept] == ["retrain", "wait"]
-    assert kept[0]["signals"]["input_drift"] is True and kept[1]["reasons"]
 
 
 def _log(store, loaded, texts, at: dt.datetime, request_prefix: str):
@@ -136,71 +64,6 @@ def test_monitor_window_on_logged_predictions(own_two_versions):
     assert {"upper_share", "digit_share", "url_count", "oov_rate"} <= drifted
     assert verdict["accuracy"]["labelled"] == 600 and verdict["accuracy"]["live_accuracy"] == 0.0
     assert verdict["signals"]["accuracy_drop"] is True
-
-
-class _KfpStandIn:
-    """The few KFP client calls the submit step makes (no KFP API server runs here)."""
-
-    def __init__(self):
-        from types import SimpleNamespace as NS
-
-        self.NS = NS
-        self.runs = []
-
-    def list_runs(self, page_size, sort_by):
-        return self.NS(runs=[self.NS(display_name=r["name"], run_id=r["id"]) for r in self.runs])
-
-    def get_pipeline_id(self, name):
-        return "pid-1" if name == "conveyor-continuous-training" else None
-
-    def list_pipeline_versions(self, pipeline_id, sort_by, page_size):
-        return self.NS(pipeline_versions=[self.NS(pipeline_version_id="vid-3")])
-
-    def get_experiment(self, experiment_name):
-        raise ValueError("no such experiment")
-
-    def create_experiment(self, name):
-        return self.NS(experiment_id="eid-1")
-
-    def run_pipeline(self, experiment_id, job_name, pipeline_id, version_id, params):
-        self.runs.append({"name": job_name, "id": f"run-{len(self.runs)}", "params": params,
-                          "ids": (experiment_id, pipeline_id, version_id)})
-        return self.NS(run_id=self.runs[-1]["id"])
-
-
-def test_submit_retraining_passes_new_data_and_champion_params_once(two_versions):
-    from components.common.errors import ClusterError
-    from components.stages.monitor.submit import submit_retraining
-    from components.stages.registry.store import load_card
-
-    store, *_ = two_versions
-    client = _KfpStandIn()
-    args = ("toy-model", ["s3://raw/new-batch/"], "http://kfp", "conveyor-continuous-training", "conveyor",
-            {"train": {"lr": 0.5, "epochs": 1}, "best_trial": "keep"}, {"word_ngrams": 1})
-    with pytest.raises(ClusterError, match="no retrain decision recorded"):
-        submit_retraining(store, *args, client=client)
-    decision = decide(TriggerPolicy(), _verdict(True), [], NOW)
-    key = record(store, "toy-model", decision)
-    try:
-        first = submit_retraining(store, *args, client=client)
-        again = submit_retraining(store, *args, client=client)  # a retried step adopts its run
-        assert first == again == "run-0" and len(client.runs) == 1
-        run = client.runs[0]
-        assert run["ids"] == ("eid-1", "pid-1", "vid-3") and run["params"]["sources"] == ["s3://raw/new-batch/"]
-        champion = load_card(store, "toy-model", "champion")["params"]
-        assert run["params"]["config"]["train"]["lr"] == champion["train"]["lr"]  # the champion's configuration
-        assert run["params"]["config"]["best_trial"] == "retrain"  # no search, so no trial to keep
-        # each setting in one place: the features are the run's features_config, not a copy in config
-        assert "features" not in run["params"]["config"]
-        from components.stages.featurize.config import FeaturesConfig
-
-        assert FeaturesConfig.model_validate(run["params"]["features_config"]) == \
-            FeaturesConfig.model_validate(champion["features"])
-        with pytest.raises(ClusterError, match="pipeline 'nope' is not registered"):
-            submit_retraining(store, "toy-model", [], "http://kfp", "nope", "conveyor", {}, {},
-                              client=_KfpStandIn())
-    finally:
-        store.delete(key[len(store.uri) + 1:])
 
 
 def test_conveyor_monitor_cli_records_a_decision(own_two_versions, tmp_path, capsys):
