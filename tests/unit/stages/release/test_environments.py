@@ -15,12 +15,11 @@ from components.common import audit
 from components.common.errors import NotFoundError, ReleaseRefused
 from components.stages.registry import store as registry
 from components.stages.release import environments as envs_
-from components.stages.release.config import CanaryConfig, EnvironmentConfig, RolloutConfig, default_environments
+from components.stages.release.config import EnvironmentConfig, RolloutConfig, default_environments
 from components.stages.release.executor import AWAITING_APPROVAL, FAILED, RELEASE, keep_replay_rows, release, stage
 from pipelines.cli import main as conveyor
+from tests.support.canary import FAST
 
-FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
-                    max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1, min_labelled=10)
 # The healthy path is about the flow, not this machine's speed: a busy 2-core host's slowest request
 # in an interval must not fail it (latency checks fail on purpose in test_rollout.py and
 # test_cluster.py beside this file).

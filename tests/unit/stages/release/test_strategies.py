@@ -10,7 +10,7 @@ import pytest
 
 from components.stages.registry import store as registry
 from components.stages.release.analysis import Check, RoleMetrics
-from components.stages.release.config import CanaryConfig, RolloutConfig
+from components.stages.release.config import RolloutConfig
 from components.stages.release.experiment import (
     ExperimentState,
     assign_arm,
@@ -20,9 +20,8 @@ from components.stages.release.experiment import (
     sequential_sample_size_per_arm,
 )
 from components.stages.release.strategies import Plan, advance_rollout, begin, interval_checks
+from tests.support.canary import FAST
 
-FAST = CanaryConfig(step_weights=[20, 50], max_weight=50, threshold=2, min_requests=8, max_p99_latency_ms=40,
-                    max_latency_ratio=4.0, max_prediction_js=0.3, max_accuracy_drop=0.1, min_labelled=10)
 OK = [Check("success_rate", 1.0, 0.99, True)]
 BAD = [Check("success_rate", 0.5, 0.99, False)]
 

@@ -1,4 +1,4 @@
-"""Training: deterministic bytes, resume after a kill, Katib metric lines, run records, registry."""
+"""Training: deterministic bytes, resume after a kill, Katib metric lines, typed parameters."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import signal
 import subprocess
 import sys
 
-import pytest
 import yaml
 
-from components.common.errors import IntegrityError
-from components.stages.registry import store as registry
 from components.stages.train.entrypoint import run_training
 from components.tracking.runs import read_run
 from tests.support.training_data import ingest_corpus, small_config
@@ -83,31 +80,3 @@ def test_typed_parameters_are_validated_before_work(tmp_path, file_store):
     assert bad_type.returncode == 3 and "lr" in bad_type.stderr and "valid number" in bad_type.stderr
     unknown = run("--set", "learning_rate=0.1")
     assert unknown.returncode == 3 and "train has no field 'learning_rate'" in unknown.stderr
-
-
-def test_registry_versions_aliases_and_tamper_check(tmp_path, file_store):
-    version = ingest_corpus(tmp_path, file_store)
-    record = run_training(file_store, "toy", version, small_config(), "reg-1", emit=lambda _l: None, progress=False)
-    card = registry.register_run(file_store, "toy-model", record, alias="candidate")
-    again = registry.register_run(file_store, "toy-model", record, alias="candidate")
-    assert card["version"] == again["version"]  # immutable and content-addressed
-    for key in ("metrics", "params", "dataset", "run_key", "files"):
-        assert key in card
-    registry.set_alias(file_store, "toy-model", "champion", card["version"])
-    assert registry.aliases(file_store, "toy-model") == {"candidate": card["version"], "production": card["version"]}
-
-    loaded = registry.load(file_store, "toy-model", "champion")
-    import pyarrow as pa
-    import torch
-
-    enc = loaded.featurizer.encode(pa.array(["free cash prize click now", "project meeting notes agenda"]))
-    with torch.no_grad():
-        preds = loaded.model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1])).argmax(1).tolist()
-    assert [loaded.featurizer.labels[i] for i in preds] == ["spam", "ham"]
-
-    key = f"models/toy-model/{card['version']}/weights.pt"
-    data = bytearray(file_store.read_bytes(key))
-    data[-20] ^= 0xFF
-    file_store.write_bytes(key, bytes(data))
-    with pytest.raises(IntegrityError, match="refusing a modified model file"):
-        registry.load(file_store, "toy-model", card["version"])
