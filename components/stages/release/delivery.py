@@ -57,6 +57,32 @@ def _hours(delta: dt.timedelta) -> float:
     return round(delta.total_seconds() / 3600, 4)
 
 
+def _failed_releases(releases: list[dict[str, Any]], moves: list[dict[str, Any]],
+                     failure_window: dt.timedelta) -> tuple[list[dict[str, Any]], list[float]]:
+    """The production releases that failed (rolled back by the analysis, or promoted and then moved
+    back to the version they replaced within `failure_window`), and the hours each took to restore."""
+    failures, restore_hours = [], []
+    for r in releases:
+        outcome = r["details"].get("outcome")
+        if outcome == "RolledBack":
+            failures.append({"version": r["subject"]["version"], "how": "rolled back by the analysis",
+                             "at": r["time"]})
+            began = r["details"].get("started_at")
+            if began:
+                restored = _at(r) - dt.datetime.fromisoformat(began.replace("Z", "+00:00"))
+                restore_hours.append(_hours(restored))
+        elif outcome == "Promoted":
+            replaced = r["details"].get("stable")
+            back = next((m for m in moves if m["seq"] > r["seq"] and _at(m) - _at(r) <= failure_window
+                         and m["details"].get("from") == r["subject"]["version"]
+                         and replaced and m["subject"].get("version") == replaced), None)
+            if back is not None:
+                failures.append({"version": r["subject"]["version"], "how": f"production moved back to {replaced}",
+                                 "at": back["time"]})
+                restore_hours.append(_hours(_at(back) - _at(r)))
+    return failures, restore_hours
+
+
 def delivery_figures(entries: list[dict[str, Any]], model: str | None = None, window: dt.timedelta | None = None,
                      now: dt.datetime | None = None,
                      failure_window: dt.timedelta = dt.timedelta(hours=24)) -> dict[str, Any]:
@@ -87,25 +113,7 @@ def delivery_figures(entries: list[dict[str, Any]], model: str | None = None, wi
         if data in committed and committed[data] <= _at(r):
             lead_hours.append(_hours(_at(r) - committed[data]))
 
-    failures, restore_hours = [], []
-    for r in in_window:
-        outcome = r["details"].get("outcome")
-        if outcome == "RolledBack":
-            failures.append({"version": r["subject"]["version"], "how": "rolled back by the analysis",
-                             "at": r["time"]})
-            began = r["details"].get("started_at")
-            if began:
-                restored = _at(r) - dt.datetime.fromisoformat(began.replace("Z", "+00:00"))
-                restore_hours.append(_hours(restored))
-        elif outcome == "Promoted":
-            replaced = r["details"].get("stable")
-            back = next((m for m in moves if m["seq"] > r["seq"] and _at(m) - _at(r) <= failure_window
-                         and m["details"].get("from") == r["subject"]["version"]
-                         and replaced and m["subject"].get("version") == replaced), None)
-            if back is not None:
-                failures.append({"version": r["subject"]["version"], "how": f"production moved back to {replaced}",
-                                 "at": back["time"]})
-                restore_hours.append(_hours(_at(back) - _at(r)))
+    failures, restore_hours = _failed_releases(in_window, moves, failure_window)
 
     alerts = [e for e in entries if e["event"] == "retrain_decision" and e["details"].get("drifted")
               and start <= _at(e) <= now]
