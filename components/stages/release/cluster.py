@@ -346,9 +346,8 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     (SIGTERM, as KFP sends) rolls the release back: no candidate is left taking traffic."""
 
     # lazy: `kubectl conveyor` imports this module for every verb; only a rollout needs the registry
-    # (pyarrow) and the labelled replay (numpy)
+    # (pyarrow)
     from components.stages.registry.store import set_alias
-    from components.stages.release.replay import LabelledReplay
 
     started = now()
     api = api or KubernetesInferenceServiceApi()
@@ -370,20 +369,8 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
         if source is None:
 
             source = PrometheusMetricsSource(cfg.prometheus, model, cfg.interval_s)
-        if cfg.cluster_replay_requests and replay_rows and (obj["metadata"].get("annotations") or {}).get(ROUTE):
-            replay = route_replay(ctl, obj, cfg, rollout, deploy_cfg.name, replay_rows)
-        elif cfg.cluster_replay_requests and replay_rows:
-
-            url = (obj.get("status") or {}).get("url")
-            if not url:
-                raise ClusterError(f"InferenceService {deploy_cfg.namespace}/{deploy_cfg.name} has no status.url "
-                                   "to replay labelled rows through")
-            if rollout.strategy == "bluegreen" and deploy_cfg.mode == "knative":
-                # at 0% the InferenceService URL reaches only the stable: the preview is the
-                # `latest-` tag's URL (tag routing is on), which serves the newest revision
-                url = preview_url(obj) or url
-            replay = LabelledReplay(f"{url.rstrip('/')}/v1/models/{deploy_cfg.name}:predict", *replay_rows,
-                                    per_interval=cfg.cluster_replay_requests)
+        if cfg.cluster_replay_requests and replay_rows:
+            replay = _labelled_replay(ctl, obj, cfg, rollout, deploy_cfg, replay_rows)
         with rolled_back_on_sigterm(ctl):
             state = ctl.analyze(source, cfg, replay=replay, on_step=on_step)
         obj = ctl.get()
@@ -409,6 +396,29 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     record_verbs(store, record, state)
     record_release(store, record, key)
     return record
+
+
+def _labelled_replay(ctl: CanaryController, obj: dict[str, Any], cfg: CanaryConfig, rollout: RolloutConfig,
+                     deploy_cfg: DeployConfig, replay_rows: tuple[list[str], list[str]]):
+    """Where the labelled rows of each interval go: through the release route when the rollout has
+    one (A/B, shadow), else through the InferenceService's URL (the preview's, for a blue-green on
+    Knative)."""
+    # lazy: `kubectl conveyor` imports this module for every verb; only a rollout needs the labelled
+    # replay (numpy)
+    from components.stages.release.replay import LabelledReplay
+
+    if (obj["metadata"].get("annotations") or {}).get(ROUTE):
+        return route_replay(ctl, obj, cfg, rollout, deploy_cfg.name, replay_rows)
+    url = (obj.get("status") or {}).get("url")
+    if not url:
+        raise ClusterError(f"InferenceService {deploy_cfg.namespace}/{deploy_cfg.name} has no status.url "
+                           "to replay labelled rows through")
+    if rollout.strategy == "bluegreen" and deploy_cfg.mode == "knative":
+        # at 0% the InferenceService URL reaches only the stable: the preview is the
+        # `latest-` tag's URL (tag routing is on), which serves the newest revision
+        url = preview_url(obj) or url
+    return LabelledReplay(f"{url.rstrip('/')}/v1/models/{deploy_cfg.name}:predict", *replay_rows,
+                          per_interval=cfg.cluster_replay_requests)
 
 
 def _test_accuracy(store, model: str, version: str) -> float | None:
