@@ -129,11 +129,16 @@ def merged_config(config: dict[str, Any], **sections: dict[str, Any]) -> dict[st
     return merged
 
 
-def describe_validation_error(exc: ValidationError, origin: str) -> str:
+def first_validation_error(exc: ValidationError) -> str:
+    """The first error of a validation as `field.path: message`, and how many more there are."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{origin}: {where}: {first['msg']}{more}"
+    return f"{where}: {first['msg']}{more}"
+
+
+def describe_validation_error(exc: ValidationError, origin: str) -> str:
+    return f"{origin}: {first_validation_error(exc)}"
 
 
 def validate_section(model: type[Model], raw: Any, origin: str) -> Model:

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from components.common import audit
 from components.common.errors import IntegrityError, NotFoundError
 from components.common.hashing import sha256_of_file, sha256_of_value
-from components.common.layout import dataset_prefix, latest_key, manifest_key, version_prefix
+from components.common.layout import check_name, dataset_prefix, latest_key, manifest_key, version_prefix
 from components.common.shards import ROW_GROUP_ROWS
 from components.common.storage import Store
 from components.dataset.schema import ACCEPTED_SCHEMA, ContentDigest, content_keys, keys_from_doc_ids
@@ -216,7 +216,7 @@ class NewVersion:
     """
 
     def __init__(self, store: Store, dataset: str, parent: str | None):
-        dataset_prefix(dataset)  # checks the name
+        check_name(dataset)
         store.check()  # fail fast (store down, bad credentials) before reading anything
         self.store, self.dataset, self._parent = store, dataset, parent
         self.version: str | None = None

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from components.common.config import first_validation_error
 from components.common.errors import InputError
 
 
@@ -50,14 +51,14 @@ class Evaluation(BaseModel):
     def read(cls, path: str) -> Evaluation:
         try:
             with open(path) as handle:
-                return cls.model_validate(json.load(handle))
-        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-            if isinstance(exc, ValidationError):
-                first = exc.errors()[0]
-                detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-            else:
-                detail = str(exc)
-            raise InputError(f"{path}: not an evaluation the evaluate step wrote ({detail})") from None
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: the evaluation cannot be read ({exc})") from None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InputError(f"{path}: not an evaluation the evaluate step wrote "
+                             f"({first_validation_error(exc)})") from None
 
     def write(self, path: str) -> None:
         with open(path, "w") as handle:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from components.common.config import first_validation_error
 from components.common.errors import GateFailed
 
 
@@ -58,24 +59,18 @@ class Blessing(BaseModel):
         return self
 
     @classmethod
-    def of(cls, data: Any, source: str) -> Blessing:
-        """`data` read from `source` (a file name, for the message), or GateFailed saying what is wrong."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "the file"
-            raise GateFailed(f"{source}: not a blessing the gate wrote ({where}: {first['msg']}); refusing to roll "
-                             f"out on it") from None
-
-    @classmethod
     def read(cls, path: str) -> Blessing:
+        """The blessing in the file at `path`, or GateFailed saying what is wrong with it."""
         try:
             with open(path) as handle:
                 data = json.load(handle)
         except (OSError, ValueError) as exc:
             raise GateFailed(f"{path}: the blessing cannot be read ({exc}); refusing to roll out on it") from None
-        return cls.of(data, path)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise GateFailed(f"{path}: not a blessing the gate wrote ({first_validation_error(exc)}); refusing to "
+                             "roll out on it") from None
 
     def write(self, path: str) -> None:
         with open(path, "w") as handle:

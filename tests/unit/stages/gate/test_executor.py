@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from components.common.errors import GateFailed
+from components.common.errors import GateFailed, InputError
+from components.stages.evaluate.artifacts import Evaluation
 from components.stages.evaluate.core import expected_calibration_error
 from components.stages.evaluate.executor import evaluate_candidate
 from components.stages.gate.artifacts import Blessing
@@ -125,3 +126,17 @@ def test_the_blessing_file_round_trips_and_a_tampered_one_is_refused(tmp_path):
     path.write_text("{not json")
     with pytest.raises(GateFailed, match="the blessing cannot be read"):
         Blessing.read(str(path))
+
+
+def test_an_evaluation_file_that_is_not_one_is_refused_naming_the_file_and_field(tmp_path):
+    """What the gate step reads: a file that is not JSON, or JSON without the candidate's scores,
+    is an InputError that names the file and what is wrong, never a KeyError later."""
+    path = tmp_path / "evaluation.json"
+    path.write_text("{not json")
+    with pytest.raises(InputError, match=f"{path}: the evaluation cannot be read"):
+        Evaluation.read(str(path))
+    path.write_text(json.dumps({"dataset": {"name": "d", "version": "x"}, "rows": 3, "split": {},
+                                "champion": None}))
+    with pytest.raises(InputError,
+                       match=f"{path}: not an evaluation the evaluate step wrote \\(candidate: Field required"):
+        Evaluation.read(str(path))
