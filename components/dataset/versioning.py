@@ -31,6 +31,7 @@ from components.common.hashing import sha256_of_file, sha256_of_value
 from components.common.layout import check_name, dataset_prefix, latest_key, manifest_key, version_prefix
 from components.common.shards import ROW_GROUP_ROWS
 from components.common.storage import Store
+from components.dataset.manifest import Part
 from components.dataset.schema import ACCEPTED_SCHEMA, ContentDigest, content_keys, keys_from_doc_ids
 
 MANIFEST_FORMAT = 1
@@ -50,8 +51,9 @@ class VersionRef:
     manifest: dict[str, Any]
 
     @property
-    def parts(self) -> list[dict[str, Any]]:
-        return self.manifest["parts"]
+    def parts(self) -> list[Part]:
+        where = f"dataset {self.dataset}@{self.version} manifest"
+        return [Part.of(p, f"{where} parts[{i}]") for i, p in enumerate(self.manifest["parts"])]
 
 
 def read_manifest(store: Store, name: str, version: str) -> dict[str, Any]:
@@ -96,13 +98,13 @@ def _local_parts(store: Store, ref: VersionRef, verify: bool, workdir: str | Non
     """Each part of a version copied to a local file (checksum verified by default), one at a time."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for part in ref.parts:
-            key = f"{dataset_prefix(ref.dataset)}/{part['path']}"
+            key = f"{dataset_prefix(ref.dataset)}/{part.path}"
             local = store.local_copy(key, tmp)
             if verify:
                 actual = sha256_of_file(local)
-                if actual != part["sha256"]:
+                if actual != part.sha256:
                     raise IntegrityError(f"{store.url(key)}: sha256 {actual[:12]}… does not match the "
-                                         f"manifest's {part['sha256'][:12]}…; the part was modified")
+                                         f"manifest's {part.sha256[:12]}…; the part was modified")
             yield local
             if os.path.dirname(os.path.abspath(local)) == os.path.abspath(tmp):  # a copy, not a file store's own
                 os.remove(local)
@@ -152,12 +154,6 @@ def parent_digest(store: Store, ref: VersionRef | None) -> ContentDigest:
     return digest
 
 
-def file_entry(path: str, rows: int, sha256: str, size: int) -> dict[str, Any]:
-    """A part's or the quarantine's manifest entry (path under the dataset's prefix); both engines
-    describe their files with it."""
-    return {"path": path, "rows": rows, "sha256": sha256, "bytes": size}
-
-
 class LocalFile(NamedTuple):
     """A Parquet file of a version being made, written on local disk before `commit` uploads it:
     a part (`part-NNNNN.parquet`) or the quarantine (`quarantine.parquet`), as its manifest entry
@@ -168,9 +164,9 @@ class LocalFile(NamedTuple):
     sha256: str
     bytes: int
 
-    def entry(self, path: str) -> dict[str, Any]:
-        """Its manifest entry, once uploaded to `path` (under the dataset's prefix)."""
-        return file_entry(path, self.rows, self.sha256, self.bytes)
+    def entry(self, path: str) -> Part:
+        """How the manifest lists it, once uploaded to `path` (under the dataset's prefix)."""
+        return Part(path=path, rows=self.rows, sha256=self.sha256, bytes=self.bytes)
 
 
 def commit(store: Store, name: str, version: str, local_parts: list[LocalFile],

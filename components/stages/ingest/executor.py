@@ -25,6 +25,7 @@ from components.common.hashing import sha256_of_file
 from components.common.logs import emit
 from components.common.storage import Store
 from components.dataset import versioning as v
+from components.dataset.manifest import Part
 from components.dataset.schema import (
     ACCEPTED_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -292,7 +293,7 @@ def _parent_side(new: v.NewVersion, cleaning: CleaningConfig, tmp: str,
 
 
 def _manifest_entries(version: str, parts: list[v.LocalFile],
-                      quarantine: v.LocalFile | None) -> tuple[list[dict], dict | None]:
+                      quarantine: v.LocalFile | None) -> tuple[list[Part], Part | None]:
     """The manifest's entries for the parts and the quarantine file `versioning.commit` uploads."""
     own_parts = [p.entry(f"{version}/part-{i:05d}.parquet") for i, p in enumerate(parts)]
     return own_parts, None if quarantine is None else quarantine.entry(f"{version}/quarantine.parquet")
@@ -314,11 +315,10 @@ def version_result(store: Store, dataset: str, stats: CleanStats, manifest: dict
 
 def build_manifest(dataset: str, version: str, parent_ref: v.VersionRef | None, stats: CleanStats,
                    digest: ContentDigest, cleaning: CleaningConfig, settings: SourceSettings, sources: list[str],
-                   formats: dict[str, int], own_parts: list[dict], quarantine: dict | None,
+                   formats: dict[str, int], own_parts: list[Part], quarantine: Part | None,
                    code_version: str) -> dict[str, Any]:
     """The manifest of a new version (any engine): `digest` covers the parent's rows and these."""
-    inherited = [dict(p, inherited_from=p.get("inherited_from") or parent_ref.version)
-                 for p in (parent_ref.parts if parent_ref else [])]
+    inherited = [p.inherited(parent_ref.version) for p in parent_ref.parts] if parent_ref else []
     by_label = dict(parent_ref.manifest["rows"]["by_label"]) if parent_ref else {}
     for label, count in stats.by_label.items():
         by_label[label] = by_label.get(label, 0) + count
@@ -342,8 +342,8 @@ def build_manifest(dataset: str, version: str, parent_ref: v.VersionRef | None, 
         "source_settings": settings.model_dump(mode="json"),
         "sources": list(sources),
         "formats": dict(sorted(formats.items())),
-        "parts": inherited + own_parts,
-        "quarantine": quarantine,
+        "parts": [p.entry() for p in inherited + own_parts],
+        "quarantine": quarantine.entry() if quarantine else None,
     }
 
 

@@ -38,6 +38,7 @@ from components.common.hashing import sha256_of_file
 from components.common.spark import SparkSettings, session
 from components.common.storage import Store, locate, open_store
 from components.dataset import versioning as v
+from components.dataset.manifest import Part
 from components.dataset.schema import (
     ACCEPTED_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -321,11 +322,11 @@ def _data_source_classes():
             manifest = json.loads(self.options["manifest"])
             version_key = v.version_prefix(manifest["dataset"], manifest["version"])
             under = len(v.dataset_prefix(manifest["dataset"])) + 1
-            manifest["parts"] += [v.file_entry(m.key[under:], m.rows, m.sha256, m.bytes) for m in written]
+            manifest["parts"] += [Part(path=m.key[under:], rows=m.rows, sha256=m.sha256, bytes=m.bytes).entry()
+                                  for m in written]
             staged = store.read_json(f"{version_key}/_quarantine.json")
             if staged:
-                manifest["quarantine"] = v.file_entry(f"{manifest['version']}/quarantine.parquet", staged["rows"],
-                                                      staged["sha256"], staged["bytes"])
+                manifest["quarantine"] = Part(path=f"{manifest['version']}/quarantine.parquet", **staged).entry()
             if sum(p["rows"] for p in manifest["parts"] if "inherited_from" not in p) != manifest["rows"]["accepted"]:
                 raise RuntimeError("the written parts do not hold the accepted rows; version not committed")
             v.publish(store, manifest)  # the commit point
@@ -384,7 +385,7 @@ def ingest_spark(sources: list[str], dataset: str, store: Store, settings: Sourc
     first = Window.partitionBy("key").orderBy("file_index", "row_index")
     ranked = candidates.withColumn("rank", F.row_number().over(first))
     if cleaning.dedup_against_parent and parent_ref and parent_ref.parts:
-        parts = spark.createDataFrame([(p["path"],) for p in parent_ref.parts], "path string")
+        parts = spark.createDataFrame([(p.path,) for p in parent_ref.parts], "path string")
         parent_keys = parts.repartition(max(1, min(len(parent_ref.parts), slices))).mapInArrow(
             _parent_keys(store.uri, dataset), "key long, in_parent boolean")
         ranked = ranked.join(parent_keys, "key", "left")

@@ -22,10 +22,10 @@ def report_for_versions(store: Store, name: str, version: str, reference: str | 
         ref_manifest = rref.manifest
         # A child version inherits its ancestors' parts: compare only the rows the reference lacks,
         # or the shared rows would dilute any drift toward zero.
-        shared = {p["path"] for p in rref.parts}
-        own = [p for p in ref.parts if p["path"] not in shared]
+        shared = {p.path for p in rref.parts}
+        own = [p for p in ref.parts if p.path not in shared]
         if own and len(own) < len(ref.parts):
-            subset = v.VersionRef(ref.dataset, ref.version, {**ref.manifest, "parts": own})
+            subset = v.VersionRef(ref.dataset, ref.version, {**ref.manifest, "parts": [p.entry() for p in own]})
             current = v.read_table(store, subset, columns=["text", "label", "source"])
     verdict, page = build_report(table, ref.manifest, ref_table, ref_manifest, config, drift_rows=current)
     if html_path:
