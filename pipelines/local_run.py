@@ -33,6 +33,7 @@ from components.stages.monitor.submit import retrain_parameters
 from components.stages.notify.component import notify_op
 from components.stages.registry.component import register_op
 from components.stages.registry.store import resolve_version
+from components.stages.release.artifacts import DeploymentRecord
 from components.stages.release.component import release_op, stage_op
 from components.stages.report.component import report_op
 from components.stages.search.component import tune_op
@@ -173,7 +174,7 @@ def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "referen
     staged = output_path(run_dir, stage_op, "verification")  # None: the gate did not bless it
     staging = json.loads(staged.read_text()) if staged else None
     deployed = output_path(run_dir, release_op, "deployment")  # None: not blessed, not staged or awaiting approval
-    deployment = json.loads(deployed.read_text()) if deployed else None
+    deployment = DeploymentRecord.read(str(deployed)) if deployed else None
     # Alert & Stop: the notify tasks' outputs (notify-op, notify-op-2: one per condition)
     alerts = [json.loads(p.read_text()) for p in sorted(run_dir.glob(f"**/{notify_op.name}*/notification"))]
     return {**data, **({"search": search} if search else {}),
@@ -189,14 +190,14 @@ def _training_step_summary(run_dir: Path, reports_dir: Path, tag: str = "referen
             "staging": None if staging is None else {k: staging.get(k) for k in ("next", "environment", "stages",
                                                                                   "expires_at")},
             "canary": None if deployment is None else {
-                "outcome": deployment["outcome"], "stable": deployment.get("stable"),
-                "strategy": deployment.get("strategy", "canary"),
-                "experiment": None if not deployment.get("experiment") else {
-                    k: deployment["experiment"].get(k) for k in ("verdict", "winner", "reason", "effect", "low",
+                "outcome": deployment.outcome, "stable": deployment.stable,
+                "strategy": deployment.strategy,
+                "experiment": None if not deployment.experiment else {
+                    k: deployment.experiment.get(k) for k in ("verdict", "winner", "reason", "effect", "low",
                                                                  "high", "p_value", "n")},
-                "experiment_report": deployment.get("experiment_report_uri"),
-                "reason": deployment.get("reason"), "record": deployment.get("record_uri"),
-                "actions": [h["action"] for h in (deployment.get("state") or {}).get("history", [])]}}
+                "experiment_report": deployment.experiment_report_uri,
+                "reason": deployment.reason, "record": deployment.record_uri,
+                "actions": [h["action"] for h in (deployment.state or {}).get("history", [])]}}
 
 
 def _data_step_summary(run_dir: Path, reports_dir: Path, tag: str) -> dict[str, Any]:
@@ -492,7 +493,7 @@ def _describe(step: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def release_locally(cfg: ConveyorConfig, store: str, version: str, env: str, workdir: str) -> dict[str, Any]:
+def release_locally(cfg: ConveyorConfig, store: str, version: str, env: str, workdir: str) -> DeploymentRecord:
     """The conveyor-release pipeline through kfp.local (what `conveyor approve` starts): returns the
     deployment record the release step wrote."""
     run_dir = Path(workdir).resolve() / ("release-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"))
@@ -500,7 +501,10 @@ def release_locally(cfg: ConveyorConfig, store: str, version: str, env: str, wor
     runner = LocalPipelineRun(run_dir)
     done = runner.run("release pipeline", build_release_pipeline(cfg, store=store, target="local"),
                       candidate=version, store=store, environment=env)
-    return output_json(done, release_op, "deployment")
+    deployed = output_path(done, release_op, "deployment")
+    if deployed is None:
+        raise FileNotFoundError(f"{run_dir}: {release_op.name} wrote no 'deployment'")
+    return DeploymentRecord.read(str(deployed))
 
 
 __all__ = ["LocalPipelineRun", "release_locally", "resolve_sources", "run_local"]

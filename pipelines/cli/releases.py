@@ -35,8 +35,8 @@ def _release(cfg: ConveyorConfig, store, model: str, version: str, env: str, wor
     print(f"releasing {model} {version} to {env} ({cfg.rollout.strategy}) through the conveyor-release pipeline "
           "(kfp.local)...", flush=True)
     record = release_locally(cfg, store.uri, version, env, output_folder(workdir, "--workdir"))
-    print(f"{cfg.rollout.strategy} release of {model} {version} to {env}: {record['outcome']} vs stable "
-          f"{record.get('stable') or 'none'}; record: {record.get('record_uri')}")
+    print(f"{cfg.rollout.strategy} release of {model} {version} to {env}: {record.outcome} vs stable "
+          f"{record.stable or 'none'}; record: {record.record_uri}")
     return 0
 
 
@@ -90,8 +90,8 @@ def cmd_release_job(args) -> int:
                                    replay_rows=(texts, labels) if canary.cluster_replay_requests else None)
 
     outcome = release(store, model, version, env, cfg.environments, cfg.rollout.strategy, deliver, target="kserve")
-    print(f"{cfg.rollout.strategy} release of {model} {version} to {env}: {outcome['outcome']}")
-    return 0 if outcome["outcome"] == "Promoted" else 1
+    print(f"{cfg.rollout.strategy} release of {model} {version} to {env}: {outcome.outcome}")
+    return 0 if outcome.promoted else 1
 
 
 def cmd_pending(args) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from components.cluster.deploy_config import DeployConfig
 from components.common.errors import InputError
 from components.common.storage import Store
+from components.stages.release.artifacts import DeploymentRecord
 from components.stages.release.config import CanaryConfig, EnvironmentConfig, RolloutConfig, default_environments
 from components.stages.release.executor import environments_from, keep_replay_rows, release, replay_rows, stage
 
@@ -57,7 +58,7 @@ def stage_on(target: str, store: Store, model: str, candidate: str, test_split: 
 
 
 def release_on(target: str, store: Store, model: str, candidate: str, environment: str, environments: list,
-               canary_config: dict, rollout_config: dict, deploy_config: dict, log=print) -> dict[str, Any]:
+               canary_config: dict, rollout_config: dict, deploy_config: dict, log=print) -> DeploymentRecord:
     _checked(target)
     cfg, envs = CanaryConfig.model_validate(canary_config), _environments(environments)
     rollout = RolloutConfig.model_validate(rollout_config)

@@ -44,8 +44,8 @@ from components.cluster.deploy_config import DeployConfig
 from components.cluster.isvc import build_inference_service
 from components.cluster.kube import CustomObjects
 from components.common.errors import ClusterError, ConfigError
-from components.common.layout import deployment_record_key
 from components.stages.release.analysis import CanaryState
+from components.stages.release.artifacts import DeploymentRecord
 from components.stages.release.cluster_verbs import ManualVerbs
 from components.stages.release.config import CanaryConfig, RolloutConfig
 from components.stages.release.gauges import publisher
@@ -67,6 +67,7 @@ from components.stages.release.kserve_state import (
     weight_patch,
 )
 from components.stages.release.prometheus import PrometheusMetricsSource
+from components.stages.release.records import experiment_result, store_record
 from components.stages.release.rollout import now, observers, run_rollout
 from components.stages.release.route import (
     RELEASE_OF,
@@ -336,7 +337,7 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
                         api: InferenceServiceApi | None = None, source=None, log=print,
                         replay_rows: tuple[list[str], list[str]] | None = None,
                         rollout: RolloutConfig | None = None, routes=None,
-                        on_step: Callable[[CanaryState], None] | None = None) -> dict[str, Any]:
+                        on_step: Callable[[CanaryState], None] | None = None) -> DeploymentRecord:
     """The pipeline's cluster deploy step: start (or adopt) the rollout, analyse it to the end,
     move the registry's champion alias on promotion, and store a deployment record.
     With `cfg.cluster_replay_requests` and `replay_rows` (texts, labels), labelled rows are sent
@@ -378,24 +379,14 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     if stable == candidate:
         set_alias(store, model, "production", candidate, reason=f"{rollout.strategy} promoted on KServe")
     record = {"model": model, "candidate": candidate, "env": "production", "backend": "kserve",
-              "strategy": rollout.strategy,
-              "started_at": started,
-              "finished_at": now(), "inference_service": f"{deploy_cfg.namespace}/{deploy_cfg.name}",
+              "strategy": rollout.strategy, "started_at": started, "finished_at": now(),
+              "inference_service": f"{deploy_cfg.namespace}/{deploy_cfg.name}",
               "outcome": str(state.phase) if state else "None", "stable": stable,
               "replay_failed_requests": replay.failures if replay is not None else None,
               "state": state.to_json() if state else None, "config": cfg.model_dump(mode="json")}
     if rollout.strategy == "ab" and state is not None:
-        from components.stages.release.local import experiment_result  # lazy: as above (the registry)
-
-        record["experiment"] = experiment_result(record, state, rollout)
-    key = deployment_record_key(model, record["finished_at"], candidate, "production")
-    store.write_json(key, record)
-    record["record_uri"] = store.url(key)
-    from components.stages.release.local import record_release, record_verbs  # lazy: as above (the registry)
-
-    record_verbs(store, record, state)
-    record_release(store, record, key)
-    return record
+        record["experiment"] = experiment_result(candidate, serving, state, rollout)
+    return store_record(store, record, state)
 
 
 def _labelled_replay(ctl: CanaryController, obj: dict[str, Any], cfg: CanaryConfig, rollout: RolloutConfig,

@@ -73,8 +73,6 @@ def release_op(
     deploy_config: dict = {},  # noqa: B006 (KFP reads defaults from the signature)
     rollout_config: dict = {},  # noqa: B006 ({}: canary)
 ) -> str:
-    import json
-
     from components.common.logs import StepLog
     from components.common.storage import open_store
     from components.stages.release.backends import release_on
@@ -82,10 +80,9 @@ def release_op(
     log = StepLog("release")
     record = release_on(target, open_store(store), model_name, candidate, environment, environments, canary_config,
                         rollout_config, deploy_config, log=log)
-    with open(deployment.path, "w") as handle:
-        json.dump(record, handle, indent=2)
-    deployment.metadata.update({"outcome": record["outcome"], "candidate": candidate, "env": environment,
-                                "strategy": record.get("strategy")})
-    log(f"release of {model_name} {candidate} to {environment} ({record.get('strategy')}): {record['outcome']}",
-        model=model_name, candidate=candidate, strategy=record.get("strategy"), outcome=record["outcome"])
-    return record["outcome"]
+    record.write(deployment.path)
+    deployment.metadata.update({"outcome": record.outcome, "candidate": candidate, "env": environment,
+                                "strategy": record.strategy})
+    log(f"release of {model_name} {candidate} to {environment} ({record.strategy}): {record.outcome}",
+        model=model_name, candidate=candidate, strategy=record.strategy, outcome=record.outcome)
+    return record.outcome

@@ -23,6 +23,7 @@ from components.common.storage import Store
 from components.stages.registry.store import PRODUCTION_ALIAS, set_alias
 from components.stages.release import environments as envs_
 from components.stages.release.analysis import CanaryState
+from components.stages.release.artifacts import DeploymentRecord
 from components.stages.release.config import EnvironmentConfig, check_environments
 from components.stages.release.staging import production_version
 
@@ -101,7 +102,7 @@ def step_recorder(store: Store, model: str, candidate: str, env: str, strategy: 
 
 
 def release(store: Store, model: str, candidate: str, env: str, environments: list[EnvironmentConfig],
-            strategy: str, deliver, target: str = "local") -> dict[str, Any]:
+            strategy: str, deliver, target: str = "local") -> DeploymentRecord:
     """Release into `env` (production) after `require_entry`. `deliver(texts, labels, on_step)`
     runs the strategy on a backend (local model servers or KServe) and returns its record."""
     _check_environments(environments)

@@ -16,14 +16,14 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from components.common import audit
 from components.common.errors import NotFoundError
-from components.common.layout import deployment_record_key
 from components.stages.registry.store import PRODUCTION_ALIAS, resolve_version, set_alias, test_accuracy
 from components.stages.release.analysis import CanaryState, RoleMetrics
+from components.stages.release.artifacts import DeploymentRecord
 from components.stages.release.config import CanaryConfig, RolloutConfig
-from components.stages.release.experiment import assign_arm, report_markdown
+from components.stages.release.experiment import assign_arm
 from components.stages.release.gauges import publisher
+from components.stages.release.records import experiment_result, store_record
 from components.stages.release.rollout import ReplayTally, observers, run_rollout
 from components.stages.release.strategies import Plan, begin
 from components.stages.serve.infra import ServerProcess, http_json, new_client_auth
@@ -212,13 +212,13 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
                      cfg: CanaryConfig, requests_per_interval: int = 60, canary_chaos: list[str] | None = None,
                      canary_metrics_url: str | None = None, log=print,
                      rollout: RolloutConfig | None = None, env: str = "production",
-                     on_step: Callable[[CanaryState], None] | None = None) -> dict[str, Any]:
+                     on_step: Callable[[CanaryState], None] | None = None) -> DeploymentRecord:
     """Stable = the production version, candidate released by `rollout.strategy` (default canary).
     `on_step` sees the state after every interval (the audit log's release steps).
     Returns the deployment record (also stored)."""
     rollout = rollout or RolloutConfig()
     started = dt.datetime.now(dt.UTC)
-    record: dict[str, Any] = {"model": model_name, "candidate": candidate, "env": env,
+    record: dict[str, Any] = {"model": model_name, "candidate": candidate, "env": env, "backend": "local",
                               "started_at": started.isoformat(),
                               "strategy": rollout.strategy, "config": cfg.model_dump(mode="json"),
                               "rollout": rollout.model_dump(mode="json")}
@@ -231,7 +231,7 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
         set_alias(store, model_name, PRODUCTION_ALIAS, candidate, reason="first deployment")
         record.update(stable=stable_version, outcome="Promoted", reason="first deployment: no stable to compare",
                       state=None)
-        return _save(store, record, log)
+        return store_record(store, record, log=log)
 
     record["stable"] = stable_version
     plan = Plan(cfg, rollout, baseline=test_accuracy(store, model_name, stable_version))
@@ -273,49 +273,5 @@ def run_local_canary(store, model_name: str, candidate: str, texts: list[str], l
     if state.phase == "Promoted":
         set_alias(store, model_name, PRODUCTION_ALIAS, candidate, reason=f"{rollout.strategy} promoted")
     if state.strategy == "ab" or rollout.strategy == "ab":
-        record["experiment"] = experiment_result(record, state, rollout)
-    return _save(store, record, log)
-
-
-def experiment_result(record: dict[str, Any], state: CanaryState, rollout: RolloutConfig) -> dict[str, Any]:
-    ab = rollout.ab
-    result = dict(state.result or {})
-    winner = result.get("winner")
-    return {**result, "winner": {"candidate": record["candidate"], "stable": record["stable"]}.get(winner),
-            "candidate": record["candidate"], "stable": record["stable"], "metric": ab.metric, "split": ab.split,
-            "key": ab.key, "mde": ab.mde, "alpha": ab.alpha, "power": ab.power, "experiment": state.experiment}
-
-
-def record_release(store, record: dict[str, Any], key: str) -> None:
-    """The audit entry of a finished release (local and KServe backends alike)."""
-    audit.append(store, "release_finished", {"model": record["model"], "version": record["candidate"],
-                                             "env": record.get("env", "production"),
-                                             "strategy": record.get("strategy", "canary")},
-                 {"outcome": record["outcome"], "stable": record.get("stable"), "record": key,
-                  "started_at": record.get("started_at"), "finished_at": record.get("finished_at")})
-
-
-def record_verbs(store, record: dict[str, Any], state: CanaryState | None) -> None:
-    """One audit entry per kubectl verb a person used on the release, with who the API server said
-    they were (kept on the InferenceService by `kubectl conveyor`; written here, where the store is)."""
-    for verb in (state.verbs if state else []):
-        audit.append(store, "rollout_verb", {"model": record["model"], "version": record["candidate"],
-                                             "env": record.get("env", "production")},
-                     {"outcome": verb["verb"], "at": verb["at"], "strategy": record.get("strategy")},
-                     actor={"kind": "user", "name": verb["by"], "authenticated_by": "SelfSubjectReview",
-                            "via": f"kubectl conveyor {verb['verb']}"})
-
-
-def _save(store, record: dict[str, Any], log) -> dict[str, Any]:
-    record["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
-    key = deployment_record_key(record["model"], record["finished_at"], record["candidate"],
-                                record.get("env", "production"))
-    if record.get("experiment"):  # the A/B report sits next to the record
-        report_key = key.removesuffix(".json") + "-experiment.md"
-        store.write_bytes(report_key, report_markdown(record["experiment"]).encode())
-        record["experiment_report_uri"] = store.url(report_key)
-    store.write_json(key, record)
-    record["record_uri"] = store.url(key)
-    record_release(store, record, key)
-    log(f"{record.get('strategy', 'canary')} outcome: {record['outcome']} (record {record['record_uri']})")
-    return record
+        record["experiment"] = experiment_result(candidate, stable_version, state, rollout)
+    return store_record(store, record, state, log=log)

@@ -139,13 +139,13 @@ def test_pipeline_rollout_step_first_deployment_moves_the_champion(two_versions)
     api = InferenceServices()
     record = run_cluster_rollout(store, _deploy_cfg("standard"), CFG, "toy-model", cand, api=api,
                                  log=lambda _m: None)
-    assert (record["outcome"], record["stable"], record["inference_service"]) == ("Promoted", cand, "team-a/spam")
+    assert (record.outcome, record.stable, record.inference_service) == ("Promoted", cand, "team-a/spam")
     assert resolve_version(store, "toy-model", "champion") == cand
-    assert store.read_json(record["record_uri"][len(store.uri) + 1:])["outcome"] == "Promoted"
+    assert store.read_json(record.record_uri[len(store.uri) + 1:])["outcome"] == "Promoted"
     again = run_cluster_rollout(store, _deploy_cfg("standard"), CFG, "toy-model", cand, api=api,
                                 log=lambda _m: None)
     set_alias(store, "toy-model", "champion", stable)  # leave the shared fixture as the other tests expect
-    assert again["outcome"] == "Promoted" and len(api.patches) == 0  # nothing to roll out: no change sent
+    assert again.outcome == "Promoted" and len(api.patches) == 0  # nothing to roll out: no change sent
 
 
 def test_kubectl_plugin_verbs(capsys):
@@ -291,11 +291,11 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
                 traffic.stop.set()
                 traffic.join()
                 router.close()
-    history = record["state"]["history"]
+    history = record.state["history"]
     assert router.stable_failures == 0  # stable never interrupted
     obj = api.get(NAME, NS)
     if failing is None:
-        assert record["outcome"] == "Promoted", json.dumps(history)
+        assert record.outcome == "Promoted", json.dumps(history)
         actions = [h["action"] for h in history]
         # Guarantees, not a count of intervals: on a loaded machine an interval may hold for want of samples.
         assert actions[-1] == "promote" and "step_up" in actions and set(actions[:-1]) <= {"step_up", "hold"}, \
@@ -306,7 +306,7 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
         assert checks["success_rate"]["value"] == 1.0 and checks["prediction_js_vs_stable"]["passed"]
         assert checks["labelled_accuracy_drop_vs_stable"]["passed"]
     else:
-        assert record["outcome"] == "RolledBack", json.dumps(history)
+        assert record.outcome == "RolledBack", json.dumps(history)
         assert len(history) == CFG.threshold  # rolled back within `threshold` intervals
         assert all(any(c["name"] == failing and c["passed"] is not True for c in h["checks"]) for h in history)
         if failing == "canary_metrics":  # the reason for "no data" is in the Event, not lost
@@ -315,11 +315,11 @@ def test_pipeline_rollout_with_real_prometheus(two_versions, chaos, prometheus_u
         assert obj["spec"]["predictor"]["model"]["storageUri"].endswith(f"/toy-model/{stable}")
         assert resolve_version(store, "toy-model", "champion") == stable
     # the decision trail is on the object, in its Events and in the stored record
-    assert json.loads(obj["metadata"]["annotations"][STATE])["phase"] == record["outcome"]
-    assert api.events[-1]["reason"] == f"Canary{record['outcome']}"
-    assert store.read_json(record["record_uri"][len(store.uri) + 1:])["outcome"] == record["outcome"]
+    assert json.loads(obj["metadata"]["annotations"][STATE])["phase"] == record.outcome
+    assert api.events[-1]["reason"] == f"Canary{record.outcome}"
+    assert store.read_json(record.record_uri[len(store.uri) + 1:])["outcome"] == record.outcome
     # labelled rows the canary answered with a 500 are counted in the record, not dropped silently
-    assert (record["replay_failed_requests"] > 0) == (failing == "success_rate")
+    assert (record.replay_failed_requests > 0) == (failing == "success_rate")
     set_alias(store, "toy-model", "champion", stable)
 
 

@@ -190,7 +190,7 @@ def test_kubectl_verbs_carry_the_authenticated_user_into_the_audit_log(cluster, 
     from components.cluster.deploy import KubernetesInferenceServiceApi
     from components.stages.release.cluster import CanaryController
     from components.stages.release.kserve_state import read_state
-    from components.stages.release.local import record_verbs
+    from components.stages.release.records import store_record
 
     server, person, _config = cluster
     server.rbac.append({"kind": "RoleBinding", "metadata": {"name": "carol-canary", "namespace": NAMESPACE},
@@ -213,7 +213,9 @@ def test_kubectl_verbs_carry_the_authenticated_user_into_the_audit_log(cluster, 
     assert [(v["verb"], v["by"]) for v in state.verbs] == [(v, "carol@example.com")
                                                           for v in ("pause", "resume", "promote")]
     assert not [c for c in server.calls if c.user == "carol@example.com" and c.status == 403]
-    record_verbs(file_store, {"model": cfg.model_name, "candidate": "bbb222", "strategy": "canary"}, state)
+    store_record(file_store, {"model": cfg.model_name, "candidate": "bbb222", "backend": "kserve",
+                              "started_at": "2026-01-01T00:00:00+00:00", "outcome": str(state.phase),
+                              "state": state.to_json(), "config": cfg.canary.model_dump(mode="json")}, state)
     entries = [e for e in audit.read_entries(file_store) if e["event"] == "rollout_verb"]
     assert [(e["details"]["outcome"], e["actor"]["name"]) for e in entries] == [
         (v, "carol@example.com") for v in ("pause", "resume", "promote")]

@@ -157,7 +157,7 @@ def test_manual_approval_stops_at_staging_then_approve_releases_with_the_configu
                          store, MODEL, cand, t, lab, HEALTHY, requests_per_interval=80, log=lambda _m: None,
                          rollout=RolloutConfig(strategy="bluegreen", bluegreen={"scale_down_delay_s": 0}),
                          on_step=on_step))
-    assert record["outcome"] == "Promoted" and record["strategy"] == "bluegreen" and record["env"] == "production"
+    assert record.outcome == "Promoted" and record.strategy == "bluegreen" and record.env == "production"
     assert registry.resolve_version(store, MODEL, "production") == cand
     entries = audit.read_entries(store)
     granted = next(e for e in entries if e["event"] == "approval_granted")

@@ -38,14 +38,14 @@ def test_healthy_canary_is_promoted_and_its_state_is_published(two_versions):
     assert (weight.labels["model"], weight.labels["stable"], weight.labels["candidate"], weight.labels["strategy"]) \
         == ("toy-model", stable, cand, "canary")
     [intervals] = families["conveyor_rollout_intervals"].samples
-    assert intervals.value == len(record["state"]["history"])
-    assert record["outcome"] == "Promoted", record["state"]["history"]
+    assert intervals.value == len(record.state["history"])
+    assert record.outcome == "Promoted", record.state["history"]
     assert registry.resolve_version(store, "toy-model", "champion") == cand
-    actions = [h["action"] for h in record["state"]["history"]]
+    actions = [h["action"] for h in record.state["history"]]
     # Guarantees, not a count of intervals: on a slow machine an interval may hold for want of samples.
     assert actions[-1] == "promote" and "step_up" in actions and set(actions[:-1]) <= {"step_up", "hold"}, actions
-    assert record["stable_failed_requests"] == 0
-    assert store.exists(record["record_uri"][len(store.uri) + 1:])
+    assert record.stable_failed_requests == 0
+    assert store.exists(record.record_uri[len(store.uri) + 1:])
 
 
 @pytest.mark.parametrize("chaos, metrics_url, failing", [
@@ -60,9 +60,9 @@ def test_healthy_canary_is_promoted_and_its_state_is_published(two_versions):
 def test_faulty_canary_is_rolled_back_within_threshold(two_versions, chaos, metrics_url, failing):
     store, stable, *_ = two_versions
     record = _run(two_versions, chaos=chaos, metrics_url=metrics_url)
-    history = record["state"]["history"]
-    assert record["outcome"] == "RolledBack", history
+    history = record.state["history"]
+    assert record.outcome == "RolledBack", history
     assert len(history) == FAST.threshold  # rolled back within `threshold` intervals
     assert all(any(c["name"] in failing and c["passed"] is not True for c in h["checks"]) for h in history)
     assert registry.resolve_version(store, "toy-model", "champion") == stable  # champion unchanged
-    assert record["stable_failed_requests"] == 0  # stable never interrupted
+    assert record.stable_failed_requests == 0  # stable never interrupted

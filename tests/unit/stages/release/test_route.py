@@ -269,7 +269,7 @@ def test_routed_release_with_real_prometheus(two_versions, strategy, fault):
                 users.stop.set()
                 users.join()
                 gateway.close()
-    history = record["state"]["history"]
+    history = record.state["history"]
     obj = api.get(NAME, NS)
     idle = declared_split(routes.get(ROUTE_NAME, NS), NAME)
     assert idle == {"stable": 1.0, "candidate": 0.0, "mirrored": 0.0}  # the route is back to the stable alone
@@ -277,7 +277,7 @@ def test_routed_release_with_real_prometheus(two_versions, strategy, fault):
     if strategy == "shadow":
         assert gateway.mirrored["spam-candidate-predictor"] > 0  # users' requests were mirrored to it
     if fault is None:
-        assert record["outcome"] == "Promoted", json.dumps(history)
+        assert record.outcome == "Promoted", json.dumps(history)
         assert obj["metadata"]["annotations"][STABLE] == cand
         assert resolve_version(store, "toy-model", "champion") == cand
         if strategy == "shadow":
@@ -285,19 +285,19 @@ def test_routed_release_with_real_prometheus(two_versions, strategy, fault):
             agreement = next(x for x in history[0]["checks"] if x["name"] == "agreement_with_stable")
             assert agreement["passed"] and agreement["value"] >= 0.8
         else:  # two healthy models: no difference of mde at the planned size (promote), or the candidate wins
-            result = record["experiment"]
+            result = record.experiment
             assert result["verdict"] in ("no_difference", "winner") and result["winner"] in (None, cand), result
             assert result["split"] == 0.5
         assert gateway.served["spam-candidate-predictor"] > 0
     else:
-        assert record["outcome"] == "RolledBack", json.dumps(history)
+        assert record.outcome == "RolledBack", json.dumps(history)
         assert obj["metadata"]["annotations"][STABLE] == stable
         assert resolve_version(store, "toy-model", "champion") == stable
         failing = {x["name"] for h in history for x in h["checks"] if x["passed"] is not True}
         expected = {"5xx": "success_rate", "slow": "p99_latency_ms", "no metrics": "canary_metrics",
                     "wrong answers": "agreement_with_stable" if strategy == "shadow" else None}[fault]
         if strategy == "ab":
-            result = record["experiment"]
+            result = record.experiment
             assert result["split"] == 0.5  # the split the route declared
             if fault == "wrong answers":  # the candidate answers every label wrong: the stable wins
                 assert result["verdict"] == "winner" and result["winner"] == stable and result["high"] < 0

@@ -170,30 +170,30 @@ BLUEGREEN = {"bluegreen": {"pre_promotion_intervals": 1, "post_promotion_interva
 def test_bluegreen_end_to_end_switches_and_promotes(two_versions):
     store, _stable, cand, *_ = two_versions
     record = _run(two_versions, "bluegreen", **BLUEGREEN)
-    history = record["state"]["history"]
-    assert record["outcome"] == "Promoted", history
+    history = record.state["history"]
+    assert record.outcome == "Promoted", history
     actions = [h["action"] for h in history]
     assert "switch" in actions and actions[-1] == "promote"
     assert {h["stage"] for h in history} == {"preview", "post_promotion"}
     assert registry.resolve_version(store, "toy-model", "champion") == cand
-    assert record["previous_scaled_down_after_s"] >= 0
+    assert record.previous_scaled_down_after_s >= 0
 
 
 @pytest.mark.parametrize("fault", faults("5xx"))
 def test_faulty_preview_is_never_switched_to(two_versions, fault):
     store, stable, *_ = two_versions
     record = _run(two_versions, "bluegreen", fault, **BLUEGREEN)
-    history = record["state"]["history"]
-    assert record["outcome"] == "RolledBack", history
+    history = record.state["history"]
+    assert record.outcome == "RolledBack", history
     assert all(h["stage"] == "preview" and h["weight"] == 0 for h in history)  # users never saw it
     assert registry.resolve_version(store, "toy-model", "champion") == stable
-    assert record["stable_failed_requests"] == 0
+    assert record.stable_failed_requests == 0
 
 
 def test_shadow_end_to_end_becomes_a_canary_and_is_promoted(two_versions):
     record = _run(two_versions, "shadow", shadow={"intervals": 1, "min_agreement": 0.8})
-    history = record["state"]["history"]
-    assert record["outcome"] == "Promoted", history
+    history = record.state["history"]
+    assert record.outcome == "Promoted", history
     # a busy machine may hold an interval first (a latency check); users see nothing until it turns
     turn = next(i for i, h in enumerate(history) if h["stage"] == "shadow -> canary")
     assert all(h["stage"] == "shadow" and h["weight"] == 0 for h in history[:turn]), history
@@ -206,11 +206,11 @@ def test_shadow_end_to_end_becomes_a_canary_and_is_promoted(two_versions):
 def test_faulty_shadow_stops_before_any_user_sees_it(two_versions, fault):
     store, stable, *_ = two_versions
     record = _run(two_versions, "shadow", fault, shadow={"intervals": 1})
-    history = record["state"]["history"]
-    assert record["outcome"] == "RolledBack", history
+    history = record.state["history"]
+    assert record.outcome == "RolledBack", history
     assert all(h["weight"] == 0 and h["stage"] == "shadow" for h in history)
     assert registry.resolve_version(store, "toy-model", "champion") == stable
-    assert record["stable_failed_requests"] == 0
+    assert record.stable_failed_requests == 0
     if fault == "wrong answers":
         failing = {c["name"] for c in history[-1]["checks"] if c["passed"] is False}
         assert "agreement_with_stable" in failing
@@ -224,13 +224,13 @@ def test_ab_end_to_end_faults(two_versions, fault):
     verdict = "winner" if fault == "wrong answers" else "stopped_by_guardrail"
     store, stable, *_ = two_versions
     record = _run(two_versions, "ab", fault, **AB)
-    result = record["experiment"]
-    assert result["verdict"] == verdict, record["state"]["history"]
-    assert record["outcome"] == "RolledBack"
+    result = record.experiment
+    assert result["verdict"] == verdict, record.state["history"]
+    assert record.outcome == "RolledBack"
     assert registry.resolve_version(store, "toy-model", "champion") == stable
     if verdict == "winner":  # the candidate answers every label wrong: the stable wins, significantly
         assert result["winner"] == stable and result["p_value"] <= 0.05 and result["high"] < 0
-    report = store.read_bytes(record["experiment_report_uri"][len(store.uri) + 1:]).decode()
+    report = store.read_bytes(record.experiment_report_uri[len(store.uri) + 1:]).decode()
     assert verdict.replace("_", " ") in report and "always-valid" in report
 
 
