@@ -15,7 +15,7 @@ import numpy as np
 from components.composition.config import load_config
 from components.stages.featurize.core import Featurizer
 from components.stages.ingest.executor import read_clean
-from components.stages.monitor.drift import evidently_verdict, fast_verdict
+from components.stages.monitor.core import evidently_verdict, fast_verdict
 from components.stages.monitor.features import NUMERICAL, encode, known_ids, text_features
 from pipelines.local_run import resolve_sources
 
@@ -76,7 +76,7 @@ def bench_redaction() -> dict:
     import re
 
     from components.common.redact import EMAIL, redact
-    from components.stages.monitor.drift import js_histograms
+    from components.stages.monitor.core import js_histograms
 
     cfg = load_config()
     featurizer = Featurizer(cfg.features)

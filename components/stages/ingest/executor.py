@@ -34,8 +34,8 @@ from components.dataset.schema import (
 )
 from components.stages.ingest import dedup
 from components.stages.ingest.artifacts import IngestOutcome
-from components.stages.ingest.clean import RAW_CHANGES_SCHEMA, Cleaner, CleanStats, prepare
 from components.stages.ingest.config import CleaningConfig, SourceSettings
+from components.stages.ingest.core import RAW_CHANGES_SCHEMA, Cleaner, CleanStats, prepare
 from components.stages.ingest.readers import SourceFile, SourceReader, discover
 from components.stages.ingest.topics import assign_sources, source_selector
 from components.stages.ingest.workers import prepared_in_order, resolve_workers

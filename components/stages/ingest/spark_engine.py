@@ -48,8 +48,8 @@ from components.dataset.schema import (
     without_raw,
 )
 from components.stages.ingest.artifacts import IngestOutcome
-from components.stages.ingest.clean import Cleaner, CleanStats, add_counts
 from components.stages.ingest.config import CleaningConfig, SourceSettings
+from components.stages.ingest.core import Cleaner, CleanStats, add_counts
 from components.stages.ingest.executor import (
     PART_ROWS,
     ROW_GROUP_ROWS,

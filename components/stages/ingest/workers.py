@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from components.stages.ingest.clean import PREPARE_READS, Prepared, prepare
 from components.stages.ingest.config import CleaningConfig, SourceSettings
+from components.stages.ingest.core import PREPARE_READS, Prepared, prepare
 from components.stages.ingest.topics import source_selector
 
 

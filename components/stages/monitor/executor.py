@@ -33,7 +33,7 @@ from components.common.layout import feedback_key, feedback_prefix, inference_lo
 from components.common.redact import redact
 from components.dataset import versioning as v
 from components.stages.monitor.config import MonitorConfig
-from components.stages.monitor.drift import evidently_verdict, fast_verdict, js_histograms
+from components.stages.monitor.core import evidently_verdict, fast_verdict, js_histograms
 from components.stages.monitor.features import NUMERICAL, encode, known_ids, summary, text_features
 from components.stages.registry.store import load
 from components.stages.serve.logging_sink import LOG_SCHEMA

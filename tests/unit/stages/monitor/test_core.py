@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.stages.monitor.drift import evidently_verdict, fast_verdict
+from components.stages.monitor.core import evidently_verdict, fast_verdict
 
 
 def _tables(n: int, shift: float, seed: int = 0):
