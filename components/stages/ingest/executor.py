@@ -220,26 +220,12 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
         clock.done("prepare")
         cleaner = Cleaner(cleaning, parent_index, select=source_selector(settings), seen=seen)
         reader = SourceReader(settings, batch_rows=batch_rows, workdir=workdir)
-        accepted_out = _PartWriter(tmp, ACCEPTED_SCHEMA, "part", part_rows)
-        quarantine_out = _PartWriter(tmp, QUARANTINE_SCHEMA, "quarantine", part_rows=2**62)
-        # Row-group statistics on `seq` let phase 3 read only the row groups it needs.
-        raw_changes_out = _PartWriter(tmp, RAW_CHANGES_SCHEMA, "raw-changes", part_rows=2**62,
-                                      row_group_rows=16_384, statistics=True)
-
-        def write(cleaned):
-            if cleaned.accepted.num_rows:
-                accepted_out.write(assign_sources(cleaned.accepted, settings))
-            if cleaned.quarantined.num_rows:
-                quarantine_out.write(cleaned.quarantined if cleaning.quarantine_raw
-                                     else without_raw(cleaned.quarantined))
-            if cleaned.raw_changes.num_rows:
-                raw_changes_out.write(cleaned.raw_changes)
-
-        writer = _Background(write)
+        outputs = _CleanedOutputs(tmp, settings, cleaning, part_rows)
+        writer = _Background(outputs.write)
         progress = IngestProgress(log, files)
         workers = resolve_workers(workers)
         if workers > 1 and progress.total is not None and progress.total < parallel_min_bytes:
-            workers = 1
+            workers = 1  # starting workers would cost more than they save
         batches = _prefetch(reader.read(files))
         prepared = (prepared_in_order(batches, cleaning, settings, workers) if workers > 1
                     else ((raw, prepare(raw, cleaning, cleaner.select)) for raw in batches))
@@ -249,9 +235,7 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
                 progress.update(cleaner.stats.rows_read, reader.bytes_read, reader.files_done)
         finally:
             writer.close()
-        new_parts = accepted_out.close()
-        quarantine = (quarantine_out.close() or [None])[0]
-        raw_changes = (raw_changes_out.close() or [None])[0]
+        new_parts, quarantine, raw_changes = outputs.close()
         clock.done("read_clean_write")
 
         verdicts = dedup.resolve(tmp, seen, cleaner.parent, cleaner.stats.rows_quarantined)
@@ -278,6 +262,33 @@ def ingest(sources: list[str], dataset: str, store: Store, settings: SourceSetti
         new.commit(new_parts, quarantine, manifest)
         clock.done("commit")
         return version_result(store, dataset, stats, manifest, True, clock).model_copy(update={"workers": workers})
+
+
+class _CleanedOutputs:
+    """Where cleaned batches go on local disk: accepted rows into parts (sources assigned), the
+    quarantine (with or without raw bytes, by cleaning.quarantine_raw), and the raw changes of
+    accepted rows that dedup's phase 3 reads back."""
+
+    def __init__(self, tmp: str, settings: SourceSettings, cleaning: CleaningConfig, part_rows: int):
+        self.settings, self.keep_raw = settings, cleaning.quarantine_raw
+        self.accepted = _PartWriter(tmp, ACCEPTED_SCHEMA, "part", part_rows)
+        self.quarantine = _PartWriter(tmp, QUARANTINE_SCHEMA, "quarantine", part_rows=2**62)
+        # Row-group statistics on `seq` let phase 3 read only the row groups it needs.
+        self.raw_changes = _PartWriter(tmp, RAW_CHANGES_SCHEMA, "raw-changes", part_rows=2**62,
+                                       row_group_rows=16_384, statistics=True)
+
+    def write(self, cleaned) -> None:
+        if cleaned.accepted.num_rows:
+            self.accepted.write(assign_sources(cleaned.accepted, self.settings))
+        if cleaned.quarantined.num_rows:
+            self.quarantine.write(cleaned.quarantined if self.keep_raw else without_raw(cleaned.quarantined))
+        if cleaned.raw_changes.num_rows:
+            self.raw_changes.write(cleaned.raw_changes)
+
+    def close(self) -> tuple[list[v.LocalFile], v.LocalFile | None, v.LocalFile | None]:
+        """The parts, the quarantine file and the raw changes file (None where no row went)."""
+        return (self.accepted.close(), (self.quarantine.close() or [None])[0],
+                (self.raw_changes.close() or [None])[0])
 
 
 def _parent_side(new: v.NewVersion, cleaning: CleaningConfig, tmp: str,

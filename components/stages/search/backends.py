@@ -14,8 +14,6 @@ from components.common import audit
 from components.common.config import ClusterConfig, validate_section
 from components.common.errors import ConfigError, StoreError
 from components.common.storage import open_store
-from components.stages.search.katib import build_experiment, validate_experiment
-from components.stages.search.katib_launcher import KubernetesExperimentApi, launch
 from components.stages.search.local import LocalSearch
 from components.stages.search.spec import SearchSpec, parse_spec
 from components.stages.train.config import TrainingConfig
@@ -101,7 +99,6 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
     cluster = validate_section(ClusterConfig, config.get("cluster") or {}, "cluster")
     TrainingConfig.of(config)
     if backend == "local":
-
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "config.yaml")
             with open(path, "w") as handle:
@@ -114,7 +111,9 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
                 "best_run_id": result.best_run_id, "trials": rows, "seconds": result.seconds,
                 "leaderboard": leaderboard_markdown(spec, rows, result.best_run_id)}
 
-
+    # lazy: the Katib and Kubernetes SDKs, only on the cluster path
+    from components.stages.search.katib import build_experiment, validate_experiment
+    from components.stages.search.katib_launcher import KubernetesExperimentApi, launch
 
     started = time.monotonic()
     manifest = build_experiment(spec, run_id=run_id, dataset=dataset, version=version, store=store,

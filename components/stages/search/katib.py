@@ -10,6 +10,43 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import kubeflow.katib as katib_models
+import kubernetes.client as k8s_models
+from kubeflow.katib import (
+    V1beta1AlgorithmSetting,
+    V1beta1AlgorithmSpec,
+    V1beta1CollectorSpec,
+    V1beta1EarlyStoppingSetting,
+    V1beta1EarlyStoppingSpec,
+    V1beta1Experiment,
+    V1beta1ExperimentSpec,
+    V1beta1FeasibleSpace,
+    V1beta1MetricsCollectorSpec,
+    V1beta1MetricStrategy,
+    V1beta1ObjectiveSpec,
+    V1beta1ParameterSpec,
+    V1beta1TrialParameterSpec,
+    V1beta1TrialTemplate,
+)
+from kubernetes.client import (
+    ApiClient,
+    V1Capabilities,
+    V1Container,
+    V1EnvFromSource,
+    V1EnvVar,
+    V1Job,
+    V1JobSpec,
+    V1ObjectMeta,
+    V1PodSecurityContext,
+    V1PodSpec,
+    V1PodTemplateSpec,
+    V1ResourceRequirements,
+    V1SeccompProfile,
+    V1SecretEnvSource,
+    V1SecurityContext,
+    V1Toleration,
+)
+
 from components.cluster.admission import validate_experiment as katib_webhook
 from components.cluster.images import TRAINING_IMAGE
 from components.cluster.sdkvalidate import ManifestError, model_lookup, validate, validate_pydantic
@@ -57,9 +94,6 @@ def spec_hash(spec: SearchSpec, dataset: str, version: str, image: str,
 
 
 def _feasible_space(p):
-    # lazy: cluster SDK, only on the cluster path
-    from kubeflow.katib import V1beta1FeasibleSpace
-
     if p.type in ("double", "int"):
         fmt = (lambda x: str(int(x))) if p.type == "int" else (lambda x: repr(float(x)))
         return V1beta1FeasibleSpace(min=fmt(p.min), max=fmt(p.max),
@@ -109,48 +143,15 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
     sections inline (`--config-b64`) and the sampled parameters on top (`--set`). Every argument
     is a shell-safe word (components/common/argcodec.py): Katib's metrics collector joins the
     command with spaces and runs it with `sh -c`."""
-    # lazy: cluster SDK, only on the cluster path
-    from kubeflow.katib import (
-        V1beta1AlgorithmSetting,
-        V1beta1AlgorithmSpec,
-        V1beta1CollectorSpec,
-        V1beta1EarlyStoppingSetting,
-        V1beta1EarlyStoppingSpec,
-        V1beta1Experiment,
-        V1beta1ExperimentSpec,
-        V1beta1MetricsCollectorSpec,
-        V1beta1MetricStrategy,
-        V1beta1ObjectiveSpec,
-        V1beta1ParameterSpec,
-        V1beta1TrialParameterSpec,
-        V1beta1TrialTemplate,
-    )
-
-    # lazy: cluster SDK, only on the cluster path
-    from kubernetes.client import ApiClient, V1ObjectMeta
-
     image = cluster.image or TRAINING_IMAGE
     fixed = trial_config(config)
     digest = spec_hash(spec, dataset, version, image, fixed)
     name = experiment_name(run_id, digest)
-    goal_max = spec.objective.goal == "maximize"
     params = [V1beta1ParameterSpec(name=katib_parameter_name(p.name), parameter_type=p.type,
                                    feasible_space=_feasible_space(p)) for p in spec.parameters]
-    trial_params = [V1beta1TrialParameterSpec(name=katib_parameter_name(p.name),
-                                              reference=katib_parameter_name(p.name),
-                                              description=f"config field {p.name}") for p in spec.parameters]
-    trial_params.append(V1beta1TrialParameterSpec(name="trialName", reference="${trialSpec.Name}",
-                                                  description="run id of the trial (resumes its checkpoint)"))
     entry_args = _trial_arguments(spec, store, dataset, version, image, fixed)
-
     algorithm_settings = [] if spec.algorithm == "grid" else [
         V1beta1AlgorithmSetting(name="random_state", value=str(spec.seed))]
-    early = None
-    if spec.early_stopping.algorithm == "medianstop":
-        early = V1beta1EarlyStoppingSpec(algorithm_name="medianstop", algorithm_settings=[
-            V1beta1EarlyStoppingSetting(name="min_trials_required", value=str(spec.early_stopping.min_trials_required)),
-            V1beta1EarlyStoppingSetting(name="start_step", value=str(spec.early_stopping.start_step)),
-        ])
     kind = cluster.trial_kind
     experiment = V1beta1Experiment(
         api_version=API_VERSION, kind="Experiment",
@@ -158,14 +159,9 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
                               labels={"app.kubernetes.io/part-of": "conveyor", "conveyor.dev/run-id": run_id[:63]},
                               annotations={SPEC_HASH_ANNOTATION: digest}),
         spec=V1beta1ExperimentSpec(
-            objective=V1beta1ObjectiveSpec(
-                type=spec.objective.goal, goal=spec.objective.target,
-                objective_metric_name=spec.objective.name,
-                additional_metric_names=[m for m in ("loss", "macro_f1", "accuracy") if m != spec.objective.name],
-                metric_strategies=[V1beta1MetricStrategy(name=spec.objective.name,
-                                                         value="max" if goal_max else "min")]),
+            objective=_objective(spec),
             algorithm=V1beta1AlgorithmSpec(algorithm_name=spec.algorithm, algorithm_settings=algorithm_settings),
-            early_stopping=early,
+            early_stopping=_early_stopping(spec),
             parallel_trial_count=spec.parallel_trials, max_trial_count=spec.max_trials,
             # Katib refuses maxFailedTrialCount > maxTrialCount; no more trials than that can fail anyway
             max_failed_trial_count=min(spec.max_failed_trials, spec.max_trials),
@@ -174,7 +170,7 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
             resume_policy="Never",
             trial_template=V1beta1TrialTemplate(
                 primary_container_name=PRIMARY_CONTAINER[kind], primary_pod_labels=PRIMARY_POD_LABELS.get(kind),
-                trial_parameters=trial_params,
+                trial_parameters=_trial_parameters(spec),
                 trial_spec=_trial_spec(kind, image, entry_args, cluster),
                 success_condition=SUCCESS[kind],
                 failure_condition=JOB_FAILURE,
@@ -182,6 +178,35 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
         ),
     )
     return ApiClient().sanitize_for_serialization(experiment)
+
+
+def _objective(spec: SearchSpec) -> V1beta1ObjectiveSpec:
+    """What Katib optimizes (with the other metrics the trials print, collected beside it)."""
+    name = spec.objective.name
+    return V1beta1ObjectiveSpec(
+        type=spec.objective.goal, goal=spec.objective.target, objective_metric_name=name,
+        additional_metric_names=[m for m in ("loss", "macro_f1", "accuracy") if m != name],
+        metric_strategies=[V1beta1MetricStrategy(name=name,
+                                                 value="max" if spec.objective.goal == "maximize" else "min")])
+
+
+def _early_stopping(spec: SearchSpec) -> V1beta1EarlyStoppingSpec | None:
+    """Katib's median stopping rule, when the spec asks for it (Katib has no Hyperband early stopping)."""
+    if spec.early_stopping.algorithm != "medianstop":
+        return None
+    return V1beta1EarlyStoppingSpec(algorithm_name="medianstop", algorithm_settings=[
+        V1beta1EarlyStoppingSetting(name="min_trials_required", value=str(spec.early_stopping.min_trials_required)),
+        V1beta1EarlyStoppingSetting(name="start_step", value=str(spec.early_stopping.start_step)),
+    ])
+
+
+def _trial_parameters(spec: SearchSpec) -> list[V1beta1TrialParameterSpec]:
+    """Each searched parameter as the trial template's placeholder, and the trial's own name (its
+    run id, under which it resumes its checkpoint)."""
+    return [*(V1beta1TrialParameterSpec(name=katib_parameter_name(p.name), reference=katib_parameter_name(p.name),
+                                        description=f"config field {p.name}") for p in spec.parameters),
+            V1beta1TrialParameterSpec(name="trialName", reference="${trialSpec.Name}",
+                                      description="run id of the trial (resumes its checkpoint)")]
 
 
 def _trial_arguments(spec: SearchSpec, store: str, dataset: str, version: str, image: str,
@@ -200,23 +225,6 @@ def _trial_arguments(spec: SearchSpec, store: str, dataset: str, version: str, i
 
 
 def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restart: str, container_name: str):
-    # lazy: cluster SDK, only on the cluster path
-    from kubernetes.client import (
-        V1Capabilities,
-        V1Container,
-        V1EnvFromSource,
-        V1EnvVar,
-        V1ObjectMeta,
-        V1PodSecurityContext,
-        V1PodSpec,
-        V1PodTemplateSpec,
-        V1ResourceRequirements,
-        V1SeccompProfile,
-        V1SecretEnvSource,
-        V1SecurityContext,
-        V1Toleration,
-    )
-
     limits = {"cpu": cluster.cpu, "memory": cluster.memory}
     if cluster.gpus_per_trial:
         limits[cluster.gpu_resource] = str(cluster.gpus_per_trial)
@@ -239,9 +247,6 @@ def _pod_template(image: str, command: list[str], cluster: ClusterConfig, restar
 
 
 def _trial_spec(kind: str, image: str, entry_args: list[str], cluster: ClusterConfig) -> dict[str, Any]:
-    # lazy: cluster SDK, only on the cluster path
-    from kubernetes.client import ApiClient, V1Job, V1JobSpec
-
     if kind == "Job":
         # backoffLimit 0: a failed trial is a failed trial (Katib counts it), not a silent retry.
         command = ["python", "-m", ENTRYPOINT, *entry_args]
@@ -268,13 +273,6 @@ def validate_experiment(manifest: dict[str, Any]) -> None:
 
     Raises SpecError naming the path of the first unknown or mistyped field.
     """
-    # lazy: cluster SDK, only on the cluster path
-    import kubeflow.katib as katib_models
-
-    # lazy: cluster SDK, only on the cluster path
-    import kubernetes.client as k8s_models
-
-
     lookup = model_lookup(katib_models, k8s_models)
 
     def trial_spec(value: Any, path: str) -> None:

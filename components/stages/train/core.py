@@ -160,26 +160,12 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
     if not world.is_main:
         emit = _silent
 
-    model = build_from_params(params.model_dump(), num_ids, num_classes,
-                              sparse_gradients=world.sparse_gradients).to(device)
-    used = torch.zeros(num_ids, dtype=torch.bool)
-    used[train.ids] = True
-    used = d.any_ranks(world, used)  # every rank's shard: the rows any rank updates
-    mark_seen(model, used)
-    rows = torch.nonzero(used).flatten()
-    optimizer = _Optimizer(model, params, world.sparse_gradients)
-    net: nn.Module = model
-    if world.distributed:
-        # Same initial weights on every rank (same seed; DDP also broadcasts rank 0's), then each
-        # rank its own dropout stream.
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        torch.manual_seed(params.seed + 7919 * world.rank)
-        train = train.padded_to(d.max_int(world, len(train)))
+    model, net, optimizer, rows, train = _setup(train, num_ids, num_classes, params, world, device)
     run = _resume(checkpointer, world, params, rows, model, optimizer)
     history, best, bad_epochs, resumed = run.history, run.best, run.bad_epochs, run.resumed_from_epoch
     module_state = None
     stopped_early = bad_epochs >= params.patience
-    last_checkpoint = time.monotonic()
+    checkpoints = _Checkpoints(checkpointer, world, params)
     seconds = 0.0
     seen = 0
 
@@ -195,27 +181,19 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
             _progress(epoch, params.epochs, done, len(train))
             sys.stderr.write("\n")
 
-        val = classification_metrics(predict_logits(model, validation, device), validation.labels, num_classes)
-        metrics = {"accuracy": val["accuracy"], "loss": val["loss"], "macro_f1": val["macro_f1"],
-                   "train_loss": d.mean_scalar(world, train_loss).item() / max(batches, 1)}
+        metrics = _epoch_metrics(model, validation, num_classes, device, world, train_loss, batches)
         history.append({"epoch": epoch, **metrics})
-        improved = not early_stopping or (val["accuracy"], -val["loss"]) > (best["accuracy"], -best["loss"])
+        improved = not early_stopping or (metrics["accuracy"], -metrics["loss"]) > (best["accuracy"], -best["loss"])
         if improved:
-            best = {"epoch": epoch, "accuracy": val["accuracy"], "loss": val["loss"], "state": export_state(model)}
+            best = {"epoch": epoch, "accuracy": metrics["accuracy"], "loss": metrics["loss"],
+                    "state": export_state(model)}
             if keep_module_state:
                 module_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             bad_epochs = 0
         else:
             bad_epochs += 1
         stopped_early = early_stopping and bad_epochs >= params.patience and epoch < params.epochs
-        rng = d.gather_objects(world, torch.get_rng_state()) if world.distributed else torch.get_rng_state()
-        due = time.monotonic() - last_checkpoint >= params.checkpoint_every_s
-        if checkpointer and world.is_main and due:
-            last_checkpoint = time.monotonic()
-            checkpointer.save({"format": CHECKPOINT_FORMAT, "params": params.model_dump(mode="json"),
-                               "epoch": epoch, **_training_state(model, optimizer, rows),
-                               "rng": rng, "world_size": world.world_size, "history": history, "best": best,
-                               "bad_epochs": bad_epochs})
+        checkpoints.after_epoch(epoch, model, optimizer, rows, history, best, bad_epochs)
         # After the checkpoint: an epoch whose metrics anyone has seen is never lost.
         emit(metric_line(epoch, metrics))
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
@@ -225,6 +203,58 @@ def fit(train: Bags, validation: Bags, num_ids: int, num_classes: int, params: T
                      stopped_early=stopped_early, resumed_from_epoch=resumed, device=str(device),
                      train_docs_per_s=seen / seconds if seconds else 0.0,
                      extra={"module_state": module_state} if keep_module_state else {})
+
+
+def _epoch_metrics(model: nn.Module, validation: Bags, num_classes: int, device: torch.device, world: d.World,
+                   train_loss: torch.Tensor, batches: int) -> dict[str, float]:
+    """An epoch's validation accuracy, loss and macro F1, and its training loss averaged over ranks."""
+    val = classification_metrics(predict_logits(model, validation, device), validation.labels, num_classes)
+    return {"accuracy": val["accuracy"], "loss": val["loss"], "macro_f1": val["macro_f1"],
+            "train_loss": d.mean_scalar(world, train_loss).item() / max(batches, 1)}
+
+
+class _Checkpoints:
+    """A run's checkpoint after an epoch, at most every `checkpoint_every_s`, written by rank 0
+    with every rank's RNG state (gathered on all ranks, so each epoch makes the same collective call)."""
+
+    def __init__(self, checkpointer: Checkpointer | None, world: d.World, params: TrainParams):
+        self.checkpointer, self.world, self.params = checkpointer, world, params
+        self.last = time.monotonic()
+
+    def after_epoch(self, epoch: int, model: nn.Module, optimizer: _Optimizer, rows: torch.Tensor,
+                    history: list[dict[str, float]], best: dict[str, Any], bad_epochs: int) -> None:
+        world = self.world
+        rng = d.gather_objects(world, torch.get_rng_state()) if world.distributed else torch.get_rng_state()
+        if not (self.checkpointer and world.is_main and time.monotonic() - self.last >= self.params.checkpoint_every_s):
+            return
+        self.last = time.monotonic()
+        self.checkpointer.save({"format": CHECKPOINT_FORMAT, "params": self.params.model_dump(mode="json"),
+                                "epoch": epoch, **_training_state(model, optimizer, rows), "rng": rng,
+                                "world_size": world.world_size, "history": history, "best": best,
+                                "bad_epochs": bad_epochs})
+
+
+def _setup(train: Bags, num_ids: int, num_classes: int, params: TrainParams, world: d.World,
+           device: torch.device) -> tuple[nn.Module, nn.Module, _Optimizer, torch.Tensor, Bags]:
+    """The model with the rows any rank's shard updates marked seen (and those rows), its optimizer,
+    and the module the epochs run: the model itself, or in a torchrun world its DDP wrapper, with
+    this rank's shard padded to the longest so every rank takes as many steps."""
+    model = build_from_params(params.model_dump(), num_ids, num_classes,
+                              sparse_gradients=world.sparse_gradients).to(device)
+    used = torch.zeros(num_ids, dtype=torch.bool)
+    used[train.ids] = True
+    used = d.any_ranks(world, used)
+    mark_seen(model, used)
+    rows = torch.nonzero(used).flatten()
+    optimizer = _Optimizer(model, params, world.sparse_gradients)
+    net: nn.Module = model
+    if world.distributed:
+        # Same initial weights on every rank (same seed; DDP also broadcasts rank 0's), then each
+        # rank its own dropout stream.
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        torch.manual_seed(params.seed + 7919 * world.rank)
+        train = train.padded_to(d.max_int(world, len(train)))
+    return model, net, optimizer, rows, train
 
 
 @dataclass

@@ -106,17 +106,8 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
         status = "interrupted"
 
     metrics = _served_metrics(cfg, featurizer, result, bags)
-    cv = None
-    if cv_folds and status == "completed":
-        cv = cross_validate(tables, featurizer.num_ids, len(featurizer.labels), cfg.train, cv_folds, cfg.split.salt,
-                            result.best_epoch or cfg.train.epochs)
-        emit(metric_line(len(result.history), {"cv_accuracy": cv["accuracy"]["mean"],
-                                               "cv_macro_f1": cv["macro_f1"]["mean"]}))
-
-    weights = state_dict_bytes(result.state_dict)
-    featurizer_bytes = featurizer.dumps()
-    store.write_bytes(run_file_key(run_id, "model/weights.pt"), weights)
-    store.write_bytes(run_file_key(run_id, "model/featurizer.json"), featurizer_bytes)
+    cv = _cv_estimate(tables, featurizer, cfg, cv_folds, result, emit) if cv_folds and status == "completed" else None
+    files = _write_model(store, run_id, result, featurizer)
 
     # A completed run needs no resume: its checkpoint (the largest file a run writes) goes, unless kept.
     checkpointed = store.exists(checkpoint)  # a run shorter than train.checkpoint_every_s wrote none
@@ -136,15 +127,33 @@ def run_training(store: Store, dataset: str, version: str, cfg: TrainingConfig, 
         "train_docs_per_s": round(result.train_docs_per_s, 1),
         "metrics": metrics, "cv": cv,
         "labels": featurizer.labels,
-        "artifacts": {"weights": store.url(run_file_key(run_id, "model/weights.pt")),
-                      "featurizer": store.url(run_file_key(run_id, "model/featurizer.json")),
-                      "checkpoint": store.url(checkpoint) if keep_checkpoint else None},
-        "sha256": {"weights.pt": sha256_hex(weights), "featurizer.json": sha256_hex(featurizer_bytes)},
+        "artifacts": {**files["artifacts"], "checkpoint": store.url(checkpoint) if keep_checkpoint else None},
+        "sha256": files["sha256"],
     }
     write_run(store, record)
     if checkpointed and not keep_checkpoint:
         store.delete(checkpoint)
     return record
+
+
+def _cv_estimate(tables, featurizer, cfg: TrainingConfig, folds: int, result, emit) -> dict[str, Any]:
+    """The configuration's k-fold estimate, trained for the epochs the run chose, printed as a last
+    metric line (a search's cross-validated objective)."""
+    cv = cross_validate(tables, featurizer.num_ids, len(featurizer.labels), cfg.train, folds, cfg.split.salt,
+                        result.best_epoch or cfg.train.epochs)
+    emit(metric_line(len(result.history), {"cv_accuracy": cv["accuracy"]["mean"],
+                                           "cv_macro_f1": cv["macro_f1"]["mean"]}))
+    return cv
+
+
+def _write_model(store: Store, run_id: str, result, featurizer) -> dict[str, dict[str, str]]:
+    """The run's model files (the best epoch's weights, the featurizer), with their URLs and checksums."""
+    weights, featurizer_bytes = state_dict_bytes(result.state_dict), featurizer.dumps()
+    store.write_bytes(run_file_key(run_id, "model/weights.pt"), weights)
+    store.write_bytes(run_file_key(run_id, "model/featurizer.json"), featurizer_bytes)
+    return {"artifacts": {"weights": store.url(run_file_key(run_id, "model/weights.pt")),
+                          "featurizer": store.url(run_file_key(run_id, "model/featurizer.json"))},
+            "sha256": {"weights.pt": sha256_hex(weights), "featurizer.json": sha256_hex(featurizer_bytes)}}
 
 
 def _served_metrics(cfg: TrainingConfig, featurizer, result, bags: dict[str, Bags]) -> dict[str, Any]:
