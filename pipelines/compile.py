@@ -6,6 +6,7 @@ import os
 
 import yaml
 from kfp import compiler
+from kfp.compiler.compiler_utils import KubernetesManifestOptions
 
 from components.cluster.isvc import build_inference_service
 from components.common.logs import LOG_FORMAT_ENV
@@ -13,17 +14,13 @@ from components.composition.config import load_config
 from components.stages.monitor.alerts import prometheus_rule, rule_groups
 from components.stages.search.katib import build_experiment, validate_experiment
 from components.stages.search.spec import parse_spec
-from pipelines.data_pipeline import build_data_pipeline
+from pipelines.data_pipeline import CLUSTER_STORE, build_data_pipeline
+from pipelines.monitoring_pipeline import build_monitoring_pipeline
+from pipelines.release_pipeline import build_release_pipeline
+from pipelines.training_pipeline import build_training_pipeline
 
 
 def pipelines_for(config_path: str | None = None) -> dict:
-    # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
-    from pipelines.monitoring_pipeline import build_monitoring_pipeline
-
-    # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
-    from pipelines.release_pipeline import build_release_pipeline
-    from pipelines.training_pipeline import build_training_pipeline
-
     cfg = load_config(config_path)
     return {"conveyor-data": build_data_pipeline(cfg), "conveyor-training": build_training_pipeline(cfg),
             "conveyor-continuous-training": build_training_pipeline(cfg, continuous=True),
@@ -32,8 +29,6 @@ def pipelines_for(config_path: str | None = None) -> dict:
 
 def write_alert_rules(out_dir: str, config_path: str | None = None) -> dict[str, str]:
     """Prometheus alerting rules: a plain rule file (promtool check rules) and a PrometheusRule."""
-
-
     cfg = load_config(config_path)
     plain = os.path.join(out_dir, "prometheus-rules.yaml")
     with open(plain, "w") as handle:
@@ -49,10 +44,6 @@ def write_alert_rules(out_dir: str, config_path: str | None = None) -> dict[str,
 
 def write_experiment(out_dir: str, config_path: str | None = None) -> str:
     """The Katib Experiment the default config launches, for review or `kubectl apply -f`."""
-
-    # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
-    from pipelines.data_pipeline import CLUSTER_STORE
-
     cfg = load_config(config_path)
     manifest = build_experiment(parse_spec(cfg.search), run_id="conveyor-manual", dataset=cfg.data.dataset,
                                 version="latest", store=CLUSTER_STORE, cluster=cfg.cluster,
@@ -161,9 +152,6 @@ def compile_all(out_dir: str = "dist", k8s: bool = False, config_path: str | Non
         compiler.Compiler().compile(pipeline, path)
         written[name] = path
         if k8s:
-            # lazy: kfp loads in ~1 s; only pipeline code needs it
-            from kfp.compiler.compiler_utils import KubernetesManifestOptions
-
             k8s_path = os.path.join(out_dir, f"{name}.k8s.yaml")
             compiler.Compiler().compile(
                 pipeline, k8s_path, kubernetes_manifest_format=True,

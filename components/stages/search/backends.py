@@ -14,7 +14,6 @@ from components.common import audit
 from components.common.config import ClusterConfig, validate_section
 from components.common.errors import ConfigError, StoreError
 from components.common.storage import open_store
-from components.stages.search.local import LocalSearch
 from components.stages.search.spec import SearchSpec, parse_spec
 from components.stages.train.config import TrainingConfig
 from components.tracking.runs import remove_run_files
@@ -99,6 +98,9 @@ def run_search(backend: str, store: str, dataset: str, version: str, config: dic
     cluster = validate_section(ClusterConfig, config.get("cluster") or {}, "cluster")
     TrainingConfig.of(config)
     if backend == "local":
+        # lazy: Optuna, only on the local path
+        from components.stages.search.local import LocalSearch
+
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "config.yaml")
             with open(path, "w") as handle:

@@ -22,6 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
 from components.common.errors import SearchFailed
 from components.stages.search.progress import SearchProgress
 from components.stages.search.spec import SearchSpec
@@ -34,9 +37,6 @@ def parse_metric_line(line: str) -> dict[str, float]:
 
 
 def make_sampler(spec: SearchSpec):
-    # lazy: only the local search backend needs it
-    import optuna
-
     if spec.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=spec.seed)
     if spec.algorithm == "tpe":
@@ -53,9 +53,6 @@ def make_sampler(spec: SearchSpec):
 
 
 def make_pruner(spec: SearchSpec):
-    # lazy: only the local search backend needs it
-    import optuna
-
     if spec.early_stopping.algorithm == "medianstop":
         return optuna.pruners.MedianPruner(n_startup_trials=spec.early_stopping.min_trials_required,
                                            n_warmup_steps=spec.early_stopping.start_step - 1)
@@ -63,9 +60,6 @@ def make_pruner(spec: SearchSpec):
 
 
 def distributions(spec: SearchSpec) -> dict[str, Any]:
-    # lazy: only the local search backend needs it
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
     out = {}
     for p in spec.parameters:
         if p.type == "double":
@@ -126,9 +120,6 @@ class LocalSearch:
         return cmd
 
     def _run_trial(self, study, dists) -> TrialRow | None:
-        # lazy: only the local search backend needs it
-        import optuna
-
         with self._lock:
             if self._stop.is_set() or time.monotonic() >= self._deadline:
                 return None  # a target reached, too many failures, or the budget spent: start no more
@@ -202,9 +193,6 @@ class LocalSearch:
         return row
 
     def run(self) -> SearchResult:
-        # lazy: only the local search backend needs it
-        import optuna
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         started = time.monotonic()
         self._deadline = started + self.spec.timeout_s
