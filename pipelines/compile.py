@@ -8,12 +8,18 @@ import yaml
 from kfp import compiler
 from kfp.compiler.compiler_utils import KubernetesManifestOptions
 
+from components.cluster.images import COMPONENT_IMAGE, TRAINING_IMAGE
 from components.cluster.isvc import build_inference_service
 from components.common.logs import LOG_FORMAT_ENV
 from components.composition.config import load_config
+from components.stages.ingest.spark_launcher import IngestJob, spark_application
 from components.stages.monitor.alerts import prometheus_rule, rule_groups
+from components.stages.release.route import build_route, candidate_isvc
 from components.stages.search.katib import build_experiment, validate_experiment
 from components.stages.search.spec import parse_spec
+from components.stages.train.config import TrainingConfig
+from components.stages.train.launch import entry_args
+from components.stages.train.trainjob import train_job
 from pipelines.data_pipeline import CLUSTER_STORE, build_data_pipeline
 from pipelines.monitoring_pipeline import build_monitoring_pipeline
 from pipelines.release_pipeline import build_release_pipeline
@@ -82,16 +88,6 @@ def write_cluster_resources(out_dir: str, config_path: str | None = None) -> dic
     `conveyor-manual`; STABLE and CANDIDATE stand for registry versions): the train step's TrainJob,
     the Katib Experiment with each trial kind, the ingest SparkApplication, and an A/B and a shadow
     release (the candidate's InferenceService and the release HTTPRoute)."""
-    # lazy: kfp loads in ~1 s; only commands that compile or run pipelines need it
-    # lazy: these builders are needed only here
-    from components.cluster.images import COMPONENT_IMAGE, TRAINING_IMAGE
-    from components.stages.ingest.spark_launcher import IngestJob, spark_application
-    from components.stages.release.route import build_route, candidate_isvc
-    from components.stages.train.config import TrainingConfig
-    from components.stages.train.launch import entry_args
-    from components.stages.train.trainjob import train_job
-    from pipelines.data_pipeline import CLUSTER_STORE
-
     cfg = load_config(config_path)
     run_cfg = cfg.model_dump(mode="json", exclude_none=True)
     docs: dict[str, list[dict]] = {}
