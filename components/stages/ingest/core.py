@@ -113,21 +113,10 @@ class Cleaner:
         self.stats.rows_read += n
         reason, detail, ok_idx = prepared.reason, prepared.detail, prepared.ok_idx
         text = prepared.text if prepared.text is not None else _decode_utf8(raw.column("text"), reason)[0]
-        raw_bytes, label, text_from = raw.column("text"), raw.column("label"), raw.column("text_from")
+        raw_bytes, text_from = raw.column("text"), raw.column("text_from")
         keys, order = prepared.keys, prepared.order
-        dup_reason = np.full(len(ok_idx), None, dtype=object)
         sorted_keys = keys[order]
-        if len(keys) and self.dedup:
-            in_parent = self.parent.contains(sorted_keys)
-            in_seen = self.seen.contains(sorted_keys)
-            # Stable order: the first occurrence within this batch keeps the row, later ones repeat.
-            repeat = np.zeros(len(keys), dtype=bool)
-            repeat[1:] = sorted_keys[1:] == sorted_keys[:-1]
-            dups = np.empty(len(keys), dtype=object)
-            dups[:] = None
-            dups[in_seen | repeat] = "duplicate"
-            dups[in_parent] = "duplicate_of_parent"
-            dup_reason[order] = dups
+        dup_reason = self._duplicate_reasons(keys, order, sorted_keys)
         if len(ok_idx):
             full = np.full(n, None, dtype=object)
             full[ok_idx] = dup_reason
@@ -143,24 +132,9 @@ class Cleaner:
         if self.dedup:
             self.seen.add(accepted_keys, sorted_keys[keep[order]])
 
-        accepted = pa.table({
-            "doc_id": prepared.doc_ids.filter(pa.array(keep)),
-            "text": text.take(accepted_idx).cast(pa.large_string()),
-            "label": label.take(accepted_idx),
-            "source": raw.column("source").take(accepted_idx),
-            "source_uri": raw.column("source_uri").take(accepted_idx),
-            "source_row": raw.column("source_row").take(accepted_idx),
-        }, schema=ACCEPTED_SCHEMA)
+        accepted = _accepted_table(raw, prepared.doc_ids.filter(pa.array(keep)), text, accepted_idx)
         rejected_mask = pc.is_valid(reason)
-        quarantined = pa.table({
-            "reason": reason.filter(rejected_mask),
-            "detail": detail.filter(rejected_mask),
-            "raw": raw_bytes.filter(rejected_mask),
-            "label": label.filter(rejected_mask),
-            "source": raw.column("source").filter(rejected_mask),
-            "source_uri": raw.column("source_uri").filter(rejected_mask),
-            "source_row": raw.column("source_row").filter(rejected_mask),
-        }, schema=QUARANTINE_SCHEMA)
+        quarantined = _quarantined_table(raw, reason, detail, rejected_mask)
 
         rejected_rows = np.flatnonzero(rejected_mask.to_numpy(zero_copy_only=False))
         if self.parent.spilled and len(keys):
@@ -180,6 +154,24 @@ class Cleaner:
                                  f"{self.stats.rows_accepted} + quarantined {self.stats.rows_quarantined}")
         return Cleaned(accepted, quarantined, raw_changes, accepted_idx, rejected_rows)
 
+    def _duplicate_reasons(self, keys: np.ndarray, order: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+        """Per hashed row (in `keys` order): `duplicate_of_parent` when the parent has its key,
+        `duplicate` when a row admitted before or an earlier row of this batch has it, else None."""
+        dup_reason = np.full(len(keys), None, dtype=object)
+        if not len(keys) or not self.dedup:
+            return dup_reason
+        in_parent = self.parent.contains(sorted_keys)
+        in_seen = self.seen.contains(sorted_keys)
+        # Stable order: the first occurrence within this batch keeps the row, later ones repeat.
+        repeat = np.zeros(len(keys), dtype=bool)
+        repeat[1:] = sorted_keys[1:] == sorted_keys[:-1]
+        dups = np.empty(len(keys), dtype=object)
+        dups[:] = None
+        dups[in_seen | repeat] = "duplicate"
+        dups[in_parent] = "duplicate_of_parent"
+        dup_reason[order] = dups
+        return dup_reason
+
     def _count_email_notes(self, text_from: pa.Array, defects: pa.Array) -> None:
         add_counts(self.stats.text_from, text_from)
         if defects.null_count < len(defects):
@@ -191,6 +183,30 @@ class Cleaner:
         s.rows_quarantined += quarantined.num_rows
         add_counts(s.by_reason, quarantined.column("reason").combine_chunks())
         add_counts(s.by_label, accepted.column("label").combine_chunks())
+
+
+def _accepted_table(raw: pa.RecordBatch, doc_ids: pa.Array, text: pa.Array, rows: np.ndarray) -> pa.Table:
+    return pa.table({
+        "doc_id": doc_ids,
+        "text": text.take(rows).cast(pa.large_string()),
+        "label": raw.column("label").take(rows),
+        "source": raw.column("source").take(rows),
+        "source_uri": raw.column("source_uri").take(rows),
+        "source_row": raw.column("source_row").take(rows),
+    }, schema=ACCEPTED_SCHEMA)
+
+
+def _quarantined_table(raw: pa.RecordBatch, reason: pa.Array, detail: pa.Array, rejected: pa.Array) -> pa.Table:
+    """The rejected rows with their reason and detail, and their raw bytes as read."""
+    return pa.table({
+        "reason": reason.filter(rejected),
+        "detail": detail.filter(rejected),
+        "raw": raw.column("text").filter(rejected),
+        "label": raw.column("label").filter(rejected),
+        "source": raw.column("source").filter(rejected),
+        "source_uri": raw.column("source_uri").filter(rejected),
+        "source_row": raw.column("source_row").filter(rejected),
+    }, schema=QUARANTINE_SCHEMA)
 
 
 class Prepared(NamedTuple):

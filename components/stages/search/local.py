@@ -86,6 +86,17 @@ class TrialRow:
 
 
 @dataclass
+class _Watched:
+    """What a trial's metric lines showed: its best observation, last epoch and metrics, and
+    whether the pruner stopped it."""
+
+    best: float | None = None
+    epochs: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    pruned: bool = False
+
+
+@dataclass
 class SearchResult:
     best_params: dict[str, Any]
     best_value: float
@@ -127,11 +138,6 @@ class LocalSearch:
         self.progress.trial_started(trial.number, trial.params)
         run_id = f"{self.run_prefix}-t{trial.number:03d}"
         started = time.monotonic()
-        best: float | None = None
-        metrics: dict[str, float] = {}
-        epochs = 0
-        pruned = False
-        goal_max = self.spec.objective.goal == "maximize"
         # stderr to a file: an unread pipe would block a chatty trial once its buffer filled.
         err_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below, after the process)
         proc = subprocess.Popen(self._command(run_id, trial.params), stdout=subprocess.PIPE, stderr=err_file,
@@ -145,52 +151,65 @@ class LocalSearch:
         budget_timer = threading.Timer(max(0.0, self._deadline - time.monotonic()), stop_for_budget)
         budget_timer.daemon = True
         budget_timer.start()
-        for line in proc.stdout:
-            values = parse_metric_line(line)
-            if "epoch" not in values or self.spec.objective.name not in values:
-                continue
-            epochs = int(values["epoch"])
-            metrics = values
-            value = values[self.spec.objective.name]
-            # Katib's default metric strategy: the best observation of the trial.
-            best = value if best is None else (max(best, value) if goal_max else min(best, value))
-            trial.report(value, epochs)
-            if trial.should_prune():
-                pruned = True
-                proc.terminate()
-                break
+        watched = self._watch(proc, trial)
         code = proc.wait()
         budget_timer.cancel()
         err_file.seek(0)
         stderr = err_file.read()
         err_file.close()
         seconds = round(time.monotonic() - started, 2)
-        row = TrialRow(trial.number, run_id, trial.params, "", best, epochs, seconds, metrics=metrics)
+        row = TrialRow(trial.number, run_id, trial.params, "", watched.best, watched.epochs, seconds,
+                       metrics=watched.metrics)
         with self._lock:
-            if pruned:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                row.state = "pruned"
-            elif out_of_budget.is_set() and code != 0:
-                # Stopped by the search's wall-clock budget: not a failure of the trial, and its
-                # half-trained model is not a candidate.
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                row.state = "stopped"
-                row.error = f"stopped at the search budget (search.timeout_s = {self.spec.timeout_s} s)"
-            elif code == 0 and best is not None:
-                study.tell(trial, best)
-                row.state = "succeeded"
-                target = self.spec.objective.target
-                if target is not None and (best >= target if goal_max else best <= target):
-                    self._stop.set()
-            else:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                row.state = "failed"
-                row.error = (stderr.strip().splitlines() or [f"exit code {code}"])[-1][:500]
-                self._failed += 1
-                if self._failed > self.spec.max_failed_trials:
-                    self._stop.set()
-        self.progress.trial_finished(trial.number, row.state, best, epochs, seconds, trial.params, row.error)
+            self._conclude(study, trial, row, watched.pruned, out_of_budget.is_set() and code != 0, code, stderr)
+        self.progress.trial_finished(trial.number, row.state, row.value, row.epochs, seconds, trial.params, row.error)
         return row
+
+    def _watch(self, proc: subprocess.Popen, trial) -> _Watched:
+        """A trial's metric lines as it prints them: each epoch's objective reported to the pruner,
+        which may stop the process; the best observation kept (Katib's default metric strategy)."""
+        goal_max = self.spec.objective.goal == "maximize"
+        seen = _Watched()
+        for line in proc.stdout:
+            values = parse_metric_line(line)
+            if "epoch" not in values or self.spec.objective.name not in values:
+                continue
+            seen.epochs, seen.metrics = int(values["epoch"]), values
+            value = values[self.spec.objective.name]
+            seen.best = value if seen.best is None else (max(seen.best, value) if goal_max else min(seen.best, value))
+            trial.report(value, seen.epochs)
+            if trial.should_prune():
+                seen.pruned = True
+                proc.terminate()
+                break
+        return seen
+
+    def _conclude(self, study, trial, row: TrialRow, pruned: bool, stopped_at_budget: bool, code: int,
+                  stderr: str) -> None:
+        """Tell the study how the trial ended and set its row's state; stop the search at the target
+        or past `max_failed_trials` failures. Called under the lock."""
+        if pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            row.state = "pruned"
+        elif stopped_at_budget:
+            # Stopped by the search's wall-clock budget: not a failure of the trial, and its
+            # half-trained model is not a candidate.
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            row.state = "stopped"
+            row.error = f"stopped at the search budget (search.timeout_s = {self.spec.timeout_s} s)"
+        elif code == 0 and row.value is not None:
+            study.tell(trial, row.value)
+            row.state = "succeeded"
+            target, goal_max = self.spec.objective.target, self.spec.objective.goal == "maximize"
+            if target is not None and (row.value >= target if goal_max else row.value <= target):
+                self._stop.set()
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            row.state = "failed"
+            row.error = (stderr.strip().splitlines() or [f"exit code {code}"])[-1][:500]
+            self._failed += 1
+            if self._failed > self.spec.max_failed_trials:
+                self._stop.set()
 
     def run(self) -> SearchResult:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
