@@ -45,8 +45,9 @@ def _p99(metric: str, by: str) -> str:
     return f"histogram_quantile(0.99, sum by (le, {by}) (rate({metric}_bucket{{{SEL}}}[{RATE}])))"
 
 
-def build() -> dashboard.Dashboard:
-    serving = [
+def _serving() -> list:
+    """The predictor's own counters and histograms, by version and role (stable, canary, shadow)."""
+    return [
         _series("Requests per second by version and role", "reqps",
                 "Every predict/infer answer, counted by the predictor's request middleware.",
                 (_rate("conveyor_requests_total", "version, role"), "{{version}} {{role}}")),
@@ -62,7 +63,11 @@ def build() -> dashboard.Dashboard:
         _series("p99 explain latency", "s", "KServe v1 :explain (exact occlusion, bounded per text).",
                 (_p99("conveyor_explain_latency_seconds", "version"), "{{version}}")),
     ]
-    release = [
+
+
+def _release() -> list:
+    """The state the release step pushes after every analysis interval, and an A/B's experiment."""
+    return [
         _series("Candidate traffic weight", "percent",
                 "The candidate's share of traffic, pushed by the release step after every analysis interval.",
                 (f"max by (candidate, strategy) (conveyor_rollout_weight_percent{{{SEL}}})",
@@ -89,7 +94,11 @@ def build() -> dashboard.Dashboard:
                 (f"max(conveyor_experiment_effect_high{{{SEL}}})", "interval high"),
                 (f"max(conveyor_experiment_p_value{{{SEL}}})", "p-value")),
     ]
-    monitoring = [
+
+
+def _monitoring() -> list:
+    """The monitoring CronJob's verdict of its last window."""
+    return [
         _series("Input drift", "percentunit", "Share of input features that drifted, and the window's verdict.",
                 (f"max by (version) (conveyor_input_drift_share{{{SEL}}})", "{{version}} drifted share"),
                 (f"max by (version) (conveyor_drift_detected{{{SEL}}})", "{{version}} drift detected")),
@@ -103,7 +112,11 @@ def build() -> dashboard.Dashboard:
         stat.Panel().title("Since the last monitoring verdict").unit("s").datasource(DATASOURCE).height(6).span(8)
         .with_target(_query(f"time() - max(conveyor_monitor_last_run_timestamp_seconds{{{SEL}}})", "age")),
     ]
-    delivery = [
+
+
+def _delivery() -> list:
+    """The four delivery figures `conveyor report delivery --push` computes from the audit log."""
+    return [
         stat.Panel().title("Deployment frequency").unit("short").datasource(DATASOURCE).height(6).span(6)
         .description("Production promotions per day over the window (`conveyor report delivery --push`).")
         .with_target(_query(f"max(conveyor_delivery_deployment_frequency_per_day{{{SEL}}})", "per day")),
@@ -117,6 +130,9 @@ def build() -> dashboard.Dashboard:
         .description("Median time from a failed release or a drift/accuracy alert to production healthy again.")
         .with_target(_query(f"max(conveyor_delivery_time_to_restore_hours{{{SEL}}})", "median")),
     ]
+
+
+def build() -> dashboard.Dashboard:
     board = (dashboard.Dashboard("Conveyor: model in production").uid(UID)
              .tags(["conveyor", "kserve", "generated"]).refresh("30s").time("now-6h", "now")
              .description("Serving, release and monitoring of one Conveyor model (pipelines/dashboard.py).")
@@ -124,8 +140,8 @@ def build() -> dashboard.Dashboard:
              .with_variable(dashboard.QueryVariable("model").label("Model").datasource(DATASOURCE)
                             .query("label_values(conveyor_requests_total, model)")
                             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)))
-    for title, panels in (("Serving", serving), ("Release", release), ("Monitoring", monitoring),
-                          ("Delivery (from the audit log)", delivery)):
+    for title, panels in (("Serving", _serving()), ("Release", _release()), ("Monitoring", _monitoring()),
+                          ("Delivery (from the audit log)", _delivery())):
         board = board.with_row(dashboard.Row(title))
         for panel in panels:
             board = board.with_panel(panel)

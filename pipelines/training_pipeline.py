@@ -55,14 +55,7 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
     own_config = run_config(config)
     alert = _alerting(cfg)
     sections = section_defaults(cfg, "production" if continuous else "reference")
-    name, description = "conveyor-training", ("Ingest and version the data, search hyperparameters (Katib on GPU "
-                                              "nodes, or Optuna locally), train the best configuration, register, "
-                                              "evaluate, gate, canary.")
-    if continuous:
-        name, description = "conveyor-continuous-training", (
-            "Retraining on new data (submitted by the monitoring trigger): ingest the new batch as a child version, "
-            + ("search and train" if search else "retrain the champion's configuration")
-            + ", register, evaluate vs the champion, gate, canary.")
+    name, description = _name_and_description(continuous, search)
 
     @dsl.pipeline(name=name, description=description)
     @documented(description)
@@ -107,15 +100,8 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
             trained = _search_and_train(cfg, search, features, store=store, search_backend=search_backend,
                                         config=config, split_config=split_config, features_config=features_config,
                                         cluster_config=cluster_config, run_id=run_id)
-            registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
-            audited(registered).set_display_name("register model (alias: candidate)")
-            evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
-                                    test=test_split, evaluate_config=evaluate_config)
-            evaluated.set_display_name("evaluate candidate vs champion")
-            gated = gate_op(store=store, model_name=model_name, evaluation=evaluated.outputs["evaluation"],
-                            test=test_split, gate_config=gate_config)
-            audited(gated).set_display_name("gate (thresholds, regressions, infra validation)")
-            gated.set_caching_options(False)
+            registered, gated = _register_evaluate_gate(trained, test_split, store=store, model_name=model_name,
+                                                        evaluate_config=evaluate_config, gate_config=gate_config)
             with dsl.If(gated.outputs["Output"] == False, name="not-blessed"):  # noqa: E712 (a KFP condition)
                 alert(notify_op(event="not_blessed", run_id=run_id, model_name=model_name,
                                 notify_config=notify_config, record=gated.outputs["blessing"]),
@@ -128,6 +114,31 @@ def build_training_pipeline(cfg: ConveyorConfig, store: str = CLUSTER_STORE, bac
         grant_store_access(cfg)
 
     return training_pipeline
+
+
+def _name_and_description(continuous: bool, search: bool) -> tuple[str, str]:
+    if not continuous:
+        return "conveyor-training", ("Ingest and version the data, search hyperparameters (Katib on GPU nodes, or "
+                                     "Optuna locally), train the best configuration, register, evaluate, gate, canary.")
+    return "conveyor-continuous-training", (
+        "Retraining on new data (submitted by the monitoring trigger): ingest the new batch as a child version, "
+        + ("search and train" if search else "retrain the champion's configuration")
+        + ", register, evaluate vs the champion, gate, canary.")
+
+
+def _register_evaluate_gate(trained, test_split, *, store, model_name, evaluate_config, gate_config):
+    """Inside the pipeline: the trained run registered (alias: candidate), evaluated against the
+    champion on the test split, and gated (never cached: the champion may have moved)."""
+    registered = register_op(store=store, model_name=model_name, run_record=trained.outputs["run_record"])
+    audited(registered).set_display_name("register model (alias: candidate)")
+    evaluated = evaluate_op(store=store, model_name=model_name, candidate=registered.outputs["version"],
+                            test=test_split, evaluate_config=evaluate_config)
+    evaluated.set_display_name("evaluate candidate vs champion")
+    gated = gate_op(store=store, model_name=model_name, evaluation=evaluated.outputs["evaluation"],
+                    test=test_split, gate_config=gate_config)
+    audited(gated).set_display_name("gate (thresholds, regressions, infra validation)")
+    gated.set_caching_options(False)
+    return registered, gated
 
 
 def _search_and_train(cfg: ConveyorConfig, search: bool, features: dict, *, store, search_backend, config,
