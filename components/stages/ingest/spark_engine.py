@@ -288,49 +288,11 @@ def _data_source_classes():
             from pyspark import TaskContext  # lazy: as above
 
             partition = TaskContext.get().partitionId()
-            schema = QUARANTINE_SCHEMA if self.options["role"] == "quarantine" else ACCEPTED_SCHEMA
-            rows = 0
-            with tempfile.TemporaryDirectory() as tmp:
-                local = os.path.join(tmp, "out.parquet")
-                out = None
-                for batch in iterator:
-                    if not batch.num_rows:
-                        continue
-                    table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
-                    if self.options.get("withhold_raw") == "true":  # cleaning.quarantine_raw: false
-                        table = without_raw(table)
-                    out = out or parquet_writer(local, schema)
-                    out.write_table(table, row_group_size=ROW_GROUP_ROWS)
-                    rows += table.num_rows
-                if out is None:
-                    return Written("", 0, "", 0, partition)
-                out.close()
-                key = self.options["key"].format(partition=partition)
-                open_store(self.options["store"]).upload(local, key)
-                return Written(key, rows, sha256_of_file(local), os.path.getsize(local), partition)
+            return Written(*_write_partition(self.options, iterator, partition), partition)
 
         def commit(self, messages):
-            written = sorted((m for m in messages if m is not None and m.rows), key=lambda m: m.partition)
-            store = open_store(self.options["store"])
-            if self.options["role"] == "quarantine":
-                if len(written) > 1:
-                    raise RuntimeError(f"the quarantine came out as {len(written)} files; expected one")
-                entry = None if not written else {"rows": written[0].rows, "sha256": written[0].sha256,
-                                                  "bytes": written[0].bytes}
-                store.write_json(self.options["key"].rsplit("/", 1)[0] + "/_quarantine.json", entry)
-                return
-            manifest = json.loads(self.options["manifest"])
-            version_key = v.version_prefix(manifest["dataset"], manifest["version"])
-            under = len(v.dataset_prefix(manifest["dataset"])) + 1
-            manifest["parts"] += [Part(path=m.key[under:], rows=m.rows, sha256=m.sha256, bytes=m.bytes).entry()
-                                  for m in written]
-            staged = store.read_json(f"{version_key}/_quarantine.json")
-            if staged:
-                manifest["quarantine"] = Part(path=f"{manifest['version']}/quarantine.parquet", **staged).entry()
-            if sum(p["rows"] for p in manifest["parts"] if "inherited_from" not in p) != manifest["rows"]["accepted"]:
-                raise RuntimeError("the written parts do not hold the accepted rows; version not committed")
-            v.publish(store, manifest)  # the commit point
-            store.delete(f"{version_key}/_quarantine.json")
+            _commit_written(self.options, sorted((m for m in messages if m is not None and m.rows),
+                                                 key=lambda m: m.partition))
 
         def abort(self, messages):
             store = open_store(self.options["store"])
@@ -347,6 +309,58 @@ def _data_source_classes():
             return VersionWriter(self.options)
 
     return VersionDataSource
+
+
+def _write_partition(options: dict, iterator, partition: int) -> tuple[str, int, str, int]:
+    """A task's rows as one Parquet file uploaded to its partition's key: (key, rows, sha256, bytes),
+    ("", 0, "", 0) when the partition holds no row."""
+    schema = QUARANTINE_SCHEMA if options["role"] == "quarantine" else ACCEPTED_SCHEMA
+    rows = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, "out.parquet")
+        out = None
+        for batch in iterator:
+            if not batch.num_rows:
+                continue
+            table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+            if options.get("withhold_raw") == "true":  # cleaning.quarantine_raw: false
+                table = without_raw(table)
+            out = out or parquet_writer(local, schema)
+            out.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            rows += table.num_rows
+        if out is None:
+            return "", 0, "", 0
+        out.close()
+        key = options["key"].format(partition=partition)
+        open_store(options["store"]).upload(local, key)
+        return key, rows, sha256_of_file(local), os.path.getsize(local)
+
+
+def _commit_written(options: dict, written: list) -> None:
+    """The driver's commit of the non-empty files the tasks wrote, in partition order. The
+    quarantine (written first) is staged beside the version as one file's entry; the parts complete
+    the manifest with themselves and that entry, and publish the version (the commit point) only if
+    they hold exactly the accepted rows."""
+    store = open_store(options["store"])
+    if options["role"] == "quarantine":
+        if len(written) > 1:
+            raise RuntimeError(f"the quarantine came out as {len(written)} files; expected one")
+        entry = None if not written else {"rows": written[0].rows, "sha256": written[0].sha256,
+                                          "bytes": written[0].bytes}
+        store.write_json(options["key"].rsplit("/", 1)[0] + "/_quarantine.json", entry)
+        return
+    manifest = json.loads(options["manifest"])
+    version_key = v.version_prefix(manifest["dataset"], manifest["version"])
+    under = len(v.dataset_prefix(manifest["dataset"])) + 1
+    manifest["parts"] += [Part(path=m.key[under:], rows=m.rows, sha256=m.sha256, bytes=m.bytes).entry()
+                          for m in written]
+    staged = store.read_json(f"{version_key}/_quarantine.json")
+    if staged:
+        manifest["quarantine"] = Part(path=f"{manifest['version']}/quarantine.parquet", **staged).entry()
+    if sum(p["rows"] for p in manifest["parts"] if "inherited_from" not in p) != manifest["rows"]["accepted"]:
+        raise RuntimeError("the written parts do not hold the accepted rows; version not committed")
+    v.publish(store, manifest)  # the commit point
+    store.delete(f"{version_key}/_quarantine.json")
 
 
 # --- driver ---------------------------------------------------------------------------------------
