@@ -260,14 +260,7 @@ def _run(cfg: ConveyorConfig, config_path: str | None, store: str | None, workdi
     server = None
     saved_env = store_security_env(cfg.store)
     if store is None and not os.environ.get("CONVEYOR_STORE"):
-        if cfg.store.encryption not in ("none", "sse-s3"):
-            raise ConfigError(f"store.encryption {cfg.store.encryption}: the embedded S3 server offers none or "
-                              "sse-s3 (sse-kms needs a KMS; an sse-c key would not outlive the run)")
-        progress(f"starting the embedded S3 server (SeaweedFS on 127.0.0.1, {'https' if cfg.store.tls else 'http'}"
-                 f", encryption at rest: {cfg.store.encryption})")
-        s3_dir = Path(workdir).resolve().parent / "s3"
-        server = EmbeddedS3(data_dir=str(s3_dir), tls=cfg.store.tls, encryption=cfg.store.encryption).start()
-        server.export_env()
+        server = _embedded_store(cfg, workdir, progress)
         store = server.env()["CONVEYOR_STORE"]
     store = store or os.environ["CONVEYOR_STORE"]
     try:
@@ -305,14 +298,7 @@ def _run(cfg: ConveyorConfig, config_path: str | None, store: str | None, workdi
             summary["steps"].append({"name": "production data", **step2})
             progress(_describe(step2))
         if server is not None:
-            try:
-                footprint = summary["store_footprint"] = server.compact()
-            except StoreError as exc:  # housekeeping: the run's results stand, and the line says so
-                progress(f"store: {exc.message}")
-            else:
-                progress(f"store: {footprint['objects']} objects, {footprint['object_bytes'] / 2**20:.1f} MiB; "
-                         f"on disk {footprint['disk_bytes'] / 2**20:.1f} MiB after compaction "
-                         f"({footprint['disk_bytes_before'] / 2**20:.1f} MiB before)")
+            _compact(server, summary, progress)
         summary["seconds"] = round(time.monotonic() - started, 1)
         summary["task_log"] = str(runner.log)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -323,6 +309,31 @@ def _run(cfg: ConveyorConfig, config_path: str | None, store: str | None, workdi
             server.restore_env()
             server.stop()
         _restore_env(saved_env)
+
+
+def _embedded_store(cfg: ConveyorConfig, workdir: str, progress) -> EmbeddedS3:
+    """SeaweedFS on loopback for this run (beside the work folder), its address exported to the steps."""
+    if cfg.store.encryption not in ("none", "sse-s3"):
+        raise ConfigError(f"store.encryption {cfg.store.encryption}: the embedded S3 server offers none or "
+                          "sse-s3 (sse-kms needs a KMS; an sse-c key would not outlive the run)")
+    progress(f"starting the embedded S3 server (SeaweedFS on 127.0.0.1, {'https' if cfg.store.tls else 'http'}"
+             f", encryption at rest: {cfg.store.encryption})")
+    s3_dir = Path(workdir).resolve().parent / "s3"
+    server = EmbeddedS3(data_dir=str(s3_dir), tls=cfg.store.tls, encryption=cfg.store.encryption).start()
+    server.export_env()
+    return server
+
+
+def _compact(server: EmbeddedS3, summary: dict[str, Any], progress) -> None:
+    """The embedded store compacted after the run, its footprint in the summary and one line."""
+    try:
+        footprint = summary["store_footprint"] = server.compact()
+    except StoreError as exc:  # housekeeping: the run's results stand, and the line says so
+        progress(f"store: {exc.message}")
+        return
+    progress(f"store: {footprint['objects']} objects, {footprint['object_bytes'] / 2**20:.1f} MiB; "
+             f"on disk {footprint['disk_bytes'] / 2**20:.1f} MiB after compaction "
+             f"({footprint['disk_bytes_before'] / 2**20:.1f} MiB before)")
 
 
 def store_security_env(store_cfg) -> dict[str, str | None]:
