@@ -6,6 +6,7 @@ assembled in `components.composition.config`, which only entry points import."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -135,6 +136,21 @@ def first_validation_error(exc: ValidationError) -> str:
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {first['msg']}{more}"
+
+
+def read_json_model(model: type[Model], path: str, error: type[Exception], what: str, written_by: str,
+                    consequence: str = "") -> Model:
+    """A step's typed output from the JSON file at `path`, or `error` saying what is wrong with it:
+    `{path}: {what} cannot be read (...)` or `{path}: not {written_by} (<first bad field>)`."""
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise error(f"{path}: {what} cannot be read ({exc}){consequence}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(f"{path}: not {written_by} ({first_validation_error(exc)}){consequence}") from None
 
 
 def describe_validation_error(exc: ValidationError, origin: str) -> str:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from components.common.config import first_validation_error
+from components.common.config import read_json_model
 from components.common.errors import InputError
 
 
@@ -49,16 +49,7 @@ class Evaluation(BaseModel):
 
     @classmethod
     def read(cls, path: str) -> Evaluation:
-        try:
-            with open(path) as handle:
-                data = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: the evaluation cannot be read ({exc})") from None
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise InputError(f"{path}: not an evaluation the evaluate step wrote "
-                             f"({first_validation_error(exc)})") from None
+        return read_json_model(cls, path, InputError, "the evaluation", "an evaluation the evaluate step wrote")
 
     def write(self, path: str) -> None:
         with open(path, "w") as handle:

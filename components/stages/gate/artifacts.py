@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from components.common.config import first_validation_error
+from components.common.config import read_json_model
 from components.common.errors import GateFailed
 
 
@@ -61,16 +61,8 @@ class Blessing(BaseModel):
     @classmethod
     def read(cls, path: str) -> Blessing:
         """The blessing in the file at `path`, or GateFailed saying what is wrong with it."""
-        try:
-            with open(path) as handle:
-                data = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise GateFailed(f"{path}: the blessing cannot be read ({exc}); refusing to roll out on it") from None
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise GateFailed(f"{path}: not a blessing the gate wrote ({first_validation_error(exc)}); refusing to "
-                             "roll out on it") from None
+        return read_json_model(cls, path, GateFailed, "the blessing", "a blessing the gate wrote",
+                               "; refusing to roll out on it")
 
     def write(self, path: str) -> None:
         with open(path, "w") as handle:

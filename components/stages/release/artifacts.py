@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from components.common.config import first_validation_error
+from components.common.config import read_json_model
 from components.common.errors import IntegrityError
 
 PROMOTED = "Promoted"
@@ -65,12 +65,4 @@ class DeploymentRecord(BaseModel):
     @classmethod
     def read(cls, path: str) -> DeploymentRecord:
         """The record in the file at `path`, or IntegrityError saying what is wrong with it."""
-        try:
-            with open(path) as handle:
-                data = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise IntegrityError(f"{path}: the deployment record cannot be read ({exc})") from None
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise IntegrityError(f"{path}: not a deployment record ({first_validation_error(exc)})") from None
+        return read_json_model(cls, path, IntegrityError, "the deployment record", "a deployment record")
