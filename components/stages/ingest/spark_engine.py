@@ -28,6 +28,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -311,9 +312,18 @@ def _data_source_classes():
     return VersionDataSource
 
 
-def _write_partition(options: dict, iterator, partition: int) -> tuple[str, int, str, int]:
-    """A task's rows as one Parquet file uploaded to its partition's key: (key, rows, sha256, bytes),
-    ("", 0, "", 0) when the partition holds no row."""
+class Uploaded(NamedTuple):
+    """One task's Parquet file, uploaded: its store key, rows, checksum and size."""
+
+    key: str
+    rows: int
+    sha256: str
+    bytes: int
+
+
+def _write_partition(options: dict, iterator, partition: int) -> Uploaded:
+    """A task's rows as one Parquet file uploaded to its partition's key (an empty Uploaded when the
+    partition holds no row)."""
     schema = QUARANTINE_SCHEMA if options["role"] == "quarantine" else ACCEPTED_SCHEMA
     rows = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -329,11 +339,11 @@ def _write_partition(options: dict, iterator, partition: int) -> tuple[str, int,
             out.write_table(table, row_group_size=ROW_GROUP_ROWS)
             rows += table.num_rows
         if out is None:
-            return "", 0, "", 0
+            return Uploaded("", 0, "", 0)
         out.close()
         key = options["key"].format(partition=partition)
         open_store(options["store"]).upload(local, key)
-        return key, rows, sha256_of_file(local), os.path.getsize(local)
+        return Uploaded(key, rows, sha256_of_file(local), os.path.getsize(local))
 
 
 def _commit_written(options: dict, written: list) -> None:
