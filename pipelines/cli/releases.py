@@ -79,6 +79,7 @@ def cmd_release_job(args) -> int:
     if verb == "reject":
         return 0
     # lazy: the release and the cluster SDK, only for an approval
+    from components.stages.release.artifacts import ReplayRows
     from components.stages.release.cluster import run_cluster_rollout
     from components.stages.release.executor import release
 
@@ -87,7 +88,7 @@ def cmd_release_job(args) -> int:
 
     def deliver(texts, labels, on_step):
         return run_cluster_rollout(store, deploy, canary, model, version, rollout=cfg.rollout, on_step=on_step,
-                                   replay_rows=(texts, labels) if canary.cluster_replay_requests else None)
+                                   replay_rows=ReplayRows(texts, labels) if canary.cluster_replay_requests else None)
 
     outcome = release(store, model, version, env, cfg.environments, cfg.rollout.strategy, deliver, target="kserve")
     print(f"{cfg.rollout.strategy} release of {model} {version} to {env}: {outcome.outcome}")

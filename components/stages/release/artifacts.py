@@ -16,7 +16,7 @@ record no `stable_failed_requests`.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,6 +24,14 @@ from components.common.config import read_json_model
 from components.common.errors import IntegrityError
 
 PROMOTED = "Promoted"
+
+
+class ReplayRows(NamedTuple):
+    """The labelled rows every stage and release of a version replays: the split step's test split,
+    kept by staging at releases/<model>/<version>/replay.parquet (`text` and `label` columns)."""
+
+    texts: list[str]
+    labels: list[str]
 
 
 class DeploymentRecord(BaseModel):

@@ -10,7 +10,7 @@ from typing import Any
 from components.cluster.deploy_config import DeployConfig
 from components.common.errors import InputError
 from components.common.storage import Store
-from components.stages.release.artifacts import DeploymentRecord
+from components.stages.release.artifacts import DeploymentRecord, ReplayRows
 from components.stages.release.config import CanaryConfig, EnvironmentConfig, RolloutConfig, default_environments
 from components.stages.release.executor import environments_from, keep_replay_rows, release, replay_rows, stage
 
@@ -70,7 +70,7 @@ def release_on(target: str, store: Store, model: str, candidate: str, environmen
 
         def deliver(texts, labels, on_step):
             return run_cluster_rollout(store, deploy, cfg, model, candidate, rollout=rollout, log=log,
-                                       replay_rows=(texts, labels) if cfg.cluster_replay_requests else None,
+                                       replay_rows=ReplayRows(texts, labels) if cfg.cluster_replay_requests else None,
                                        on_step=on_step)
     else:
         # lazy: model-server processes, only on the local path

@@ -45,7 +45,7 @@ from components.cluster.isvc import build_inference_service
 from components.cluster.kube import CustomObjects
 from components.common.errors import ClusterError, ConfigError
 from components.stages.release.analysis import CanaryState
-from components.stages.release.artifacts import DeploymentRecord
+from components.stages.release.artifacts import DeploymentRecord, ReplayRows
 from components.stages.release.cluster_verbs import ManualVerbs
 from components.stages.release.config import CanaryConfig, RolloutConfig
 from components.stages.release.gauges import publisher
@@ -335,7 +335,7 @@ class InferenceServiceRouter:
 
 def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, model: str, candidate: str,
                         api: InferenceServiceApi | None = None, source=None, log=print,
-                        replay_rows: tuple[list[str], list[str]] | None = None,
+                        replay_rows: ReplayRows | None = None,
                         rollout: RolloutConfig | None = None, routes=None,
                         on_step: Callable[[CanaryState], None] | None = None) -> DeploymentRecord:
     """The pipeline's cluster deploy step: start (or adopt) the rollout, analyse it to the end,
@@ -390,7 +390,7 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
 
 
 def _labelled_replay(ctl: CanaryController, obj: dict[str, Any], cfg: CanaryConfig, rollout: RolloutConfig,
-                     deploy_cfg: DeployConfig, replay_rows: tuple[list[str], list[str]]):
+                     deploy_cfg: DeployConfig, replay_rows: ReplayRows):
     """Where the labelled rows of each interval go: through the release route when the rollout has
     one (A/B, shadow), else through the InferenceService's URL (the preview's, for a blue-green on
     Knative)."""
@@ -419,7 +419,7 @@ def _test_accuracy(store, model: str, version: str) -> float | None:
 
 
 def route_replay(ctl: CanaryController, obj: dict[str, Any], cfg: CanaryConfig, rollout: RolloutConfig, name: str,
-                 rows: tuple[list[str], list[str]]):
+                 rows: ReplayRows):
     """Labelled replay through the release route: the Gateway's URL with the route's hostname,
     each arm reached by its pin header; unpinned rows follow the route's own weights; A/B keys
     are assigned with the split the route declares (read again every time)."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from components.stages.registry.store import test_accuracy
 from components.stages.release.analysis import describe
+from components.stages.release.artifacts import ReplayRows
 from components.stages.release.config import CanaryConfig, EnvironmentConfig
 from components.stages.release.staging import Verdict, production_version, staging_checks
 
@@ -20,7 +21,7 @@ def environment_target(deploy, env: EnvironmentConfig):
 
 
 def verify_cluster(store, deploy, cfg: CanaryConfig, env: EnvironmentConfig, model: str, candidate: str,
-                   rows: tuple[list[str], list[str]], api=None, source=None, log=print,
+                   rows: ReplayRows, api=None, source=None, log=print,
                    wait=None) -> dict[str, Any]:
     """The same verification on KServe: `env`'s own InferenceService serves the candidate; every
     interval the labelled rows go to it and to production's InferenceService (each through its

@@ -23,7 +23,7 @@ from components.common.storage import Store
 from components.stages.registry.store import PRODUCTION_ALIAS, set_alias
 from components.stages.release import environments as envs_
 from components.stages.release.analysis import CanaryState
-from components.stages.release.artifacts import DeploymentRecord
+from components.stages.release.artifacts import DeploymentRecord, ReplayRows
 from components.stages.release.config import EnvironmentConfig, check_environments
 from components.stages.release.staging import production_version
 
@@ -37,7 +37,7 @@ def keep_replay_rows(store: Store, model: str, version: str, test_split: bytes) 
     return key
 
 
-def replay_rows(store: Store, model: str, version: str) -> tuple[list[str], list[str]]:
+def replay_rows(store: Store, model: str, version: str) -> ReplayRows:
     # lazy: pyarrow loads in ~0.3 s; only the release needs the rows
     import pyarrow.parquet as pq
 
@@ -46,7 +46,7 @@ def replay_rows(store: Store, model: str, version: str) -> tuple[list[str], list
         raise InputError(f"{model} {version}: no labelled replay rows at {store.url(key)} (staging keeps them; "
                          "was this version staged?)")
     table = pq.read_table(io.BytesIO(store.read_bytes(key)), columns=["text", "label"])
-    return table.column("text").to_pylist(), table.column("label").to_pylist()
+    return ReplayRows(table.column("text").to_pylist(), table.column("label").to_pylist())
 
 
 def _check_environments(environments: list[EnvironmentConfig]) -> None:
