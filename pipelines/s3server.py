@@ -56,13 +56,19 @@ def _port_free(port: int) -> bool:
 
 
 def _free_port_block() -> int:
-    """A base port where base, base+1..+3 and their gRPC twins (+10000) are all free."""
+    """A base port where base, base+1..+3 and their gRPC twins (+10000) are all free, all of them
+    below Linux's ephemeral range (32768+), where any outgoing connection may take a port between
+    this check and the server's bind."""
     for _ in range(200):
-        base = secrets.randbelow(20_000) + 20_000
+        base = secrets.randbelow(10_000) + 12_000
         ports = [base + i for i in range(4)]
         if all(_port_free(p) and _port_free(p + 10_000) for p in ports):
             return base
     raise StoreError("no free loopback ports for the embedded S3 server")
+
+
+class _PortTaken(Exception):
+    """The server exited because a port it was given was bound by someone else first."""
 
 
 class EmbeddedS3:
@@ -112,6 +118,18 @@ class EmbeddedS3:
         return _client(self.port, self.access_key, self.secret_key, self.ca_file if self.tls else None)
 
     def start(self) -> EmbeddedS3:
+        """Start the server; a port taken between the free-port check and the server's bind (another
+        process won the race) is retried on another block, twice at most."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken:
+                if attempt == 2:
+                    raise StoreError(f"embedded S3 server: its ports were taken while it started, three times; "
+                                     f"see {self.data_dir}/weed.log") from None
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> EmbeddedS3:
         base = _free_port_block()
         self.port = base
         os.makedirs(self.data_dir, exist_ok=True)
@@ -153,6 +171,11 @@ class EmbeddedS3:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._log.close()
+                log = Path(self.data_dir, "weed.log").read_bytes()
+                # weed's own port check ("... is not available"), or its bind losing the race
+                if b"address already in use" in log or b"is not available on 127.0.0.1" in log:
+                    raise _PortTaken()
                 raise StoreError(f"embedded S3 server exited with code {self.process.returncode}; "
                                  f"see {self.data_dir}/weed.log")
             try:

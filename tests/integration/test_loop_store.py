@@ -154,3 +154,24 @@ def test_a_vacuum_that_cannot_run_is_a_store_error_that_says_nothing_was_lost(tm
         monkeypatch.setattr(s3server.urllib.request, "urlopen", refused)
         with pytest.raises(StoreError, match=r"vacuum at 127\.0\.0\.1:\d+ failed .*the store is intact"):
             server.compact()
+
+
+def test_a_port_taken_while_the_server_starts_is_retried_on_another_block(tmp_path, monkeypatch):
+    """Another process may bind one of the server's ports between the free-port check and the
+    server's own bind: the start is retried on a fresh block instead of failing the run."""
+    import pipelines.s3server as s3server
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1] - 1  # the block whose master port (+1) is already bound
+    real = s3server._free_port_block
+    offered = iter([taken])
+    monkeypatch.setattr(s3server, "_free_port_block", lambda: next(offered, None) or real())
+    try:
+        with EmbeddedS3(data_dir=str(tmp_path / "s3")) as server:
+            assert server.port != taken
+            server.client().put_object("conveyor", "k", io.BytesIO(b"v"), 1)
+            assert server.client().get_object("conveyor", "k").read() == b"v"
+    finally:
+        blocker.close()
