@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from components.common.config import first_validation_error
 from components.common.errors import IntegrityError
 
-_VERSION_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/(part-\d{5}|quarantine)\.parquet$")
+_VERSION_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/(part-\d{5,}|quarantine)\.parquet$")
 
 
 class Part(BaseModel):
