@@ -92,8 +92,6 @@ class S3Store(Store):
                          "InvalidToken", "ExpiredToken"}
 
     def __init__(self, bucket: str, prefix: str = ""):
-
-
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
@@ -112,7 +110,6 @@ class S3Store(Store):
         )
         credentials = None
         if not access_key:  # AWS's own chain: the credentials file, then the instance's or pod's role
-
             credentials = ChainedProvider([AWSConfigProvider(profile=os.environ.get("AWS_PROFILE")),
                                            IamAwsProvider()])
         self.region = region
@@ -124,7 +121,6 @@ class S3Store(Store):
         return f"{self.prefix}/{key}" if self.prefix and key else (self.prefix or key)
 
     def _error(self, exc: Exception, key: str) -> StoreError:
-
         where = self.url(key)
         if isinstance(exc, S3Error):
             if exc.code in ("NoSuchKey", "NoSuchObject"):
@@ -149,8 +145,6 @@ class S3Store(Store):
         return StoreError(f"{where}: object store unreachable at {self.endpoint} ({reason})")
 
     def _call(self, key: str, fn, *args, **kwargs):
-
-
         try:
             return fn(*args, **kwargs)
         except (S3Error, MinioException, HTTPError, OSError) as exc:
@@ -177,7 +171,6 @@ class S3Store(Store):
                    sse=write_sse(self.encryption))
 
     def create_bytes(self, key: str, data: bytes) -> bool:
-
         # S3's conditional write (If-None-Match: *; AWS since 2024, MinIO, SeaweedFS 4.x): 412 when
         # the key exists. minio-py 7.2's put_object passes no such header, its _put_object does.
         try:
@@ -192,7 +185,6 @@ class S3Store(Store):
         return True
 
     def exists(self, key: str) -> bool:
-
         if not key or key.endswith("/"):
             return False  # a prefix, never an object (some servers answer HEAD on folder markers)
         try:
@@ -231,7 +223,6 @@ class S3Store(Store):
                    ssec=read_ssec(self.encryption))
 
     def delete(self, key: str) -> None:
-
         keys = self.list(key.rstrip("/") + "/") if not self.exists(key) else [key]
 
         def run():

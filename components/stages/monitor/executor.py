@@ -51,7 +51,6 @@ def read_window(store, model: str, version: str, start: dt.datetime, end: dt.dat
         if day in days and key.endswith(".parquet"):
             tables.append(pq.read_table(io.BytesIO(store.read_bytes(key))))
     if not tables:
-
         return LOG_SCHEMA.empty_table()
     table = pa.concat_tables(tables, promote_options="default")  # logs written before text_mode: null
     ts = table.column("ts")
@@ -132,7 +131,6 @@ def reference_texts(store, card: dict[str, Any], split: SplitConfig, rows: int, 
 
 def monitor_window(store, model: str, cfg: MonitorConfig, split: SplitConfig, now: dt.datetime | None = None,
                    html_report: bool = True) -> tuple[dict[str, Any], str]:
-
     now = now or dt.datetime.now(dt.UTC)
     start = now - dt.timedelta(hours=cfg.window_hours)
     loaded = load(store, model, "champion")

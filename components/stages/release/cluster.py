@@ -368,7 +368,6 @@ def run_cluster_rollout(store, deploy_cfg: DeployConfig, cfg: CanaryConfig, mode
     replay = None
     if state and state.phase == "Progressing":
         if source is None:
-
             source = PrometheusMetricsSource(cfg.prometheus, model, cfg.interval_s)
         if cfg.cluster_replay_requests and replay_rows:
             replay = _labelled_replay(ctl, obj, cfg, rollout, deploy_cfg, replay_rows)
