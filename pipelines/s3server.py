@@ -120,14 +120,13 @@ class EmbeddedS3:
     def start(self) -> EmbeddedS3:
         """Start the server; a port taken between the free-port check and the server's bind (another
         process won the race) is retried on another block, twice at most."""
-        for attempt in range(3):
+        for _ in range(3):
             try:
                 return self._start_once()
             except _PortTaken:
-                if attempt == 2:
-                    raise StoreError(f"embedded S3 server: its ports were taken while it started, three times; "
-                                     f"see {self.data_dir}/weed.log") from None
-        raise AssertionError("unreachable")
+                continue
+        raise StoreError(f"embedded S3 server: its ports were taken while it started, three times; "
+                         f"see {self.data_dir}/weed.log")
 
     def _start_once(self) -> EmbeddedS3:
         base = _free_port_block()

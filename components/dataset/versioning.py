@@ -50,8 +50,9 @@ class VersionRef:
     version: str
     manifest: dict[str, Any]
 
-    @property
+    @functools.cached_property
     def parts(self) -> list[Part]:
+        """The manifest's parts, validated once per reference."""
         where = f"dataset {self.dataset}@{self.version} manifest"
         return [Part.of(p, f"{where} parts[{i}]") for i, p in enumerate(self.manifest["parts"])]
 

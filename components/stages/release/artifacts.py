@@ -8,7 +8,7 @@ added, as the release step's `deployment` output (its KFP metadata repeats `outc
 phase, weight, the checks of every interval, the people's verbs), null when nothing was analysed
 (a first deployment, or a rollout the cluster never started). `config` and `rollout` are the
 canary and rollout settings it ran under. An A/B release adds `experiment` (the test's verdict,
-effect and interval) and, locally, the Markdown report's `experiment_report_uri` beside the record.
+effect and interval) and the Markdown report's `experiment_report_uri` beside the record.
 Only the keys a backend sets are written: a local record has no `inference_service`, a KServe
 record no `stable_failed_requests`.
 """
@@ -22,8 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from components.common.config import read_json_model
 from components.common.errors import IntegrityError
-
-PROMOTED = "Promoted"
+from components.stages.release.analysis import Phase
 
 
 class ReplayRows(NamedTuple):
@@ -60,7 +59,7 @@ class DeploymentRecord(BaseModel):
 
     @property
     def promoted(self) -> bool:
-        return self.outcome == PROMOTED
+        return self.outcome == Phase.PROMOTED
 
     def as_json(self) -> dict[str, Any]:
         """The keys the backend set, as stored."""
