@@ -71,7 +71,6 @@ def bench_serving(work: Path, requests_per_level: int = 2000) -> dict:
     store, card = bench_model(work, "serve-bench")
 
     # Raw forward: featurize + model on one text, in process (what the predictor adds HTTP to).
-    import pyarrow as pa
     import torch
 
     torch.set_num_threads(1)
@@ -79,7 +78,7 @@ def bench_serving(work: Path, requests_per_level: int = 2000) -> dict:
     forward = []
     for _ in range(1000):
         started = time.perf_counter()
-        loaded.predict_proba(pa.array([TEXT], pa.large_string()))  # the predictor's own scoring path
+        loaded.predict_proba([TEXT])  # the predictor's own scoring path (ConveyorModel.classify)
         forward.append((time.perf_counter() - started) * 1000)
     raw = _percentiles(forward[100:])
 

@@ -120,10 +120,15 @@ class Featurizer:
                 out.append([i for g in grams if (i := self.vocabulary.get("c:" + g, 0))])
         return out
 
-    def encode(self, texts: pa.Array) -> Encoded:
+    def encode(self, texts: pa.Array | list[str]) -> Encoded:
+        """Ids of each text (null: no tokens). A short list (a request of a few texts) is encoded as
+        it is: converting it to Arrow and back would cost more than the hashing."""
         if len(texts) <= SMALL_BATCH:
             tokenize = self.tokenize
-            return self._encode_small([tokenize(t or "") for t in texts.to_pylist()])
+            listed = texts.to_pylist() if isinstance(texts, pa.Array) else texts
+            return self._encode_small([tokenize(t or "") for t in listed])
+        if not isinstance(texts, pa.Array):
+            texts = pa.array(texts, pa.large_string())
         return self.encode_tokenized(self._words(texts))
 
     def _encode_small(self, docs: list[list[str]]) -> Encoded:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from components.common import audit
 from components.common.errors import InputError, IntegrityError, NotFoundError
@@ -128,8 +127,6 @@ class LoadedModel:
     def predict_proba(self, texts):
         """Class probabilities (n, classes) for a pyarrow array or list of texts: featurize, forward,
         softmax. The one scoring path for evaluation, infra validation and serving."""
-        if not isinstance(texts, pa.Array):
-            texts = pa.array(texts, pa.large_string())
         if not len(texts):
             return np.empty((0, len(self.featurizer.labels)), dtype=np.float32)
         return self._forward(self.featurizer.encode(texts))

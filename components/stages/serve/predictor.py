@@ -20,7 +20,6 @@ import uuid
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from components.cluster import kserve_sdk
 from components.common.errors import InputError
@@ -190,7 +189,7 @@ class ConveyorModel(Model):
 
     # -- prediction ----------------------------------------------------------------------------
     def classify(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
-        probs = self.loaded.predict_proba(pa.array(texts, pa.large_string()))
+        probs = self.loaded.predict_proba(texts)
         labels = [self.loaded.featurizer.labels[i] for i in probs.argmax(axis=1)]
         return labels, probs
 

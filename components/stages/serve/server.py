@@ -41,11 +41,16 @@ from collections.abc import Callable
 from components.cluster import kserve_sdk
 
 kserve_sdk.load()
+import orjson  # noqa: E402
+from cloudevents.sdk.converters.util import has_binary_headers  # noqa: E402
 from fastapi import Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady  # noqa: E402
+from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get_labels  # noqa: E402
 from kserve.protocol.rest.server import RESTServer  # noqa: E402
+from kserve.protocol.rest.v1_endpoints import V1Endpoints  # noqa: E402
+from kserve.utils.utils import is_structured_cloudevent  # noqa: E402
 from prometheus_client import REGISTRY, CollectorRegistry, exposition, multiprocess  # noqa: E402
 
 from components.common.errors import ConveyorError  # noqa: E402
@@ -63,6 +68,7 @@ OPEN_PATHS = re.compile(r"^/(|v2/health/(live|ready)|v2/models/[^/]+(/versions/[
 # The routes that take a request body; anything but JSON (or OIP's binary tensors on infer) is 415.
 BODY_PATH = re.compile(r"^/(v1/models/[^/]+:(predict|explain)|v2/models/[^/]+(/versions/[^/]+)?/(infer|explain))$")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch, read at its import
+KSERVE_TIMERS = (PRE_HIST_TIME, PREDICT_HIST_TIME, POST_HIST_TIME)
 # KServe's and FastAPI's errors; the project's own carry their status (components.common.errors).
 STATUS = [(InvalidInput, 400), (RequestValidationError, 400), (ModelNotFound, 404), (ModelNotReady, 503),
           (NotImplementedError, 501)]
@@ -274,6 +280,7 @@ class ConveyorRESTServer(RESTServer):
 
     def _register_endpoints(self, app):
         model = self.model
+        predict = self._v1_predict()
 
         async def infer(model_name: str, request: Request):
             if model_name != model.name:
@@ -305,11 +312,51 @@ class ConveyorRESTServer(RESTServer):
             self._register_repository(app)
         app.add_api_route("/metrics", metrics, methods=["GET"])
         app.add_api_route("/v2/health/live", server_live, methods=["GET"])
+        # KServe's route of the same path stays in the OpenAPI document: the contract is its own
+        app.add_api_route("/v1/models/{model_name}:predict", predict, methods=["POST"], include_in_schema=False)
         app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
         app.add_api_route("/v2/models/{model_name}", metadata, methods=["GET"])
         app.add_api_route("/v2/health/ready", server_ready, methods=["GET"])
         super()._register_endpoints(app)
         document(app, model.name)
+
+    def _v1_predict(self):
+        """v1 `:predict` for the one model this server holds, without KServe's generic data plane.
+
+        KServe's route looks the model up in its registry, decodes the body with its CloudEvents
+        checks, calls the model through `Model.__call__` (identity pre- and post-processing, each
+        timed) and encodes the answer again: about a quarter of a one-text request's time at one
+        client (bench/README.md). This route does the same for a plain JSON body, with the same
+        errors and KServe's three latency histograms (preprocess and postprocess are identity steps
+        here: observed as 0). A CloudEvent goes through KServe's own route: a binary one is answered
+        with one, a structured one in an application/json body has its data read."""
+        model = self.model
+        kserve_route = V1Endpoints(self.dataplane, self.model_repository_extension)
+        timers = {}
+
+        async def predict(model_name: str, request: Request):
+            if model_name != model.name:
+                raise ModelNotFound(model_name)
+            if has_binary_headers(request.headers):  # (a structured one's own type is 415 before here)
+                return await kserve_route.predict(model_name, request)
+            if not model.ready:
+                raise ModelNotReady(model_name)
+            try:
+                payload = orjson.loads(await request.body())
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"Unrecognized request format: {exc}") from None
+            if isinstance(payload, dict) and is_structured_cloudevent(payload):
+                return await kserve_route.predict(model_name, request)  # the body is kept: read again there
+            if not timers:
+                timers.update((h, h.labels(**get_labels(model.name))) for h in KSERVE_TIMERS)
+            started = time.perf_counter()
+            answer = await model.predict(model.validate(payload))  # KServe's own checks first, as there
+            timers[PREDICT_HIST_TIME].observe(time.perf_counter() - started)
+            timers[PRE_HIST_TIME].observe(0.0)
+            timers[POST_HIST_TIME].observe(0.0)
+            return Response(content=orjson.dumps(answer), media_type="application/json")
+
+        return predict
 
     def _register_repository(self, app):
         """The OIP model-repository extension for the one model this server holds."""

@@ -181,3 +181,8 @@ def test_a_few_documents_encode_in_python_to_exactly_the_ids_of_the_arrow_path(c
     texts = pa.array(["Free CASH prize!", "", None, "naïve café über"])
     assert featurizer.encode(texts).ids.tolist() == featurizer.encode_tokenized(
         pa.array([featurizer.tokenize(t or "") for t in texts.to_pylist()], pa.list_(pa.large_string()))).ids.tolist()
+    # a plain list (what the predictor passes) gives the same ids as Arrow, short or long
+    for listed in (texts.to_pylist(), texts.to_pylist() * 5):
+        from_list, from_arrow = featurizer.encode(listed), featurizer.encode(pa.array(listed, pa.large_string()))
+        assert from_list.ids.tolist() == from_arrow.ids.tolist()
+        assert from_list.offsets.tolist() == from_arrow.offsets.tolist()

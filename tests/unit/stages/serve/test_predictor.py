@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -142,6 +143,49 @@ def test_metrics_carry_status_codes_version_and_role(served):
         text = resp.read().decode()
     assert re.search(r'conveyor_explain_latency_seconds_count\{env="production",' + re.escape(labels) + r"\} [1-9]",
                      text)
+
+
+def _kserve_predict_counts(server) -> list[float]:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    series = r'^request_{}_seconds_count\{{model_name="toy"\}} ([0-9.e+]+)$'
+    return [float(re.search(series.format(step), text, re.MULTILINE)[1])
+            for step in ("preprocess", "predict", "postprocess")]
+
+
+def test_v1_keeps_kserve_latency_series_errors_and_cloudevents(served):
+    """v1 :predict has its own lean route: KServe's three latency histograms still count every
+    predict, a body that is not JSON is KServe's 400, and CloudEvents (built and read by the
+    CloudEvents SDK) are still KServe's: a binary event is answered with one."""
+    from cloudevents.conversion import to_binary, to_structured
+    from cloudevents.http import CloudEvent, from_http
+
+    server, _store, card = served
+    http_json(f"{server.url}/v1/models/toy:predict", {"instances": ["free cash prize click"]})
+    before = _kserve_predict_counts(server)
+    http_json(f"{server.url}/v1/models/toy:predict", {"instances": ["free cash prize click"]})
+    assert _kserve_predict_counts(server) == [n + 1 for n in before]
+
+    request = urllib.request.Request(f"{server.url}/v1/models/toy:predict", data=b"{not json", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # nosec B310: this test's own loopback server
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read())["error"].startswith("Unrecognized request format")
+
+    event = CloudEvent({"type": "com.example.predict", "source": "tests"}, {"instances": ["free cash prize click"]})
+    headers, body = to_binary(event)
+    request = urllib.request.Request(f"{server.url}/v1/models/toy:predict", data=body, method="POST",
+                                     headers={**headers, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:  # nosec B310: this test's own loopback server
+        answer = from_http(dict(resp.headers), resp.read())
+    assert answer["type"] == "io.kserve.inference.response" and answer["source"] == "io.kserve.inference.toy"
+    data = answer.data if isinstance(answer.data, dict) else json.loads(answer.data)
+    assert data["model_version"] == card["version"] and data["predictions"][0]["label"] == "spam"
+
+    headers, body = to_structured(event)  # its JSON as an application/json body: KServe reads the data
+    code, plain = http_json(f"{server.url}/v1/models/toy:predict", json.loads(body))
+    assert code == 200 and plain["predictions"][0]["label"] == "spam"
 
 
 def test_requests_are_logged_to_the_store_in_batches(served):
