@@ -83,10 +83,8 @@ class ConveyorModel(Model):
         # lazy: torch loads in ~1 s; only this path needs it
         import torch
 
-
         torch.set_num_threads(1)
         if self.model_dir:  # KServe's storage initializer copied the version folder here
-
             self.loaded = load_dir(self.model_dir)  # verifies sha256 of every file
             self.model_name = self.loaded.card["name"]
             store = open_store(self.store_uri) if (self.store_uri or self.log_sample_rate > 0) else None
@@ -95,7 +93,6 @@ class ConveyorModel(Model):
             self.loaded = load(store, self.model_name, self.ref)  # verifies sha256 of every file
         self.version = self.loaded.card["version"]
         if self.log_sample_rate > 0:
-
             self.logger = InferenceLogger(store, self.model_name, self.version, self.role, self.log_sample_rate,
                                           text_mode=self.log_text)
         self.ready, self.unloaded_on_request = True, False
@@ -197,7 +194,6 @@ class ConveyorModel(Model):
         started = time.perf_counter()
         self._check(texts)
         if self.chaos["delay_ms"]:
-
             await asyncio.sleep(self.chaos["delay_ms"] / 1000)
         if self.chaos["error_rate"]:
             self._chaos_seen += 1
