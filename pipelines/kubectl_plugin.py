@@ -107,11 +107,9 @@ def run_canary_verb(args, api=None, wait: Callable[[float], None] | None = None,
         sys.stdout.write(assign_header(ctl, args.key) + "\n")
         return 0
     if args.verb == "analyze":
-
         obj = ctl.get()
         cfg = read_config(obj)
         if args.config:
-
             cfg = load_config(args.config).canary
         if args.prometheus:
             cfg = cfg.model_copy(update={"prometheus": cfg.prometheus.model_copy(update={"url": args.prometheus})})
