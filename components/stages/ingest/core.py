@@ -117,7 +117,8 @@ class Cleaner:
         keys, order = prepared.keys, prepared.order
         sorted_keys = keys[order]
         dup_reason = self._duplicate_reasons(keys, order, sorted_keys)
-        if len(ok_idx):
+        keep = np.asarray(dup_reason == None, dtype=bool)  # noqa: E711 (object array)
+        if not keep.all():  # most batches have no duplicate: no reason to add
             full = np.full(n, None, dtype=object)
             full[ok_idx] = dup_reason
             dup_arr = pa.array(full, pa.string())
@@ -126,13 +127,14 @@ class Cleaner:
             detail = _fill_details(detail, pc.is_valid(dup_arr),
                                    lambda i: f"doc_id {doc_ids[int(np.searchsorted(ok_idx, i))]}")
 
-        keep = np.asarray(dup_reason == None, dtype=bool)  # noqa: E711 (object array)
         accepted_idx = ok_idx[keep]
         accepted_keys = keys[keep]
         if self.dedup:
             self.seen.add(accepted_keys, sorted_keys[keep[order]])
 
-        accepted = _accepted_table(raw, prepared.doc_ids.filter(pa.array(keep)), text, accepted_idx)
+        doc_ids = prepared.doc_ids if keep.all() else prepared.doc_ids.filter(pa.array(keep))
+        accepted_text = _rows(text, accepted_idx).cast(pa.large_string())
+        accepted = _accepted_table(raw, doc_ids, accepted_text, accepted_idx)
         rejected_mask = pc.is_valid(reason)
         quarantined = _quarantined_table(raw, reason, detail, rejected_mask)
 
@@ -142,12 +144,12 @@ class Cleaner:
             repeat_pos = np.flatnonzero(dup_reason == "duplicate")
             self.seen.note_repeats(keys[repeat_pos],
                                    quarantined_before + np.searchsorted(rejected_rows, ok_idx[repeat_pos]))
-        raw_changes = _raw_changes(raw_bytes.take(accepted_idx), text.take(accepted_idx),
-                                   text_from.take(accepted_idx), raw.column("defects").take(accepted_idx),
-                                   accepted_before)
+        accepted_from, accepted_defects = _rows(text_from, accepted_idx), _rows(raw.column("defects"), accepted_idx)
+        raw_changes = _raw_changes(_rows(raw_bytes, accepted_idx), accepted_text, accepted_from, accepted_defects,
+                                   accepted_before, prepared.text_unchanged)
 
         self._count(accepted, quarantined)
-        self._count_email_notes(text_from.take(accepted_idx), raw.column("defects").take(accepted_idx))
+        self._count_email_notes(accepted_from, accepted_defects)
         self.digest.add(content_keys(accepted_keys, accepted.column("label").combine_chunks()))
         if self.stats.rows_read != self.stats.rows_accepted + self.stats.rows_quarantined:
             raise AssertionError(f"row accounting broke: read {self.stats.rows_read} != accepted "
@@ -186,13 +188,14 @@ class Cleaner:
 
 
 def _accepted_table(raw: pa.RecordBatch, doc_ids: pa.Array, text: pa.Array, rows: np.ndarray) -> pa.Table:
+    """The accepted rows: `text` is theirs already (cleaned), the other columns are taken at `rows`."""
     return pa.table({
         "doc_id": doc_ids,
-        "text": text.take(rows).cast(pa.large_string()),
-        "label": raw.column("label").take(rows),
-        "source": raw.column("source").take(rows),
-        "source_uri": raw.column("source_uri").take(rows),
-        "source_row": raw.column("source_row").take(rows),
+        "text": text,
+        "label": _rows(raw.column("label"), rows),
+        "source": _rows(raw.column("source"), rows),
+        "source_uri": _rows(raw.column("source_uri"), rows),
+        "source_row": _rows(raw.column("source_row"), rows),
     }, schema=ACCEPTED_SCHEMA)
 
 
@@ -218,6 +221,9 @@ class Prepared(NamedTuple):
     keys: np.ndarray       # their dedup keys (the digests' first 64 bits), and the stable order
     order: np.ndarray      # that sorts them
     doc_ids: pa.Array      # their doc_ids (the digests' first 128 bits in hex)
+    # Every row's text is its raw bytes as they are (decoded, nothing normalized or stripped): then
+    # no accepted row has raw bytes to keep, and admit need not compare them.
+    text_unchanged: bool = False
 
 
 # The raw columns `prepare` reads (and `source` where a selector is given).
@@ -272,12 +278,17 @@ def prepare(raw: pa.RecordBatch, config: CleaningConfig, select=None, drop_uncha
     # Hash only rows that survived so far (cheap checks first, Python loop last).
     ok = pc.is_null(reason)
     ok_idx = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
-    digests = content_digests(text.take(ok_idx)) if len(ok_idx) else np.empty((0, 16), np.uint8)
-    # A worker sends back less where cleaning left every row's text as decoded (admit decodes again).
-    unchanged = drop_unchanged_text and not pc.any(bad_utf8).as_py() and text.equals(decoded)
+    digests = content_digests(_rows(text, ok_idx)) if len(ok_idx) else np.empty((0, 16), np.uint8)
+    unchanged = not pc.any(bad_utf8).as_py() and text.equals(decoded)
     keys = keys_from_digests(digests)
-    return Prepared(None if unchanged else text, reason, detail, ok_idx, keys, np.argsort(keys, kind="stable"),
-                    doc_ids_from_digests(digests))
+    # A worker sends back less where cleaning left every row's text as decoded (admit decodes again).
+    return Prepared(None if unchanged and drop_unchanged_text else text, reason, detail, ok_idx, keys,
+                    np.argsort(keys, kind="stable"), doc_ids_from_digests(digests), unchanged)
+
+
+def _rows(values: pa.Array, idx: np.ndarray) -> pa.Array:
+    """values.take(idx), without the copy where idx is every row in order (the common batch)."""
+    return values if len(idx) == len(values) else values.take(idx)
 
 
 def add_counts(counter: dict[str, int], values: pa.Array) -> None:
@@ -288,8 +299,12 @@ def add_counts(counter: dict[str, int], values: pa.Array) -> None:
         counter[item["values"]] = counter.get(item["values"], 0) + item["counts"]
 
 
-def _raw_changes(raw: pa.Array, text: pa.Array, text_from: pa.Array, defects: pa.Array, first_seq: int) -> pa.Table:
-    same = pc.fill_null(pc.equal(raw.cast(pa.large_binary()), text.cast(pa.large_binary())), False)
+def _raw_changes(raw: pa.Array, text: pa.Array, text_from: pa.Array, defects: pa.Array, first_seq: int,
+                 text_unchanged: bool = False) -> pa.Table:
+    if text_unchanged:  # prepare found every text equal to its raw bytes: nothing to compare
+        same = pa.array(np.ones(len(raw), dtype=bool))
+    else:
+        same = pc.fill_null(pc.equal(raw.cast(pa.large_binary()), text.cast(pa.large_binary())), False)
     noted = pc.or_(pc.is_valid(text_from), pc.is_valid(defects))
     rows = np.flatnonzero(pc.or_(pc.invert(same), noted).to_numpy(zero_copy_only=False))
     if not len(rows):
