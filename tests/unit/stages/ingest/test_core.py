@@ -77,3 +77,17 @@ def test_rows_in_the_parent_are_duplicates_of_it_and_withdraw_undoes_an_admissio
     child.withdraw(out.accepted, [], [])  # a plain-text row: no email notes were counted for it
     assert (child.stats.rows_accepted, child.stats.rows_quarantined, child.stats.by_label) == (0, 10, {})
     assert child.digest.hexdigest() == empty
+
+
+def test_raw_bytes_are_kept_exactly_where_cleaning_changed_the_text():
+    """A batch whose every text is its raw bytes skips the comparison (prepare says so); one
+    changed row in a batch makes admit compare, and keep that row's raw bytes alone."""
+    plain = [(b"win a free prize now", "spam", None), (b"meeting notes today", "ham", None)]
+    assert prepare(_batch(plain), CONFIG).text_unchanged
+    assert Cleaner(CONFIG).clean(_batch(plain)).raw_changes.num_rows == 0
+
+    mixed = [*plain, (b"  padded text here ", "ham", None)]
+    assert not prepare(_batch(mixed), CONFIG).text_unchanged
+    changes = Cleaner(CONFIG).clean(_batch(mixed)).raw_changes
+    assert changes.column("seq").to_pylist() == [2]
+    assert changes.column("raw").to_pylist() == [b"  padded text here "]
