@@ -40,7 +40,10 @@ def make_sampler(spec: SearchSpec):
     if spec.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=spec.seed)
     if spec.algorithm == "tpe":
-        return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(4, spec.max_trials))
+        # Independent TPE, as Katib's Optuna suggestion service makes it (multivariate = the name is
+        # "multivariate-tpe"): Optuna 5 made multivariate the default, which would run the other one.
+        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=False,
+                                          n_startup_trials=min(4, spec.max_trials))
     if spec.algorithm == "multivariate-tpe":
         return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, n_startup_trials=min(4, spec.max_trials))
     if spec.algorithm == "cmaes":

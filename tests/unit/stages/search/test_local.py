@@ -159,3 +159,31 @@ def test_failed_trials_count_against_the_limit(tmp_path, file_store):
     # Every trial process fails at run time (the version is gone): the search stops at the limit.
     with pytest.raises(SearchFailed, match=r"2 trials failed \(limit 1\).*no version 'deleted-version'"):
         run_search("local", file_store.uri, "toy", "deleted-version", cfg, "fail-1", log=lambda _m: None)
+
+
+def test_tpe_and_multivariate_tpe_are_the_samplers_katib_makes_of_those_names():
+    """Katib's Optuna suggestion service builds TPESampler(multivariate=<name is
+    "multivariate-tpe">); Optuna 5 made multivariate the default, so "tpe" must say it is not.
+    Both ask with the experiment's whole space, as Katib's service does."""
+    import optuna
+
+    from components.stages.search.local import distributions, make_sampler
+
+    def asked(sampler, space) -> list[dict]:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for _ in range(10):
+            trial = study.ask(space)
+            study.tell(trial, trial.params["dropout"] - abs(math.log10(trial.params["lr"]) + 2))
+        return [t.params for t in study.trials]
+
+    params = [{"name": "lr", "type": "double", "min": 1e-4, "max": 1.0, "log": True},
+              {"name": "dropout", "type": "double", "min": 0.0, "max": 0.9},
+              {"name": "batch_size", "type": "discrete", "values": [16, 64, 256]}]
+    found = {}
+    for name, multivariate in (("tpe", False), ("multivariate-tpe", True)):
+        spec = parse_spec({"parameters": params, "algorithm": name, "seed": 3, "max_trials": 10})
+        katib = optuna.samplers.TPESampler(seed=3, multivariate=multivariate, n_startup_trials=4)
+        found[name] = asked(make_sampler(spec), distributions(spec))
+        assert found[name] == asked(katib, distributions(spec)), name
+    assert found["tpe"][:4] == found["multivariate-tpe"][:4]  # the same random start-up trials
+    assert found["tpe"][4:] != found["multivariate-tpe"][4:]
