@@ -436,26 +436,20 @@ def search_efficiency_section(eff: dict, before: dict | None) -> list[str]:
              "| objective | reference best | target | algorithm | trial-epochs to target per seed | reached | "
              "mean | ratio |", "|---|---:|---:|---|---|---:|---:|---:|"]
     for r in eff["results"]:
-        arms = r.get("arms", {"tpe+medianstop": r})
         for label, rows in r["runs"].items():
-            ratio = f"**{arms[label]['ratio']}**" if label != "random" else ""
+            ratio = f"**{r['arms'][label]['ratio']}**" if label != "random" else ""
             lines.append(f"| {r['objective']} | {r['reference_best']} | {r['target']} | {label} | "
                          f"{[row['epochs_to_target'] for row in rows]} | {sum(row['reached'] for row in rows)}/"
                          f"{len(rows)} | {r['mean_epochs_to_target'][label]} | {ratio} |")
-    if eff.get("note"):  # what the run measured, where the code has changed since
-        lines += ["", f"Note: {eff['note']}"]
-    labels = list(eff["results"][0].get("arms", {"tpe+medianstop": None}))
     lines += [""] + [f"{label} <= 0.5x random on every objective: "
-                     f"{_verdict(all(r.get('arms', {label: r})[label]['ratio'] <= 0.5 for r in eff['results']))}."
-                     for label in labels]
-    if all("ratio_interval_90" in r for r in eff["results"]):
-        lines += ["", "How much the seeds decide: " + "; ".join(
-            f"{r['objective']}, {label}: ratio {arm['ratio']} over all {len(eff['seeds'])} seeds, "
-            f"{arm['ratio_first_seeds']} over the first 5 (the earlier run's seeds), 90% interval over resampled "
-            f"seeds {arm['ratio_interval_90']}" for r in eff["results"]
-            for label, arm in r.get("arms", {"tpe+medianstop": r}).items()) + ". Where random's first trials meet "
-              "the target, TPE's first trials are the same random draws and spend the same compute, so those "
-              "seeds pull the ratio towards 1 whatever either algorithm does later."]
+                     f"{_verdict(all(r['arms'][label]['ratio'] <= 0.5 for r in eff['results']))}."
+                     for label in eff["results"][0]["arms"]]
+    lines += ["", "How much the seeds decide: " + "; ".join(
+        f"{r['objective']}, {label}: ratio {arm['ratio']} over all {len(eff['seeds'])} seeds, "
+        f"{arm['ratio_first_seeds']} over the first 5 (the earlier run's seeds), 90% interval over resampled "
+        f"seeds {arm['ratio_interval_90']}" for r in eff["results"] for label, arm in r["arms"].items())
+        + ". Where random's first trials meet the target, TPE's first trials are the same random draws and "
+          "spend the same compute, so those seeds pull the ratio towards 1 whatever either algorithm does later."]
     if before:
         old = before["results"][0]
         lines += ["", f"Before (withdrawn metric, run {before['environment']['when']}): trials until a trial reached "

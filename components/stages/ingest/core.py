@@ -118,7 +118,8 @@ class Cleaner:
         sorted_keys = keys[order]
         dup_reason = self._duplicate_reasons(keys, order, sorted_keys)
         keep = np.asarray(dup_reason == None, dtype=bool)  # noqa: E711 (object array)
-        if not keep.all():  # most batches have no duplicate: no reason to add
+        all_kept = bool(keep.all())  # most batches have no duplicate: nothing to add or filter
+        if not all_kept:
             full = np.full(n, None, dtype=object)
             full[ok_idx] = dup_reason
             dup_arr = pa.array(full, pa.string())
@@ -132,7 +133,7 @@ class Cleaner:
         if self.dedup:
             self.seen.add(accepted_keys, sorted_keys[keep[order]])
 
-        doc_ids = prepared.doc_ids if keep.all() else prepared.doc_ids.filter(pa.array(keep))
+        doc_ids = prepared.doc_ids if all_kept else prepared.doc_ids.filter(pa.array(keep))
         accepted_text = _rows(text, accepted_idx).cast(pa.large_string())
         accepted = _accepted_table(raw, doc_ids, accepted_text, accepted_idx)
         rejected_mask = pc.is_valid(reason)
