@@ -150,8 +150,7 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
     params = [V1beta1ParameterSpec(name=katib_parameter_name(p.name), parameter_type=p.type,
                                    feasible_space=_feasible_space(p)) for p in spec.parameters]
     entry_args = _trial_arguments(spec, store, dataset, version, image, fixed)
-    algorithm_settings = [] if spec.algorithm == "grid" else [
-        V1beta1AlgorithmSetting(name="random_state", value=str(spec.seed))]
+    algorithm_settings = _algorithm_settings(spec)
     kind = cluster.trial_kind
     experiment = V1beta1Experiment(
         api_version=API_VERSION, kind="Experiment",
@@ -178,6 +177,18 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
         ),
     )
     return ApiClient().sanitize_for_serialization(experiment)
+
+
+def _algorithm_settings(spec: SearchSpec) -> list[V1beta1AlgorithmSetting]:
+    """The settings each algorithm's suggestion service in Katib's shipped katib-config accepts: Optuna
+    (grid, multivariate-tpe) refuses names it does not know, as Hyperopt (random, tpe) does, and only
+    Optuna takes the start-up trials; Hyperopt's TPE starts with one batch of random trials."""
+    if spec.algorithm == "grid":
+        return []
+    settings = [V1beta1AlgorithmSetting(name="random_state", value=str(spec.seed))]
+    if spec.algorithm == "multivariate-tpe":
+        settings.append(V1beta1AlgorithmSetting(name="n_startup_trials", value=str(spec.startup_trials())))
+    return settings
 
 
 def _objective(spec: SearchSpec) -> V1beta1ObjectiveSpec:

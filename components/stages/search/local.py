@@ -39,13 +39,12 @@ def parse_metric_line(line: str) -> dict[str, float]:
 def make_sampler(spec: SearchSpec):
     if spec.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=spec.seed)
-    if spec.algorithm == "tpe":
-        # Independent TPE, as Katib's Optuna suggestion service makes it (multivariate = the name is
-        # "multivariate-tpe"): Optuna 5 made multivariate the default, which would run the other one.
-        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=False,
-                                          n_startup_trials=min(4, spec.max_trials))
-    if spec.algorithm == "multivariate-tpe":
-        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, n_startup_trials=min(4, spec.max_trials))
+    if spec.algorithm in ("tpe", "multivariate-tpe"):
+        # As Katib's Optuna service builds them (pkg/suggestion/v1beta1/optuna/service.py): multivariate
+        # only for "multivariate-tpe" (Optuna 5 made it the default, so "tpe" must say it is not), and a
+        # constant liar for trials still running; the start-up trials travel in the Experiment.
+        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=spec.algorithm == "multivariate-tpe",
+                                          constant_liar=True, n_startup_trials=spec.startup_trials())
     if spec.algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=spec.seed)
     if spec.algorithm == "grid":

@@ -15,6 +15,10 @@ from components.common.errors import SpecError
 from components.stages.train.config import TrainingConfig, apply_params
 
 ALGORITHMS = ("random", "tpe", "multivariate-tpe", "cmaes", "grid")
+# Random trials before TPE models the results. Katib's Optuna service (which serves multivariate-tpe)
+# takes it as the `n_startup_trials` setting; left out, Optuna's default of 10 would make a search as
+# short as the bundled 8 trials all random on the cluster while the local backend ran TPE after 4.
+TPE_STARTUP_TRIALS = 4
 # What the training entrypoint reports each epoch (validation split), in Katib's metric lines.
 METRICS = ("accuracy", "loss", "macro_f1", "train_loss")
 
@@ -116,11 +120,18 @@ class SearchSpec(_Strict):
             raise ValueError("grid search needs a step for every double parameter (or categorical/discrete values)")
         if self.algorithm == "cmaes" and any(p.type == "categorical" for p in self.parameters):
             raise ValueError("cmaes searches numeric spaces only; make categorical parameters discrete or use tpe")
+        if self.algorithm == "cmaes" and sum(p.type in ("double", "int") for p in self.parameters) < 2:
+            # Katib's goptuna service refuses it (and Optuna's CMA-ES falls back to random sampling)
+            raise ValueError("cmaes needs two or more double/int parameters; with fewer, use tpe")
         if self.objective.cv_folds and self.early_stopping.algorithm != "none":
             raise ValueError("early_stopping: a cross-validated objective (objective.cv_folds) arrives once, after "
                              "training, so there are no per-epoch values to stop a trial on; set early_stopping: "
                              "{algorithm: none}")
         return self
+
+    def startup_trials(self) -> int:
+        """TPE's random start-up trials, the same on both backends."""
+        return min(TPE_STARTUP_TRIALS, self.max_trials)
 
     def grid(self) -> dict[str, list[Any]]:
         """Every value of every parameter, for grid search."""

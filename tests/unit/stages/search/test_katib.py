@@ -60,3 +60,33 @@ def test_unknown_fields_in_a_manifest_are_rejected_with_their_path():
     bad["spec"]["parallelTrialCount"] = "2"
     with pytest.raises(SpecError, match="parallelTrialCount: expected int"):
         validate_experiment(bad)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda s: s["algorithm"]["algorithmSettings"].append({"name": "n_startup_trials", "value": "4"}),
+     "unknown setting n_startup_trials for algorithm tpe"),  # Hyperopt serves tpe
+    (lambda s: s["algorithm"]["algorithmSettings"].append({"name": "gamma", "value": "1.5"}),
+     r"gamma should be in the range of \(0, 1\)"),
+    (lambda s: s["algorithm"].update(algorithmName="multivariate-tpe", algorithmSettings=[
+        {"name": "n_startup_trials", "value": "-1"}]), "n_startup_trials should be greate or equal than zero"),
+    (lambda s: s["algorithm"].update(algorithmName="cmaes"),
+     "CMA-ES only supports two or more dimensional continuous search space"),
+    (lambda s: s["earlyStopping"]["algorithmSettings"].append({"name": "start_step", "value": "0"}),
+     r"start_step must be greater or equal than one \(>=1\)"),
+    (lambda s: s["earlyStopping"]["algorithmSettings"].append({"name": "patience", "value": "2"}),
+     "unknown setting patience for algorithm medianstop"),
+])
+def test_settings_the_suggestion_services_would_refuse_are_refused_before_sending(change, message):
+    exp = build_experiment(parse_spec(BASE), run_id="r", dataset="toy", version="v", store="s3://b",
+                           cluster=ClusterConfig())
+    validate_experiment(exp)
+    bad = copy.deepcopy(exp)
+    change(bad["spec"])
+    with pytest.raises(Exception, match=message):
+        validate_experiment(bad)
+
+
+def test_cmaes_needs_two_numeric_parameters_on_both_backends():
+    with pytest.raises(SpecError, match="cmaes needs two or more double/int parameters"):
+        parse_spec(with_(algorithm="cmaes", parameters=[{"name": "lr", "type": "double", "min": 0.001, "max": 0.1},
+                                                         {"name": "embed_dim", "type": "discrete", "values": [8]}]))

@@ -161,10 +161,32 @@ def test_failed_trials_count_against_the_limit(tmp_path, file_store):
         run_search("local", file_store.uri, "toy", "deleted-version", cfg, "fail-1", log=lambda _m: None)
 
 
-def test_tpe_and_multivariate_tpe_are_the_samplers_katib_makes_of_those_names():
-    """Katib's Optuna suggestion service builds TPESampler(multivariate=<name is
-    "multivariate-tpe">); Optuna 5 made multivariate the default, so "tpe" must say it is not.
-    Both ask with the experiment's whole space, as Katib's service does."""
+def _katib_optuna_sampler(experiment: dict):
+    """The sampler Katib v0.19's Optuna suggestion service builds from an Experiment
+    (pkg/suggestion/v1beta1/optuna/service.py, OptimizerConfiguration.convert_algorithm_spec): its
+    settings table, random_state read as the seed, and the constant liar and multivariate flags it
+    adds by name. Optuna 4 and earlier, which Katib's image runs, default to independent TPE."""
+    import optuna
+
+    algorithm = experiment["spec"]["algorithm"]
+    name = algorithm["algorithmName"]
+    table = {"n_startup_trials": int, "n_ei_candidates": int, "seed": int}
+    config = {}
+    for setting in algorithm.get("algorithmSettings") or []:
+        if setting["name"] in table:
+            config[setting["name"]] = table[setting["name"]](setting["value"])
+        elif setting["name"] == "random_state":
+            config["seed"] = int(setting["value"])
+    config["constant_liar"] = True
+    config["multivariate"] = name == "multivariate-tpe"
+    return optuna.samplers.TPESampler(**config)
+
+
+def test_tpe_samplers_match_what_katib_builds_from_the_experiment_it_is_sent():
+    """Each backend's sampler for the same spec suggests the same trials: the local one, and the
+    one Katib's Optuna service makes of the Experiment built for the cluster (its start-up trials
+    included: without them Katib's Optuna runs 10 random trials, all of a short search). Both ask
+    with the experiment's whole space, as Katib's service does."""
     import optuna
 
     from components.stages.search.local import distributions, make_sampler
@@ -180,10 +202,20 @@ def test_tpe_and_multivariate_tpe_are_the_samplers_katib_makes_of_those_names():
               {"name": "dropout", "type": "double", "min": 0.0, "max": 0.9},
               {"name": "batch_size", "type": "discrete", "values": [16, 64, 256]}]
     found = {}
-    for name, multivariate in (("tpe", False), ("multivariate-tpe", True)):
+    for name in ("tpe", "multivariate-tpe"):
         spec = parse_spec({"parameters": params, "algorithm": name, "seed": 3, "max_trials": 10})
-        katib = optuna.samplers.TPESampler(seed=3, multivariate=multivariate, n_startup_trials=4)
+        experiment = build_experiment(spec, run_id="r", dataset="toy", version="v1", store="s3://b",
+                                      cluster=ClusterConfig())
+        validate_experiment(experiment)  # the settings pass the services' ValidateAlgorithmSettings
         found[name] = asked(make_sampler(spec), distributions(spec))
-        assert found[name] == asked(katib, distributions(spec)), name
+        if name == "multivariate-tpe":
+            assert found[name] == asked(_katib_optuna_sampler(experiment), distributions(spec))
+        else:
+            # The shipped katib-config serves tpe with Hyperopt, which refuses n_startup_trials (its
+            # TPE starts with one batch of random trials): the seed is all it is sent.
+            assert experiment["spec"]["algorithm"]["algorithmSettings"] == [{"name": "random_state", "value": "3"}]
     assert found["tpe"][:4] == found["multivariate-tpe"][:4]  # the same random start-up trials
     assert found["tpe"][4:] != found["multivariate-tpe"][4:]
+    short = parse_spec({"parameters": params, "algorithm": "multivariate-tpe", "max_trials": 8})
+    exp = build_experiment(short, run_id="r", dataset="toy", version="v1", store="s3://b", cluster=ClusterConfig())
+    assert {"name": "n_startup_trials", "value": "4"} in exp["spec"]["algorithm"]["algorithmSettings"]
