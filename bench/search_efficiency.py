@@ -5,8 +5,8 @@ within 0.5 accuracy points of the best of 48 random trials, on two objectives, 1
 target, against a reference no algorithm under test produced, does not. Each objective's
 reference is 48 random trials of the full epoch count (seed 0, not one of the 5). Then, per seed:
 random search without pruning (what a plain Katib `random` experiment does) against TPE with
-median-stop pruning (`early_stopping: medianstop`, the spec both backends run: Optuna's
-MedianPruner locally, Katib's medianstop on the cluster), trials one after another until the target
+median stopping (`early_stopping: medianstop`, the spec both backends run: Katib's rule, which the
+local backend ports), trials one after another until the target
 is met or the reference's compute is spent (then the run counts that compute, censored).
 
 Trials run the real training loop in this process (`fit`), reporting each epoch's validation
@@ -91,7 +91,14 @@ def _study(data, algorithm: str, early_stopping: str, seed: int, max_trials: int
     Returns (epochs to target or None, epochs spent, best, trials)."""
     import optuna
 
-    from components.stages.search.local import distributions, make_pruner, make_sampler, parse_metric_line
+    from components.stages.search.local import (
+        distributions,
+        make_pruner,
+        make_sampler,
+        parse_metric_line,
+        tell_early_stopped,
+    )
+    from components.stages.search.medianstop import ask
     from components.stages.search.spec import parse_spec
     from components.stages.train.config import apply_params
     from components.stages.train.core import fit
@@ -103,7 +110,7 @@ def _study(data, algorithm: str, early_stopping: str, seed: int, max_trials: int
     study = optuna.create_study(direction="maximize", sampler=make_sampler(spec), pruner=make_pruner(spec))
     spent, best, reached, trials = 0, -math.inf, None, 0
     while trials < max_trials and spent < epoch_budget:
-        trial = study.ask(distributions(spec))
+        trial = ask(study, distributions(spec))
         trials += 1
         params = apply_params(cfg, {**trial.params, "epochs": EPOCHS, "patience": EPOCHS}).train
         observed: list[float] = []
@@ -123,7 +130,7 @@ def _study(data, algorithm: str, early_stopping: str, seed: int, max_trials: int
         spent += len(observed)
         value = max(observed)
         if pruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            tell_early_stopped(study, trial, max(observed))
         else:
             study.tell(trial, value)
         best = max(best, value)  # a pruned trial's best epoch still counts, as Katib's max strategy

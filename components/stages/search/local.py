@@ -1,8 +1,9 @@
 """Local search backend: Optuna runs the same space Katib would, trials as separate processes.
 
 Algorithms map from Katib's names (random, tpe, multivariate-tpe, cmaes, grid; Katib runs these on
-Optuna too); `medianstop` becomes Optuna's median pruner. Each trial runs the training entrypoint
-in its own process and is followed through its Katib metric lines, so pruning stops it mid-run.
+Optuna, Hyperopt or goptuna); `medianstop` is Katib's rule, ported (medianstop.py). Each trial runs
+the training entrypoint in its own process and is followed through its Katib metric lines, so the
+rule stops it mid-run.
 `search.timeout_s` is the wall-clock budget: no trial starts after it, trials still running are
 stopped, and the best finished trial wins.
 """
@@ -26,6 +27,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from components.common.errors import SearchFailed
+from components.stages.search.medianstop import EARLY_STOPPED, KatibMedianStop, ask
 from components.stages.search.progress import SearchProgress
 from components.stages.search.spec import SearchSpec
 
@@ -56,9 +58,15 @@ def make_sampler(spec: SearchSpec):
 
 def make_pruner(spec: SearchSpec):
     if spec.early_stopping.algorithm == "medianstop":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec.early_stopping.min_trials_required,
-                                           n_warmup_steps=spec.early_stopping.start_step - 1)
+        return KatibMedianStop(spec.early_stopping.min_trials_required, spec.early_stopping.start_step)
     return optuna.pruners.NopPruner()
+
+
+def tell_early_stopped(study, trial, best: float) -> None:
+    """An early-stopped trial, told as Katib tells its sampler: a result with its best observation
+    (marked, so that later medianstop rules leave it out as Katib's do)."""
+    trial.set_user_attr(EARLY_STOPPED, True)
+    study.tell(trial, best)
 
 
 def distributions(spec: SearchSpec) -> dict[str, Any]:
@@ -136,7 +144,7 @@ class LocalSearch:
         with self._lock:
             if self._stop.is_set() or time.monotonic() >= self._deadline:
                 return None  # a target reached, too many failures, or the budget spent: start no more
-            trial = study.ask(dists)
+            trial = ask(study, dists)
         self.progress.trial_started(trial.number, trial.params)
         run_id = f"{self.run_prefix}-t{trial.number:03d}"
         started = time.monotonic()
@@ -191,7 +199,7 @@ class LocalSearch:
         """Tell the study how the trial ended and set its row's state; stop the search at the target
         or past `max_failed_trials` failures. Called under the lock."""
         if pruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            tell_early_stopped(study, trial, row.value)
             row.state = "pruned"
         elif stopped_at_budget:
             # Stopped by the search's wall-clock budget: not a failure of the trial, and its

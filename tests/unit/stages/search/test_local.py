@@ -219,3 +219,22 @@ def test_tpe_samplers_match_what_katib_builds_from_the_experiment_it_is_sent():
     short = parse_spec({"parameters": params, "algorithm": "multivariate-tpe", "max_trials": 8})
     exp = build_experiment(short, run_id="r", dataset="toy", version="v1", store="s3://b", cluster=ClusterConfig())
     assert {"name": "n_startup_trials", "value": "4"} in exp["spec"]["algorithm"]["algorithmSettings"]
+
+
+def test_medianstop_stops_a_real_trial_process_at_start_step(tmp_path, file_store):
+    """The local backend applies Katib's rule to a running trial: the first trial (a learning rate
+    that learns) sets the rule; the second (one that cannot learn in an epoch) is stopped after its
+    first epoch, and its process ends there. The sampler still gets its result, as on Katib."""
+    from components.stages.search.backends import run_search
+    from tests.support.training_data import ingest_corpus, small_config
+
+    version = ingest_corpus(tmp_path, file_store)
+    cfg = small_config(epochs=4, patience=4).model_dump(mode="json", exclude_none=True)
+    cfg["search"] = with_(algorithm="grid", max_trials=2, parallel_trials=1,
+                          early_stopping={"algorithm": "medianstop", "min_trials_required": 1, "start_step": 1},
+                          parameters=[{"name": "lr", "type": "discrete", "values": [0.05, 1e-7]}])
+    result = run_search("local", file_store.uri, "toy", version, cfg, "stop-1", log=lambda _m: None)
+    learns, stuck = result["trials"]
+    assert (learns["params"]["lr"], learns["state"], learns["epochs"]) == (0.05, "succeeded", 4)
+    assert (stuck["params"]["lr"], stuck["state"], stuck["epochs"]) == (1e-7, "pruned", 1), stuck
+    assert result["best_run_id"] == learns["run_id"]
