@@ -23,6 +23,8 @@ import json
 import re
 from typing import Any
 
+import numpy as np
+
 from components.common.errors import AdmissionError
 
 
@@ -222,6 +224,8 @@ def _suggestion_setting_errors(spec: dict[str, Any]) -> list[str]:
                     errors.append(message)
             except (TypeError, ValueError) as e:
                 errors.append(f"failed to validate {s.get('name')}({s.get('value')}): {e}")
+    if name == "grid":
+        errors += _grid_errors(spec)
     early = spec.get("earlyStopping") or {}
     if early.get("algorithmName") == "medianstop":
         for s in early.get("algorithmSettings") or []:
@@ -236,6 +240,31 @@ def _suggestion_setting_errors(spec: dict[str, Any]) -> list[str]:
             except (TypeError, ValueError) as e:
                 errors.append(f"failed to validate {s.get('name')}({s.get('value')}): {e}")
     return errors
+
+
+def _grid_errors(spec: dict[str, Any]) -> list[str]:
+    """Optuna's _validate_grid_setting: every double needs a step, and no more trials than points
+    (the points counted as pkg/suggestion/v1beta1/internal/search_space.py makes them)."""
+    total = 1
+    for p in spec.get("parameters") or []:
+        space, kind = p.get("feasibleSpace") or {}, p.get("parameterType")
+        try:
+            if kind == "int":
+                total *= len(range(int(space["min"]), int(space["max"]) + 1, int(space.get("step") or 1)))
+            elif kind == "double":
+                if not space.get("step"):
+                    return [f"failed to validate parameters: Param {p.get('name')} step is nil; For discrete "
+                            "search space, all parameters must include step"]
+                low, high, step = float(space["min"]), float(space["max"]), float(space["step"])
+                points = np.arange(low, high + step, step)
+                total *= len(points) - (1 if points[-1] > high else 0)
+            else:
+                total *= len(space.get("list") or [])
+        except (KeyError, TypeError, ValueError) as e:
+            return [f"failed to validate parameters: {e}"]
+    if (spec.get("maxTrialCount") or 0) > total:
+        return [f"Max Trial Count: {spec['maxTrialCount']} > all possible search combinations: {total}"]
+    return []
 
 
 def _parameter_errors(parameters: list[dict[str, Any]]) -> list[str]:

@@ -152,6 +152,8 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
     entry_args = _trial_arguments(spec, store, dataset, version, image, fixed)
     algorithm_settings = _algorithm_settings(spec)
     kind = cluster.trial_kind
+    # Katib's grid service refuses more trials than grid points; the local backend runs each point once
+    trials = min(spec.max_trials, spec.grid_size()) if spec.algorithm == "grid" else spec.max_trials
     experiment = V1beta1Experiment(
         api_version=API_VERSION, kind="Experiment",
         metadata=V1ObjectMeta(name=name, namespace=cluster.namespace,
@@ -161,9 +163,9 @@ def build_experiment(spec: SearchSpec, *, run_id: str, dataset: str, version: st
             objective=_objective(spec),
             algorithm=V1beta1AlgorithmSpec(algorithm_name=spec.algorithm, algorithm_settings=algorithm_settings),
             early_stopping=_early_stopping(spec),
-            parallel_trial_count=spec.parallel_trials, max_trial_count=spec.max_trials,
+            parallel_trial_count=min(spec.parallel_trials, trials), max_trial_count=trials,
             # Katib refuses maxFailedTrialCount > maxTrialCount; no more trials than that can fail anyway
-            max_failed_trial_count=min(spec.max_failed_trials, spec.max_trials),
+            max_failed_trial_count=min(spec.max_failed_trials, trials),
             metrics_collector_spec=V1beta1MetricsCollectorSpec(collector=V1beta1CollectorSpec(kind="StdOut")),
             parameters=params,
             resume_policy="Never",

@@ -144,8 +144,22 @@ class SearchSpec(_Strict):
                 step = int(p.step or 1)
                 out[p.name] = list(range(int(p.min), int(p.max) + 1, step))
             else:
-                out[p.name] = [float(x) for x in np.arange(p.min, p.max + p.step / 2, p.step)]
+                out[p.name] = double_grid(p.min, p.max, p.step)
         return out
+
+    def grid_size(self) -> int:
+        return int(np.prod([len(values) for values in self.grid().values()]))
+
+
+def double_grid(low: float, high: float, step: float) -> list[float]:
+    """A double parameter's grid points as Katib's grid service makes them
+    (pkg/suggestion/v1beta1/internal/search_space.py), rounding included: `arange(min, max + step,
+    step)`, its last point dropped when above max (0..0.3 by 0.1 gives 3 points, 0.30000000000000004
+    being above 0.3), so that both backends search the same points."""
+    points = np.arange(float(low), float(high) + float(step), float(step))
+    if points[-1] > float(high):
+        points = points[:-1]
+    return [float(x) for x in points]
 
 
 def parse_spec(raw: dict[str, Any], origin: str = "search") -> SearchSpec:

@@ -90,3 +90,17 @@ def test_cmaes_needs_two_numeric_parameters_on_both_backends():
     with pytest.raises(SpecError, match="cmaes needs two or more double/int parameters"):
         parse_spec(with_(algorithm="cmaes", parameters=[{"name": "lr", "type": "double", "min": 0.001, "max": 0.1},
                                                          {"name": "embed_dim", "type": "discrete", "values": [8]}]))
+
+
+def test_grid_experiments_ask_for_no_more_trials_than_katibs_grid_has_points():
+    spec = parse_spec(with_(algorithm="grid", max_trials=10, parallel_trials=4, parameters=[
+        {"name": "dropout", "type": "double", "min": 0.0, "max": 0.3, "step": 0.1},
+        {"name": "embed_dim", "type": "discrete", "values": [8, 16]}]))
+    # Katib's arange(min, max + step, step) ends at 0.30000000000000004, above max: dropped, on both
+    assert spec.grid()["dropout"] == [0.0, 0.1, 0.2] and spec.grid_size() == 6
+    exp = build_experiment(spec, run_id="g", dataset="toy", version="v", store="s3://b", cluster=ClusterConfig())
+    validate_experiment(exp)
+    assert (exp["spec"]["maxTrialCount"], exp["spec"]["parallelTrialCount"]) == (6, 4)
+    exp["spec"]["maxTrialCount"] = 7
+    with pytest.raises(Exception, match="Max Trial Count: 7 > all possible search combinations: 6"):
+        validate_experiment(exp)
