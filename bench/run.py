@@ -144,9 +144,14 @@ def write_readme(results: dict[str, dict]) -> None:
         before_path = RESULTS / "loop_before.json"
         return loop_section(result, json.loads(before_path.read_text()) if before_path.exists() else None)
 
+    def search_efficiency(result: dict) -> list[str]:
+        pruner_path = RESULTS / "search_efficiency_optuna_pruner.json"
+        return search_efficiency_section(result, results.get("search"),
+                                         json.loads(pruner_path.read_text()) if pruner_path.exists() else None)
+
     sections = [("ingest", ingest_section), ("features", features_section), ("spark", spark_section),
                 ("training", training_section), ("distributed", distributed_section), ("loop", loop),
-                ("search_efficiency", lambda eff: search_efficiency_section(eff, results.get("search"))),
+                ("search_efficiency", search_efficiency),
                 ("serving", serving_section), ("explain", explain_section),
                 ("ingest_workers", ingest_workers_section), ("model_size", model_size_section),
                 ("predictor_footprint", predictor_footprint_section), ("redaction", redaction_section),
@@ -420,15 +425,16 @@ def loop_section(loop: dict, before: dict | None) -> list[str]:
     return lines
 
 
-def search_efficiency_section(eff: dict, before: dict | None) -> list[str]:
+def search_efficiency_section(eff: dict, before: dict | None, optuna_pruner: dict | None = None) -> list[str]:
     lines = ["## Search efficiency: compute to a tight target (`bench/search_efficiency.py`)", "",
              f"Run {eff['environment']['when']}. Per objective, the reference is the best validation accuracy of "
              f"{eff['reference_trials']} random trials ({eff['epochs_per_trial']} epochs each, seed 0); the target "
              f"is that minus {eff['tolerance'] * 100:.1f} points. Then for seeds {eff['seeds']}, each algorithm runs "
              "trials one after another until its best trial meets the target, or the reference's compute is "
              "spent (censored: counted at that compute). Figures are trial-epochs (the compute trials spent, "
-             "pruned trials counting the epochs they ran). TPE runs with the spec's pruning (`medianstop`, "
-             "min 3 trials, from epoch 1: Optuna's MedianPruner here, Katib's medianstop on the cluster). "
+             "stopped trials counting the epochs they ran). TPE runs with the spec's early stopping (`medianstop`, "
+             "min 3 trials, start step 1: Katib's rule, which the local backend ports; a stopped trial is a "
+             "result for the sampler with its best value, as on Katib). "
              "4-parameter space: log lr 1e-4..1, embed dim, dropout, batch size. Target: TPE with pruning "
              f"<= 0.5x random. The synthetic task has {eff.get('cues', 40)} cue words: with its first 40, 38% of "
              "random configurations were within the tolerance of the best and the first trial decided the race "
@@ -450,6 +456,13 @@ def search_efficiency_section(eff: dict, before: dict | None) -> list[str]:
         f"seeds {arm['ratio_interval_90']}" for r in eff["results"] for label, arm in r["arms"].items())
         + ". Where random's first trials meet the target, TPE's first trials are the same random draws and "
           "spend the same compute, so those seeds pull the ratio towards 1 whatever either algorithm does later."]
+    if optuna_pruner:
+        lines += ["", f"Before the port (run {optuna_pruner['environment']['when']}), the local backend ran "
+                  "`medianstop` as Optuna's MedianPruner (every epoch from the first, against the median of other "
+                  "trials' values at that epoch; stopped trials told to the sampler as pruned), which is not what "
+                  "Katib does. Its ratios: " + "; ".join(
+                      f"{r['objective']}, {label}: {arm['ratio']}" for r in optuna_pruner["results"]
+                      for label, arm in r["arms"].items()) + "."]
     if before:
         old = before["results"][0]
         lines += ["", f"Before (withdrawn metric, run {before['environment']['when']}): trials until a trial reached "
