@@ -91,14 +91,8 @@ def _study(data, algorithm: str, early_stopping: str, seed: int, max_trials: int
     Returns (epochs to target or None, epochs spent, best, trials)."""
     import optuna
 
-    from components.stages.search.local import (
-        distributions,
-        make_pruner,
-        make_sampler,
-        parse_metric_line,
-        tell_early_stopped,
-    )
-    from components.stages.search.medianstop import ask
+    from components.stages.search.local import distributions, make_pruner, make_sampler, parse_metric_line
+    from components.stages.search.medianstop import ask, tell_early_stopped
     from components.stages.search.spec import parse_spec
     from components.stages.train.config import apply_params
     from components.stages.train.core import fit
@@ -130,7 +124,7 @@ def _study(data, algorithm: str, early_stopping: str, seed: int, max_trials: int
         spent += len(observed)
         value = max(observed)
         if pruned:
-            tell_early_stopped(study, trial, max(observed))
+            tell_early_stopped(study, trial, value)
         else:
             study.tell(trial, value)
         best = max(best, value)  # a pruned trial's best epoch still counts, as Katib's max strategy

@@ -183,62 +183,55 @@ def _fail_service(errors: list[str]) -> None:
 #    (multivariate-tpe, grid: .../optuna/service.py), goptuna (cmaes: .../goptuna/service.go and
 #    converter.go) and medianstop (pkg/earlystopping/v1beta1/medianstop/service.py). The suggestion
 #    controller calls them when it creates the Suggestion, after admission. --
+_RANDOM_STATE = (int, lambda v: v >= 0, "random_state should be great or equal than zero")
+# algorithm -> setting -> (type, check, message), in the services' wording
 _SETTING_RULES: dict[str, dict[str, tuple[type, Any, str]]] = {
-    # name -> (type, lower bound check, message), the services' wording
-    "hyperopt:random": {"random_state": (int, lambda v: v >= 0, "random_state should be great or equal than zero")},
-    "hyperopt:tpe": {"gamma": (float, lambda v: 0 < v < 1, "gamma should be in the range of (0, 1)"),
-                     "prior_weight": (float, lambda v: v > 0, "prior_weight should be great than zero"),
-                     "n_EI_candidates": (int, lambda v: v > 0, "n_EI_candidates should be great than zero"),
-                     "random_state": (int, lambda v: v >= 0, "random_state should be great or equal than zero")},
-    "optuna:multivariate-tpe": {
-        name: (int, lambda v: v >= 0, f"{name} should be greate or equal than zero")
-        for name in ("n_startup_trials", "n_ei_candidates", "random_state")},
-    "optuna:grid": {"random_state": (int, lambda v: v >= 0, "random_state should be great or equal than zero")},
+    "random": {"random_state": _RANDOM_STATE},  # Hyperopt
+    "tpe": {"gamma": (float, lambda v: 0 < v < 1, "gamma should be in the range of (0, 1)"),  # Hyperopt
+            "prior_weight": (float, lambda v: v > 0, "prior_weight should be great than zero"),
+            "n_EI_candidates": (int, lambda v: v > 0, "n_EI_candidates should be great than zero"),
+            "random_state": _RANDOM_STATE},
+    "multivariate-tpe": {name: (int, lambda v: v >= 0, f"{name} should be greate or equal than zero")  # Optuna
+                         for name in ("n_startup_trials", "n_ei_candidates", "random_state")},
+    "grid": {"random_state": _RANDOM_STATE},  # Optuna
+    "medianstop": {"min_trials_required": (int, lambda v: v > 0, "min_trials_required must be greater than zero (>0)"),
+                   "start_step": (int, lambda v: v >= 1, "start_step must be greater or equal than one (>=1)")},
 }
-_SERVICE = {"random": "hyperopt", "tpe": "hyperopt", "multivariate-tpe": "optuna", "grid": "optuna", "cmaes": "goptuna"}
 
 
 def _suggestion_setting_errors(spec: dict[str, Any]) -> list[str]:
-    errors: list[str] = []
     algorithm = spec.get("algorithm") or {}
     name = algorithm.get("algorithmName", "")
-    service = _SERVICE.get(name)
     settings = algorithm.get("algorithmSettings") or []
-    if service == "goptuna":
+    errors = _setting_errors(name, settings) if name in _SETTING_RULES else []
+    if name == "cmaes":  # goptuna
         continuous = [p for p in spec.get("parameters") or [] if p.get("parameterType") in ("double", "int")]
         if len(continuous) < 2:
             errors.append("CMA-ES only supports two or more dimensional continuous search space.")
         for s in settings:
             if s.get("name") == "restart_strategy" and s.get("value") not in ("ipop", "bipop", "none"):
                 errors.append(f"invalid restart_strategy: '{s.get('value')}'")
-    elif service is not None:
-        rules = _SETTING_RULES[f"{service}:{name}"]
-        for s in settings:
-            rule = rules.get(s.get("name"))
-            if rule is None:
-                errors.append(f"unknown setting {s.get('name')} for algorithm {name}")
-                continue
-            kind, check, message = rule
-            try:
-                if not check(kind(s.get("value"))):
-                    errors.append(message)
-            except (TypeError, ValueError) as e:
-                errors.append(f"failed to validate {s.get('name')}({s.get('value')}): {e}")
     if name == "grid":
         errors += _grid_errors(spec)
     early = spec.get("earlyStopping") or {}
     if early.get("algorithmName") == "medianstop":
-        for s in early.get("algorithmSettings") or []:
-            bounds = {"min_trials_required": (1, "min_trials_required must be greater than zero (>0)"),
-                      "start_step": (1, "start_step must be greater or equal than one (>=1)")}.get(s.get("name"))
-            if bounds is None:
-                errors.append(f"unknown setting {s.get('name')} for algorithm medianstop")
-                continue
-            try:
-                if int(s.get("value")) < bounds[0]:
-                    errors.append(bounds[1])
-            except (TypeError, ValueError) as e:
-                errors.append(f"failed to validate {s.get('name')}({s.get('value')}): {e}")
+        errors += _setting_errors("medianstop", early.get("algorithmSettings") or [])
+    return errors
+
+
+def _setting_errors(algorithm: str, settings: list[dict[str, Any]]) -> list[str]:
+    errors = []
+    for s in settings:
+        rule = _SETTING_RULES[algorithm].get(s.get("name"))
+        if rule is None:
+            errors.append(f"unknown setting {s.get('name')} for algorithm {algorithm}")
+            continue
+        kind, check, message = rule
+        try:
+            if not check(kind(s.get("value"))):
+                errors.append(message)
+        except (TypeError, ValueError) as e:
+            errors.append(f"failed to validate {s.get('name')}({s.get('value')}): {e}")
     return errors
 
 

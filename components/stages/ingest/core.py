@@ -303,14 +303,15 @@ def add_counts(counter: dict[str, int], values: pa.Array) -> None:
 def _raw_changes(raw: pa.Array, text: pa.Array, text_from: pa.Array, defects: pa.Array, first_seq: int,
                  text_unchanged: bool = False) -> pa.Table:
     if text_unchanged:  # prepare found every text equal to its raw bytes: nothing to compare
-        same = pa.array(np.ones(len(raw), dtype=bool))
+        differs = pa.array(np.zeros(len(raw), dtype=bool))
     else:
-        same = pc.fill_null(pc.equal(raw.cast(pa.large_binary()), text.cast(pa.large_binary())), False)
+        differs = pc.invert(pc.fill_null(pc.equal(raw.cast(pa.large_binary()), text.cast(pa.large_binary())),
+                                         False))
     noted = pc.or_(pc.is_valid(text_from), pc.is_valid(defects))
-    rows = np.flatnonzero(pc.or_(pc.invert(same), noted).to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(pc.or_(differs, noted).to_numpy(zero_copy_only=False))
     if not len(rows):
         return RAW_CHANGES_SCHEMA.empty_table()
-    changed = pc.invert(same).take(rows)
+    changed = differs.take(rows)
     return pa.table({"seq": pa.array(first_seq + rows, pa.int64()),
                      "raw": pc.if_else(changed, raw.take(rows).cast(pa.large_binary()),
                                        pa.scalar(None, pa.large_binary())),

@@ -27,7 +27,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from components.common.errors import SearchFailed
-from components.stages.search.medianstop import EARLY_STOPPED, KatibMedianStop, ask
+from components.stages.search.medianstop import KatibMedianStop, ask, tell_early_stopped
 from components.stages.search.progress import SearchProgress
 from components.stages.search.spec import SearchSpec
 
@@ -61,12 +61,6 @@ def make_pruner(spec: SearchSpec):
         return KatibMedianStop(spec.early_stopping.min_trials_required, spec.early_stopping.start_step)
     return optuna.pruners.NopPruner()
 
-
-def tell_early_stopped(study, trial, best: float) -> None:
-    """An early-stopped trial, told as Katib tells its sampler: a result with its best observation
-    (marked, so that later medianstop rules leave it out as Katib's do)."""
-    trial.set_user_attr(EARLY_STOPPED, True)
-    study.tell(trial, best)
 
 
 def distributions(spec: SearchSpec) -> dict[str, Any]:

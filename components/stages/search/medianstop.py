@@ -74,3 +74,10 @@ def ask(study: optuna.Study, distributions: dict) -> optuna.Trial:
     if isinstance(study.pruner, KatibMedianStop):
         trial.set_user_attr(RULE, study.pruner.rule(study))
     return trial
+
+
+def tell_early_stopped(study: optuna.Study, trial: optuna.Trial, best: float) -> None:
+    """An early-stopped trial, told as Katib tells its sampler: a result with its best observation
+    (marked, so that later rules leave it out as Katib's do)."""
+    trial.set_user_attr(EARLY_STOPPED, True)
+    study.tell(trial, best)

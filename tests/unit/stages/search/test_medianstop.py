@@ -8,8 +8,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from components.stages.search.local import tell_early_stopped
-from components.stages.search.medianstop import KatibMedianStop, ask, rule_value, stops
+from components.stages.search.medianstop import KatibMedianStop, ask, rule_value, stops, tell_early_stopped
 
 SPACE = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
