@@ -422,7 +422,27 @@ def loop_section(loop: dict, before: dict | None) -> list[str]:
                   + (f" Before: {before['store_note']}." if before and before.get("store_note") else "")]
     lines += ["", f"<= 180 s: {_verdict(loop['total_s'] <= 180)}. Decisions: "
               + "; ".join(loop.get("decisions", [])[:8]), ""]
-    return lines
+    return lines + _footprint_per_corpus(loop)
+
+
+def _footprint_per_corpus(loop: dict) -> list[str]:
+    """The store footprint of `conveyor run` on each bundled corpus, each on a fresh store."""
+    others = loop.get("other_corpora") or {}
+    if not others:
+        return []
+    runs = {"spamassassin (`make run`)": {"total_s": loop["total_s"], "store_footprint": loop["store_footprint"]},
+            **{f"{name} (`--config {o['config']}`)": o for name, o in others.items()}}
+    lines = ["Store footprint per bundled corpus (same run; each `conveyor run` on a fresh embedded store, the "
+             "whole loop). Target: <= 300 MiB of objects.", "",
+             "| corpus | pipeline s | objects | object MiB | on disk MiB (after compaction) | <= 300 MiB |",
+             "|---|---:|---:|---:|---:|---|"]
+    for label, run in runs.items():
+        fp = run["store_footprint"]
+        mib = fp["object_bytes"] / 2**20
+        lines.append(f"| {label} | {run['total_s']} | {fp['objects']} | {mib:.1f} | {fp['disk_bytes'] / 2**20:.1f} | "
+                     f"{_verdict(mib <= 300)} |")
+    lines += [""] + [f"{name}: " + "; ".join(o["decisions"][:8]) for name, o in others.items()]
+    return [*lines, ""]
 
 
 def search_efficiency_section(eff: dict, before: dict | None, optuna_pruner: dict | None = None) -> list[str]:
