@@ -29,7 +29,7 @@ from components.dataset.schema import (
     keys_from_doc_ids,
 )
 from components.stages.ingest.config import CleaningConfig
-from components.stages.ingest.dedup import ParentKeys, WindowIndex
+from components.stages.ingest.dedup import ParentKeys, WindowIndex, stable_key_order
 
 # What the parts do not hold about an accepted row, by accepted row number: its raw bytes where they
 # differ from its cleaned text (null where they do not) and its email notes.
@@ -284,7 +284,7 @@ def prepare(raw: pa.RecordBatch, config: CleaningConfig, select=None, drop_uncha
     keys = keys_from_digests(digests)
     # A worker sends back less where cleaning left every row's text as decoded (admit decodes again).
     return Prepared(None if unchanged and drop_unchanged_text else text, reason, detail, ok_idx, keys,
-                    np.argsort(keys, kind="stable"), doc_ids_from_digests(digests), unchanged)
+                    stable_key_order(keys), doc_ids_from_digests(digests), unchanged)
 
 
 def _rows(values: pa.Array, idx: np.ndarray) -> pa.Array:

@@ -86,6 +86,25 @@ class _Run:
         return keys, values
 
 
+def stable_key_order(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable"), about 6x faster on 64-bit keys where few are equal (dedup keys:
+    equal only for duplicates). numpy's unstable sort is SIMD; its stable one is a merge sort. Runs
+    of equal keys are then put back in position order, which is what stable means."""
+    order = np.argsort(keys)
+    if len(keys) < 2:
+        return order
+    ordered = keys[order]
+    equal = ordered[1:] == ordered[:-1]
+    if not equal.any():
+        return order
+    tied = np.zeros(len(keys), dtype=bool)
+    tied[1:] |= equal
+    tied[:-1] |= equal
+    at = np.flatnonzero(tied)  # contiguous runs, in key order: a stable sort of just them fits back
+    order[at] = order[at][np.lexsort((order[at], ordered[at]))]
+    return order
+
+
 class _RunWriter:
     def __init__(self, folder: str, stem: str):
         self.folder, self.stem = folder, stem
@@ -93,7 +112,7 @@ class _RunWriter:
 
     def write(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Sort (keys, values) by key and write them as one run."""
-        order = np.argsort(keys, kind="stable")
+        order = stable_key_order(keys)
         keys, values = keys[order], values[order].astype(np.int64)
         base = os.path.join(self.folder, f"{self.stem}-{len(self.runs):05d}")
         keys.tofile(base + ".keys")

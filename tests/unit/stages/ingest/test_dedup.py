@@ -10,10 +10,20 @@ import pytest
 from components.common.config import PROJECT_ROOT
 from components.common.storage import FileStore
 from components.stages.ingest.config import SourceSettings
-from components.stages.ingest.dedup import KeyIndex
+from components.stages.ingest.dedup import KeyIndex, stable_key_order
 from components.stages.ingest.executor import ingest
 from tests.support.malformed import repeating_corpus, write_mail_folder, write_tabular_folder
 from tests.support.version_outcome import outcome
+
+
+@pytest.mark.parametrize(("n", "distinct"), [(0, 1), (1, 1), (2, 1), (50, 3), (20_000, 2**63), (20_000, 5_000)])
+def test_key_order_is_numpys_stable_argsort(n, distinct):
+    """The first occurrence of a key must come first among its equals: that is the row dedup keeps."""
+    rng = np.random.default_rng(n + distinct)
+    keys = rng.integers(0, distinct, n, dtype=np.uint64)
+    if n > 10:  # duplicates also among keys drawn from the whole range
+        keys[rng.integers(0, n, n // 10)] = keys[rng.integers(0, n, n // 10)]
+    assert np.array_equal(stable_key_order(keys), np.argsort(keys, kind="stable"))
 
 
 def test_key_index_matches_a_python_set():
