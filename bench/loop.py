@@ -69,13 +69,13 @@ def _run(folder: Path, *extra: str) -> tuple[dict, float, list[str]]:
     return json.loads(done.stdout), wall, decisions
 
 
-def bench_loop(work: Path, corpora: dict[str, str] | None = None) -> dict:
+def bench_loop(work: Path) -> dict:
     """One `conveyor run` on a fresh embedded store, then its phases; then each other bundled corpus's
     run on a fresh store of its own, for its total and its store footprint."""
     summary, wall, decisions = _run(work / "loop")
     result = phases(Path(summary["summary_path"]).parent)
     others = {}
-    for name, config in (OTHER_CORPORA if corpora is None else corpora).items():
+    for name, config in OTHER_CORPORA.items():
         other, other_wall, other_decisions = _run(work / f"loop-{name}", "--config", config)
         others[name] = {"config": config, "total_s": other["seconds"], "wall_s": round(other_wall, 1),
                         "store_footprint": other.get("store_footprint"), "decisions": other_decisions}
