@@ -39,6 +39,7 @@ from components.common.layout import (
 )
 from components.common.storage import Store
 from components.stages.featurize.core import Featurizer
+from components.stages.train.served_numpy import FoldedBagScorer, UnsupportedState, read_state
 
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 PRODUCTION_ALIAS = "production"
@@ -222,12 +223,6 @@ def load_dir(path: str) -> LoadedModel:
 
 
 def _verified(card: dict[str, Any], read, where) -> LoadedModel:
-    # lazy: torch loads in ~1 s; only this path needs it
-    import torch
-
-    # lazy: imports torch at load
-    from components.stages.train.models import served_model
-
     blobs = {}
     for file in FILES:
         data = read(file)
@@ -238,11 +233,42 @@ def _verified(card: dict[str, Any], read, where) -> LoadedModel:
         blobs[file] = data
     featurizer = Featurizer.loads(blobs["featurizer.json"])
     try:
-        model = served_model(card["params"]["train"], featurizer.num_ids, len(featurizer.labels),
-                             torch.load(io.BytesIO(blobs["weights.pt"]), weights_only=True))
+        return LoadedModel(card, _served(card["params"]["train"], featurizer, blobs["weights.pt"]), featurizer)
     except ValueError as exc:  # bytes that match the card but no model form this code knows
         raise IntegrityError(f"{where('weights.pt')}: {exc}") from exc
-    return LoadedModel(card, model, featurizer)
+
+
+def _served(params: dict[str, Any], featurizer: Featurizer, weights: bytes) -> Any:
+    scorer = _numpy_scorer(params, featurizer, weights)
+    if scorer is not None:
+        return scorer
+    # lazy: torch loads in ~1 s and holds ~180 MiB; only the other model forms need it
+    import torch
+
+    from components.stages.train.models import served_model
+
+    return served_model(params, featurizer.num_ids, len(featurizer.labels),
+                        torch.load(io.BytesIO(weights), weights_only=True))
+
+
+def _numpy_scorer(params: dict[str, Any], featurizer: Featurizer, weights: bytes) -> FoldedBagScorer | None:
+    """The embedding_bag family's compact form, scored in numpy without importing torch; None for
+    every other form (the caller loads those with torch)."""
+    if params.get("family") != "embedding_bag":
+        return None
+    try:
+        state = read_state(weights)
+    except UnsupportedState:
+        return None
+    if set(state) != {"rows", "table", "bias"}:
+        return None  # the whole training module, as runs wrote it before the compact form
+    table, rows, bias, classes = state["table"], state["rows"], state["bias"], len(featurizer.labels)
+    if table.ndim != 2 or table.shape != (len(rows), classes) or bias.shape != (classes,):
+        raise ValueError(f"the table is {table.shape} and the bias {bias.shape}, expected "
+                         f"({len(rows)}, {classes}) and ({classes},) for {classes} classes")
+    if len(rows) and (rows.min() < 0 or rows.max() >= featurizer.num_ids):
+        raise ValueError(f"row ids outside the featurizer's {featurizer.num_ids} ids")
+    return FoldedBagScorer(featurizer.num_ids, rows, table, bias)
 
 
 def register_run(store: Store, name: str, record: dict[str, Any], alias: str | None = "candidate") -> dict[str, Any]:

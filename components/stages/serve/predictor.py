@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import math
+import sys
 import time
 import uuid
 from typing import Any
@@ -80,10 +81,6 @@ class ConveyorModel(Model):
         self._series: dict[tuple, Any] = {}
 
     def load(self) -> bool:
-        # lazy: torch loads in ~1 s; only this path needs it
-        import torch
-
-        torch.set_num_threads(1)
         if self.model_dir:  # KServe's storage initializer copied the version folder here
             self.loaded = load_dir(self.model_dir)  # verifies sha256 of every file
             self.model_name = self.loaded.card["name"]
@@ -92,6 +89,9 @@ class ConveyorModel(Model):
             store = open_store(self.store_uri)
             self.loaded = load(store, self.model_name, self.ref)  # verifies sha256 of every file
         self.version = self.loaded.card["version"]
+        torch = sys.modules.get("torch")  # imported where the model's form needs it (not embedding_bag's)
+        if torch is not None:
+            torch.set_num_threads(1)  # one worker, one core: the server scales by workers
         if self.log_sample_rate > 0:
             self.logger = InferenceLogger(store, self.model_name, self.version, self.role, self.log_sample_rate,
                                           text_mode=self.log_text)

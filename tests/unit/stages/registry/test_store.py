@@ -22,12 +22,7 @@ def test_registry_versions_aliases_and_tamper_check(tmp_path, file_store):
     assert registry.aliases(file_store, "toy-model") == {"candidate": card["version"], "production": card["version"]}
 
     loaded = registry.load(file_store, "toy-model", "champion")
-    import pyarrow as pa
-    import torch
-
-    enc = loaded.featurizer.encode(pa.array(["free cash prize click now", "project meeting notes agenda"]))
-    with torch.no_grad():
-        preds = loaded.model(torch.from_numpy(enc.ids), torch.from_numpy(enc.offsets[:-1])).argmax(1).tolist()
+    preds = loaded.predict_proba(["free cash prize click now", "project meeting notes agenda"]).argmax(1).tolist()
     assert [loaded.featurizer.labels[i] for i in preds] == ["spam", "ham"]
 
     key = f"models/toy-model/{card['version']}/weights.pt"
