@@ -245,6 +245,7 @@ def _served(params: dict[str, Any], featurizer: Featurizer, weights: bytes) -> A
     # lazy: torch loads in ~1 s and holds ~180 MiB; only the other model forms need it
     import torch
 
+    # lazy: the module defines torch classes
     from components.stages.train.models import served_model
 
     return served_model(params, featurizer.num_ids, len(featurizer.labels),
