@@ -15,6 +15,7 @@ same ones torch's own `weights_only` loader accepts for such a file. Anything el
 from __future__ import annotations
 
 import io
+import math
 import pickle  # nosec B403: a restricted Unpickler (find_class allows four names), after the sha256 check
 import zipfile
 from collections import OrderedDict
@@ -46,6 +47,8 @@ def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
     if offset < 0 or last >= len(storage) or any(s < 0 for s in stride):
         raise UnsupportedState(f"a tensor reaches outside its storage (offset {offset}, size {size}, stride {stride})")
+    if math.prod(size) > len(storage):  # a broadcast view (stride 0): its copy could be any size
+        raise UnsupportedState(f"a tensor of {math.prod(size)} values over a storage of {len(storage)}")
     view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
                                            strides=[s * storage.itemsize for s in stride], writeable=False)
     return np.ascontiguousarray(view)

@@ -76,6 +76,11 @@ def test_a_pickle_that_asks_for_another_global_is_refused_unrun(payload, capsys)
     assert "must never run" not in capsys.readouterr().out
 
 
+def test_a_broadcast_view_larger_than_its_storage_is_left_to_torch():
+    with pytest.raises(UnsupportedState, match="over a storage of 1"):
+        read_state(_saved({"wide": torch.zeros(1).expand(1000)}))  # stride 0: 1,000 values from 1
+
+
 @pytest.mark.parametrize("data", [b"not a zip", _with_pickle(pickle.dumps([1, 2], protocol=2))])
 def test_other_files_are_unsupported_not_crashes(data):
     with pytest.raises(UnsupportedState):
