@@ -23,9 +23,8 @@ import json
 import re
 from typing import Any
 
-import numpy as np
-
 from components.common.errors import AdmissionError
+from components.common.grid import double_grid
 
 
 def _fail(webhook: str, errors: list[str]) -> None:
@@ -248,9 +247,7 @@ def _grid_errors(spec: dict[str, Any]) -> list[str]:
                 if not space.get("step"):
                     return [f"failed to validate parameters: Param {p.get('name')} step is nil; For discrete "
                             "search space, all parameters must include step"]
-                low, high, step = float(space["min"]), float(space["max"]), float(space["step"])
-                points = np.arange(low, high + step, step)
-                total *= len(points) - (1 if points[-1] > high else 0)
+                total *= len(double_grid(float(space["min"]), float(space["max"]), float(space["step"])))
             else:
                 total *= len(space.get("list") or [])
         except (KeyError, TypeError, ValueError) as e:

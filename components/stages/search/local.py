@@ -62,7 +62,6 @@ def make_pruner(spec: SearchSpec):
     return optuna.pruners.NopPruner()
 
 
-
 def distributions(spec: SearchSpec) -> dict[str, Any]:
     out = {}
     for p in spec.parameters:

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.common.errors import SpecError
+from components.common.grid import double_grid
 from components.stages.train.config import TrainingConfig, apply_params
 
 ALGORITHMS = ("random", "tpe", "multivariate-tpe", "cmaes", "grid")
@@ -149,17 +150,6 @@ class SearchSpec(_Strict):
 
     def grid_size(self) -> int:
         return int(np.prod([len(values) for values in self.grid().values()]))
-
-
-def double_grid(low: float, high: float, step: float) -> list[float]:
-    """A double parameter's grid points as Katib's grid service makes them
-    (pkg/suggestion/v1beta1/internal/search_space.py), rounding included: `arange(min, max + step,
-    step)`, its last point dropped when above max (0..0.3 by 0.1 gives 3 points, 0.30000000000000004
-    being above 0.3), so that both backends search the same points."""
-    points = np.arange(float(low), float(high) + float(step), float(step))
-    if points[-1] > float(high):
-        points = points[:-1]
-    return [float(x) for x in points]
 
 
 def parse_spec(raw: dict[str, Any], origin: str = "search") -> SearchSpec:
